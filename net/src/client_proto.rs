@@ -1,0 +1,346 @@
+//! The client protocol's messages (gate <-> client), encode and decode side by side.
+//!
+//! Each frame payload is one message: a type byte, then the fields in the order listed on each
+//! variant. PROTOCOL.md is the normative description; the tests below pin it.
+
+use crate::id::Id;
+use crate::value::{Value, decode_args, encode_args};
+use crate::wire::{DecodeError, Reader, put_bytes};
+
+/// Version carried in [`ServerMsg::Welcome`]; bumped on any incompatible change.
+pub const CLIENT_PROTOCOL_VERSION: u16 = 1;
+
+const C_CALL: u8 = 0x01;
+const C_HEARTBEAT: u8 = 0x02;
+
+const S_WELCOME: u8 = 0x81;
+const S_CREATE: u8 = 0x82;
+const S_DESTROY: u8 = 0x83;
+const S_CALL: u8 = 0x84;
+const S_ERROR: u8 = 0x85;
+
+/// A message from a client to its gate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMsg {
+    /// Call `method` (its [`crate::id::method_id`]) on entity `target` with `args`.
+    Call {
+        /// Entity to call.
+        target: Id,
+        /// `fnv1a32` of the method name.
+        method: u32,
+        /// Arguments.
+        args: Vec<Value>,
+    },
+    /// Keep-alive; any message refreshes the idle timer, this one carries nothing else.
+    Heartbeat,
+}
+
+impl ClientMsg {
+    /// Appends the encoding (without the frame prefix).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            ClientMsg::Call { target, method, args } => {
+                out.push(C_CALL);
+                out.extend_from_slice(&target.0);
+                out.extend_from_slice(&method.to_le_bytes());
+                encode_args(args, out);
+            }
+            ClientMsg::Heartbeat => out.push(C_HEARTBEAT),
+        }
+    }
+
+    /// Decodes one whole frame payload; trailing bytes are an error.
+    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(payload);
+        let msg = match r.u8("message type")? {
+            C_CALL => ClientMsg::Call {
+                target: Id(r.array("target id")?),
+                method: r.u32("method id")?,
+                args: decode_args(&mut r)?,
+            },
+            C_HEARTBEAT => ClientMsg::Heartbeat,
+            t => return Err(DecodeError::UnknownType(t)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+/// Error codes carried by [`ServerMsg::Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// No entity with that id exists in the cluster (or its game is gone).
+    UnknownEntity = 1,
+    /// The entity's type has no method with that id.
+    UnknownMethod = 2,
+    /// The method exists but is not exposed to this client.
+    NotExposed = 3,
+    /// The arguments do not match the method's parameters.
+    BadArguments = 4,
+    /// This client was never told about the target entity, so it may not address it.
+    NotAddressable = 5,
+    /// The message could not be decoded; the gate closes the connection after sending this.
+    Malformed = 6,
+    /// No game is available to serve the request.
+    Unavailable = 7,
+    /// The method ran and returned an error.
+    Failed = 8,
+}
+
+impl ErrorCode {
+    /// The code for a wire number, if defined.
+    pub fn from_u16(n: u16) -> Option<Self> {
+        Some(match n {
+            1 => Self::UnknownEntity,
+            2 => Self::UnknownMethod,
+            3 => Self::NotExposed,
+            4 => Self::BadArguments,
+            5 => Self::NotAddressable,
+            6 => Self::Malformed,
+            7 => Self::Unavailable,
+            8 => Self::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A message from the gate to a client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerMsg {
+    /// First message on every connection.
+    Welcome {
+        /// [`CLIENT_PROTOCOL_VERSION`].
+        version: u16,
+        /// This connection's client id.
+        client: Id,
+        /// The gate drops a client that sends nothing for this long.
+        idle_timeout_ms: u32,
+    },
+    /// An entity now exists for this client. `is_player` marks the entity this client owns.
+    CreateEntity {
+        /// True for the client's own (owner) entity.
+        is_player: bool,
+        /// The entity.
+        id: Id,
+        /// Its registered type name.
+        type_name: String,
+        /// Its client-visible attributes (a map; empty for now).
+        attrs: Value,
+    },
+    /// The entity is gone for this client.
+    DestroyEntity {
+        /// The entity.
+        id: Id,
+    },
+    /// The server calls `method` of entity `id` on the client.
+    Call {
+        /// The entity.
+        id: Id,
+        /// Method name.
+        method: String,
+        /// Arguments.
+        args: Vec<Value>,
+    },
+    /// A request of this client failed.
+    Error {
+        /// Wire number of an [`ErrorCode`] (unknown numbers must be accepted by clients).
+        code: u16,
+        /// Entity the failed call targeted (nil if none).
+        target: Id,
+        /// Method id the failed call named (0 if none).
+        method: u32,
+        /// Human-readable reason.
+        message: String,
+    },
+}
+
+impl ServerMsg {
+    /// Builds an [`ServerMsg::Error`].
+    pub fn error(code: ErrorCode, target: Id, method: u32, message: impl Into<String>) -> Self {
+        ServerMsg::Error { code: code as u16, target, method, message: message.into() }
+    }
+
+    /// Appends the encoding (without the frame prefix).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            ServerMsg::Welcome { version, client, idle_timeout_ms } => {
+                out.push(S_WELCOME);
+                out.extend_from_slice(&version.to_le_bytes());
+                out.extend_from_slice(&client.0);
+                out.extend_from_slice(&idle_timeout_ms.to_le_bytes());
+            }
+            ServerMsg::CreateEntity { is_player, id, type_name, attrs } => {
+                out.push(S_CREATE);
+                out.push(u8::from(*is_player));
+                out.extend_from_slice(&id.0);
+                put_bytes(out, type_name.as_bytes());
+                attrs.encode(out);
+            }
+            ServerMsg::DestroyEntity { id } => {
+                out.push(S_DESTROY);
+                out.extend_from_slice(&id.0);
+            }
+            ServerMsg::Call { id, method, args } => {
+                out.push(S_CALL);
+                out.extend_from_slice(&id.0);
+                put_bytes(out, method.as_bytes());
+                encode_args(args, out);
+            }
+            ServerMsg::Error { code, target, method, message } => {
+                out.push(S_ERROR);
+                out.extend_from_slice(&code.to_le_bytes());
+                out.extend_from_slice(&target.0);
+                out.extend_from_slice(&method.to_le_bytes());
+                put_bytes(out, message.as_bytes());
+            }
+        }
+    }
+
+    /// Decodes one whole frame payload; trailing bytes are an error.
+    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(payload);
+        let msg = match r.u8("message type")? {
+            S_WELCOME => ServerMsg::Welcome {
+                version: r.u16("version")?,
+                client: Id(r.array("client id")?),
+                idle_timeout_ms: r.u32("idle timeout")?,
+            },
+            S_CREATE => ServerMsg::CreateEntity {
+                is_player: match r.u8("is_player")? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(DecodeError::Invalid("is_player")),
+                },
+                id: Id(r.array("entity id")?),
+                type_name: r.str("type name")?.to_owned(),
+                attrs: Value::decode(&mut r)?,
+            },
+            S_DESTROY => ServerMsg::DestroyEntity { id: Id(r.array("entity id")?) },
+            S_CALL => ServerMsg::Call {
+                id: Id(r.array("entity id")?),
+                method: r.str("method")?.to_owned(),
+                args: decode_args(&mut r)?,
+            },
+            S_ERROR => ServerMsg::Error {
+                code: r.u16("error code")?,
+                target: Id(r.array("target id")?),
+                method: r.u32("method id")?,
+                message: r.str("message")?.to_owned(),
+            },
+            t => return Err(DecodeError::UnknownType(t)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+
+    /// Peeks at an encoded server message: `Some((is_create, is_player, id))` for create and
+    /// destroy messages, so the gate can track what a client may address without decoding.
+    pub fn peek_entity(payload: &[u8]) -> Option<(bool, bool, Id)> {
+        match *payload.first()? {
+            S_CREATE => {
+                let b = payload.get(1..18)?;
+                let mut id = [0u8; 16];
+                id.copy_from_slice(&b[1..]);
+                Some((true, b[0] == 1, Id(id)))
+            }
+            S_DESTROY => {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(payload.get(1..17)?);
+                Some((false, false, Id(id)))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::method_id;
+
+    fn client_samples() -> Vec<ClientMsg> {
+        vec![
+            ClientMsg::Call { target: Id([3; 16]), method: method_id("echo"), args: vec![Value::from("hi")] },
+            ClientMsg::Heartbeat,
+        ]
+    }
+
+    fn server_samples() -> Vec<ServerMsg> {
+        vec![
+            ServerMsg::Welcome { version: 1, client: Id([1; 16]), idle_timeout_ms: 30_000 },
+            ServerMsg::CreateEntity {
+                is_player: true,
+                id: Id([2; 16]),
+                type_name: "Account".into(),
+                attrs: Value::Map(Default::default()),
+            },
+            ServerMsg::DestroyEntity { id: Id([2; 16]) },
+            ServerMsg::Call { id: Id([2; 16]), method: "echo_reply".into(), args: vec![Value::Int(1)] },
+            ServerMsg::error(ErrorCode::NotExposed, Id([2; 16]), 9, "nope"),
+        ]
+    }
+
+    #[test]
+    fn client_roundtrip_and_truncation() {
+        for m in client_samples() {
+            let mut out = Vec::new();
+            m.encode(&mut out);
+            assert_eq!(ClientMsg::decode(&out), Ok(m.clone()));
+            for cut in 0..out.len() {
+                assert!(ClientMsg::decode(&out[..cut]).is_err(), "{m:?} cut at {cut}");
+            }
+            out.push(0);
+            assert_eq!(ClientMsg::decode(&out), Err(DecodeError::Trailing(1)));
+        }
+    }
+
+    #[test]
+    fn server_roundtrip_and_truncation() {
+        for m in server_samples() {
+            let mut out = Vec::new();
+            m.encode(&mut out);
+            assert_eq!(ServerMsg::decode(&out), Ok(m.clone()));
+            for cut in 0..out.len() {
+                assert!(ServerMsg::decode(&out[..cut]).is_err(), "{m:?} cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn exact_bytes_of_a_call() {
+        let mut out = Vec::new();
+        ClientMsg::Call { target: Id([0xab; 16]), method: 0x0102_0304, args: vec![Value::Int(5)] }.encode(&mut out);
+        let mut want = vec![0x01];
+        want.extend_from_slice(&[0xab; 16]);
+        want.extend_from_slice(&[0x04, 0x03, 0x02, 0x01]);
+        want.extend_from_slice(&[1, 0, 0, 0, 3, 5, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn unknown_types_and_garbage() {
+        assert_eq!(ClientMsg::decode(&[0x7f]), Err(DecodeError::UnknownType(0x7f)));
+        assert_eq!(ServerMsg::decode(&[0x00]), Err(DecodeError::UnknownType(0x00)));
+        assert!(ClientMsg::decode(&[]).is_err());
+        let mut bad_bool = vec![S_CREATE, 7];
+        bad_bool.extend_from_slice(&[0; 40]);
+        assert_eq!(ServerMsg::decode(&bad_bool), Err(DecodeError::Invalid("is_player")));
+    }
+
+    #[test]
+    fn peek_create_destroy() {
+        for m in server_samples() {
+            let mut out = Vec::new();
+            m.encode(&mut out);
+            let want = match &m {
+                ServerMsg::CreateEntity { is_player, id, .. } => Some((true, *is_player, *id)),
+                ServerMsg::DestroyEntity { id } => Some((false, false, *id)),
+                _ => None,
+            };
+            assert_eq!(ServerMsg::peek_entity(&out), want);
+        }
+        assert_eq!(ServerMsg::peek_entity(&[S_CREATE, 1, 2]), None);
+    }
+}

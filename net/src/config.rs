@@ -1,0 +1,427 @@
+//! The cluster config: GoWorld's ini layout parsed into validated, typed structs.
+//!
+//! Sections: `[deployment]`, `[dispatcher_common]`, `[dispatcherN]`, `[game_common]`, `[gameN]`,
+//! `[gate_common]`, `[gateN]`. Every `*N` section starts from its `*_common` section, which starts
+//! from built-in defaults. Unknown sections, unknown keys and bad values are errors naming the
+//! file, the section and the key; nothing here exits the process.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// A config that cannot be used, with where the problem is.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{file}: [{section}] {key}: {problem}")]
+pub struct ConfigError {
+    /// Config file path.
+    pub file: String,
+    /// Section (lower-case).
+    pub section: String,
+    /// Key (lower-case), empty for section-level problems.
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// One dispatcher process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispatcherConfig {
+    /// 1-based id.
+    pub id: u16,
+    /// Where it listens for games and gates.
+    pub listen_addr: SocketAddr,
+    /// Where games and gates dial it.
+    pub advertise_addr: SocketAddr,
+    /// `log` filter (`error`, `warn`, `info`, `debug`, `trace`).
+    pub log_level: String,
+    /// IO worker threads.
+    pub io_threads: usize,
+}
+
+/// One game process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GameConfig {
+    /// 1-based id.
+    pub id: u16,
+    /// Overrides the boot entity type the game binary declares.
+    pub boot_entity: Option<String>,
+    /// Never place boot entities (new clients) on this game.
+    pub ban_boot_entity: bool,
+    /// `log` filter.
+    pub log_level: String,
+    /// IO worker threads.
+    pub io_threads: usize,
+}
+
+/// One gate process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateConfig {
+    /// 1-based id.
+    pub id: u16,
+    /// TCP address clients connect to.
+    pub listen_addr: SocketAddr,
+    /// `log` filter.
+    pub log_level: String,
+    /// IO worker threads.
+    pub io_threads: usize,
+    /// Largest client frame accepted; larger ones close the connection before allocating.
+    pub max_client_frame: usize,
+    /// Bytes queued towards one client before it is disconnected as too slow.
+    pub client_queue_limit: usize,
+    /// A client that sends nothing for this long is dropped.
+    pub heartbeat_timeout: Duration,
+    /// Client connections accepted at once; more are refused at accept.
+    pub max_clients: usize,
+}
+
+/// The whole validated cluster config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// File it was read from.
+    pub path: PathBuf,
+    /// Shared secret every internal connection must present.
+    pub secret: String,
+    /// Largest internal frame (dispatcher links).
+    pub max_internal_frame: usize,
+    /// Bytes queued towards one internal peer before the link is considered dead.
+    pub internal_queue_limit: usize,
+    /// Dispatchers, ids 1..=N in order.
+    pub dispatchers: Vec<DispatcherConfig>,
+    /// Games, ids 1..=N in order.
+    pub games: Vec<GameConfig>,
+    /// Gates, ids 1..=N in order.
+    pub gates: Vec<GateConfig>,
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            section: String::new(),
+            key: String::new(),
+            problem: format!("cannot read: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses config text; `path` is used for error messages and kept in [`Config::path`].
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let err = |section: &str, key: &str, problem: String| ConfigError {
+            file: file.clone(),
+            section: section.to_owned(),
+            key: key.to_owned(),
+            problem,
+        };
+        let ini = ini::Ini::load_from_str(text).map_err(|e| err("", "", format!("not an ini file: {e}")))?;
+        // Lower-cased sections -> lower-cased keys -> values.
+        let mut sections: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for (name, props) in ini.iter() {
+            let Some(name) = name else {
+                if let Some((k, _)) = props.iter().next() {
+                    return Err(err("", k, "key outside of any section".into()));
+                }
+                continue;
+            };
+            let sec = sections.entry(name.trim().to_ascii_lowercase()).or_default();
+            for (k, v) in props.iter() {
+                let v = v.split(';').next().unwrap_or("").trim().to_owned();
+                sec.insert(k.trim().to_ascii_lowercase(), v);
+            }
+        }
+
+        let empty = BTreeMap::new();
+        let dep = Section::new(&file, "deployment", sections.get("deployment").unwrap_or(&empty));
+        let n_disp = dep.uint("desired_dispatchers", None, 1, 64)?;
+        let n_games = dep.uint("desired_games", None, 1, 1024)?;
+        let n_gates = dep.uint("desired_gates", None, 1, 1024)?;
+        let secret = dep.string("secret", None)?;
+        if secret.is_empty() {
+            return Err(err("deployment", "secret", "must not be empty".into()));
+        }
+        let max_internal_frame = dep.uint("max_internal_frame_bytes", Some(32 << 20), 1024, 1 << 30)?;
+        let internal_queue_limit = dep.uint("internal_queue_limit_bytes", Some(256 << 20), 1 << 20, 1 << 34)?;
+        dep.deny_unknown()?;
+
+        for name in sections.keys() {
+            let known = ["deployment", "dispatcher_common", "game_common", "gate_common"].contains(&name.as_str())
+                || [("dispatcher", n_disp), ("game", n_games), ("gate", n_gates)].iter().any(|(p, n)| {
+                    name.strip_prefix(p)
+                        .and_then(|rest| rest.parse::<usize>().ok())
+                        .is_some_and(|i| (1..=*n).contains(&i))
+                });
+            if !known {
+                return Err(err(name, "", "unknown section (or its id exceeds the desired count)".into()));
+            }
+        }
+
+        let merged = |kind: &str, i: usize| -> BTreeMap<String, String> {
+            let mut m = sections.get(&format!("{kind}_common")).cloned().unwrap_or_default();
+            if let Some(own) = sections.get(&format!("{kind}{i}")) {
+                m.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            m
+        };
+
+        let mut dispatchers = Vec::new();
+        for i in 1..=n_disp {
+            let m = merged("dispatcher", i);
+            let name = format!("dispatcher{i}");
+            let s = Section::new(&file, &name, &m);
+            let default_listen = format!("127.0.0.1:{}", 13000 + i - 1);
+            let listen_addr = s.addr("listen_addr", Some(&default_listen))?;
+            let advertise_addr = s.addr("advertise_addr", Some(&listen_addr.to_string()))?;
+            dispatchers.push(DispatcherConfig {
+                id: i as u16,
+                listen_addr,
+                advertise_addr,
+                log_level: s.log_level()?,
+                io_threads: s.uint("io_threads", Some(1), 1, 64)?,
+            });
+            s.deny_unknown()?;
+        }
+        let mut games = Vec::new();
+        for i in 1..=n_games {
+            let m = merged("game", i);
+            let name = format!("game{i}");
+            let s = Section::new(&file, &name, &m);
+            let boot = s.string("boot_entity", Some(""))?;
+            games.push(GameConfig {
+                id: i as u16,
+                boot_entity: (!boot.is_empty()).then_some(boot),
+                ban_boot_entity: s.bool("ban_boot_entity", false)?,
+                log_level: s.log_level()?,
+                io_threads: s.uint("io_threads", Some(1), 1, 64)?,
+            });
+            s.deny_unknown()?;
+        }
+        let mut gates = Vec::new();
+        for i in 1..=n_gates {
+            let m = merged("gate", i);
+            let name = format!("gate{i}");
+            let s = Section::new(&file, &name, &m);
+            let default_listen = format!("127.0.0.1:{}", 14000 + i - 1);
+            gates.push(GateConfig {
+                id: i as u16,
+                listen_addr: s.addr("listen_addr", Some(&default_listen))?,
+                log_level: s.log_level()?,
+                io_threads: s.uint("io_threads", Some(1), 1, 64)?,
+                max_client_frame: s.uint("max_client_frame_bytes", Some(1 << 20), 64, 1 << 28)?,
+                client_queue_limit: s.uint("client_queue_limit_bytes", Some(4 << 20), 1024, 1 << 32)?,
+                heartbeat_timeout: Duration::from_secs(s.uint("heartbeat_timeout_s", Some(60), 1, 86_400)? as u64),
+                max_clients: s.uint("max_clients", Some(20_000), 1, 1_000_000)?,
+            });
+            s.deny_unknown()?;
+        }
+        if ban_all(&games) {
+            return Err(err("game_common", "ban_boot_entity", "every game bans boot entities: no client could log in".into()));
+        }
+        let mut seen = BTreeMap::new();
+        let listens = dispatchers
+            .iter()
+            .map(|d| (format!("dispatcher{}", d.id), d.listen_addr))
+            .chain(gates.iter().map(|g| (format!("gate{}", g.id), g.listen_addr)));
+        for (sec, addr) in listens {
+            if let Some(other) = seen.insert(addr, sec.clone()) {
+                return Err(err(&sec, "listen_addr", format!("{addr} is also the listen_addr of [{other}]")));
+            }
+        }
+        Ok(Config {
+            path: path.to_owned(),
+            secret,
+            max_internal_frame,
+            internal_queue_limit,
+            dispatchers,
+            games,
+            gates,
+        })
+    }
+
+    /// The game with `id`, if configured.
+    pub fn game(&self, id: u16) -> Option<&GameConfig> {
+        self.games.iter().find(|g| g.id == id)
+    }
+
+    /// The gate with `id`, if configured.
+    pub fn gate(&self, id: u16) -> Option<&GateConfig> {
+        self.gates.iter().find(|g| g.id == id)
+    }
+
+    /// The dispatcher with `id`, if configured.
+    pub fn dispatcher(&self, id: u16) -> Option<&DispatcherConfig> {
+        self.dispatchers.iter().find(|d| d.id == id)
+    }
+}
+
+fn ban_all(games: &[GameConfig]) -> bool {
+    games.iter().all(|g| g.ban_boot_entity)
+}
+
+/// One merged section being read; remembers which keys were consumed.
+struct Section<'a> {
+    file: &'a str,
+    name: &'a str,
+    map: &'a BTreeMap<String, String>,
+    used: std::cell::RefCell<Vec<&'static str>>,
+}
+
+impl<'a> Section<'a> {
+    fn new(file: &'a str, name: &'a str, map: &'a BTreeMap<String, String>) -> Self {
+        Self { file, name, map, used: Default::default() }
+    }
+
+    fn err(&self, key: &str, problem: String) -> ConfigError {
+        ConfigError { file: self.file.to_owned(), section: self.name.to_owned(), key: key.to_owned(), problem }
+    }
+
+    fn raw(&self, key: &'static str) -> Option<&'a str> {
+        self.used.borrow_mut().push(key);
+        self.map.get(key).map(String::as_str)
+    }
+
+    fn string(&self, key: &'static str, default: Option<&str>) -> Result<String, ConfigError> {
+        match (self.raw(key), default) {
+            (Some(v), _) => Ok(v.to_owned()),
+            (None, Some(d)) => Ok(d.to_owned()),
+            (None, None) => Err(self.err(key, "required".into())),
+        }
+    }
+
+    fn uint(&self, key: &'static str, default: Option<usize>, min: usize, max: usize) -> Result<usize, ConfigError> {
+        let v = match (self.raw(key), default) {
+            (Some(v), _) => v.parse::<usize>().map_err(|_| self.err(key, format!("{v:?} is not a whole number")))?,
+            (None, Some(d)) => d,
+            (None, None) => return Err(self.err(key, "required".into())),
+        };
+        if !(min..=max).contains(&v) {
+            return Err(self.err(key, format!("{v} is outside {min}..={max}")));
+        }
+        Ok(v)
+    }
+
+    fn bool(&self, key: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.raw(key).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some("0" | "false" | "no" | "off") => Ok(false),
+            Some(v) => Err(self.err(key, format!("{v:?} is not a boolean (true/false/1/0)"))),
+        }
+    }
+
+    fn addr(&self, key: &'static str, default: Option<&str>) -> Result<SocketAddr, ConfigError> {
+        let s = self.string(key, default)?;
+        s.to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| self.err(key, format!("{s:?} is not a host:port address")))
+    }
+
+    fn log_level(&self) -> Result<String, ConfigError> {
+        let v = self.string("log_level", Some("info"))?.to_ascii_lowercase();
+        match v.as_str() {
+            "error" | "warn" | "info" | "debug" | "trace" | "off" => Ok(v),
+            _ => Err(self.err("log_level", format!("{v:?} is not one of error, warn, info, debug, trace, off"))),
+        }
+    }
+
+    fn deny_unknown(&self) -> Result<(), ConfigError> {
+        let used = self.used.borrow();
+        match self.map.keys().find(|k| !used.contains(&k.as_str())) {
+            Some(k) => Err(self.err(k, "unknown key".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "
+[deployment]
+desired_dispatchers = 2
+desired_games = 2
+desired_gates = 1
+secret = s3cret ; inline comment
+
+[dispatcher_common]
+log_level = warn
+
+[dispatcher1]
+listen_addr = 127.0.0.1:17001
+
+[dispatcher2]
+listen_addr = 127.0.0.1:17002
+advertise_addr = 127.0.0.1:17002
+
+[game_common]
+boot_entity = Account
+
+[game2]
+ban_boot_entity = true
+io_threads = 2
+
+[gate1]
+listen_addr = 127.0.0.1:17100
+heartbeat_timeout_s = 5
+";
+
+    fn check(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("test.ini"), text)
+    }
+
+    #[test]
+    fn parses_and_inherits() {
+        let c = check(BASE).expect("valid config");
+        assert_eq!(c.secret, "s3cret");
+        assert_eq!(c.dispatchers.len(), 2);
+        assert_eq!(c.dispatchers[0].log_level, "warn");
+        assert_eq!(c.dispatchers[1].advertise_addr.port(), 17002);
+        assert_eq!(c.games[0].boot_entity.as_deref(), Some("Account"));
+        assert!(!c.games[0].ban_boot_entity);
+        assert!(c.games[1].ban_boot_entity);
+        assert_eq!(c.games[1].io_threads, 2);
+        assert_eq!(c.games[1].boot_entity.as_deref(), Some("Account"), "inherited from game_common");
+        assert_eq!(c.gates[0].heartbeat_timeout, Duration::from_secs(5));
+        assert_eq!(c.gates[0].max_client_frame, 1 << 20);
+    }
+
+    #[test]
+    fn unknown_key_names_file_section_key() {
+        let e = check(&format!("{BASE}\n[gate1]\nbogus = 1\n")).expect_err("unknown key");
+        assert_eq!((e.file.as_str(), e.section.as_str(), e.key.as_str()), ("test.ini", "gate1", "bogus"));
+        assert_eq!(e.to_string(), "test.ini: [gate1] bogus: unknown key");
+    }
+
+    #[test]
+    fn unknown_section() {
+        let e = check(&format!("{BASE}\n[storage2]\n")).expect_err("unknown section");
+        assert_eq!(e.section, "storage2");
+        let e = check(&format!("{BASE}\n[game3]\n")).expect_err("game id beyond desired_games");
+        assert_eq!(e.section, "game3");
+    }
+
+    #[test]
+    fn bad_values() {
+        let e = check(&BASE.replace("desired_games = 2", "desired_games = two")).expect_err("bad number");
+        assert_eq!((e.section.as_str(), e.key.as_str()), ("deployment", "desired_games"));
+        let e = check(&BASE.replace("heartbeat_timeout_s = 5", "heartbeat_timeout_s = 0")).expect_err("range");
+        assert_eq!(e.key, "heartbeat_timeout_s");
+        let e = check(&BASE.replace("ban_boot_entity = true", "ban_boot_entity = maybe")).expect_err("bool");
+        assert_eq!(e.key, "ban_boot_entity");
+        let e = check(&BASE.replace("127.0.0.1:17100", "nowhere")).expect_err("addr");
+        assert_eq!(e.key, "listen_addr");
+        let e = check(&BASE.replace("secret = s3cret ; inline comment", "")).expect_err("secret");
+        assert_eq!(e.key, "secret");
+    }
+
+    #[test]
+    fn duplicate_listen_addresses_refused() {
+        let e = check(&BASE.replace("127.0.0.1:17100", "127.0.0.1:17001")).expect_err("dup");
+        assert_eq!((e.section.as_str(), e.key.as_str()), ("gate1", "listen_addr"));
+    }
+}

@@ -1,0 +1,265 @@
+//! Internal messages between dispatchers, games and gates: one closed enum, encoded with
+//! `speedy`, encode and decode side by side.
+//!
+//! Every internal connection starts with [`Msg::Hello`] from the connecting side; the
+//! dispatcher answers [`Msg::HelloAck`] or [`Msg::Refused`] (then closes). Anything else
+//! before the handshake is a protocol error that closes the connection.
+
+use speedy::{Readable, Writable};
+use thiserror::Error;
+
+use crate::id::Id;
+
+/// Version of the internal protocol; a peer with another version is refused.
+pub const INTERNAL_PROTOCOL_VERSION: u32 = 1;
+
+/// Which kind of process is on the other end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Readable, Writable)]
+pub enum ProcKind {
+    /// Routes messages.
+    Dispatcher,
+    /// Runs entities.
+    Game,
+    /// Holds client connections.
+    Gate,
+}
+
+/// Who sent an entity call; decides what the callee's method exposure allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Readable, Writable)]
+pub enum Caller {
+    /// Another entity (or the game itself, `Id::NIL`).
+    Server(Id),
+    /// A client, through `gate`.
+    Client {
+        /// Gate holding the client.
+        gate: u16,
+        /// The client.
+        client: Id,
+    },
+}
+
+/// One internal message.
+#[derive(Debug, Clone, PartialEq, Readable, Writable)]
+pub enum Msg {
+    /// First message of a game or gate on a dispatcher connection.
+    Hello {
+        /// [`INTERNAL_PROTOCOL_VERSION`].
+        version: u32,
+        /// Sender's kind.
+        kind: ProcKind,
+        /// Sender's id within its kind (1-based).
+        id: u16,
+        /// The cluster secret from the config.
+        secret: String,
+        /// Games: entities it already hosts whose dispatcher is the receiver (after a
+        /// reconnect or restore), so routes are rebuilt.
+        entities: Vec<Id>,
+    },
+    /// Dispatcher's answer to an accepted [`Msg::Hello`].
+    HelloAck {
+        /// Dispatcher id.
+        dispatcher: u16,
+        /// Games currently connected to this dispatcher (games only).
+        games: Vec<u16>,
+    },
+    /// Dispatcher refuses the handshake; the connection closes after this.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// Dispatcher -> games: a game joined.
+    GameUp {
+        /// Game id.
+        game: u16,
+    },
+    /// Dispatcher -> games: a game left (its entities are unreachable through this dispatcher).
+    GameDown {
+        /// Game id.
+        game: u16,
+    },
+    /// Gate -> dispatcher(boot): a client connected; dispatcher picks a game for its boot entity.
+    ClientConnected {
+        /// Gate.
+        gate: u16,
+        /// Client.
+        client: Id,
+        /// Id the boot entity will have.
+        boot: Id,
+    },
+    /// Dispatcher -> game: create the boot entity `boot` for `client`.
+    CreateBoot {
+        /// Gate.
+        gate: u16,
+        /// Client.
+        client: Id,
+        /// Boot entity id.
+        boot: Id,
+    },
+    /// Gate -> dispatcher(owner) -> game: the client of `owner` is gone.
+    ClientDisconnected {
+        /// Gate.
+        gate: u16,
+        /// Client.
+        client: Id,
+        /// Entity owning the client.
+        owner: Id,
+    },
+    /// Game -> dispatcher(id) -> `game`: create an entity of `type_name` with id `id` there.
+    CreateEntity {
+        /// Target game.
+        game: u16,
+        /// New entity id.
+        id: Id,
+        /// Registered type name.
+        type_name: String,
+        /// Creation data (encoded values), empty for none.
+        data: Vec<u8>,
+    },
+    /// Game -> dispatcher(id): entity `id` now lives on the sender.
+    EntityCreated {
+        /// Entity.
+        id: Id,
+    },
+    /// Game -> dispatcher(id): entity `id` is gone.
+    EntityDestroyed {
+        /// Entity.
+        id: Id,
+    },
+    /// A method call routed by `target` (game -> dispatcher -> game, or gate -> dispatcher ->
+    /// game for client calls).
+    Call {
+        /// Entity to call.
+        target: Id,
+        /// Method id.
+        method: u32,
+        /// Encoded argument list (`value::encode_args`).
+        args: Vec<u8>,
+        /// Who calls.
+        caller: Caller,
+    },
+    /// Game -> dispatcher -> gate: deliver an encoded client message (`ServerMsg`).
+    ToClient {
+        /// Gate holding the client.
+        gate: u16,
+        /// Client.
+        client: Id,
+        /// One encoded `ServerMsg`.
+        payload: Vec<u8>,
+    },
+}
+
+/// An internal message that could not be decoded; fatal for that connection.
+#[derive(Debug, Error)]
+#[error("malformed internal message: {0}")]
+pub struct MsgDecodeError(#[from] speedy::Error);
+
+impl Msg {
+    /// Appends the encoding (without the frame prefix).
+    ///
+    /// # Panics
+    /// Never in practice: speedy only fails writing to a `Vec` on allocation failure.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        self.write_to_stream(&mut *out).expect("writing to a Vec cannot fail");
+    }
+
+    /// Decodes one whole frame payload; trailing bytes are an error (speedy ignores them
+    /// otherwise).
+    pub fn decode(payload: &[u8]) -> Result<Self, MsgDecodeError> {
+        let (msg, used) = Msg::read_with_length_from_buffer(payload);
+        let msg = msg?;
+        if used != payload.len() {
+            return Err(MsgDecodeError(speedy::Error::custom(format!(
+                "{} trailing bytes",
+                payload.len() - used
+            ))));
+        }
+        Ok(msg)
+    }
+
+    /// Short name for logs and counters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Msg::Hello { .. } => "Hello",
+            Msg::HelloAck { .. } => "HelloAck",
+            Msg::Refused { .. } => "Refused",
+            Msg::GameUp { .. } => "GameUp",
+            Msg::GameDown { .. } => "GameDown",
+            Msg::ClientConnected { .. } => "ClientConnected",
+            Msg::CreateBoot { .. } => "CreateBoot",
+            Msg::ClientDisconnected { .. } => "ClientDisconnected",
+            Msg::CreateEntity { .. } => "CreateEntity",
+            Msg::EntityCreated { .. } => "EntityCreated",
+            Msg::EntityDestroyed { .. } => "EntityDestroyed",
+            Msg::Call { .. } => "Call",
+            Msg::ToClient { .. } => "ToClient",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Msg> {
+        let a = Id([1; 16]);
+        let b = Id([2; 16]);
+        vec![
+            Msg::Hello {
+                version: INTERNAL_PROTOCOL_VERSION,
+                kind: ProcKind::Game,
+                id: 2,
+                secret: "s".into(),
+                entities: vec![a, b],
+            },
+            Msg::HelloAck { dispatcher: 1, games: vec![1, 2] },
+            Msg::Refused { reason: "bad secret".into() },
+            Msg::GameUp { game: 3 },
+            Msg::GameDown { game: 3 },
+            Msg::ClientConnected { gate: 1, client: a, boot: b },
+            Msg::CreateBoot { gate: 1, client: a, boot: b },
+            Msg::ClientDisconnected { gate: 1, client: a, owner: b },
+            Msg::CreateEntity { game: 2, id: a, type_name: "Relay".into(), data: vec![1, 2] },
+            Msg::EntityCreated { id: a },
+            Msg::EntityDestroyed { id: a },
+            Msg::Call { target: a, method: 7, args: vec![0, 0, 0, 0], caller: Caller::Server(b) },
+            Msg::Call { target: a, method: 7, args: vec![], caller: Caller::Client { gate: 1, client: b } },
+            Msg::ToClient { gate: 1, client: a, payload: vec![0x83; 17] },
+        ]
+    }
+
+    #[test]
+    fn roundtrip_every_variant() {
+        for m in samples() {
+            let mut out = Vec::new();
+            m.encode(&mut out);
+            assert_eq!(Msg::decode(&out).expect("roundtrip"), m);
+        }
+    }
+
+    #[test]
+    fn truncated_and_trailing_input_are_errors() {
+        for m in samples() {
+            let mut out = Vec::new();
+            m.encode(&mut out);
+            for cut in 0..out.len() {
+                assert!(Msg::decode(&out[..cut]).is_err(), "{} cut at {cut}", m.name());
+            }
+            out.push(0);
+            assert!(Msg::decode(&out).is_err(), "{} with a trailing byte", m.name());
+        }
+    }
+
+    #[test]
+    fn hostile_lengths_and_tags() {
+        // Unknown variant tag.
+        assert!(Msg::decode(&[0xff, 0xff, 0xff, 0xff]).is_err());
+        // Hello with a secret claiming 4 GiB.
+        let mut out = Vec::new();
+        out.extend_from_slice(&0u32.to_le_bytes()); // Hello
+        out.extend_from_slice(&1u32.to_le_bytes()); // version
+        out.extend_from_slice(&1u32.to_le_bytes()); // kind = Game
+        out.extend_from_slice(&1u16.to_le_bytes()); // id
+        out.extend_from_slice(&u32::MAX.to_le_bytes()); // secret length
+        assert!(Msg::decode(&out).is_err());
+    }
+}

@@ -1,0 +1,962 @@
+//! The per-process runtime: one logic thread driving a `mio::Poll`, plus IO worker threads that
+//! own the sockets. The only code in the workspace that spawns threads, touches sockets or reads
+//! the clock.
+//!
+//! Logic thread: owns the listeners and the signal source, accepts connections and hands each
+//! to a worker, receives [`Event`]s from the workers over one bounded channel (woken by a
+//! `mio::Waker`), calls the [`App`], and after every batch of ready events sends what the app
+//! wrote into its [`Outbox`] to the workers: one command per worker per loop iteration, so
+//! writes that became ready together are coalesced without any timer.
+//!
+//! Worker thread: its own `mio::Poll` over its sockets; reads until a short read or
+//! `WouldBlock`, cuts frames with [`Deframer`], forwards each frame; writes the coalesced
+//! batches, keeps what the socket does not take and flushes it on `WRITABLE`. A worker never
+//! blocks on anything but its poll: when the channel to the logic thread is full it parks
+//! events in a local backlog and stops reading until the backlog drains (backpressure reaches
+//! the peer through TCP). The logic thread may block briefly on a full worker command channel,
+//! which the worker always drains; so neither side can deadlock the other.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
+use log::{debug, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::frame::{Deframer, FrameError, begin_frame, finish_frame};
+
+/// Events a worker may send before the logic thread drains them; past this the worker parks
+/// events locally and stops reading its sockets.
+const EVENT_CHANNEL_CAP: usize = 65_536;
+/// Commands queued towards one worker; the logic thread sends one per iteration, so this is
+/// only reached if a worker stalls.
+const CMD_CHANNEL_CAP: usize = 1024;
+/// Worker backlog length past which a connection's reads are paused.
+const BACKLOG_PAUSE: usize = 4096;
+/// Bytes read from a socket per `read` call.
+const READ_CHUNK: usize = 64 * 1024;
+/// Events the logic thread handles before it runs a tick and flushes writes, so a flood on
+/// one connection cannot delay everyone's writes indefinitely.
+const MAX_EVENTS_PER_ITERATION: usize = 8192;
+/// Longest the logic thread sleeps without a deadline from the app.
+const MAX_POLL_SLEEP: Duration = Duration::from_millis(500);
+/// How often workers look for idle connections.
+const IDLE_CHECK_EVERY: Duration = Duration::from_millis(250);
+/// How long a stopping worker keeps trying to flush queued output.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
+
+const WAKER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
+
+/// Identifies one connection of this process, accepted or dialled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn#{}", self.0)
+    }
+}
+
+/// Limits of one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnOpts {
+    /// Largest frame payload accepted from the peer.
+    pub max_frame: usize,
+    /// Bytes queued towards the peer before the connection is closed as too slow.
+    pub max_queued: usize,
+    /// Close the connection when the peer sends nothing for this long.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Why a connection closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The peer closed its end.
+    PeerClosed,
+    /// A socket error.
+    Io(String),
+    /// The peer sent a frame the deframer refused.
+    Frame(FrameError),
+    /// More than `max_queued` bytes were waiting for a slow peer.
+    QueueFull(usize),
+    /// Nothing received for the idle timeout.
+    Idle,
+    /// The app asked for it.
+    Requested(String),
+    /// An outgoing connection could not be established.
+    ConnectFailed(String),
+    /// The listener is at its connection limit.
+    TooManyConnections,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::PeerClosed => write!(f, "peer closed the connection"),
+            CloseReason::Io(e) => write!(f, "socket error: {e}"),
+            CloseReason::Frame(e) => write!(f, "bad frame: {e}"),
+            CloseReason::QueueFull(n) => write!(f, "outgoing queue over its limit ({n} bytes queued)"),
+            CloseReason::Idle => write!(f, "idle past the heartbeat timeout"),
+            CloseReason::Requested(r) => write!(f, "closed by this process: {r}"),
+            CloseReason::ConnectFailed(e) => write!(f, "connect failed: {e}"),
+            CloseReason::TooManyConnections => write!(f, "too many connections"),
+        }
+    }
+}
+
+/// A signal delivered to the logic thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM or SIGINT: stop gracefully.
+    Terminate,
+    /// SIGHUP.
+    Hangup,
+}
+
+/// Everything that can trigger work in a process's logic.
+#[derive(Debug)]
+pub enum Event {
+    /// A listener accepted a connection.
+    Accepted {
+        /// The new connection.
+        conn: ConnId,
+        /// Index of the listener in [`RuntimeConfig::listeners`].
+        listener: usize,
+        /// Remote address.
+        peer: SocketAddr,
+    },
+    /// A connection requested with [`Outbox::connect`] is established.
+    Connected {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// One frame payload arrived.
+    Frame {
+        /// From where.
+        conn: ConnId,
+        /// The payload (without the length prefix).
+        data: Vec<u8>,
+    },
+    /// A connection is gone (also sent for connections the app closed itself).
+    Closed {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A signal arrived.
+    Signal(Signal),
+}
+
+/// The logic of one process, driven by the runtime. Implementations never block and never
+/// read the clock: `now` is passed in.
+pub trait App {
+    /// Handles one event, writing any consequences into `out`.
+    fn handle(&mut self, now: Instant, event: Event, out: &mut Outbox);
+    /// Runs after each batch of events and whenever [`App::next_deadline`] passes.
+    fn tick(&mut self, now: Instant, out: &mut Outbox);
+    /// When the app next wants [`App::tick`] without any event.
+    fn next_deadline(&self) -> Option<Instant>;
+    /// True once the app has finished; the runtime flushes pending output and returns.
+    fn done(&self) -> bool;
+}
+
+/// Where an [`App`] writes its output; drained by the runtime after every loop iteration.
+/// Frames for one connection written during one iteration are coalesced into one buffer.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    next_id: u64,
+    writes: Vec<(ConnId, Vec<u8>)>,
+    write_index: HashMap<ConnId, usize>,
+    closes: Vec<(ConnId, String)>,
+    connects: Vec<(ConnId, SocketAddr, ConnOpts)>,
+}
+
+impl Outbox {
+    /// An empty outbox whose first allocated connection id is 1.
+    pub fn new() -> Self {
+        Self { next_id: 1, ..Default::default() }
+    }
+
+    fn alloc_id(&mut self) -> ConnId {
+        let id = ConnId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    fn buf(&mut self, conn: ConnId) -> &mut Vec<u8> {
+        let i = match self.write_index.get(&conn) {
+            Some(&i) => i,
+            None => {
+                self.writes.push((conn, Vec::new()));
+                self.write_index.insert(conn, self.writes.len() - 1);
+                self.writes.len() - 1
+            }
+        };
+        &mut self.writes[i].1
+    }
+
+    /// Queues one frame carrying `payload`.
+    pub fn send(&mut self, conn: ConnId, payload: &[u8]) {
+        self.send_with(conn, |b| b.extend_from_slice(payload));
+    }
+
+    /// Queues one frame whose payload `encode` appends in place (no intermediate buffer).
+    pub fn send_with(&mut self, conn: ConnId, encode: impl FnOnce(&mut Vec<u8>)) {
+        let buf = self.buf(conn);
+        let at = begin_frame(buf);
+        encode(buf);
+        finish_frame(buf, at);
+    }
+
+    /// Closes `conn` after what was queued for it so far has been written (best effort).
+    pub fn close(&mut self, conn: ConnId, reason: impl Into<String>) {
+        self.closes.push((conn, reason.into()));
+    }
+
+    /// Dials `addr`; [`Event::Connected`] or [`Event::Closed`] follows for the returned id.
+    pub fn connect(&mut self, addr: SocketAddr, opts: ConnOpts) -> ConnId {
+        let id = self.alloc_id();
+        self.connects.push((id, addr, opts));
+        id
+    }
+
+    /// Takes the queued frames per connection, decoded back into payloads (for tests of apps).
+    pub fn take_frames(&mut self) -> Vec<(ConnId, Vec<Vec<u8>>)> {
+        self.write_index.clear();
+        std::mem::take(&mut self.writes)
+            .into_iter()
+            .map(|(c, bytes)| {
+                let mut d = Deframer::new(usize::MAX);
+                d.push(&bytes);
+                let mut frames = Vec::new();
+                while let Ok(Some(f)) = d.next_frame() {
+                    frames.push(f.to_vec());
+                }
+                (c, frames)
+            })
+            .collect()
+    }
+
+    /// Takes the queued close requests (for tests of apps).
+    pub fn take_closes(&mut self) -> Vec<(ConnId, String)> {
+        std::mem::take(&mut self.closes)
+    }
+
+    /// Takes the queued connect requests (for tests of apps).
+    pub fn take_connects(&mut self) -> Vec<(ConnId, SocketAddr, ConnOpts)> {
+        std::mem::take(&mut self.connects)
+    }
+}
+
+/// One listening socket.
+#[derive(Debug, Clone)]
+pub struct ListenSpec {
+    /// Address to bind.
+    pub addr: SocketAddr,
+    /// Limits of each accepted connection.
+    pub opts: ConnOpts,
+    /// Connections accepted at once; more are closed right after accept.
+    pub max_conns: usize,
+}
+
+/// How to build a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Process name used for thread names and logs (e.g. `gate1`).
+    pub name: String,
+    /// IO worker threads (at least 1).
+    pub io_threads: usize,
+    /// Listeners, in the order [`Event::Accepted::listener`] refers to.
+    pub listeners: Vec<ListenSpec>,
+}
+
+enum Cmd {
+    Adopt { conn: ConnId, stream: TcpStream, opts: ConnOpts },
+    Connect { conn: ConnId, addr: SocketAddr, opts: ConnOpts },
+    Write(Vec<(ConnId, Vec<u8>)>),
+    Close(ConnId, String),
+    Shutdown,
+}
+
+struct WorkerHandle {
+    tx: Sender<Cmd>,
+    waker: Arc<Waker>,
+    join: Option<JoinHandle<io::Result<()>>>,
+}
+
+/// The logic thread's side of the runtime. Built (and its listeners bound) by
+/// [`Runtime::new`], driven by [`Runtime::run`].
+pub struct Runtime {
+    name: String,
+    poll: Poll,
+    listeners: Vec<(TcpListener, ListenSpec, usize)>,
+    accepted: HashMap<ConnId, usize>,
+    signals: signal_hook_mio::v1_0::Signals,
+    workers: Vec<WorkerHandle>,
+    events_rx: Receiver<Event>,
+    out: Outbox,
+    start: Instant,
+    start_unix_ms: u64,
+}
+
+impl Runtime {
+    /// Binds the listeners, registers SIGTERM/SIGINT/SIGHUP and starts the IO workers.
+    pub fn new(cfg: RuntimeConfig) -> io::Result<Runtime> {
+        let poll = Poll::new()?;
+        let main_waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut listeners = Vec::new();
+        for (i, spec) in cfg.listeners.iter().enumerate() {
+            let mut l = TcpListener::bind(spec.addr)?;
+            poll.registry().register(&mut l, Token(i), Interest::READABLE)?;
+            listeners.push((l, spec.clone(), 0));
+        }
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let (events_tx, events_rx) = bounded(EVENT_CHANNEL_CAP);
+        let mut workers = Vec::new();
+        for w in 0..cfg.io_threads.max(1) {
+            let wpoll = Poll::new()?;
+            let waker = Arc::new(Waker::new(wpoll.registry(), WAKER)?);
+            let (tx, rx) = bounded(CMD_CHANNEL_CAP);
+            let worker = Worker {
+                poll: wpoll,
+                rx,
+                tx: events_tx.clone(),
+                main_waker: main_waker.clone(),
+                conns: HashMap::new(),
+                backlog: VecDeque::new(),
+                paused: Vec::new(),
+                woke: false,
+            };
+            let join = std::thread::Builder::new().name(format!("{}-io{w}", cfg.name)).spawn(move || worker.run())?;
+            workers.push(WorkerHandle { tx, waker, join: Some(join) });
+        }
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Ok(Runtime {
+            name: cfg.name,
+            poll,
+            listeners,
+            accepted: HashMap::new(),
+            signals,
+            workers,
+            events_rx,
+            out: Outbox::new(),
+            start: Instant::now(),
+            start_unix_ms: u64::try_from(unix.as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// The bound address of listener `i` (useful with port 0).
+    pub fn local_addr(&self, i: usize) -> io::Result<SocketAddr> {
+        match self.listeners.get(i) {
+            Some((l, _, _)) => l.local_addr(),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, "no such listener")),
+        }
+    }
+
+    /// Wall-clock milliseconds since the Unix epoch at `now`, derived from the monotonic clock
+    /// and one wall-clock reading at start (so ids stay monotonic if the wall clock jumps).
+    pub fn unix_ms_base(&self) -> (Instant, u64) {
+        (self.start, self.start_unix_ms)
+    }
+
+    /// Runs `app` until [`App::done`]; then flushes output, stops and joins the workers.
+    pub fn run<A: App>(mut self, app: &mut A) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        info!("{}: runtime started with {} io thread(s)", self.name, self.workers.len());
+        let now = Instant::now();
+        app.tick(now, &mut self.out);
+        self.flush()?;
+        while !app.done() {
+            let now = Instant::now();
+            let timeout = if !self.events_rx.is_empty() {
+                Duration::ZERO
+            } else {
+                app.next_deadline()
+                    .map(|d| d.saturating_duration_since(now))
+                    .unwrap_or(MAX_POLL_SLEEP)
+                    .min(MAX_POLL_SLEEP)
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => {}
+                    SIGNALS => {
+                        let sigs: Vec<i32> = self.signals.pending().collect();
+                        for s in sigs {
+                            let sig = if s == signal_hook::consts::SIGHUP { Signal::Hangup } else { Signal::Terminate };
+                            app.handle(now, Event::Signal(sig), &mut self.out);
+                        }
+                    }
+                    Token(i) => self.accept(i, now, app)?,
+                }
+            }
+            for _ in 0..MAX_EVENTS_PER_ITERATION {
+                match self.events_rx.try_recv() {
+                    Ok(ev) => {
+                        if let Event::Closed { conn, .. } = &ev
+                            && let Some(l) = self.accepted.remove(conn)
+                        {
+                            self.listeners[l].2 -= 1;
+                        }
+                        app.handle(now, ev, &mut self.out);
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        return Err(io::Error::other("all io workers exited"));
+                    }
+                }
+            }
+            app.tick(now, &mut self.out);
+            self.flush()?;
+        }
+        self.flush()?;
+        for w in &self.workers {
+            let _ = w.tx.send(Cmd::Shutdown);
+            let _ = w.waker.wake();
+        }
+        let mut result = Ok(());
+        for w in &mut self.workers {
+            if let Some(j) = w.join.take() {
+                match j.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => result = Err(e),
+                    Err(_) => result = Err(io::Error::other("an io worker panicked")),
+                }
+            }
+        }
+        info!("{}: runtime stopped", self.name);
+        result
+    }
+
+    fn accept<A: App>(&mut self, i: usize, now: Instant, app: &mut A) -> io::Result<()> {
+        loop {
+            let Some((listener, spec, count)) = self.listeners.get_mut(i) else {
+                return Ok(());
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if *count >= spec.max_conns {
+                        warn!("{}: refusing {peer}: listener at its limit of {} connections", self.name, spec.max_conns);
+                        drop(stream);
+                        continue;
+                    }
+                    *count += 1;
+                    let opts = spec.opts;
+                    let _ = stream.set_nodelay(true);
+                    let conn = self.out.alloc_id();
+                    self.accepted.insert(conn, i);
+                    self.worker_for(conn).tx.send(Cmd::Adopt { conn, stream, opts }).map_err(|_| dead_worker())?;
+                    self.worker_for(conn).waker.wake()?;
+                    app.handle(now, Event::Accepted { conn, listener: i, peer }, &mut self.out);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and friends: log and retry on the next readiness event.
+                    warn!("{}: accept failed: {e}", self.name);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn worker_for(&self, conn: ConnId) -> &WorkerHandle {
+        &self.workers[(conn.0 % self.workers.len() as u64) as usize]
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let n = self.workers.len();
+        let mut per_worker: Vec<Vec<Cmd>> = (0..n).map(|_| Vec::new()).collect();
+        let idx = |c: ConnId| (c.0 % n as u64) as usize;
+        for (conn, addr, opts) in self.out.connects.drain(..) {
+            per_worker[idx(conn)].push(Cmd::Connect { conn, addr, opts });
+        }
+        if !self.out.writes.is_empty() {
+            let mut batches: Vec<Vec<(ConnId, Vec<u8>)>> = (0..n).map(|_| Vec::new()).collect();
+            for (conn, bytes) in self.out.writes.drain(..) {
+                batches[idx(conn)].push((conn, bytes));
+            }
+            self.out.write_index.clear();
+            for (w, b) in batches.into_iter().enumerate() {
+                if !b.is_empty() {
+                    per_worker[w].push(Cmd::Write(b));
+                }
+            }
+        }
+        for (conn, reason) in self.out.closes.drain(..) {
+            per_worker[idx(conn)].push(Cmd::Close(conn, reason));
+        }
+        for (w, cmds) in per_worker.into_iter().enumerate() {
+            if cmds.is_empty() {
+                continue;
+            }
+            for c in cmds {
+                self.workers[w].tx.send(c).map_err(|_| dead_worker())?;
+            }
+            self.workers[w].waker.wake()?;
+        }
+        Ok(())
+    }
+}
+
+fn dead_worker() -> io::Error {
+    io::Error::other("an io worker exited")
+}
+
+struct Conn {
+    id: ConnId,
+    stream: TcpStream,
+    deframer: Deframer,
+    out: Vec<u8>,
+    out_pos: usize,
+    opts: ConnOpts,
+    last_read: Instant,
+    connecting: bool,
+    paused: bool,
+}
+
+struct Worker {
+    poll: Poll,
+    rx: Receiver<Cmd>,
+    tx: Sender<Event>,
+    main_waker: Arc<Waker>,
+    conns: HashMap<usize, Conn>,
+    backlog: VecDeque<Event>,
+    paused: Vec<usize>,
+    woke: bool,
+}
+
+impl Worker {
+    fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut last_idle_check = Instant::now();
+        loop {
+            let timeout = if self.backlog.is_empty() { IDLE_CHECK_EVERY } else { Duration::from_millis(1) };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for ev in events.iter() {
+                let Token(t) = ev.token();
+                if ev.token() == WAKER {
+                    continue;
+                }
+                if ev.is_writable() {
+                    self.on_writable(t);
+                }
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    self.read(t);
+                }
+            }
+            if self.commands()? {
+                self.shutdown();
+                return Ok(());
+            }
+            self.drain_backlog();
+            let now = Instant::now();
+            if now.duration_since(last_idle_check) >= IDLE_CHECK_EVERY {
+                last_idle_check = now;
+                let idle: Vec<usize> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.opts.idle_timeout.is_some_and(|t| now.duration_since(c.last_read) > t))
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in idle {
+                    self.close(k, CloseReason::Idle);
+                }
+            }
+            if self.woke {
+                self.woke = false;
+                self.main_waker.wake()?;
+            }
+        }
+    }
+
+    /// Applies queued commands; true on shutdown.
+    fn commands(&mut self) -> io::Result<bool> {
+        loop {
+            let cmd = match self.rx.try_recv() {
+                Ok(c) => c,
+                Err(TryRecvError::Empty) => return Ok(false),
+                Err(TryRecvError::Disconnected) => return Ok(true),
+            };
+            match cmd {
+                Cmd::Adopt { conn, mut stream, opts } => {
+                    let k = conn.0 as usize;
+                    self.poll.registry().register(&mut stream, Token(k), Interest::READABLE | Interest::WRITABLE)?;
+                    self.conns.insert(k, Conn::new(conn, stream, opts, false));
+                    // Data may have arrived before registration; edge-triggered polls would miss it.
+                    self.read(k);
+                }
+                Cmd::Connect { conn, addr, opts } => match TcpStream::connect(addr) {
+                    Ok(mut stream) => {
+                        let k = conn.0 as usize;
+                        self.poll.registry().register(&mut stream, Token(k), Interest::READABLE | Interest::WRITABLE)?;
+                        self.conns.insert(k, Conn::new(conn, stream, opts, true));
+                    }
+                    Err(e) => self.emit(Event::Closed { conn, reason: CloseReason::ConnectFailed(e.to_string()) }),
+                },
+                Cmd::Write(batch) => {
+                    for (conn, bytes) in batch {
+                        let k = conn.0 as usize;
+                        let Some(c) = self.conns.get_mut(&k) else { continue };
+                        if c.out_pos == c.out.len() {
+                            c.out.clear();
+                            c.out_pos = 0;
+                        }
+                        if c.out.is_empty() {
+                            c.out = bytes;
+                        } else {
+                            c.out.extend_from_slice(&bytes);
+                        }
+                        self.flush_conn(k);
+                    }
+                }
+                Cmd::Close(conn, reason) => {
+                    let k = conn.0 as usize;
+                    self.flush_conn(k);
+                    self.close(k, CloseReason::Requested(reason));
+                }
+                Cmd::Shutdown => return Ok(true),
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        let deadline = Instant::now() + SHUTDOWN_FLUSH;
+        while Instant::now() < deadline {
+            let keys: Vec<usize> = self.conns.iter().filter(|(_, c)| c.out_pos < c.out.len()).map(|(k, _)| *k).collect();
+            if keys.is_empty() {
+                break;
+            }
+            for k in keys {
+                self.flush_conn(k);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for (_, c) in self.conns.drain() {
+            let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn emit(&mut self, ev: Event) {
+        if self.backlog.is_empty() {
+            match self.tx.try_send(ev) {
+                Ok(()) => {
+                    self.woke = true;
+                    return;
+                }
+                Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => self.backlog.push_back(ev),
+            }
+        } else {
+            self.backlog.push_back(ev);
+        }
+    }
+
+    fn drain_backlog(&mut self) {
+        while let Some(ev) = self.backlog.pop_front() {
+            match self.tx.try_send(ev) {
+                Ok(()) => self.woke = true,
+                Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => {
+                    self.backlog.push_front(ev);
+                    return;
+                }
+            }
+        }
+        for k in std::mem::take(&mut self.paused) {
+            if let Some(c) = self.conns.get_mut(&k) {
+                c.paused = false;
+                self.read(k);
+            }
+        }
+    }
+
+    fn on_writable(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(&k) else { return };
+        if c.connecting {
+            match c.stream.take_error() {
+                Ok(Some(e)) | Err(e) => {
+                    self.close(k, CloseReason::ConnectFailed(e.to_string()));
+                    return;
+                }
+                Ok(None) => {}
+            }
+            match c.stream.peer_addr() {
+                Ok(_) => {
+                    c.connecting = false;
+                    let _ = c.stream.set_nodelay(true);
+                    let id = c.id;
+                    c.last_read = Instant::now();
+                    self.emit(Event::Connected { conn: id });
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => {
+                    self.close(k, CloseReason::ConnectFailed(e.to_string()));
+                    return;
+                }
+            }
+        }
+        self.flush_conn(k);
+    }
+
+    fn flush_conn(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(&k) else { return };
+        if c.connecting {
+            return;
+        }
+        while c.out_pos < c.out.len() {
+            match c.stream.write(&c.out[c.out_pos..]) {
+                Ok(0) => {
+                    self.close(k, CloseReason::Io("write returned 0".into()));
+                    return;
+                }
+                Ok(n) => c.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.close(k, CloseReason::Io(e.to_string()));
+                    return;
+                }
+            }
+        }
+        let queued = c.out.len() - c.out_pos;
+        if queued == 0 {
+            c.out.clear();
+            c.out_pos = 0;
+            if c.out.capacity() > 4 * READ_CHUNK {
+                c.out = Vec::new();
+            }
+        } else if queued > c.opts.max_queued {
+            self.close(k, CloseReason::QueueFull(queued));
+        }
+    }
+
+    fn read(&mut self, k: usize) {
+        loop {
+            let Some(c) = self.conns.get_mut(&k) else { return };
+            if c.connecting || c.paused {
+                return;
+            }
+            let spare = c.deframer.spare(READ_CHUNK);
+            let res = c.stream.read(spare);
+            let n = match res {
+                Ok(0) => {
+                    c.deframer.commit(READ_CHUNK, 0);
+                    self.close(k, CloseReason::PeerClosed);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) => {
+                    c.deframer.commit(READ_CHUNK, 0);
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => return,
+                        io::ErrorKind::Interrupted => continue,
+                        _ => {
+                            self.close(k, CloseReason::Io(e.to_string()));
+                            return;
+                        }
+                    }
+                }
+            };
+            c.deframer.commit(READ_CHUNK, n);
+            c.last_read = Instant::now();
+            let id = c.id;
+            let mut frames = Vec::new();
+            let mut bad = None;
+            loop {
+                match c.deframer.next_frame() {
+                    Ok(Some(f)) => frames.push(f.to_vec()),
+                    Ok(None) => break,
+                    Err(e) => {
+                        bad = Some(e);
+                        break;
+                    }
+                }
+            }
+            for data in frames {
+                self.emit(Event::Frame { conn: id, data });
+            }
+            if let Some(e) = bad {
+                self.close(k, CloseReason::Frame(e));
+                return;
+            }
+            if self.backlog.len() > BACKLOG_PAUSE {
+                if let Some(c) = self.conns.get_mut(&k) {
+                    c.paused = true;
+                    self.paused.push(k);
+                }
+                return;
+            }
+            if n < READ_CHUNK {
+                // A short read drained the socket; the next edge will bring more.
+                return;
+            }
+        }
+    }
+
+    fn close(&mut self, k: usize, reason: CloseReason) {
+        let Some(mut c) = self.conns.remove(&k) else { return };
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        debug!("{}: closed: {reason}", c.id);
+        self.emit(Event::Closed { conn: c.id, reason });
+    }
+}
+
+impl Conn {
+    fn new(id: ConnId, stream: TcpStream, opts: ConnOpts, connecting: bool) -> Conn {
+        Conn {
+            id,
+            stream,
+            deframer: Deframer::new(opts.max_frame),
+            out: Vec::new(),
+            out_pos: 0,
+            opts,
+            last_read: Instant::now(),
+            connecting,
+            paused: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::encode_frame;
+
+    const OPTS: ConnOpts = ConnOpts { max_frame: 1024, max_queued: 1 << 20, idle_timeout: None };
+
+    /// Echoes every frame back and records what happened; stops after `stop_after` closes.
+    struct EchoApp {
+        log: Vec<String>,
+        closes: usize,
+        stop_after: usize,
+        dial: Option<SocketAddr>,
+    }
+
+    impl App for EchoApp {
+        fn handle(&mut self, _now: Instant, ev: Event, out: &mut Outbox) {
+            match ev {
+                Event::Frame { conn, data } => {
+                    self.log.push(format!("frame {}", String::from_utf8_lossy(&data)));
+                    out.send(conn, &data);
+                }
+                Event::Closed { reason, .. } => {
+                    self.log.push(format!("closed {reason}"));
+                    self.closes += 1;
+                }
+                Event::Accepted { .. } => self.log.push("accepted".into()),
+                Event::Connected { conn } => {
+                    self.log.push("connected".into());
+                    out.send(conn, b"from-dialer");
+                    out.close(conn, "done");
+                }
+                Event::Signal(_) => {}
+            }
+        }
+        fn tick(&mut self, _now: Instant, out: &mut Outbox) {
+            if let Some(addr) = self.dial.take() {
+                out.connect(addr, OPTS);
+            }
+        }
+        fn next_deadline(&self) -> Option<Instant> {
+            None
+        }
+        fn done(&self) -> bool {
+            self.closes >= self.stop_after
+        }
+    }
+
+    fn start(io_threads: usize) -> (Runtime, SocketAddr) {
+        let rt = Runtime::new(RuntimeConfig {
+            name: "test".into(),
+            io_threads,
+            listeners: vec![ListenSpec { addr: "127.0.0.1:0".parse().expect("addr"), opts: OPTS, max_conns: 8 }],
+        })
+        .expect("runtime");
+        let addr = rt.local_addr(0).expect("bound");
+        (rt, addr)
+    }
+
+    #[test]
+    fn echo_over_real_sockets_then_oversized_frame_closes_only_that_conn() {
+        let (rt, addr) = start(2);
+        let mut app = EchoApp { log: Vec::new(), closes: 0, stop_after: 2, dial: None };
+        let client = std::thread::spawn(move || -> io::Result<Vec<u8>> {
+            use std::io::{Read as _, Write as _};
+            let mut good = std::net::TcpStream::connect(addr)?;
+            let mut bad = std::net::TcpStream::connect(addr)?;
+            let mut wire = Vec::new();
+            encode_frame(b"one", &mut wire);
+            encode_frame(b"two", &mut wire);
+            // Dribble the two frames a byte at a time.
+            for b in &wire {
+                good.write_all(&[*b])?;
+            }
+            let mut got = vec![0u8; wire.len()];
+            good.read_exact(&mut got)?;
+            bad.write_all(&u32::MAX.to_le_bytes())?;
+            let mut sink = Vec::new();
+            let _ = bad.read_to_end(&mut sink); // the runtime closes it
+            // The good connection still works after the bad one was dropped.
+            good.write_all(&wire[..7])?;
+            let mut again = vec![0u8; 7];
+            good.read_exact(&mut again)?;
+            drop(good);
+            Ok(got)
+        });
+        rt.run(&mut app).expect("runtime ran");
+        let got = client.join().expect("client thread").expect("client io");
+        let mut want = Vec::new();
+        encode_frame(b"one", &mut want);
+        encode_frame(b"two", &mut want);
+        assert_eq!(got, want);
+        assert!(app.log.iter().any(|l| l.contains("bad frame")), "{:?}", app.log);
+        assert_eq!(app.log.iter().filter(|l| l.starts_with("frame")).count(), 3, "{:?}", app.log);
+    }
+
+    #[test]
+    fn dial_and_connect_failure() {
+        let (rt, addr) = start(1);
+        // Dial ourselves: one accepted conn + one dialled conn; the dialler sends and closes.
+        let mut app = EchoApp { log: Vec::new(), closes: 2, stop_after: 4, dial: Some(addr) };
+        rt.run(&mut app).expect("runtime ran");
+        assert!(app.log.contains(&"connected".to_string()), "{:?}", app.log);
+        assert!(app.log.contains(&"frame from-dialer".to_string()), "{:?}", app.log);
+
+        let free = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port");
+        let (rt, _) = start(1);
+        let mut app = EchoApp { log: Vec::new(), closes: 0, stop_after: 1, dial: Some(free) };
+        rt.run(&mut app).expect("runtime ran");
+        assert!(app.log.iter().any(|l| l.contains("connect failed")), "{:?}", app.log);
+    }
+
+    #[test]
+    fn outbox_coalesces_per_connection() {
+        let mut out = Outbox::new();
+        out.send(ConnId(1), b"a");
+        out.send(ConnId(2), b"b");
+        out.send_with(ConnId(1), |b| b.extend_from_slice(b"cc"));
+        let frames = out.take_frames();
+        assert_eq!(frames, vec![(ConnId(1), vec![b"a".to_vec(), b"cc".to_vec()]), (ConnId(2), vec![b"b".to_vec()])]);
+        assert!(out.take_frames().is_empty());
+    }
+}
