@@ -77,6 +77,11 @@ pub enum Msg {
         /// Game id.
         game: u16,
     },
+    /// Dispatcher -> games: a gate left; every client it held is gone.
+    GateDown {
+        /// Gate id.
+        gate: u16,
+    },
     /// Gate -> dispatcher(boot): a client connected; dispatcher picks a game for its boot entity.
     ClientConnected {
         /// Gate.
@@ -184,6 +189,7 @@ impl Msg {
             Msg::Refused { .. } => "Refused",
             Msg::GameUp { .. } => "GameUp",
             Msg::GameDown { .. } => "GameDown",
+            Msg::GateDown { .. } => "GateDown",
             Msg::ClientConnected { .. } => "ClientConnected",
             Msg::CreateBoot { .. } => "CreateBoot",
             Msg::ClientDisconnected { .. } => "ClientDisconnected",
@@ -215,6 +221,7 @@ mod tests {
             Msg::Refused { reason: "bad secret".into() },
             Msg::GameUp { game: 3 },
             Msg::GameDown { game: 3 },
+            Msg::GateDown { gate: 2 },
             Msg::ClientConnected { gate: 1, client: a, boot: b },
             Msg::CreateBoot { gate: 1, client: a, boot: b },
             Msg::ClientDisconnected { gate: 1, client: a, owner: b },

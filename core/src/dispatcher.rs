@@ -1,0 +1,484 @@
+//! The dispatcher: routes every message about one entity through one place, keeps entity ->
+//! game, places boot entities, and tells games who joined and left. A sans-IO [`App`].
+//!
+//! LIFECYCLE of an accepted connection: `Pending` (only `Hello` is accepted; anything else, a
+//! wrong secret, version or id is answered with `Refused` and closed) -> `Game(id)` or
+//! `Gate(id)` until it closes. A second connection with the id of a live one replaces it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Instant;
+
+use log::{debug, info, warn};
+use oxworld_net::client_proto::{ErrorCode, ServerMsg};
+use oxworld_net::config::Config;
+use oxworld_net::msg::{Caller, INTERNAL_PROTOCOL_VERSION, Msg, ProcKind};
+use oxworld_net::runtime::{App, ConnId, Event, Outbox, Signal};
+use oxworld_net::Id;
+use rustc_hash::FxHashMap;
+
+/// Client logins held while no game is connected; past this they are refused.
+pub const MAX_PENDING_BOOTS: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    Pending,
+    Game(u16),
+    Gate(u16),
+}
+
+/// Counters a dispatcher keeps.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DispatcherStats {
+    /// Messages forwarded.
+    pub routed: u64,
+    /// Messages that found no destination (each logged, client calls answered with an error).
+    pub undeliverable: u64,
+    /// Handshakes refused.
+    pub refused: u64,
+}
+
+/// One dispatcher's routing state.
+pub struct DispatcherApp {
+    id: u16,
+    secret: String,
+    n_games: u16,
+    n_gates: u16,
+    banned: BTreeSet<u16>,
+    conns: FxHashMap<ConnId, Peer>,
+    games: BTreeMap<u16, ConnId>,
+    gates: BTreeMap<u16, ConnId>,
+    routes: FxHashMap<Id, u16>,
+    boot_rr: usize,
+    pending_boots: VecDeque<(u16, Id, Id)>,
+    stats: DispatcherStats,
+    done: bool,
+}
+
+impl DispatcherApp {
+    /// Dispatcher `id` of the cluster described by `cfg`.
+    pub fn new(cfg: &Config, id: u16) -> Self {
+        DispatcherApp {
+            id,
+            secret: cfg.secret.clone(),
+            n_games: cfg.games.len() as u16,
+            n_gates: cfg.gates.len() as u16,
+            banned: cfg.games.iter().filter(|g| g.ban_boot_entity).map(|g| g.id).collect(),
+            conns: FxHashMap::default(),
+            games: BTreeMap::new(),
+            gates: BTreeMap::new(),
+            routes: FxHashMap::default(),
+            boot_rr: 0,
+            pending_boots: VecDeque::new(),
+            stats: DispatcherStats::default(),
+            done: false,
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &DispatcherStats {
+        &self.stats
+    }
+
+    /// The game entity `id` is routed to, if known.
+    pub fn route_of(&self, id: Id) -> Option<u16> {
+        self.routes.get(&id).copied()
+    }
+
+    fn send(out: &mut Outbox, conn: ConnId, msg: &Msg) {
+        out.send_with(conn, |b| msg.encode(b));
+    }
+
+    fn refuse(&mut self, conn: ConnId, reason: String, out: &mut Outbox) {
+        self.stats.refused += 1;
+        warn!("dispatcher{}: refusing {conn}: {reason}", self.id);
+        Self::send(out, conn, &Msg::Refused { reason: reason.clone() });
+        out.close(conn, reason);
+        self.conns.remove(&conn);
+    }
+
+    fn on_hello(&mut self, conn: ConnId, msg: Msg, out: &mut Outbox) {
+        let Msg::Hello { version, kind, id, secret, entities } = msg else {
+            self.refuse(conn, format!("expected Hello first, got {}", msg.name()), out);
+            return;
+        };
+        if version != INTERNAL_PROTOCOL_VERSION {
+            self.refuse(conn, format!("protocol version {version}, this dispatcher speaks {INTERNAL_PROTOCOL_VERSION}"), out);
+            return;
+        }
+        if !constant_time_eq(secret.as_bytes(), self.secret.as_bytes()) {
+            self.refuse(conn, "wrong cluster secret".into(), out);
+            return;
+        }
+        match kind {
+            ProcKind::Game if (1..=self.n_games).contains(&id) => {
+                if let Some(old) = self.games.get(&id).copied() {
+                    warn!("dispatcher{}: game{id} connected again; dropping its old link", self.id);
+                    out.close(old, "replaced by a new connection of the same game");
+                    self.conns.remove(&old);
+                    self.game_down(id, out);
+                }
+                self.conns.insert(conn, Peer::Game(id));
+                self.games.insert(id, conn);
+                for e in entities {
+                    if let Some(prev) = self.routes.insert(e, id)
+                        && prev != id
+                    {
+                        warn!("dispatcher{}: entity {e} re-announced by game{id}, was on game{prev}", self.id);
+                    }
+                }
+                let games: Vec<u16> = self.games.keys().copied().collect();
+                Self::send(out, conn, &Msg::HelloAck { dispatcher: self.id, games });
+                for (&g, &c) in &self.games {
+                    if g != id {
+                        Self::send(out, c, &Msg::GameUp { game: id });
+                    }
+                }
+                info!("dispatcher{}: game{id} up ({} games)", self.id, self.games.len());
+                if !self.banned.contains(&id) {
+                    while let Some((gate, client, boot)) = self.pending_boots.pop_front() {
+                        self.place_boot(gate, client, boot, out);
+                    }
+                }
+            }
+            ProcKind::Gate if (1..=self.n_gates).contains(&id) => {
+                if let Some(old) = self.gates.insert(id, conn) {
+                    warn!("dispatcher{}: gate{id} connected again; dropping its old link", self.id);
+                    out.close(old, "replaced by a new connection of the same gate");
+                    self.conns.remove(&old);
+                }
+                self.conns.insert(conn, Peer::Gate(id));
+                Self::send(out, conn, &Msg::HelloAck { dispatcher: self.id, games: Vec::new() });
+                info!("dispatcher{}: gate{id} up", self.id);
+            }
+            _ => self.refuse(conn, format!("{kind:?} id {id} is not in the config"), out),
+        }
+    }
+
+    fn game_down(&mut self, game: u16, out: &mut Outbox) {
+        self.games.remove(&game);
+        let before = self.routes.len();
+        self.routes.retain(|_, g| *g != game);
+        info!("dispatcher{}: game{game} down; {} routes dropped", self.id, before - self.routes.len());
+        for &c in self.games.values() {
+            Self::send(out, c, &Msg::GameDown { game });
+        }
+    }
+
+    fn place_boot(&mut self, gate: u16, client: Id, boot: Id, out: &mut Outbox) {
+        let candidates: Vec<(u16, ConnId)> =
+            self.games.iter().filter(|(g, _)| !self.banned.contains(g)).map(|(g, c)| (*g, *c)).collect();
+        if candidates.is_empty() {
+            if self.pending_boots.len() >= MAX_PENDING_BOOTS {
+                let err = ServerMsg::error(ErrorCode::Unavailable, boot, 0, "no game is available");
+                self.to_gate(gate, client, &err, out);
+                return;
+            }
+            self.pending_boots.push_back((gate, client, boot));
+            return;
+        }
+        let (g, c) = candidates[self.boot_rr % candidates.len()];
+        self.boot_rr = self.boot_rr.wrapping_add(1);
+        self.routes.insert(boot, g);
+        Self::send(out, c, &Msg::CreateBoot { gate, client, boot });
+        self.stats.routed += 1;
+    }
+
+    fn to_gate(&mut self, gate: u16, client: Id, msg: &ServerMsg, out: &mut Outbox) {
+        let Some(&c) = self.gates.get(&gate) else {
+            self.stats.undeliverable += 1;
+            debug!("dispatcher{}: gate{gate} not connected; client message dropped", self.id);
+            return;
+        };
+        let mut payload = Vec::new();
+        msg.encode(&mut payload);
+        Self::send(out, c, &Msg::ToClient { gate, client, payload });
+    }
+
+    /// Forwards an entity-addressed message to the entity's game.
+    fn route(&mut self, target: Id, msg: Msg, out: &mut Outbox) {
+        if let Some(c) = self.routes.get(&target).and_then(|g| self.games.get(g)) {
+            Self::send(out, *c, &msg);
+            self.stats.routed += 1;
+            return;
+        }
+        self.stats.undeliverable += 1;
+        match msg {
+            Msg::Call { method, caller: Caller::Client { gate, client }, .. } => {
+                let err = ServerMsg::error(ErrorCode::UnknownEntity, target, method, format!("no entity {target}"));
+                self.to_gate(gate, client, &err, out);
+            }
+            Msg::Call { method, caller: Caller::Server(from), .. } => {
+                warn!("dispatcher{}: call {method:#010x} from {from} to unknown entity {target} dropped", self.id);
+            }
+            other => debug!("dispatcher{}: {} for unknown entity {target} dropped", self.id, other.name()),
+        }
+    }
+
+    fn from_game(&mut self, game: u16, msg: Msg, out: &mut Outbox) {
+        match msg {
+            Msg::EntityCreated { id } => {
+                self.routes.insert(id, game);
+            }
+            Msg::EntityDestroyed { id } => {
+                if self.routes.get(&id) == Some(&game) {
+                    self.routes.remove(&id);
+                }
+            }
+            Msg::CreateEntity { game: target, id, ref type_name, .. } => match self.games.get(&target) {
+                Some(&c) => {
+                    self.routes.insert(id, target);
+                    Self::send(out, c, &msg);
+                    self.stats.routed += 1;
+                }
+                None => {
+                    self.stats.undeliverable += 1;
+                    warn!("dispatcher{}: create {type_name} {id} on offline game{target} dropped", self.id);
+                }
+            },
+            Msg::Call { target, .. } => self.route(target, msg, out),
+            Msg::ToClient { gate, .. } => match self.gates.get(&gate) {
+                Some(&c) => {
+                    Self::send(out, c, &msg);
+                    self.stats.routed += 1;
+                }
+                None => {
+                    self.stats.undeliverable += 1;
+                    debug!("dispatcher{}: gate{gate} not connected; client message dropped", self.id);
+                }
+            },
+            other => warn!("dispatcher{}: unexpected {} from game{game}", self.id, other.name()),
+        }
+    }
+
+    fn from_gate(&mut self, gate: u16, msg: Msg, out: &mut Outbox) {
+        match msg {
+            Msg::ClientConnected { client, boot, .. } => self.place_boot(gate, client, boot, out),
+            Msg::Call { target, .. } => self.route(target, msg, out),
+            Msg::ClientDisconnected { owner, .. } => self.route(owner, msg, out),
+            other => warn!("dispatcher{}: unexpected {} from gate{gate}", self.id, other.name()),
+        }
+    }
+}
+
+impl App for DispatcherApp {
+    fn handle(&mut self, _now: Instant, event: Event, out: &mut Outbox) {
+        match event {
+            Event::Accepted { conn, .. } => {
+                self.conns.insert(conn, Peer::Pending);
+            }
+            Event::Frame { conn, data } => {
+                let Some(&peer) = self.conns.get(&conn) else { return };
+                let msg = match Msg::decode(&data) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        warn!("dispatcher{}: {conn} ({peer:?}) sent a malformed message: {e}", self.id);
+                        out.close(conn, "malformed message");
+                        return;
+                    }
+                };
+                match peer {
+                    Peer::Pending => self.on_hello(conn, msg, out),
+                    Peer::Game(g) => self.from_game(g, msg, out),
+                    Peer::Gate(g) => self.from_gate(g, msg, out),
+                }
+            }
+            Event::Closed { conn, reason } => match self.conns.remove(&conn) {
+                Some(Peer::Game(g)) if self.games.get(&g) == Some(&conn) => {
+                    warn!("dispatcher{}: game{g} link closed: {reason}", self.id);
+                    self.game_down(g, out);
+                }
+                Some(Peer::Gate(g)) if self.gates.get(&g) == Some(&conn) => {
+                    warn!("dispatcher{}: gate{g} link closed: {reason}", self.id);
+                    self.gates.remove(&g);
+                    for &c in self.games.values() {
+                        Self::send(out, c, &Msg::GateDown { gate: g });
+                    }
+                }
+                _ => {}
+            },
+            Event::Connected { .. } => {}
+            Event::Signal(Signal::Terminate) => {
+                info!("dispatcher{}: stopping", self.id);
+                self.done = true;
+            }
+            Event::Signal(Signal::Hangup) => info!("dispatcher{}: SIGHUP ignored", self.id),
+        }
+    }
+
+    fn tick(&mut self, _now: Instant, _out: &mut Outbox) {}
+
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    fn done(&self) -> bool {
+        self.done
+    }
+}
+
+/// Compares secrets without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use oxworld_net::runtime::CloseReason;
+
+    use super::*;
+
+    const CFG: &str = "[deployment]\ndesired_dispatchers=1\ndesired_games=2\ndesired_gates=1\nsecret=k\n";
+
+    fn app() -> DispatcherApp {
+        DispatcherApp::new(&Config::parse(Path::new("t.ini"), CFG).expect("config"), 1)
+    }
+
+    fn hello(kind: ProcKind, id: u16, secret: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        Msg::Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: secret.into(), entities: vec![] }.encode(&mut b);
+        b
+    }
+
+    fn enc(m: &Msg) -> Vec<u8> {
+        let mut b = Vec::new();
+        m.encode(&mut b);
+        b
+    }
+
+    /// Feeds `data` as a frame on `conn` and returns the decoded messages sent per connection.
+    fn feed(d: &mut DispatcherApp, out: &mut Outbox, conn: u64, data: Vec<u8>) -> Vec<(ConnId, Msg)> {
+        d.handle(Instant::now(), Event::Frame { conn: ConnId(conn), data }, out);
+        out.take_frames()
+            .into_iter()
+            .flat_map(|(c, fs)| fs.into_iter().map(move |f| (c, Msg::decode(&f).expect("valid msg"))))
+            .collect()
+    }
+
+    fn accept(d: &mut DispatcherApp, out: &mut Outbox, conn: u64) {
+        let peer = "127.0.0.1:9".parse().expect("addr");
+        d.handle(Instant::now(), Event::Accepted { conn: ConnId(conn), listener: 0, peer }, out);
+    }
+
+    /// Two games (conns 1, 2) and a gate (conn 3), handshakes done.
+    fn cluster() -> (DispatcherApp, Outbox) {
+        let mut d = app();
+        let mut out = Outbox::new();
+        for c in 1..=3 {
+            accept(&mut d, &mut out, c);
+        }
+        feed(&mut d, &mut out, 1, hello(ProcKind::Game, 1, "k"));
+        feed(&mut d, &mut out, 2, hello(ProcKind::Game, 2, "k"));
+        feed(&mut d, &mut out, 3, hello(ProcKind::Gate, 1, "k"));
+        (d, out)
+    }
+
+    #[test]
+    fn handshake_refusals() {
+        let mut d = app();
+        let mut out = Outbox::new();
+        for c in 1..=4 {
+            accept(&mut d, &mut out, c);
+        }
+        let got = feed(&mut d, &mut out, 1, hello(ProcKind::Game, 1, "wrong"));
+        assert!(matches!(&got[..], [(_, Msg::Refused { reason })] if reason.contains("secret")));
+        let got = feed(&mut d, &mut out, 2, hello(ProcKind::Game, 9, "k"));
+        assert!(matches!(&got[..], [(_, Msg::Refused { .. })]));
+        let got = feed(&mut d, &mut out, 3, enc(&Msg::GameUp { game: 1 }));
+        assert!(matches!(&got[..], [(_, Msg::Refused { reason })] if reason.contains("expected Hello")));
+        assert_eq!(out.take_closes().len(), 3);
+        // Garbage closes only that connection.
+        feed(&mut d, &mut out, 4, vec![0xde, 0xad]);
+        assert_eq!(out.take_closes().len(), 1);
+        assert_eq!(d.stats().refused, 3);
+    }
+
+    #[test]
+    fn game_up_is_announced_and_boots_round_robin() {
+        let mut d = app();
+        let mut out = Outbox::new();
+        accept(&mut d, &mut out, 1);
+        accept(&mut d, &mut out, 2);
+        let got = feed(&mut d, &mut out, 1, hello(ProcKind::Game, 1, "k"));
+        assert_eq!(got, vec![(ConnId(1), Msg::HelloAck { dispatcher: 1, games: vec![1] })]);
+        let got = feed(&mut d, &mut out, 2, hello(ProcKind::Game, 2, "k"));
+        assert!(got.contains(&(ConnId(1), Msg::GameUp { game: 2 })));
+        accept(&mut d, &mut out, 3);
+        feed(&mut d, &mut out, 3, hello(ProcKind::Gate, 1, "k"));
+        let mut placed = Vec::new();
+        for i in 0..4u8 {
+            let got = feed(&mut d, &mut out, 3, enc(&Msg::ClientConnected { gate: 1, client: Id([i; 16]), boot: Id([i + 100; 16]) }));
+            placed.push(got[0].0);
+        }
+        assert_eq!(placed, vec![ConnId(1), ConnId(2), ConnId(1), ConnId(2)]);
+    }
+
+    #[test]
+    fn boots_wait_for_a_game() {
+        let mut d = app();
+        let mut out = Outbox::new();
+        accept(&mut d, &mut out, 3);
+        feed(&mut d, &mut out, 3, hello(ProcKind::Gate, 1, "k"));
+        let got = feed(&mut d, &mut out, 3, enc(&Msg::ClientConnected { gate: 1, client: Id([1; 16]), boot: Id([2; 16]) }));
+        assert!(got.is_empty());
+        accept(&mut d, &mut out, 1);
+        let got = feed(&mut d, &mut out, 1, hello(ProcKind::Game, 1, "k"));
+        assert!(got.iter().any(|(_, m)| matches!(m, Msg::CreateBoot { .. })), "{got:?}");
+    }
+
+    #[test]
+    fn calls_follow_routes_and_unknown_targets_answer_the_client() {
+        let (mut d, mut out) = cluster();
+        let e = Id([5; 16]);
+        feed(&mut d, &mut out, 2, enc(&Msg::EntityCreated { id: e }));
+        let call = Msg::Call { target: e, method: 1, args: vec![], caller: Caller::Client { gate: 1, client: Id([1; 16]) } };
+        let got = feed(&mut d, &mut out, 3, enc(&call));
+        assert_eq!(got, vec![(ConnId(2), call.clone())]);
+        feed(&mut d, &mut out, 2, enc(&Msg::EntityDestroyed { id: e }));
+        let got = feed(&mut d, &mut out, 3, enc(&call));
+        match &got[..] {
+            [(ConnId(3), Msg::ToClient { payload, .. })] => {
+                let err = ServerMsg::decode(payload).expect("error msg");
+                assert!(matches!(err, ServerMsg::Error { code: 1, target, .. } if target == e));
+            }
+            other => panic!("expected an error to the gate, got {other:?}"),
+        }
+        // Entity-to-entity call to an unknown entity: counted.
+        let before = d.stats().undeliverable;
+        feed(&mut d, &mut out, 1, enc(&Msg::Call { target: e, method: 1, args: vec![], caller: Caller::Server(Id([9; 16])) }));
+        assert_eq!(d.stats().undeliverable, before + 1);
+    }
+
+    #[test]
+    fn game_down_purges_routes_and_notifies() {
+        let (mut d, mut out) = cluster();
+        let e = Id([5; 16]);
+        feed(&mut d, &mut out, 2, enc(&Msg::CreateEntity { game: 2, id: e, type_name: "X".into(), data: vec![] }));
+        assert_eq!(d.route_of(e), Some(2));
+        d.handle(Instant::now(), Event::Closed { conn: ConnId(2), reason: CloseReason::PeerClosed }, &mut out);
+        assert_eq!(d.route_of(e), None);
+        let sent = out.take_frames();
+        assert!(sent.iter().any(|(c, f)| *c == ConnId(1) && Msg::decode(&f[0]).ok() == Some(Msg::GameDown { game: 2 })));
+        // New boots never go to the dead game.
+        for i in 0..3u8 {
+            let got = feed(&mut d, &mut out, 3, enc(&Msg::ClientConnected { gate: 1, client: Id([i; 16]), boot: Id([i + 50; 16]) }));
+            assert_eq!(got[0].0, ConnId(1));
+        }
+    }
+
+    #[test]
+    fn gate_down_is_broadcast() {
+        let (mut d, mut out) = cluster();
+        d.handle(Instant::now(), Event::Closed { conn: ConnId(3), reason: CloseReason::PeerClosed }, &mut out);
+        let n = out
+            .take_frames()
+            .iter()
+            .filter(|(_, f)| Msg::decode(&f[0]).ok() == Some(Msg::GateDown { gate: 1 }))
+            .count();
+        assert_eq!(n, 2);
+    }
+}

@@ -1,0 +1,312 @@
+//! The `Entity` trait, method exposure, typed argument access, and the registry of entity types
+//! with their numeric method tables.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+
+use oxworld_net::{Value, method_id};
+use thiserror::Error;
+
+use crate::world::Ctx;
+
+/// Game logic of one entity type. Every hook is optional. Hooks and methods run on the game's
+/// logic thread; they receive a [`Ctx`] to act on the world (call, create, destroy, reach the
+/// client) and never block.
+pub trait Entity: Any {
+    /// After the entity exists and is routable, before any call reaches it.
+    fn on_created(&mut self, _ctx: &mut Ctx<'_>) {}
+    /// Just before the entity is removed.
+    fn on_destroy(&mut self, _ctx: &mut Ctx<'_>) {}
+    /// A client was bound to this entity (boot entities: right after `on_created`).
+    fn on_client_connected(&mut self, _ctx: &mut Ctx<'_>) {}
+    /// The bound client disconnected (or its gate went away).
+    fn on_client_disconnected(&mut self, _ctx: &mut Ctx<'_>) {}
+}
+
+/// Who may call a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expose {
+    /// Only other entities (server side).
+    Server,
+    /// Server, and the client bound to this entity.
+    OwnClient,
+    /// Server, and any client that was told about this entity.
+    AnyClient,
+}
+
+/// Why a method call failed.
+#[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The arguments do not fit the method.
+    #[error("bad arguments: {0}")]
+    BadArguments(String),
+    /// The method refused the call.
+    #[error("failed: {0}")]
+    Failed(String),
+}
+
+/// Arguments of one call, with typed accessors that fail with [`CallError::BadArguments`]
+/// instead of zero-filling as GoWorld does.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Args(pub Vec<Value>);
+
+impl Args {
+    /// Number of arguments.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True without arguments.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Argument `i`, or an error naming it.
+    pub fn get(&self, i: usize) -> Result<&Value, CallError> {
+        self.0.get(i).ok_or_else(|| CallError::BadArguments(format!("missing argument {i}")))
+    }
+
+    /// Argument `i` as a string.
+    pub fn str(&self, i: usize) -> Result<&str, CallError> {
+        let v = self.get(i)?;
+        v.as_str().ok_or_else(|| wrong(i, "string", v))
+    }
+
+    /// Argument `i` as an integer.
+    pub fn int(&self, i: usize) -> Result<i64, CallError> {
+        let v = self.get(i)?;
+        v.as_int().ok_or_else(|| wrong(i, "int", v))
+    }
+
+    /// Argument `i` as an entity id (bytes of length 16).
+    pub fn id(&self, i: usize) -> Result<oxworld_net::Id, CallError> {
+        match self.get(i)? {
+            Value::Bytes(b) if b.len() == 16 => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(b);
+                Ok(oxworld_net::Id(a))
+            }
+            v => Err(wrong(i, "entity id (16 bytes)", v)),
+        }
+    }
+
+    /// Fails unless there are exactly `n` arguments.
+    pub fn expect_len(&self, n: usize) -> Result<(), CallError> {
+        if self.0.len() == n {
+            Ok(())
+        } else {
+            Err(CallError::BadArguments(format!("expected {n} arguments, got {}", self.0.len())))
+        }
+    }
+
+    /// The values, consumed.
+    pub fn into_vec(self) -> Vec<Value> {
+        self.0
+    }
+}
+
+fn wrong(i: usize, want: &str, got: &Value) -> CallError {
+    CallError::BadArguments(format!("argument {i}: expected {want}, got {}", got.kind()))
+}
+
+/// An entity id as a call argument.
+pub fn id_value(id: oxworld_net::Id) -> Value {
+    Value::Bytes(id.0.to_vec())
+}
+
+/// Object-safe view of an entity for the world: the hooks plus downcasting.
+pub(crate) trait EntityObj: Entity {
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<E: Entity> EntityObj for E {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+type ErasedHandler = Box<dyn Fn(&mut dyn Any, &mut Ctx<'_>, Args) -> Result<(), CallError>>;
+
+/// One method of an entity type.
+pub(crate) struct MethodDesc {
+    pub(crate) name: &'static str,
+    pub(crate) expose: Expose,
+    pub(crate) handler: ErasedHandler,
+}
+
+/// Registered description of one entity type.
+pub(crate) struct TypeDesc {
+    pub(crate) name: &'static str,
+    pub(crate) factory: Box<dyn Fn() -> Box<dyn EntityObj>>,
+    pub(crate) methods: Vec<MethodDesc>,
+    /// Method id -> index into `methods`. Ids come from clients, but only as lookup keys into
+    /// a table fixed at registration, so collisions are not attacker-controlled.
+    pub(crate) by_id: HashMap<u32, usize>,
+}
+
+impl fmt::Debug for TypeDesc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypeDesc").field("name", &self.name).field("methods", &self.methods.len()).finish()
+    }
+}
+
+/// A registration mistake, reported when the game starts.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Two types with one name.
+    #[error("entity type {0:?} registered twice")]
+    DuplicateType(String),
+    /// Two methods of one type whose names hash to the same id (or one name twice).
+    #[error("entity type {ty:?}: methods {a:?} and {b:?} have the same method id")]
+    MethodIdClash {
+        /// Type.
+        ty: String,
+        /// First method.
+        a: String,
+        /// Second method.
+        b: String,
+    },
+    /// The boot entity type is not registered.
+    #[error("boot entity type {0:?} is not registered")]
+    UnknownBootType(String),
+}
+
+/// All entity types a game binary knows, and its boot entity type.
+#[derive(Default)]
+pub struct Registry {
+    pub(crate) types: Vec<TypeDesc>,
+    pub(crate) boot_type: Option<&'static str>,
+    pub(crate) errors: Vec<RegistryError>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry").field("types", &self.types).field("boot_type", &self.boot_type).finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers entity type `E` under `name`, built by `factory`; declare its methods on the
+    /// returned builder.
+    pub fn entity<E: Entity>(&mut self, name: &'static str, factory: fn() -> E) -> TypeBuilder<'_, E> {
+        if self.types.iter().any(|t| t.name == name) {
+            self.errors.push(RegistryError::DuplicateType(name.to_owned()));
+        }
+        self.types.push(TypeDesc {
+            name,
+            factory: Box::new(move || Box::new(factory())),
+            methods: Vec::new(),
+            by_id: HashMap::new(),
+        });
+        let idx = self.types.len() - 1;
+        TypeBuilder { reg: self, idx, _e: std::marker::PhantomData }
+    }
+
+    /// Declares the type created for every new client connection (config `boot_entity`
+    /// overrides it).
+    pub fn boot(&mut self, name: &'static str) -> &mut Self {
+        self.boot_type = Some(name);
+        self
+    }
+
+    pub(crate) fn type_index(&self, name: &str) -> Option<usize> {
+        self.types.iter().position(|t| t.name == name)
+    }
+
+    /// Checks the registrations; `boot` is the effective boot type.
+    pub(crate) fn validate(&self, boot: &str) -> Result<(), RegistryError> {
+        if let Some(e) = self.errors.first() {
+            return Err(match e {
+                RegistryError::DuplicateType(n) => RegistryError::DuplicateType(n.clone()),
+                RegistryError::MethodIdClash { ty, a, b } => {
+                    RegistryError::MethodIdClash { ty: ty.clone(), a: a.clone(), b: b.clone() }
+                }
+                RegistryError::UnknownBootType(n) => RegistryError::UnknownBootType(n.clone()),
+            });
+        }
+        if self.type_index(boot).is_none() {
+            return Err(RegistryError::UnknownBootType(boot.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// Declares the methods of one entity type.
+pub struct TypeBuilder<'r, E> {
+    reg: &'r mut Registry,
+    idx: usize,
+    _e: std::marker::PhantomData<fn(E)>,
+}
+
+impl<E: Entity> TypeBuilder<'_, E> {
+    /// Adds method `name` with exposure `expose`, handled by `handler`.
+    pub fn method(self, name: &'static str, expose: Expose, handler: fn(&mut E, &mut Ctx<'_>, Args) -> Result<(), CallError>) -> Self {
+        let id = method_id(name);
+        let ty = &mut self.reg.types[self.idx];
+        if let Some(&other) = ty.by_id.get(&id) {
+            let err = RegistryError::MethodIdClash {
+                ty: ty.name.to_owned(),
+                a: ty.methods[other].name.to_owned(),
+                b: name.to_owned(),
+            };
+            self.reg.errors.push(err);
+            return self;
+        }
+        ty.by_id.insert(id, ty.methods.len());
+        ty.methods.push(MethodDesc {
+            name,
+            expose,
+            handler: Box::new(move |any, ctx, args| match any.downcast_mut::<E>() {
+                Some(e) => handler(e, ctx, args),
+                None => Err(CallError::Failed("internal: entity type mismatch".into())),
+            }),
+        });
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct A;
+    impl Entity for A {}
+
+    fn noop(_: &mut A, _: &mut Ctx<'_>, _: Args) -> Result<(), CallError> {
+        Ok(())
+    }
+
+    #[test]
+    fn duplicate_type_and_method_refused() {
+        let mut r = Registry::new();
+        r.entity("A", || A).method("m", Expose::Server, noop).method("m", Expose::Server, noop);
+        assert!(matches!(r.validate("A"), Err(RegistryError::MethodIdClash { .. })));
+        let mut r = Registry::new();
+        r.entity("A", || A);
+        r.entity("A", || A);
+        assert_eq!(r.validate("A"), Err(RegistryError::DuplicateType("A".into())));
+        let mut r = Registry::new();
+        r.entity("A", || A);
+        assert_eq!(r.validate("B"), Err(RegistryError::UnknownBootType("B".into())));
+        assert_eq!(r.validate("A"), Ok(()));
+    }
+
+    #[test]
+    fn args_accessors() {
+        let a = Args(vec![Value::from("s"), Value::Int(4), id_value(oxworld_net::Id([9; 16]))]);
+        assert_eq!(a.str(0), Ok("s"));
+        assert_eq!(a.int(1), Ok(4));
+        assert_eq!(a.id(2), Ok(oxworld_net::Id([9; 16])));
+        assert!(matches!(a.int(0), Err(CallError::BadArguments(_))));
+        assert!(matches!(a.str(5), Err(CallError::BadArguments(_))));
+        assert!(a.expect_len(2).is_err());
+    }
+}

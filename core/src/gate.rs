@@ -1,0 +1,382 @@
+//! The gate: holds client connections, turns client messages into routed internal messages and
+//! delivers what games send to clients. A sans-IO [`App`].
+//!
+//! LIFECYCLE of a client: accepted -> `Welcome` sent and `ClientConnected` routed to the boot
+//! entity's dispatcher -> the game's `CreateEntity(is_player)` makes that entity the owner ->
+//! calls flow -> on close, `ClientDisconnected` goes to the owner's game. A client may only
+//! address entities it has been sent a create for; a malformed message closes that client only.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use log::{debug, info, warn};
+use oxworld_net::client_proto::{CLIENT_PROTOCOL_VERSION, ClientMsg, ErrorCode, ServerMsg};
+use oxworld_net::config::{Config, GateConfig};
+use oxworld_net::msg::{Caller, Msg, ProcKind};
+use oxworld_net::runtime::{App, CloseReason, ConnId, ConnOpts, Event, Outbox, Signal};
+use oxworld_net::value::encode_args;
+use oxworld_net::{Id, IdGen};
+use rustc_hash::FxHashMap;
+
+use crate::links::{LinkEvent, Links};
+
+/// Entities one client may know at once; a game that creates more for one client is buggy,
+/// and the gate stops tracking (and so refuses calls to) the excess.
+pub const MAX_KNOWN_PER_CLIENT: usize = 100_000;
+
+struct Client {
+    id: Id,
+    owner: Option<Id>,
+    /// Entities this client was told about; ids are chosen by clients when they call, so a
+    /// SipHash set (not Fx) keeps hostile probes from degrading it.
+    known: HashSet<Id>,
+}
+
+/// Counters a gate keeps.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GateStats {
+    /// Client connections accepted.
+    pub accepted: u64,
+    /// Calls forwarded to dispatchers.
+    pub calls: u64,
+    /// Client messages refused (malformed, unaddressable target).
+    pub refused: u64,
+}
+
+/// One gate's state.
+pub struct GateApp {
+    cfg: GateConfig,
+    links: Links,
+    ids: IdGen,
+    clock_base: (Instant, u64),
+    clients: FxHashMap<ConnId, Client>,
+    by_client: HashMap<Id, ConnId>,
+    stats: GateStats,
+    done: bool,
+    fatal: Option<String>,
+}
+
+/// Limits of a link to a dispatcher.
+pub(crate) fn internal_opts(cfg: &Config) -> ConnOpts {
+    ConnOpts { max_frame: cfg.max_internal_frame, max_queued: cfg.internal_queue_limit, idle_timeout: None }
+}
+
+/// Limits of a client connection.
+pub fn client_opts(g: &GateConfig) -> ConnOpts {
+    ConnOpts { max_frame: g.max_client_frame, max_queued: g.client_queue_limit, idle_timeout: Some(g.heartbeat_timeout) }
+}
+
+impl GateApp {
+    /// Gate `id` of `cfg`; `seed` seeds client ids, `clock_base` pairs an instant with Unix ms.
+    ///
+    /// # Panics
+    /// If `id` is not a gate of `cfg` (checked by the caller).
+    pub fn new(cfg: &Config, id: u16, seed: u64, clock_base: (Instant, u64)) -> Self {
+        let gc = cfg.gate(id).cloned().expect("gate id validated by the caller");
+        let addrs = cfg.dispatchers.iter().map(|d| d.advertise_addr).collect();
+        let links = Links::new(format!("gate{id}"), ProcKind::Gate, id, cfg.secret.clone(), addrs, internal_opts(cfg), clock_base.0);
+        GateApp {
+            cfg: gc,
+            links,
+            ids: IdGen::new(seed),
+            clock_base,
+            clients: FxHashMap::default(),
+            by_client: HashMap::new(),
+            stats: GateStats::default(),
+            done: false,
+            fatal: None,
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &GateStats {
+        &self.stats
+    }
+
+    /// Number of connected clients.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Why the gate stopped on its own, if it did.
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.as_deref()
+    }
+
+    fn unix_ms(&self, now: Instant) -> u64 {
+        let (start, base) = self.clock_base;
+        base + u64::try_from(now.saturating_duration_since(start).as_millis()).unwrap_or(0)
+    }
+
+    fn reply(out: &mut Outbox, conn: ConnId, msg: &ServerMsg) {
+        out.send_with(conn, |b| msg.encode(b));
+    }
+
+    fn on_accept(&mut self, now: Instant, conn: ConnId, out: &mut Outbox) {
+        let ms = self.unix_ms(now);
+        let client = self.ids.next(ms);
+        let boot = self.ids.next(ms);
+        self.stats.accepted += 1;
+        self.clients.insert(conn, Client { id: client, owner: None, known: HashSet::new() });
+        self.by_client.insert(client, conn);
+        let idle_ms = u32::try_from(self.cfg.heartbeat_timeout.as_millis()).unwrap_or(u32::MAX);
+        Self::reply(out, conn, &ServerMsg::Welcome { version: CLIENT_PROTOCOL_VERSION, client, idle_timeout_ms: idle_ms });
+        let d = boot.dispatcher_index(self.links.len());
+        self.links.send(d, &Msg::ClientConnected { gate: self.cfg.id, client, boot }, out);
+    }
+
+    fn on_client_frame(&mut self, conn: ConnId, data: &[u8], out: &mut Outbox) {
+        let Some(c) = self.clients.get(&conn) else { return };
+        match ClientMsg::decode(data) {
+            Ok(ClientMsg::Heartbeat) => {}
+            Ok(ClientMsg::Call { target, method, args }) => {
+                if !c.known.contains(&target) {
+                    self.stats.refused += 1;
+                    let err = ServerMsg::error(ErrorCode::NotAddressable, target, method, "entity not known to this client");
+                    Self::reply(out, conn, &err);
+                    return;
+                }
+                let mut enc = Vec::new();
+                encode_args(&args, &mut enc);
+                let msg = Msg::Call { target, method, args: enc, caller: Caller::Client { gate: self.cfg.id, client: c.id } };
+                self.stats.calls += 1;
+                self.links.send(target.dispatcher_index(self.links.len()), &msg, out);
+            }
+            Err(e) => {
+                self.stats.refused += 1;
+                info!("gate{}: client {} sent a malformed message ({e}); closing it", self.cfg.id, c.id);
+                Self::reply(out, conn, &ServerMsg::error(ErrorCode::Malformed, Id::NIL, 0, e.to_string()));
+                out.close(conn, format!("malformed message: {e}"));
+            }
+        }
+    }
+
+    fn on_client_closed(&mut self, conn: ConnId, reason: &CloseReason, out: &mut Outbox) {
+        let Some(c) = self.clients.remove(&conn) else { return };
+        self.by_client.remove(&c.id);
+        match reason {
+            CloseReason::PeerClosed => debug!("gate{}: client {} left", self.cfg.id, c.id),
+            r => info!("gate{}: client {} dropped: {r}", self.cfg.id, c.id),
+        }
+        if let Some(owner) = c.owner {
+            let msg = Msg::ClientDisconnected { gate: self.cfg.id, client: c.id, owner };
+            self.links.send(owner.dispatcher_index(self.links.len()), &msg, out);
+        }
+    }
+
+    fn from_dispatcher(&mut self, msg: Msg, out: &mut Outbox) {
+        let Msg::ToClient { client, payload, .. } = msg else {
+            warn!("gate{}: unexpected {} from a dispatcher", self.cfg.id, msg.name());
+            return;
+        };
+        let peek = ServerMsg::peek_entity(&payload);
+        let Some(&conn) = self.by_client.get(&client) else {
+            // The client left before its owner was created: tell the owner's game now.
+            if let Some((true, true, owner)) = peek {
+                let msg = Msg::ClientDisconnected { gate: self.cfg.id, client, owner };
+                self.links.send(owner.dispatcher_index(self.links.len()), &msg, out);
+            }
+            return;
+        };
+        if let (Some((is_create, is_player, id)), Some(c)) = (peek, self.clients.get_mut(&conn)) {
+            if is_create {
+                if c.known.len() < MAX_KNOWN_PER_CLIENT {
+                    c.known.insert(id);
+                }
+                if is_player {
+                    c.owner = Some(id);
+                }
+            } else {
+                c.known.remove(&id);
+                if c.owner == Some(id) {
+                    c.owner = None;
+                }
+            }
+        }
+        out.send(conn, &payload);
+    }
+}
+
+impl App for GateApp {
+    fn handle(&mut self, now: Instant, event: Event, out: &mut Outbox) {
+        match event {
+            Event::Accepted { conn, .. } => self.on_accept(now, conn, out),
+            Event::Connected { conn } => self.links.on_connected(conn, out, |_| Vec::new()),
+            Event::Frame { conn, data } => {
+                if !self.links.owns(conn) {
+                    self.on_client_frame(conn, &data, out);
+                    return;
+                }
+                match self.links.on_frame(conn, &data, out) {
+                    Ok(Some((_, LinkEvent::Msg(m)))) => self.from_dispatcher(m, out),
+                    Ok(_) => {}
+                    Err(refused) => {
+                        self.fatal = Some(refused.to_string());
+                        self.done = true;
+                    }
+                }
+            }
+            Event::Closed { conn, reason } => {
+                if !self.links.on_closed(conn, &reason, now) {
+                    self.on_client_closed(conn, &reason, out);
+                }
+            }
+            Event::Signal(Signal::Terminate) => {
+                info!("gate{}: stopping; closing {} clients", self.cfg.id, self.clients.len());
+                for (&conn, c) in &self.clients {
+                    if let Some(owner) = c.owner {
+                        let msg = Msg::ClientDisconnected { gate: self.cfg.id, client: c.id, owner };
+                        self.links.send(owner.dispatcher_index(self.links.len()), &msg, out);
+                    }
+                    out.close(conn, "gate stopping");
+                }
+                self.clients.clear();
+                self.by_client.clear();
+                self.done = true;
+            }
+            Event::Signal(Signal::Hangup) => info!("gate{}: SIGHUP ignored", self.cfg.id),
+        }
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut Outbox) {
+        self.links.tick(now, out);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.links.next_deadline()
+    }
+
+    fn done(&self) -> bool {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use oxworld_net::Value;
+
+    use super::*;
+
+    const CFG: &str = "[deployment]\ndesired_dispatchers=2\ndesired_games=1\ndesired_gates=1\nsecret=k\n";
+
+    struct Fixture {
+        gate: GateApp,
+        out: Outbox,
+        links: Vec<ConnId>,
+        now: Instant,
+    }
+
+    /// A gate whose two dispatcher links completed their handshake.
+    fn fixture() -> Fixture {
+        let cfg = Config::parse(Path::new("t.ini"), CFG).expect("config");
+        let now = Instant::now();
+        let mut gate = GateApp::new(&cfg, 1, 7, (now, 1_700_000_000_000));
+        let mut out = Outbox::new();
+        gate.tick(now, &mut out);
+        let links: Vec<ConnId> = out.take_connects().into_iter().map(|(c, _, _)| c).collect();
+        for &l in &links {
+            gate.handle(now, Event::Connected { conn: l }, &mut out);
+            let mut ack = Vec::new();
+            Msg::HelloAck { dispatcher: 1, games: vec![] }.encode(&mut ack);
+            gate.handle(now, Event::Frame { conn: l, data: ack }, &mut out);
+        }
+        out.take_frames();
+        Fixture { gate, out, links, now }
+    }
+
+    impl Fixture {
+        fn accept(&mut self, conn: u64) -> (Id, Id) {
+            let peer = "127.0.0.1:9".parse().expect("addr");
+            self.gate.handle(self.now, Event::Accepted { conn: ConnId(conn), listener: 0, peer }, &mut self.out);
+            let mut client = Id::NIL;
+            let mut boot = Id::NIL;
+            for (_, frames) in self.out.take_frames() {
+                for f in frames {
+                    if let Ok(ServerMsg::Welcome { client: c, .. }) = ServerMsg::decode(&f) {
+                        client = c;
+                    } else if let Ok(Msg::ClientConnected { boot: b, .. }) = Msg::decode(&f) {
+                        boot = b;
+                    }
+                }
+            }
+            (client, boot)
+        }
+
+        fn deliver(&mut self, client: Id, m: &ServerMsg) {
+            let mut payload = Vec::new();
+            m.encode(&mut payload);
+            let mut data = Vec::new();
+            Msg::ToClient { gate: 1, client, payload }.encode(&mut data);
+            self.gate.handle(self.now, Event::Frame { conn: self.links[0], data }, &mut self.out);
+        }
+
+        fn client_sends(&mut self, conn: u64, m: &ClientMsg) -> Vec<(ConnId, Vec<Vec<u8>>)> {
+            let mut data = Vec::new();
+            m.encode(&mut data);
+            self.gate.handle(self.now, Event::Frame { conn: ConnId(conn), data }, &mut self.out);
+            self.out.take_frames()
+        }
+    }
+
+    #[test]
+    fn calls_only_to_known_entities() {
+        let mut f = fixture();
+        let (client, boot) = f.accept(100);
+        let call = ClientMsg::Call { target: boot, method: 1, args: vec![Value::Int(1)] };
+        // Not yet created on the client: refused, connection kept.
+        let got = f.client_sends(100, &call);
+        assert!(matches!(ServerMsg::decode(&got[0].1[0]), Ok(ServerMsg::Error { code: 5, .. })));
+        assert!(f.out.take_closes().is_empty());
+        f.deliver(client, &ServerMsg::CreateEntity { is_player: true, id: boot, type_name: "B".into(), attrs: Value::Nil });
+        assert_eq!(f.out.take_frames()[0].0, ConnId(100));
+        let got = f.client_sends(100, &call);
+        let link = f.links[boot.dispatcher_index(2)];
+        assert_eq!(got[0].0, link);
+        assert!(matches!(Msg::decode(&got[0].1[0]), Ok(Msg::Call { caller: Caller::Client { .. }, .. })));
+        // After a destroy the entity is no longer addressable.
+        f.deliver(client, &ServerMsg::DestroyEntity { id: boot });
+        f.out.take_frames();
+        let got = f.client_sends(100, &call);
+        assert_eq!(got[0].0, ConnId(100));
+    }
+
+    #[test]
+    fn malformed_message_closes_only_that_client() {
+        let mut f = fixture();
+        f.accept(100);
+        f.accept(101);
+        f.gate.handle(f.now, Event::Frame { conn: ConnId(100), data: vec![0x01, 0x02] }, &mut f.out);
+        let closes = f.out.take_closes();
+        assert_eq!(closes.len(), 1);
+        assert_eq!(closes[0].0, ConnId(100));
+        let err = &f.out.take_frames()[0];
+        assert!(matches!(ServerMsg::decode(&err.1[0]), Ok(ServerMsg::Error { code: 6, .. })));
+        assert_eq!(f.gate.client_count(), 2, "the close event, not the refusal, removes the client");
+    }
+
+    #[test]
+    fn disconnect_reaches_the_owner() {
+        let mut f = fixture();
+        let (client, boot) = f.accept(100);
+        f.deliver(client, &ServerMsg::CreateEntity { is_player: true, id: boot, type_name: "B".into(), attrs: Value::Nil });
+        f.out.take_frames();
+        f.gate.handle(f.now, Event::Closed { conn: ConnId(100), reason: CloseReason::Idle }, &mut f.out);
+        let sent = f.out.take_frames();
+        let msg = Msg::decode(&sent[0].1[0]).expect("msg");
+        assert_eq!(msg, Msg::ClientDisconnected { gate: 1, client, owner: boot });
+        assert_eq!(f.gate.client_count(), 0);
+    }
+
+    #[test]
+    fn owner_created_after_client_left_is_told() {
+        let mut f = fixture();
+        let (client, boot) = f.accept(100);
+        f.gate.handle(f.now, Event::Closed { conn: ConnId(100), reason: CloseReason::PeerClosed }, &mut f.out);
+        f.out.take_frames();
+        f.deliver(client, &ServerMsg::CreateEntity { is_player: true, id: boot, type_name: "B".into(), attrs: Value::Nil });
+        let sent = f.out.take_frames();
+        assert_eq!(Msg::decode(&sent[0].1[0]).expect("msg"), Msg::ClientDisconnected { gate: 1, client, owner: boot });
+    }
+}

@@ -1,0 +1,39 @@
+//! What every oxworld process shares at start-up: command-line flags and logging.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use oxworld_net::config::Config;
+
+/// Flags of a dispatcher, game or gate process.
+#[derive(Debug, Parser)]
+pub struct ProcArgs {
+    /// Cluster config file.
+    #[arg(long, default_value = "conf/oxworld.ini")]
+    pub config: PathBuf,
+    /// This process's id within its kind (1-based, as in the config's sections).
+    #[arg(long)]
+    pub id: u16,
+    /// Log filter overriding the config's `log_level` (e.g. `debug`, `info,oxworld_core=trace`).
+    #[arg(long)]
+    pub log: Option<String>,
+}
+
+impl ProcArgs {
+    /// Parses the process's command line (exits with usage on bad flags).
+    pub fn parse_args() -> Self {
+        Self::parse()
+    }
+
+    /// Loads and validates the config named by `--config`.
+    pub fn load_config(&self) -> anyhow::Result<Config> {
+        Config::load(&self.config).with_context(|| format!("loading {}", self.config.display()))
+    }
+}
+
+/// Logs to stderr with millisecond timestamps; `RUST_LOG` wins over `level` when set.
+pub fn init_logging(level: &str) {
+    let env = env_logger::Env::default().default_filter_or(level);
+    let _ = env_logger::Builder::from_env(env).format_timestamp_millis().try_init();
+}
