@@ -1,0 +1,248 @@
+//! The client side of the client protocol: a sans-IO state machine ([`ClientConn`]) that tests,
+//! bots and tools share, plus a small blocking driver over a real socket ([`BlockingClient`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::client_proto::{ClientMsg, ServerMsg};
+use crate::frame::{Deframer, FrameError, begin_frame, finish_frame};
+use crate::id::{Id, method_id};
+use crate::value::Value;
+use crate::wire::DecodeError;
+
+/// Why the client's view of the connection broke.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server sent an impossible frame.
+    #[error("frame: {0}")]
+    Frame(#[from] FrameError),
+    /// The server sent an undecodable message.
+    #[error("decode: {0}")]
+    Decode(#[from] DecodeError),
+    /// Socket trouble.
+    #[error("io: {0}")]
+    Io(#[from] io::Error),
+    /// Nothing arrived in time.
+    #[error("timed out waiting for {0}")]
+    Timeout(String),
+}
+
+/// Client protocol state: entities known to this client, its player entity, queued output.
+#[derive(Debug)]
+pub struct ClientConn {
+    deframer: Deframer,
+    out: Vec<u8>,
+    events: VecDeque<ServerMsg>,
+    client_id: Option<Id>,
+    player: Option<Id>,
+    entities: HashMap<Id, String>,
+}
+
+impl ClientConn {
+    /// A fresh connection state accepting server frames up to `max_frame` bytes.
+    pub fn new(max_frame: usize) -> Self {
+        ClientConn {
+            deframer: Deframer::new(max_frame),
+            out: Vec::new(),
+            events: VecDeque::new(),
+            client_id: None,
+            player: None,
+            entities: HashMap::new(),
+        }
+    }
+
+    /// Feeds bytes read from the socket; decoded messages become events.
+    pub fn handle_bytes(&mut self, data: &[u8]) -> Result<(), ClientError> {
+        self.deframer.push(data);
+        while let Some(frame) = self.deframer.next_frame()? {
+            let msg = ServerMsg::decode(frame)?;
+            match &msg {
+                ServerMsg::Welcome { client, .. } => self.client_id = Some(*client),
+                ServerMsg::CreateEntity { is_player, id, type_name, .. } => {
+                    self.entities.insert(*id, type_name.clone());
+                    if *is_player {
+                        self.player = Some(*id);
+                    }
+                }
+                ServerMsg::DestroyEntity { id } => {
+                    self.entities.remove(id);
+                    if self.player == Some(*id) {
+                        self.player = None;
+                    }
+                }
+                _ => {}
+            }
+            self.events.push_back(msg);
+        }
+        Ok(())
+    }
+
+    /// The next message from the server.
+    pub fn poll_event(&mut self) -> Option<ServerMsg> {
+        self.events.pop_front()
+    }
+
+    /// Queues a call of `method` on entity `target`.
+    pub fn call(&mut self, target: Id, method: &str, args: Vec<Value>) {
+        self.send(&ClientMsg::Call { target, method: method_id(method), args });
+    }
+
+    /// Queues any client message.
+    pub fn send(&mut self, msg: &ClientMsg) {
+        let at = begin_frame(&mut self.out);
+        msg.encode(&mut self.out);
+        finish_frame(&mut self.out, at);
+    }
+
+    /// Takes the bytes to write to the socket.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// True while output is queued.
+    pub fn wants_write(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// This connection's client id, once welcomed.
+    pub fn client_id(&self) -> Option<Id> {
+        self.client_id
+    }
+
+    /// The entity this client owns, once created.
+    pub fn player(&self) -> Option<Id> {
+        self.player
+    }
+
+    /// Type name of a known entity.
+    pub fn entity_type(&self, id: Id) -> Option<&str> {
+        self.entities.get(&id).map(String::as_str)
+    }
+}
+
+/// A blocking client over TCP, for tests and simple tools.
+pub struct BlockingClient {
+    stream: TcpStream,
+    conn: ClientConn,
+}
+
+impl BlockingClient {
+    /// Connects to a gate.
+    pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, ClientError> {
+        let stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_nodelay(true)?;
+        Ok(BlockingClient { stream, conn: ClientConn::new(16 << 20) })
+    }
+
+    /// The protocol state.
+    pub fn conn(&mut self) -> &mut ClientConn {
+        &mut self.conn
+    }
+
+    /// Writes raw bytes (for tests of hostile input).
+    pub fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.stream.write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Sends queued output.
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        let out = self.conn.take_output();
+        self.stream.write_all(&out)?;
+        Ok(())
+    }
+
+    /// Calls `method` on `target` and flushes.
+    pub fn call(&mut self, target: Id, method: &str, args: Vec<Value>) -> Result<(), ClientError> {
+        self.conn.call(target, method, args);
+        self.flush()
+    }
+
+    /// Waits up to `timeout` for the next server message.
+    pub fn next(&mut self, timeout: Duration) -> Result<ServerMsg, ClientError> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            if let Some(m) = self.conn.poll_event() {
+                return Ok(m);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout("a server message".into()));
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Err(ClientError::Io(io::ErrorKind::UnexpectedEof.into())),
+                Ok(n) => self.conn.handle_bytes(&buf[..n])?,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Waits for the player entity (the boot entity) and returns its id.
+    pub fn wait_player(&mut self, timeout: Duration) -> Result<Id, ClientError> {
+        let deadline = Instant::now() + timeout;
+        while self.conn.player().is_none() {
+            self.next(deadline.saturating_duration_since(Instant::now()))?;
+        }
+        self.conn.player().ok_or_else(|| ClientError::Timeout("the player entity".into()))
+    }
+
+    /// True if the server closed the connection within `timeout` (skipping other messages).
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.next(deadline.saturating_duration_since(Instant::now())) {
+                Ok(_) => continue,
+                Err(ClientError::Timeout(_)) => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::encode_frame;
+
+    #[test]
+    fn tracks_player_and_entities() {
+        let mut c = ClientConn::new(1024);
+        let mut wire = Vec::new();
+        for m in [
+            ServerMsg::Welcome { version: 1, client: Id([1; 16]), idle_timeout_ms: 1000 },
+            ServerMsg::CreateEntity { is_player: true, id: Id([2; 16]), type_name: "A".into(), attrs: Value::Nil },
+        ] {
+            let mut p = Vec::new();
+            m.encode(&mut p);
+            encode_frame(&p, &mut wire);
+        }
+        // Split mid-frame.
+        c.handle_bytes(&wire[..10]).expect("partial");
+        assert!(c.poll_event().is_none());
+        c.handle_bytes(&wire[10..]).expect("rest");
+        assert_eq!(c.client_id(), Some(Id([1; 16])));
+        assert_eq!(c.player(), Some(Id([2; 16])));
+        assert_eq!(c.entity_type(Id([2; 16])), Some("A"));
+        assert!(matches!(c.poll_event(), Some(ServerMsg::Welcome { .. })));
+        c.call(Id([2; 16]), "echo", vec![]);
+        assert!(c.wants_write());
+        let out = c.take_output();
+        assert_eq!(ClientMsg::decode(&out[4..]).ok(), Some(ClientMsg::Call { target: Id([2; 16]), method: method_id("echo"), args: vec![] }));
+    }
+
+    #[test]
+    fn garbage_from_server_is_an_error() {
+        let mut c = ClientConn::new(16);
+        assert!(matches!(c.handle_bytes(&[1, 0, 0, 0, 0x77]), Err(ClientError::Decode(_))));
+        let mut c = ClientConn::new(16);
+        assert!(matches!(c.handle_bytes(&[0xff, 0xff, 0, 0]), Err(ClientError::Frame(_))));
+    }
+}
