@@ -65,7 +65,9 @@ impl Args {
 
     /// Argument `i`, or an error naming it.
     pub fn get(&self, i: usize) -> Result<&Value, CallError> {
-        self.0.get(i).ok_or_else(|| CallError::BadArguments(format!("missing argument {i}")))
+        self.0
+            .get(i)
+            .ok_or_else(|| CallError::BadArguments(format!("missing argument {i}")))
     }
 
     /// Argument `i` as a string.
@@ -97,7 +99,10 @@ impl Args {
         if self.0.len() == n {
             Ok(())
         } else {
-            Err(CallError::BadArguments(format!("expected {n} arguments, got {}", self.0.len())))
+            Err(CallError::BadArguments(format!(
+                "expected {n} arguments, got {}",
+                self.0.len()
+            )))
         }
     }
 
@@ -148,7 +153,10 @@ pub(crate) struct TypeDesc {
 
 impl fmt::Debug for TypeDesc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TypeDesc").field("name", &self.name).field("methods", &self.methods.len()).finish()
+        f.debug_struct("TypeDesc")
+            .field("name", &self.name)
+            .field("methods", &self.methods.len())
+            .finish()
     }
 }
 
@@ -184,7 +192,10 @@ pub struct Registry {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry").field("types", &self.types).field("boot_type", &self.boot_type).finish()
+        f.debug_struct("Registry")
+            .field("types", &self.types)
+            .field("boot_type", &self.boot_type)
+            .finish()
     }
 }
 
@@ -196,9 +207,14 @@ impl Registry {
 
     /// Registers entity type `E` under `name`, built by `factory`; declare its methods on the
     /// returned builder.
-    pub fn entity<E: Entity>(&mut self, name: &'static str, factory: fn() -> E) -> TypeBuilder<'_, E> {
+    pub fn entity<E: Entity>(
+        &mut self,
+        name: &'static str,
+        factory: fn() -> E,
+    ) -> TypeBuilder<'_, E> {
         if self.types.iter().any(|t| t.name == name) {
-            self.errors.push(RegistryError::DuplicateType(name.to_owned()));
+            self.errors
+                .push(RegistryError::DuplicateType(name.to_owned()));
         }
         self.types.push(TypeDesc {
             name,
@@ -207,7 +223,11 @@ impl Registry {
             by_id: HashMap::new(),
         });
         let idx = self.types.len() - 1;
-        TypeBuilder { reg: self, idx, _e: std::marker::PhantomData }
+        TypeBuilder {
+            reg: self,
+            idx,
+            _e: std::marker::PhantomData,
+        }
     }
 
     /// Declares the type created for every new client connection (config `boot_entity`
@@ -226,9 +246,11 @@ impl Registry {
         if let Some(e) = self.errors.first() {
             return Err(match e {
                 RegistryError::DuplicateType(n) => RegistryError::DuplicateType(n.clone()),
-                RegistryError::MethodIdClash { ty, a, b } => {
-                    RegistryError::MethodIdClash { ty: ty.clone(), a: a.clone(), b: b.clone() }
-                }
+                RegistryError::MethodIdClash { ty, a, b } => RegistryError::MethodIdClash {
+                    ty: ty.clone(),
+                    a: a.clone(),
+                    b: b.clone(),
+                },
                 RegistryError::UnknownBootType(n) => RegistryError::UnknownBootType(n.clone()),
             });
         }
@@ -248,7 +270,12 @@ pub struct TypeBuilder<'r, E> {
 
 impl<E: Entity> TypeBuilder<'_, E> {
     /// Adds method `name` with exposure `expose`, handled by `handler`.
-    pub fn method(self, name: &'static str, expose: Expose, handler: fn(&mut E, &mut Ctx<'_>, Args) -> Result<(), CallError>) -> Self {
+    pub fn method(
+        self,
+        name: &'static str,
+        expose: Expose,
+        handler: fn(&mut E, &mut Ctx<'_>, Args) -> Result<(), CallError>,
+    ) -> Self {
         let id = method_id(name);
         let ty = &mut self.reg.types[self.idx];
         if let Some(&other) = ty.by_id.get(&id) {
@@ -287,21 +314,36 @@ mod tests {
     #[test]
     fn duplicate_type_and_method_refused() {
         let mut r = Registry::new();
-        r.entity("A", || A).method("m", Expose::Server, noop).method("m", Expose::Server, noop);
-        assert!(matches!(r.validate("A"), Err(RegistryError::MethodIdClash { .. })));
+        r.entity("A", || A)
+            .method("m", Expose::Server, noop)
+            .method("m", Expose::Server, noop);
+        assert!(matches!(
+            r.validate("A"),
+            Err(RegistryError::MethodIdClash { .. })
+        ));
         let mut r = Registry::new();
         r.entity("A", || A);
         r.entity("A", || A);
-        assert_eq!(r.validate("A"), Err(RegistryError::DuplicateType("A".into())));
+        assert_eq!(
+            r.validate("A"),
+            Err(RegistryError::DuplicateType("A".into()))
+        );
         let mut r = Registry::new();
         r.entity("A", || A);
-        assert_eq!(r.validate("B"), Err(RegistryError::UnknownBootType("B".into())));
+        assert_eq!(
+            r.validate("B"),
+            Err(RegistryError::UnknownBootType("B".into()))
+        );
         assert_eq!(r.validate("A"), Ok(()));
     }
 
     #[test]
     fn args_accessors() {
-        let a = Args(vec![Value::from("s"), Value::Int(4), id_value(oxworld_net::Id([9; 16]))]);
+        let a = Args(vec![
+            Value::from("s"),
+            Value::Int(4),
+            id_value(oxworld_net::Id([9; 16])),
+        ]);
         assert_eq!(a.str(0), Ok("s"));
         assert_eq!(a.int(1), Ok(4));
         assert_eq!(a.id(2), Ok(oxworld_net::Id([9; 16])));

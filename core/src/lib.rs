@@ -20,12 +20,26 @@ pub fn run_dispatcher() -> anyhow::Result<()> {
     use oxworld_net::runtime::{ConnOpts, ListenSpec, Runtime, RuntimeConfig};
     let args = proc::ProcArgs::parse_args();
     let cfg = args.load_config()?;
-    let dc = cfg.dispatcher(args.id).with_context(|| format!("dispatcher id {} is not in {}", args.id, cfg.path.display()))?;
+    let dc = cfg
+        .dispatcher(args.id)
+        .with_context(|| format!("dispatcher id {} is not in {}", args.id, cfg.path.display()))?;
     proc::init_logging(args.log.as_deref().unwrap_or(&dc.log_level));
-    let opts = ConnOpts { max_frame: cfg.max_internal_frame, max_queued: cfg.internal_queue_limit, idle_timeout: None };
-    let listen = ListenSpec { addr: dc.listen_addr, opts, max_conns: 4096 };
-    let rt = Runtime::new(RuntimeConfig { name: format!("dispatcher{}", args.id), io_threads: dc.io_threads, listeners: vec![listen] })
-        .with_context(|| format!("dispatcher{}: cannot listen on {}", args.id, dc.listen_addr))?;
+    let opts = ConnOpts {
+        max_frame: cfg.max_internal_frame,
+        max_queued: cfg.internal_queue_limit,
+        idle_timeout: None,
+    };
+    let listen = ListenSpec {
+        addr: dc.listen_addr,
+        opts,
+        max_conns: 4096,
+    };
+    let rt = Runtime::new(RuntimeConfig {
+        name: format!("dispatcher{}", args.id),
+        io_threads: dc.io_threads,
+        listeners: vec![listen],
+    })
+    .with_context(|| format!("dispatcher{}: cannot listen on {}", args.id, dc.listen_addr))?;
     log::info!("dispatcher{}: listening on {}", args.id, rt.local_addr(0)?);
     let mut app = dispatcher::DispatcherApp::new(&cfg, args.id);
     rt.run(&mut app)?;
@@ -38,12 +52,26 @@ pub fn run_gate() -> anyhow::Result<()> {
     use oxworld_net::runtime::{ListenSpec, Runtime, RuntimeConfig};
     let args = proc::ProcArgs::parse_args();
     let cfg = args.load_config()?;
-    let gc = cfg.gate(args.id).with_context(|| format!("gate id {} is not in {}", args.id, cfg.path.display()))?;
+    let gc = cfg
+        .gate(args.id)
+        .with_context(|| format!("gate id {} is not in {}", args.id, cfg.path.display()))?;
     proc::init_logging(args.log.as_deref().unwrap_or(&gc.log_level));
-    let listen = ListenSpec { addr: gc.listen_addr, opts: gate::client_opts(gc), max_conns: gc.max_clients };
-    let rt = Runtime::new(RuntimeConfig { name: format!("gate{}", args.id), io_threads: gc.io_threads, listeners: vec![listen] })
-        .with_context(|| format!("gate{}: cannot listen on {}", args.id, gc.listen_addr))?;
-    log::info!("gate{}: listening for clients on {}", args.id, rt.local_addr(0)?);
+    let listen = ListenSpec {
+        addr: gc.listen_addr,
+        opts: gate::client_opts(gc),
+        max_conns: gc.max_clients,
+    };
+    let rt = Runtime::new(RuntimeConfig {
+        name: format!("gate{}", args.id),
+        io_threads: gc.io_threads,
+        listeners: vec![listen],
+    })
+    .with_context(|| format!("gate{}: cannot listen on {}", args.id, gc.listen_addr))?;
+    log::info!(
+        "gate{}: listening for clients on {}",
+        args.id,
+        rt.local_addr(0)?
+    );
     let clock = rt.unix_ms_base();
     let mut app = gate::GateApp::new(&cfg, args.id, oxworld_net::id::os_seed(), clock);
     rt.run(&mut app)?;

@@ -56,8 +56,16 @@ pub struct Stats {
 }
 
 pub(crate) enum LocalOp {
-    Call { target: Id, method: u32, args: Vec<Value>, caller: Caller },
-    Create { ty: usize, id: Id },
+    Call {
+        target: Id,
+        method: u32,
+        args: Vec<Value>,
+        caller: Caller,
+    },
+    Create {
+        ty: usize,
+        id: Id,
+    },
     Destroy(Id),
 }
 
@@ -83,13 +91,21 @@ impl WorldCore {
     }
 
     fn send(&mut self, route: Id, msg: Msg) {
-        self.out.push((route.dispatcher_index(self.n_dispatchers), msg));
+        self.out
+            .push((route.dispatcher_index(self.n_dispatchers), msg));
     }
 
-    fn to_client(&mut self, route: Id, c: ClientRef, msg: &ServerMsg) {
+    fn send_to_client(&mut self, route: Id, c: ClientRef, msg: &ServerMsg) {
         let mut payload = Vec::new();
         msg.encode(&mut payload);
-        self.send(route, Msg::ToClient { gate: c.gate, client: c.client, payload });
+        self.send(
+            route,
+            Msg::ToClient {
+                gate: c.gate,
+                client: c.client,
+                payload,
+            },
+        );
     }
 }
 
@@ -150,11 +166,24 @@ impl Ctx<'_> {
     pub fn call_id(&mut self, target: Id, method: u32, args: Vec<Value>) {
         let caller = Caller::Server(self.id);
         if self.core.local_ids.contains(&target) {
-            self.core.local.push_back(LocalOp::Call { target, method, args, caller });
+            self.core.local.push_back(LocalOp::Call {
+                target,
+                method,
+                args,
+                caller,
+            });
         } else {
             let mut enc = Vec::new();
             encode_args(&args, &mut enc);
-            self.core.send(target, Msg::Call { target, method, args: enc, caller });
+            self.core.send(
+                target,
+                Msg::Call {
+                    target,
+                    method,
+                    args: enc,
+                    caller,
+                },
+            );
         }
     }
 
@@ -162,8 +191,12 @@ impl Ctx<'_> {
     pub fn call_client(&mut self, method: &str, args: Vec<Value>) {
         match *self.client {
             Some(c) => {
-                let msg = ServerMsg::Call { id: self.id, method: method.to_owned(), args };
-                self.core.to_client(self.id, c, &msg);
+                let msg = ServerMsg::Call {
+                    id: self.id,
+                    method: method.to_owned(),
+                    args,
+                };
+                self.core.send_to_client(self.id, c, &msg);
             }
             None => debug!("{}: call_client({method}) without a client", self.id),
         }
@@ -172,7 +205,10 @@ impl Ctx<'_> {
     /// Creates an entity of `type_name` on this game; it exists once the current handler
     /// returns. Returns its id at once.
     pub fn create_entity_locally(&mut self, type_name: &str) -> Result<Id, CreateError> {
-        let ty = self.reg.type_index(type_name).ok_or_else(|| CreateError::UnknownType(type_name.to_owned()))?;
+        let ty = self
+            .reg
+            .type_index(type_name)
+            .ok_or_else(|| CreateError::UnknownType(type_name.to_owned()))?;
         let id = self.core.ids.next(self.core.unix_ms());
         self.core.local_ids.insert(id);
         self.core.local.push_back(LocalOp::Create { ty, id });
@@ -192,7 +228,15 @@ impl Ctx<'_> {
             return Err(CreateError::GameOffline(game));
         }
         let id = self.core.ids.next(self.core.unix_ms());
-        self.core.send(id, Msg::CreateEntity { game, id, type_name: type_name.to_owned(), data: Vec::new() });
+        self.core.send(
+            id,
+            Msg::CreateEntity {
+                game,
+                id,
+                type_name: type_name.to_owned(),
+                data: Vec::new(),
+            },
+        );
         Ok(id)
     }
 
@@ -224,7 +268,9 @@ impl World {
     ) -> Result<World, RegistryError> {
         let boot = boot_override.or(reg.boot_type).unwrap_or("Boot");
         reg.validate(boot)?;
-        let boot_ty = reg.type_index(boot).ok_or_else(|| RegistryError::UnknownBootType(boot.to_owned()))?;
+        let boot_ty = reg
+            .type_index(boot)
+            .ok_or_else(|| RegistryError::UnknownBootType(boot.to_owned()))?;
         Ok(World {
             core: WorldCore {
                 game_id,
@@ -261,7 +307,11 @@ impl World {
 
     /// Ids of local entities routed through dispatcher index `d` (sent in the handshake).
     pub fn entities_for_dispatcher(&self, d: usize) -> Vec<Id> {
-        self.entities.keys().filter(|id| id.dispatcher_index(self.core.n_dispatchers) == d).copied().collect()
+        self.entities
+            .keys()
+            .filter(|id| id.dispatcher_index(self.core.n_dispatchers) == d)
+            .copied()
+            .collect()
     }
 
     /// Replaces the set of online games (from a dispatcher's handshake answer).
@@ -288,28 +338,53 @@ impl World {
                 let c = ClientRef { gate, client };
                 self.create(self.boot_ty, boot, Some(c));
             }
-            Msg::CreateEntity { game, id, type_name, .. } => {
+            Msg::CreateEntity {
+                game,
+                id,
+                type_name,
+                ..
+            } => {
                 if game != self.core.game_id {
-                    warn!("game{}: CreateEntity for game {game} delivered here; creating anyway", self.core.game_id);
+                    warn!(
+                        "game{}: CreateEntity for game {game} delivered here; creating anyway",
+                        self.core.game_id
+                    );
                 }
                 match self.reg.type_index(&type_name) {
                     Some(ty) => self.create(ty, id, None),
                     None => {
-                        warn!("game{}: cannot create {id}: unknown entity type {type_name:?}", self.core.game_id);
+                        warn!(
+                            "game{}: cannot create {id}: unknown entity type {type_name:?}",
+                            self.core.game_id
+                        );
                         self.core.stats.undeliverable += 1;
                         self.core.send(id, Msg::EntityDestroyed { id });
                     }
                 }
             }
-            Msg::Call { target, method, args, caller } => {
+            Msg::Call {
+                target,
+                method,
+                args,
+                caller,
+            } => {
                 let mut r = Reader::new(&args);
                 match decode_args(&mut r).and_then(|a| r.finish().map(|()| a)) {
                     Ok(a) => self.run_call(target, method, a, caller),
-                    Err(e) => self.refuse(target, method, caller, ErrorCode::BadArguments, format!("undecodable arguments: {e}")),
+                    Err(e) => self.refuse(
+                        target,
+                        method,
+                        caller,
+                        ErrorCode::BadArguments,
+                        format!("undecodable arguments: {e}"),
+                    ),
                 }
             }
             Msg::ClientDisconnected { client, owner, .. } => {
-                let matches = self.entities.get(&owner).is_some_and(|s| s.client.is_some_and(|c| c.client == client));
+                let matches = self
+                    .entities
+                    .get(&owner)
+                    .is_some_and(|s| s.client.is_some_and(|c| c.client == client));
                 if matches {
                     self.detach_client(owner);
                 }
@@ -333,7 +408,11 @@ impl World {
                     self.core.online_games.remove(&game);
                 }
             }
-            other => warn!("game{}: unexpected {} from a dispatcher", self.core.game_id, other.name()),
+            other => warn!(
+                "game{}: unexpected {} from a dispatcher",
+                self.core.game_id,
+                other.name()
+            ),
         }
         self.run_local(LOCAL_OPS_PER_TICK);
     }
@@ -356,9 +435,16 @@ impl World {
 
     fn run_local(&mut self, budget: usize) {
         for _ in 0..budget {
-            let Some(op) = self.core.local.pop_front() else { return };
+            let Some(op) = self.core.local.pop_front() else {
+                return;
+            };
             match op {
-                LocalOp::Call { target, method, args, caller } => self.run_call(target, method, args, caller),
+                LocalOp::Call {
+                    target,
+                    method,
+                    args,
+                    caller,
+                } => self.run_call(target, method, args, caller),
                 LocalOp::Create { ty, id } => {
                     self.create(ty, id, None);
                     self.core.send(id, Msg::EntityCreated { id });
@@ -367,17 +453,31 @@ impl World {
             }
         }
         if !self.core.local.is_empty() {
-            warn!("game{}: local work over the per-tick budget; {} ops deferred", self.core.game_id, self.core.local.len());
+            warn!(
+                "game{}: local work over the per-tick budget; {} ops deferred",
+                self.core.game_id,
+                self.core.local.len()
+            );
         }
     }
 
     fn create(&mut self, ty: usize, id: Id, client: Option<ClientRef>) {
         if self.entities.contains_key(&id) {
-            warn!("game{}: entity {id} already exists; create ignored", self.core.game_id);
+            warn!(
+                "game{}: entity {id} already exists; create ignored",
+                self.core.game_id
+            );
             return;
         }
         let obj = (self.reg.types[ty].factory)();
-        self.entities.insert(id, Slot { ty, obj: Some(obj), client });
+        self.entities.insert(
+            id,
+            Slot {
+                ty,
+                obj: Some(obj),
+                client,
+            },
+        );
         self.core.local_ids.insert(id);
         if let Some(c) = client {
             let msg = ServerMsg::CreateEntity {
@@ -386,7 +486,7 @@ impl World {
                 type_name: self.reg.types[ty].name.to_owned(),
                 attrs: Value::Map(Default::default()),
             };
-            self.core.to_client(id, c, &msg);
+            self.core.send_to_client(id, c, &msg);
         }
         self.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
             e.on_created(ctx);
@@ -411,7 +511,9 @@ impl World {
     }
 
     fn destroy_entity(&mut self, id: Id) {
-        let Some(mut slot) = self.entities.remove(&id) else { return };
+        let Some(mut slot) = self.entities.remove(&id) else {
+            return;
+        };
         self.core.local_ids.remove(&id);
         if let Some(mut obj) = slot.obj.take() {
             let mut destroy = true;
@@ -426,7 +528,8 @@ impl World {
             obj.on_destroy(&mut ctx);
         }
         if let Some(c) = slot.client {
-            self.core.to_client(id, c, &ServerMsg::DestroyEntity { id });
+            self.core
+                .send_to_client(id, c, &ServerMsg::DestroyEntity { id });
         }
         self.core.send(id, Msg::EntityDestroyed { id });
     }
@@ -442,8 +545,14 @@ impl World {
         let mut obj = slot.obj.take()?;
         let mut client = slot.client;
         let mut destroy = false;
-        let mut ctx =
-            Ctx { core: &mut self.core, reg: &self.reg, id, caller, client: &mut client, destroy: &mut destroy };
+        let mut ctx = Ctx {
+            core: &mut self.core,
+            reg: &self.reg,
+            id,
+            caller,
+            client: &mut client,
+            destroy: &mut destroy,
+        };
         let r = f(obj.as_mut(), &mut ctx);
         if let Some(slot) = self.entities.get_mut(&id) {
             slot.obj = Some(obj);
@@ -458,7 +567,13 @@ impl World {
     fn run_call(&mut self, target: Id, method: u32, args: Vec<Value>, caller: Caller) {
         self.core.stats.calls += 1;
         let Some(slot) = self.entities.get(&target) else {
-            self.refuse(target, method, caller, ErrorCode::UnknownEntity, format!("no entity {target} on this game"));
+            self.refuse(
+                target,
+                method,
+                caller,
+                ErrorCode::UnknownEntity,
+                format!("no entity {target} on this game"),
+            );
             return;
         };
         let ty = &self.reg.types[slot.ty];
@@ -501,17 +616,28 @@ impl World {
 
     /// Reports a call that could not be served: to the client that made it, or to the log and
     /// the undeliverable counter for server callers.
-    fn refuse(&mut self, target: Id, method: u32, caller: Caller, code: ErrorCode, message: String) {
+    fn refuse(
+        &mut self,
+        target: Id,
+        method: u32,
+        caller: Caller,
+        code: ErrorCode,
+        message: String,
+    ) {
         match caller {
             Caller::Client { gate, client } => {
                 self.core.stats.refused_client_calls += 1;
                 debug!("game{}: refused client call: {message}", self.core.game_id);
                 let msg = ServerMsg::error(code, target, method, message);
-                self.core.to_client(target, ClientRef { gate, client }, &msg);
+                self.core
+                    .send_to_client(target, ClientRef { gate, client }, &msg);
             }
             Caller::Server(from) => {
                 self.core.stats.undeliverable += 1;
-                warn!("game{}: call {method:#010x} from {from} to {target} failed: {message}", self.core.game_id);
+                warn!(
+                    "game{}: call {method:#010x} from {from} to {target} failed: {message}",
+                    self.core.game_id
+                );
             }
         }
     }
@@ -553,7 +679,9 @@ mod tests {
             Ok(())
         }
         fn spawn_local(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
-            let id = ctx.create_entity_locally("Helper").map_err(|e| CallError::Failed(e.to_string()))?;
+            let id = ctx
+                .create_entity_locally("Helper")
+                .map_err(|e| CallError::Failed(e.to_string()))?;
             self.peer = Some(id);
             ctx.call(id, "ping", vec![id_value(ctx.id())]);
             Ok(())
@@ -568,7 +696,11 @@ mod tests {
     impl Entity for Helper {}
     impl Helper {
         fn ping(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
-            ctx.call(args.id(0)?, "pong", vec![Value::Int(i64::from(ctx.game_id()))]);
+            ctx.call(
+                args.id(0)?,
+                "pong",
+                vec![Value::Int(i64::from(ctx.game_id()))],
+            );
             Ok(())
         }
     }
@@ -581,7 +713,8 @@ mod tests {
             .method("mine", Expose::OwnClient, Boot::mine)
             .method("spawn_local", Expose::OwnClient, Boot::spawn_local)
             .method("pong", Expose::Server, Boot::pong);
-        reg.entity("Helper", || Helper).method("ping", Expose::Server, Helper::ping);
+        reg.entity("Helper", || Helper)
+            .method("ping", Expose::Server, Helper::ping);
         reg.boot("Boot");
         let now = Instant::now();
         World::new(reg, 1, 2, None, 42, (now, 1_700_000_000_000)).expect("valid registry")
@@ -595,7 +728,9 @@ mod tests {
     fn client_msgs(w: &mut World) -> Vec<ServerMsg> {
         w.drain_output()
             .filter_map(|(_, m)| match m {
-                Msg::ToClient { payload, .. } => Some(ServerMsg::decode(&payload).expect("valid client msg")),
+                Msg::ToClient { payload, .. } => {
+                    Some(ServerMsg::decode(&payload).expect("valid client msg"))
+                }
                 _ => None,
             })
             .collect()
@@ -605,14 +740,32 @@ mod tests {
         let mut enc = Vec::new();
         encode_args(&args, &mut enc);
         let caller = Caller::Client { gate: GATE, client };
-        w.handle(Instant::now(), Msg::Call { target, method: method_id(method), args: enc, caller });
+        w.handle(
+            Instant::now(),
+            Msg::Call {
+                target,
+                method: method_id(method),
+                args: enc,
+                caller,
+            },
+        );
     }
 
     fn booted() -> World {
         let mut w = world();
-        w.handle(Instant::now(), Msg::CreateBoot { gate: GATE, client: CLIENT, boot: BOOT });
+        w.handle(
+            Instant::now(),
+            Msg::CreateBoot {
+                gate: GATE,
+                client: CLIENT,
+                boot: BOOT,
+            },
+        );
         let msgs = client_msgs(&mut w);
-        assert!(matches!(&msgs[..], [ServerMsg::CreateEntity { is_player: true, id, .. }] if *id == BOOT), "{msgs:?}");
+        assert!(
+            matches!(&msgs[..], [ServerMsg::CreateEntity { is_player: true, id, .. }] if *id == BOOT),
+            "{msgs:?}"
+        );
         w
     }
 
@@ -620,7 +773,11 @@ mod tests {
     fn echo_from_any_client() {
         let mut w = booted();
         client_call(&mut w, Id([7; 16]), BOOT, "echo", vec![Value::from("hi")]);
-        let want = ServerMsg::Call { id: BOOT, method: "echo_reply".into(), args: vec![Value::from("hi")] };
+        let want = ServerMsg::Call {
+            id: BOOT,
+            method: "echo_reply".into(),
+            args: vec![Value::from("hi")],
+        };
         assert_eq!(client_msgs(&mut w), vec![want]);
     }
 
@@ -635,11 +792,19 @@ mod tests {
     fn exposure_is_enforced() {
         let mut w = booted();
         client_call(&mut w, CLIENT, BOOT, "secret", vec![]);
-        assert_eq!(error_code(&client_msgs(&mut w)), Some(ErrorCode::NotExposed as u16));
+        assert_eq!(
+            error_code(&client_msgs(&mut w)),
+            Some(ErrorCode::NotExposed as u16)
+        );
         client_call(&mut w, Id([7; 16]), BOOT, "mine", vec![Value::Int(1)]);
-        assert_eq!(error_code(&client_msgs(&mut w)), Some(ErrorCode::NotExposed as u16));
+        assert_eq!(
+            error_code(&client_msgs(&mut w)),
+            Some(ErrorCode::NotExposed as u16)
+        );
         client_call(&mut w, CLIENT, BOOT, "mine", vec![Value::Int(1)]);
-        assert!(matches!(&client_msgs(&mut w)[..], [ServerMsg::Call { method, .. }] if method == "mine_reply"));
+        assert!(
+            matches!(&client_msgs(&mut w)[..], [ServerMsg::Call { method, .. }] if method == "mine_reply")
+        );
         assert_eq!(w.stats().refused_client_calls, 2);
     }
 
@@ -647,15 +812,44 @@ mod tests {
     fn unknown_method_bad_args_unknown_entity() {
         let mut w = booted();
         client_call(&mut w, CLIENT, BOOT, "nope", vec![]);
-        assert_eq!(error_code(&client_msgs(&mut w)), Some(ErrorCode::UnknownMethod as u16));
-        client_call(&mut w, CLIENT, BOOT, "mine", vec![Value::from("not an int")]);
-        assert_eq!(error_code(&client_msgs(&mut w)), Some(ErrorCode::BadArguments as u16));
+        assert_eq!(
+            error_code(&client_msgs(&mut w)),
+            Some(ErrorCode::UnknownMethod as u16)
+        );
+        client_call(
+            &mut w,
+            CLIENT,
+            BOOT,
+            "mine",
+            vec![Value::from("not an int")],
+        );
+        assert_eq!(
+            error_code(&client_msgs(&mut w)),
+            Some(ErrorCode::BadArguments as u16)
+        );
         client_call(&mut w, CLIENT, Id([9; 16]), "echo", vec![]);
-        assert_eq!(error_code(&client_msgs(&mut w)), Some(ErrorCode::UnknownEntity as u16));
+        assert_eq!(
+            error_code(&client_msgs(&mut w)),
+            Some(ErrorCode::UnknownEntity as u16)
+        );
         // Garbage argument bytes.
-        let caller = Caller::Client { gate: GATE, client: CLIENT };
-        w.handle(Instant::now(), Msg::Call { target: BOOT, method: method_id("echo"), args: vec![1, 2], caller });
-        assert_eq!(error_code(&client_msgs(&mut w)), Some(ErrorCode::BadArguments as u16));
+        let caller = Caller::Client {
+            gate: GATE,
+            client: CLIENT,
+        };
+        w.handle(
+            Instant::now(),
+            Msg::Call {
+                target: BOOT,
+                method: method_id("echo"),
+                args: vec![1, 2],
+                caller,
+            },
+        );
+        assert_eq!(
+            error_code(&client_msgs(&mut w)),
+            Some(ErrorCode::BadArguments as u16)
+        );
         // The entity is still there and works.
         client_call(&mut w, CLIENT, BOOT, "echo", vec![]);
         assert_eq!(client_msgs(&mut w).len(), 1);
@@ -666,7 +860,12 @@ mod tests {
         let mut w = booted();
         w.handle(
             Instant::now(),
-            Msg::Call { target: Id([5; 16]), method: 1, args: vec![0, 0, 0, 0], caller: Caller::Server(BOOT) },
+            Msg::Call {
+                target: Id([5; 16]),
+                method: 1,
+                args: vec![0, 0, 0, 0],
+                caller: Caller::Server(BOOT),
+            },
         );
         assert_eq!(w.stats().undeliverable, 1);
     }
@@ -677,25 +876,53 @@ mod tests {
         client_call(&mut w, CLIENT, BOOT, "spawn_local", vec![]);
         assert_eq!(w.entity_count(), 2);
         let out: Vec<(usize, Msg)> = w.drain_output().collect();
-        assert!(out.iter().any(|(_, m)| matches!(m, Msg::EntityCreated { .. })), "{out:?}");
+        assert!(
+            out.iter()
+                .any(|(_, m)| matches!(m, Msg::EntityCreated { .. })),
+            "{out:?}"
+        );
         let pong = out.iter().find_map(|(_, m)| match m {
             Msg::ToClient { payload, .. } => ServerMsg::decode(payload).ok(),
             _ => None,
         });
-        assert_eq!(pong, Some(ServerMsg::Call { id: BOOT, method: "pong".into(), args: vec![Value::Int(1)] }));
+        assert_eq!(
+            pong,
+            Some(ServerMsg::Call {
+                id: BOOT,
+                method: "pong".into(),
+                args: vec![Value::Int(1)]
+            })
+        );
     }
 
     #[test]
     fn disconnect_destroys_once() {
         let mut w = booted();
-        w.handle(Instant::now(), Msg::ClientDisconnected { gate: GATE, client: CLIENT, owner: BOOT });
+        w.handle(
+            Instant::now(),
+            Msg::ClientDisconnected {
+                gate: GATE,
+                client: CLIENT,
+                owner: BOOT,
+            },
+        );
         assert_eq!(w.entity_count(), 0);
         let out: Vec<(usize, Msg)> = w.drain_output().collect();
-        let destroyed = out.iter().filter(|(_, m)| matches!(m, Msg::EntityDestroyed { .. })).count();
+        let destroyed = out
+            .iter()
+            .filter(|(_, m)| matches!(m, Msg::EntityDestroyed { .. }))
+            .count();
         assert_eq!(destroyed, 1, "{out:?}");
         // A stale disconnect for another client id changes nothing.
         let mut w = booted();
-        w.handle(Instant::now(), Msg::ClientDisconnected { gate: GATE, client: Id([1; 16]), owner: BOOT });
+        w.handle(
+            Instant::now(),
+            Msg::ClientDisconnected {
+                gate: GATE,
+                client: Id([1; 16]),
+                owner: BOOT,
+            },
+        );
         assert_eq!(w.entity_count(), 1);
     }
 
@@ -705,7 +932,12 @@ mod tests {
         let remote = Id([0x42; 16]);
         w.handle(
             Instant::now(),
-            Msg::Call { target: BOOT, method: method_id("pong"), args: vec![0, 0, 0, 0], caller: Caller::Server(remote) },
+            Msg::Call {
+                target: BOOT,
+                method: method_id("pong"),
+                args: vec![0, 0, 0, 0],
+                caller: Caller::Server(remote),
+            },
         );
         // pong with no args fails: counted as undeliverable (server caller).
         assert_eq!(w.stats().undeliverable, 1);
@@ -715,10 +947,33 @@ mod tests {
         let mut enc = Vec::new();
         encode_args(&[id_value(BOOT)], &mut enc);
         // A Helper created by a remote game calls back through the dispatcher of BOOT.
-        w.handle(Instant::now(), Msg::CreateEntity { game: 1, id: remote, type_name: "Helper".into(), data: vec![] });
-        w.handle(Instant::now(), Msg::Call { target: remote, method: method_id("ping"), args: enc, caller: Caller::Server(BOOT) });
+        w.handle(
+            Instant::now(),
+            Msg::CreateEntity {
+                game: 1,
+                id: remote,
+                type_name: "Helper".into(),
+                data: vec![],
+            },
+        );
+        w.handle(
+            Instant::now(),
+            Msg::Call {
+                target: remote,
+                method: method_id("ping"),
+                args: enc,
+                caller: Caller::Server(BOOT),
+            },
+        );
         // ping calls BOOT which is local: it runs at once and answers the client.
         let msgs = client_msgs(&mut w);
-        assert_eq!(msgs, vec![ServerMsg::Call { id: BOOT, method: "pong".into(), args: vec![Value::Int(1)] }]);
+        assert_eq!(
+            msgs,
+            vec![ServerMsg::Call {
+                id: BOOT,
+                method: "pong".into(),
+                args: vec![Value::Int(1)]
+            }]
+        );
     }
 }

@@ -39,7 +39,11 @@ impl ClientMsg {
     /// Appends the encoding (without the frame prefix).
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            ClientMsg::Call { target, method, args } => {
+            ClientMsg::Call {
+                target,
+                method,
+                args,
+            } => {
                 out.push(C_CALL);
                 out.extend_from_slice(&target.0);
                 out.extend_from_slice(&method.to_le_bytes());
@@ -159,19 +163,33 @@ pub enum ServerMsg {
 impl ServerMsg {
     /// Builds an [`ServerMsg::Error`].
     pub fn error(code: ErrorCode, target: Id, method: u32, message: impl Into<String>) -> Self {
-        ServerMsg::Error { code: code as u16, target, method, message: message.into() }
+        ServerMsg::Error {
+            code: code as u16,
+            target,
+            method,
+            message: message.into(),
+        }
     }
 
     /// Appends the encoding (without the frame prefix).
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            ServerMsg::Welcome { version, client, idle_timeout_ms } => {
+            ServerMsg::Welcome {
+                version,
+                client,
+                idle_timeout_ms,
+            } => {
                 out.push(S_WELCOME);
                 out.extend_from_slice(&version.to_le_bytes());
                 out.extend_from_slice(&client.0);
                 out.extend_from_slice(&idle_timeout_ms.to_le_bytes());
             }
-            ServerMsg::CreateEntity { is_player, id, type_name, attrs } => {
+            ServerMsg::CreateEntity {
+                is_player,
+                id,
+                type_name,
+                attrs,
+            } => {
                 out.push(S_CREATE);
                 out.push(u8::from(*is_player));
                 out.extend_from_slice(&id.0);
@@ -188,7 +206,12 @@ impl ServerMsg {
                 put_bytes(out, method.as_bytes());
                 encode_args(args, out);
             }
-            ServerMsg::Error { code, target, method, message } => {
+            ServerMsg::Error {
+                code,
+                target,
+                method,
+                message,
+            } => {
                 out.push(S_ERROR);
                 out.extend_from_slice(&code.to_le_bytes());
                 out.extend_from_slice(&target.0);
@@ -217,7 +240,9 @@ impl ServerMsg {
                 type_name: r.str("type name")?.to_owned(),
                 attrs: Value::decode(&mut r)?,
             },
-            S_DESTROY => ServerMsg::DestroyEntity { id: Id(r.array("entity id")?) },
+            S_DESTROY => ServerMsg::DestroyEntity {
+                id: Id(r.array("entity id")?),
+            },
             S_CALL => ServerMsg::Call {
                 id: Id(r.array("entity id")?),
                 method: r.str("method")?.to_owned(),
@@ -262,14 +287,22 @@ mod tests {
 
     fn client_samples() -> Vec<ClientMsg> {
         vec![
-            ClientMsg::Call { target: Id([3; 16]), method: method_id("echo"), args: vec![Value::from("hi")] },
+            ClientMsg::Call {
+                target: Id([3; 16]),
+                method: method_id("echo"),
+                args: vec![Value::from("hi")],
+            },
             ClientMsg::Heartbeat,
         ]
     }
 
     fn server_samples() -> Vec<ServerMsg> {
         vec![
-            ServerMsg::Welcome { version: 1, client: Id([1; 16]), idle_timeout_ms: 30_000 },
+            ServerMsg::Welcome {
+                version: 1,
+                client: Id([1; 16]),
+                idle_timeout_ms: 30_000,
+            },
             ServerMsg::CreateEntity {
                 is_player: true,
                 id: Id([2; 16]),
@@ -277,7 +310,11 @@ mod tests {
                 attrs: Value::Map(Default::default()),
             },
             ServerMsg::DestroyEntity { id: Id([2; 16]) },
-            ServerMsg::Call { id: Id([2; 16]), method: "echo_reply".into(), args: vec![Value::Int(1)] },
+            ServerMsg::Call {
+                id: Id([2; 16]),
+                method: "echo_reply".into(),
+                args: vec![Value::Int(1)],
+            },
             ServerMsg::error(ErrorCode::NotExposed, Id([2; 16]), 9, "nope"),
         ]
     }
@@ -289,7 +326,10 @@ mod tests {
             m.encode(&mut out);
             assert_eq!(ClientMsg::decode(&out), Ok(m.clone()));
             for cut in 0..out.len() {
-                assert!(ClientMsg::decode(&out[..cut]).is_err(), "{m:?} cut at {cut}");
+                assert!(
+                    ClientMsg::decode(&out[..cut]).is_err(),
+                    "{m:?} cut at {cut}"
+                );
             }
             out.push(0);
             assert_eq!(ClientMsg::decode(&out), Err(DecodeError::Trailing(1)));
@@ -303,7 +343,10 @@ mod tests {
             m.encode(&mut out);
             assert_eq!(ServerMsg::decode(&out), Ok(m.clone()));
             for cut in 0..out.len() {
-                assert!(ServerMsg::decode(&out[..cut]).is_err(), "{m:?} cut at {cut}");
+                assert!(
+                    ServerMsg::decode(&out[..cut]).is_err(),
+                    "{m:?} cut at {cut}"
+                );
             }
         }
     }
@@ -311,7 +354,12 @@ mod tests {
     #[test]
     fn exact_bytes_of_a_call() {
         let mut out = Vec::new();
-        ClientMsg::Call { target: Id([0xab; 16]), method: 0x0102_0304, args: vec![Value::Int(5)] }.encode(&mut out);
+        ClientMsg::Call {
+            target: Id([0xab; 16]),
+            method: 0x0102_0304,
+            args: vec![Value::Int(5)],
+        }
+        .encode(&mut out);
         let mut want = vec![0x01];
         want.extend_from_slice(&[0xab; 16]);
         want.extend_from_slice(&[0x04, 0x03, 0x02, 0x01]);
@@ -321,12 +369,21 @@ mod tests {
 
     #[test]
     fn unknown_types_and_garbage() {
-        assert_eq!(ClientMsg::decode(&[0x7f]), Err(DecodeError::UnknownType(0x7f)));
-        assert_eq!(ServerMsg::decode(&[0x00]), Err(DecodeError::UnknownType(0x00)));
+        assert_eq!(
+            ClientMsg::decode(&[0x7f]),
+            Err(DecodeError::UnknownType(0x7f))
+        );
+        assert_eq!(
+            ServerMsg::decode(&[0x00]),
+            Err(DecodeError::UnknownType(0x00))
+        );
         assert!(ClientMsg::decode(&[]).is_err());
         let mut bad_bool = vec![S_CREATE, 7];
         bad_bool.extend_from_slice(&[0; 40]);
-        assert_eq!(ServerMsg::decode(&bad_bool), Err(DecodeError::Invalid("is_player")));
+        assert_eq!(
+            ServerMsg::decode(&bad_bool),
+            Err(DecodeError::Invalid("is_player"))
+        );
     }
 
     #[test]

@@ -103,7 +103,9 @@ impl fmt::Display for CloseReason {
             CloseReason::PeerClosed => write!(f, "peer closed the connection"),
             CloseReason::Io(e) => write!(f, "socket error: {e}"),
             CloseReason::Frame(e) => write!(f, "bad frame: {e}"),
-            CloseReason::QueueFull(n) => write!(f, "outgoing queue over its limit ({n} bytes queued)"),
+            CloseReason::QueueFull(n) => {
+                write!(f, "outgoing queue over its limit ({n} bytes queued)")
+            }
             CloseReason::Idle => write!(f, "idle past the heartbeat timeout"),
             CloseReason::Requested(r) => write!(f, "closed by this process: {r}"),
             CloseReason::ConnectFailed(e) => write!(f, "connect failed: {e}"),
@@ -183,7 +185,10 @@ pub struct Outbox {
 impl Outbox {
     /// An empty outbox whose first allocated connection id is 1.
     pub fn new() -> Self {
-        Self { next_id: 1, ..Default::default() }
+        Self {
+            next_id: 1,
+            ..Default::default()
+        }
     }
 
     fn alloc_id(&mut self) -> ConnId {
@@ -280,8 +285,16 @@ pub struct RuntimeConfig {
 }
 
 enum Cmd {
-    Adopt { conn: ConnId, stream: TcpStream, opts: ConnOpts },
-    Connect { conn: ConnId, addr: SocketAddr, opts: ConnOpts },
+    Adopt {
+        conn: ConnId,
+        stream: TcpStream,
+        opts: ConnOpts,
+    },
+    Connect {
+        conn: ConnId,
+        addr: SocketAddr,
+        opts: ConnOpts,
+    },
     Write(Vec<(ConnId, Vec<u8>)>),
     Close(ConnId, String),
     Shutdown,
@@ -316,12 +329,14 @@ impl Runtime {
         let mut listeners = Vec::new();
         for (i, spec) in cfg.listeners.iter().enumerate() {
             let mut l = TcpListener::bind(spec.addr)?;
-            poll.registry().register(&mut l, Token(i), Interest::READABLE)?;
+            poll.registry()
+                .register(&mut l, Token(i), Interest::READABLE)?;
             listeners.push((l, spec.clone(), 0));
         }
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let mut signals = signal_hook_mio::v1_0::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let (events_tx, events_rx) = bounded(EVENT_CHANNEL_CAP);
         let mut workers = Vec::new();
         for w in 0..cfg.io_threads.max(1) {
@@ -338,10 +353,18 @@ impl Runtime {
                 paused: Vec::new(),
                 woke: false,
             };
-            let join = std::thread::Builder::new().name(format!("{}-io{w}", cfg.name)).spawn(move || worker.run())?;
-            workers.push(WorkerHandle { tx, waker, join: Some(join) });
+            let join = std::thread::Builder::new()
+                .name(format!("{}-io{w}", cfg.name))
+                .spawn(move || worker.run())?;
+            workers.push(WorkerHandle {
+                tx,
+                waker,
+                join: Some(join),
+            });
         }
-        let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         Ok(Runtime {
             name: cfg.name,
             poll,
@@ -373,7 +396,11 @@ impl Runtime {
     /// Runs `app` until [`App::done`]; then flushes output, stops and joins the workers.
     pub fn run<A: App>(mut self, app: &mut A) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        info!("{}: runtime started with {} io thread(s)", self.name, self.workers.len());
+        info!(
+            "{}: runtime started with {} io thread(s)",
+            self.name,
+            self.workers.len()
+        );
         let now = Instant::now();
         app.tick(now, &mut self.out);
         self.flush()?;
@@ -399,7 +426,11 @@ impl Runtime {
                     SIGNALS => {
                         let sigs: Vec<i32> = self.signals.pending().collect();
                         for s in sigs {
-                            let sig = if s == signal_hook::consts::SIGHUP { Signal::Hangup } else { Signal::Terminate };
+                            let sig = if s == signal_hook::consts::SIGHUP {
+                                Signal::Hangup
+                            } else {
+                                Signal::Terminate
+                            };
                             app.handle(now, Event::Signal(sig), &mut self.out);
                         }
                     }
@@ -452,7 +483,10 @@ impl Runtime {
             match listener.accept() {
                 Ok((stream, peer)) => {
                     if *count >= spec.max_conns {
-                        warn!("{}: refusing {peer}: listener at its limit of {} connections", self.name, spec.max_conns);
+                        warn!(
+                            "{}: refusing {peer}: listener at its limit of {} connections",
+                            self.name, spec.max_conns
+                        );
                         drop(stream);
                         continue;
                     }
@@ -461,9 +495,20 @@ impl Runtime {
                     let _ = stream.set_nodelay(true);
                     let conn = self.out.alloc_id();
                     self.accepted.insert(conn, i);
-                    self.worker_for(conn).tx.send(Cmd::Adopt { conn, stream, opts }).map_err(|_| dead_worker())?;
+                    self.worker_for(conn)
+                        .tx
+                        .send(Cmd::Adopt { conn, stream, opts })
+                        .map_err(|_| dead_worker())?;
                     self.worker_for(conn).waker.wake()?;
-                    app.handle(now, Event::Accepted { conn, listener: i, peer }, &mut self.out);
+                    app.handle(
+                        now,
+                        Event::Accepted {
+                            conn,
+                            listener: i,
+                            peer,
+                        },
+                        &mut self.out,
+                    );
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -547,7 +592,11 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         let mut last_idle_check = Instant::now();
         loop {
-            let timeout = if self.backlog.is_empty() { IDLE_CHECK_EVERY } else { Duration::from_millis(1) };
+            let timeout = if self.backlog.is_empty() {
+                IDLE_CHECK_EVERY
+            } else {
+                Duration::from_millis(1)
+            };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -576,7 +625,11 @@ impl Worker {
                 let idle: Vec<usize> = self
                     .conns
                     .iter()
-                    .filter(|(_, c)| c.opts.idle_timeout.is_some_and(|t| now.duration_since(c.last_read) > t))
+                    .filter(|(_, c)| {
+                        c.opts
+                            .idle_timeout
+                            .is_some_and(|t| now.duration_since(c.last_read) > t)
+                    })
                     .map(|(k, _)| *k)
                     .collect();
                 for k in idle {
@@ -599,9 +652,17 @@ impl Worker {
                 Err(TryRecvError::Disconnected) => return Ok(true),
             };
             match cmd {
-                Cmd::Adopt { conn, mut stream, opts } => {
+                Cmd::Adopt {
+                    conn,
+                    mut stream,
+                    opts,
+                } => {
                     let k = conn.0 as usize;
-                    self.poll.registry().register(&mut stream, Token(k), Interest::READABLE | Interest::WRITABLE)?;
+                    self.poll.registry().register(
+                        &mut stream,
+                        Token(k),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
                     self.conns.insert(k, Conn::new(conn, stream, opts, false));
                     // Data may have arrived before registration; edge-triggered polls would miss it.
                     self.read(k);
@@ -609,15 +670,24 @@ impl Worker {
                 Cmd::Connect { conn, addr, opts } => match TcpStream::connect(addr) {
                     Ok(mut stream) => {
                         let k = conn.0 as usize;
-                        self.poll.registry().register(&mut stream, Token(k), Interest::READABLE | Interest::WRITABLE)?;
+                        self.poll.registry().register(
+                            &mut stream,
+                            Token(k),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )?;
                         self.conns.insert(k, Conn::new(conn, stream, opts, true));
                     }
-                    Err(e) => self.emit(Event::Closed { conn, reason: CloseReason::ConnectFailed(e.to_string()) }),
+                    Err(e) => self.emit(Event::Closed {
+                        conn,
+                        reason: CloseReason::ConnectFailed(e.to_string()),
+                    }),
                 },
                 Cmd::Write(batch) => {
                     for (conn, bytes) in batch {
                         let k = conn.0 as usize;
-                        let Some(c) = self.conns.get_mut(&k) else { continue };
+                        let Some(c) = self.conns.get_mut(&k) else {
+                            continue;
+                        };
                         if c.out_pos == c.out.len() {
                             c.out.clear();
                             c.out_pos = 0;
@@ -643,7 +713,12 @@ impl Worker {
     fn shutdown(&mut self) {
         let deadline = Instant::now() + SHUTDOWN_FLUSH;
         while Instant::now() < deadline {
-            let keys: Vec<usize> = self.conns.iter().filter(|(_, c)| c.out_pos < c.out.len()).map(|(k, _)| *k).collect();
+            let keys: Vec<usize> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.out_pos < c.out.len())
+                .map(|(k, _)| *k)
+                .collect();
             if keys.is_empty() {
                 break;
             }
@@ -658,16 +733,15 @@ impl Worker {
     }
 
     fn emit(&mut self, ev: Event) {
-        if self.backlog.is_empty() {
-            match self.tx.try_send(ev) {
-                Ok(()) => {
-                    self.woke = true;
-                    return;
-                }
-                Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => self.backlog.push_back(ev),
-            }
-        } else {
+        if !self.backlog.is_empty() {
             self.backlog.push_back(ev);
+            return;
+        }
+        match self.tx.try_send(ev) {
+            Ok(()) => self.woke = true,
+            Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => {
+                self.backlog.push_back(ev)
+            }
         }
     }
 
@@ -690,7 +764,9 @@ impl Worker {
     }
 
     fn on_writable(&mut self, k: usize) {
-        let Some(c) = self.conns.get_mut(&k) else { return };
+        let Some(c) = self.conns.get_mut(&k) else {
+            return;
+        };
         if c.connecting {
             match c.stream.take_error() {
                 Ok(Some(e)) | Err(e) => {
@@ -718,7 +794,9 @@ impl Worker {
     }
 
     fn flush_conn(&mut self, k: usize) {
-        let Some(c) = self.conns.get_mut(&k) else { return };
+        let Some(c) = self.conns.get_mut(&k) else {
+            return;
+        };
         if c.connecting {
             return;
         }
@@ -751,7 +829,9 @@ impl Worker {
 
     fn read(&mut self, k: usize) {
         loop {
-            let Some(c) = self.conns.get_mut(&k) else { return };
+            let Some(c) = self.conns.get_mut(&k) else {
+                return;
+            };
             if c.connecting || c.paused {
                 return;
             }
@@ -813,7 +893,9 @@ impl Worker {
     }
 
     fn close(&mut self, k: usize, reason: CloseReason) {
-        let Some(mut c) = self.conns.remove(&k) else { return };
+        let Some(mut c) = self.conns.remove(&k) else {
+            return;
+        };
         let _ = self.poll.registry().deregister(&mut c.stream);
         let _ = c.stream.shutdown(std::net::Shutdown::Both);
         debug!("{}: closed: {reason}", c.id);
@@ -842,7 +924,11 @@ mod tests {
     use super::*;
     use crate::frame::encode_frame;
 
-    const OPTS: ConnOpts = ConnOpts { max_frame: 1024, max_queued: 1 << 20, idle_timeout: None };
+    const OPTS: ConnOpts = ConnOpts {
+        max_frame: 1024,
+        max_queued: 1 << 20,
+        idle_timeout: None,
+    };
 
     /// Echoes every frame back and records what happened; stops after `stop_after` closes.
     struct EchoApp {
@@ -856,7 +942,8 @@ mod tests {
         fn handle(&mut self, _now: Instant, ev: Event, out: &mut Outbox) {
             match ev {
                 Event::Frame { conn, data } => {
-                    self.log.push(format!("frame {}", String::from_utf8_lossy(&data)));
+                    self.log
+                        .push(format!("frame {}", String::from_utf8_lossy(&data)));
                     out.send(conn, &data);
                 }
                 Event::Closed { reason, .. } => {
@@ -889,7 +976,11 @@ mod tests {
         let rt = Runtime::new(RuntimeConfig {
             name: "test".into(),
             io_threads,
-            listeners: vec![ListenSpec { addr: "127.0.0.1:0".parse().expect("addr"), opts: OPTS, max_conns: 8 }],
+            listeners: vec![ListenSpec {
+                addr: "127.0.0.1:0".parse().expect("addr"),
+                opts: OPTS,
+                max_conns: 8,
+            }],
         })
         .expect("runtime");
         let addr = rt.local_addr(0).expect("bound");
@@ -899,7 +990,12 @@ mod tests {
     #[test]
     fn echo_over_real_sockets_then_oversized_frame_closes_only_that_conn() {
         let (rt, addr) = start(2);
-        let mut app = EchoApp { log: Vec::new(), closes: 0, stop_after: 2, dial: None };
+        let mut app = EchoApp {
+            log: Vec::new(),
+            closes: 0,
+            stop_after: 2,
+            dial: None,
+        };
         let client = std::thread::spawn(move || -> io::Result<Vec<u8>> {
             use std::io::{Read as _, Write as _};
             let mut good = std::net::TcpStream::connect(addr)?;
@@ -929,24 +1025,53 @@ mod tests {
         encode_frame(b"one", &mut want);
         encode_frame(b"two", &mut want);
         assert_eq!(got, want);
-        assert!(app.log.iter().any(|l| l.contains("bad frame")), "{:?}", app.log);
-        assert_eq!(app.log.iter().filter(|l| l.starts_with("frame")).count(), 3, "{:?}", app.log);
+        assert!(
+            app.log.iter().any(|l| l.contains("bad frame")),
+            "{:?}",
+            app.log
+        );
+        assert_eq!(
+            app.log.iter().filter(|l| l.starts_with("frame")).count(),
+            3,
+            "{:?}",
+            app.log
+        );
     }
 
     #[test]
     fn dial_and_connect_failure() {
         let (rt, addr) = start(1);
         // Dial ourselves: one accepted conn + one dialled conn; the dialler sends and closes.
-        let mut app = EchoApp { log: Vec::new(), closes: 2, stop_after: 4, dial: Some(addr) };
+        let mut app = EchoApp {
+            log: Vec::new(),
+            closes: 2,
+            stop_after: 4,
+            dial: Some(addr),
+        };
         rt.run(&mut app).expect("runtime ran");
         assert!(app.log.contains(&"connected".to_string()), "{:?}", app.log);
-        assert!(app.log.contains(&"frame from-dialer".to_string()), "{:?}", app.log);
+        assert!(
+            app.log.contains(&"frame from-dialer".to_string()),
+            "{:?}",
+            app.log
+        );
 
-        let free = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port");
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port");
         let (rt, _) = start(1);
-        let mut app = EchoApp { log: Vec::new(), closes: 0, stop_after: 1, dial: Some(free) };
+        let mut app = EchoApp {
+            log: Vec::new(),
+            closes: 0,
+            stop_after: 1,
+            dial: Some(free),
+        };
         rt.run(&mut app).expect("runtime ran");
-        assert!(app.log.iter().any(|l| l.contains("connect failed")), "{:?}", app.log);
+        assert!(
+            app.log.iter().any(|l| l.contains("connect failed")),
+            "{:?}",
+            app.log
+        );
     }
 
     #[test]
@@ -956,7 +1081,13 @@ mod tests {
         out.send(ConnId(2), b"b");
         out.send_with(ConnId(1), |b| b.extend_from_slice(b"cc"));
         let frames = out.take_frames();
-        assert_eq!(frames, vec![(ConnId(1), vec![b"a".to_vec(), b"cc".to_vec()]), (ConnId(2), vec![b"b".to_vec()])]);
+        assert_eq!(
+            frames,
+            vec![
+                (ConnId(1), vec![b"a".to_vec(), b"cc".to_vec()]),
+                (ConnId(2), vec![b"b".to_vec()])
+            ]
+        );
         assert!(out.take_frames().is_empty());
     }
 }

@@ -1,0 +1,163 @@
+//! The `oxworld` command: build, start, inspect, stop and kill a cluster described by a config.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use oxworld_bin::launcher::{self, Layout, Timeouts};
+use oxworld_net::config::Config;
+
+/// Runs an oxworld cluster from a config file.
+#[derive(Debug, Parser)]
+#[command(name = "oxworld", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// Game crate directory, e.g. `demo/echo` (its binary is named after the directory).
+    game_dir: PathBuf,
+    /// Cluster config.
+    #[arg(long, default_value = "conf/oxworld.ini")]
+    config: PathBuf,
+    /// Where pid and log files go.
+    #[arg(long, default_value = "run")]
+    run_dir: PathBuf,
+    /// Where the binaries are (default: the cargo target's release directory).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Build the dispatcher, the gate and the game (cargo, release).
+    Build(Common),
+    /// Build (unless --no-build) and start whatever is not running; wait until ready.
+    Start {
+        #[command(flatten)]
+        common: Common,
+        /// Use the binaries as they are.
+        #[arg(long)]
+        no_build: bool,
+    },
+    /// One line per process; exits 0 only if every configured process runs.
+    Status(Common),
+    /// Stop gracefully: gates, then games, then dispatchers.
+    Stop {
+        #[command(flatten)]
+        common: Common,
+        /// Seconds to wait after SIGTERM before SIGKILL, per kind.
+        #[arg(long, default_value_t = 10)]
+        grace: u64,
+    },
+    /// SIGKILL every process now.
+    Kill(Common),
+}
+
+fn layout(c: &Common) -> anyhow::Result<(Layout, Config)> {
+    let cfg = Config::load(&c.config)?;
+    let game_bin = c
+        .game_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} has no directory name", c.game_dir.display()))?
+        .to_owned();
+    let bin_dir = match &c.bin_dir {
+        Some(d) => d.clone(),
+        None => {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("target"));
+            target.join("release")
+        }
+    };
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let layout = Layout {
+        config: abs(&c.config),
+        run_dir: abs(&c.run_dir),
+        bin_dir: abs(&bin_dir),
+        game_bin,
+    };
+    Ok((layout, cfg))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Build(c) => {
+            launcher::build(&c.game_dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Start { common, no_build } => {
+            if !no_build {
+                launcher::build(&common.game_dir)?;
+            }
+            let (layout, cfg) = layout(&common)?;
+            let started = launcher::start(&layout, &cfg, Timeouts::default())?;
+            if started.is_empty() {
+                println!("everything was already running");
+            } else {
+                println!("started {}", started.join(", "));
+            }
+            let gates: Vec<String> = cfg
+                .gates
+                .iter()
+                .map(|g| g.listen_addr.to_string())
+                .collect();
+            println!("cluster ready; clients connect to {}", gates.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status(c) => {
+            let (layout, cfg) = layout(&c)?;
+            let st = launcher::status(&layout, &cfg);
+            for s in &st {
+                let kind = s.proc.name().trim_end_matches(char::is_numeric).to_owned();
+                match s.pid {
+                    Some(pid) => println!("{kind:<10} {:>3}  pid {pid:<8} running", s.proc.id),
+                    None => println!("{kind:<10} {:>3}  pid {:<8} not running", s.proc.id, "-"),
+                }
+            }
+            Ok(if st.iter().all(|s| s.pid.is_some()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::Stop { common, grace } => {
+            let (layout, cfg) = layout(&common)?;
+            let stopped = launcher::stop(&layout, &cfg, Duration::from_secs(grace));
+            if stopped.is_empty() {
+                println!("nothing was running");
+            } else {
+                println!("stopped {}", stopped.join(", "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Kill(c) => {
+            let (layout, cfg) = layout(&c)?;
+            let killed = launcher::kill_all(&layout, &cfg);
+            println!(
+                "killed {}",
+                if killed.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    killed.join(", ")
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("oxworld: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! Process control for the `oxworld` CLI: which processes a config describes, where their pid
+//! and log files live, starting them detached and waiting until they are ready, status, stop
+//! and kill. Only processes recorded in this run directory's pid files are ever signalled.
+
+use std::fs;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use oxworld_net::client::BlockingClient;
+use oxworld_net::config::Config;
+
+/// The three process kinds, in start order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// Routes messages.
+    Dispatcher,
+    /// Runs the game binary.
+    Game,
+    /// Holds client connections.
+    Gate,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Dispatcher => "dispatcher",
+            Kind::Game => "game",
+            Kind::Gate => "gate",
+        }
+    }
+}
+
+/// One configured process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proc {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its id within the kind.
+    pub id: u16,
+}
+
+impl Proc {
+    /// `dispatcher1`, `game2`, ...
+    pub fn name(&self) -> String {
+        format!("{}{}", self.kind.as_str(), self.id)
+    }
+}
+
+/// Where everything of one cluster lives.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The config file.
+    pub config: PathBuf,
+    /// Pid and log files.
+    pub run_dir: PathBuf,
+    /// Directory holding `oxworld-dispatcher`, `oxworld-gate` and the game binary.
+    pub bin_dir: PathBuf,
+    /// File name of the game binary.
+    pub game_bin: String,
+}
+
+impl Layout {
+    fn pid_file(&self, p: Proc) -> PathBuf {
+        self.run_dir.join(format!("{}.pid", p.name()))
+    }
+
+    /// Log file (stdout and stderr) of `p`.
+    pub fn log_file(&self, p: Proc) -> PathBuf {
+        self.run_dir.join(format!("{}.log", p.name()))
+    }
+
+    fn exe_name(&self, kind: Kind) -> &str {
+        match kind {
+            Kind::Dispatcher => "oxworld-dispatcher",
+            Kind::Game => &self.game_bin,
+            Kind::Gate => "oxworld-gate",
+        }
+    }
+}
+
+/// Every process of `cfg`, in start order (dispatchers, games, gates).
+pub fn procs(cfg: &Config) -> Vec<Proc> {
+    let d = cfg.dispatchers.iter().map(|d| Proc {
+        kind: Kind::Dispatcher,
+        id: d.id,
+    });
+    let g = cfg.games.iter().map(|g| Proc {
+        kind: Kind::Game,
+        id: g.id,
+    });
+    let t = cfg.gates.iter().map(|g| Proc {
+        kind: Kind::Gate,
+        id: g.id,
+    });
+    d.chain(g).chain(t).collect()
+}
+
+/// The recorded pid of `p` if that process is alive and still runs the expected binary (a
+/// recycled pid running something else does not count).
+pub fn running_pid(layout: &Layout, p: Proc) -> Option<i32> {
+    let pid: i32 = fs::read_to_string(layout.pid_file(p))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let argv0 = cmdline.split(|b| *b == 0).next()?;
+    let exe = Path::new(std::str::from_utf8(argv0).ok()?)
+        .file_name()?
+        .to_str()?
+        .to_owned();
+    let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false);
+    (exe == layout.exe_name(p.kind) && !zombie).then_some(pid)
+}
+
+/// One line of `status`.
+#[derive(Debug, Clone)]
+pub struct ProcStatus {
+    /// The process.
+    pub proc: Proc,
+    /// Its pid while running.
+    pub pid: Option<i32>,
+}
+
+/// Status of every configured process.
+pub fn status(layout: &Layout, cfg: &Config) -> Vec<ProcStatus> {
+    procs(cfg)
+        .into_iter()
+        .map(|p| ProcStatus {
+            proc: p,
+            pid: running_pid(layout, p),
+        })
+        .collect()
+}
+
+/// How long `start` waits for each kind to become ready.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Per dispatcher.
+    pub dispatcher: Duration,
+    /// Per game.
+    pub game: Duration,
+    /// Per gate (including the boot-entity probe).
+    pub gate: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            dispatcher: Duration::from_secs(10),
+            game: Duration::from_secs(30),
+            gate: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Starts every configured process that is not running, in order, waiting for each to be
+/// ready; returns the names of the processes it started.
+pub fn start(layout: &Layout, cfg: &Config, t: Timeouts) -> anyhow::Result<Vec<String>> {
+    fs::create_dir_all(&layout.run_dir)
+        .with_context(|| format!("creating {}", layout.run_dir.display()))?;
+    let mut started = Vec::new();
+    for p in procs(cfg) {
+        if running_pid(layout, p).is_some() {
+            continue;
+        }
+        let pid = spawn(layout, p)?;
+        let timeout = match p.kind {
+            Kind::Dispatcher => t.dispatcher,
+            Kind::Game => t.game,
+            Kind::Gate => t.gate,
+        };
+        wait_ready(layout, cfg, p, pid, timeout)?;
+        started.push(p.name());
+    }
+    Ok(started)
+}
+
+fn spawn(layout: &Layout, p: Proc) -> anyhow::Result<i32> {
+    use std::os::unix::process::CommandExt as _;
+    let exe = layout.bin_dir.join(layout.exe_name(p.kind));
+    if !exe.exists() {
+        bail!(
+            "{}: binary {} not found (build first, or pass --bin-dir)",
+            p.name(),
+            exe.display()
+        );
+    }
+    let log_path = layout.log_file(p);
+    if log_path.exists() {
+        let _ = fs::rename(
+            &log_path,
+            layout.run_dir.join(format!("{}.prev.log", p.name())),
+        );
+    }
+    let log =
+        fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let child = Command::new(&exe)
+        .arg("--config")
+        .arg(&layout.config)
+        .arg("--id")
+        .arg(p.id.to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let pid = i32::try_from(child.id()).context("pid out of range")?;
+    fs::write(layout.pid_file(p), format!("{pid}\n"))?;
+    // The child is detached: it outlives this CLI; the pid file is how we find it again.
+    drop(child);
+    Ok(pid)
+}
+
+fn alive(pid: i32) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    // A child of this CLI that exited stays a zombie until reaped; treat it as dead.
+    !fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+fn log_tail(layout: &Layout, p: Proc) -> String {
+    let text = fs::read_to_string(layout.log_file(p)).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
+}
+
+fn log_contains(layout: &Layout, p: Proc, needle: &str) -> bool {
+    fs::read_to_string(layout.log_file(p))
+        .map(|t| t.contains(needle))
+        .unwrap_or(false)
+}
+
+fn wait_ready(
+    layout: &Layout,
+    cfg: &Config,
+    p: Proc,
+    pid: i32,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let linked = format!("{}: connected to all", p.name());
+    loop {
+        if !alive(pid) {
+            bail!(
+                "{} (pid {pid}) exited during start-up; last log lines:\n{}",
+                p.name(),
+                log_tail(layout, p)
+            );
+        }
+        let ready = match p.kind {
+            Kind::Dispatcher => cfg.dispatcher(p.id).is_some_and(|d| {
+                TcpStream::connect_timeout(&d.listen_addr, Duration::from_millis(200)).is_ok()
+            }),
+            Kind::Game => log_contains(layout, p, &linked),
+            Kind::Gate => {
+                log_contains(layout, p, &linked)
+                    && cfg.gate(p.id).is_some_and(|g| probe_boot(g.listen_addr))
+            }
+        };
+        if ready {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{} (pid {pid}) not ready after {timeout:?}; last log lines:\n{}",
+                p.name(),
+                log_tail(layout, p)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// True if a client connecting to `addr` receives its boot entity.
+pub fn probe_boot(addr: SocketAddr) -> bool {
+    BlockingClient::connect(addr, Duration::from_millis(500))
+        .and_then(|mut c| c.wait_player(Duration::from_secs(2)))
+        .is_ok()
+}
+
+/// Stops running processes gracefully, gates -> games -> dispatchers, escalating to SIGKILL
+/// after `grace` per kind. Returns the names of the processes it stopped.
+pub fn stop(layout: &Layout, cfg: &Config, grace: Duration) -> Vec<String> {
+    let mut stopped = Vec::new();
+    for kind in [Kind::Gate, Kind::Game, Kind::Dispatcher] {
+        let group: Vec<(Proc, i32)> = procs(cfg)
+            .into_iter()
+            .filter(|p| p.kind == kind)
+            .filter_map(|p| running_pid(layout, p).map(|pid| (p, pid)))
+            .collect();
+        for (_, pid) in &group {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + grace;
+        while group.iter().any(|(_, pid)| alive(*pid)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for (p, pid) in group {
+            if alive(pid) {
+                eprintln!(
+                    "{} (pid {pid}) ignored SIGTERM for {grace:?}; sending SIGKILL",
+                    p.name()
+                );
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            let _ = fs::remove_file(layout.pid_file(p));
+            stopped.push(p.name());
+        }
+    }
+    stopped
+}
+
+/// SIGKILLs every running process of the cluster at once.
+pub fn kill_all(layout: &Layout, cfg: &Config) -> Vec<String> {
+    let mut killed = Vec::new();
+    for p in procs(cfg) {
+        if let Some(pid) = running_pid(layout, p) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = fs::remove_file(layout.pid_file(p));
+            killed.push(p.name());
+        }
+    }
+    killed
+}
+
+/// The package name in `<game_dir>/Cargo.toml`.
+pub fn package_name(game_dir: &Path) -> anyhow::Result<String> {
+    let manifest = game_dir.join("Cargo.toml");
+    let text = fs::read_to_string(&manifest)
+        .with_context(|| format!("{} is not a game crate", game_dir.display()))?;
+    let mut in_package = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package && let Some(rest) = line.strip_prefix("name") {
+            let v = rest
+                .trim_start()
+                .trim_start_matches('=')
+                .trim()
+                .trim_matches('"');
+            return Ok(v.to_owned());
+        }
+    }
+    bail!("{}: no [package] name", manifest.display())
+}
+
+/// Builds the dispatcher, the gate and the game of `game_dir` with cargo (release).
+pub fn build(game_dir: &Path) -> anyhow::Result<()> {
+    let pkg = package_name(game_dir)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .args(["build", "--release", "-p", "oxworld-bin", "-p", &pkg])
+        .status()
+        .context("running cargo")?;
+    if !st.success() {
+        bail!("cargo build failed ({st})");
+    }
+    Ok(())
+}

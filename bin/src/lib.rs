@@ -1,0 +1,3 @@
+//! Glue shared by the `oxworld` CLI and the process binaries: process control (`launcher`).
+
+pub mod launcher;

@@ -1,0 +1,176 @@
+//! The `oxworld` CLI on a generated config: start brings a 1-dispatcher, 2-game, 1-gate echo
+//! cluster up, status reports it, a killed game is brought back by a second start, stop leaves
+//! no process behind, and a second stop is a no-op that still exits 0.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn bin_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_BIN_EXE_oxworld"))
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    if !dir.join("echo").exists() {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "oxworld-demo-echo"]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        assert!(
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("cargo")
+                .success()
+        );
+    }
+    dir
+}
+
+struct Env {
+    dir: PathBuf,
+    bins: PathBuf,
+}
+
+impl Env {
+    fn oxworld(&self, cmd: &str, extra: &[&str]) -> Output {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        Command::new(env!("CARGO_BIN_EXE_oxworld"))
+            .current_dir(root)
+            .arg(cmd)
+            .arg("demo/echo")
+            .arg("--config")
+            .arg(self.dir.join("oxworld.ini"))
+            .arg("--run-dir")
+            .arg(self.dir.join("run"))
+            .arg("--bin-dir")
+            .arg(&self.bins)
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run oxworld")
+    }
+
+    fn pid(&self, name: &str) -> i32 {
+        fs::read_to_string(self.dir.join("run").join(format!("{name}.pid")))
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("pid")
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.oxworld("kill", &[]);
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn start_status_restart_stop() {
+    let dir = std::env::temp_dir().join(format!("oxworld-cli-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("dir");
+    let ini = format!(
+        "[deployment]\ndesired_dispatchers = 1\ndesired_games = 2\ndesired_gates = 1\nsecret = cli-test\n\
+         [dispatcher1]\nlisten_addr = 127.0.0.1:{}\n[gate1]\nlisten_addr = 127.0.0.1:{}\n",
+        free_port(),
+        free_port()
+    );
+    fs::write(dir.join("oxworld.ini"), ini).expect("config");
+    let env = Env {
+        dir,
+        bins: bin_dir(),
+    };
+
+    let st = env.oxworld("status", &[]);
+    assert!(
+        !st.status.success(),
+        "status fails while nothing runs: {}",
+        text(&st)
+    );
+
+    let o = env.oxworld("start", &["--no-build"]);
+    assert!(o.status.success(), "start: {}", text(&o));
+    assert!(
+        text(&o).contains("started dispatcher1, game1, game2, gate1"),
+        "{}",
+        text(&o)
+    );
+
+    let st = env.oxworld("status", &[]);
+    assert!(st.status.success(), "status: {}", text(&st));
+    assert_eq!(text(&st).matches(" running").count(), 4, "{}", text(&st));
+
+    // A crashed game is brought back by start, and only it.
+    let game2 = env.pid("game2");
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &game2.to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while alive(game2) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let st = env.oxworld("status", &[]);
+    assert!(
+        !st.status.success(),
+        "status fails with game2 down: {}",
+        text(&st)
+    );
+    assert!(text(&st).contains("not running"), "{}", text(&st));
+    let o = env.oxworld("start", &["--no-build"]);
+    assert!(o.status.success(), "restart: {}", text(&o));
+    assert!(text(&o).contains("started game2\n"), "{}", text(&o));
+
+    let pids: Vec<i32> = ["dispatcher1", "game1", "game2", "gate1"]
+        .iter()
+        .map(|n| env.pid(n))
+        .collect();
+    let o = env.oxworld("stop", &[]);
+    assert!(o.status.success(), "stop: {}", text(&o));
+    for pid in pids {
+        assert!(!alive(pid), "pid {pid} survived stop");
+    }
+    let o = env.oxworld("stop", &[]);
+    assert!(
+        o.status.success() && text(&o).contains("nothing was running"),
+        "{}",
+        text(&o)
+    );
+    let st = env.oxworld("status", &[]);
+    assert!(!st.status.success());
+}
