@@ -301,6 +301,7 @@ impl<E: Entity> TypeBuilder<'_, E> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests take one arbitrary base instant from the clock
 mod tests {
     use super::*;
 

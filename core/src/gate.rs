@@ -349,6 +349,7 @@ impl App for GateApp {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests take one arbitrary base instant from the clock
 mod tests {
     use std::path::Path;
 

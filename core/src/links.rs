@@ -253,6 +253,7 @@ impl Links {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests take one arbitrary base instant from the clock
 mod tests {
     use super::*;
 

@@ -644,6 +644,7 @@ impl World {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests take one arbitrary base instant from the clock
 mod tests {
     use oxworld_net::client_proto::ServerMsg;
 
