@@ -123,6 +123,15 @@ impl Deframer {
         Ok(Some(&self.buf[from..from + len]))
     }
 
+    /// Releases the buffer's memory once everything was consumed and it had grown past a few
+    /// KiB (a large frame passed), so idle connections stay small.
+    pub fn shrink_if_idle(&mut self) {
+        if self.start == self.buf.len() && self.buf.capacity() > 8 * 1024 {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+    }
+
     fn compact(&mut self) {
         if self.start == 0 {
             return;

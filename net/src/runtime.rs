@@ -328,7 +328,7 @@ impl Runtime {
         let main_waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut listeners = Vec::new();
         for (i, spec) in cfg.listeners.iter().enumerate() {
-            let mut l = TcpListener::bind(spec.addr)?;
+            let mut l = bind_listener(spec.addr)?;
             poll.registry()
                 .register(&mut l, Token(i), Interest::READABLE)?;
             listeners.push((l, spec.clone(), 0));
@@ -352,6 +352,7 @@ impl Runtime {
                 backlog: VecDeque::new(),
                 paused: Vec::new(),
                 woke: false,
+                scratch: vec![0; READ_CHUNK],
             };
             let join = std::thread::Builder::new()
                 .name(format!("{}-io{w}", cfg.name))
@@ -560,6 +561,20 @@ impl Runtime {
     }
 }
 
+/// Pending connections the kernel queues per listener before dropping SYNs (capped by
+/// `net.core.somaxconn`). mio's default of 128 overflows when a thousand clients connect at once.
+const LISTEN_BACKLOG: i32 = 4096;
+
+fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
 fn dead_worker() -> io::Error {
     io::Error::other("an io worker exited")
 }
@@ -585,6 +600,7 @@ struct Worker {
     backlog: VecDeque<Event>,
     paused: Vec<usize>,
     woke: bool,
+    scratch: Vec<u8>,
 }
 
 impl Worker {
@@ -829,34 +845,28 @@ impl Worker {
 
     fn read(&mut self, k: usize) {
         loop {
-            let Some(c) = self.conns.get_mut(&k) else {
-                return;
-            };
+            let Some(c) = self.conns.get_mut(&k) else { return };
             if c.connecting || c.paused {
                 return;
             }
-            let spare = c.deframer.spare(READ_CHUNK);
-            let res = c.stream.read(spare);
-            let n = match res {
+            // Read into the worker's scratch buffer: per-connection buffers stay as small as
+            // the largest partial frame, not one read chunk per idle client.
+            let n = match c.stream.read(&mut self.scratch) {
                 Ok(0) => {
-                    c.deframer.commit(READ_CHUNK, 0);
                     self.close(k, CloseReason::PeerClosed);
                     return;
                 }
                 Ok(n) => n,
-                Err(e) => {
-                    c.deframer.commit(READ_CHUNK, 0);
-                    match e.kind() {
-                        io::ErrorKind::WouldBlock => return,
-                        io::ErrorKind::Interrupted => continue,
-                        _ => {
-                            self.close(k, CloseReason::Io(e.to_string()));
-                            return;
-                        }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return,
+                    io::ErrorKind::Interrupted => continue,
+                    _ => {
+                        self.close(k, CloseReason::Io(e.to_string()));
+                        return;
                     }
-                }
+                },
             };
-            c.deframer.commit(READ_CHUNK, n);
+            c.deframer.push(&self.scratch[..n]);
             c.last_read = Instant::now();
             let id = c.id;
             let mut frames = Vec::new();
@@ -871,6 +881,7 @@ impl Worker {
                     }
                 }
             }
+            c.deframer.shrink_if_idle();
             for data in frames {
                 self.emit(Event::Frame { conn: id, data });
             }
