@@ -45,15 +45,30 @@ pub struct BotNet {
 impl BotNet {
     /// An empty set.
     pub fn new() -> io::Result<Self> {
-        Ok(BotNet { poll: Poll::new()?, events: Events::with_capacity(1024), slots: Vec::new(), buf: vec![0; 64 * 1024] })
+        Ok(BotNet {
+            poll: Poll::new()?,
+            events: Events::with_capacity(1024),
+            slots: Vec::new(),
+            buf: vec![0; 64 * 1024],
+        })
     }
 
     /// Starts connecting a new bot to `addr`; returns its index.
     pub fn connect(&mut self, addr: SocketAddr) -> io::Result<usize> {
         let mut stream = TcpStream::connect(addr)?;
         let i = self.slots.len();
-        self.poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
-        self.slots.push(Slot { stream, conn: ClientConn::new(BOT_MAX_FRAME), out: Vec::new(), connected: false, open: true });
+        self.poll.registry().register(
+            &mut stream,
+            Token(i),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        self.slots.push(Slot {
+            stream,
+            conn: ClientConn::new(BOT_MAX_FRAME),
+            out: Vec::new(),
+            connected: false,
+            open: true,
+        });
         Ok(i)
     }
 
@@ -69,7 +84,9 @@ impl BotNet {
 
     /// Queues `msg` for bot `i` and writes what the socket takes now.
     pub fn send(&mut self, i: usize, msg: &ClientMsg, events: &mut Vec<BotEvent>) {
-        let Some(s) = self.slots.get_mut(i) else { return };
+        let Some(s) = self.slots.get_mut(i) else {
+            return;
+        };
         if !s.open {
             return;
         }
@@ -122,8 +139,17 @@ impl BotNet {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
         }
-        let ready: Vec<(usize, bool, bool)> =
-            self.events.iter().map(|e| (e.token().0, e.is_readable() || e.is_read_closed() || e.is_error(), e.is_writable())).collect();
+        let ready: Vec<(usize, bool, bool)> = self
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    e.token().0,
+                    e.is_readable() || e.is_read_closed() || e.is_error(),
+                    e.is_writable(),
+                )
+            })
+            .collect();
         for (i, readable, writable) in ready {
             if !self.is_open(i) {
                 continue;

@@ -54,6 +54,52 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 
+/// A `mio::Waker` that only makes the wake-up syscall when the other thread is (about to be)
+/// asleep in its poll; while it is busy it will find the new work in its channel anyway.
+/// Dekker-style handshake: the sleeper stores `sleeping = true`, fences, then re-checks its
+/// channel; the ringer pushes to the channel, fences, then swaps `sleeping` off.
+struct Bell {
+    waker: Waker,
+    sleeping: std::sync::atomic::AtomicBool,
+}
+
+impl Bell {
+    fn new(waker: Waker) -> Self {
+        Bell {
+            waker,
+            sleeping: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn ring(&self) -> io::Result<()> {
+        use std::sync::atomic::{Ordering, fence};
+        fence(Ordering::SeqCst);
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            self.waker.wake()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Called before polling with a non-zero timeout; returns false if work already arrived
+    /// (`pending()`), in which case the caller must not sleep.
+    fn prepare_sleep(&self, pending: impl FnOnce() -> bool) -> bool {
+        use std::sync::atomic::{Ordering, fence};
+        self.sleeping.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if pending() {
+            self.sleeping.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    fn awake(&self) {
+        self.sleeping
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Identifies one connection of this process, accepted or dialled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
@@ -302,7 +348,7 @@ enum Cmd {
 
 struct WorkerHandle {
     tx: Sender<Cmd>,
-    waker: Arc<Waker>,
+    bell: Arc<Bell>,
     join: Option<JoinHandle<io::Result<()>>>,
 }
 
@@ -316,6 +362,7 @@ pub struct Runtime {
     signals: signal_hook_mio::v1_0::Signals,
     workers: Vec<WorkerHandle>,
     events_rx: Receiver<Event>,
+    bell: Arc<Bell>,
     out: Outbox,
     start: Instant,
     start_unix_ms: u64,
@@ -325,7 +372,7 @@ impl Runtime {
     /// Binds the listeners, registers SIGTERM/SIGINT/SIGHUP and starts the IO workers.
     pub fn new(cfg: RuntimeConfig) -> io::Result<Runtime> {
         let poll = Poll::new()?;
-        let main_waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let main_bell = Arc::new(Bell::new(Waker::new(poll.registry(), WAKER)?));
         let mut listeners = Vec::new();
         for (i, spec) in cfg.listeners.iter().enumerate() {
             let mut l = bind_listener(spec.addr)?;
@@ -341,13 +388,14 @@ impl Runtime {
         let mut workers = Vec::new();
         for w in 0..cfg.io_threads.max(1) {
             let wpoll = Poll::new()?;
-            let waker = Arc::new(Waker::new(wpoll.registry(), WAKER)?);
+            let bell = Arc::new(Bell::new(Waker::new(wpoll.registry(), WAKER)?));
             let (tx, rx) = bounded(CMD_CHANNEL_CAP);
             let worker = Worker {
                 poll: wpoll,
                 rx,
                 tx: events_tx.clone(),
-                main_waker: main_waker.clone(),
+                main_bell: main_bell.clone(),
+                bell: bell.clone(),
                 conns: HashMap::new(),
                 backlog: VecDeque::new(),
                 paused: Vec::new(),
@@ -359,7 +407,7 @@ impl Runtime {
                 .spawn(move || worker.run())?;
             workers.push(WorkerHandle {
                 tx,
-                waker,
+                bell,
                 join: Some(join),
             });
         }
@@ -374,6 +422,7 @@ impl Runtime {
             signals,
             workers,
             events_rx,
+            bell: main_bell,
             out: Outbox::new(),
             start: Instant::now(),
             start_unix_ms: u64::try_from(unix.as_millis()).unwrap_or(u64::MAX),
@@ -407,15 +456,17 @@ impl Runtime {
         self.flush()?;
         while !app.done() {
             let now = Instant::now();
-            let timeout = if !self.events_rx.is_empty() {
-                Duration::ZERO
-            } else {
-                app.next_deadline()
-                    .map(|d| d.saturating_duration_since(now))
-                    .unwrap_or(MAX_POLL_SLEEP)
-                    .min(MAX_POLL_SLEEP)
-            };
-            match self.poll.poll(&mut events, Some(timeout)) {
+            let mut timeout = app
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(now))
+                .unwrap_or(MAX_POLL_SLEEP)
+                .min(MAX_POLL_SLEEP);
+            if !timeout.is_zero() && !self.bell.prepare_sleep(|| !self.events_rx.is_empty()) {
+                timeout = Duration::ZERO;
+            }
+            let polled = self.poll.poll(&mut events, Some(timeout));
+            self.bell.awake();
+            match polled {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -460,7 +511,7 @@ impl Runtime {
         self.flush()?;
         for w in &self.workers {
             let _ = w.tx.send(Cmd::Shutdown);
-            let _ = w.waker.wake();
+            let _ = w.bell.waker.wake();
         }
         let mut result = Ok(());
         for w in &mut self.workers {
@@ -500,7 +551,7 @@ impl Runtime {
                         .tx
                         .send(Cmd::Adopt { conn, stream, opts })
                         .map_err(|_| dead_worker())?;
-                    self.worker_for(conn).waker.wake()?;
+                    self.worker_for(conn).bell.ring()?;
                     app.handle(
                         now,
                         Event::Accepted {
@@ -555,7 +606,7 @@ impl Runtime {
             for c in cmds {
                 self.workers[w].tx.send(c).map_err(|_| dead_worker())?;
             }
-            self.workers[w].waker.wake()?;
+            self.workers[w].bell.ring()?;
         }
         Ok(())
     }
@@ -595,7 +646,8 @@ struct Worker {
     poll: Poll,
     rx: Receiver<Cmd>,
     tx: Sender<Event>,
-    main_waker: Arc<Waker>,
+    main_bell: Arc<Bell>,
+    bell: Arc<Bell>,
     conns: HashMap<usize, Conn>,
     backlog: VecDeque<Event>,
     paused: Vec<usize>,
@@ -608,12 +660,17 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         let mut last_idle_check = Instant::now();
         loop {
-            let timeout = if self.backlog.is_empty() {
+            let mut timeout = if self.backlog.is_empty() {
                 IDLE_CHECK_EVERY
             } else {
                 Duration::from_millis(1)
             };
-            match self.poll.poll(&mut events, Some(timeout)) {
+            if !self.bell.prepare_sleep(|| !self.rx.is_empty()) {
+                timeout = Duration::ZERO;
+            }
+            let polled = self.poll.poll(&mut events, Some(timeout));
+            self.bell.awake();
+            match polled {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -654,7 +711,7 @@ impl Worker {
             }
             if self.woke {
                 self.woke = false;
-                self.main_waker.wake()?;
+                self.main_bell.ring()?;
             }
         }
     }
@@ -845,7 +902,9 @@ impl Worker {
 
     fn read(&mut self, k: usize) {
         loop {
-            let Some(c) = self.conns.get_mut(&k) else { return };
+            let Some(c) = self.conns.get_mut(&k) else {
+                return;
+            };
             if c.connecting || c.paused {
                 return;
             }
