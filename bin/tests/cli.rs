@@ -174,3 +174,61 @@ fn start_status_restart_stop() {
     let st = env.oxworld("status", &[]);
     assert!(!st.status.success());
 }
+
+#[test]
+fn start_fails_clearly_when_a_process_dies() {
+    let dir = std::env::temp_dir().join(format!("oxworld-cli-fail-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("dir");
+    // Hold the gate's port so the gate cannot bind it.
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let gate_port = taken.local_addr().expect("addr").port();
+    let ini = format!(
+        "[deployment]\ndesired_dispatchers = 1\ndesired_games = 1\ndesired_gates = 1\nsecret = cli-test\n\
+         [dispatcher1]\nlisten_addr = 127.0.0.1:{}\n[gate1]\nlisten_addr = 127.0.0.1:{gate_port}\n",
+        free_port()
+    );
+    fs::write(dir.join("oxworld.ini"), ini).expect("config");
+    let env = Env {
+        dir,
+        bins: bin_dir(),
+    };
+    let o = env.oxworld("start", &["--no-build"]);
+    assert!(!o.status.success(), "start must fail: {}", text(&o));
+    let msg = text(&o);
+    assert!(
+        msg.contains("gate1") && msg.contains("exited during start-up"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("cannot listen"),
+        "the gate's own reason is shown: {msg}"
+    );
+    let o = env.oxworld("stop", &[]);
+    assert!(
+        o.status.success() && text(&o).contains("stopped game1, dispatcher1"),
+        "{}",
+        text(&o)
+    );
+    drop(taken);
+}
+
+#[test]
+fn bad_config_is_reported_with_file_section_and_key() {
+    let dir = std::env::temp_dir().join(format!("oxworld-cli-badcfg-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("dir");
+    let ini = "[deployment]\ndesired_dispatchers = 1\ndesired_games = 1\ndesired_gates = 1\nsecret = x\n[gate1]\nlisten_adr = 127.0.0.1:1\n";
+    fs::write(dir.join("oxworld.ini"), ini).expect("config");
+    let env = Env {
+        dir,
+        bins: bin_dir(),
+    };
+    let o = env.oxworld("status", &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("[gate1] listen_adr: unknown key"),
+        "{}",
+        text(&o)
+    );
+}

@@ -39,3 +39,16 @@ pub fn init_logging(level: &str) {
         .format_timestamp_millis()
         .try_init();
 }
+
+/// Turns a process's result into its exit code, printing an error as one readable line
+/// (with its causes) instead of a debug dump.
+pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -991,6 +991,8 @@ impl Conn {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read as _;
+
     use super::*;
     use crate::frame::encode_frame;
 
@@ -1142,6 +1144,99 @@ mod tests {
             "{:?}",
             app.log
         );
+    }
+
+    /// Records close reasons; on accept, floods the peer with `flood` bytes.
+    struct LimitApp {
+        flood: usize,
+        reasons: Vec<CloseReason>,
+    }
+
+    impl App for LimitApp {
+        fn handle(&mut self, _now: Instant, ev: Event, out: &mut Outbox) {
+            match ev {
+                Event::Accepted { conn, .. } => {
+                    let chunk = vec![7u8; 60 * 1024];
+                    for _ in 0..self.flood / chunk.len() {
+                        out.send(conn, &chunk);
+                    }
+                }
+                Event::Closed { reason, .. } => self.reasons.push(reason),
+                _ => {}
+            }
+        }
+        fn tick(&mut self, _now: Instant, _out: &mut Outbox) {}
+        fn next_deadline(&self) -> Option<Instant> {
+            None
+        }
+        fn done(&self) -> bool {
+            !self.reasons.is_empty()
+        }
+    }
+
+    fn limit_runtime(opts: ConnOpts) -> (Runtime, SocketAddr) {
+        let rt = Runtime::new(RuntimeConfig {
+            name: "limits".into(),
+            io_threads: 1,
+            listeners: vec![ListenSpec {
+                addr: "127.0.0.1:0".parse().expect("addr"),
+                opts,
+                max_conns: 8,
+            }],
+        })
+        .expect("runtime");
+        let addr = rt.local_addr(0).expect("bound");
+        (rt, addr)
+    }
+
+    #[test]
+    fn idle_client_is_dropped() {
+        let opts = ConnOpts {
+            max_frame: 64,
+            max_queued: 1 << 20,
+            idle_timeout: Some(Duration::from_millis(300)),
+        };
+        let (rt, addr) = limit_runtime(opts);
+        let mut app = LimitApp {
+            flood: 0,
+            reasons: Vec::new(),
+        };
+        let client = std::thread::spawn(move || -> io::Result<usize> {
+            let mut s = std::net::TcpStream::connect(addr)?;
+            let mut sink = Vec::new();
+            s.read_to_end(&mut sink)
+        });
+        let t0 = Instant::now();
+        rt.run(&mut app).expect("runtime ran");
+        assert_eq!(app.reasons, vec![CloseReason::Idle]);
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+        assert_eq!(
+            client.join().expect("client thread").expect("read to end"),
+            0
+        );
+    }
+
+    #[test]
+    fn slow_reader_is_dropped_when_its_queue_passes_the_limit() {
+        let opts = ConnOpts {
+            max_frame: 64,
+            max_queued: 256 * 1024,
+            idle_timeout: None,
+        };
+        let (rt, addr) = limit_runtime(opts);
+        let mut app = LimitApp {
+            flood: 64 << 20,
+            reasons: Vec::new(),
+        };
+        // Connect and never read.
+        let s = std::net::TcpStream::connect(addr).expect("connect");
+        rt.run(&mut app).expect("runtime ran");
+        assert!(
+            matches!(app.reasons[..], [CloseReason::QueueFull(n)] if n > 256 * 1024),
+            "{:?}",
+            app.reasons
+        );
+        drop(s);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The dispatcher binary: routes messages between games and gates (`--config`, `--id`, `--log`).
 
-fn main() -> anyhow::Result<()> {
-    oxworld_core::run_dispatcher()
+fn main() -> std::process::ExitCode {
+    oxworld_core::proc::exit_code(oxworld_core::run_dispatcher())
 }

@@ -1,5 +1,5 @@
 //! The gate binary: holds client connections (`--config`, `--id`, `--log`).
 
-fn main() -> anyhow::Result<()> {
-    oxworld_core::run_gate()
+fn main() -> std::process::ExitCode {
+    oxworld_core::proc::exit_code(oxworld_core::run_gate())
 }

@@ -109,6 +109,6 @@ fn registry() -> Registry {
     reg
 }
 
-fn main() -> anyhow::Result<()> {
-    oxworld_core::game::run(registry())
+fn main() -> std::process::ExitCode {
+    oxworld_core::proc::exit_code(oxworld_core::game::run(registry()))
 }
