@@ -367,6 +367,72 @@ mod tests {
         assert_eq!(out, want);
     }
 
+    /// The worked example of PROTOCOL.md section 11, byte for byte (frame prefix included).
+    #[test]
+    fn protocol_md_worked_example() {
+        fn hex(s: &str) -> Vec<u8> {
+            s.split_whitespace()
+                .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
+                .collect()
+        }
+        fn framed(encode: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+            let mut out = Vec::new();
+            let at = crate::frame::begin_frame(&mut out);
+            encode(&mut out);
+            crate::frame::finish_frame(&mut out, at);
+            out
+        }
+        let id = Id::parse_hex("00112233445566778899aabbccddeeff").expect("id");
+        assert_eq!(method_id("echo"), 0xd49d_d484);
+        let call = framed(|b| {
+            ClientMsg::Call {
+                target: id,
+                method: method_id("echo"),
+                args: vec![Value::from("hi")],
+            }
+            .encode(b)
+        });
+        assert_eq!(
+            call,
+            hex(
+                "20 00 00 00 01 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 84 d4 9d d4 01 00 00 00 05 02 00 00 00 68 69"
+            )
+        );
+        let reply = framed(|b| {
+            ServerMsg::Call {
+                id,
+                method: "echo_reply".into(),
+                args: vec![Value::from("hi")],
+            }
+            .encode(b)
+        });
+        assert_eq!(
+            reply,
+            hex(
+                "2a 00 00 00 84 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 0a 00 00 00 65 63 68 6f 5f 72 65 70 6c 79 01 00 00 00 05 02 00 00 00 68 69"
+            )
+        );
+        let create = framed(|b| {
+            ServerMsg::CreateEntity {
+                is_player: true,
+                id,
+                type_name: "Account".into(),
+                attrs: Value::Map(Default::default()),
+            }
+            .encode(b)
+        });
+        assert_eq!(
+            create,
+            hex(
+                "22 00 00 00 82 01 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 07 00 00 00 41 63 63 6f 75 6e 74 08 00 00 00 00"
+            )
+        );
+        assert_eq!(
+            framed(|b| ClientMsg::Heartbeat.encode(b)),
+            hex("01 00 00 00 02")
+        );
+    }
+
     #[test]
     fn unknown_types_and_garbage() {
         assert_eq!(
