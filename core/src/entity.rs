@@ -149,6 +149,8 @@ pub(crate) struct TypeDesc {
     /// Method id -> index into `methods`. Ids come from clients, but only as lookup keys into
     /// a table fixed at registration, so collisions are not attacker-controlled.
     pub(crate) by_id: HashMap<u32, usize>,
+    /// Flags of the declared root attributes.
+    pub(crate) schema: crate::attr::AttrSchema,
 }
 
 impl fmt::Debug for TypeDesc {
@@ -221,6 +223,7 @@ impl Registry {
             factory: Box::new(move || Box::new(factory())),
             methods: Vec::new(),
             by_id: HashMap::new(),
+            schema: Default::default(),
         });
         let idx = self.types.len() - 1;
         TypeBuilder {
@@ -269,6 +272,14 @@ pub struct TypeBuilder<'r, E> {
 }
 
 impl<E: Entity> TypeBuilder<'_, E> {
+    /// Declares root attribute `name` with `flags` (who sees it, whether it is saved).
+    pub fn attr(self, name: &str, flags: crate::attr::AttrFlags) -> Self {
+        self.reg.types[self.idx]
+            .schema
+            .insert(name.to_owned(), flags);
+        self
+    }
+
     /// Adds method `name` with exposure `expose`, handled by `handler`.
     pub fn method(
         self,

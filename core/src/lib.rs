@@ -2,6 +2,7 @@
 //! dispatcher and gate state machines, and the `run` functions that wire each to the `net`
 //! runtime. Never touches a socket or the clock itself: time is passed in.
 
+pub mod attr;
 pub mod dispatcher;
 pub mod entity;
 pub mod game;
@@ -10,6 +11,7 @@ mod links;
 pub mod proc;
 pub mod world;
 
+pub use attr::{AttrError, AttrFlags, Attrs, ListMut, MapMut};
 pub use entity::{Args, CallError, Entity, Expose, Registry, id_value};
 pub use oxworld_net::{Id, Value};
 pub use world::{ClientRef, CreateError, Ctx, World};

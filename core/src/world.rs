@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
 
 use log::{debug, warn};
+use oxworld_net::attr_op::AttrOp;
 use oxworld_net::client_proto::{ErrorCode, ServerMsg};
 use oxworld_net::msg::{Caller, Msg};
 use oxworld_net::value::{decode_args, encode_args};
@@ -17,6 +18,7 @@ use oxworld_net::{Id, IdGen, Value, method_id};
 use rustc_hash::FxHashMap;
 use thiserror::Error;
 
+use crate::attr::{AttrSchema, Attrs, Audience, MapMut, filter_ops, touches_persistent};
 use crate::entity::{Args, CallError, EntityObj, Expose, Registry, RegistryError};
 
 /// Local operations run per [`World::tick`] before yielding to IO, so an entity that keeps
@@ -90,6 +92,29 @@ impl WorldCore {
         base + u64::try_from(self.now.saturating_duration_since(start).as_millis()).unwrap_or(0)
     }
 
+    /// Sends the attribute changes recorded so far to the clients that may see them.
+    fn flush_attrs(
+        &mut self,
+        id: Id,
+        attrs: &mut Attrs,
+        schema: &AttrSchema,
+        client: Option<ClientRef>,
+    ) {
+        if !attrs.has_ops() {
+            return;
+        }
+        let ops = attrs.take_ops();
+        if touches_persistent(&ops, schema) {
+            attrs.mark_persistent_dirty();
+        }
+        if let Some(c) = client {
+            let visible: Vec<AttrOp> = filter_ops(&ops, schema, Audience::Own).cloned().collect();
+            if !visible.is_empty() {
+                self.send_to_client(id, c, &ServerMsg::AttrOps { id, ops: visible });
+            }
+        }
+    }
+
     fn send(&mut self, route: Id, msg: Msg) {
         self.out
             .push((route.dispatcher_index(self.n_dispatchers), msg));
@@ -113,6 +138,7 @@ struct Slot {
     ty: usize,
     obj: Option<Box<dyn EntityObj>>,
     client: Option<ClientRef>,
+    attrs: Attrs,
 }
 
 /// What an entity method or hook gets to act on the world.
@@ -123,9 +149,27 @@ pub struct Ctx<'a> {
     caller: Caller,
     client: &'a mut Option<ClientRef>,
     destroy: &'a mut bool,
+    attrs: &'a mut Attrs,
+    schema: &'a AttrSchema,
 }
 
 impl Ctx<'_> {
+    /// This entity's attributes, for reading and changing; changes reach the clients that may
+    /// see them (by the attribute's flags) in order, before any later call to those clients.
+    pub fn attrs(&mut self) -> MapMut<'_> {
+        self.attrs.root()
+    }
+
+    /// This entity's attributes, read-only.
+    pub fn attrs_ref(&self) -> &Attrs {
+        self.attrs
+    }
+
+    fn flush_attrs(&mut self) {
+        self.core
+            .flush_attrs(self.id, self.attrs, self.schema, *self.client);
+    }
+
     /// This entity's id.
     pub fn id(&self) -> Id {
         self.id
@@ -189,6 +233,7 @@ impl Ctx<'_> {
 
     /// Calls `method` on this entity's client; a no-op (logged at debug) without a client.
     pub fn call_client(&mut self, method: &str, args: Vec<Value>) {
+        self.flush_attrs();
         match *self.client {
             Some(c) => {
                 let msg = ServerMsg::Call {
@@ -470,34 +515,42 @@ impl World {
             return;
         }
         let obj = (self.reg.types[ty].factory)();
-        self.entities.insert(
-            id,
-            Slot {
-                ty,
-                obj: Some(obj),
-                client,
-            },
-        );
+        let slot = Slot {
+            ty,
+            obj: Some(obj),
+            client: None,
+            attrs: Attrs::default(),
+        };
+        self.entities.insert(id, slot);
         self.core.local_ids.insert(id);
-        if let Some(c) = client {
-            let msg = ServerMsg::CreateEntity {
-                is_player: true,
-                id,
-                type_name: self.reg.types[ty].name.to_owned(),
-                attrs: Value::Map(Default::default()),
-            };
-            self.core.send_to_client(id, c, &msg);
-        }
         self.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
             e.on_created(ctx);
             Ok(())
         });
-        if client.is_some() && self.entities.contains_key(&id) {
-            self.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
-                e.on_client_connected(ctx);
-                Ok(())
-            });
+        if let Some(c) = client {
+            self.attach_client(id, c);
         }
+    }
+
+    /// Binds `c` to entity `id`: the client gets the entity (with the attributes it may see),
+    /// then `on_client_connected` runs.
+    fn attach_client(&mut self, id: Id, c: ClientRef) {
+        let Some(slot) = self.entities.get_mut(&id) else {
+            return;
+        };
+        slot.client = Some(c);
+        let ty = &self.reg.types[slot.ty];
+        let msg = ServerMsg::CreateEntity {
+            is_player: true,
+            id,
+            type_name: ty.name.to_owned(),
+            attrs: slot.attrs.snapshot(&ty.schema, Audience::Own),
+        };
+        self.core.send_to_client(id, c, &msg);
+        self.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
+            e.on_client_connected(ctx);
+            Ok(())
+        });
     }
 
     fn detach_client(&mut self, id: Id) {
@@ -517,6 +570,7 @@ impl World {
         self.core.local_ids.remove(&id);
         if let Some(mut obj) = slot.obj.take() {
             let mut destroy = true;
+            let schema = &self.reg.types[slot.ty].schema;
             let mut ctx = Ctx {
                 core: &mut self.core,
                 reg: &self.reg,
@@ -524,8 +578,11 @@ impl World {
                 caller: Caller::Server(Id::NIL),
                 client: &mut slot.client,
                 destroy: &mut destroy,
+                attrs: &mut slot.attrs,
+                schema,
             };
             obj.on_destroy(&mut ctx);
+            ctx.flush_attrs();
         }
         if let Some(c) = slot.client {
             self.core
@@ -544,6 +601,8 @@ impl World {
         let slot = self.entities.get_mut(&id)?;
         let mut obj = slot.obj.take()?;
         let mut client = slot.client;
+        let mut attrs = std::mem::take(&mut slot.attrs);
+        let schema = &self.reg.types[slot.ty].schema;
         let mut destroy = false;
         let mut ctx = Ctx {
             core: &mut self.core,
@@ -552,11 +611,15 @@ impl World {
             caller,
             client: &mut client,
             destroy: &mut destroy,
+            attrs: &mut attrs,
+            schema,
         };
         let r = f(obj.as_mut(), &mut ctx);
+        ctx.flush_attrs();
         if let Some(slot) = self.entities.get_mut(&id) {
             slot.obj = Some(obj);
             slot.client = client;
+            slot.attrs = attrs;
         }
         if destroy {
             self.core.local.push_back(LocalOp::Destroy(id));
@@ -658,8 +721,10 @@ mod tests {
     }
 
     impl Entity for Boot {
-        fn on_created(&mut self, _ctx: &mut Ctx<'_>) {
+        fn on_created(&mut self, ctx: &mut Ctx<'_>) {
             self.created = true;
+            ctx.attrs().set("level", 1i64);
+            ctx.attrs().set("secret", "s");
         }
         fn on_client_disconnected(&mut self, ctx: &mut Ctx<'_>) {
             ctx.destroy();
@@ -685,6 +750,21 @@ mod tests {
                 .map_err(|e| CallError::Failed(e.to_string()))?;
             self.peer = Some(id);
             ctx.call(id, "ping", vec![id_value(ctx.id())]);
+            Ok(())
+        }
+        fn grow(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+            let mut a = ctx.attrs();
+            a.set("level", 2i64);
+            a.set("secret", "t");
+            let mut bag = a
+                .list_at("bag")
+                .map_err(|e| CallError::Failed(e.to_string()))?;
+            bag.append(Value::Map(Default::default()));
+            bag.map_at(0)
+                .map_err(|e| CallError::Failed(e.to_string()))?
+                .set("item", "sword");
+            ctx.call_client("grown", vec![]);
+            ctx.attrs().set("level", 3i64);
             Ok(())
         }
         fn pong(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
@@ -713,7 +793,10 @@ mod tests {
             .method("secret", Expose::Server, Boot::secret)
             .method("mine", Expose::OwnClient, Boot::mine)
             .method("spawn_local", Expose::OwnClient, Boot::spawn_local)
-            .method("pong", Expose::Server, Boot::pong);
+            .method("pong", Expose::Server, Boot::pong)
+            .method("grow", Expose::OwnClient, Boot::grow)
+            .attr("level", crate::attr::AttrFlags::ALL_CLIENTS)
+            .attr("bag", crate::attr::AttrFlags::CLIENT);
         reg.entity("Helper", || Helper)
             .method("ping", Expose::Server, Helper::ping);
         reg.boot("Boot");
@@ -768,6 +851,49 @@ mod tests {
             "{msgs:?}"
         );
         w
+    }
+
+    #[test]
+    fn attributes_reach_the_own_client_in_order() {
+        let mut w = world();
+        w.handle(
+            Instant::now(),
+            Msg::CreateBoot {
+                gate: GATE,
+                client: CLIENT,
+                boot: BOOT,
+            },
+        );
+        let created = client_msgs(&mut w);
+        let want_attrs = Value::Map([("level".to_owned(), Value::Int(1))].into());
+        assert!(
+            matches!(&created[..], [ServerMsg::CreateEntity { attrs, .. }] if *attrs == want_attrs),
+            "create carries the visible attributes set in on_created, not the server-only one: {created:?}"
+        );
+        client_call(&mut w, CLIENT, BOOT, "grow", vec![]);
+        let msgs = client_msgs(&mut w);
+        // Changes before the client call arrive before it; the later change after it.
+        assert!(
+            matches!(&msgs[0], ServerMsg::AttrOps { ops, .. } if ops.len() == 4),
+            "{msgs:?}"
+        );
+        assert!(matches!(&msgs[1], ServerMsg::Call { method, .. } if method == "grown"));
+        assert!(matches!(&msgs[2], ServerMsg::AttrOps { ops, .. } if ops.len() == 1));
+        let mut replica = want_attrs;
+        for m in &msgs {
+            if let ServerMsg::AttrOps { ops, .. } = m {
+                for op in ops {
+                    op.apply(&mut replica).expect("applies");
+                }
+            }
+        }
+        let bag = Value::List(vec![Value::Map(
+            [("item".to_owned(), Value::from("sword"))].into(),
+        )]);
+        assert_eq!(
+            replica,
+            Value::Map([("bag".to_owned(), bag), ("level".to_owned(), Value::Int(3))].into())
+        );
     }
 
     #[test]

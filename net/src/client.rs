@@ -27,6 +27,9 @@ pub enum ClientError {
     /// Socket trouble.
     #[error("io: {0}")]
     Io(#[from] io::Error),
+    /// An attribute change did not fit the client's copy (client and server out of step).
+    #[error("attribute replica: {0}")]
+    Replica(crate::attr_op::ApplyError),
     /// Nothing arrived in time.
     #[error("timed out waiting for {0}")]
     Timeout(String),
@@ -40,7 +43,16 @@ pub struct ClientConn {
     events: VecDeque<ServerMsg>,
     client_id: Option<Id>,
     player: Option<Id>,
-    entities: HashMap<Id, String>,
+    entities: HashMap<Id, Replica>,
+}
+
+/// The client's copy of one entity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replica {
+    /// Registered type name.
+    pub type_name: String,
+    /// Attributes visible to this client, kept up to date by `AttrOps`.
+    pub attrs: Value,
 }
 
 impl ClientConn {
@@ -67,9 +79,13 @@ impl ClientConn {
                     is_player,
                     id,
                     type_name,
-                    ..
+                    attrs,
                 } => {
-                    self.entities.insert(*id, type_name.clone());
+                    let replica = Replica {
+                        type_name: type_name.clone(),
+                        attrs: attrs.clone(),
+                    };
+                    self.entities.insert(*id, replica);
                     if *is_player {
                         self.player = Some(*id);
                     }
@@ -78,6 +94,13 @@ impl ClientConn {
                     self.entities.remove(id);
                     if self.player == Some(*id) {
                         self.player = None;
+                    }
+                }
+                ServerMsg::AttrOps { id, ops } => {
+                    if let Some(r) = self.entities.get_mut(id) {
+                        for op in ops {
+                            op.apply(&mut r.attrs).map_err(ClientError::Replica)?;
+                        }
                     }
                 }
                 _ => {}
@@ -130,7 +153,12 @@ impl ClientConn {
 
     /// Type name of a known entity.
     pub fn entity_type(&self, id: Id) -> Option<&str> {
-        self.entities.get(&id).map(String::as_str)
+        self.entities.get(&id).map(|r| r.type_name.as_str())
+    }
+
+    /// The client's copy of a known entity.
+    pub fn entity(&self, id: Id) -> Option<&Replica> {
+        self.entities.get(&id)
     }
 }
 

@@ -3,6 +3,7 @@
 //! Each frame payload is one message: a type byte, then the fields in the order listed on each
 //! variant. PROTOCOL.md is the normative description; the tests below pin it.
 
+use crate::attr_op::{AttrOp, decode_ops, encode_ops};
 use crate::id::Id;
 use crate::value::{Value, decode_args, encode_args};
 use crate::wire::{DecodeError, Reader, put_bytes};
@@ -18,6 +19,7 @@ const S_CREATE: u8 = 0x82;
 const S_DESTROY: u8 = 0x83;
 const S_CALL: u8 = 0x84;
 const S_ERROR: u8 = 0x85;
+const S_ATTRS: u8 = 0x86;
 
 /// A message from a client to its gate.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,6 +149,13 @@ pub enum ServerMsg {
         /// Arguments.
         args: Vec<Value>,
     },
+    /// Changes to the attributes of entity `id`, to apply in order to the client's copy.
+    AttrOps {
+        /// The entity.
+        id: Id,
+        /// Operations, oldest first.
+        ops: Vec<AttrOp>,
+    },
     /// A request of this client failed.
     Error {
         /// Wire number of an [`ErrorCode`] (unknown numbers must be accepted by clients).
@@ -206,6 +215,11 @@ impl ServerMsg {
                 put_bytes(out, method.as_bytes());
                 encode_args(args, out);
             }
+            ServerMsg::AttrOps { id, ops } => {
+                out.push(S_ATTRS);
+                out.extend_from_slice(&id.0);
+                encode_ops(ops, out);
+            }
             ServerMsg::Error {
                 code,
                 target,
@@ -247,6 +261,10 @@ impl ServerMsg {
                 id: Id(r.array("entity id")?),
                 method: r.str("method")?.to_owned(),
                 args: decode_args(&mut r)?,
+            },
+            S_ATTRS => ServerMsg::AttrOps {
+                id: Id(r.array("entity id")?),
+                ops: decode_ops(&mut r)?,
             },
             S_ERROR => ServerMsg::Error {
                 code: r.u16("error code")?,
@@ -316,6 +334,14 @@ mod tests {
                 args: vec![Value::Int(1)],
             },
             ServerMsg::error(ErrorCode::NotExposed, Id([2; 16]), 9, "nope"),
+            ServerMsg::AttrOps {
+                id: Id([2; 16]),
+                ops: vec![crate::attr_op::AttrOp::MapSet {
+                    path: vec![],
+                    key: "hp".into(),
+                    value: Value::Int(3),
+                }],
+            },
         ]
     }
 

@@ -1,6 +1,7 @@
 //! oxworld networking: framing, the client and internal wire protocols, ids, the cluster config,
 //! and the runtime (event loop + IO workers). Knows nothing about entities.
 
+pub mod attr_op;
 pub mod botnet;
 pub mod client;
 pub mod client_proto;
