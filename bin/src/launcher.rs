@@ -85,41 +85,21 @@ impl Layout {
 
 /// Every process of `cfg`, in start order (dispatchers, games, gates).
 pub fn procs(cfg: &Config) -> Vec<Proc> {
-    let d = cfg.dispatchers.iter().map(|d| Proc {
-        kind: Kind::Dispatcher,
-        id: d.id,
-    });
-    let g = cfg.games.iter().map(|g| Proc {
-        kind: Kind::Game,
-        id: g.id,
-    });
-    let t = cfg.gates.iter().map(|g| Proc {
-        kind: Kind::Gate,
-        id: g.id,
-    });
+    let d = cfg.dispatchers.iter().map(|d| Proc { kind: Kind::Dispatcher, id: d.id });
+    let g = cfg.games.iter().map(|g| Proc { kind: Kind::Game, id: g.id });
+    let t = cfg.gates.iter().map(|g| Proc { kind: Kind::Gate, id: g.id });
     d.chain(g).chain(t).collect()
 }
 
 /// The recorded pid of `p` if that process is alive and still runs the expected binary (a
 /// recycled pid running something else does not count).
 pub fn running_pid(layout: &Layout, p: Proc) -> Option<i32> {
-    let pid: i32 = fs::read_to_string(layout.pid_file(p))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let pid: i32 = fs::read_to_string(layout.pid_file(p)).ok()?.trim().parse().ok()?;
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let argv0 = cmdline.split(|b| *b == 0).next()?;
-    let exe = Path::new(std::str::from_utf8(argv0).ok()?)
-        .file_name()?
-        .to_str()?
-        .to_owned();
+    let exe = Path::new(std::str::from_utf8(argv0).ok()?).file_name()?.to_str()?.to_owned();
     let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
-        })
+        .map(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
         .unwrap_or(false);
     (exe == layout.exe_name(p.kind) && !zombie).then_some(pid)
 }
@@ -135,13 +115,7 @@ pub struct ProcStatus {
 
 /// Status of every configured process.
 pub fn status(layout: &Layout, cfg: &Config) -> Vec<ProcStatus> {
-    procs(cfg)
-        .into_iter()
-        .map(|p| ProcStatus {
-            proc: p,
-            pid: running_pid(layout, p),
-        })
-        .collect()
+    procs(cfg).into_iter().map(|p| ProcStatus { proc: p, pid: running_pid(layout, p) }).collect()
 }
 
 /// How long `start` waits for each kind to become ready.
@@ -157,19 +131,14 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts {
-            dispatcher: Duration::from_secs(10),
-            game: Duration::from_secs(30),
-            gate: Duration::from_secs(30),
-        }
+        Timeouts { dispatcher: Duration::from_secs(10), game: Duration::from_secs(30), gate: Duration::from_secs(30) }
     }
 }
 
 /// Starts every configured process that is not running, in order, waiting for each to be
 /// ready; returns the names of the processes it started.
 pub fn start(layout: &Layout, cfg: &Config, t: Timeouts) -> anyhow::Result<Vec<String>> {
-    fs::create_dir_all(&layout.run_dir)
-        .with_context(|| format!("creating {}", layout.run_dir.display()))?;
+    fs::create_dir_all(&layout.run_dir).with_context(|| format!("creating {}", layout.run_dir.display()))?;
     let mut started = Vec::new();
     for p in procs(cfg) {
         if running_pid(layout, p).is_some() {
@@ -191,21 +160,13 @@ fn spawn(layout: &Layout, p: Proc) -> anyhow::Result<i32> {
     use std::os::unix::process::CommandExt as _;
     let exe = layout.bin_dir.join(layout.exe_name(p.kind));
     if !exe.exists() {
-        bail!(
-            "{}: binary {} not found (build first, or pass --bin-dir)",
-            p.name(),
-            exe.display()
-        );
+        bail!("{}: binary {} not found (build first, or pass --bin-dir)", p.name(), exe.display());
     }
     let log_path = layout.log_file(p);
     if log_path.exists() {
-        let _ = fs::rename(
-            &log_path,
-            layout.run_dir.join(format!("{}.prev.log", p.name())),
-        );
+        let _ = fs::rename(&log_path, layout.run_dir.join(format!("{}.prev.log", p.name())));
     }
-    let log =
-        fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let log = fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let child = Command::new(&exe)
         .arg("--config")
         .arg(&layout.config)
@@ -230,11 +191,7 @@ fn alive(pid: i32) -> bool {
     }
     // A child of this CLI that exited stays a zombie until reaped; treat it as dead.
     !fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
-        })
+        .map(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
         .unwrap_or(true)
 }
 
@@ -245,47 +202,28 @@ fn log_tail(layout: &Layout, p: Proc) -> String {
 }
 
 fn log_contains(layout: &Layout, p: Proc, needle: &str) -> bool {
-    fs::read_to_string(layout.log_file(p))
-        .map(|t| t.contains(needle))
-        .unwrap_or(false)
+    fs::read_to_string(layout.log_file(p)).map(|t| t.contains(needle)).unwrap_or(false)
 }
 
-fn wait_ready(
-    layout: &Layout,
-    cfg: &Config,
-    p: Proc,
-    pid: i32,
-    timeout: Duration,
-) -> anyhow::Result<()> {
+fn wait_ready(layout: &Layout, cfg: &Config, p: Proc, pid: i32, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     let linked = format!("{}: connected to all", p.name());
     loop {
         if !alive(pid) {
-            bail!(
-                "{} (pid {pid}) exited during start-up; last log lines:\n{}",
-                p.name(),
-                log_tail(layout, p)
-            );
+            bail!("{} (pid {pid}) exited during start-up; last log lines:\n{}", p.name(), log_tail(layout, p));
         }
         let ready = match p.kind {
-            Kind::Dispatcher => cfg.dispatcher(p.id).is_some_and(|d| {
-                TcpStream::connect_timeout(&d.listen_addr, Duration::from_millis(200)).is_ok()
-            }),
+            Kind::Dispatcher => cfg
+                .dispatcher(p.id)
+                .is_some_and(|d| TcpStream::connect_timeout(&d.listen_addr, Duration::from_millis(200)).is_ok()),
             Kind::Game => log_contains(layout, p, &linked),
-            Kind::Gate => {
-                log_contains(layout, p, &linked)
-                    && cfg.gate(p.id).is_some_and(|g| probe_boot(g.listen_addr))
-            }
+            Kind::Gate => log_contains(layout, p, &linked) && cfg.gate(p.id).is_some_and(|g| probe_boot(g.listen_addr)),
         };
         if ready {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            bail!(
-                "{} (pid {pid}) not ready after {timeout:?}; last log lines:\n{}",
-                p.name(),
-                log_tail(layout, p)
-            );
+            bail!("{} (pid {pid}) not ready after {timeout:?}; last log lines:\n{}", p.name(), log_tail(layout, p));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -317,10 +255,7 @@ pub fn stop(layout: &Layout, cfg: &Config, grace: Duration) -> Vec<String> {
         }
         for (p, pid) in group {
             if alive(pid) {
-                eprintln!(
-                    "{} (pid {pid}) ignored SIGTERM for {grace:?}; sending SIGKILL",
-                    p.name()
-                );
+                eprintln!("{} (pid {pid}) ignored SIGTERM for {grace:?}; sending SIGKILL", p.name());
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
             let _ = fs::remove_file(layout.pid_file(p));
@@ -346,19 +281,14 @@ pub fn kill_all(layout: &Layout, cfg: &Config) -> Vec<String> {
 /// The package name in `<game_dir>/Cargo.toml`.
 pub fn package_name(game_dir: &Path) -> anyhow::Result<String> {
     let manifest = game_dir.join("Cargo.toml");
-    let text = fs::read_to_string(&manifest)
-        .with_context(|| format!("{} is not a game crate", game_dir.display()))?;
+    let text = fs::read_to_string(&manifest).with_context(|| format!("{} is not a game crate", game_dir.display()))?;
     let mut in_package = false;
     for line in text.lines() {
         let line = line.trim();
         if line.starts_with('[') {
             in_package = line == "[package]";
         } else if in_package && let Some(rest) = line.strip_prefix("name") {
-            let v = rest
-                .trim_start()
-                .trim_start_matches('=')
-                .trim()
-                .trim_matches('"');
+            let v = rest.trim_start().trim_start_matches('=').trim().trim_matches('"');
             return Ok(v.to_owned());
         }
     }

@@ -8,30 +8,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 fn bin_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_BIN_EXE_oxworld"))
-        .parent()
-        .expect("bin dir")
-        .to_path_buf();
+    let dir = PathBuf::from(env!("CARGO_BIN_EXE_oxworld")).parent().expect("bin dir").to_path_buf();
     if !dir.join("echo").exists() {
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args(["build", "-p", "oxworld-demo-echo"]);
         if dir.ends_with("release") {
             cmd.arg("--release");
         }
-        assert!(
-            cmd.stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("cargo")
-                .success()
-        );
+        assert!(cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("cargo").success());
     }
     dir
 }
@@ -43,9 +31,7 @@ struct Env {
 
 impl Env {
     fn oxworld(&self, cmd: &str, extra: &[&str]) -> Output {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
         Command::new(env!("CARGO_BIN_EXE_oxworld"))
             .current_dir(root)
             .arg(cmd)
@@ -79,20 +65,12 @@ impl Drop for Env {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 fn alive(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        })
+        .map(|s| !s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
         .unwrap_or(false)
 }
 
@@ -108,25 +86,14 @@ fn start_status_restart_stop() {
         free_port()
     );
     fs::write(dir.join("oxworld.ini"), ini).expect("config");
-    let env = Env {
-        dir,
-        bins: bin_dir(),
-    };
+    let env = Env { dir, bins: bin_dir() };
 
     let st = env.oxworld("status", &[]);
-    assert!(
-        !st.status.success(),
-        "status fails while nothing runs: {}",
-        text(&st)
-    );
+    assert!(!st.status.success(), "status fails while nothing runs: {}", text(&st));
 
     let o = env.oxworld("start", &["--no-build"]);
     assert!(o.status.success(), "start: {}", text(&o));
-    assert!(
-        text(&o).contains("started dispatcher1, game1, game2, gate1"),
-        "{}",
-        text(&o)
-    );
+    assert!(text(&o).contains("started dispatcher1, game1, game2, gate1"), "{}", text(&o));
 
     let st = env.oxworld("status", &[]);
     assert!(st.status.success(), "status: {}", text(&st));
@@ -134,43 +101,26 @@ fn start_status_restart_stop() {
 
     // A crashed game is brought back by start, and only it.
     let game2 = env.pid("game2");
-    assert!(
-        Command::new("kill")
-            .args(["-KILL", &game2.to_string()])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    assert!(Command::new("kill").args(["-KILL", &game2.to_string()]).status().expect("kill").success());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while alive(game2) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let st = env.oxworld("status", &[]);
-    assert!(
-        !st.status.success(),
-        "status fails with game2 down: {}",
-        text(&st)
-    );
+    assert!(!st.status.success(), "status fails with game2 down: {}", text(&st));
     assert!(text(&st).contains("not running"), "{}", text(&st));
     let o = env.oxworld("start", &["--no-build"]);
     assert!(o.status.success(), "restart: {}", text(&o));
     assert!(text(&o).contains("started game2\n"), "{}", text(&o));
 
-    let pids: Vec<i32> = ["dispatcher1", "game1", "game2", "gate1"]
-        .iter()
-        .map(|n| env.pid(n))
-        .collect();
+    let pids: Vec<i32> = ["dispatcher1", "game1", "game2", "gate1"].iter().map(|n| env.pid(n)).collect();
     let o = env.oxworld("stop", &[]);
     assert!(o.status.success(), "stop: {}", text(&o));
     for pid in pids {
         assert!(!alive(pid), "pid {pid} survived stop");
     }
     let o = env.oxworld("stop", &[]);
-    assert!(
-        o.status.success() && text(&o).contains("nothing was running"),
-        "{}",
-        text(&o)
-    );
+    assert!(o.status.success() && text(&o).contains("nothing was running"), "{}", text(&o));
     let st = env.oxworld("status", &[]);
     assert!(!st.status.success());
 }
@@ -189,27 +139,14 @@ fn start_fails_clearly_when_a_process_dies() {
         free_port()
     );
     fs::write(dir.join("oxworld.ini"), ini).expect("config");
-    let env = Env {
-        dir,
-        bins: bin_dir(),
-    };
+    let env = Env { dir, bins: bin_dir() };
     let o = env.oxworld("start", &["--no-build"]);
     assert!(!o.status.success(), "start must fail: {}", text(&o));
     let msg = text(&o);
-    assert!(
-        msg.contains("gate1") && msg.contains("exited during start-up"),
-        "{msg}"
-    );
-    assert!(
-        msg.contains("cannot listen"),
-        "the gate's own reason is shown: {msg}"
-    );
+    assert!(msg.contains("gate1") && msg.contains("exited during start-up"), "{msg}");
+    assert!(msg.contains("cannot listen"), "the gate's own reason is shown: {msg}");
     let o = env.oxworld("stop", &[]);
-    assert!(
-        o.status.success() && text(&o).contains("stopped game1, dispatcher1"),
-        "{}",
-        text(&o)
-    );
+    assert!(o.status.success() && text(&o).contains("stopped game1, dispatcher1"), "{}", text(&o));
     drop(taken);
 }
 
@@ -220,15 +157,8 @@ fn bad_config_is_reported_with_file_section_and_key() {
     fs::create_dir_all(&dir).expect("dir");
     let ini = "[deployment]\ndesired_dispatchers = 1\ndesired_games = 1\ndesired_gates = 1\nsecret = x\n[gate1]\nlisten_adr = 127.0.0.1:1\n";
     fs::write(dir.join("oxworld.ini"), ini).expect("config");
-    let env = Env {
-        dir,
-        bins: bin_dir(),
-    };
+    let env = Env { dir, bins: bin_dir() };
     let o = env.oxworld("status", &[]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o).contains("[gate1] listen_adr: unknown key"),
-        "{}",
-        text(&o)
-    );
+    assert!(text(&o).contains("[gate1] listen_adr: unknown key"), "{}", text(&o));
 }

@@ -23,10 +23,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn workspace_files() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
     let mut files = Vec::new();
     rust_files(&root, &mut files);
     assert!(files.len() > 10, "found the workspace's sources");
@@ -37,17 +34,10 @@ fn workspace_files() -> Vec<PathBuf> {
 fn every_rust_file_starts_with_a_module_doc() {
     let missing: Vec<String> = workspace_files()
         .into_iter()
-        .filter(|p| {
-            !fs::read_to_string(p)
-                .map(|s| s.trim_start().starts_with("//!"))
-                .unwrap_or(false)
-        })
+        .filter(|p| !fs::read_to_string(p).map(|s| s.trim_start().starts_with("//!")).unwrap_or(false))
         .map(|p| p.display().to_string())
         .collect();
-    assert!(
-        missing.is_empty(),
-        "files without a leading //! line: {missing:?}"
-    );
+    assert!(missing.is_empty(), "files without a leading //! line: {missing:?}");
 }
 
 #[test]
@@ -65,8 +55,5 @@ fn no_unwrap_outside_tests() {
             offenders.push(path);
         }
     }
-    assert!(
-        offenders.is_empty(),
-        "`.unwrap()` in non-test code: {offenders:?}"
-    );
+    assert!(offenders.is_empty(), "`.unwrap()` in non-test code: {offenders:?}");
 }

@@ -101,11 +101,7 @@ pub struct Attrs {
 
 impl Default for Attrs {
     fn default() -> Self {
-        Attrs {
-            root: Value::Map(BTreeMap::new()),
-            ops: Vec::new(),
-            persistent_dirty: false,
-        }
+        Attrs { root: Value::Map(BTreeMap::new()), ops: Vec::new(), persistent_dirty: false }
     }
 }
 
@@ -113,10 +109,7 @@ impl Attrs {
     /// A tree holding `root` (a map; anything else gives an empty tree), with no pending ops.
     pub fn from_value(root: Value) -> Self {
         match root {
-            Value::Map(_) => Attrs {
-                root,
-                ..Attrs::default()
-            },
+            Value::Map(_) => Attrs { root, ..Attrs::default() },
             _ => Attrs::default(),
         }
     }
@@ -136,10 +129,7 @@ impl Attrs {
 
     /// A mutable handle on the root map.
     pub fn root(&mut self) -> MapMut<'_> {
-        MapMut {
-            attrs: self,
-            path: Vec::new(),
-        }
+        MapMut { attrs: self, path: Vec::new() }
     }
 
     /// Takes the ops recorded since the last call.
@@ -261,11 +251,7 @@ impl MapMut<'_> {
         let value = value.into();
         self.map().insert(key.to_owned(), value.clone());
         let path = self.path.clone();
-        self.attrs.record(AttrOp::MapSet {
-            path,
-            key: key.to_owned(),
-            value,
-        });
+        self.attrs.record(AttrOp::MapSet { path, key: key.to_owned(), value });
     }
 
     /// Sets `key` only if absent; true if it was set.
@@ -316,10 +302,7 @@ impl MapMut<'_> {
     pub fn delete(&mut self, key: &str) -> Option<Value> {
         let old = self.map().remove(key)?;
         let path = self.path.clone();
-        self.attrs.record(AttrOp::MapDel {
-            path,
-            key: key.to_owned(),
-        });
+        self.attrs.record(AttrOp::MapDel { path, key: key.to_owned() });
         Some(old)
     }
 
@@ -330,22 +313,13 @@ impl MapMut<'_> {
         self.attrs.record(AttrOp::MapClear { path });
     }
 
-    fn child(
-        &mut self,
-        key: &str,
-        wanted: &'static str,
-        empty: Value,
-    ) -> Result<Vec<PathElem>, AttrError> {
+    fn child(&mut self, key: &str, wanted: &'static str, empty: Value) -> Result<Vec<PathElem>, AttrError> {
         let found = self.map_ref().get(key).map(Value::kind);
         match found {
             None => self.set(key, empty),
             Some(k) if k == wanted => {}
             Some(k) => {
-                return Err(AttrError::WrongType {
-                    key: key.to_owned(),
-                    wanted,
-                    found: k,
-                });
+                return Err(AttrError::WrongType { key: key.to_owned(), wanted, found: k });
             }
         }
         let mut path = self.path.clone();
@@ -356,19 +330,13 @@ impl MapMut<'_> {
     /// The map at `key`, created empty if absent (which records the creation).
     pub fn map_at(&mut self, key: &str) -> Result<MapMut<'_>, AttrError> {
         let path = self.child(key, "map", Value::Map(BTreeMap::new()))?;
-        Ok(MapMut {
-            attrs: self.attrs,
-            path,
-        })
+        Ok(MapMut { attrs: self.attrs, path })
     }
 
     /// The list at `key`, created empty if absent (which records the creation).
     pub fn list_at(&mut self, key: &str) -> Result<ListMut<'_>, AttrError> {
         let path = self.child(key, "list", Value::List(Vec::new()))?;
-        Ok(ListMut {
-            attrs: self.attrs,
-            path,
-        })
+        Ok(ListMut { attrs: self.attrs, path })
     }
 }
 
@@ -406,9 +374,7 @@ impl ListMut<'_> {
         let value = value.into();
         let l = self.list();
         let len = l.len();
-        let slot = l
-            .get_mut(i)
-            .ok_or(AttrError::OutOfRange { index: i, len })?;
+        let slot = l.get_mut(i).ok_or(AttrError::OutOfRange { index: i, len })?;
         *slot = value.clone();
         let index = u32::try_from(i).map_err(|_| AttrError::OutOfRange { index: i, len })?;
         let path = self.path.clone();
@@ -437,35 +403,23 @@ impl ListMut<'_> {
         let len = l.len();
         let v = l.get(i).ok_or(AttrError::OutOfRange { index: i, len })?;
         if v.kind() != wanted {
-            return Err(AttrError::WrongType {
-                key: i.to_string(),
-                wanted,
-                found: v.kind(),
-            });
+            return Err(AttrError::WrongType { key: i.to_string(), wanted, found: v.kind() });
         }
         let mut path = self.path.clone();
-        path.push(PathElem::Index(
-            u32::try_from(i).map_err(|_| AttrError::OutOfRange { index: i, len })?,
-        ));
+        path.push(PathElem::Index(u32::try_from(i).map_err(|_| AttrError::OutOfRange { index: i, len })?));
         Ok(path)
     }
 
     /// The map at index `i` (must exist).
     pub fn map_at(&mut self, i: usize) -> Result<MapMut<'_>, AttrError> {
         let path = self.child(i, "map")?;
-        Ok(MapMut {
-            attrs: self.attrs,
-            path,
-        })
+        Ok(MapMut { attrs: self.attrs, path })
     }
 
     /// The list at index `i` (must exist).
     pub fn list_at(&mut self, i: usize) -> Result<ListMut<'_>, AttrError> {
         let path = self.child(i, "list")?;
-        Ok(ListMut {
-            attrs: self.attrs,
-            path,
-        })
+        Ok(ListMut { attrs: self.attrs, path })
     }
 }
 
@@ -490,10 +444,7 @@ mod tests {
     fn flags() {
         assert!(AttrFlags::ALL_CLIENTS.has(AttrFlags::CLIENT));
         assert!(!AttrFlags::CLIENT.has(AttrFlags::ALL_CLIENTS));
-        assert!(
-            !AttrFlags::SERVER.has(AttrFlags::SERVER),
-            "no flag is not a flag"
-        );
+        assert!(!AttrFlags::SERVER.has(AttrFlags::SERVER), "no flag is not a flag");
         assert!((AttrFlags::CLIENT | AttrFlags::PERSISTENT).has(AttrFlags::PERSISTENT));
     }
 
@@ -509,21 +460,13 @@ mod tests {
             bag.append("sword");
             bag.append(Value::Map(BTreeMap::new()));
             bag.map_at(1).expect("map").set("name", "shield");
-            assert_eq!(
-                bag.pop(),
-                Some(Value::Map(
-                    [("name".to_owned(), Value::from("shield"))].into()
-                ))
-            );
+            assert_eq!(bag.pop(), Some(Value::Map([("name".to_owned(), Value::from("shield"))].into())));
             bag.set(0, "axe").expect("in range");
             assert!(bag.set(5, "x").is_err());
         }
         assert!(matches!(r.map_at("hp"), Err(AttrError::WrongType { .. })));
         r.map_at("stats").expect("map").set("str", 3i64);
-        assert_eq!(
-            r.delete("stats"),
-            Some(Value::Map([("str".to_owned(), Value::Int(3))].into()))
-        );
+        assert_eq!(r.delete("stats"), Some(Value::Map([("str".to_owned(), Value::Int(3))].into())));
         assert_eq!(r.delete("nothing"), None);
         let ops = a.take_ops();
         assert_eq!(ops.len(), 10, "{ops:#?}");
@@ -546,29 +489,14 @@ mod tests {
         r.set("undeclared", 4i64);
         let s = schema();
         let own = a.snapshot(&s, Audience::Own);
-        assert_eq!(
-            own,
-            Value::Map(
-                [
-                    ("gold".to_owned(), Value::Int(2)),
-                    ("hp".to_owned(), Value::Int(1))
-                ]
-                .into()
-            )
-        );
+        assert_eq!(own, Value::Map([("gold".to_owned(), Value::Int(2)), ("hp".to_owned(), Value::Int(1))].into()));
         let others = a.snapshot(&s, Audience::Others);
-        assert_eq!(
-            others,
-            Value::Map([("hp".to_owned(), Value::Int(1))].into())
-        );
+        assert_eq!(others, Value::Map([("hp".to_owned(), Value::Int(1))].into()));
         let ops = a.take_ops();
         assert_eq!(filter_ops(&ops, &s, Audience::Own).count(), 2);
         assert_eq!(filter_ops(&ops, &s, Audience::Others).count(), 1);
         assert!(touches_persistent(&ops, &s));
-        assert_eq!(
-            a.persistent_snapshot(&s),
-            Value::Map([("gold".to_owned(), Value::Int(2))].into())
-        );
+        assert_eq!(a.persistent_snapshot(&s), Value::Map([("gold".to_owned(), Value::Int(2))].into()));
     }
 
     /// One random mutation, addressed by choices that the test resolves against the tree.
@@ -594,8 +522,7 @@ mod tests {
             (0..5u8, 0..3u8).prop_map(|(r, k)| Step::Delete(r, k)),
             (0..5u8).prop_map(Step::Clear),
             (0..5u8, 0..3u8, any::<i64>()).prop_map(|(r, k, v)| Step::Append(r, k, v)),
-            (0..5u8, 0..3u8, 0..4usize, any::<i64>())
-                .prop_map(|(r, k, i, v)| Step::ListSet(r, k, i, v)),
+            (0..5u8, 0..3u8, 0..4usize, any::<i64>()).prop_map(|(r, k, i, v)| Step::ListSet(r, k, i, v)),
             (0..5u8, 0..3u8).prop_map(|(r, k)| Step::Pop(r, k)),
             (0..5u8, 0..3u8, 0..3u8).prop_map(|(r, k, j)| Step::NestMap(r, k, j)),
         ]

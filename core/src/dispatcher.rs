@@ -62,12 +62,7 @@ impl DispatcherApp {
             secret: cfg.secret.clone(),
             n_games: cfg.games.len() as u16,
             n_gates: cfg.gates.len() as u16,
-            banned: cfg
-                .games
-                .iter()
-                .filter(|g| g.ban_boot_entity)
-                .map(|g| g.id)
-                .collect(),
+            banned: cfg.games.iter().filter(|g| g.ban_boot_entity).map(|g| g.id).collect(),
             conns: FxHashMap::default(),
             games: BTreeMap::new(),
             gates: BTreeMap::new(),
@@ -96,39 +91,20 @@ impl DispatcherApp {
     fn refuse(&mut self, conn: ConnId, reason: String, out: &mut Outbox) {
         self.stats.refused += 1;
         warn!("dispatcher{}: refusing {conn}: {reason}", self.id);
-        Self::send(
-            out,
-            conn,
-            &Msg::Refused {
-                reason: reason.clone(),
-            },
-        );
+        Self::send(out, conn, &Msg::Refused { reason: reason.clone() });
         out.close(conn, reason);
         self.conns.remove(&conn);
     }
 
     fn on_hello(&mut self, conn: ConnId, msg: Msg, out: &mut Outbox) {
-        let Msg::Hello {
-            version,
-            kind,
-            id,
-            secret,
-            entities,
-        } = msg
-        else {
-            self.refuse(
-                conn,
-                format!("expected Hello first, got {}", msg.name()),
-                out,
-            );
+        let Msg::Hello { version, kind, id, secret, entities } = msg else {
+            self.refuse(conn, format!("expected Hello first, got {}", msg.name()), out);
             return;
         };
         if version != INTERNAL_PROTOCOL_VERSION {
             self.refuse(
                 conn,
-                format!(
-                    "protocol version {version}, this dispatcher speaks {INTERNAL_PROTOCOL_VERSION}"
-                ),
+                format!("protocol version {version}, this dispatcher speaks {INTERNAL_PROTOCOL_VERSION}"),
                 out,
             );
             return;
@@ -140,10 +116,7 @@ impl DispatcherApp {
         match kind {
             ProcKind::Game if (1..=self.n_games).contains(&id) => {
                 if let Some(old) = self.games.get(&id).copied() {
-                    warn!(
-                        "dispatcher{}: game{id} connected again; dropping its old link",
-                        self.id
-                    );
+                    warn!("dispatcher{}: game{id} connected again; dropping its old link", self.id);
                     out.close(old, "replaced by a new connection of the same game");
                     self.conns.remove(&old);
                     self.game_down(id, out);
@@ -154,31 +127,17 @@ impl DispatcherApp {
                     if let Some(prev) = self.routes.insert(e, id)
                         && prev != id
                     {
-                        warn!(
-                            "dispatcher{}: entity {e} re-announced by game{id}, was on game{prev}",
-                            self.id
-                        );
+                        warn!("dispatcher{}: entity {e} re-announced by game{id}, was on game{prev}", self.id);
                     }
                 }
                 let games: Vec<u16> = self.games.keys().copied().collect();
-                Self::send(
-                    out,
-                    conn,
-                    &Msg::HelloAck {
-                        dispatcher: self.id,
-                        games,
-                    },
-                );
+                Self::send(out, conn, &Msg::HelloAck { dispatcher: self.id, games });
                 for (&g, &c) in &self.games {
                     if g != id {
                         Self::send(out, c, &Msg::GameUp { game: id });
                     }
                 }
-                info!(
-                    "dispatcher{}: game{id} up ({} games)",
-                    self.id,
-                    self.games.len()
-                );
+                info!("dispatcher{}: game{id} up ({} games)", self.id, self.games.len());
                 if !self.banned.contains(&id) {
                     while let Some((gate, client, boot)) = self.pending_boots.pop_front() {
                         self.place_boot(gate, client, boot, out);
@@ -187,22 +146,12 @@ impl DispatcherApp {
             }
             ProcKind::Gate if (1..=self.n_gates).contains(&id) => {
                 if let Some(old) = self.gates.insert(id, conn) {
-                    warn!(
-                        "dispatcher{}: gate{id} connected again; dropping its old link",
-                        self.id
-                    );
+                    warn!("dispatcher{}: gate{id} connected again; dropping its old link", self.id);
                     out.close(old, "replaced by a new connection of the same gate");
                     self.conns.remove(&old);
                 }
                 self.conns.insert(conn, Peer::Gate(id));
-                Self::send(
-                    out,
-                    conn,
-                    &Msg::HelloAck {
-                        dispatcher: self.id,
-                        games: Vec::new(),
-                    },
-                );
+                Self::send(out, conn, &Msg::HelloAck { dispatcher: self.id, games: Vec::new() });
                 info!("dispatcher{}: gate{id} up", self.id);
             }
             _ => self.refuse(conn, format!("{kind:?} id {id} is not in the config"), out),
@@ -213,23 +162,15 @@ impl DispatcherApp {
         self.games.remove(&game);
         let before = self.routes.len();
         self.routes.retain(|_, g| *g != game);
-        info!(
-            "dispatcher{}: game{game} down; {} routes dropped",
-            self.id,
-            before - self.routes.len()
-        );
+        info!("dispatcher{}: game{game} down; {} routes dropped", self.id, before - self.routes.len());
         for &c in self.games.values() {
             Self::send(out, c, &Msg::GameDown { game });
         }
     }
 
     fn place_boot(&mut self, gate: u16, client: Id, boot: Id, out: &mut Outbox) {
-        let candidates: Vec<(u16, ConnId)> = self
-            .games
-            .iter()
-            .filter(|(g, _)| !self.banned.contains(g))
-            .map(|(g, c)| (*g, *c))
-            .collect();
+        let candidates: Vec<(u16, ConnId)> =
+            self.games.iter().filter(|(g, _)| !self.banned.contains(g)).map(|(g, c)| (*g, *c)).collect();
         if candidates.is_empty() {
             if self.pending_boots.len() >= MAX_PENDING_BOOTS {
                 let err = ServerMsg::error(ErrorCode::Unavailable, boot, 0, "no game is available");
@@ -249,23 +190,12 @@ impl DispatcherApp {
     fn send_to_gate(&mut self, gate: u16, client: Id, msg: &ServerMsg, out: &mut Outbox) {
         let Some(&c) = self.gates.get(&gate) else {
             self.stats.undeliverable += 1;
-            debug!(
-                "dispatcher{}: gate{gate} not connected; client message dropped",
-                self.id
-            );
+            debug!("dispatcher{}: gate{gate} not connected; client message dropped", self.id);
             return;
         };
         let mut payload = Vec::new();
         msg.encode(&mut payload);
-        Self::send(
-            out,
-            c,
-            &Msg::ToClient {
-                gate,
-                client,
-                payload,
-            },
-        );
+        Self::send(out, c, &Msg::ToClient { gate, client, payload });
     }
 
     /// Forwards an entity-addressed message to the entity's game.
@@ -277,34 +207,14 @@ impl DispatcherApp {
         }
         self.stats.undeliverable += 1;
         match msg {
-            Msg::Call {
-                method,
-                caller: Caller::Client { gate, client },
-                ..
-            } => {
-                let err = ServerMsg::error(
-                    ErrorCode::UnknownEntity,
-                    target,
-                    method,
-                    format!("no entity {target}"),
-                );
+            Msg::Call { method, caller: Caller::Client { gate, client }, .. } => {
+                let err = ServerMsg::error(ErrorCode::UnknownEntity, target, method, format!("no entity {target}"));
                 self.send_to_gate(gate, client, &err, out);
             }
-            Msg::Call {
-                method,
-                caller: Caller::Server(from),
-                ..
-            } => {
-                warn!(
-                    "dispatcher{}: call {method:#010x} from {from} to unknown entity {target} dropped",
-                    self.id
-                );
+            Msg::Call { method, caller: Caller::Server(from), .. } => {
+                warn!("dispatcher{}: call {method:#010x} from {from} to unknown entity {target} dropped", self.id);
             }
-            other => debug!(
-                "dispatcher{}: {} for unknown entity {target} dropped",
-                self.id,
-                other.name()
-            ),
+            other => debug!("dispatcher{}: {} for unknown entity {target} dropped", self.id, other.name()),
         }
     }
 
@@ -318,12 +228,7 @@ impl DispatcherApp {
                     self.routes.remove(&id);
                 }
             }
-            Msg::CreateEntity {
-                game: target,
-                id,
-                ref type_name,
-                ..
-            } => match self.games.get(&target) {
+            Msg::CreateEntity { game: target, id, ref type_name, .. } => match self.games.get(&target) {
                 Some(&c) => {
                     self.routes.insert(id, target);
                     Self::send(out, c, &msg);
@@ -331,10 +236,7 @@ impl DispatcherApp {
                 }
                 None => {
                     self.stats.undeliverable += 1;
-                    warn!(
-                        "dispatcher{}: create {type_name} {id} on offline game{target} dropped",
-                        self.id
-                    );
+                    warn!("dispatcher{}: create {type_name} {id} on offline game{target} dropped", self.id);
                 }
             },
             Msg::Call { target, .. } => self.route(target, msg, out),
@@ -345,17 +247,10 @@ impl DispatcherApp {
                 }
                 None => {
                     self.stats.undeliverable += 1;
-                    debug!(
-                        "dispatcher{}: gate{gate} not connected; client message dropped",
-                        self.id
-                    );
+                    debug!("dispatcher{}: gate{gate} not connected; client message dropped", self.id);
                 }
             },
-            other => warn!(
-                "dispatcher{}: unexpected {} from game{game}",
-                self.id,
-                other.name()
-            ),
+            other => warn!("dispatcher{}: unexpected {} from game{game}", self.id, other.name()),
         }
     }
 
@@ -364,11 +259,7 @@ impl DispatcherApp {
             Msg::ClientConnected { client, boot, .. } => self.place_boot(gate, client, boot, out),
             Msg::Call { target, .. } => self.route(target, msg, out),
             Msg::ClientDisconnected { owner, .. } => self.route(owner, msg, out),
-            other => warn!(
-                "dispatcher{}: unexpected {} from gate{gate}",
-                self.id,
-                other.name()
-            ),
+            other => warn!("dispatcher{}: unexpected {} from gate{gate}", self.id, other.name()),
         }
     }
 }
@@ -386,10 +277,7 @@ impl App for DispatcherApp {
                 let msg = match Msg::decode(&data) {
                     Ok(m) => m,
                     Err(e) => {
-                        warn!(
-                            "dispatcher{}: {conn} ({peer:?}) sent a malformed message: {e}",
-                            self.id
-                        );
+                        warn!("dispatcher{}: {conn} ({peer:?}) sent a malformed message: {e}", self.id);
                         out.close(conn, "malformed message");
                         return;
                     }
@@ -451,8 +339,7 @@ mod tests {
 
     use super::*;
 
-    const CFG: &str =
-        "[deployment]\ndesired_dispatchers=1\ndesired_games=2\ndesired_gates=1\nsecret=k\n";
+    const CFG: &str = "[deployment]\ndesired_dispatchers=1\ndesired_games=2\ndesired_gates=1\nsecret=k\n";
 
     fn app() -> DispatcherApp {
         DispatcherApp::new(&Config::parse(Path::new("t.ini"), CFG).expect("config"), 1)
@@ -460,14 +347,8 @@ mod tests {
 
     fn hello(kind: ProcKind, id: u16, secret: &str) -> Vec<u8> {
         let mut b = Vec::new();
-        Msg::Hello {
-            version: INTERNAL_PROTOCOL_VERSION,
-            kind,
-            id,
-            secret: secret.into(),
-            entities: vec![],
-        }
-        .encode(&mut b);
+        Msg::Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: secret.into(), entities: vec![] }
+            .encode(&mut b);
         b
     }
 
@@ -478,40 +359,17 @@ mod tests {
     }
 
     /// Feeds `data` as a frame on `conn` and returns the decoded messages sent per connection.
-    fn feed(
-        d: &mut DispatcherApp,
-        out: &mut Outbox,
-        conn: u64,
-        data: Vec<u8>,
-    ) -> Vec<(ConnId, Msg)> {
-        d.handle(
-            Instant::now(),
-            Event::Frame {
-                conn: ConnId(conn),
-                data,
-            },
-            out,
-        );
+    fn feed(d: &mut DispatcherApp, out: &mut Outbox, conn: u64, data: Vec<u8>) -> Vec<(ConnId, Msg)> {
+        d.handle(Instant::now(), Event::Frame { conn: ConnId(conn), data }, out);
         out.take_frames()
             .into_iter()
-            .flat_map(|(c, fs)| {
-                fs.into_iter()
-                    .map(move |f| (c, Msg::decode(&f).expect("valid msg")))
-            })
+            .flat_map(|(c, fs)| fs.into_iter().map(move |f| (c, Msg::decode(&f).expect("valid msg"))))
             .collect()
     }
 
     fn accept(d: &mut DispatcherApp, out: &mut Outbox, conn: u64) {
         let peer = "127.0.0.1:9".parse().expect("addr");
-        d.handle(
-            Instant::now(),
-            Event::Accepted {
-                conn: ConnId(conn),
-                listener: 0,
-                peer,
-            },
-            out,
-        );
+        d.handle(Instant::now(), Event::Accepted { conn: ConnId(conn), listener: 0, peer }, out);
     }
 
     /// Two games (conns 1, 2) and a gate (conn 3), handshakes done.
@@ -539,9 +397,7 @@ mod tests {
         let got = feed(&mut d, &mut out, 2, hello(ProcKind::Game, 9, "k"));
         assert!(matches!(&got[..], [(_, Msg::Refused { .. })]));
         let got = feed(&mut d, &mut out, 3, enc(&Msg::GameUp { game: 1 }));
-        assert!(
-            matches!(&got[..], [(_, Msg::Refused { reason })] if reason.contains("expected Hello"))
-        );
+        assert!(matches!(&got[..], [(_, Msg::Refused { reason })] if reason.contains("expected Hello")));
         assert_eq!(out.take_closes().len(), 3);
         // Garbage closes only that connection.
         feed(&mut d, &mut out, 4, vec![0xde, 0xad]);
@@ -556,16 +412,7 @@ mod tests {
         accept(&mut d, &mut out, 1);
         accept(&mut d, &mut out, 2);
         let got = feed(&mut d, &mut out, 1, hello(ProcKind::Game, 1, "k"));
-        assert_eq!(
-            got,
-            vec![(
-                ConnId(1),
-                Msg::HelloAck {
-                    dispatcher: 1,
-                    games: vec![1]
-                }
-            )]
-        );
+        assert_eq!(got, vec![(ConnId(1), Msg::HelloAck { dispatcher: 1, games: vec![1] })]);
         let got = feed(&mut d, &mut out, 2, hello(ProcKind::Game, 2, "k"));
         assert!(got.contains(&(ConnId(1), Msg::GameUp { game: 2 })));
         accept(&mut d, &mut out, 3);
@@ -576,11 +423,7 @@ mod tests {
                 &mut d,
                 &mut out,
                 3,
-                enc(&Msg::ClientConnected {
-                    gate: 1,
-                    client: Id([i; 16]),
-                    boot: Id([i + 100; 16]),
-                }),
+                enc(&Msg::ClientConnected { gate: 1, client: Id([i; 16]), boot: Id([i + 100; 16]) }),
             );
             placed.push(got[0].0);
         }
@@ -593,23 +436,12 @@ mod tests {
         let mut out = Outbox::new();
         accept(&mut d, &mut out, 3);
         feed(&mut d, &mut out, 3, hello(ProcKind::Gate, 1, "k"));
-        let got = feed(
-            &mut d,
-            &mut out,
-            3,
-            enc(&Msg::ClientConnected {
-                gate: 1,
-                client: Id([1; 16]),
-                boot: Id([2; 16]),
-            }),
-        );
+        let got =
+            feed(&mut d, &mut out, 3, enc(&Msg::ClientConnected { gate: 1, client: Id([1; 16]), boot: Id([2; 16]) }));
         assert!(got.is_empty());
         accept(&mut d, &mut out, 1);
         let got = feed(&mut d, &mut out, 1, hello(ProcKind::Game, 1, "k"));
-        assert!(
-            got.iter().any(|(_, m)| matches!(m, Msg::CreateBoot { .. })),
-            "{got:?}"
-        );
+        assert!(got.iter().any(|(_, m)| matches!(m, Msg::CreateBoot { .. })), "{got:?}");
     }
 
     #[test]
@@ -617,15 +449,8 @@ mod tests {
         let (mut d, mut out) = cluster();
         let e = Id([5; 16]);
         feed(&mut d, &mut out, 2, enc(&Msg::EntityCreated { id: e }));
-        let call = Msg::Call {
-            target: e,
-            method: 1,
-            args: vec![],
-            caller: Caller::Client {
-                gate: 1,
-                client: Id([1; 16]),
-            },
-        };
+        let call =
+            Msg::Call { target: e, method: 1, args: vec![], caller: Caller::Client { gate: 1, client: Id([1; 16]) } };
         let got = feed(&mut d, &mut out, 3, enc(&call));
         assert_eq!(got, vec![(ConnId(2), call.clone())]);
         feed(&mut d, &mut out, 2, enc(&Msg::EntityDestroyed { id: e }));
@@ -643,12 +468,7 @@ mod tests {
             &mut d,
             &mut out,
             1,
-            enc(&Msg::Call {
-                target: e,
-                method: 1,
-                args: vec![],
-                caller: Caller::Server(Id([9; 16])),
-            }),
+            enc(&Msg::Call { target: e, method: 1, args: vec![], caller: Caller::Server(Id([9; 16])) }),
         );
         assert_eq!(d.stats().undeliverable, before + 1);
     }
@@ -657,31 +477,13 @@ mod tests {
     fn game_down_purges_routes_and_notifies() {
         let (mut d, mut out) = cluster();
         let e = Id([5; 16]);
-        feed(
-            &mut d,
-            &mut out,
-            2,
-            enc(&Msg::CreateEntity {
-                game: 2,
-                id: e,
-                type_name: "X".into(),
-                data: vec![],
-            }),
-        );
+        feed(&mut d, &mut out, 2, enc(&Msg::CreateEntity { game: 2, id: e, type_name: "X".into(), data: vec![] }));
         assert_eq!(d.route_of(e), Some(2));
-        d.handle(
-            Instant::now(),
-            Event::Closed {
-                conn: ConnId(2),
-                reason: CloseReason::PeerClosed,
-            },
-            &mut out,
-        );
+        d.handle(Instant::now(), Event::Closed { conn: ConnId(2), reason: CloseReason::PeerClosed }, &mut out);
         assert_eq!(d.route_of(e), None);
         let sent = out.take_frames();
         assert!(
-            sent.iter().any(|(c, f)| *c == ConnId(1)
-                && Msg::decode(&f[0]).ok() == Some(Msg::GameDown { game: 2 }))
+            sent.iter().any(|(c, f)| *c == ConnId(1) && Msg::decode(&f[0]).ok() == Some(Msg::GameDown { game: 2 }))
         );
         // New boots never go to the dead game.
         for i in 0..3u8 {
@@ -689,11 +491,7 @@ mod tests {
                 &mut d,
                 &mut out,
                 3,
-                enc(&Msg::ClientConnected {
-                    gate: 1,
-                    client: Id([i; 16]),
-                    boot: Id([i + 50; 16]),
-                }),
+                enc(&Msg::ClientConnected { gate: 1, client: Id([i; 16]), boot: Id([i + 50; 16]) }),
             );
             assert_eq!(got[0].0, ConnId(1));
         }
@@ -702,14 +500,7 @@ mod tests {
     #[test]
     fn gate_down_is_broadcast() {
         let (mut d, mut out) = cluster();
-        d.handle(
-            Instant::now(),
-            Event::Closed {
-                conn: ConnId(3),
-                reason: CloseReason::PeerClosed,
-            },
-            &mut out,
-        );
+        d.handle(Instant::now(), Event::Closed { conn: ConnId(3), reason: CloseReason::PeerClosed }, &mut out);
         let n = out
             .take_frames()
             .iter()

@@ -65,9 +65,7 @@ impl Args {
 
     /// Argument `i`, or an error naming it.
     pub fn get(&self, i: usize) -> Result<&Value, CallError> {
-        self.0
-            .get(i)
-            .ok_or_else(|| CallError::BadArguments(format!("missing argument {i}")))
+        self.0.get(i).ok_or_else(|| CallError::BadArguments(format!("missing argument {i}")))
     }
 
     /// Argument `i` as a string.
@@ -99,10 +97,7 @@ impl Args {
         if self.0.len() == n {
             Ok(())
         } else {
-            Err(CallError::BadArguments(format!(
-                "expected {n} arguments, got {}",
-                self.0.len()
-            )))
+            Err(CallError::BadArguments(format!("expected {n} arguments, got {}", self.0.len())))
         }
     }
 
@@ -155,10 +150,7 @@ pub(crate) struct TypeDesc {
 
 impl fmt::Debug for TypeDesc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TypeDesc")
-            .field("name", &self.name)
-            .field("methods", &self.methods.len())
-            .finish()
+        f.debug_struct("TypeDesc").field("name", &self.name).field("methods", &self.methods.len()).finish()
     }
 }
 
@@ -194,10 +186,7 @@ pub struct Registry {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry")
-            .field("types", &self.types)
-            .field("boot_type", &self.boot_type)
-            .finish()
+        f.debug_struct("Registry").field("types", &self.types).field("boot_type", &self.boot_type).finish()
     }
 }
 
@@ -209,14 +198,9 @@ impl Registry {
 
     /// Registers entity type `E` under `name`, built by `factory`; declare its methods on the
     /// returned builder.
-    pub fn entity<E: Entity>(
-        &mut self,
-        name: &'static str,
-        factory: fn() -> E,
-    ) -> TypeBuilder<'_, E> {
+    pub fn entity<E: Entity>(&mut self, name: &'static str, factory: fn() -> E) -> TypeBuilder<'_, E> {
         if self.types.iter().any(|t| t.name == name) {
-            self.errors
-                .push(RegistryError::DuplicateType(name.to_owned()));
+            self.errors.push(RegistryError::DuplicateType(name.to_owned()));
         }
         self.types.push(TypeDesc {
             name,
@@ -226,11 +210,7 @@ impl Registry {
             schema: Default::default(),
         });
         let idx = self.types.len() - 1;
-        TypeBuilder {
-            reg: self,
-            idx,
-            _e: std::marker::PhantomData,
-        }
+        TypeBuilder { reg: self, idx, _e: std::marker::PhantomData }
     }
 
     /// Declares the type created for every new client connection (config `boot_entity`
@@ -249,11 +229,9 @@ impl Registry {
         if let Some(e) = self.errors.first() {
             return Err(match e {
                 RegistryError::DuplicateType(n) => RegistryError::DuplicateType(n.clone()),
-                RegistryError::MethodIdClash { ty, a, b } => RegistryError::MethodIdClash {
-                    ty: ty.clone(),
-                    a: a.clone(),
-                    b: b.clone(),
-                },
+                RegistryError::MethodIdClash { ty, a, b } => {
+                    RegistryError::MethodIdClash { ty: ty.clone(), a: a.clone(), b: b.clone() }
+                }
                 RegistryError::UnknownBootType(n) => RegistryError::UnknownBootType(n.clone()),
             });
         }
@@ -274,9 +252,7 @@ pub struct TypeBuilder<'r, E> {
 impl<E: Entity> TypeBuilder<'_, E> {
     /// Declares root attribute `name` with `flags` (who sees it, whether it is saved).
     pub fn attr(self, name: &str, flags: crate::attr::AttrFlags) -> Self {
-        self.reg.types[self.idx]
-            .schema
-            .insert(name.to_owned(), flags);
+        self.reg.types[self.idx].schema.insert(name.to_owned(), flags);
         self
     }
 
@@ -326,36 +302,21 @@ mod tests {
     #[test]
     fn duplicate_type_and_method_refused() {
         let mut r = Registry::new();
-        r.entity("A", || A)
-            .method("m", Expose::Server, noop)
-            .method("m", Expose::Server, noop);
-        assert!(matches!(
-            r.validate("A"),
-            Err(RegistryError::MethodIdClash { .. })
-        ));
+        r.entity("A", || A).method("m", Expose::Server, noop).method("m", Expose::Server, noop);
+        assert!(matches!(r.validate("A"), Err(RegistryError::MethodIdClash { .. })));
         let mut r = Registry::new();
         r.entity("A", || A);
         r.entity("A", || A);
-        assert_eq!(
-            r.validate("A"),
-            Err(RegistryError::DuplicateType("A".into()))
-        );
+        assert_eq!(r.validate("A"), Err(RegistryError::DuplicateType("A".into())));
         let mut r = Registry::new();
         r.entity("A", || A);
-        assert_eq!(
-            r.validate("B"),
-            Err(RegistryError::UnknownBootType("B".into()))
-        );
+        assert_eq!(r.validate("B"), Err(RegistryError::UnknownBootType("B".into())));
         assert_eq!(r.validate("A"), Ok(()));
     }
 
     #[test]
     fn args_accessors() {
-        let a = Args(vec![
-            Value::from("s"),
-            Value::Int(4),
-            id_value(oxworld_net::Id([9; 16])),
-        ]);
+        let a = Args(vec![Value::from("s"), Value::Int(4), id_value(oxworld_net::Id([9; 16]))]);
         assert_eq!(a.str(0), Ok("s"));
         assert_eq!(a.int(1), Ok(4));
         assert_eq!(a.id(2), Ok(oxworld_net::Id([9; 16])));

@@ -28,23 +28,9 @@ impl GameApp {
     /// Game `id` of `cfg` running `world`.
     pub fn new(cfg: &oxworld_net::config::Config, id: u16, world: World, now: Instant) -> Self {
         let addrs = cfg.dispatchers.iter().map(|d| d.advertise_addr).collect();
-        let links = Links::new(
-            format!("game{id}"),
-            ProcKind::Game,
-            id,
-            cfg.secret.clone(),
-            addrs,
-            internal_opts(cfg),
-            now,
-        );
-        GameApp {
-            id,
-            world,
-            links,
-            last_now: now,
-            done: false,
-            fatal: None,
-        }
+        let links =
+            Links::new(format!("game{id}"), ProcKind::Game, id, cfg.secret.clone(), addrs, internal_opts(cfg), now);
+        GameApp { id, world, links, last_now: now, done: false, fatal: None }
     }
 
     /// The world (for tests and inspection).
@@ -70,8 +56,7 @@ impl App for GameApp {
         match event {
             Event::Connected { conn } => {
                 let world = &self.world;
-                self.links
-                    .on_connected(conn, out, |d| world.entities_for_dispatcher(d));
+                self.links.on_connected(conn, out, |d| world.entities_for_dispatcher(d));
             }
             Event::Frame { conn, data } => match self.links.on_frame(conn, &data, out) {
                 Ok(Some((_, LinkEvent::Up { games }))) => self.world.set_online_games(&games),
@@ -87,18 +72,11 @@ impl App for GameApp {
             }
             Event::Accepted { conn, .. } => out.close(conn, "games accept no connections"),
             Event::Signal(Signal::Terminate) => {
-                info!(
-                    "game{}: stopping; destroying {} entities",
-                    self.id,
-                    self.world.entity_count()
-                );
+                info!("game{}: stopping; destroying {} entities", self.id, self.world.entity_count());
                 self.world.shutdown(now);
                 self.done = true;
             }
-            Event::Signal(Signal::Hangup) => warn!(
-                "game{}: SIGHUP (freeze) is not supported yet; ignored",
-                self.id
-            ),
+            Event::Signal(Signal::Hangup) => warn!("game{}: SIGHUP (freeze) is not supported yet; ignored", self.id),
         }
         self.pump(out);
     }
@@ -114,7 +92,10 @@ impl App for GameApp {
         if self.world.has_local_work() {
             return Some(self.last_now);
         }
-        self.links.next_deadline()
+        match (self.links.next_deadline(), self.world.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn done(&self) -> bool {
@@ -127,30 +108,15 @@ impl App for GameApp {
 pub fn run(reg: Registry) -> anyhow::Result<()> {
     let args = ProcArgs::parse_args();
     let cfg = args.load_config()?;
-    let gc = cfg
-        .game(args.id)
-        .with_context(|| format!("game id {} is not in {}", args.id, cfg.path.display()))?;
+    let gc = cfg.game(args.id).with_context(|| format!("game id {} is not in {}", args.id, cfg.path.display()))?;
     crate::proc::init_logging(args.log.as_deref().unwrap_or(&gc.log_level));
-    let rt = Runtime::new(RuntimeConfig {
-        name: format!("game{}", args.id),
-        io_threads: gc.io_threads,
-        listeners: vec![],
-    })?;
+    let rt =
+        Runtime::new(RuntimeConfig { name: format!("game{}", args.id), io_threads: gc.io_threads, listeners: vec![] })?;
     let clock = rt.unix_ms_base();
-    let world = World::new(
-        reg,
-        args.id,
-        cfg.dispatchers.len(),
-        gc.boot_entity.as_deref(),
-        oxworld_net::id::os_seed(),
-        clock,
-    )?;
+    let world =
+        World::new(reg, args.id, cfg.dispatchers.len(), gc.boot_entity.as_deref(), oxworld_net::id::os_seed(), clock)?;
     let mut app = GameApp::new(&cfg, args.id, world, clock.0);
-    info!(
-        "game{}: starting ({} dispatchers)",
-        args.id,
-        cfg.dispatchers.len()
-    );
+    info!("game{}: starting ({} dispatchers)", args.id, cfg.dispatchers.len());
     rt.run(&mut app)?;
     if let Some(f) = app.fatal() {
         anyhow::bail!("game{}: {f}", args.id);

@@ -58,11 +58,7 @@ pub struct GateApp {
 
 /// Limits of a link to a dispatcher.
 pub(crate) fn internal_opts(cfg: &Config) -> ConnOpts {
-    ConnOpts {
-        max_frame: cfg.max_internal_frame,
-        max_queued: cfg.internal_queue_limit,
-        idle_timeout: None,
-    }
+    ConnOpts { max_frame: cfg.max_internal_frame, max_queued: cfg.internal_queue_limit, idle_timeout: None }
 }
 
 /// Limits of a client connection.
@@ -80,10 +76,7 @@ impl GateApp {
     /// # Panics
     /// If `id` is not a gate of `cfg` (checked by the caller).
     pub fn new(cfg: &Config, id: u16, seed: u64, clock_base: (Instant, u64)) -> Self {
-        let gc = cfg
-            .gate(id)
-            .cloned()
-            .expect("gate id validated by the caller");
+        let gc = cfg.gate(id).cloned().expect("gate id validated by the caller");
         let addrs = cfg.dispatchers.iter().map(|d| d.advertise_addr).collect();
         let links = Links::new(
             format!("gate{id}"),
@@ -136,35 +129,16 @@ impl GateApp {
         let client = self.ids.next(ms);
         let boot = self.ids.next(ms);
         self.stats.accepted += 1;
-        self.clients.insert(
-            conn,
-            Client {
-                id: client,
-                owner: None,
-                known: HashSet::new(),
-            },
-        );
+        self.clients.insert(conn, Client { id: client, owner: None, known: HashSet::new() });
         self.by_client.insert(client, conn);
         let idle_ms = u32::try_from(self.cfg.heartbeat_timeout.as_millis()).unwrap_or(u32::MAX);
         Self::reply(
             out,
             conn,
-            &ServerMsg::Welcome {
-                version: CLIENT_PROTOCOL_VERSION,
-                client,
-                idle_timeout_ms: idle_ms,
-            },
+            &ServerMsg::Welcome { version: CLIENT_PROTOCOL_VERSION, client, idle_timeout_ms: idle_ms },
         );
         let d = boot.dispatcher_index(self.links.len());
-        self.links.send(
-            d,
-            &Msg::ClientConnected {
-                gate: self.cfg.id,
-                client,
-                boot,
-            },
-            out,
-        );
+        self.links.send(d, &Msg::ClientConnected { gate: self.cfg.id, client, boot }, out);
     }
 
     fn on_client_frame(&mut self, conn: ConnId, data: &[u8], out: &mut Outbox) {
@@ -173,48 +147,25 @@ impl GateApp {
         };
         match ClientMsg::decode(data) {
             Ok(ClientMsg::Heartbeat) => {}
-            Ok(ClientMsg::Call {
-                target,
-                method,
-                args,
-            }) => {
+            Ok(ClientMsg::Call { target, method, args }) => {
                 if !c.known.contains(&target) {
                     self.stats.refused += 1;
-                    let err = ServerMsg::error(
-                        ErrorCode::NotAddressable,
-                        target,
-                        method,
-                        "entity not known to this client",
-                    );
+                    let err =
+                        ServerMsg::error(ErrorCode::NotAddressable, target, method, "entity not known to this client");
                     Self::reply(out, conn, &err);
                     return;
                 }
                 let mut enc = Vec::new();
                 encode_args(&args, &mut enc);
-                let msg = Msg::Call {
-                    target,
-                    method,
-                    args: enc,
-                    caller: Caller::Client {
-                        gate: self.cfg.id,
-                        client: c.id,
-                    },
-                };
+                let msg =
+                    Msg::Call { target, method, args: enc, caller: Caller::Client { gate: self.cfg.id, client: c.id } };
                 self.stats.calls += 1;
-                self.links
-                    .send(target.dispatcher_index(self.links.len()), &msg, out);
+                self.links.send(target.dispatcher_index(self.links.len()), &msg, out);
             }
             Err(e) => {
                 self.stats.refused += 1;
-                info!(
-                    "gate{}: client {} sent a malformed message ({e}); closing it",
-                    self.cfg.id, c.id
-                );
-                Self::reply(
-                    out,
-                    conn,
-                    &ServerMsg::error(ErrorCode::Malformed, Id::NIL, 0, e.to_string()),
-                );
+                info!("gate{}: client {} sent a malformed message ({e}); closing it", self.cfg.id, c.id);
+                Self::reply(out, conn, &ServerMsg::error(ErrorCode::Malformed, Id::NIL, 0, e.to_string()));
                 out.close(conn, format!("malformed message: {e}"));
             }
         }
@@ -230,39 +181,22 @@ impl GateApp {
             r => info!("gate{}: client {} dropped: {r}", self.cfg.id, c.id),
         }
         if let Some(owner) = c.owner {
-            let msg = Msg::ClientDisconnected {
-                gate: self.cfg.id,
-                client: c.id,
-                owner,
-            };
-            self.links
-                .send(owner.dispatcher_index(self.links.len()), &msg, out);
+            let msg = Msg::ClientDisconnected { gate: self.cfg.id, client: c.id, owner };
+            self.links.send(owner.dispatcher_index(self.links.len()), &msg, out);
         }
     }
 
     fn on_dispatcher_msg(&mut self, msg: Msg, out: &mut Outbox) {
-        let Msg::ToClient {
-            client, payload, ..
-        } = msg
-        else {
-            warn!(
-                "gate{}: unexpected {} from a dispatcher",
-                self.cfg.id,
-                msg.name()
-            );
+        let Msg::ToClient { client, payload, .. } = msg else {
+            warn!("gate{}: unexpected {} from a dispatcher", self.cfg.id, msg.name());
             return;
         };
         let peek = ServerMsg::peek_entity(&payload);
         let Some(&conn) = self.by_client.get(&client) else {
             // The client left before its owner was created: tell the owner's game now.
             if let Some((true, true, owner)) = peek {
-                let msg = Msg::ClientDisconnected {
-                    gate: self.cfg.id,
-                    client,
-                    owner,
-                };
-                self.links
-                    .send(owner.dispatcher_index(self.links.len()), &msg, out);
+                let msg = Msg::ClientDisconnected { gate: self.cfg.id, client, owner };
+                self.links.send(owner.dispatcher_index(self.links.len()), &msg, out);
             }
             return;
         };
@@ -310,20 +244,11 @@ impl App for GateApp {
                 }
             }
             Event::Signal(Signal::Terminate) => {
-                info!(
-                    "gate{}: stopping; closing {} clients",
-                    self.cfg.id,
-                    self.clients.len()
-                );
+                info!("gate{}: stopping; closing {} clients", self.cfg.id, self.clients.len());
                 for (&conn, c) in &self.clients {
                     if let Some(owner) = c.owner {
-                        let msg = Msg::ClientDisconnected {
-                            gate: self.cfg.id,
-                            client: c.id,
-                            owner,
-                        };
-                        self.links
-                            .send(owner.dispatcher_index(self.links.len()), &msg, out);
+                        let msg = Msg::ClientDisconnected { gate: self.cfg.id, client: c.id, owner };
+                        self.links.send(owner.dispatcher_index(self.links.len()), &msg, out);
                     }
                     out.close(conn, "gate stopping");
                 }
@@ -357,8 +282,7 @@ mod tests {
 
     use super::*;
 
-    const CFG: &str =
-        "[deployment]\ndesired_dispatchers=2\ndesired_games=1\ndesired_gates=1\nsecret=k\n";
+    const CFG: &str = "[deployment]\ndesired_dispatchers=2\ndesired_games=1\ndesired_gates=1\nsecret=k\n";
 
     struct Fixture {
         gate: GateApp,
@@ -378,34 +302,17 @@ mod tests {
         for &l in &links {
             gate.handle(now, Event::Connected { conn: l }, &mut out);
             let mut ack = Vec::new();
-            Msg::HelloAck {
-                dispatcher: 1,
-                games: vec![],
-            }
-            .encode(&mut ack);
+            Msg::HelloAck { dispatcher: 1, games: vec![] }.encode(&mut ack);
             gate.handle(now, Event::Frame { conn: l, data: ack }, &mut out);
         }
         out.take_frames();
-        Fixture {
-            gate,
-            out,
-            links,
-            now,
-        }
+        Fixture { gate, out, links, now }
     }
 
     impl Fixture {
         fn accept(&mut self, conn: u64) -> (Id, Id) {
             let peer = "127.0.0.1:9".parse().expect("addr");
-            self.gate.handle(
-                self.now,
-                Event::Accepted {
-                    conn: ConnId(conn),
-                    listener: 0,
-                    peer,
-                },
-                &mut self.out,
-            );
+            self.gate.handle(self.now, Event::Accepted { conn: ConnId(conn), listener: 0, peer }, &mut self.out);
             let mut client = Id::NIL;
             let mut boot = Id::NIL;
             for (_, frames) in self.out.take_frames() {
@@ -424,33 +331,14 @@ mod tests {
             let mut payload = Vec::new();
             m.encode(&mut payload);
             let mut data = Vec::new();
-            Msg::ToClient {
-                gate: 1,
-                client,
-                payload,
-            }
-            .encode(&mut data);
-            self.gate.handle(
-                self.now,
-                Event::Frame {
-                    conn: self.links[0],
-                    data,
-                },
-                &mut self.out,
-            );
+            Msg::ToClient { gate: 1, client, payload }.encode(&mut data);
+            self.gate.handle(self.now, Event::Frame { conn: self.links[0], data }, &mut self.out);
         }
 
         fn client_sends(&mut self, conn: u64, m: &ClientMsg) -> Vec<(ConnId, Vec<Vec<u8>>)> {
             let mut data = Vec::new();
             m.encode(&mut data);
-            self.gate.handle(
-                self.now,
-                Event::Frame {
-                    conn: ConnId(conn),
-                    data,
-                },
-                &mut self.out,
-            );
+            self.gate.handle(self.now, Event::Frame { conn: ConnId(conn), data }, &mut self.out);
             self.out.take_frames()
         }
     }
@@ -459,38 +347,20 @@ mod tests {
     fn calls_only_to_known_entities() {
         let mut f = fixture();
         let (client, boot) = f.accept(100);
-        let call = ClientMsg::Call {
-            target: boot,
-            method: 1,
-            args: vec![Value::Int(1)],
-        };
+        let call = ClientMsg::Call { target: boot, method: 1, args: vec![Value::Int(1)] };
         // Not yet created on the client: refused, connection kept.
         let got = f.client_sends(100, &call);
-        assert!(matches!(
-            ServerMsg::decode(&got[0].1[0]),
-            Ok(ServerMsg::Error { code: 5, .. })
-        ));
+        assert!(matches!(ServerMsg::decode(&got[0].1[0]), Ok(ServerMsg::Error { code: 5, .. })));
         assert!(f.out.take_closes().is_empty());
         f.deliver(
             client,
-            &ServerMsg::CreateEntity {
-                is_player: true,
-                id: boot,
-                type_name: "B".into(),
-                attrs: Value::Nil,
-            },
+            &ServerMsg::CreateEntity { is_player: true, id: boot, type_name: "B".into(), attrs: Value::Nil },
         );
         assert_eq!(f.out.take_frames()[0].0, ConnId(100));
         let got = f.client_sends(100, &call);
         let link = f.links[boot.dispatcher_index(2)];
         assert_eq!(got[0].0, link);
-        assert!(matches!(
-            Msg::decode(&got[0].1[0]),
-            Ok(Msg::Call {
-                caller: Caller::Client { .. },
-                ..
-            })
-        ));
+        assert!(matches!(Msg::decode(&got[0].1[0]), Ok(Msg::Call { caller: Caller::Client { .. }, .. })));
         // After a destroy the entity is no longer addressable.
         f.deliver(client, &ServerMsg::DestroyEntity { id: boot });
         f.out.take_frames();
@@ -503,27 +373,13 @@ mod tests {
         let mut f = fixture();
         f.accept(100);
         f.accept(101);
-        f.gate.handle(
-            f.now,
-            Event::Frame {
-                conn: ConnId(100),
-                data: vec![0x01, 0x02],
-            },
-            &mut f.out,
-        );
+        f.gate.handle(f.now, Event::Frame { conn: ConnId(100), data: vec![0x01, 0x02] }, &mut f.out);
         let closes = f.out.take_closes();
         assert_eq!(closes.len(), 1);
         assert_eq!(closes[0].0, ConnId(100));
         let err = &f.out.take_frames()[0];
-        assert!(matches!(
-            ServerMsg::decode(&err.1[0]),
-            Ok(ServerMsg::Error { code: 6, .. })
-        ));
-        assert_eq!(
-            f.gate.client_count(),
-            2,
-            "the close event, not the refusal, removes the client"
-        );
+        assert!(matches!(ServerMsg::decode(&err.1[0]), Ok(ServerMsg::Error { code: 6, .. })));
+        assert_eq!(f.gate.client_count(), 2, "the close event, not the refusal, removes the client");
     }
 
     #[test]
@@ -532,32 +388,13 @@ mod tests {
         let (client, boot) = f.accept(100);
         f.deliver(
             client,
-            &ServerMsg::CreateEntity {
-                is_player: true,
-                id: boot,
-                type_name: "B".into(),
-                attrs: Value::Nil,
-            },
+            &ServerMsg::CreateEntity { is_player: true, id: boot, type_name: "B".into(), attrs: Value::Nil },
         );
         f.out.take_frames();
-        f.gate.handle(
-            f.now,
-            Event::Closed {
-                conn: ConnId(100),
-                reason: CloseReason::Idle,
-            },
-            &mut f.out,
-        );
+        f.gate.handle(f.now, Event::Closed { conn: ConnId(100), reason: CloseReason::Idle }, &mut f.out);
         let sent = f.out.take_frames();
         let msg = Msg::decode(&sent[0].1[0]).expect("msg");
-        assert_eq!(
-            msg,
-            Msg::ClientDisconnected {
-                gate: 1,
-                client,
-                owner: boot
-            }
-        );
+        assert_eq!(msg, Msg::ClientDisconnected { gate: 1, client, owner: boot });
         assert_eq!(f.gate.client_count(), 0);
     }
 
@@ -565,32 +402,13 @@ mod tests {
     fn owner_created_after_client_left_is_told() {
         let mut f = fixture();
         let (client, boot) = f.accept(100);
-        f.gate.handle(
-            f.now,
-            Event::Closed {
-                conn: ConnId(100),
-                reason: CloseReason::PeerClosed,
-            },
-            &mut f.out,
-        );
+        f.gate.handle(f.now, Event::Closed { conn: ConnId(100), reason: CloseReason::PeerClosed }, &mut f.out);
         f.out.take_frames();
         f.deliver(
             client,
-            &ServerMsg::CreateEntity {
-                is_player: true,
-                id: boot,
-                type_name: "B".into(),
-                attrs: Value::Nil,
-            },
+            &ServerMsg::CreateEntity { is_player: true, id: boot, type_name: "B".into(), attrs: Value::Nil },
         );
         let sent = f.out.take_frames();
-        assert_eq!(
-            Msg::decode(&sent[0].1[0]).expect("msg"),
-            Msg::ClientDisconnected {
-                gate: 1,
-                client,
-                owner: boot
-            }
-        );
+        assert_eq!(Msg::decode(&sent[0].1[0]).expect("msg"), Msg::ClientDisconnected { gate: 1, client, owner: boot });
     }
 }

@@ -108,11 +108,7 @@ impl Links {
         }
         if !self.announced_ready && self.all_ready() {
             self.announced_ready = true;
-            info!(
-                "{}: connected to all {} dispatcher(s)",
-                self.name,
-                self.addrs.len()
-            );
+            info!("{}: connected to all {} dispatcher(s)", self.name, self.addrs.len());
         }
     }
 
@@ -140,12 +136,7 @@ impl Links {
     }
 
     /// A link connected: send the handshake, announcing `entities` (for games).
-    pub(crate) fn on_connected(
-        &mut self,
-        conn: ConnId,
-        out: &mut Outbox,
-        entities: impl FnOnce(usize) -> Vec<Id>,
-    ) {
+    pub(crate) fn on_connected(&mut self, conn: ConnId, out: &mut Outbox, entities: impl FnOnce(usize) -> Vec<Id>) {
         let Some(d) = self.index_of(conn) else { return };
         self.states[d] = State::Handshaking(conn);
         let hello = Msg::Hello {
@@ -171,11 +162,7 @@ impl Links {
         let msg = match Msg::decode(data) {
             Ok(m) => m,
             Err(e) => {
-                warn!(
-                    "{}: dispatcher{} sent a malformed message ({e}); reconnecting",
-                    self.name,
-                    d + 1
-                );
+                warn!("{}: dispatcher{} sent a malformed message ({e}); reconnecting", self.name, d + 1);
                 out.close(conn, "malformed message from dispatcher");
                 return Ok(None);
             }
@@ -190,18 +177,10 @@ impl Links {
                 info!("{}: dispatcher{} link up", self.name, d + 1);
                 Ok(Some((d, LinkEvent::Up { games })))
             }
-            (_, Msg::Refused { reason }) => Err(Refused {
-                dispatcher: (d + 1) as u16,
-                reason,
-            }),
+            (_, Msg::Refused { reason }) => Err(Refused { dispatcher: (d + 1) as u16, reason }),
             (State::Ready(_), m) => Ok(Some((d, LinkEvent::Msg(m)))),
             (_, m) => {
-                warn!(
-                    "{}: dispatcher{} sent {} before the handshake; reconnecting",
-                    self.name,
-                    d + 1,
-                    m.name()
-                );
+                warn!("{}: dispatcher{} sent {} before the handshake; reconnecting", self.name, d + 1, m.name());
                 out.close(conn, "message before handshake");
                 Ok(None)
             }
@@ -214,15 +193,9 @@ impl Links {
             return false;
         };
         if matches!(self.states[d], State::Ready(_)) {
-            warn!(
-                "{}: lost dispatcher{}: {reason}; redialling",
-                self.name,
-                d + 1
-            );
+            warn!("{}: lost dispatcher{}: {reason}; redialling", self.name, d + 1);
         }
-        self.states[d] = State::Down {
-            retry_at: now + RECONNECT_DELAY,
-        };
+        self.states[d] = State::Down { retry_at: now + RECONNECT_DELAY };
         self.announced_ready = false;
         true
     }
@@ -236,12 +209,7 @@ impl Links {
                 msg.encode(&mut payload);
                 if self.pending_bytes + payload.len() > self.max_pending_bytes {
                     self.dropped += 1;
-                    warn!(
-                        "{}: dispatcher{} unreachable and hold queue full: dropped {}",
-                        self.name,
-                        d + 1,
-                        msg.name()
-                    );
+                    warn!("{}: dispatcher{} unreachable and hold queue full: dropped {}", self.name, d + 1, msg.name());
                     return;
                 }
                 self.pending_bytes += payload.len();
@@ -257,26 +225,11 @@ impl Links {
 mod tests {
     use super::*;
 
-    const OPTS: ConnOpts = ConnOpts {
-        max_frame: 1 << 20,
-        max_queued: 64,
-        idle_timeout: None,
-    };
+    const OPTS: ConnOpts = ConnOpts { max_frame: 1 << 20, max_queued: 64, idle_timeout: None };
 
     fn links(now: Instant) -> Links {
-        let addrs = vec![
-            "127.0.0.1:1".parse().expect("addr"),
-            "127.0.0.1:2".parse().expect("addr"),
-        ];
-        Links::new(
-            "game1".into(),
-            ProcKind::Game,
-            1,
-            "s".into(),
-            addrs,
-            OPTS,
-            now,
-        )
+        let addrs = vec!["127.0.0.1:1".parse().expect("addr"), "127.0.0.1:2".parse().expect("addr")];
+        Links::new("game1".into(), ProcKind::Game, 1, "s".into(), addrs, OPTS, now)
     }
 
     fn encode(m: &Msg) -> Vec<u8> {
@@ -298,14 +251,7 @@ mod tests {
         assert!(out.take_frames().is_empty());
         l.on_connected(conns[0], &mut out, |_| vec![Id([1; 16])]);
         let frames = out.take_frames();
-        assert!(matches!(
-            Msg::decode(&frames[0].1[0]),
-            Ok(Msg::Hello {
-                kind: ProcKind::Game,
-                id: 1,
-                ..
-            })
-        ));
+        assert!(matches!(Msg::decode(&frames[0].1[0]), Ok(Msg::Hello { kind: ProcKind::Game, id: 1, .. })));
         // Wrong order: a routed message before the ack closes the link.
         let r = l.on_frame(conns[0], &encode(&Msg::GameUp { game: 2 }), &mut out);
         assert!(matches!(r, Ok(None)));
@@ -316,20 +262,10 @@ mod tests {
         let c = out.take_connects()[0].0;
         l.on_connected(c, &mut out, |_| vec![]);
         out.take_frames();
-        let r = l.on_frame(
-            c,
-            &encode(&Msg::HelloAck {
-                dispatcher: 1,
-                games: vec![1, 2],
-            }),
-            &mut out,
-        );
+        let r = l.on_frame(c, &encode(&Msg::HelloAck { dispatcher: 1, games: vec![1, 2] }), &mut out);
         assert!(matches!(r, Ok(Some((0, LinkEvent::Up { .. })))));
         let frames = out.take_frames();
-        assert_eq!(
-            Msg::decode(&frames[0].1[0]).expect("held msg"),
-            Msg::GameUp { game: 9 }
-        );
+        assert_eq!(Msg::decode(&frames[0].1[0]).expect("held msg"), Msg::GameUp { game: 9 });
         assert!(matches!(l.states[0], State::Ready(_)) && !l.all_ready());
     }
 
@@ -343,13 +279,7 @@ mod tests {
         l.on_connected(c, &mut out, |_| vec![]);
         assert!(matches!(l.on_frame(c, &[0xff; 9], &mut out), Ok(None)));
         assert_eq!(out.take_closes().len(), 1);
-        let r = l.on_frame(
-            c,
-            &encode(&Msg::Refused {
-                reason: "bad secret".into(),
-            }),
-            &mut out,
-        );
+        let r = l.on_frame(c, &encode(&Msg::Refused { reason: "bad secret".into() }), &mut out);
         assert!(matches!(r, Err(Refused { dispatcher: 2, .. })));
     }
 

@@ -35,9 +35,7 @@ impl ProcArgs {
 /// Logs to stderr with millisecond timestamps; `RUST_LOG` wins over `level` when set.
 pub fn init_logging(level: &str) {
     let env = env_logger::Env::default().default_filter_or(level);
-    let _ = env_logger::Builder::from_env(env)
-        .format_timestamp_millis()
-        .try_init();
+    let _ = env_logger::Builder::from_env(env).format_timestamp_millis().try_init();
 }
 
 /// Turns a process's result into its exit code, printing an error as one readable line

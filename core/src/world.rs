@@ -6,7 +6,7 @@
 //! within a per-tick budget.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use oxworld_net::attr_op::AttrOp;
@@ -20,6 +20,7 @@ use thiserror::Error;
 
 use crate::attr::{AttrSchema, Attrs, Audience, MapMut, filter_ops, touches_persistent};
 use crate::entity::{Args, CallError, EntityObj, Expose, Registry, RegistryError};
+use crate::timer::{TIMERS_PER_TICK, Timer, TimerId, Timers};
 
 /// Local operations run per [`World::tick`] before yielding to IO, so an entity that keeps
 /// calling itself cannot starve the process (GoWorld's post queue drains without a bound).
@@ -32,6 +33,15 @@ pub struct ClientRef {
     pub gate: u16,
     /// Client id.
     pub client: Id,
+}
+
+/// Why a timer could not be added.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimerError {
+    /// The entity's type has no such method.
+    #[error("no method {0:?} on this entity type")]
+    UnknownMethod(String),
 }
 
 /// Why an entity could not be created.
@@ -58,16 +68,8 @@ pub struct Stats {
 }
 
 pub(crate) enum LocalOp {
-    Call {
-        target: Id,
-        method: u32,
-        args: Vec<Value>,
-        caller: Caller,
-    },
-    Create {
-        ty: usize,
-        id: Id,
-    },
+    Call { target: Id, method: u32, args: Vec<Value>, caller: Caller },
+    Create { ty: usize, id: Id },
     Destroy(Id),
 }
 
@@ -84,6 +86,7 @@ pub(crate) struct WorldCore {
     online_games: BTreeSet<u16>,
     stats: Stats,
     local_ids: rustc_hash::FxHashSet<Id>,
+    timers: Timers,
 }
 
 impl WorldCore {
@@ -93,13 +96,7 @@ impl WorldCore {
     }
 
     /// Sends the attribute changes recorded so far to the clients that may see them.
-    fn flush_attrs(
-        &mut self,
-        id: Id,
-        attrs: &mut Attrs,
-        schema: &AttrSchema,
-        client: Option<ClientRef>,
-    ) {
+    fn flush_attrs(&mut self, id: Id, attrs: &mut Attrs, schema: &AttrSchema, client: Option<ClientRef>) {
         if !attrs.has_ops() {
             return;
         }
@@ -116,21 +113,13 @@ impl WorldCore {
     }
 
     fn send(&mut self, route: Id, msg: Msg) {
-        self.out
-            .push((route.dispatcher_index(self.n_dispatchers), msg));
+        self.out.push((route.dispatcher_index(self.n_dispatchers), msg));
     }
 
     fn send_to_client(&mut self, route: Id, c: ClientRef, msg: &ServerMsg) {
         let mut payload = Vec::new();
         msg.encode(&mut payload);
-        self.send(
-            route,
-            Msg::ToClient {
-                gate: c.gate,
-                client: c.client,
-                payload,
-            },
-        );
+        self.send(route, Msg::ToClient { gate: c.gate, client: c.client, payload });
     }
 }
 
@@ -151,6 +140,7 @@ pub struct Ctx<'a> {
     destroy: &'a mut bool,
     attrs: &'a mut Attrs,
     schema: &'a AttrSchema,
+    ty: usize,
 }
 
 impl Ctx<'_> {
@@ -166,8 +156,40 @@ impl Ctx<'_> {
     }
 
     fn flush_attrs(&mut self) {
-        self.core
-            .flush_attrs(self.id, self.attrs, self.schema, *self.client);
+        self.core.flush_attrs(self.id, self.attrs, self.schema, *self.client);
+    }
+
+    fn timer(
+        &mut self,
+        first: Duration,
+        repeat: Option<Duration>,
+        method: &str,
+        args: Vec<Value>,
+    ) -> Result<TimerId, TimerError> {
+        let m = method_id(method);
+        if !self.reg.types[self.ty].by_id.contains_key(&m) {
+            return Err(TimerError::UnknownMethod(method.to_owned()));
+        }
+        let deadline = self.core.now + first;
+        Ok(self.core.timers.add(Timer { entity: self.id, method: m, args, deadline, repeat }))
+    }
+
+    /// Calls `method` of this entity once, `after` from now. The method must exist on the
+    /// entity's type (any exposure).
+    pub fn add_timer(&mut self, after: Duration, method: &str, args: Vec<Value>) -> Result<TimerId, TimerError> {
+        self.timer(after, None, method, args)
+    }
+
+    /// Calls `method` of this entity every `every` (at least [`crate::timer::MIN_REPEAT`]),
+    /// first after one interval, until cancelled or the entity is destroyed.
+    pub fn add_repeat_timer(&mut self, every: Duration, method: &str, args: Vec<Value>) -> Result<TimerId, TimerError> {
+        let every = every.max(crate::timer::MIN_REPEAT);
+        self.timer(every, Some(every), method, args)
+    }
+
+    /// Cancels one of this entity's timers; false if it was not live.
+    pub fn cancel_timer(&mut self, id: TimerId) -> bool {
+        self.core.timers.cancel(self.id, id)
     }
 
     /// This entity's id.
@@ -210,24 +232,11 @@ impl Ctx<'_> {
     pub fn call_id(&mut self, target: Id, method: u32, args: Vec<Value>) {
         let caller = Caller::Server(self.id);
         if self.core.local_ids.contains(&target) {
-            self.core.local.push_back(LocalOp::Call {
-                target,
-                method,
-                args,
-                caller,
-            });
+            self.core.local.push_back(LocalOp::Call { target, method, args, caller });
         } else {
             let mut enc = Vec::new();
             encode_args(&args, &mut enc);
-            self.core.send(
-                target,
-                Msg::Call {
-                    target,
-                    method,
-                    args: enc,
-                    caller,
-                },
-            );
+            self.core.send(target, Msg::Call { target, method, args: enc, caller });
         }
     }
 
@@ -236,11 +245,7 @@ impl Ctx<'_> {
         self.flush_attrs();
         match *self.client {
             Some(c) => {
-                let msg = ServerMsg::Call {
-                    id: self.id,
-                    method: method.to_owned(),
-                    args,
-                };
+                let msg = ServerMsg::Call { id: self.id, method: method.to_owned(), args };
                 self.core.send_to_client(self.id, c, &msg);
             }
             None => debug!("{}: call_client({method}) without a client", self.id),
@@ -250,10 +255,7 @@ impl Ctx<'_> {
     /// Creates an entity of `type_name` on this game; it exists once the current handler
     /// returns. Returns its id at once.
     pub fn create_entity_locally(&mut self, type_name: &str) -> Result<Id, CreateError> {
-        let ty = self
-            .reg
-            .type_index(type_name)
-            .ok_or_else(|| CreateError::UnknownType(type_name.to_owned()))?;
+        let ty = self.reg.type_index(type_name).ok_or_else(|| CreateError::UnknownType(type_name.to_owned()))?;
         let id = self.core.ids.next(self.core.unix_ms());
         self.core.local_ids.insert(id);
         self.core.local.push_back(LocalOp::Create { ty, id });
@@ -273,15 +275,7 @@ impl Ctx<'_> {
             return Err(CreateError::GameOffline(game));
         }
         let id = self.core.ids.next(self.core.unix_ms());
-        self.core.send(
-            id,
-            Msg::CreateEntity {
-                game,
-                id,
-                type_name: type_name.to_owned(),
-                data: Vec::new(),
-            },
-        );
+        self.core.send(id, Msg::CreateEntity { game, id, type_name: type_name.to_owned(), data: Vec::new() });
         Ok(id)
     }
 
@@ -313,9 +307,7 @@ impl World {
     ) -> Result<World, RegistryError> {
         let boot = boot_override.or(reg.boot_type).unwrap_or("Boot");
         reg.validate(boot)?;
-        let boot_ty = reg
-            .type_index(boot)
-            .ok_or_else(|| RegistryError::UnknownBootType(boot.to_owned()))?;
+        let boot_ty = reg.type_index(boot).ok_or_else(|| RegistryError::UnknownBootType(boot.to_owned()))?;
         Ok(World {
             core: WorldCore {
                 game_id,
@@ -328,6 +320,7 @@ impl World {
                 online_games: BTreeSet::from([game_id]),
                 stats: Stats::default(),
                 local_ids: Default::default(),
+                timers: Timers::default(),
             },
             reg,
             entities: FxHashMap::default(),
@@ -352,11 +345,7 @@ impl World {
 
     /// Ids of local entities routed through dispatcher index `d` (sent in the handshake).
     pub fn entities_for_dispatcher(&self, d: usize) -> Vec<Id> {
-        self.entities
-            .keys()
-            .filter(|id| id.dispatcher_index(self.core.n_dispatchers) == d)
-            .copied()
-            .collect()
+        self.entities.keys().filter(|id| id.dispatcher_index(self.core.n_dispatchers) == d).copied().collect()
     }
 
     /// Replaces the set of online games (from a dispatcher's handshake answer).
@@ -383,36 +372,20 @@ impl World {
                 let c = ClientRef { gate, client };
                 self.create(self.boot_ty, boot, Some(c));
             }
-            Msg::CreateEntity {
-                game,
-                id,
-                type_name,
-                ..
-            } => {
+            Msg::CreateEntity { game, id, type_name, .. } => {
                 if game != self.core.game_id {
-                    warn!(
-                        "game{}: CreateEntity for game {game} delivered here; creating anyway",
-                        self.core.game_id
-                    );
+                    warn!("game{}: CreateEntity for game {game} delivered here; creating anyway", self.core.game_id);
                 }
                 match self.reg.type_index(&type_name) {
                     Some(ty) => self.create(ty, id, None),
                     None => {
-                        warn!(
-                            "game{}: cannot create {id}: unknown entity type {type_name:?}",
-                            self.core.game_id
-                        );
+                        warn!("game{}: cannot create {id}: unknown entity type {type_name:?}", self.core.game_id);
                         self.core.stats.undeliverable += 1;
                         self.core.send(id, Msg::EntityDestroyed { id });
                     }
                 }
             }
-            Msg::Call {
-                target,
-                method,
-                args,
-                caller,
-            } => {
+            Msg::Call { target, method, args, caller } => {
                 let mut r = Reader::new(&args);
                 match decode_args(&mut r).and_then(|a| r.finish().map(|()| a)) {
                     Ok(a) => self.run_call(target, method, a, caller),
@@ -426,10 +399,7 @@ impl World {
                 }
             }
             Msg::ClientDisconnected { client, owner, .. } => {
-                let matches = self
-                    .entities
-                    .get(&owner)
-                    .is_some_and(|s| s.client.is_some_and(|c| c.client == client));
+                let matches = self.entities.get(&owner).is_some_and(|s| s.client.is_some_and(|c| c.client == client));
                 if matches {
                     self.detach_client(owner);
                 }
@@ -453,11 +423,7 @@ impl World {
                     self.core.online_games.remove(&game);
                 }
             }
-            other => warn!(
-                "game{}: unexpected {} from a dispatcher",
-                self.core.game_id,
-                other.name()
-            ),
+            other => warn!("game{}: unexpected {} from a dispatcher", self.core.game_id, other.name()),
         }
         self.run_local(LOCAL_OPS_PER_TICK);
     }
@@ -466,6 +432,21 @@ impl World {
     pub fn tick(&mut self, now: Instant) {
         self.core.now = now;
         self.run_local(LOCAL_OPS_PER_TICK);
+        for _ in 0..TIMERS_PER_TICK {
+            let Some((entity, method, args)) = self.core.timers.pop_due(now) else { break };
+            self.run_call(entity, method, args, Caller::Server(entity));
+            self.run_local(LOCAL_OPS_PER_TICK);
+        }
+    }
+
+    /// When [`World::tick`] should next run for timers.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.core.timers.next_deadline()
+    }
+
+    /// Number of live timers.
+    pub fn timer_count(&self) -> usize {
+        self.core.timers.len()
     }
 
     /// Destroys every entity (graceful stop).
@@ -484,12 +465,7 @@ impl World {
                 return;
             };
             match op {
-                LocalOp::Call {
-                    target,
-                    method,
-                    args,
-                    caller,
-                } => self.run_call(target, method, args, caller),
+                LocalOp::Call { target, method, args, caller } => self.run_call(target, method, args, caller),
                 LocalOp::Create { ty, id } => {
                     self.create(ty, id, None);
                     self.core.send(id, Msg::EntityCreated { id });
@@ -508,19 +484,11 @@ impl World {
 
     fn create(&mut self, ty: usize, id: Id, client: Option<ClientRef>) {
         if self.entities.contains_key(&id) {
-            warn!(
-                "game{}: entity {id} already exists; create ignored",
-                self.core.game_id
-            );
+            warn!("game{}: entity {id} already exists; create ignored", self.core.game_id);
             return;
         }
         let obj = (self.reg.types[ty].factory)();
-        let slot = Slot {
-            ty,
-            obj: Some(obj),
-            client: None,
-            attrs: Attrs::default(),
-        };
+        let slot = Slot { ty, obj: Some(obj), client: None, attrs: Attrs::default() };
         self.entities.insert(id, slot);
         self.core.local_ids.insert(id);
         self.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
@@ -568,6 +536,7 @@ impl World {
             return;
         };
         self.core.local_ids.remove(&id);
+        self.core.timers.remove_entity(id);
         if let Some(mut obj) = slot.obj.take() {
             let mut destroy = true;
             let schema = &self.reg.types[slot.ty].schema;
@@ -580,13 +549,13 @@ impl World {
                 destroy: &mut destroy,
                 attrs: &mut slot.attrs,
                 schema,
+                ty: slot.ty,
             };
             obj.on_destroy(&mut ctx);
             ctx.flush_attrs();
         }
         if let Some(c) = slot.client {
-            self.core
-                .send_to_client(id, c, &ServerMsg::DestroyEntity { id });
+            self.core.send_to_client(id, c, &ServerMsg::DestroyEntity { id });
         }
         self.core.send(id, Msg::EntityDestroyed { id });
     }
@@ -602,7 +571,8 @@ impl World {
         let mut obj = slot.obj.take()?;
         let mut client = slot.client;
         let mut attrs = std::mem::take(&mut slot.attrs);
-        let schema = &self.reg.types[slot.ty].schema;
+        let ty = slot.ty;
+        let schema = &self.reg.types[ty].schema;
         let mut destroy = false;
         let mut ctx = Ctx {
             core: &mut self.core,
@@ -613,6 +583,7 @@ impl World {
             destroy: &mut destroy,
             attrs: &mut attrs,
             schema,
+            ty,
         };
         let r = f(obj.as_mut(), &mut ctx);
         ctx.flush_attrs();
@@ -630,13 +601,7 @@ impl World {
     fn run_call(&mut self, target: Id, method: u32, args: Vec<Value>, caller: Caller) {
         self.core.stats.calls += 1;
         let Some(slot) = self.entities.get(&target) else {
-            self.refuse(
-                target,
-                method,
-                caller,
-                ErrorCode::UnknownEntity,
-                format!("no entity {target} on this game"),
-            );
+            self.refuse(target, method, caller, ErrorCode::UnknownEntity, format!("no entity {target} on this game"));
             return;
         };
         let ty = &self.reg.types[slot.ty];
@@ -679,28 +644,17 @@ impl World {
 
     /// Reports a call that could not be served: to the client that made it, or to the log and
     /// the undeliverable counter for server callers.
-    fn refuse(
-        &mut self,
-        target: Id,
-        method: u32,
-        caller: Caller,
-        code: ErrorCode,
-        message: String,
-    ) {
+    fn refuse(&mut self, target: Id, method: u32, caller: Caller, code: ErrorCode, message: String) {
         match caller {
             Caller::Client { gate, client } => {
                 self.core.stats.refused_client_calls += 1;
                 debug!("game{}: refused client call: {message}", self.core.game_id);
                 let msg = ServerMsg::error(code, target, method, message);
-                self.core
-                    .send_to_client(target, ClientRef { gate, client }, &msg);
+                self.core.send_to_client(target, ClientRef { gate, client }, &msg);
             }
             Caller::Server(from) => {
                 self.core.stats.undeliverable += 1;
-                warn!(
-                    "game{}: call {method:#010x} from {from} to {target} failed: {message}",
-                    self.core.game_id
-                );
+                warn!("game{}: call {method:#010x} from {from} to {target} failed: {message}", self.core.game_id);
             }
         }
     }
@@ -745,9 +699,7 @@ mod tests {
             Ok(())
         }
         fn spawn_local(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
-            let id = ctx
-                .create_entity_locally("Helper")
-                .map_err(|e| CallError::Failed(e.to_string()))?;
+            let id = ctx.create_entity_locally("Helper").map_err(|e| CallError::Failed(e.to_string()))?;
             self.peer = Some(id);
             ctx.call(id, "ping", vec![id_value(ctx.id())]);
             Ok(())
@@ -756,15 +708,31 @@ mod tests {
             let mut a = ctx.attrs();
             a.set("level", 2i64);
             a.set("secret", "t");
-            let mut bag = a
-                .list_at("bag")
-                .map_err(|e| CallError::Failed(e.to_string()))?;
+            let mut bag = a.list_at("bag").map_err(|e| CallError::Failed(e.to_string()))?;
             bag.append(Value::Map(Default::default()));
-            bag.map_at(0)
-                .map_err(|e| CallError::Failed(e.to_string()))?
-                .set("item", "sword");
+            bag.map_at(0).map_err(|e| CallError::Failed(e.to_string()))?.set("item", "sword");
             ctx.call_client("grown", vec![]);
             ctx.attrs().set("level", 3i64);
+            Ok(())
+        }
+        fn start_ticking(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+            let t = ctx
+                .add_repeat_timer(Duration::from_millis(100), "tock", vec![Value::Int(7)])
+                .map_err(|e| CallError::Failed(e.to_string()))?;
+            ctx.attrs().set("timer", Value::Int(t.0 as i64));
+            ctx.add_timer(Duration::from_millis(250), "stop_ticking", vec![])
+                .map_err(|e| CallError::Failed(e.to_string()))?;
+            assert!(ctx.add_timer(Duration::ZERO, "no_such", vec![]).is_err());
+            Ok(())
+        }
+        fn tock(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+            ctx.call_client("tock", args.into_vec());
+            Ok(())
+        }
+        fn stop_ticking(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+            let t = crate::timer::TimerId(ctx.attrs().int("timer") as u64);
+            assert!(ctx.cancel_timer(t));
+            ctx.call_client("stopped", vec![]);
             Ok(())
         }
         fn pong(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
@@ -777,11 +745,7 @@ mod tests {
     impl Entity for Helper {}
     impl Helper {
         fn ping(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
-            ctx.call(
-                args.id(0)?,
-                "pong",
-                vec![Value::Int(i64::from(ctx.game_id()))],
-            );
+            ctx.call(args.id(0)?, "pong", vec![Value::Int(i64::from(ctx.game_id()))]);
             Ok(())
         }
     }
@@ -795,10 +759,12 @@ mod tests {
             .method("spawn_local", Expose::OwnClient, Boot::spawn_local)
             .method("pong", Expose::Server, Boot::pong)
             .method("grow", Expose::OwnClient, Boot::grow)
+            .method("start_ticking", Expose::OwnClient, Boot::start_ticking)
+            .method("tock", Expose::Server, Boot::tock)
+            .method("stop_ticking", Expose::Server, Boot::stop_ticking)
             .attr("level", crate::attr::AttrFlags::ALL_CLIENTS)
             .attr("bag", crate::attr::AttrFlags::CLIENT);
-        reg.entity("Helper", || Helper)
-            .method("ping", Expose::Server, Helper::ping);
+        reg.entity("Helper", || Helper).method("ping", Expose::Server, Helper::ping);
         reg.boot("Boot");
         let now = Instant::now();
         World::new(reg, 1, 2, None, 42, (now, 1_700_000_000_000)).expect("valid registry")
@@ -812,9 +778,7 @@ mod tests {
     fn client_msgs(w: &mut World) -> Vec<ServerMsg> {
         w.drain_output()
             .filter_map(|(_, m)| match m {
-                Msg::ToClient { payload, .. } => {
-                    Some(ServerMsg::decode(&payload).expect("valid client msg"))
-                }
+                Msg::ToClient { payload, .. } => Some(ServerMsg::decode(&payload).expect("valid client msg")),
                 _ => None,
             })
             .collect()
@@ -824,46 +788,21 @@ mod tests {
         let mut enc = Vec::new();
         encode_args(&args, &mut enc);
         let caller = Caller::Client { gate: GATE, client };
-        w.handle(
-            Instant::now(),
-            Msg::Call {
-                target,
-                method: method_id(method),
-                args: enc,
-                caller,
-            },
-        );
+        w.handle(Instant::now(), Msg::Call { target, method: method_id(method), args: enc, caller });
     }
 
     fn booted() -> World {
         let mut w = world();
-        w.handle(
-            Instant::now(),
-            Msg::CreateBoot {
-                gate: GATE,
-                client: CLIENT,
-                boot: BOOT,
-            },
-        );
+        w.handle(Instant::now(), Msg::CreateBoot { gate: GATE, client: CLIENT, boot: BOOT });
         let msgs = client_msgs(&mut w);
-        assert!(
-            matches!(&msgs[..], [ServerMsg::CreateEntity { is_player: true, id, .. }] if *id == BOOT),
-            "{msgs:?}"
-        );
+        assert!(matches!(&msgs[..], [ServerMsg::CreateEntity { is_player: true, id, .. }] if *id == BOOT), "{msgs:?}");
         w
     }
 
     #[test]
     fn attributes_reach_the_own_client_in_order() {
         let mut w = world();
-        w.handle(
-            Instant::now(),
-            Msg::CreateBoot {
-                gate: GATE,
-                client: CLIENT,
-                boot: BOOT,
-            },
-        );
+        w.handle(Instant::now(), Msg::CreateBoot { gate: GATE, client: CLIENT, boot: BOOT });
         let created = client_msgs(&mut w);
         let want_attrs = Value::Map([("level".to_owned(), Value::Int(1))].into());
         assert!(
@@ -873,10 +812,7 @@ mod tests {
         client_call(&mut w, CLIENT, BOOT, "grow", vec![]);
         let msgs = client_msgs(&mut w);
         // Changes before the client call arrive before it; the later change after it.
-        assert!(
-            matches!(&msgs[0], ServerMsg::AttrOps { ops, .. } if ops.len() == 4),
-            "{msgs:?}"
-        );
+        assert!(matches!(&msgs[0], ServerMsg::AttrOps { ops, .. } if ops.len() == 4), "{msgs:?}");
         assert!(matches!(&msgs[1], ServerMsg::Call { method, .. } if method == "grown"));
         assert!(matches!(&msgs[2], ServerMsg::AttrOps { ops, .. } if ops.len() == 1));
         let mut replica = want_attrs;
@@ -887,24 +823,51 @@ mod tests {
                 }
             }
         }
-        let bag = Value::List(vec![Value::Map(
-            [("item".to_owned(), Value::from("sword"))].into(),
-        )]);
-        assert_eq!(
-            replica,
-            Value::Map([("bag".to_owned(), bag), ("level".to_owned(), Value::Int(3))].into())
-        );
+        let bag = Value::List(vec![Value::Map([("item".to_owned(), Value::from("sword"))].into())]);
+        assert_eq!(replica, Value::Map([("bag".to_owned(), bag), ("level".to_owned(), Value::Int(3))].into()));
+    }
+
+    #[test]
+    fn timers_fire_by_injected_time_and_cancel() {
+        let mut w = booted();
+        let t0 = Instant::now();
+        let enc = {
+            let mut b = Vec::new();
+            encode_args(&[], &mut b);
+            b
+        };
+        let caller = Caller::Client { gate: GATE, client: CLIENT };
+        w.handle(t0, Msg::Call { target: BOOT, method: method_id("start_ticking"), args: enc, caller });
+        client_msgs(&mut w);
+        assert_eq!(w.timer_count(), 2);
+        assert_eq!(w.next_deadline(), Some(t0 + Duration::from_millis(100)));
+        let mut seen = Vec::new();
+        for step in 1..=6u64 {
+            w.tick(t0 + Duration::from_millis(50 * step));
+            for m in client_msgs(&mut w) {
+                if let ServerMsg::Call { method, .. } = m {
+                    seen.push((50 * step, method));
+                }
+            }
+        }
+        let want: Vec<(u64, String)> = vec![(100, "tock".into()), (200, "tock".into()), (250, "stopped".into())];
+        assert_eq!(seen, want);
+        assert_eq!(w.timer_count(), 0);
+        // Destroying an entity drops its timers.
+        let mut w = booted();
+        let caller = Caller::Client { gate: GATE, client: CLIENT };
+        let mut b = Vec::new();
+        encode_args(&[], &mut b);
+        w.handle(t0, Msg::Call { target: BOOT, method: method_id("start_ticking"), args: b, caller });
+        w.handle(t0, Msg::ClientDisconnected { gate: GATE, client: CLIENT, owner: BOOT });
+        assert_eq!(w.timer_count(), 0);
     }
 
     #[test]
     fn echo_from_any_client() {
         let mut w = booted();
         client_call(&mut w, Id([7; 16]), BOOT, "echo", vec![Value::from("hi")]);
-        let want = ServerMsg::Call {
-            id: BOOT,
-            method: "echo_reply".into(),
-            args: vec![Value::from("hi")],
-        };
+        let want = ServerMsg::Call { id: BOOT, method: "echo_reply".into(), args: vec![Value::from("hi")] };
         assert_eq!(client_msgs(&mut w), vec![want]);
     }
 
@@ -919,19 +882,11 @@ mod tests {
     fn exposure_is_enforced() {
         let mut w = booted();
         client_call(&mut w, CLIENT, BOOT, "secret", vec![]);
-        assert_eq!(
-            error_code(&client_msgs(&mut w)),
-            Some(ErrorCode::NotExposed as u16)
-        );
+        assert_eq!(error_code(&client_msgs(&mut w)), Some(ErrorCode::NotExposed as u16));
         client_call(&mut w, Id([7; 16]), BOOT, "mine", vec![Value::Int(1)]);
-        assert_eq!(
-            error_code(&client_msgs(&mut w)),
-            Some(ErrorCode::NotExposed as u16)
-        );
+        assert_eq!(error_code(&client_msgs(&mut w)), Some(ErrorCode::NotExposed as u16));
         client_call(&mut w, CLIENT, BOOT, "mine", vec![Value::Int(1)]);
-        assert!(
-            matches!(&client_msgs(&mut w)[..], [ServerMsg::Call { method, .. }] if method == "mine_reply")
-        );
+        assert!(matches!(&client_msgs(&mut w)[..], [ServerMsg::Call { method, .. }] if method == "mine_reply"));
         assert_eq!(w.stats().refused_client_calls, 2);
     }
 
@@ -939,44 +894,15 @@ mod tests {
     fn unknown_method_bad_args_unknown_entity() {
         let mut w = booted();
         client_call(&mut w, CLIENT, BOOT, "nope", vec![]);
-        assert_eq!(
-            error_code(&client_msgs(&mut w)),
-            Some(ErrorCode::UnknownMethod as u16)
-        );
-        client_call(
-            &mut w,
-            CLIENT,
-            BOOT,
-            "mine",
-            vec![Value::from("not an int")],
-        );
-        assert_eq!(
-            error_code(&client_msgs(&mut w)),
-            Some(ErrorCode::BadArguments as u16)
-        );
+        assert_eq!(error_code(&client_msgs(&mut w)), Some(ErrorCode::UnknownMethod as u16));
+        client_call(&mut w, CLIENT, BOOT, "mine", vec![Value::from("not an int")]);
+        assert_eq!(error_code(&client_msgs(&mut w)), Some(ErrorCode::BadArguments as u16));
         client_call(&mut w, CLIENT, Id([9; 16]), "echo", vec![]);
-        assert_eq!(
-            error_code(&client_msgs(&mut w)),
-            Some(ErrorCode::UnknownEntity as u16)
-        );
+        assert_eq!(error_code(&client_msgs(&mut w)), Some(ErrorCode::UnknownEntity as u16));
         // Garbage argument bytes.
-        let caller = Caller::Client {
-            gate: GATE,
-            client: CLIENT,
-        };
-        w.handle(
-            Instant::now(),
-            Msg::Call {
-                target: BOOT,
-                method: method_id("echo"),
-                args: vec![1, 2],
-                caller,
-            },
-        );
-        assert_eq!(
-            error_code(&client_msgs(&mut w)),
-            Some(ErrorCode::BadArguments as u16)
-        );
+        let caller = Caller::Client { gate: GATE, client: CLIENT };
+        w.handle(Instant::now(), Msg::Call { target: BOOT, method: method_id("echo"), args: vec![1, 2], caller });
+        assert_eq!(error_code(&client_msgs(&mut w)), Some(ErrorCode::BadArguments as u16));
         // The entity is still there and works.
         client_call(&mut w, CLIENT, BOOT, "echo", vec![]);
         assert_eq!(client_msgs(&mut w).len(), 1);
@@ -987,12 +913,7 @@ mod tests {
         let mut w = booted();
         w.handle(
             Instant::now(),
-            Msg::Call {
-                target: Id([5; 16]),
-                method: 1,
-                args: vec![0, 0, 0, 0],
-                caller: Caller::Server(BOOT),
-            },
+            Msg::Call { target: Id([5; 16]), method: 1, args: vec![0, 0, 0, 0], caller: Caller::Server(BOOT) },
         );
         assert_eq!(w.stats().undeliverable, 1);
     }
@@ -1003,53 +924,25 @@ mod tests {
         client_call(&mut w, CLIENT, BOOT, "spawn_local", vec![]);
         assert_eq!(w.entity_count(), 2);
         let out: Vec<(usize, Msg)> = w.drain_output().collect();
-        assert!(
-            out.iter()
-                .any(|(_, m)| matches!(m, Msg::EntityCreated { .. })),
-            "{out:?}"
-        );
+        assert!(out.iter().any(|(_, m)| matches!(m, Msg::EntityCreated { .. })), "{out:?}");
         let pong = out.iter().find_map(|(_, m)| match m {
             Msg::ToClient { payload, .. } => ServerMsg::decode(payload).ok(),
             _ => None,
         });
-        assert_eq!(
-            pong,
-            Some(ServerMsg::Call {
-                id: BOOT,
-                method: "pong".into(),
-                args: vec![Value::Int(1)]
-            })
-        );
+        assert_eq!(pong, Some(ServerMsg::Call { id: BOOT, method: "pong".into(), args: vec![Value::Int(1)] }));
     }
 
     #[test]
     fn disconnect_destroys_once() {
         let mut w = booted();
-        w.handle(
-            Instant::now(),
-            Msg::ClientDisconnected {
-                gate: GATE,
-                client: CLIENT,
-                owner: BOOT,
-            },
-        );
+        w.handle(Instant::now(), Msg::ClientDisconnected { gate: GATE, client: CLIENT, owner: BOOT });
         assert_eq!(w.entity_count(), 0);
         let out: Vec<(usize, Msg)> = w.drain_output().collect();
-        let destroyed = out
-            .iter()
-            .filter(|(_, m)| matches!(m, Msg::EntityDestroyed { .. }))
-            .count();
+        let destroyed = out.iter().filter(|(_, m)| matches!(m, Msg::EntityDestroyed { .. })).count();
         assert_eq!(destroyed, 1, "{out:?}");
         // A stale disconnect for another client id changes nothing.
         let mut w = booted();
-        w.handle(
-            Instant::now(),
-            Msg::ClientDisconnected {
-                gate: GATE,
-                client: Id([1; 16]),
-                owner: BOOT,
-            },
-        );
+        w.handle(Instant::now(), Msg::ClientDisconnected { gate: GATE, client: Id([1; 16]), owner: BOOT });
         assert_eq!(w.entity_count(), 1);
     }
 
@@ -1074,33 +967,13 @@ mod tests {
         let mut enc = Vec::new();
         encode_args(&[id_value(BOOT)], &mut enc);
         // A Helper created by a remote game calls back through the dispatcher of BOOT.
+        w.handle(Instant::now(), Msg::CreateEntity { game: 1, id: remote, type_name: "Helper".into(), data: vec![] });
         w.handle(
             Instant::now(),
-            Msg::CreateEntity {
-                game: 1,
-                id: remote,
-                type_name: "Helper".into(),
-                data: vec![],
-            },
-        );
-        w.handle(
-            Instant::now(),
-            Msg::Call {
-                target: remote,
-                method: method_id("ping"),
-                args: enc,
-                caller: Caller::Server(BOOT),
-            },
+            Msg::Call { target: remote, method: method_id("ping"), args: enc, caller: Caller::Server(BOOT) },
         );
         // ping calls BOOT which is local: it runs at once and answers the client.
         let msgs = client_msgs(&mut w);
-        assert_eq!(
-            msgs,
-            vec![ServerMsg::Call {
-                id: BOOT,
-                method: "pong".into(),
-                args: vec![Value::Int(1)]
-            }]
-        );
+        assert_eq!(msgs, vec![ServerMsg::Call { id: BOOT, method: "pong".into(), args: vec![Value::Int(1)] }]);
     }
 }

@@ -170,25 +170,11 @@ impl AttrOp {
             });
         }
         Ok(match tag {
-            OP_MAP_SET => AttrOp::MapSet {
-                path,
-                key: r.str("key")?.to_owned(),
-                value: Value::decode(r)?,
-            },
-            OP_MAP_DEL => AttrOp::MapDel {
-                path,
-                key: r.str("key")?.to_owned(),
-            },
+            OP_MAP_SET => AttrOp::MapSet { path, key: r.str("key")?.to_owned(), value: Value::decode(r)? },
+            OP_MAP_DEL => AttrOp::MapDel { path, key: r.str("key")?.to_owned() },
             OP_MAP_CLEAR => AttrOp::MapClear { path },
-            OP_LIST_SET => AttrOp::ListSet {
-                path,
-                index: r.u32("index")?,
-                value: Value::decode(r)?,
-            },
-            OP_LIST_APPEND => AttrOp::ListAppend {
-                path,
-                value: Value::decode(r)?,
-            },
+            OP_LIST_SET => AttrOp::ListSet { path, index: r.u32("index")?, value: Value::decode(r)? },
+            OP_LIST_APPEND => AttrOp::ListAppend { path, value: Value::decode(r)? },
             OP_LIST_POP => AttrOp::ListPop { path },
             _ => return Err(DecodeError::Invalid("attr op kind")),
         })
@@ -207,9 +193,7 @@ impl AttrOp {
             (AttrOp::MapClear { .. }, Value::Map(m)) => m.clear(),
             (AttrOp::ListSet { index, value, .. }, Value::List(l)) => {
                 let len = l.len();
-                let slot = l
-                    .get_mut(*index as usize)
-                    .ok_or(ApplyError::OutOfRange { index: *index, len })?;
+                let slot = l.get_mut(*index as usize).ok_or(ApplyError::OutOfRange { index: *index, len })?;
                 *slot = value.clone();
             }
             (AttrOp::ListAppend { value, .. }, Value::List(l)) => l.push(value.clone()),
@@ -230,12 +214,8 @@ pub fn walk<'v>(root: &'v mut Value, path: &[PathElem]) -> Result<&'v mut Value,
     let mut cur = root;
     for e in path {
         cur = match (e, cur) {
-            (PathElem::Key(k), Value::Map(m)) => {
-                m.get_mut(k).ok_or(ApplyError::BadPath("container"))?
-            }
-            (PathElem::Index(i), Value::List(l)) => l
-                .get_mut(*i as usize)
-                .ok_or(ApplyError::BadPath("container"))?,
+            (PathElem::Key(k), Value::Map(m)) => m.get_mut(k).ok_or(ApplyError::BadPath("container"))?,
+            (PathElem::Index(i), Value::List(l)) => l.get_mut(*i as usize).ok_or(ApplyError::BadPath("container"))?,
             _ => return Err(ApplyError::BadPath("container")),
         };
     }
@@ -273,40 +253,18 @@ mod tests {
 
     fn samples() -> Vec<AttrOp> {
         vec![
-            AttrOp::MapSet {
-                path: vec![],
-                key: "hp".into(),
-                value: Value::Int(10),
-            },
-            AttrOp::MapSet {
-                path: vec![],
-                key: "inv".into(),
-                value: Value::List(vec![]),
-            },
-            AttrOp::ListAppend {
-                path: vec![k("inv")],
-                value: Value::Map(BTreeMap::new()),
-            },
+            AttrOp::MapSet { path: vec![], key: "hp".into(), value: Value::Int(10) },
+            AttrOp::MapSet { path: vec![], key: "inv".into(), value: Value::List(vec![]) },
+            AttrOp::ListAppend { path: vec![k("inv")], value: Value::Map(BTreeMap::new()) },
             AttrOp::MapSet {
                 path: vec![k("inv"), PathElem::Index(0)],
                 key: "name".into(),
                 value: Value::from("sword"),
             },
-            AttrOp::ListSet {
-                path: vec![k("inv")],
-                index: 0,
-                value: Value::from("axe"),
-            },
-            AttrOp::ListPop {
-                path: vec![k("inv")],
-            },
-            AttrOp::MapDel {
-                path: vec![],
-                key: "hp".into(),
-            },
-            AttrOp::MapClear {
-                path: vec![k("inv2")],
-            },
+            AttrOp::ListSet { path: vec![k("inv")], index: 0, value: Value::from("axe") },
+            AttrOp::ListPop { path: vec![k("inv")] },
+            AttrOp::MapDel { path: vec![], key: "hp".into() },
+            AttrOp::MapClear { path: vec![k("inv2")] },
         ]
     }
 
@@ -319,10 +277,7 @@ mod tests {
         assert_eq!(decode_ops(&mut r), Ok(ops));
         assert_eq!(r.finish(), Ok(()));
         for cut in 0..out.len() {
-            assert!(
-                decode_ops(&mut Reader::new(&out[..cut])).is_err(),
-                "cut {cut}"
-            );
+            assert!(decode_ops(&mut Reader::new(&out[..cut])).is_err(), "cut {cut}");
         }
     }
 
@@ -334,9 +289,7 @@ mod tests {
         assert!(AttrOp::decode(&mut Reader::new(&out)).is_err());
         // Unknown op and element kinds.
         assert!(AttrOp::decode(&mut Reader::new(&[99, 0, 0, 0, 0])).is_err());
-        assert!(
-            AttrOp::decode(&mut Reader::new(&[OP_LIST_POP, 1, 0, 0, 0, 7, 0, 0, 0, 0])).is_err()
-        );
+        assert!(AttrOp::decode(&mut Reader::new(&[OP_LIST_POP, 1, 0, 0, 0, 7, 0, 0, 0, 0])).is_err());
     }
 
     #[test]
@@ -348,26 +301,10 @@ mod tests {
         let mut want = BTreeMap::new();
         want.insert("inv".to_owned(), Value::List(vec![]));
         assert_eq!(root, Value::Map(want));
-        assert_eq!(
-            samples()[7].apply(&mut root),
-            Err(ApplyError::BadPath("container"))
-        );
-        let bad = AttrOp::ListSet {
-            path: vec![k("inv")],
-            index: 3,
-            value: Value::Nil,
-        };
-        assert_eq!(
-            bad.apply(&mut root),
-            Err(ApplyError::OutOfRange { index: 3, len: 0 })
-        );
-        let wrong_kind = AttrOp::ListAppend {
-            path: vec![],
-            value: Value::Nil,
-        };
-        assert_eq!(
-            wrong_kind.apply(&mut root),
-            Err(ApplyError::BadPath("list"))
-        );
+        assert_eq!(samples()[7].apply(&mut root), Err(ApplyError::BadPath("container")));
+        let bad = AttrOp::ListSet { path: vec![k("inv")], index: 3, value: Value::Nil };
+        assert_eq!(bad.apply(&mut root), Err(ApplyError::OutOfRange { index: 3, len: 0 }));
+        let wrong_kind = AttrOp::ListAppend { path: vec![], value: Value::Nil };
+        assert_eq!(wrong_kind.apply(&mut root), Err(ApplyError::BadPath("list")));
     }
 }

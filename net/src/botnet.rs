@@ -57,11 +57,7 @@ impl BotNet {
     pub fn connect(&mut self, addr: SocketAddr) -> io::Result<usize> {
         let mut stream = TcpStream::connect(addr)?;
         let i = self.slots.len();
-        self.poll.registry().register(
-            &mut stream,
-            Token(i),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+        self.poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
         self.slots.push(Slot {
             stream,
             conn: ClientConn::new(BOT_MAX_FRAME),
@@ -142,13 +138,7 @@ impl BotNet {
         let ready: Vec<(usize, bool, bool)> = self
             .events
             .iter()
-            .map(|e| {
-                (
-                    e.token().0,
-                    e.is_readable() || e.is_read_closed() || e.is_error(),
-                    e.is_writable(),
-                )
-            })
+            .map(|e| (e.token().0, e.is_readable() || e.is_read_closed() || e.is_error(), e.is_writable()))
             .collect();
         for (i, readable, writable) in ready {
             if !self.is_open(i) {

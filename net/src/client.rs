@@ -75,16 +75,8 @@ impl ClientConn {
             let msg = ServerMsg::decode(frame)?;
             match &msg {
                 ServerMsg::Welcome { client, .. } => self.client_id = Some(*client),
-                ServerMsg::CreateEntity {
-                    is_player,
-                    id,
-                    type_name,
-                    attrs,
-                } => {
-                    let replica = Replica {
-                        type_name: type_name.clone(),
-                        attrs: attrs.clone(),
-                    };
+                ServerMsg::CreateEntity { is_player, id, type_name, attrs } => {
+                    let replica = Replica { type_name: type_name.clone(), attrs: attrs.clone() };
                     self.entities.insert(*id, replica);
                     if *is_player {
                         self.player = Some(*id);
@@ -117,11 +109,7 @@ impl ClientConn {
 
     /// Queues a call of `method` on entity `target`.
     pub fn call(&mut self, target: Id, method: &str, args: Vec<Value>) {
-        self.send(&ClientMsg::Call {
-            target,
-            method: method_id(method),
-            args,
-        });
+        self.send(&ClientMsg::Call { target, method: method_id(method), args });
     }
 
     /// Queues any client message.
@@ -173,10 +161,7 @@ impl BlockingClient {
     pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, ClientError> {
         let stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_nodelay(true)?;
-        Ok(BlockingClient {
-            stream,
-            conn: ClientConn::new(16 << 20),
-        })
+        Ok(BlockingClient { stream, conn: ClientConn::new(16 << 20) })
     }
 
     /// The protocol state.
@@ -219,11 +204,7 @@ impl BlockingClient {
             match self.stream.read(&mut buf) {
                 Ok(0) => return Err(ClientError::Io(io::ErrorKind::UnexpectedEof.into())),
                 Ok(n) => self.conn.handle_bytes(&buf[..n])?,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -235,9 +216,7 @@ impl BlockingClient {
         while self.conn.player().is_none() {
             self.next(deadline.saturating_duration_since(Instant::now()))?;
         }
-        self.conn
-            .player()
-            .ok_or_else(|| ClientError::Timeout("the player entity".into()))
+        self.conn.player().ok_or_else(|| ClientError::Timeout("the player entity".into()))
     }
 
     /// True if the server closed the connection within `timeout` (skipping other messages).
@@ -263,17 +242,8 @@ mod tests {
         let mut c = ClientConn::new(1024);
         let mut wire = Vec::new();
         for m in [
-            ServerMsg::Welcome {
-                version: 1,
-                client: Id([1; 16]),
-                idle_timeout_ms: 1000,
-            },
-            ServerMsg::CreateEntity {
-                is_player: true,
-                id: Id([2; 16]),
-                type_name: "A".into(),
-                attrs: Value::Nil,
-            },
+            ServerMsg::Welcome { version: 1, client: Id([1; 16]), idle_timeout_ms: 1000 },
+            ServerMsg::CreateEntity { is_player: true, id: Id([2; 16]), type_name: "A".into(), attrs: Value::Nil },
         ] {
             let mut p = Vec::new();
             m.encode(&mut p);
@@ -292,25 +262,15 @@ mod tests {
         let out = c.take_output();
         assert_eq!(
             ClientMsg::decode(&out[4..]).ok(),
-            Some(ClientMsg::Call {
-                target: Id([2; 16]),
-                method: method_id("echo"),
-                args: vec![]
-            })
+            Some(ClientMsg::Call { target: Id([2; 16]), method: method_id("echo"), args: vec![] })
         );
     }
 
     #[test]
     fn garbage_from_server_is_an_error() {
         let mut c = ClientConn::new(16);
-        assert!(matches!(
-            c.handle_bytes(&[1, 0, 0, 0, 0x77]),
-            Err(ClientError::Decode(_))
-        ));
+        assert!(matches!(c.handle_bytes(&[1, 0, 0, 0, 0x77]), Err(ClientError::Decode(_))));
         let mut c = ClientConn::new(16);
-        assert!(matches!(
-            c.handle_bytes(&[0xff, 0xff, 0, 0]),
-            Err(ClientError::Frame(_))
-        ));
+        assert!(matches!(c.handle_bytes(&[0xff, 0xff, 0, 0]), Err(ClientError::Frame(_))));
     }
 }

@@ -41,11 +41,7 @@ impl ClientMsg {
     /// Appends the encoding (without the frame prefix).
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            ClientMsg::Call {
-                target,
-                method,
-                args,
-            } => {
+            ClientMsg::Call { target, method, args } => {
                 out.push(C_CALL);
                 out.extend_from_slice(&target.0);
                 out.extend_from_slice(&method.to_le_bytes());
@@ -172,33 +168,19 @@ pub enum ServerMsg {
 impl ServerMsg {
     /// Builds an [`ServerMsg::Error`].
     pub fn error(code: ErrorCode, target: Id, method: u32, message: impl Into<String>) -> Self {
-        ServerMsg::Error {
-            code: code as u16,
-            target,
-            method,
-            message: message.into(),
-        }
+        ServerMsg::Error { code: code as u16, target, method, message: message.into() }
     }
 
     /// Appends the encoding (without the frame prefix).
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            ServerMsg::Welcome {
-                version,
-                client,
-                idle_timeout_ms,
-            } => {
+            ServerMsg::Welcome { version, client, idle_timeout_ms } => {
                 out.push(S_WELCOME);
                 out.extend_from_slice(&version.to_le_bytes());
                 out.extend_from_slice(&client.0);
                 out.extend_from_slice(&idle_timeout_ms.to_le_bytes());
             }
-            ServerMsg::CreateEntity {
-                is_player,
-                id,
-                type_name,
-                attrs,
-            } => {
+            ServerMsg::CreateEntity { is_player, id, type_name, attrs } => {
                 out.push(S_CREATE);
                 out.push(u8::from(*is_player));
                 out.extend_from_slice(&id.0);
@@ -220,12 +202,7 @@ impl ServerMsg {
                 out.extend_from_slice(&id.0);
                 encode_ops(ops, out);
             }
-            ServerMsg::Error {
-                code,
-                target,
-                method,
-                message,
-            } => {
+            ServerMsg::Error { code, target, method, message } => {
                 out.push(S_ERROR);
                 out.extend_from_slice(&code.to_le_bytes());
                 out.extend_from_slice(&target.0);
@@ -254,18 +231,13 @@ impl ServerMsg {
                 type_name: r.str("type name")?.to_owned(),
                 attrs: Value::decode(&mut r)?,
             },
-            S_DESTROY => ServerMsg::DestroyEntity {
-                id: Id(r.array("entity id")?),
-            },
+            S_DESTROY => ServerMsg::DestroyEntity { id: Id(r.array("entity id")?) },
             S_CALL => ServerMsg::Call {
                 id: Id(r.array("entity id")?),
                 method: r.str("method")?.to_owned(),
                 args: decode_args(&mut r)?,
             },
-            S_ATTRS => ServerMsg::AttrOps {
-                id: Id(r.array("entity id")?),
-                ops: decode_ops(&mut r)?,
-            },
+            S_ATTRS => ServerMsg::AttrOps { id: Id(r.array("entity id")?), ops: decode_ops(&mut r)? },
             S_ERROR => ServerMsg::Error {
                 code: r.u16("error code")?,
                 target: Id(r.array("target id")?),
@@ -305,22 +277,14 @@ mod tests {
 
     fn client_samples() -> Vec<ClientMsg> {
         vec![
-            ClientMsg::Call {
-                target: Id([3; 16]),
-                method: method_id("echo"),
-                args: vec![Value::from("hi")],
-            },
+            ClientMsg::Call { target: Id([3; 16]), method: method_id("echo"), args: vec![Value::from("hi")] },
             ClientMsg::Heartbeat,
         ]
     }
 
     fn server_samples() -> Vec<ServerMsg> {
         vec![
-            ServerMsg::Welcome {
-                version: 1,
-                client: Id([1; 16]),
-                idle_timeout_ms: 30_000,
-            },
+            ServerMsg::Welcome { version: 1, client: Id([1; 16]), idle_timeout_ms: 30_000 },
             ServerMsg::CreateEntity {
                 is_player: true,
                 id: Id([2; 16]),
@@ -328,19 +292,11 @@ mod tests {
                 attrs: Value::Map(Default::default()),
             },
             ServerMsg::DestroyEntity { id: Id([2; 16]) },
-            ServerMsg::Call {
-                id: Id([2; 16]),
-                method: "echo_reply".into(),
-                args: vec![Value::Int(1)],
-            },
+            ServerMsg::Call { id: Id([2; 16]), method: "echo_reply".into(), args: vec![Value::Int(1)] },
             ServerMsg::error(ErrorCode::NotExposed, Id([2; 16]), 9, "nope"),
             ServerMsg::AttrOps {
                 id: Id([2; 16]),
-                ops: vec![crate::attr_op::AttrOp::MapSet {
-                    path: vec![],
-                    key: "hp".into(),
-                    value: Value::Int(3),
-                }],
+                ops: vec![crate::attr_op::AttrOp::MapSet { path: vec![], key: "hp".into(), value: Value::Int(3) }],
             },
         ]
     }
@@ -352,10 +308,7 @@ mod tests {
             m.encode(&mut out);
             assert_eq!(ClientMsg::decode(&out), Ok(m.clone()));
             for cut in 0..out.len() {
-                assert!(
-                    ClientMsg::decode(&out[..cut]).is_err(),
-                    "{m:?} cut at {cut}"
-                );
+                assert!(ClientMsg::decode(&out[..cut]).is_err(), "{m:?} cut at {cut}");
             }
             out.push(0);
             assert_eq!(ClientMsg::decode(&out), Err(DecodeError::Trailing(1)));
@@ -369,10 +322,7 @@ mod tests {
             m.encode(&mut out);
             assert_eq!(ServerMsg::decode(&out), Ok(m.clone()));
             for cut in 0..out.len() {
-                assert!(
-                    ServerMsg::decode(&out[..cut]).is_err(),
-                    "{m:?} cut at {cut}"
-                );
+                assert!(ServerMsg::decode(&out[..cut]).is_err(), "{m:?} cut at {cut}");
             }
         }
     }
@@ -380,12 +330,7 @@ mod tests {
     #[test]
     fn exact_bytes_of_a_call() {
         let mut out = Vec::new();
-        ClientMsg::Call {
-            target: Id([0xab; 16]),
-            method: 0x0102_0304,
-            args: vec![Value::Int(5)],
-        }
-        .encode(&mut out);
+        ClientMsg::Call { target: Id([0xab; 16]), method: 0x0102_0304, args: vec![Value::Int(5)] }.encode(&mut out);
         let mut want = vec![0x01];
         want.extend_from_slice(&[0xab; 16]);
         want.extend_from_slice(&[0x04, 0x03, 0x02, 0x01]);
@@ -397,9 +342,7 @@ mod tests {
     #[test]
     fn protocol_md_worked_example() {
         fn hex(s: &str) -> Vec<u8> {
-            s.split_whitespace()
-                .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
-                .collect()
+            s.split_whitespace().map(|b| u8::from_str_radix(b, 16).expect("hex byte")).collect()
         }
         fn framed(encode: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
             let mut out = Vec::new();
@@ -411,12 +354,7 @@ mod tests {
         let id = Id::parse_hex("00112233445566778899aabbccddeeff").expect("id");
         assert_eq!(method_id("echo"), 0xd49d_d484);
         let call = framed(|b| {
-            ClientMsg::Call {
-                target: id,
-                method: method_id("echo"),
-                args: vec![Value::from("hi")],
-            }
-            .encode(b)
+            ClientMsg::Call { target: id, method: method_id("echo"), args: vec![Value::from("hi")] }.encode(b)
         });
         assert_eq!(
             call,
@@ -424,14 +362,8 @@ mod tests {
                 "20 00 00 00 01 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 84 d4 9d d4 01 00 00 00 05 02 00 00 00 68 69"
             )
         );
-        let reply = framed(|b| {
-            ServerMsg::Call {
-                id,
-                method: "echo_reply".into(),
-                args: vec![Value::from("hi")],
-            }
-            .encode(b)
-        });
+        let reply =
+            framed(|b| ServerMsg::Call { id, method: "echo_reply".into(), args: vec![Value::from("hi")] }.encode(b));
         assert_eq!(
             reply,
             hex(
@@ -453,29 +385,17 @@ mod tests {
                 "22 00 00 00 82 01 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 07 00 00 00 41 63 63 6f 75 6e 74 08 00 00 00 00"
             )
         );
-        assert_eq!(
-            framed(|b| ClientMsg::Heartbeat.encode(b)),
-            hex("01 00 00 00 02")
-        );
+        assert_eq!(framed(|b| ClientMsg::Heartbeat.encode(b)), hex("01 00 00 00 02"));
     }
 
     #[test]
     fn unknown_types_and_garbage() {
-        assert_eq!(
-            ClientMsg::decode(&[0x7f]),
-            Err(DecodeError::UnknownType(0x7f))
-        );
-        assert_eq!(
-            ServerMsg::decode(&[0x00]),
-            Err(DecodeError::UnknownType(0x00))
-        );
+        assert_eq!(ClientMsg::decode(&[0x7f]), Err(DecodeError::UnknownType(0x7f)));
+        assert_eq!(ServerMsg::decode(&[0x00]), Err(DecodeError::UnknownType(0x00)));
         assert!(ClientMsg::decode(&[]).is_err());
         let mut bad_bool = vec![S_CREATE, 7];
         bad_bool.extend_from_slice(&[0; 40]);
-        assert_eq!(
-            ServerMsg::decode(&bad_bool),
-            Err(DecodeError::Invalid("is_player"))
-        );
+        assert_eq!(ServerMsg::decode(&bad_bool), Err(DecodeError::Invalid("is_player")));
     }
 
     #[test]

@@ -117,8 +117,7 @@ impl Config {
             key: key.to_owned(),
             problem,
         };
-        let ini = ini::Ini::load_from_str(text)
-            .map_err(|e| err("", "", format!("not an ini file: {e}")))?;
+        let ini = ini::Ini::load_from_str(text).map_err(|e| err("", "", format!("not an ini file: {e}")))?;
         // Lower-cased sections -> lower-cased keys -> values.
         let mut sections: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for (name, props) in ini.iter() {
@@ -128,9 +127,7 @@ impl Config {
                 }
                 continue;
             };
-            let sec = sections
-                .entry(name.trim().to_ascii_lowercase())
-                .or_default();
+            let sec = sections.entry(name.trim().to_ascii_lowercase()).or_default();
             for (k, v) in props.iter() {
                 let v = v.split(';').next().unwrap_or("").trim().to_owned();
                 sec.insert(k.trim().to_ascii_lowercase(), v);
@@ -138,11 +135,7 @@ impl Config {
         }
 
         let empty = BTreeMap::new();
-        let dep = Section::new(
-            &file,
-            "deployment",
-            sections.get("deployment").unwrap_or(&empty),
-        );
+        let dep = Section::new(&file, "deployment", sections.get("deployment").unwrap_or(&empty));
         let n_disp = dep.uint("desired_dispatchers", None, 1, 64)?;
         let n_games = dep.uint("desired_games", None, 1, 1024)?;
         let n_gates = dep.uint("desired_gates", None, 1, 1024)?;
@@ -150,45 +143,24 @@ impl Config {
         if secret.is_empty() {
             return Err(err("deployment", "secret", "must not be empty".into()));
         }
-        let max_internal_frame =
-            dep.uint("max_internal_frame_bytes", Some(32 << 20), 1024, 1 << 30)?;
-        let internal_queue_limit = dep.uint(
-            "internal_queue_limit_bytes",
-            Some(256 << 20),
-            1 << 20,
-            1 << 34,
-        )?;
+        let max_internal_frame = dep.uint("max_internal_frame_bytes", Some(32 << 20), 1024, 1 << 30)?;
+        let internal_queue_limit = dep.uint("internal_queue_limit_bytes", Some(256 << 20), 1 << 20, 1 << 34)?;
         dep.deny_unknown()?;
 
         for name in sections.keys() {
-            let known = [
-                "deployment",
-                "dispatcher_common",
-                "game_common",
-                "gate_common",
-            ]
-            .contains(&name.as_str())
-                || [("dispatcher", n_disp), ("game", n_games), ("gate", n_gates)]
-                    .iter()
-                    .any(|(p, n)| {
-                        name.strip_prefix(p)
-                            .and_then(|rest| rest.parse::<usize>().ok())
-                            .is_some_and(|i| (1..=*n).contains(&i))
-                    });
+            let known = ["deployment", "dispatcher_common", "game_common", "gate_common"].contains(&name.as_str())
+                || [("dispatcher", n_disp), ("game", n_games), ("gate", n_gates)].iter().any(|(p, n)| {
+                    name.strip_prefix(p)
+                        .and_then(|rest| rest.parse::<usize>().ok())
+                        .is_some_and(|i| (1..=*n).contains(&i))
+                });
             if !known {
-                return Err(err(
-                    name,
-                    "",
-                    "unknown section (or its id exceeds the desired count)".into(),
-                ));
+                return Err(err(name, "", "unknown section (or its id exceeds the desired count)".into()));
             }
         }
 
         let merged = |kind: &str, i: usize| -> BTreeMap<String, String> {
-            let mut m = sections
-                .get(&format!("{kind}_common"))
-                .cloned()
-                .unwrap_or_default();
+            let mut m = sections.get(&format!("{kind}_common")).cloned().unwrap_or_default();
             if let Some(own) = sections.get(&format!("{kind}{i}")) {
                 m.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
@@ -239,18 +211,8 @@ impl Config {
                 log_level: s.log_level()?,
                 io_threads: s.uint("io_threads", Some(1), 1, 64)?,
                 max_client_frame: s.uint("max_client_frame_bytes", Some(1 << 20), 64, 1 << 28)?,
-                client_queue_limit: s.uint(
-                    "client_queue_limit_bytes",
-                    Some(4 << 20),
-                    1024,
-                    1 << 32,
-                )?,
-                heartbeat_timeout: Duration::from_secs(s.uint(
-                    "heartbeat_timeout_s",
-                    Some(60),
-                    1,
-                    86_400,
-                )? as u64),
+                client_queue_limit: s.uint("client_queue_limit_bytes", Some(4 << 20), 1024, 1 << 32)?,
+                heartbeat_timeout: Duration::from_secs(s.uint("heartbeat_timeout_s", Some(60), 1, 86_400)? as u64),
                 max_clients: s.uint("max_clients", Some(20_000), 1, 1_000_000)?,
             });
             s.deny_unknown()?;
@@ -266,18 +228,10 @@ impl Config {
         let listens = dispatchers
             .iter()
             .map(|d| (format!("dispatcher{}", d.id), d.listen_addr))
-            .chain(
-                gates
-                    .iter()
-                    .map(|g| (format!("gate{}", g.id), g.listen_addr)),
-            );
+            .chain(gates.iter().map(|g| (format!("gate{}", g.id), g.listen_addr)));
         for (sec, addr) in listens {
             if let Some(other) = seen.insert(addr, sec.clone()) {
-                return Err(err(
-                    &sec,
-                    "listen_addr",
-                    format!("{addr} is also the listen_addr of [{other}]"),
-                ));
+                return Err(err(&sec, "listen_addr", format!("{addr} is also the listen_addr of [{other}]")));
             }
         }
         Ok(Config {
@@ -321,21 +275,11 @@ struct Section<'a> {
 
 impl<'a> Section<'a> {
     fn new(file: &'a str, name: &'a str, map: &'a BTreeMap<String, String>) -> Self {
-        Self {
-            file,
-            name,
-            map,
-            used: Default::default(),
-        }
+        Self { file, name, map, used: Default::default() }
     }
 
     fn err(&self, key: &str, problem: String) -> ConfigError {
-        ConfigError {
-            file: self.file.to_owned(),
-            section: self.name.to_owned(),
-            key: key.to_owned(),
-            problem,
-        }
+        ConfigError { file: self.file.to_owned(), section: self.name.to_owned(), key: key.to_owned(), problem }
     }
 
     fn raw(&self, key: &'static str) -> Option<&'a str> {
@@ -351,17 +295,9 @@ impl<'a> Section<'a> {
         }
     }
 
-    fn uint(
-        &self,
-        key: &'static str,
-        default: Option<usize>,
-        min: usize,
-        max: usize,
-    ) -> Result<usize, ConfigError> {
+    fn uint(&self, key: &'static str, default: Option<usize>, min: usize, max: usize) -> Result<usize, ConfigError> {
         let v = match (self.raw(key), default) {
-            (Some(v), _) => v
-                .parse::<usize>()
-                .map_err(|_| self.err(key, format!("{v:?} is not a whole number")))?,
+            (Some(v), _) => v.parse::<usize>().map_err(|_| self.err(key, format!("{v:?} is not a whole number")))?,
             (None, Some(d)) => d,
             (None, None) => return Err(self.err(key, "required".into())),
         };
@@ -392,10 +328,7 @@ impl<'a> Section<'a> {
         let v = self.string("log_level", Some("info"))?.to_ascii_lowercase();
         match v.as_str() {
             "error" | "warn" | "info" | "debug" | "trace" | "off" => Ok(v),
-            _ => Err(self.err(
-                "log_level",
-                format!("{v:?} is not one of error, warn, info, debug, trace, off"),
-            )),
+            _ => Err(self.err("log_level", format!("{v:?} is not one of error, warn, info, debug, trace, off"))),
         }
     }
 
@@ -456,11 +389,7 @@ heartbeat_timeout_s = 5
         assert!(!c.games[0].ban_boot_entity);
         assert!(c.games[1].ban_boot_entity);
         assert_eq!(c.games[1].io_threads, 2);
-        assert_eq!(
-            c.games[1].boot_entity.as_deref(),
-            Some("Account"),
-            "inherited from game_common"
-        );
+        assert_eq!(c.games[1].boot_entity.as_deref(), Some("Account"), "inherited from game_common");
         assert_eq!(c.gates[0].heartbeat_timeout, Duration::from_secs(5));
         assert_eq!(c.gates[0].max_client_frame, 1 << 20);
     }
@@ -468,10 +397,7 @@ heartbeat_timeout_s = 5
     #[test]
     fn unknown_key_names_file_section_key() {
         let e = check(&format!("{BASE}\n[gate1]\nbogus = 1\n")).expect_err("unknown key");
-        assert_eq!(
-            (e.file.as_str(), e.section.as_str(), e.key.as_str()),
-            ("test.ini", "gate1", "bogus")
-        );
+        assert_eq!((e.file.as_str(), e.section.as_str(), e.key.as_str()), ("test.ini", "gate1", "bogus"));
         assert_eq!(e.to_string(), "test.ini: [gate1] bogus: unknown key");
     }
 
@@ -485,17 +411,11 @@ heartbeat_timeout_s = 5
 
     #[test]
     fn bad_values() {
-        let e = check(&BASE.replace("desired_games = 2", "desired_games = two"))
-            .expect_err("bad number");
-        assert_eq!(
-            (e.section.as_str(), e.key.as_str()),
-            ("deployment", "desired_games")
-        );
-        let e = check(&BASE.replace("heartbeat_timeout_s = 5", "heartbeat_timeout_s = 0"))
-            .expect_err("range");
+        let e = check(&BASE.replace("desired_games = 2", "desired_games = two")).expect_err("bad number");
+        assert_eq!((e.section.as_str(), e.key.as_str()), ("deployment", "desired_games"));
+        let e = check(&BASE.replace("heartbeat_timeout_s = 5", "heartbeat_timeout_s = 0")).expect_err("range");
         assert_eq!(e.key, "heartbeat_timeout_s");
-        let e = check(&BASE.replace("ban_boot_entity = true", "ban_boot_entity = maybe"))
-            .expect_err("bool");
+        let e = check(&BASE.replace("ban_boot_entity = true", "ban_boot_entity = maybe")).expect_err("bool");
         assert_eq!(e.key, "ban_boot_entity");
         let e = check(&BASE.replace("127.0.0.1:17100", "nowhere")).expect_err("addr");
         assert_eq!(e.key, "listen_addr");
@@ -506,9 +426,6 @@ heartbeat_timeout_s = 5
     #[test]
     fn duplicate_listen_addresses_refused() {
         let e = check(&BASE.replace("127.0.0.1:17100", "127.0.0.1:17001")).expect_err("dup");
-        assert_eq!(
-            (e.section.as_str(), e.key.as_str()),
-            ("gate1", "listen_addr")
-        );
+        assert_eq!((e.section.as_str(), e.key.as_str()), ("gate1", "listen_addr"));
     }
 }

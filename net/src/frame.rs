@@ -29,8 +29,7 @@ pub enum FrameError {
 /// If `payload` is longer than `u32::MAX` bytes: callers build payloads far below that
 /// (every sender checks its configured maximum frame size first).
 pub fn encode_frame(payload: &[u8], out: &mut Vec<u8>) {
-    let len =
-        u32::try_from(payload.len()).expect("frame payload length fits in u32 (checked by sender)");
+    let len = u32::try_from(payload.len()).expect("frame payload length fits in u32 (checked by sender)");
     out.reserve(PREFIX_LEN + payload.len());
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(payload);
@@ -67,11 +66,7 @@ pub struct Deframer {
 impl Deframer {
     /// A deframer that refuses frames whose payload exceeds `max_frame` bytes.
     pub fn new(max_frame: usize) -> Self {
-        Self {
-            buf: Vec::new(),
-            start: 0,
-            max_frame,
-        }
+        Self { buf: Vec::new(), start: 0, max_frame }
     }
 
     /// Appends freshly read bytes.
@@ -110,10 +105,7 @@ impl Deframer {
         len_bytes.copy_from_slice(prefix);
         let len = u32::from_le_bytes(len_bytes) as usize;
         if len > self.max_frame {
-            return Err(FrameError::TooLarge {
-                len,
-                max: self.max_frame,
-            });
+            return Err(FrameError::TooLarge { len, max: self.max_frame });
         }
         if avail.len() < PREFIX_LEN + len {
             return Ok(None);
@@ -165,10 +157,7 @@ mod tests {
         encode_frame(&[7; 300], &mut wire);
         let mut d = Deframer::new(1024);
         d.push(&wire);
-        assert_eq!(
-            frames(&mut d),
-            Ok(vec![b"hello".to_vec(), vec![], vec![7; 300]])
-        );
+        assert_eq!(frames(&mut d), Ok(vec![b"hello".to_vec(), vec![], vec![7; 300]]));
         assert_eq!(d.buffered(), 0);
     }
 
@@ -201,13 +190,7 @@ mod tests {
     fn hostile_length_refused_before_allocating() {
         let mut d = Deframer::new(1 << 20);
         d.push(&u32::MAX.to_le_bytes());
-        assert_eq!(
-            d.next_frame(),
-            Err(FrameError::TooLarge {
-                len: u32::MAX as usize,
-                max: 1 << 20
-            })
-        );
+        assert_eq!(d.next_frame(), Err(FrameError::TooLarge { len: u32::MAX as usize, max: 1 << 20 }));
         assert!(d.buf.capacity() < 1024, "no payload buffer was reserved");
     }
 

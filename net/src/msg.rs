@@ -164,8 +164,7 @@ impl Msg {
     /// # Panics
     /// Never in practice: speedy only fails writing to a `Vec` on allocation failure.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        self.write_to_stream(&mut *out)
-            .expect("writing to a Vec cannot fail");
+        self.write_to_stream(&mut *out).expect("writing to a Vec cannot fail");
     }
 
     /// Decodes one whole frame payload; trailing bytes are an error (speedy ignores them
@@ -174,10 +173,7 @@ impl Msg {
         let (msg, used) = Msg::read_with_length_from_buffer(payload);
         let msg = msg?;
         if used != payload.len() {
-            return Err(MsgDecodeError(speedy::Error::custom(format!(
-                "{} trailing bytes",
-                payload.len() - used
-            ))));
+            return Err(MsgDecodeError(speedy::Error::custom(format!("{} trailing bytes", payload.len() - used))));
         }
         Ok(msg)
     }
@@ -218,56 +214,20 @@ mod tests {
                 secret: "s".into(),
                 entities: vec![a, b],
             },
-            Msg::HelloAck {
-                dispatcher: 1,
-                games: vec![1, 2],
-            },
-            Msg::Refused {
-                reason: "bad secret".into(),
-            },
+            Msg::HelloAck { dispatcher: 1, games: vec![1, 2] },
+            Msg::Refused { reason: "bad secret".into() },
             Msg::GameUp { game: 3 },
             Msg::GameDown { game: 3 },
             Msg::GateDown { gate: 2 },
-            Msg::ClientConnected {
-                gate: 1,
-                client: a,
-                boot: b,
-            },
-            Msg::CreateBoot {
-                gate: 1,
-                client: a,
-                boot: b,
-            },
-            Msg::ClientDisconnected {
-                gate: 1,
-                client: a,
-                owner: b,
-            },
-            Msg::CreateEntity {
-                game: 2,
-                id: a,
-                type_name: "Relay".into(),
-                data: vec![1, 2],
-            },
+            Msg::ClientConnected { gate: 1, client: a, boot: b },
+            Msg::CreateBoot { gate: 1, client: a, boot: b },
+            Msg::ClientDisconnected { gate: 1, client: a, owner: b },
+            Msg::CreateEntity { game: 2, id: a, type_name: "Relay".into(), data: vec![1, 2] },
             Msg::EntityCreated { id: a },
             Msg::EntityDestroyed { id: a },
-            Msg::Call {
-                target: a,
-                method: 7,
-                args: vec![0, 0, 0, 0],
-                caller: Caller::Server(b),
-            },
-            Msg::Call {
-                target: a,
-                method: 7,
-                args: vec![],
-                caller: Caller::Client { gate: 1, client: b },
-            },
-            Msg::ToClient {
-                gate: 1,
-                client: a,
-                payload: vec![0x83; 17],
-            },
+            Msg::Call { target: a, method: 7, args: vec![0, 0, 0, 0], caller: Caller::Server(b) },
+            Msg::Call { target: a, method: 7, args: vec![], caller: Caller::Client { gate: 1, client: b } },
+            Msg::ToClient { gate: 1, client: a, payload: vec![0x83; 17] },
         ]
     }
 
@@ -286,18 +246,10 @@ mod tests {
             let mut out = Vec::new();
             m.encode(&mut out);
             for cut in 0..out.len() {
-                assert!(
-                    Msg::decode(&out[..cut]).is_err(),
-                    "{} cut at {cut}",
-                    m.name()
-                );
+                assert!(Msg::decode(&out[..cut]).is_err(), "{} cut at {cut}", m.name());
             }
             out.push(0);
-            assert!(
-                Msg::decode(&out).is_err(),
-                "{} with a trailing byte",
-                m.name()
-            );
+            assert!(Msg::decode(&out).is_err(), "{} with a trailing byte", m.name());
         }
     }
 

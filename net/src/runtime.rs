@@ -65,20 +65,13 @@ struct Bell {
 
 impl Bell {
     fn new(waker: Waker) -> Self {
-        Bell {
-            waker,
-            sleeping: std::sync::atomic::AtomicBool::new(false),
-        }
+        Bell { waker, sleeping: std::sync::atomic::AtomicBool::new(false) }
     }
 
     fn ring(&self) -> io::Result<()> {
         use std::sync::atomic::{Ordering, fence};
         fence(Ordering::SeqCst);
-        if self.sleeping.swap(false, Ordering::SeqCst) {
-            self.waker.wake()
-        } else {
-            Ok(())
-        }
+        if self.sleeping.swap(false, Ordering::SeqCst) { self.waker.wake() } else { Ok(()) }
     }
 
     /// Called before polling with a non-zero timeout; returns false if work already arrived
@@ -95,8 +88,7 @@ impl Bell {
     }
 
     fn awake(&self) {
-        self.sleeping
-            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.sleeping.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -231,10 +223,7 @@ pub struct Outbox {
 impl Outbox {
     /// An empty outbox whose first allocated connection id is 1.
     pub fn new() -> Self {
-        Self {
-            next_id: 1,
-            ..Default::default()
-        }
+        Self { next_id: 1, ..Default::default() }
     }
 
     fn alloc_id(&mut self) -> ConnId {
@@ -331,16 +320,8 @@ pub struct RuntimeConfig {
 }
 
 enum Cmd {
-    Adopt {
-        conn: ConnId,
-        stream: TcpStream,
-        opts: ConnOpts,
-    },
-    Connect {
-        conn: ConnId,
-        addr: SocketAddr,
-        opts: ConnOpts,
-    },
+    Adopt { conn: ConnId, stream: TcpStream, opts: ConnOpts },
+    Connect { conn: ConnId, addr: SocketAddr, opts: ConnOpts },
     Write(Vec<(ConnId, Vec<u8>)>),
     Close(ConnId, String),
     Shutdown,
@@ -376,14 +357,12 @@ impl Runtime {
         let mut listeners = Vec::new();
         for (i, spec) in cfg.listeners.iter().enumerate() {
             let mut l = bind_listener(spec.addr)?;
-            poll.registry()
-                .register(&mut l, Token(i), Interest::READABLE)?;
+            poll.registry().register(&mut l, Token(i), Interest::READABLE)?;
             listeners.push((l, spec.clone(), 0));
         }
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let mut signals = signal_hook_mio::v1_0::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let (events_tx, events_rx) = bounded(EVENT_CHANNEL_CAP);
         let mut workers = Vec::new();
         for w in 0..cfg.io_threads.max(1) {
@@ -402,18 +381,10 @@ impl Runtime {
                 woke: false,
                 scratch: vec![0; READ_CHUNK],
             };
-            let join = std::thread::Builder::new()
-                .name(format!("{}-io{w}", cfg.name))
-                .spawn(move || worker.run())?;
-            workers.push(WorkerHandle {
-                tx,
-                bell,
-                join: Some(join),
-            });
+            let join = std::thread::Builder::new().name(format!("{}-io{w}", cfg.name)).spawn(move || worker.run())?;
+            workers.push(WorkerHandle { tx, bell, join: Some(join) });
         }
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Ok(Runtime {
             name: cfg.name,
             poll,
@@ -446,11 +417,7 @@ impl Runtime {
     /// Runs `app` until [`App::done`]; then flushes output, stops and joins the workers.
     pub fn run<A: App>(mut self, app: &mut A) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        info!(
-            "{}: runtime started with {} io thread(s)",
-            self.name,
-            self.workers.len()
-        );
+        info!("{}: runtime started with {} io thread(s)", self.name, self.workers.len());
         let now = Instant::now();
         app.tick(now, &mut self.out);
         self.flush()?;
@@ -478,11 +445,7 @@ impl Runtime {
                     SIGNALS => {
                         let sigs: Vec<i32> = self.signals.pending().collect();
                         for s in sigs {
-                            let sig = if s == signal_hook::consts::SIGHUP {
-                                Signal::Hangup
-                            } else {
-                                Signal::Terminate
-                            };
+                            let sig = if s == signal_hook::consts::SIGHUP { Signal::Hangup } else { Signal::Terminate };
                             app.handle(now, Event::Signal(sig), &mut self.out);
                         }
                     }
@@ -547,20 +510,9 @@ impl Runtime {
                     let _ = stream.set_nodelay(true);
                     let conn = self.out.alloc_id();
                     self.accepted.insert(conn, i);
-                    self.worker_for(conn)
-                        .tx
-                        .send(Cmd::Adopt { conn, stream, opts })
-                        .map_err(|_| dead_worker())?;
+                    self.worker_for(conn).tx.send(Cmd::Adopt { conn, stream, opts }).map_err(|_| dead_worker())?;
                     self.worker_for(conn).bell.ring()?;
-                    app.handle(
-                        now,
-                        Event::Accepted {
-                            conn,
-                            listener: i,
-                            peer,
-                        },
-                        &mut self.out,
-                    );
+                    app.handle(now, Event::Accepted { conn, listener: i, peer }, &mut self.out);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -660,11 +612,7 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         let mut last_idle_check = Instant::now();
         loop {
-            let mut timeout = if self.backlog.is_empty() {
-                IDLE_CHECK_EVERY
-            } else {
-                Duration::from_millis(1)
-            };
+            let mut timeout = if self.backlog.is_empty() { IDLE_CHECK_EVERY } else { Duration::from_millis(1) };
             if !self.bell.prepare_sleep(|| !self.rx.is_empty()) {
                 timeout = Duration::ZERO;
             }
@@ -698,11 +646,7 @@ impl Worker {
                 let idle: Vec<usize> = self
                     .conns
                     .iter()
-                    .filter(|(_, c)| {
-                        c.opts
-                            .idle_timeout
-                            .is_some_and(|t| now.duration_since(c.last_read) > t)
-                    })
+                    .filter(|(_, c)| c.opts.idle_timeout.is_some_and(|t| now.duration_since(c.last_read) > t))
                     .map(|(k, _)| *k)
                     .collect();
                 for k in idle {
@@ -725,17 +669,9 @@ impl Worker {
                 Err(TryRecvError::Disconnected) => return Ok(true),
             };
             match cmd {
-                Cmd::Adopt {
-                    conn,
-                    mut stream,
-                    opts,
-                } => {
+                Cmd::Adopt { conn, mut stream, opts } => {
                     let k = conn.0 as usize;
-                    self.poll.registry().register(
-                        &mut stream,
-                        Token(k),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )?;
+                    self.poll.registry().register(&mut stream, Token(k), Interest::READABLE | Interest::WRITABLE)?;
                     self.conns.insert(k, Conn::new(conn, stream, opts, false));
                     // Data may have arrived before registration; edge-triggered polls would miss it.
                     self.read(k);
@@ -750,10 +686,7 @@ impl Worker {
                         )?;
                         self.conns.insert(k, Conn::new(conn, stream, opts, true));
                     }
-                    Err(e) => self.emit(Event::Closed {
-                        conn,
-                        reason: CloseReason::ConnectFailed(e.to_string()),
-                    }),
+                    Err(e) => self.emit(Event::Closed { conn, reason: CloseReason::ConnectFailed(e.to_string()) }),
                 },
                 Cmd::Write(batch) => {
                     for (conn, bytes) in batch {
@@ -786,12 +719,8 @@ impl Worker {
     fn shutdown(&mut self) {
         let deadline = Instant::now() + SHUTDOWN_FLUSH;
         while Instant::now() < deadline {
-            let keys: Vec<usize> = self
-                .conns
-                .iter()
-                .filter(|(_, c)| c.out_pos < c.out.len())
-                .map(|(k, _)| *k)
-                .collect();
+            let keys: Vec<usize> =
+                self.conns.iter().filter(|(_, c)| c.out_pos < c.out.len()).map(|(k, _)| *k).collect();
             if keys.is_empty() {
                 break;
             }
@@ -812,9 +741,7 @@ impl Worker {
         }
         match self.tx.try_send(ev) {
             Ok(()) => self.woke = true,
-            Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => {
-                self.backlog.push_back(ev)
-            }
+            Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => self.backlog.push_back(ev),
         }
     }
 
@@ -996,11 +923,7 @@ mod tests {
     use super::*;
     use crate::frame::encode_frame;
 
-    const OPTS: ConnOpts = ConnOpts {
-        max_frame: 1024,
-        max_queued: 1 << 20,
-        idle_timeout: None,
-    };
+    const OPTS: ConnOpts = ConnOpts { max_frame: 1024, max_queued: 1 << 20, idle_timeout: None };
 
     /// Echoes every frame back and records what happened; stops after `stop_after` closes.
     struct EchoApp {
@@ -1014,8 +937,7 @@ mod tests {
         fn handle(&mut self, _now: Instant, ev: Event, out: &mut Outbox) {
             match ev {
                 Event::Frame { conn, data } => {
-                    self.log
-                        .push(format!("frame {}", String::from_utf8_lossy(&data)));
+                    self.log.push(format!("frame {}", String::from_utf8_lossy(&data)));
                     out.send(conn, &data);
                 }
                 Event::Closed { reason, .. } => {
@@ -1048,11 +970,7 @@ mod tests {
         let rt = Runtime::new(RuntimeConfig {
             name: "test".into(),
             io_threads,
-            listeners: vec![ListenSpec {
-                addr: "127.0.0.1:0".parse().expect("addr"),
-                opts: OPTS,
-                max_conns: 8,
-            }],
+            listeners: vec![ListenSpec { addr: "127.0.0.1:0".parse().expect("addr"), opts: OPTS, max_conns: 8 }],
         })
         .expect("runtime");
         let addr = rt.local_addr(0).expect("bound");
@@ -1062,12 +980,7 @@ mod tests {
     #[test]
     fn echo_over_real_sockets_then_oversized_frame_closes_only_that_conn() {
         let (rt, addr) = start(2);
-        let mut app = EchoApp {
-            log: Vec::new(),
-            closes: 0,
-            stop_after: 2,
-            dial: None,
-        };
+        let mut app = EchoApp { log: Vec::new(), closes: 0, stop_after: 2, dial: None };
         let client = std::thread::spawn(move || -> io::Result<Vec<u8>> {
             use std::io::{Read as _, Write as _};
             let mut good = std::net::TcpStream::connect(addr)?;
@@ -1097,53 +1010,24 @@ mod tests {
         encode_frame(b"one", &mut want);
         encode_frame(b"two", &mut want);
         assert_eq!(got, want);
-        assert!(
-            app.log.iter().any(|l| l.contains("bad frame")),
-            "{:?}",
-            app.log
-        );
-        assert_eq!(
-            app.log.iter().filter(|l| l.starts_with("frame")).count(),
-            3,
-            "{:?}",
-            app.log
-        );
+        assert!(app.log.iter().any(|l| l.contains("bad frame")), "{:?}", app.log);
+        assert_eq!(app.log.iter().filter(|l| l.starts_with("frame")).count(), 3, "{:?}", app.log);
     }
 
     #[test]
     fn dial_and_connect_failure() {
         let (rt, addr) = start(1);
         // Dial ourselves: one accepted conn + one dialled conn; the dialler sends and closes.
-        let mut app = EchoApp {
-            log: Vec::new(),
-            closes: 2,
-            stop_after: 4,
-            dial: Some(addr),
-        };
+        let mut app = EchoApp { log: Vec::new(), closes: 2, stop_after: 4, dial: Some(addr) };
         rt.run(&mut app).expect("runtime ran");
         assert!(app.log.contains(&"connected".to_string()), "{:?}", app.log);
-        assert!(
-            app.log.contains(&"frame from-dialer".to_string()),
-            "{:?}",
-            app.log
-        );
+        assert!(app.log.contains(&"frame from-dialer".to_string()), "{:?}", app.log);
 
-        let free = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port");
+        let free = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port");
         let (rt, _) = start(1);
-        let mut app = EchoApp {
-            log: Vec::new(),
-            closes: 0,
-            stop_after: 1,
-            dial: Some(free),
-        };
+        let mut app = EchoApp { log: Vec::new(), closes: 0, stop_after: 1, dial: Some(free) };
         rt.run(&mut app).expect("runtime ran");
-        assert!(
-            app.log.iter().any(|l| l.contains("connect failed")),
-            "{:?}",
-            app.log
-        );
+        assert!(app.log.iter().any(|l| l.contains("connect failed")), "{:?}", app.log);
     }
 
     /// Records close reasons; on accept, floods the peer with `flood` bytes.
@@ -1178,11 +1062,7 @@ mod tests {
         let rt = Runtime::new(RuntimeConfig {
             name: "limits".into(),
             io_threads: 1,
-            listeners: vec![ListenSpec {
-                addr: "127.0.0.1:0".parse().expect("addr"),
-                opts,
-                max_conns: 8,
-            }],
+            listeners: vec![ListenSpec { addr: "127.0.0.1:0".parse().expect("addr"), opts, max_conns: 8 }],
         })
         .expect("runtime");
         let addr = rt.local_addr(0).expect("bound");
@@ -1191,16 +1071,9 @@ mod tests {
 
     #[test]
     fn idle_client_is_dropped() {
-        let opts = ConnOpts {
-            max_frame: 64,
-            max_queued: 1 << 20,
-            idle_timeout: Some(Duration::from_millis(300)),
-        };
+        let opts = ConnOpts { max_frame: 64, max_queued: 1 << 20, idle_timeout: Some(Duration::from_millis(300)) };
         let (rt, addr) = limit_runtime(opts);
-        let mut app = LimitApp {
-            flood: 0,
-            reasons: Vec::new(),
-        };
+        let mut app = LimitApp { flood: 0, reasons: Vec::new() };
         let client = std::thread::spawn(move || -> io::Result<usize> {
             let mut s = std::net::TcpStream::connect(addr)?;
             let mut sink = Vec::new();
@@ -1210,32 +1083,18 @@ mod tests {
         rt.run(&mut app).expect("runtime ran");
         assert_eq!(app.reasons, vec![CloseReason::Idle]);
         assert!(t0.elapsed() >= Duration::from_millis(300));
-        assert_eq!(
-            client.join().expect("client thread").expect("read to end"),
-            0
-        );
+        assert_eq!(client.join().expect("client thread").expect("read to end"), 0);
     }
 
     #[test]
     fn slow_reader_is_dropped_when_its_queue_passes_the_limit() {
-        let opts = ConnOpts {
-            max_frame: 64,
-            max_queued: 256 * 1024,
-            idle_timeout: None,
-        };
+        let opts = ConnOpts { max_frame: 64, max_queued: 256 * 1024, idle_timeout: None };
         let (rt, addr) = limit_runtime(opts);
-        let mut app = LimitApp {
-            flood: 64 << 20,
-            reasons: Vec::new(),
-        };
+        let mut app = LimitApp { flood: 64 << 20, reasons: Vec::new() };
         // Connect and never read.
         let s = std::net::TcpStream::connect(addr).expect("connect");
         rt.run(&mut app).expect("runtime ran");
-        assert!(
-            matches!(app.reasons[..], [CloseReason::QueueFull(n)] if n > 256 * 1024),
-            "{:?}",
-            app.reasons
-        );
+        assert!(matches!(app.reasons[..], [CloseReason::QueueFull(n)] if n > 256 * 1024), "{:?}", app.reasons);
         drop(s);
     }
 
@@ -1246,13 +1105,7 @@ mod tests {
         out.send(ConnId(2), b"b");
         out.send_with(ConnId(1), |b| b.extend_from_slice(b"cc"));
         let frames = out.take_frames();
-        assert_eq!(
-            frames,
-            vec![
-                (ConnId(1), vec![b"a".to_vec(), b"cc".to_vec()]),
-                (ConnId(2), vec![b"b".to_vec()])
-            ]
-        );
+        assert_eq!(frames, vec![(ConnId(1), vec![b"a".to_vec(), b"cc".to_vec()]), (ConnId(2), vec![b"b".to_vec()])]);
         assert!(out.take_frames().is_empty());
     }
 }

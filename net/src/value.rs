@@ -125,20 +125,12 @@ impl Value {
 
     /// The string inside, if this is a string.
     pub fn as_str(&self) -> Option<&str> {
-        if let Value::Str(s) = self {
-            Some(s)
-        } else {
-            None
-        }
+        if let Value::Str(s) = self { Some(s) } else { None }
     }
 
     /// The integer inside, if this is an integer.
     pub fn as_int(&self) -> Option<i64> {
-        if let Value::Int(i) = self {
-            Some(*i)
-        } else {
-            None
-        }
+        if let Value::Int(i) = self { Some(*i) } else { None }
     }
 
     /// The float inside (integers widen), if this is a number.
@@ -152,11 +144,7 @@ impl Value {
 
     /// The bool inside, if this is a bool.
     pub fn as_bool(&self) -> Option<bool> {
-        if let Value::Bool(b) = self {
-            Some(*b)
-        } else {
-            None
-        }
+        if let Value::Bool(b) = self { Some(*b) } else { None }
     }
 
     /// Name of this value's kind, for error messages.
@@ -212,10 +200,7 @@ mod tests {
     fn sample() -> Value {
         let mut m = BTreeMap::new();
         m.insert("a".to_owned(), Value::Int(-5));
-        m.insert(
-            "b".to_owned(),
-            Value::List(vec![Value::Nil, Value::Bool(true), Value::Float(1.5)]),
-        );
+        m.insert("b".to_owned(), Value::List(vec![Value::Nil, Value::Bool(true), Value::Float(1.5)]));
         m.insert("c".to_owned(), Value::Bytes(vec![1, 2, 3]));
         m.insert("d".to_owned(), Value::Str("héllo".to_owned()));
         Value::Map(m)
@@ -241,29 +226,20 @@ mod tests {
         sample().encode(&mut out);
         for cut in 0..out.len() {
             let mut r = Reader::new(&out[..cut]);
-            assert!(
-                Value::decode(&mut r).is_err(),
-                "prefix of {cut} bytes decoded"
-            );
+            assert!(Value::decode(&mut r).is_err(), "prefix of {cut} bytes decoded");
         }
     }
 
     #[test]
     fn unknown_tag() {
-        assert_eq!(
-            Value::decode(&mut Reader::new(&[0x99])),
-            Err(DecodeError::UnknownTag(0x99))
-        );
+        assert_eq!(Value::decode(&mut Reader::new(&[0x99])), Err(DecodeError::UnknownTag(0x99)));
     }
 
     #[test]
     fn huge_list_count_refused() {
         let mut out = vec![TAG_LIST];
         out.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(
-            Value::decode(&mut Reader::new(&out)),
-            Err(DecodeError::LengthAttack { .. })
-        ));
+        assert!(matches!(Value::decode(&mut Reader::new(&out)), Err(DecodeError::LengthAttack { .. })));
     }
 
     #[test]
@@ -274,10 +250,7 @@ mod tests {
             out.extend_from_slice(&1u32.to_le_bytes());
         }
         out.push(TAG_NIL);
-        assert_eq!(
-            Value::decode(&mut Reader::new(&out)),
-            Err(DecodeError::TooDeep(MAX_DEPTH))
-        );
+        assert_eq!(Value::decode(&mut Reader::new(&out)), Err(DecodeError::TooDeep(MAX_DEPTH)));
     }
 
     #[test]

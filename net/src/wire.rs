@@ -66,20 +66,13 @@ impl<'a> Reader<'a> {
 
     /// Fails with [`DecodeError::Trailing`] unless every byte was consumed.
     pub fn finish(&self) -> Result<(), DecodeError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::Trailing(self.buf.len()))
-        }
+        if self.buf.is_empty() { Ok(()) } else { Err(DecodeError::Trailing(self.buf.len())) }
     }
 
     /// Takes the next `n` bytes.
     pub fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         if self.buf.len() < n {
-            return Err(DecodeError::Truncated {
-                what,
-                needed: n - self.buf.len(),
-            });
+            return Err(DecodeError::Truncated { what, needed: n - self.buf.len() });
         }
         let (head, tail) = self.buf.split_at(n);
         self.buf = tail;
@@ -124,18 +117,10 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a `u32` count and checks that `count * min_elem_size` bytes can still follow.
-    pub fn count(
-        &mut self,
-        what: &'static str,
-        min_elem_size: usize,
-    ) -> Result<usize, DecodeError> {
+    pub fn count(&mut self, what: &'static str, min_elem_size: usize) -> Result<usize, DecodeError> {
         let n = self.u32(what)? as usize;
         if n.saturating_mul(min_elem_size.max(1)) > self.buf.len() {
-            return Err(DecodeError::LengthAttack {
-                what,
-                claimed: n,
-                remaining: self.buf.len(),
-            });
+            return Err(DecodeError::LengthAttack { what, claimed: n, remaining: self.buf.len() });
         }
         Ok(n)
     }
@@ -191,10 +176,7 @@ mod tests {
     fn count_refuses_impossible_lengths() {
         let out = u32::MAX.to_le_bytes();
         let mut r = Reader::new(&out);
-        assert!(matches!(
-            r.bytes("x"),
-            Err(DecodeError::LengthAttack { .. })
-        ));
+        assert!(matches!(r.bytes("x"), Err(DecodeError::LengthAttack { .. })));
     }
 
     #[test]

@@ -64,13 +64,7 @@ fn proc_sample(pid: &str) -> Option<(u64, u64)> {
     // Fields after the command: state is [0], utime [11], stime [12].
     let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
+    let rss = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
     Some((ticks, rss))
 }
 
@@ -132,11 +126,7 @@ impl Report {
         self.calls += o.calls;
         self.replies += o.replies;
         self.errors += o.errors;
-        self.samples.extend(
-            o.samples
-                .into_iter()
-                .take(10usize.saturating_sub(self.samples.len())),
-        );
+        self.samples.extend(o.samples.into_iter().take(10usize.saturating_sub(self.samples.len())));
         self.hist.add(o.hist).context("merging histograms")?;
         Ok(())
     }
@@ -144,13 +134,7 @@ impl Report {
 
 const PAYLOAD: &str = "oxworld-echo-payload";
 
-fn run_echo(
-    gates: &[SocketAddr],
-    first: usize,
-    count: usize,
-    duration: Duration,
-    rate: f64,
-) -> anyhow::Result<Report> {
+fn run_echo(gates: &[SocketAddr], first: usize, count: usize, duration: Duration, rate: f64) -> anyhow::Result<Report> {
     let mut net = BotNet::new()?;
     let mut rep = Report::new()?;
     let mut bots: Vec<Bot> = Vec::with_capacity(count);
@@ -200,10 +184,7 @@ fn run_echo(
                 };
                 net.send(i, &msg, &mut events);
             } else if now.duration_since(start) > LOGIN_TIMEOUT {
-                rep.error(format!(
-                    "bot {}: no boot entity after {LOGIN_TIMEOUT:?}",
-                    first + i
-                ));
+                rep.error(format!("bot {}: no boot entity after {LOGIN_TIMEOUT:?}", first + i));
                 b.closed = true;
                 net.close(i);
                 continue;
@@ -211,46 +192,26 @@ fn run_echo(
             let next = (due + interval).max(now);
             schedule.push(Reverse((next, i)));
         }
-        let wake = schedule
-            .peek()
-            .map(|Reverse((t, _))| *t)
-            .unwrap_or(hard_end)
-            .min(hard_end);
-        let timeout = wake
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(100));
+        let wake = schedule.peek().map(|Reverse((t, _))| *t).unwrap_or(hard_end).min(hard_end);
+        let timeout = wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
         net.poll(timeout, &mut events)?;
         let now = Instant::now();
         for ev in events.drain(..) {
             match ev {
                 BotEvent::Connected(_) => {}
-                BotEvent::Message(
-                    i,
-                    ServerMsg::CreateEntity {
-                        is_player: true,
-                        id,
-                        ..
-                    },
-                ) => bots[i].player = Some(id),
-                BotEvent::Message(i, ServerMsg::Call { method, args, .. })
-                    if method == "echo_reply" =>
-                {
+                BotEvent::Message(i, ServerMsg::CreateEntity { is_player: true, id, .. }) => bots[i].player = Some(id),
+                BotEvent::Message(i, ServerMsg::Call { method, args, .. }) if method == "echo_reply" => {
                     let b = &mut bots[i];
                     let Some((seq, sent)) = b.outstanding.pop_front() else {
                         rep.error(format!("bot {}: reply without a call", first + i));
                         continue;
                     };
                     if args != [Value::from(PAYLOAD), Value::Int(seq)] {
-                        rep.error(format!(
-                            "bot {}: call {seq} answered with {args:?}",
-                            first + i
-                        ));
+                        rep.error(format!("bot {}: call {seq} answered with {args:?}", first + i));
                         continue;
                     }
                     rep.replies += 1;
-                    let us = u64::try_from(now.duration_since(sent).as_micros())
-                        .unwrap_or(u64::MAX)
-                        .max(1);
+                    let us = u64::try_from(now.duration_since(sent).as_micros()).unwrap_or(u64::MAX).max(1);
                     rep.hist.saturating_record(us);
                 }
                 BotEvent::Message(i, ServerMsg::Error { code, message, .. }) => {
@@ -266,11 +227,7 @@ fn run_echo(
     }
     for (i, b) in bots.iter().enumerate() {
         if !b.outstanding.is_empty() {
-            rep.error(format!(
-                "bot {}: {} calls unanswered",
-                first + i,
-                b.outstanding.len()
-            ));
+            rep.error(format!("bot {}: {} calls unanswered", first + i, b.outstanding.len()));
             rep.errors += b.outstanding.len() as u64 - 1;
         }
         if b.player.is_none() && !b.closed {
@@ -303,9 +260,7 @@ fn run(cli: &Cli) -> anyhow::Result<Report> {
     }
     let mut total = Report::new()?;
     for h in handles {
-        let r = h
-            .join()
-            .map_err(|_| anyhow::anyhow!("a bot thread panicked"))??;
+        let r = h.join().map_err(|_| anyhow::anyhow!("a bot thread panicked"))??;
         total.merge(r)?;
     }
     Ok(total)
@@ -340,34 +295,15 @@ fn main() -> ExitCode {
     let (mean, p50, p99, max) = if h.is_empty() {
         (0, 0, 0, 0)
     } else {
-        (
-            h.mean().round() as u64,
-            h.value_at_quantile(0.5),
-            h.value_at_quantile(0.99),
-            h.max(),
-        )
+        (h.mean().round() as u64, h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max())
     };
     let per_s = rep.replies as f64 / cli.duration.max(1) as f64;
     println!(
         "scenario {} | {} bots x {}/s for {} s | calls {} replies {} errors {} | {:.0} replies/s | mean {} us p50 {} us p99 {} us max {} us",
-        cli.scenario,
-        cli.bots,
-        cli.rate,
-        cli.duration,
-        rep.calls,
-        rep.replies,
-        rep.errors,
-        per_s,
-        mean,
-        p50,
-        p99,
-        max
+        cli.scenario, cli.bots, cli.rate, cli.duration, rep.calls, rep.replies, rep.errors, per_s, mean, p50, p99, max
     );
     for (name, cpu, rss) in &usage {
-        println!(
-            "  {name:<12} cpu {cpu:5.1} %  rss {:6.1} MiB",
-            *rss as f64 / 1024.0
-        );
+        println!("  {name:<12} cpu {cpu:5.1} %  rss {:6.1} MiB", *rss as f64 / 1024.0);
     }
     for s in &rep.samples {
         println!("  error: {s}");
@@ -375,12 +311,7 @@ fn main() -> ExitCode {
     if cli.json {
         let procs: Vec<String> = usage
             .iter()
-            .map(|(n, cpu, rss)| {
-                format!(
-                    "\"{n}\":{{\"cpu_pct\":{},\"rss_kib\":{rss}}}",
-                    cpu.round() as u64
-                )
-            })
+            .map(|(n, cpu, rss)| format!("\"{n}\":{{\"cpu_pct\":{},\"rss_kib\":{rss}}}", cpu.round() as u64))
             .collect();
         println!(
             "{{\"scenario\":\"{}\",\"bots\":{},\"duration_s\":{},\"calls\":{},\"replies\":{},\"errors\":{},\"mean_us\":{},\"p50_us\":{},\"p99_us\":{},\"max_us\":{},\"procs\":{{{}}}}}",
@@ -397,9 +328,5 @@ fn main() -> ExitCode {
             procs.join(",")
         );
     }
-    if rep.errors > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    if rep.errors > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }

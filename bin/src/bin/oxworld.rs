@@ -69,19 +69,13 @@ fn layout(c: &Common) -> anyhow::Result<(Layout, Config)> {
     let bin_dir = match &c.bin_dir {
         Some(d) => d.clone(),
         None => {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("target"));
+            let target =
+                std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
             target.join("release")
         }
     };
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let layout = Layout {
-        config: abs(&c.config),
-        run_dir: abs(&c.run_dir),
-        bin_dir: abs(&bin_dir),
-        game_bin,
-    };
+    let layout = Layout { config: abs(&c.config), run_dir: abs(&c.run_dir), bin_dir: abs(&bin_dir), game_bin };
     Ok((layout, cfg))
 }
 
@@ -102,11 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 println!("started {}", started.join(", "));
             }
-            let gates: Vec<String> = cfg
-                .gates
-                .iter()
-                .map(|g| g.listen_addr.to_string())
-                .collect();
+            let gates: Vec<String> = cfg.gates.iter().map(|g| g.listen_addr.to_string()).collect();
             println!("cluster ready; clients connect to {}", gates.join(", "));
             Ok(ExitCode::SUCCESS)
         }
@@ -120,11 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     None => println!("{kind:<10} {:>3}  pid {:<8} not running", s.proc.id, "-"),
                 }
             }
-            Ok(if st.iter().all(|s| s.pid.is_some()) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(if st.iter().all(|s| s.pid.is_some()) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Cmd::Stop { common, grace } => {
             let (layout, cfg) = layout(&common)?;
@@ -139,14 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Kill(c) => {
             let (layout, cfg) = layout(&c)?;
             let killed = launcher::kill_all(&layout, &cfg);
-            println!(
-                "killed {}",
-                if killed.is_empty() {
-                    "nothing".to_owned()
-                } else {
-                    killed.join(", ")
-                }
-            );
+            println!("killed {}", if killed.is_empty() { "nothing".to_owned() } else { killed.join(", ") });
             Ok(ExitCode::SUCCESS)
         }
     }

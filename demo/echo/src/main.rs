@@ -42,15 +42,8 @@ impl Account {
             None => {
                 let me = ctx.game_id();
                 let games = ctx.online_games();
-                let other = games
-                    .iter()
-                    .copied()
-                    .find(|&g| g > me)
-                    .or_else(|| games.first().copied())
-                    .unwrap_or(me);
-                let r = ctx
-                    .create_entity_on_game(other, "Relay")
-                    .map_err(|e| CallError::Failed(e.to_string()))?;
+                let other = games.iter().copied().find(|&g| g > me).or_else(|| games.first().copied()).unwrap_or(me);
+                let r = ctx.create_entity_on_game(other, "Relay").map_err(|e| CallError::Failed(e.to_string()))?;
                 self.relay = Some(r);
                 r
             }
@@ -102,9 +95,11 @@ fn registry() -> Registry {
         .method("relay_echo", Expose::OwnClient, Account::relay_echo)
         .method("relay_reply", Expose::Server, Account::relay_reply)
         .method("admin_reset", Expose::Server, Account::admin_reset);
-    reg.entity("Relay", || Relay)
-        .method("relay", Expose::Server, Relay::relay)
-        .method("bye", Expose::Server, Relay::bye);
+    reg.entity("Relay", || Relay).method("relay", Expose::Server, Relay::relay).method(
+        "bye",
+        Expose::Server,
+        Relay::bye,
+    );
     reg.boot("Account");
     reg
 }

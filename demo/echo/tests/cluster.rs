@@ -16,10 +16,7 @@ use oxworld_net::{Id, Value};
 const WAIT: Duration = Duration::from_secs(20);
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// The directory holding this test's binaries; builds the dispatcher and gate if missing.
@@ -32,11 +29,7 @@ fn bin_dir() -> PathBuf {
         if dir.ends_with("release") {
             cmd.arg("--release");
         }
-        let st = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("cargo build");
+        let st = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("cargo build");
         assert!(st.success(), "building oxworld-bin failed");
     }
     dir
@@ -60,29 +53,18 @@ impl Cluster {
              [gate1]\nlisten_addr = 127.0.0.1:{gate_port}\nheartbeat_timeout_s = 30\nmax_client_frame_bytes = 4096\n"
         );
         for d in 1..=dispatchers {
-            ini.push_str(&format!(
-                "[dispatcher{d}]\nlisten_addr = 127.0.0.1:{}\n",
-                free_port()
-            ));
+            ini.push_str(&format!("[dispatcher{d}]\nlisten_addr = 127.0.0.1:{}\n", free_port()));
         }
         let config = dir.join("oxworld.ini");
         fs::write(&config, ini).expect("config");
         let bins = bin_dir();
-        let mut c = Cluster {
-            dir: dir.clone(),
-            gate_addr: SocketAddr::from(([127, 0, 0, 1], gate_port)),
-            procs: Vec::new(),
-        };
+        let mut c =
+            Cluster { dir: dir.clone(), gate_addr: SocketAddr::from(([127, 0, 0, 1], gate_port)), procs: Vec::new() };
         for d in 1..=dispatchers {
             c.spawn(&bins.join("oxworld-dispatcher"), "dispatcher", d, &config);
         }
         for g in 1..=games {
-            c.spawn(
-                &PathBuf::from(env!("CARGO_BIN_EXE_echo")),
-                "game",
-                g,
-                &config,
-            );
+            c.spawn(&PathBuf::from(env!("CARGO_BIN_EXE_echo")), "game", g, &config);
         }
         c.spawn(&bins.join("oxworld-gate"), "gate", 1, &config);
         c
@@ -91,14 +73,7 @@ impl Cluster {
     fn spawn(&mut self, exe: &Path, kind: &str, id: usize, config: &Path) {
         let log = fs::File::create(self.dir.join(format!("{kind}{id}.log"))).expect("log file");
         let child = Command::new(exe)
-            .args([
-                "--config",
-                config.to_str().expect("utf-8 path"),
-                "--id",
-                &id.to_string(),
-                "--log",
-                "debug",
-            ])
+            .args(["--config", config.to_str().expect("utf-8 path"), "--id", &id.to_string(), "--log", "debug"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -111,31 +86,23 @@ impl Cluster {
     fn client(&self) -> (BlockingClient, Id) {
         let deadline = Instant::now() + WAIT;
         loop {
-            let attempt = BlockingClient::connect(self.gate_addr, Duration::from_secs(1)).and_then(
-                |mut c| {
-                    let p = c.wait_player(Duration::from_secs(5))?;
-                    Ok((c, p))
-                },
-            );
+            let attempt = BlockingClient::connect(self.gate_addr, Duration::from_secs(1)).and_then(|mut c| {
+                let p = c.wait_player(Duration::from_secs(5))?;
+                Ok((c, p))
+            });
             match attempt {
                 Ok(ok) => return ok,
                 Err(e) if Instant::now() < deadline => {
                     let _ = e;
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                Err(e) => panic!(
-                    "no boot entity within {WAIT:?}: {e}; logs in {}",
-                    self.dir.display()
-                ),
+                Err(e) => panic!("no boot entity within {WAIT:?}: {e}; logs in {}", self.dir.display()),
             }
         }
     }
 
     fn running(&mut self) -> Vec<String> {
-        self.procs
-            .iter_mut()
-            .filter_map(|(n, c)| matches!(c.try_wait(), Ok(None)).then(|| n.clone()))
-            .collect()
+        self.procs.iter_mut().filter_map(|(n, c)| matches!(c.try_wait(), Ok(None)).then(|| n.clone())).collect()
     }
 
     /// SIGTERM in order gate -> games -> dispatchers; every process must exit 0.
@@ -149,18 +116,10 @@ impl Cluster {
                 if let Ok(Some(st)) = child.try_wait() {
                     break st;
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "{name} did not stop on SIGTERM; logs in {}",
-                    self.dir.display()
-                );
+                assert!(Instant::now() < deadline, "{name} did not stop on SIGTERM; logs in {}", self.dir.display());
                 std::thread::sleep(Duration::from_millis(20));
             };
-            assert!(
-                status.success(),
-                "{name} exited with {status}; logs in {}",
-                self.dir.display()
-            );
+            assert!(status.success(), "{name} exited with {status}; logs in {}", self.dir.display());
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
@@ -205,23 +164,15 @@ fn echo_relay_and_hostile_input_across_two_games() {
     let mut clients = Vec::new();
     for i in 0..4 {
         let (mut c, me) = cluster.client();
-        c.call(me, "echo", vec![Value::from("hello"), Value::Int(i)])
-            .expect("send");
-        assert_eq!(
-            reply(&mut c),
-            (
-                "echo_reply".into(),
-                vec![Value::from("hello"), Value::Int(i)]
-            )
-        );
+        c.call(me, "echo", vec![Value::from("hello"), Value::Int(i)]).expect("send");
+        assert_eq!(reply(&mut c), ("echo_reply".into(), vec![Value::from("hello"), Value::Int(i)]));
         c.call(me, "whoami", vec![]).expect("send");
         let (m, args) = reply(&mut c);
         assert_eq!(m, "whoami_reply");
         let game = args[0].as_int().expect("game id");
         seen_games.insert(game);
         for round in 0..3 {
-            c.call(me, "relay_echo", vec![Value::Int(round)])
-                .expect("send");
+            c.call(me, "relay_echo", vec![Value::Int(round)]).expect("send");
             let (m, args) = reply(&mut c);
             assert_eq!(m, "relay_echo_reply");
             let relay_game = args[0].as_int().expect("relay game id");
@@ -230,11 +181,7 @@ fn echo_relay_and_hostile_input_across_two_games() {
         }
         clients.push((c, me));
     }
-    assert_eq!(
-        seen_games.len(),
-        2,
-        "boot entities were placed on both games: {seen_games:?}"
-    );
+    assert_eq!(seen_games.len(), 2, "boot entities were placed on both games: {seen_games:?}");
 
     let (c, me) = &mut clients[0];
     // A server-only method, an unknown method and an unknown entity: errors, connection kept.
@@ -249,24 +196,20 @@ fn echo_relay_and_hostile_input_across_two_games() {
     let (c, me) = &mut clients[0];
     c.call(other, "echo", vec![]).expect("send");
     assert_eq!(error(c).0, ErrorCode::NotAddressable as u16);
-    c.call(*me, "echo", vec![Value::from("still here")])
-        .expect("send");
+    c.call(*me, "echo", vec![Value::from("still here")]).expect("send");
     assert_eq!(reply(c).1, vec![Value::from("still here")]);
 
     // Garbage and an oversized frame close only the offending connections.
     let (mut bad, _) = cluster.client();
-    bad.write_raw(&[3, 0, 0, 0, 0x7f, 1, 2])
-        .expect("send garbage");
+    bad.write_raw(&[3, 0, 0, 0, 0x7f, 1, 2]).expect("send garbage");
     assert_eq!(error(&mut bad).0, ErrorCode::Malformed as u16);
     assert!(bad.closed_within(WAIT), "malformed client was closed");
     let (mut big, _) = cluster.client();
-    big.write_raw(&(1u32 << 30).to_le_bytes())
-        .expect("send huge prefix");
+    big.write_raw(&(1u32 << 30).to_le_bytes()).expect("send huge prefix");
     assert!(big.closed_within(WAIT), "oversized frame closed the client");
 
     for (c, me) in &mut clients {
-        c.call(*me, "relay_echo", vec![Value::from("after")])
-            .expect("send");
+        c.call(*me, "relay_echo", vec![Value::from("after")]).expect("send");
         assert_eq!(reply(c).1[1], Value::from("after"));
     }
     drop(clients);
@@ -305,10 +248,7 @@ fn dispatcher_refuses_wrong_secret_and_survives() {
     let mut got = Vec::new();
     let _ = raw.read_to_end(&mut got);
     let refused = Msg::decode(&got[4..]).expect("a Refused message");
-    assert!(
-        matches!(refused, Msg::Refused { ref reason } if reason.contains("secret")),
-        "{refused:?}"
-    );
+    assert!(matches!(refused, Msg::Refused { ref reason } if reason.contains("secret")), "{refused:?}");
 
     let mut garbage = std::net::TcpStream::connect(disp).expect("connect");
     garbage.set_read_timeout(Some(WAIT)).expect("timeout");
