@@ -259,6 +259,7 @@ impl DispatcherApp {
             Msg::ClientConnected { client, boot, .. } => self.place_boot(gate, client, boot, out),
             Msg::Call { target, .. } => self.route(target, msg, out),
             Msg::ClientDisconnected { owner, .. } => self.route(owner, msg, out),
+            Msg::ClientMove { id, .. } => self.route(id, msg, out),
             other => warn!("dispatcher{}: unexpected {} from gate{gate}", self.id, other.name()),
         }
     }

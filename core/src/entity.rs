@@ -22,6 +22,14 @@ pub trait Entity: Any {
     fn on_client_connected(&mut self, _ctx: &mut Ctx<'_>) {}
     /// The bound client disconnected (or its gate went away).
     fn on_client_disconnected(&mut self, _ctx: &mut Ctx<'_>) {}
+    /// This entity entered a space (`ctx.space()`), after the space's own hook.
+    fn on_enter_space(&mut self, _ctx: &mut Ctx<'_>) {}
+    /// This entity left space `old`.
+    fn on_leave_space(&mut self, _ctx: &mut Ctx<'_>, _old: oxworld_net::Id) {}
+    /// Spaces only: `entity` entered this space.
+    fn on_entity_enter_space(&mut self, _ctx: &mut Ctx<'_>, _entity: oxworld_net::Id) {}
+    /// Spaces only: `entity` left this space.
+    fn on_entity_leave_space(&mut self, _ctx: &mut Ctx<'_>, _entity: oxworld_net::Id) {}
 }
 
 /// Who may call a method.
@@ -146,6 +154,10 @@ pub(crate) struct TypeDesc {
     pub(crate) by_id: HashMap<u32, usize>,
     /// Flags of the declared root attributes.
     pub(crate) schema: crate::attr::AttrSchema,
+    /// AOI radius of new entities of this type; `None`: not in AOI.
+    pub(crate) aoi_radius: Option<f32>,
+    /// Instances are spaces.
+    pub(crate) is_space: bool,
 }
 
 impl fmt::Debug for TypeDesc {
@@ -181,6 +193,7 @@ pub enum RegistryError {
 pub struct Registry {
     pub(crate) types: Vec<TypeDesc>,
     pub(crate) boot_type: Option<&'static str>,
+    pub(crate) space_type: Option<usize>,
     pub(crate) errors: Vec<RegistryError>,
 }
 
@@ -208,9 +221,24 @@ impl Registry {
             methods: Vec::new(),
             by_id: HashMap::new(),
             schema: Default::default(),
+            aoi_radius: None,
+            is_space: false,
         });
         let idx = self.types.len() - 1;
         TypeBuilder { reg: self, idx, _e: std::marker::PhantomData }
+    }
+
+    /// Registers the space type: spaces (including each game's nil space) are instances of
+    /// it. Without one, a built-in space type with no behaviour is used.
+    pub fn space<E: Entity>(&mut self, name: &'static str, factory: fn() -> E) -> TypeBuilder<'_, E> {
+        if self.space_type.is_some() {
+            self.errors.push(RegistryError::DuplicateType(format!("{name} (a second space type)")));
+        }
+        let b = self.entity(name, factory);
+        let idx = b.idx;
+        b.reg.types[idx].is_space = true;
+        b.reg.space_type = Some(idx);
+        TypeBuilder { reg: b.reg, idx, _e: std::marker::PhantomData }
     }
 
     /// Declares the type created for every new client connection (config `boot_entity`
@@ -250,6 +278,13 @@ pub struct TypeBuilder<'r, E> {
 }
 
 impl<E: Entity> TypeBuilder<'_, E> {
+    /// Entities of this type take part in AOI with view radius `radius` (each entity can
+    /// change its own later with `Ctx::set_aoi_radius`).
+    pub fn aoi(self, radius: f32) -> Self {
+        self.reg.types[self.idx].aoi_radius = Some(radius.max(0.0));
+        self
+    }
+
     /// Declares root attribute `name` with `flags` (who sees it, whether it is saved).
     pub fn attr(self, name: &str, flags: crate::attr::AttrFlags) -> Self {
         self.reg.types[self.idx].schema.insert(name.to_owned(), flags);

@@ -52,6 +52,7 @@ pub struct GateApp {
     clients: FxHashMap<ConnId, Client>,
     by_client: HashMap<Id, ConnId>,
     stats: GateStats,
+    pending_moves: FxHashMap<Id, (Id, [f32; 4])>,
     done: bool,
     fatal: Option<String>,
 }
@@ -95,6 +96,7 @@ impl GateApp {
             clients: FxHashMap::default(),
             by_client: HashMap::new(),
             stats: GateStats::default(),
+            pending_moves: FxHashMap::default(),
             done: false,
             fatal: None,
         }
@@ -147,6 +149,17 @@ impl GateApp {
         };
         match ClientMsg::decode(data) {
             Ok(ClientMsg::Heartbeat) => {}
+            Ok(ClientMsg::Move { id, pos }) => {
+                if c.owner != Some(id) {
+                    self.stats.refused += 1;
+                    let err =
+                        ServerMsg::error(ErrorCode::NotAddressable, id, 0, "a client may only move its own entity");
+                    Self::reply(out, conn, &err);
+                    return;
+                }
+                // Coalesced: only the latest position per entity is forwarded each loop turn.
+                self.pending_moves.insert(id, (c.id, [pos.x, pos.y, pos.z, pos.yaw]));
+            }
             Ok(ClientMsg::Call { target, method, args }) => {
                 if !c.known.contains(&target) {
                     self.stats.refused += 1;
@@ -262,6 +275,10 @@ impl App for GateApp {
 
     fn tick(&mut self, now: Instant, out: &mut Outbox) {
         self.links.tick(now, out);
+        let n = self.links.len();
+        for (id, (client, pos)) in self.pending_moves.drain() {
+            self.links.send(id.dispatcher_index(n), &Msg::ClientMove { client, id, pos }, out);
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -354,7 +371,13 @@ mod tests {
         assert!(f.out.take_closes().is_empty());
         f.deliver(
             client,
-            &ServerMsg::CreateEntity { is_player: true, id: boot, type_name: "B".into(), attrs: Value::Nil },
+            &ServerMsg::CreateEntity {
+                is_player: true,
+                id: boot,
+                type_name: "B".into(),
+                attrs: Value::Nil,
+                pos: Default::default(),
+            },
         );
         assert_eq!(f.out.take_frames()[0].0, ConnId(100));
         let got = f.client_sends(100, &call);
@@ -388,7 +411,13 @@ mod tests {
         let (client, boot) = f.accept(100);
         f.deliver(
             client,
-            &ServerMsg::CreateEntity { is_player: true, id: boot, type_name: "B".into(), attrs: Value::Nil },
+            &ServerMsg::CreateEntity {
+                is_player: true,
+                id: boot,
+                type_name: "B".into(),
+                attrs: Value::Nil,
+                pos: Default::default(),
+            },
         );
         f.out.take_frames();
         f.gate.handle(f.now, Event::Closed { conn: ConnId(100), reason: CloseReason::Idle }, &mut f.out);
@@ -406,7 +435,13 @@ mod tests {
         f.out.take_frames();
         f.deliver(
             client,
-            &ServerMsg::CreateEntity { is_player: true, id: boot, type_name: "B".into(), attrs: Value::Nil },
+            &ServerMsg::CreateEntity {
+                is_player: true,
+                id: boot,
+                type_name: "B".into(),
+                attrs: Value::Nil,
+                pos: Default::default(),
+            },
         );
         let sent = f.out.take_frames();
         assert_eq!(Msg::decode(&sent[0].1[0]).expect("msg"), Msg::ClientDisconnected { gate: 1, client, owner: boot });

@@ -2,6 +2,7 @@
 //! dispatcher and gate state machines, and the `run` functions that wire each to the `net`
 //! runtime. Never touches a socket or the clock itself: time is passed in.
 
+pub mod aoi;
 pub mod attr;
 pub mod dispatcher;
 pub mod entity;
@@ -9,6 +10,7 @@ pub mod game;
 pub mod gate;
 mod links;
 pub mod proc;
+pub mod space;
 pub mod timer;
 pub mod world;
 

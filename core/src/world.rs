@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use oxworld_net::attr_op::AttrOp;
-use oxworld_net::client_proto::{ErrorCode, ServerMsg};
+use oxworld_net::client_proto::{ErrorCode, Pos, ServerMsg};
 use oxworld_net::msg::{Caller, Msg};
 use oxworld_net::value::{decode_args, encode_args};
 use oxworld_net::wire::Reader;
@@ -20,6 +20,7 @@ use thiserror::Error;
 
 use crate::attr::{AttrSchema, Attrs, Audience, MapMut, filter_ops, touches_persistent};
 use crate::entity::{Args, CallError, EntityObj, Expose, Registry, RegistryError};
+use crate::space::{Sight, Spaces};
 use crate::timer::{TIMERS_PER_TICK, Timer, TimerId, Timers};
 
 /// Local operations run per [`World::tick`] before yielding to IO, so an entity that keeps
@@ -33,6 +34,30 @@ pub struct ClientRef {
     pub gate: u16,
     /// Client id.
     pub client: Id,
+}
+
+/// Why an entity could not enter a space.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpaceError {
+    /// No such space on this game (entering a space on another game needs migration).
+    #[error("space {0} is not on this game")]
+    NotLocal(Id),
+    /// Spaces do not enter spaces.
+    #[error("a space cannot enter a space")]
+    SpaceCannotEnter,
+}
+
+/// Default of `position_sync_interval_ms`.
+pub const DEFAULT_POSITION_SYNC: Duration = Duration::from_millis(100);
+
+/// Id of game `game`'s nil space: the bytes `oxw-nil-space!` followed by the game id
+/// (big-endian), the same across restarts.
+pub fn nil_space_id(game: u16) -> Id {
+    let mut b = [0u8; 16];
+    b[..14].copy_from_slice(b"oxw-nil-space!");
+    b[14..].copy_from_slice(&game.to_be_bytes());
+    Id(b)
 }
 
 /// Why a timer could not be added.
@@ -71,6 +96,8 @@ pub(crate) enum LocalOp {
     Call { target: Id, method: u32, args: Vec<Value>, caller: Caller },
     Create { ty: usize, id: Id },
     Destroy(Id),
+    EnterSpace { entity: Id, space: Id, pos: Pos },
+    CreateSpace { id: Id, kind: i64 },
 }
 
 /// Everything of the world except the entities themselves: what entity code may touch
@@ -87,6 +114,12 @@ pub(crate) struct WorldCore {
     stats: Stats,
     local_ids: rustc_hash::FxHashSet<Id>,
     timers: Timers,
+    spaces: Spaces,
+    /// Entity -> its client, for everything that reaches other entities' clients.
+    clients: FxHashMap<Id, ClientRef>,
+    nil_space: Id,
+    sync_interval: Duration,
+    next_sync: Instant,
 }
 
 impl WorldCore {
@@ -108,6 +141,19 @@ impl WorldCore {
             let visible: Vec<AttrOp> = filter_ops(&ops, schema, Audience::Own).cloned().collect();
             if !visible.is_empty() {
                 self.send_to_client(id, c, &ServerMsg::AttrOps { id, ops: visible });
+            }
+        }
+        let watchers = self.spaces.watchers(id);
+        if !watchers.is_empty() {
+            let visible: Vec<AttrOp> = filter_ops(&ops, schema, Audience::Others).cloned().collect();
+            if !visible.is_empty() {
+                let msg = ServerMsg::AttrOps { id, ops: visible };
+                for w in watchers {
+                    if let Some(&c) = self.clients.get(&w) {
+                        // Routed through the watcher: its client's stream stays in order.
+                        self.send_to_client(w, c, &msg);
+                    }
+                }
             }
         }
     }
@@ -190,6 +236,103 @@ impl Ctx<'_> {
     /// Cancels one of this entity's timers; false if it was not live.
     pub fn cancel_timer(&mut self, id: TimerId) -> bool {
         self.core.timers.cancel(self.id, id)
+    }
+
+    /// The space this entity is in (this game's nil space at first; `Id::NIL` for spaces).
+    pub fn space(&self) -> Id {
+        self.core.spaces.spatial(self.id).map(|s| s.space).unwrap_or(Id::NIL)
+    }
+
+    /// This game's nil space.
+    pub fn nil_space(&self) -> Id {
+        self.core.nil_space
+    }
+
+    /// Kind of space `space` if it is on this game.
+    pub fn space_kind(&self, space: Id) -> Option<i64> {
+        self.core.spaces.space(space).map(|s| s.kind)
+    }
+
+    /// Position and yaw.
+    pub fn position(&self) -> Pos {
+        self.core.spaces.spatial(self.id).map(|s| s.pos).unwrap_or_default()
+    }
+
+    /// Moves this entity (also in the nil space and without AOI). Neighbours are updated
+    /// after the current handler; clients get the new position at the next position sync.
+    pub fn set_position(&mut self, x: f32, y: f32, z: f32) {
+        let yaw = self.position().yaw;
+        self.core.spaces.move_to(self.id, Pos { x, y, z, yaw });
+    }
+
+    /// Turns this entity to `yaw` degrees.
+    pub fn set_yaw(&mut self, yaw: f32) {
+        let p = self.position();
+        self.core.spaces.move_to(self.id, Pos { yaw, ..p });
+    }
+
+    /// Turns this entity towards point (x, z): yaw 0 faces +Z, 90 faces +X.
+    pub fn face_to(&mut self, x: f32, z: f32) {
+        let p = self.position();
+        let (dx, dz) = (x - p.x, z - p.z);
+        if dx != 0.0 || dz != 0.0 {
+            self.set_yaw(dx.atan2(dz).to_degrees());
+        }
+    }
+
+    /// Lets (or stops letting) this entity's own client move it.
+    pub fn set_client_move(&mut self, on: bool) {
+        if let Some(sp) = self.core.spaces.spatial_mut(self.id) {
+            sp.client_move = on;
+        }
+    }
+
+    /// Changes this entity's AOI view radius (entities of types declared with `aoi` only).
+    pub fn set_aoi_radius(&mut self, radius: f32) {
+        self.core.spaces.set_radius(self.id, radius.max(0.0));
+    }
+
+    /// Entities this entity sees (its AOI neighbours).
+    pub fn neighbours(&self) -> Vec<Id> {
+        self.core.spaces.seen(self.id)
+    }
+
+    /// Enters `space` at `pos` once the current handler returns: the client (if any) sees the
+    /// old space and neighbours destroyed, then the new space and its neighbours created; the
+    /// spaces' and the entity's hooks run. The space must be on this game (moving to a space
+    /// on another game is migration, not built yet).
+    pub fn enter_space(&mut self, space: Id, pos: Pos) -> Result<(), SpaceError> {
+        if !self.core.spaces.is_space(space) {
+            return Err(SpaceError::NotLocal(space));
+        }
+        if self.core.spaces.is_space(self.id) {
+            return Err(SpaceError::SpaceCannotEnter);
+        }
+        self.core.local.push_back(LocalOp::EnterSpace { entity: self.id, space, pos });
+        Ok(())
+    }
+
+    /// Creates a space of kind `kind` on this game (an instance of the registered space
+    /// type); it exists once the current handler returns.
+    pub fn create_space_locally(&mut self, kind: i64) -> Id {
+        let id = self.core.ids.next(self.core.unix_ms());
+        self.core.local_ids.insert(id);
+        self.core.local.push_back(LocalOp::CreateSpace { id, kind });
+        id
+    }
+
+    /// Calls `method` on the own client and on the client of every entity that sees this one.
+    pub fn call_all_clients(&mut self, method: &str, args: Vec<Value>) {
+        self.flush_attrs();
+        let msg = ServerMsg::Call { id: self.id, method: method.to_owned(), args };
+        if let Some(c) = *self.client {
+            self.core.send_to_client(self.id, c, &msg);
+        }
+        for w in self.core.spaces.watchers(self.id) {
+            if let Some(&c) = self.core.clients.get(&w) {
+                self.core.send_to_client(w, c, &msg);
+            }
+        }
     }
 
     /// This entity's id.
@@ -285,6 +428,11 @@ impl Ctx<'_> {
     }
 }
 
+/// The space type used when a game registers none.
+struct BuiltinSpace;
+
+impl crate::entity::Entity for BuiltinSpace {}
+
 /// The entities of one game and everything they act on.
 pub struct World {
     core: WorldCore,
@@ -305,10 +453,15 @@ impl World {
         seed: u64,
         clock_base: (Instant, u64),
     ) -> Result<World, RegistryError> {
+        let mut reg = reg;
         let boot = boot_override.or(reg.boot_type).unwrap_or("Boot");
         reg.validate(boot)?;
         let boot_ty = reg.type_index(boot).ok_or_else(|| RegistryError::UnknownBootType(boot.to_owned()))?;
-        Ok(World {
+        if reg.space_type.is_none() {
+            reg.space("__space__", || BuiltinSpace);
+        }
+        let nil_space = nil_space_id(game_id);
+        let mut w = World {
             core: WorldCore {
                 game_id,
                 n_dispatchers: n_dispatchers.max(1),
@@ -321,11 +474,168 @@ impl World {
                 stats: Stats::default(),
                 local_ids: Default::default(),
                 timers: Timers::default(),
+                spaces: Spaces::default(),
+                clients: FxHashMap::default(),
+                nil_space,
+                sync_interval: DEFAULT_POSITION_SYNC,
+                next_sync: clock_base.0,
             },
             reg,
             entities: FxHashMap::default(),
             boot_ty,
-        })
+        };
+        w.create_space_now(nil_space, 0);
+        Ok(w)
+    }
+
+    /// Sets how often moved entities' positions are sent to clients (`position_sync_interval_ms`).
+    pub fn set_position_sync_interval(&mut self, every: Duration) {
+        self.core.sync_interval = every.max(Duration::from_millis(5));
+    }
+
+    /// This game's nil space.
+    pub fn nil_space(&self) -> Id {
+        self.core.nil_space
+    }
+
+    /// Position of a local entity.
+    pub fn position_of(&self, id: Id) -> Option<Pos> {
+        self.core.spaces.spatial(id).map(|s| s.pos)
+    }
+
+    /// Space of a local entity.
+    pub fn space_of(&self, id: Id) -> Option<Id> {
+        self.core.spaces.spatial(id).map(|s| s.space)
+    }
+
+    fn create_space_now(&mut self, id: Id, kind: i64) {
+        let Some(ty) = self.reg.space_type else { return };
+        self.core.spaces.add_space(id, kind, id != self.core.nil_space);
+        let slot = Slot { ty, obj: Some((self.reg.types[ty].factory)()), client: None, attrs: Attrs::default() };
+        self.entities.insert(id, slot);
+        self.core.local_ids.insert(id);
+        self.core.send(id, Msg::EntityCreated { id });
+        self.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
+            e.on_created(ctx);
+            Ok(())
+        });
+    }
+
+    /// The create message for `target` as seen by a client that is not its own.
+    fn create_msg(&self, target: Id, is_player: bool) -> Option<ServerMsg> {
+        let slot = self.entities.get(&target)?;
+        let ty = &self.reg.types[slot.ty];
+        let audience = if is_player { Audience::Own } else { Audience::Others };
+        let mut attrs = slot.attrs.snapshot(&ty.schema, audience);
+        if let (Some(sp), Value::Map(m)) = (self.core.spaces.space(target), &mut attrs) {
+            m.insert("_kind".to_owned(), Value::Int(sp.kind));
+        }
+        let pos = self.core.spaces.spatial(target).map(|s| s.pos).unwrap_or_default();
+        Some(ServerMsg::CreateEntity { is_player, id: target, type_name: ty.name.to_owned(), attrs, pos })
+    }
+
+    /// Tells watchers' clients who appeared and disappeared.
+    fn dispatch_sights(&mut self, sights: &[Sight]) {
+        for s in sights {
+            let Some(&c) = self.core.clients.get(&s.watcher) else { continue };
+            if s.enter {
+                if let Some(msg) = self.create_msg(s.target, false) {
+                    self.core.send_to_client(s.watcher, c, &msg);
+                }
+            } else {
+                self.core.send_to_client(s.watcher, c, &ServerMsg::DestroyEntity { id: s.target });
+            }
+        }
+    }
+
+    /// Takes `entity` out of its space: clients lose sight, hooks run. Returns the old space.
+    fn leave_space(&mut self, entity: Id) -> Option<Id> {
+        let mut sights = Vec::new();
+        let old = self.core.spaces.leave(entity, &mut sights)?;
+        self.dispatch_sights(&sights);
+        if old != self.core.nil_space
+            && let Some(&c) = self.core.clients.get(&entity)
+        {
+            self.core.send_to_client(entity, c, &ServerMsg::DestroyEntity { id: old });
+        }
+        self.with_entity(old, Caller::Server(Id::NIL), |e, ctx| {
+            e.on_entity_leave_space(ctx, entity);
+            Ok(())
+        });
+        self.with_entity(entity, Caller::Server(Id::NIL), |e, ctx| {
+            e.on_leave_space(ctx, old);
+            Ok(())
+        });
+        Some(old)
+    }
+
+    /// Puts `entity` into local `space` at `pos`: its client sees the space, then neighbours.
+    fn join_space(&mut self, entity: Id, space: Id, pos: Pos) {
+        let Some(slot) = self.entities.get(&entity) else { return };
+        let radius = self.reg.types[slot.ty].aoi_radius;
+        let radius = self.core.spaces.spatial(entity).and_then(|s| s.radius).or(radius);
+        if space != self.core.nil_space
+            && let Some(&c) = self.core.clients.get(&entity)
+            && let Some(msg) = self.create_msg(space, false)
+        {
+            self.core.send_to_client(entity, c, &msg);
+        }
+        let mut sights = Vec::new();
+        self.core.spaces.join(entity, space, pos, radius, &mut sights);
+        self.dispatch_sights(&sights);
+        self.with_entity(space, Caller::Server(Id::NIL), |e, ctx| {
+            e.on_entity_enter_space(ctx, entity);
+            Ok(())
+        });
+        self.with_entity(entity, Caller::Server(Id::NIL), |e, ctx| {
+            e.on_enter_space(ctx);
+            Ok(())
+        });
+    }
+
+    fn enter_space_now(&mut self, entity: Id, space: Id, pos: Pos) {
+        if !self.entities.contains_key(&entity) || !self.core.spaces.is_space(space) {
+            warn!("game{}: {entity} cannot enter {space}: gone", self.core.game_id);
+            return;
+        }
+        if self.core.spaces.spatial(entity).is_some_and(|s| s.space == space) {
+            self.core.spaces.move_to(entity, pos);
+            return;
+        }
+        self.leave_space(entity);
+        self.join_space(entity, space, pos);
+    }
+
+    /// Applies pending moves (AOI) and, every sync interval, sends moved positions to the
+    /// clients that see them.
+    fn sync_spaces(&mut self, now: Instant) {
+        let mut sights = Vec::new();
+        self.core.spaces.flush(&mut sights);
+        self.dispatch_sights(&sights);
+        if now < self.core.next_sync {
+            return;
+        }
+        self.core.next_sync = now + self.core.sync_interval;
+        let moved = self.core.spaces.take_moved();
+        if moved.is_empty() {
+            return;
+        }
+        // Per recipient (the owner entity of a client): the entries it must get.
+        let mut per: FxHashMap<Id, (ClientRef, Vec<(Id, Pos)>)> = FxHashMap::default();
+        for (id, pos) in moved {
+            let client_driven = self.core.spaces.spatial(id).is_some_and(|s| s.client_move);
+            if !client_driven && let Some(&c) = self.core.clients.get(&id) {
+                per.entry(id).or_insert_with(|| (c, Vec::new())).1.push((id, pos));
+            }
+            for w in self.core.spaces.watchers(id) {
+                if let Some(&c) = self.core.clients.get(&w) {
+                    per.entry(w).or_insert_with(|| (c, Vec::new())).1.push((id, pos));
+                }
+            }
+        }
+        for (owner, (c, entries)) in per {
+            self.core.send_to_client(owner, c, &ServerMsg::Positions { entries });
+        }
     }
 
     /// Counters so far.
@@ -415,6 +725,15 @@ impl World {
                     self.detach_client(id);
                 }
             }
+            Msg::ClientMove { client, id, pos } => {
+                let allowed = self.core.clients.get(&id).is_some_and(|c| c.client == client)
+                    && self.core.spaces.spatial(id).is_some_and(|s| s.client_move);
+                if allowed {
+                    self.core.spaces.move_to(id, Pos { x: pos[0], y: pos[1], z: pos[2], yaw: pos[3] });
+                } else {
+                    debug!("game{}: client move of {id} refused", self.core.game_id);
+                }
+            }
             Msg::GameUp { game } => {
                 self.core.online_games.insert(game);
             }
@@ -437,11 +756,16 @@ impl World {
             self.run_call(entity, method, args, Caller::Server(entity));
             self.run_local(LOCAL_OPS_PER_TICK);
         }
+        self.sync_spaces(now);
     }
 
-    /// When [`World::tick`] should next run for timers.
+    /// When [`World::tick`] should next run (timers, position sync).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.core.timers.next_deadline()
+        let sync = Some(self.core.next_sync);
+        match (self.core.timers.next_deadline(), sync) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Number of live timers.
@@ -471,6 +795,8 @@ impl World {
                     self.core.send(id, Msg::EntityCreated { id });
                 }
                 LocalOp::Destroy(id) => self.destroy_entity(id),
+                LocalOp::EnterSpace { entity, space, pos } => self.enter_space_now(entity, space, pos),
+                LocalOp::CreateSpace { id, kind } => self.create_space_now(id, kind),
             }
         }
         if !self.core.local.is_empty() {
@@ -491,6 +817,9 @@ impl World {
         let slot = Slot { ty, obj: Some(obj), client: None, attrs: Attrs::default() };
         self.entities.insert(id, slot);
         self.core.local_ids.insert(id);
+        let radius = self.reg.types[ty].aoi_radius;
+        let mut sights = Vec::new();
+        self.core.spaces.join(id, self.core.nil_space, Pos::default(), radius, &mut sights);
         self.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
             e.on_created(ctx);
             Ok(())
@@ -507,14 +836,21 @@ impl World {
             return;
         };
         slot.client = Some(c);
-        let ty = &self.reg.types[slot.ty];
-        let msg = ServerMsg::CreateEntity {
-            is_player: true,
-            id,
-            type_name: ty.name.to_owned(),
-            attrs: slot.attrs.snapshot(&ty.schema, Audience::Own),
-        };
-        self.core.send_to_client(id, c, &msg);
+        self.core.clients.insert(id, c);
+        if let Some(msg) = self.create_msg(id, true) {
+            self.core.send_to_client(id, c, &msg);
+        }
+        if let Some(space) = self.space_of(id)
+            && space != self.core.nil_space
+            && let Some(msg) = self.create_msg(space, false)
+        {
+            self.core.send_to_client(id, c, &msg);
+        }
+        for n in self.core.spaces.seen(id) {
+            if let Some(msg) = self.create_msg(n, false) {
+                self.core.send_to_client(id, c, &msg);
+            }
+        }
         self.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
             e.on_client_connected(ctx);
             Ok(())
@@ -525,6 +861,7 @@ impl World {
         if let Some(s) = self.entities.get_mut(&id) {
             s.client = None;
         }
+        self.core.clients.remove(&id);
         self.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
             e.on_client_disconnected(ctx);
             Ok(())
@@ -532,9 +869,22 @@ impl World {
     }
 
     fn destroy_entity(&mut self, id: Id) {
+        if !self.entities.contains_key(&id) {
+            return;
+        }
+        if let Some(members) = self.core.spaces.space(id).map(|s| s.members.iter().copied().collect::<Vec<Id>>()) {
+            for m in members {
+                self.destroy_entity(m);
+            }
+            self.core.spaces.remove_space(id);
+        } else {
+            self.leave_space(id);
+            self.core.spaces.forget(id);
+        }
         let Some(mut slot) = self.entities.remove(&id) else {
             return;
         };
+        self.core.clients.remove(&id);
         self.core.local_ids.remove(&id);
         self.core.timers.remove_entity(id);
         if let Some(mut obj) = slot.obj.take() {
@@ -741,6 +1091,46 @@ mod tests {
         }
     }
 
+    /// A player in spaces: aoi radius 10, an all_clients attribute, space hooks recorded.
+    #[derive(Default)]
+    struct Player;
+    impl Entity for Player {
+        fn on_enter_space(&mut self, ctx: &mut Ctx<'_>) {
+            let kind = ctx.space_kind(ctx.space()).unwrap_or(-1);
+            ctx.attrs().set("entered_kind", kind);
+        }
+        fn on_client_disconnected(&mut self, ctx: &mut Ctx<'_>) {
+            ctx.destroy();
+        }
+    }
+    impl Player {
+        fn go(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+            let space = args.id(0)?;
+            let x = args.get(1)?.as_float().unwrap_or(0.0) as f32;
+            ctx.enter_space(space, Pos::at(x, 0.0, 0.0)).map_err(|e| CallError::Failed(e.to_string()))
+        }
+        fn walk(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+            let x = args.get(0)?.as_float().unwrap_or(0.0) as f32;
+            ctx.set_position(x, 0.0, 0.0);
+            Ok(())
+        }
+        fn shout(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+            ctx.attrs().set("mood", "loud");
+            ctx.call_all_clients("shout", vec![]);
+            Ok(())
+        }
+    }
+
+    /// A space that counts who entered.
+    #[derive(Default)]
+    struct Arena;
+    impl Entity for Arena {
+        fn on_entity_enter_space(&mut self, ctx: &mut Ctx<'_>, _entity: Id) {
+            let n = ctx.attrs().int("entered");
+            ctx.attrs().set("entered", n + 1);
+        }
+    }
+
     struct Helper;
     impl Entity for Helper {}
     impl Helper {
@@ -765,6 +1155,14 @@ mod tests {
             .attr("level", crate::attr::AttrFlags::ALL_CLIENTS)
             .attr("bag", crate::attr::AttrFlags::CLIENT);
         reg.entity("Helper", || Helper).method("ping", Expose::Server, Helper::ping);
+        reg.entity("Player", Player::default)
+            .aoi(10.0)
+            .attr("mood", crate::attr::AttrFlags::ALL_CLIENTS)
+            .attr("entered_kind", crate::attr::AttrFlags::CLIENT)
+            .method("go", Expose::OwnClient, Player::go)
+            .method("walk", Expose::OwnClient, Player::walk)
+            .method("shout", Expose::OwnClient, Player::shout);
+        reg.space("Arena", Arena::default).attr("entered", crate::attr::AttrFlags::ALL_CLIENTS);
         reg.boot("Boot");
         let now = Instant::now();
         World::new(reg, 1, 2, None, 42, (now, 1_700_000_000_000)).expect("valid registry")
@@ -840,7 +1238,7 @@ mod tests {
         w.handle(t0, Msg::Call { target: BOOT, method: method_id("start_ticking"), args: enc, caller });
         client_msgs(&mut w);
         assert_eq!(w.timer_count(), 2);
-        assert_eq!(w.next_deadline(), Some(t0 + Duration::from_millis(100)));
+        assert_eq!(w.core.timers.next_deadline(), Some(t0 + Duration::from_millis(100)));
         let mut seen = Vec::new();
         for step in 1..=6u64 {
             w.tick(t0 + Duration::from_millis(50 * step));
@@ -861,6 +1259,123 @@ mod tests {
         w.handle(t0, Msg::Call { target: BOOT, method: method_id("start_ticking"), args: b, caller });
         w.handle(t0, Msg::ClientDisconnected { gate: GATE, client: CLIENT, owner: BOOT });
         assert_eq!(w.timer_count(), 0);
+    }
+
+    /// Client messages per client id.
+    fn per_client(w: &mut World) -> std::collections::HashMap<Id, Vec<ServerMsg>> {
+        let mut m: std::collections::HashMap<Id, Vec<ServerMsg>> = Default::default();
+        for (_, msg) in w.drain_output() {
+            if let Msg::ToClient { client, payload, .. } = msg {
+                m.entry(client).or_default().push(ServerMsg::decode(&payload).expect("valid"));
+            }
+        }
+        m
+    }
+
+    fn args(v: Vec<Value>) -> Vec<u8> {
+        let mut b = Vec::new();
+        encode_args(&v, &mut b);
+        b
+    }
+
+    #[test]
+    fn spaces_aoi_and_client_views() {
+        let mut reg_world = world();
+        let w = &mut reg_world;
+        let t0 = Instant::now();
+        // Two players (boot override: Player) on clients A and B.
+        let (ca, cb) = (Id([0xa0; 16]), Id([0xb0; 16]));
+        let (pa, pb) = (Id([0x0a; 16]), Id([0x0b; 16]));
+        let ty = w.reg.type_index("Player").expect("registered");
+        w.create(ty, pa, Some(ClientRef { gate: GATE, client: ca }));
+        w.create(ty, pb, Some(ClientRef { gate: GATE, client: cb }));
+        assert_eq!(w.space_of(pa), Some(w.nil_space()));
+        per_client(w);
+        // A space of kind 7, created by entity code (a local op), then both enter it.
+        let space = {
+            let mut ctx_space = Id::NIL;
+            w.with_entity(pa, Caller::Server(Id::NIL), |_, ctx| {
+                ctx_space = ctx.create_space_locally(7);
+                Ok(())
+            });
+            w.run_local(10);
+            ctx_space
+        };
+        let call = |w: &mut World, client: Id, target: Id, m: &str, a: Vec<Value>| {
+            let caller = Caller::Client { gate: GATE, client };
+            w.handle(t0, Msg::Call { target, method: method_id(m), args: args(a), caller });
+        };
+        call(w, ca, pa, "go", vec![id_value(space), Value::Float(0.0)]);
+        let msgs = per_client(w);
+        let a_msgs = &msgs[&ca];
+        assert!(
+            matches!(&a_msgs[0], ServerMsg::CreateEntity { id, is_player: false, attrs, .. }
+            if *id == space && matches!(attrs, Value::Map(m) if m.get("_kind") == Some(&Value::Int(7)))),
+            "{a_msgs:?}"
+        );
+        call(w, cb, pb, "go", vec![id_value(space), Value::Float(5.0)]);
+        let msgs = per_client(w);
+        // B sees the space then A; A sees B appear (both radius 10, distance 5).
+        let b_ids: Vec<Id> = msgs[&cb]
+            .iter()
+            .filter_map(|m| match m {
+                ServerMsg::CreateEntity { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(b_ids, vec![space, pa], "{:?}", msgs[&cb]);
+        assert!(msgs[&ca].iter().any(|m| matches!(m, ServerMsg::CreateEntity { id, .. } if *id == pb)));
+        // all_clients attributes and call_all_clients reach the neighbour's client.
+        call(w, ca, pa, "shout", vec![]);
+        let msgs = per_client(w);
+        assert!(msgs[&cb].iter().any(|m| matches!(m, ServerMsg::AttrOps { id, .. } if *id == pa)), "{:?}", msgs[&cb]);
+        assert!(
+            msgs[&cb].iter().any(|m| matches!(m, ServerMsg::Call { id, method, .. } if *id == pa && method == "shout"))
+        );
+        // Walking out of range: leave after the tick (not inside the handler).
+        call(w, cb, pb, "walk", vec![Value::Float(50.0)]);
+        assert!(per_client(w).values().flatten().all(|m| !matches!(m, ServerMsg::DestroyEntity { .. })));
+        w.tick(t0 + Duration::from_millis(200));
+        let msgs = per_client(w);
+        assert!(msgs[&ca].contains(&ServerMsg::DestroyEntity { id: pb }), "{msgs:?}");
+        assert!(msgs[&cb].contains(&ServerMsg::DestroyEntity { id: pa }));
+        // B's own client gets its position at the sync.
+        assert!(msgs[&cb].iter().any(|m| matches!(m, ServerMsg::Positions { entries } if entries[0].0 == pb)));
+        // Destroying the space destroys its entities; clients see neighbours, space, self go.
+        call(w, cb, pb, "walk", vec![Value::Float(1.0)]);
+        w.tick(t0 + Duration::from_millis(400));
+        per_client(w);
+        w.destroy_entity(space);
+        assert!(!w.has_entity(pa) && !w.has_entity(pb) && !w.has_entity(space));
+        let msgs = per_client(w);
+        let a_destroys: Vec<Id> = msgs[&ca]
+            .iter()
+            .filter_map(|m| match m {
+                ServerMsg::DestroyEntity { id } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(a_destroys.last(), Some(&pa), "own entity last: {a_destroys:?}");
+        assert!(a_destroys.contains(&space));
+    }
+
+    #[test]
+    fn set_position_works_without_aoi_and_client_moves_need_permission() {
+        let mut w = booted();
+        let t0 = Instant::now();
+        w.handle(t0, Msg::ClientMove { client: CLIENT, id: BOOT, pos: [3.0, 0.0, 4.0, 0.0] });
+        assert_eq!(w.position_of(BOOT), Some(Pos::default()), "client movement not enabled");
+        w.with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
+            ctx.set_client_move(true);
+            ctx.set_position(1.0, 2.0, 3.0);
+            ctx.face_to(1.0, 10.0);
+            Ok(())
+        });
+        assert_eq!(w.position_of(BOOT), Some(Pos { x: 1.0, y: 2.0, z: 3.0, yaw: 0.0 }));
+        w.handle(t0, Msg::ClientMove { client: Id([9; 16]), id: BOOT, pos: [3.0, 0.0, 4.0, 0.0] });
+        assert_eq!(w.position_of(BOOT).map(|p| p.x), Some(1.0), "another client's move is refused");
+        w.handle(t0, Msg::ClientMove { client: CLIENT, id: BOOT, pos: [3.0, 0.0, 4.0, 90.0] });
+        assert_eq!(w.position_of(BOOT), Some(Pos { x: 3.0, y: 0.0, z: 4.0, yaw: 90.0 }));
     }
 
     #[test]
@@ -922,7 +1437,7 @@ mod tests {
     fn local_create_and_call_roundtrip() {
         let mut w = booted();
         client_call(&mut w, CLIENT, BOOT, "spawn_local", vec![]);
-        assert_eq!(w.entity_count(), 2);
+        assert_eq!(w.entity_count(), 3, "nil space, boot and the new helper");
         let out: Vec<(usize, Msg)> = w.drain_output().collect();
         assert!(out.iter().any(|(_, m)| matches!(m, Msg::EntityCreated { .. })), "{out:?}");
         let pong = out.iter().find_map(|(_, m)| match m {
@@ -936,14 +1451,14 @@ mod tests {
     fn disconnect_destroys_once() {
         let mut w = booted();
         w.handle(Instant::now(), Msg::ClientDisconnected { gate: GATE, client: CLIENT, owner: BOOT });
-        assert_eq!(w.entity_count(), 0);
+        assert!(!w.has_entity(BOOT));
         let out: Vec<(usize, Msg)> = w.drain_output().collect();
         let destroyed = out.iter().filter(|(_, m)| matches!(m, Msg::EntityDestroyed { .. })).count();
         assert_eq!(destroyed, 1, "{out:?}");
         // A stale disconnect for another client id changes nothing.
         let mut w = booted();
         w.handle(Instant::now(), Msg::ClientDisconnected { gate: GATE, client: Id([1; 16]), owner: BOOT });
-        assert_eq!(w.entity_count(), 1);
+        assert!(w.has_entity(BOOT));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::client_proto::{ClientMsg, ServerMsg};
+use crate::client_proto::{ClientMsg, Pos, ServerMsg};
 use crate::frame::{Deframer, FrameError, begin_frame, finish_frame};
 use crate::id::{Id, method_id};
 use crate::value::Value;
@@ -53,6 +53,8 @@ pub struct Replica {
     pub type_name: String,
     /// Attributes visible to this client, kept up to date by `AttrOps`.
     pub attrs: Value,
+    /// Last known position, kept up to date by `Positions`.
+    pub pos: Pos,
 }
 
 impl ClientConn {
@@ -75,8 +77,8 @@ impl ClientConn {
             let msg = ServerMsg::decode(frame)?;
             match &msg {
                 ServerMsg::Welcome { client, .. } => self.client_id = Some(*client),
-                ServerMsg::CreateEntity { is_player, id, type_name, attrs } => {
-                    let replica = Replica { type_name: type_name.clone(), attrs: attrs.clone() };
+                ServerMsg::CreateEntity { is_player, id, type_name, attrs, pos } => {
+                    let replica = Replica { type_name: type_name.clone(), attrs: attrs.clone(), pos: *pos };
                     self.entities.insert(*id, replica);
                     if *is_player {
                         self.player = Some(*id);
@@ -86,6 +88,13 @@ impl ClientConn {
                     self.entities.remove(id);
                     if self.player == Some(*id) {
                         self.player = None;
+                    }
+                }
+                ServerMsg::Positions { entries } => {
+                    for (id, pos) in entries {
+                        if let Some(r) = self.entities.get_mut(id) {
+                            r.pos = *pos;
+                        }
                     }
                 }
                 ServerMsg::AttrOps { id, ops } => {
@@ -243,7 +252,13 @@ mod tests {
         let mut wire = Vec::new();
         for m in [
             ServerMsg::Welcome { version: 1, client: Id([1; 16]), idle_timeout_ms: 1000 },
-            ServerMsg::CreateEntity { is_player: true, id: Id([2; 16]), type_name: "A".into(), attrs: Value::Nil },
+            ServerMsg::CreateEntity {
+                is_player: true,
+                id: Id([2; 16]),
+                type_name: "A".into(),
+                attrs: Value::Nil,
+                pos: Default::default(),
+            },
         ] {
             let mut p = Vec::new();
             m.encode(&mut p);

@@ -13,6 +13,7 @@ pub const CLIENT_PROTOCOL_VERSION: u16 = 1;
 
 const C_CALL: u8 = 0x01;
 const C_HEARTBEAT: u8 = 0x02;
+const C_MOVE: u8 = 0x03;
 
 const S_WELCOME: u8 = 0x81;
 const S_CREATE: u8 = 0x82;
@@ -20,6 +21,41 @@ const S_DESTROY: u8 = 0x83;
 const S_CALL: u8 = 0x84;
 const S_ERROR: u8 = 0x85;
 const S_ATTRS: u8 = 0x86;
+const S_POSITIONS: u8 = 0x87;
+
+/// Position (x, y, z) and yaw (degrees) of an entity; four little-endian `f32` on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Pos {
+    /// X.
+    pub x: f32,
+    /// Y (height; AOI ignores it).
+    pub y: f32,
+    /// Z.
+    pub z: f32,
+    /// Facing, in degrees.
+    pub yaw: f32,
+}
+
+impl Pos {
+    /// A position with yaw 0.
+    pub const fn at(x: f32, y: f32, z: f32) -> Pos {
+        Pos { x, y, z, yaw: 0.0 }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        for f in [self.x, self.y, self.z, self.yaw] {
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Pos, DecodeError> {
+        let mut f = [0f32; 4];
+        for v in &mut f {
+            *v = f32::from_le_bytes(r.array("position")?);
+        }
+        Ok(Pos { x: f[0], y: f[1], z: f[2], yaw: f[3] })
+    }
+}
 
 /// A message from a client to its gate.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +71,14 @@ pub enum ClientMsg {
     },
     /// Keep-alive; any message refreshes the idle timer, this one carries nothing else.
     Heartbeat,
+    /// Client-driven movement of the client's own entity (accepted only for the client's
+    /// player entity, and only if the game enabled client movement for it).
+    Move {
+        /// The entity (must be the client's player).
+        id: Id,
+        /// New position and yaw.
+        pos: Pos,
+    },
 }
 
 impl ClientMsg {
@@ -48,6 +92,11 @@ impl ClientMsg {
                 encode_args(args, out);
             }
             ClientMsg::Heartbeat => out.push(C_HEARTBEAT),
+            ClientMsg::Move { id, pos } => {
+                out.push(C_MOVE);
+                out.extend_from_slice(&id.0);
+                pos.encode(out);
+            }
         }
     }
 
@@ -61,6 +110,7 @@ impl ClientMsg {
                 args: decode_args(&mut r)?,
             },
             C_HEARTBEAT => ClientMsg::Heartbeat,
+            C_MOVE => ClientMsg::Move { id: Id(r.array("entity id")?), pos: Pos::decode(&mut r)? },
             t => return Err(DecodeError::UnknownType(t)),
         };
         r.finish()?;
@@ -128,8 +178,10 @@ pub enum ServerMsg {
         id: Id,
         /// Its registered type name.
         type_name: String,
-        /// Its client-visible attributes (a map; empty for now).
+        /// Its client-visible attributes (a map).
         attrs: Value,
+        /// Its position and yaw.
+        pos: Pos,
     },
     /// The entity is gone for this client.
     DestroyEntity {
@@ -144,6 +196,12 @@ pub enum ServerMsg {
         method: String,
         /// Arguments.
         args: Vec<Value>,
+    },
+    /// New positions of entities this client knows (sent every position sync interval for the
+    /// entities that moved). Entries for unknown entities must be ignored.
+    Positions {
+        /// (entity, position) pairs.
+        entries: Vec<(Id, Pos)>,
     },
     /// Changes to the attributes of entity `id`, to apply in order to the client's copy.
     AttrOps {
@@ -180,12 +238,21 @@ impl ServerMsg {
                 out.extend_from_slice(&client.0);
                 out.extend_from_slice(&idle_timeout_ms.to_le_bytes());
             }
-            ServerMsg::CreateEntity { is_player, id, type_name, attrs } => {
+            ServerMsg::CreateEntity { is_player, id, type_name, attrs, pos } => {
                 out.push(S_CREATE);
                 out.push(u8::from(*is_player));
                 out.extend_from_slice(&id.0);
                 put_bytes(out, type_name.as_bytes());
                 attrs.encode(out);
+                pos.encode(out);
+            }
+            ServerMsg::Positions { entries } => {
+                out.push(S_POSITIONS);
+                crate::wire::put_len(out, entries.len());
+                for (id, pos) in entries {
+                    out.extend_from_slice(&id.0);
+                    pos.encode(out);
+                }
             }
             ServerMsg::DestroyEntity { id } => {
                 out.push(S_DESTROY);
@@ -230,7 +297,17 @@ impl ServerMsg {
                 id: Id(r.array("entity id")?),
                 type_name: r.str("type name")?.to_owned(),
                 attrs: Value::decode(&mut r)?,
+                pos: Pos::decode(&mut r)?,
             },
+            S_POSITIONS => {
+                // Each entry is a 16-byte id and four f32.
+                let n = r.count("position count", 32)?;
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    entries.push((Id(r.array("entity id")?), Pos::decode(&mut r)?));
+                }
+                ServerMsg::Positions { entries }
+            }
             S_DESTROY => ServerMsg::DestroyEntity { id: Id(r.array("entity id")?) },
             S_CALL => ServerMsg::Call {
                 id: Id(r.array("entity id")?),
@@ -279,6 +356,7 @@ mod tests {
         vec![
             ClientMsg::Call { target: Id([3; 16]), method: method_id("echo"), args: vec![Value::from("hi")] },
             ClientMsg::Heartbeat,
+            ClientMsg::Move { id: Id([4; 16]), pos: Pos { x: 1.0, y: 2.0, z: 3.0, yaw: 45.0 } },
         ]
     }
 
@@ -290,10 +368,14 @@ mod tests {
                 id: Id([2; 16]),
                 type_name: "Account".into(),
                 attrs: Value::Map(Default::default()),
+                pos: Pos { x: 1.5, y: 0.0, z: -2.0, yaw: 90.0 },
             },
             ServerMsg::DestroyEntity { id: Id([2; 16]) },
             ServerMsg::Call { id: Id([2; 16]), method: "echo_reply".into(), args: vec![Value::Int(1)] },
             ServerMsg::error(ErrorCode::NotExposed, Id([2; 16]), 9, "nope"),
+            ServerMsg::Positions {
+                entries: vec![(Id([2; 16]), Pos::at(1.0, 2.0, 3.0)), (Id([3; 16]), Pos::default())],
+            },
             ServerMsg::AttrOps {
                 id: Id([2; 16]),
                 ops: vec![crate::attr_op::AttrOp::MapSet { path: vec![], key: "hp".into(), value: Value::Int(3) }],
@@ -376,13 +458,14 @@ mod tests {
                 id,
                 type_name: "Account".into(),
                 attrs: Value::Map(Default::default()),
+                pos: Pos::default(),
             }
             .encode(b)
         });
         assert_eq!(
             create,
             hex(
-                "22 00 00 00 82 01 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 07 00 00 00 41 63 63 6f 75 6e 74 08 00 00 00 00"
+                "32 00 00 00 82 01 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 07 00 00 00 41 63 63 6f 75 6e 74 08 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00"
             )
         );
         assert_eq!(framed(|b| ClientMsg::Heartbeat.encode(b)), hex("01 00 00 00 02"));

@@ -142,6 +142,15 @@ pub enum Msg {
         /// Who calls.
         caller: Caller,
     },
+    /// Gate -> dispatcher(id) -> game: the client moved its own entity `id`.
+    ClientMove {
+        /// The client.
+        client: Id,
+        /// Its player entity.
+        id: Id,
+        /// x, y, z, yaw.
+        pos: [f32; 4],
+    },
     /// Game -> dispatcher -> gate: deliver an encoded client message (`ServerMsg`).
     ToClient {
         /// Gate holding the client.
@@ -194,6 +203,7 @@ impl Msg {
             Msg::EntityCreated { .. } => "EntityCreated",
             Msg::EntityDestroyed { .. } => "EntityDestroyed",
             Msg::Call { .. } => "Call",
+            Msg::ClientMove { .. } => "ClientMove",
             Msg::ToClient { .. } => "ToClient",
         }
     }
@@ -227,6 +237,7 @@ mod tests {
             Msg::EntityDestroyed { id: a },
             Msg::Call { target: a, method: 7, args: vec![0, 0, 0, 0], caller: Caller::Server(b) },
             Msg::Call { target: a, method: 7, args: vec![], caller: Caller::Client { gate: 1, client: b } },
+            Msg::ClientMove { client: a, id: b, pos: [1.0, 2.0, 3.0, 90.0] },
             Msg::ToClient { gate: 1, client: a, payload: vec![0x83; 17] },
         ]
     }
