@@ -49,6 +49,8 @@ pub struct DispatcherApp {
     gates: BTreeMap<u16, ConnId>,
     routes: FxHashMap<Id, u16>,
     boot_rr: usize,
+    /// Last load each live game reported, bumped by each placement until the next report.
+    loads: BTreeMap<u16, u64>,
     pending_boots: VecDeque<(u16, Id, Id)>,
     stats: DispatcherStats,
     done: bool,
@@ -68,6 +70,7 @@ impl DispatcherApp {
             gates: BTreeMap::new(),
             routes: FxHashMap::default(),
             boot_rr: 0,
+            loads: BTreeMap::new(),
             pending_boots: VecDeque::new(),
             stats: DispatcherStats::default(),
             done: false,
@@ -158,8 +161,16 @@ impl DispatcherApp {
         }
     }
 
+    /// The live game with the least load (ties: lowest id); counts the placement.
+    fn least_loaded(&mut self) -> Option<u16> {
+        let g = self.games.keys().copied().min_by_key(|g| (self.loads.get(g).copied().unwrap_or(0), *g))?;
+        *self.loads.entry(g).or_insert(0) += 1;
+        Some(g)
+    }
+
     fn game_down(&mut self, game: u16, out: &mut Outbox) {
         self.games.remove(&game);
+        self.loads.remove(&game);
         let before = self.routes.len();
         self.routes.retain(|_, g| *g != game);
         info!("dispatcher{}: game{game} down; {} routes dropped", self.id, before - self.routes.len());
@@ -228,6 +239,19 @@ impl DispatcherApp {
                     self.routes.remove(&id);
                 }
             }
+            Msg::GameLoad { load } => {
+                self.loads.insert(game, u64::from(load));
+            }
+            Msg::CreateEntity { game: 0, id, type_name, data } => match self.least_loaded() {
+                Some(target) => {
+                    let msg = Msg::CreateEntity { game: target, id, type_name, data };
+                    self.on_game_msg(game, msg, out);
+                }
+                None => {
+                    self.stats.undeliverable += 1;
+                    warn!("dispatcher{}: create {type_name} {id} anywhere: no live game", self.id);
+                }
+            },
             Msg::CreateEntity { game: target, id, ref type_name, .. } => match self.games.get(&target) {
                 Some(&c) => {
                     self.routes.insert(id, target);
@@ -496,6 +520,26 @@ mod tests {
             );
             assert_eq!(got[0].0, ConnId(1));
         }
+    }
+
+    #[test]
+    fn anywhere_goes_to_the_least_loaded_live_game() {
+        let (mut d, mut out) = cluster();
+        feed(&mut d, &mut out, 1, enc(&Msg::GameLoad { load: 10 }));
+        feed(&mut d, &mut out, 2, enc(&Msg::GameLoad { load: 8 }));
+        let mut placed = Vec::new();
+        for i in 0..4u8 {
+            let m = Msg::CreateEntity { game: 0, id: Id([i; 16]), type_name: "X".into(), data: vec![] };
+            let got = feed(&mut d, &mut out, 1, enc(&m));
+            placed.push(got[0].0);
+        }
+        // Game 2 (load 8) takes two placements until it reaches game 1's load, then they alternate.
+        assert_eq!(placed, vec![ConnId(2), ConnId(2), ConnId(1), ConnId(2)]);
+        d.handle(Instant::now(), Event::Closed { conn: ConnId(2), reason: CloseReason::PeerClosed }, &mut out);
+        out.take_frames();
+        let m = Msg::CreateEntity { game: 0, id: Id([9; 16]), type_name: "X".into(), data: vec![] };
+        let got = feed(&mut d, &mut out, 1, enc(&m));
+        assert_eq!(got[0].0, ConnId(1), "a dead game is never chosen");
     }
 
     #[test]

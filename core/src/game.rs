@@ -14,12 +14,16 @@ use crate::links::{LinkEvent, Links};
 use crate::proc::ProcArgs;
 use crate::world::World;
 
+/// How often a game reports its load to every dispatcher.
+pub const LOAD_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One game's logic: its world and its links to the dispatchers.
 pub struct GameApp {
     id: u16,
     world: World,
     links: Links,
     last_now: Instant,
+    next_load_report: Instant,
     done: bool,
     fatal: Option<String>,
 }
@@ -30,7 +34,7 @@ impl GameApp {
         let addrs = cfg.dispatchers.iter().map(|d| d.advertise_addr).collect();
         let links =
             Links::new(format!("game{id}"), ProcKind::Game, id, cfg.secret.clone(), addrs, internal_opts(cfg), now);
-        GameApp { id, world, links, last_now: now, done: false, fatal: None }
+        GameApp { id, world, links, last_now: now, next_load_report: now, done: false, fatal: None }
     }
 
     /// The world (for tests and inspection).
@@ -85,6 +89,13 @@ impl App for GameApp {
         self.last_now = now;
         self.links.tick(now, out);
         self.world.tick(now);
+        if now >= self.next_load_report {
+            self.next_load_report = now + LOAD_REPORT_EVERY;
+            let msg = oxworld_net::msg::Msg::GameLoad { load: self.world.load() };
+            for d in 0..self.links.len() {
+                self.links.send(d, &msg, out);
+            }
+        }
         self.pump(out);
     }
 
@@ -92,10 +103,10 @@ impl App for GameApp {
         if self.world.has_local_work() {
             return Some(self.last_now);
         }
-        match (self.links.next_deadline(), self.world.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.links.next_deadline(), self.world.next_deadline(), Some(self.next_load_report)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn done(&self) -> bool {

@@ -48,6 +48,11 @@ pub enum SpaceError {
     SpaceCannotEnter,
 }
 
+/// `data` of a create message, or an empty argument list.
+fn args_or_empty(data: &[u8]) -> Vec<u8> {
+    if data.is_empty() { 0u32.to_le_bytes().to_vec() } else { data.to_vec() }
+}
+
 /// Default of `position_sync_interval_ms`.
 pub const DEFAULT_POSITION_SYNC: Duration = Duration::from_millis(100);
 
@@ -97,6 +102,7 @@ pub(crate) enum LocalOp {
     Create { ty: usize, id: Id },
     Destroy(Id),
     EnterSpace { entity: Id, space: Id, pos: Pos },
+    GiveClient { from: Id, to: Id },
     CreateSpace { id: Id, kind: i64 },
 }
 
@@ -422,6 +428,44 @@ impl Ctx<'_> {
         Ok(id)
     }
 
+    /// Creates an entity of `type_name` on the least-loaded live game (chosen by the new
+    /// entity's dispatcher from the loads games report every second).
+    pub fn create_entity_anywhere(&mut self, type_name: &str) -> Result<Id, CreateError> {
+        if self.reg.type_index(type_name).is_none() {
+            return Err(CreateError::UnknownType(type_name.to_owned()));
+        }
+        let id = self.core.ids.next(self.core.unix_ms());
+        self.core.send(id, Msg::CreateEntity { game: 0, id, type_name: type_name.to_owned(), data: Vec::new() });
+        Ok(id)
+    }
+
+    /// Creates a space of kind `kind` on the least-loaded live game.
+    pub fn create_space_anywhere(&mut self, kind: i64) -> Id {
+        let id = self.core.ids.next(self.core.unix_ms());
+        let type_name = self.reg.space_type.map(|t| self.reg.types[t].name).unwrap_or("__space__").to_owned();
+        let mut data = Vec::new();
+        encode_args(&[Value::Int(kind)], &mut data);
+        self.core.send(id, Msg::CreateEntity { game: 0, id, type_name, data });
+        id
+    }
+
+    /// Calls `method` on the nil space of every online game (this one included), exactly once
+    /// each: one message per game through that nil space's dispatcher.
+    pub fn call_nil_spaces(&mut self, method: &str, args: Vec<Value>) {
+        let games: Vec<u16> = self.core.online_games.iter().copied().collect();
+        for g in games {
+            self.call(nil_space_id(g), method, args.clone());
+        }
+    }
+
+    /// Hands this entity's client to local entity `other` once the current handler returns:
+    /// the client first sees this entity's view destroyed (neighbours, space, the entity), then
+    /// `other` created as its player with its space and neighbours. Hooks: this entity's
+    /// `on_client_disconnected`, then `other`'s `on_client_connected`.
+    pub fn give_client_to(&mut self, other: Id) {
+        self.core.local.push_back(LocalOp::GiveClient { from: self.id, to: other });
+    }
+
     /// Destroys this entity once the current handler returns.
     pub fn destroy(&mut self) {
         *self.destroy = true;
@@ -593,6 +637,40 @@ impl World {
         });
     }
 
+    /// Sends `owner`'s client the destroys of everything it shows for `owner`, routed via
+    /// `route` (so they stay ordered before what follows on that route), and unbinds it.
+    fn release_client(&mut self, owner: Id, route: Id) -> Option<ClientRef> {
+        let c = self.core.clients.remove(&owner)?;
+        for n in self.core.spaces.seen(owner) {
+            self.core.send_to_client(route, c, &ServerMsg::DestroyEntity { id: n });
+        }
+        if let Some(space) = self.space_of(owner)
+            && space != self.core.nil_space
+        {
+            self.core.send_to_client(route, c, &ServerMsg::DestroyEntity { id: space });
+        }
+        self.core.send_to_client(route, c, &ServerMsg::DestroyEntity { id: owner });
+        if let Some(s) = self.entities.get_mut(&owner) {
+            s.client = None;
+        }
+        self.with_entity(owner, Caller::Server(Id::NIL), |e, ctx| {
+            e.on_client_disconnected(ctx);
+            Ok(())
+        });
+        Some(c)
+    }
+
+    fn give_client_now(&mut self, from: Id, to: Id) {
+        if from == to || !self.entities.contains_key(&to) || !self.core.clients.contains_key(&from) {
+            warn!("game{}: give_client_to from {from} to {to}: no client or no such local entity", self.core.game_id);
+            return;
+        }
+        // A client already bound to `to` is released first (it sees `to` go away).
+        self.release_client(to, to);
+        let Some(c) = self.release_client(from, to) else { return };
+        self.attach_client(to, c);
+    }
+
     fn enter_space_now(&mut self, entity: Id, space: Id, pos: Pos) {
         if !self.entities.contains_key(&entity) || !self.core.spaces.is_space(space) {
             warn!("game{}: {entity} cannot enter {space}: gone", self.core.game_id);
@@ -682,11 +760,18 @@ impl World {
                 let c = ClientRef { gate, client };
                 self.create(self.boot_ty, boot, Some(c));
             }
-            Msg::CreateEntity { game, id, type_name, .. } => {
+            Msg::CreateEntity { game, id, type_name, data } => {
                 if game != self.core.game_id {
                     warn!("game{}: CreateEntity for game {game} delivered here; creating anyway", self.core.game_id);
                 }
                 match self.reg.type_index(&type_name) {
+                    Some(ty) if Some(ty) == self.reg.space_type => {
+                        let kind = decode_args(&mut Reader::new(&args_or_empty(&data)))
+                            .ok()
+                            .and_then(|a| a.first().and_then(Value::as_int))
+                            .unwrap_or(0);
+                        self.create_space_now(id, kind);
+                    }
                     Some(ty) => self.create(ty, id, None),
                     None => {
                         warn!("game{}: cannot create {id}: unknown entity type {type_name:?}", self.core.game_id);
@@ -768,6 +853,11 @@ impl World {
         }
     }
 
+    /// The load this game reports for placement: its live entities.
+    pub fn load(&self) -> u32 {
+        u32::try_from(self.entities.len()).unwrap_or(u32::MAX)
+    }
+
     /// Number of live timers.
     pub fn timer_count(&self) -> usize {
         self.core.timers.len()
@@ -797,6 +887,7 @@ impl World {
                 LocalOp::Destroy(id) => self.destroy_entity(id),
                 LocalOp::EnterSpace { entity, space, pos } => self.enter_space_now(entity, space, pos),
                 LocalOp::CreateSpace { id, kind } => self.create_space_now(id, kind),
+                LocalOp::GiveClient { from, to } => self.give_client_now(from, to),
             }
         }
         if !self.core.local.is_empty() {
@@ -1376,6 +1467,75 @@ mod tests {
         assert_eq!(w.position_of(BOOT).map(|p| p.x), Some(1.0), "another client's move is refused");
         w.handle(t0, Msg::ClientMove { client: CLIENT, id: BOOT, pos: [3.0, 0.0, 4.0, 90.0] });
         assert_eq!(w.position_of(BOOT), Some(Pos { x: 3.0, y: 0.0, z: 4.0, yaw: 90.0 }));
+    }
+
+    #[test]
+    fn give_client_to_destroys_old_view_before_creating_new_one_on_one_route() {
+        let mut w = booted();
+        let mut helper = Id::NIL;
+        w.with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
+            helper = ctx.create_entity_locally("Helper").map_err(|e| CallError::Failed(e.to_string()))?;
+            Ok(())
+        });
+        w.run_local(10);
+        w.drain_output().for_each(drop);
+        w.with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
+            ctx.give_client_to(helper);
+            Ok(())
+        });
+        w.run_local(10);
+        let out: Vec<(usize, Msg)> = w.drain_output().collect();
+        let route = helper.dispatcher_index(2);
+        let msgs: Vec<ServerMsg> = out
+            .iter()
+            .filter_map(|(d, m)| match m {
+                Msg::ToClient { payload, .. } => {
+                    assert_eq!(*d, route, "the whole hand-over travels on the new owner's route");
+                    ServerMsg::decode(payload).ok()
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(matches!(&msgs[0], ServerMsg::DestroyEntity { id } if *id == BOOT), "{msgs:?}");
+        assert!(matches!(&msgs[1], ServerMsg::CreateEntity { id, is_player: true, .. } if *id == helper), "{msgs:?}");
+        // The old owner lost its client (its on_client_disconnected destroyed it).
+        assert!(!w.has_entity(BOOT));
+        assert!(w.has_entity(helper));
+    }
+
+    #[test]
+    fn call_nil_spaces_reaches_each_game_once() {
+        let mut w = booted();
+        w.set_online_games(&[1, 2, 3]);
+        let calls_before = w.stats().calls;
+        w.with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
+            ctx.call_nil_spaces("hello", vec![]);
+            Ok(())
+        });
+        w.run_local(10);
+        let remote: Vec<Id> = w
+            .drain_output()
+            .filter_map(|(d, m)| match m {
+                Msg::Call { target, .. } => {
+                    assert_eq!(d, target.dispatcher_index(2));
+                    Some(target)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(remote, vec![nil_space_id(2), nil_space_id(3)]);
+        assert_eq!(w.stats().calls, calls_before + 1, "the local nil space got it once");
+    }
+
+    #[test]
+    fn create_space_anywhere_is_created_as_a_space() {
+        let mut w = world();
+        let mut data = Vec::new();
+        encode_args(&[Value::Int(5)], &mut data);
+        let id = Id([0x55; 16]);
+        w.handle(Instant::now(), Msg::CreateEntity { game: 1, id, type_name: "Arena".into(), data });
+        assert!(w.has_entity(id));
+        assert_eq!(w.core.spaces.space(id).map(|s| s.kind), Some(5));
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub enum Msg {
     },
     /// Game -> dispatcher(id) -> `game`: create an entity of `type_name` with id `id` there.
     CreateEntity {
-        /// Target game.
+        /// Target game; 0 = anywhere (the dispatcher picks the least-loaded live game).
         game: u16,
         /// New entity id.
         id: Id,
@@ -150,6 +150,12 @@ pub enum Msg {
         id: Id,
         /// x, y, z, yaw.
         pos: [f32; 4],
+    },
+    /// Game -> every dispatcher, every second: its load (live entities), for "anywhere"
+    /// placement.
+    GameLoad {
+        /// Live entities on the game.
+        load: u32,
     },
     /// Game -> dispatcher -> gate: deliver an encoded client message (`ServerMsg`).
     ToClient {
@@ -204,6 +210,7 @@ impl Msg {
             Msg::EntityDestroyed { .. } => "EntityDestroyed",
             Msg::Call { .. } => "Call",
             Msg::ClientMove { .. } => "ClientMove",
+            Msg::GameLoad { .. } => "GameLoad",
             Msg::ToClient { .. } => "ToClient",
         }
     }
@@ -238,6 +245,7 @@ mod tests {
             Msg::Call { target: a, method: 7, args: vec![0, 0, 0, 0], caller: Caller::Server(b) },
             Msg::Call { target: a, method: 7, args: vec![], caller: Caller::Client { gate: 1, client: b } },
             Msg::ClientMove { client: a, id: b, pos: [1.0, 2.0, 3.0, 90.0] },
+            Msg::GameLoad { load: 12 },
             Msg::ToClient { gate: 1, client: a, payload: vec![0x83; 17] },
         ]
     }
