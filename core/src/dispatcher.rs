@@ -16,6 +16,9 @@ use oxworld_net::msg::{Caller, INTERNAL_PROTOCOL_VERSION, Msg, ProcKind};
 use oxworld_net::runtime::{App, ConnId, Event, Outbox, Signal};
 use rustc_hash::FxHashMap;
 
+/// Messages held for one migrating entity; past this they fail (with an error to clients).
+pub const MAX_HELD_PER_ENTITY: usize = 100_000;
+
 /// Client logins held while no game is connected; past this they are refused.
 pub const MAX_PENDING_BOOTS: usize = 10_000;
 
@@ -49,6 +52,8 @@ pub struct DispatcherApp {
     gates: BTreeMap<u16, ConnId>,
     routes: FxHashMap<Id, u16>,
     boot_rr: usize,
+    /// Entities being migrated: messages for them are held here, in order.
+    held: FxHashMap<Id, VecDeque<Msg>>,
     /// Last load each live game reported, bumped by each placement until the next report.
     loads: BTreeMap<u16, u64>,
     pending_boots: VecDeque<(u16, Id, Id)>,
@@ -71,6 +76,7 @@ impl DispatcherApp {
             routes: FxHashMap::default(),
             boot_rr: 0,
             loads: BTreeMap::new(),
+            held: FxHashMap::default(),
             pending_boots: VecDeque::new(),
             stats: DispatcherStats::default(),
             done: false,
@@ -171,9 +177,16 @@ impl DispatcherApp {
     fn game_down(&mut self, game: u16, out: &mut Outbox) {
         self.games.remove(&game);
         self.loads.remove(&game);
+        // Entities of that game caught mid-migration: their held messages fail now.
+        let stuck: Vec<Id> = self.held.keys().filter(|e| self.routes.get(e) == Some(&game)).copied().collect();
         let before = self.routes.len();
         self.routes.retain(|_, g| *g != game);
         info!("dispatcher{}: game{game} down; {} routes dropped", self.id, before - self.routes.len());
+        for e in stuck {
+            for m in self.held.remove(&e).unwrap_or_default() {
+                self.undeliverable(e, m, out);
+            }
+        }
         for &c in self.games.values() {
             Self::send(out, c, &Msg::GameDown { game });
         }
@@ -211,11 +224,26 @@ impl DispatcherApp {
 
     /// Forwards an entity-addressed message to the entity's game.
     fn route(&mut self, target: Id, msg: Msg, out: &mut Outbox) {
+        if let Some(q) = self.held.get_mut(&target) {
+            if q.len() < MAX_HELD_PER_ENTITY {
+                q.push_back(msg);
+                return;
+            }
+            warn!("dispatcher{}: more than {MAX_HELD_PER_ENTITY} messages held for migrating {target}", self.id);
+            self.undeliverable(target, msg, out);
+            return;
+        }
         if let Some(c) = self.routes.get(&target).and_then(|g| self.games.get(g)) {
             Self::send(out, *c, &msg);
             self.stats.routed += 1;
             return;
         }
+        self.undeliverable(target, msg, out);
+    }
+
+    /// A message that cannot reach `target`: clients get an error, the rest is logged; all
+    /// counted.
+    fn undeliverable(&mut self, target: Id, msg: Msg, out: &mut Outbox) {
         self.stats.undeliverable += 1;
         match msg {
             Msg::Call { method, caller: Caller::Client { gate, client }, .. } => {
@@ -237,6 +265,39 @@ impl DispatcherApp {
             Msg::EntityDestroyed { id } => {
                 if self.routes.get(&id) == Some(&game) {
                     self.routes.remove(&id);
+                }
+            }
+            Msg::QuerySpace { space, entity } => {
+                let on = self.routes.get(&space).copied().filter(|g| self.games.contains_key(g)).unwrap_or(0);
+                if let Some(&c) = self.games.get(&game) {
+                    Self::send(out, c, &Msg::SpaceGame { space, entity, game: on });
+                }
+            }
+            Msg::MigrateRequest { entity } => {
+                self.held.entry(entity).or_default();
+                if let Some(&c) = self.games.get(&game) {
+                    Self::send(out, c, &Msg::MigrateAck { entity });
+                }
+            }
+            Msg::RealMigrate { entity, game: target, data } => {
+                let held = self.held.remove(&entity).unwrap_or_default();
+                match self.games.get(&target) {
+                    Some(&c) => {
+                        self.routes.insert(entity, target);
+                        Self::send(out, c, &Msg::RealMigrate { entity, game: target, data });
+                    }
+                    None => {
+                        self.routes.remove(&entity);
+                        warn!("dispatcher{}: {entity} migrating to offline game{target}: lost", self.id);
+                    }
+                }
+                for m in held {
+                    self.route(entity, m, out);
+                }
+            }
+            Msg::CancelMigrate { entity } => {
+                for m in self.held.remove(&entity).unwrap_or_default() {
+                    self.route(entity, m, out);
                 }
             }
             Msg::GameLoad { load } => {

@@ -30,6 +30,17 @@ pub trait Entity: Any {
     fn on_entity_enter_space(&mut self, _ctx: &mut Ctx<'_>, _entity: oxworld_net::Id) {}
     /// Spaces only: `entity` left this space.
     fn on_entity_leave_space(&mut self, _ctx: &mut Ctx<'_>, _entity: oxworld_net::Id) {}
+    /// Just before this entity leaves for another game.
+    fn on_migrate_out(&mut self, _ctx: &mut Ctx<'_>) {}
+    /// Just after this entity arrived from another game (before it enters its space).
+    fn on_migrate_in(&mut self, _ctx: &mut Ctx<'_>) {}
+    /// State kept in plain struct fields that must survive migration (and freezing);
+    /// attributes and timers travel anyway. The default keeps nothing.
+    fn save(&self) -> oxworld_net::Value {
+        oxworld_net::Value::Nil
+    }
+    /// Restores what [`Entity::save`] returned, on a fresh instance from the type's factory.
+    fn load(&mut self, _state: oxworld_net::Value) {}
 }
 
 /// Who may call a method.

@@ -9,6 +9,7 @@ pub mod entity;
 pub mod game;
 pub mod gate;
 mod links;
+pub mod migrate;
 pub mod proc;
 pub mod space;
 pub mod timer;

@@ -55,6 +55,15 @@ impl Timers {
         }
     }
 
+    /// Removes and returns every timer of `entity` (for migration and freezing).
+    pub(crate) fn take_entity(&mut self, entity: Id) -> Vec<Timer> {
+        let ids: Vec<u64> = self.table.iter().filter(|(_, t)| t.entity == entity).map(|(id, _)| *id).collect();
+        let mut v: Vec<(u64, Timer)> =
+            ids.into_iter().filter_map(|id| self.table.remove(&id).map(|t| (id, t))).collect();
+        v.sort_by_key(|(id, _)| *id);
+        v.into_iter().map(|(_, t)| t).collect()
+    }
+
     /// Drops every timer of `entity`.
     pub(crate) fn remove_entity(&mut self, entity: Id) {
         self.table.retain(|_, t| t.entity != entity);

@@ -20,6 +20,7 @@ use thiserror::Error;
 
 use crate::attr::{AttrSchema, Attrs, Audience, MapMut, filter_ops, touches_persistent};
 use crate::entity::{Args, CallError, EntityObj, Expose, Registry, RegistryError};
+use crate::migrate::{EntityImage, TimerImage};
 use crate::space::{Sight, Spaces};
 use crate::timer::{TIMERS_PER_TICK, Timer, TimerId, Timers};
 
@@ -46,6 +47,9 @@ pub enum SpaceError {
     /// Spaces do not enter spaces.
     #[error("a space cannot enter a space")]
     SpaceCannotEnter,
+    /// A migration of this entity is already under way.
+    #[error("the entity is already moving to another game")]
+    Migrating,
 }
 
 /// `data` of a create message, or an empty argument list.
@@ -95,6 +99,10 @@ pub struct Stats {
     pub undeliverable: u64,
     /// Client calls refused (unknown method, not exposed, bad arguments, failure).
     pub refused_client_calls: u64,
+    /// Entities sent to other games.
+    pub migrated_out: u64,
+    /// Entities received from other games.
+    pub migrated_in: u64,
 }
 
 pub(crate) enum LocalOp {
@@ -126,6 +134,9 @@ pub(crate) struct WorldCore {
     nil_space: Id,
     sync_interval: Duration,
     next_sync: Instant,
+    /// Entities on their way to a space on another game: (space, position, target game once
+    /// known).
+    migrations: FxHashMap<Id, (Id, Pos, u16)>,
 }
 
 impl WorldCore {
@@ -308,13 +319,19 @@ impl Ctx<'_> {
     /// spaces' and the entity's hooks run. The space must be on this game (moving to a space
     /// on another game is migration, not built yet).
     pub fn enter_space(&mut self, space: Id, pos: Pos) -> Result<(), SpaceError> {
-        if !self.core.spaces.is_space(space) {
-            return Err(SpaceError::NotLocal(space));
-        }
         if self.core.spaces.is_space(self.id) {
             return Err(SpaceError::SpaceCannotEnter);
         }
-        self.core.local.push_back(LocalOp::EnterSpace { entity: self.id, space, pos });
+        if self.core.migrations.contains_key(&self.id) {
+            return Err(SpaceError::Migrating);
+        }
+        if self.core.spaces.is_space(space) {
+            self.core.local.push_back(LocalOp::EnterSpace { entity: self.id, space, pos });
+        } else {
+            // Another game's space: find it, then migrate there (see `World::handle`).
+            self.core.migrations.insert(self.id, (space, pos, 0));
+            self.core.send(space, Msg::QuerySpace { space, entity: self.id });
+        }
         Ok(())
     }
 
@@ -523,6 +540,7 @@ impl World {
                 nil_space,
                 sync_interval: DEFAULT_POSITION_SYNC,
                 next_sync: clock_base.0,
+                migrations: FxHashMap::default(),
             },
             reg,
             entities: FxHashMap::default(),
@@ -669,6 +687,134 @@ impl World {
         self.release_client(to, to);
         let Some(c) = self.release_client(from, to) else { return };
         self.attach_client(to, c);
+    }
+
+    fn on_space_game(&mut self, space: Id, entity: Id, game: u16) {
+        let Some(&(want, pos, _)) = self.core.migrations.get(&entity) else { return };
+        if want != space {
+            return;
+        }
+        if game == 0 || !self.entities.contains_key(&entity) {
+            warn!("game{}: {entity} cannot enter {space}: no such space", self.core.game_id);
+            self.core.migrations.remove(&entity);
+        } else if game == self.core.game_id {
+            self.core.migrations.remove(&entity);
+            self.enter_space_now(entity, space, pos);
+        } else {
+            self.core.migrations.insert(entity, (space, pos, game));
+            self.core.send(entity, Msg::MigrateRequest { entity });
+        }
+    }
+
+    fn on_migrate_ack(&mut self, entity: Id) {
+        match self.core.migrations.remove(&entity) {
+            Some((space, pos, game)) if game != 0 && self.entities.contains_key(&entity) => {
+                self.migrate_out(entity, game, space, pos);
+            }
+            _ => self.core.send(entity, Msg::CancelMigrate { entity }),
+        }
+    }
+
+    /// Sends `entity` to `game`: its client keeps the entity but loses its space and
+    /// neighbours; everything else travels in an [`EntityImage`].
+    fn migrate_out(&mut self, entity: Id, game: u16, space: Id, pos: Pos) {
+        self.leave_space(entity);
+        self.with_entity(entity, Caller::Server(Id::NIL), |e, ctx| {
+            e.on_migrate_out(ctx);
+            Ok(())
+        });
+        let Some(slot) = self.entities.remove(&entity) else { return };
+        let ty = &self.reg.types[slot.ty];
+        let now = self.core.now;
+        let timers = self
+            .core
+            .timers
+            .take_entity(entity)
+            .into_iter()
+            .filter_map(|t| {
+                let name = ty.by_id.get(&t.method).map(|&i| ty.methods[i].name)?;
+                Some(TimerImage {
+                    method: name.to_owned(),
+                    remaining: t.deadline.saturating_duration_since(now),
+                    repeat: t.repeat,
+                    args: t.args,
+                })
+            })
+            .collect();
+        let spatial = self.core.spaces.spatial(entity).copied();
+        let image = EntityImage {
+            type_name: ty.name.to_owned(),
+            attrs: slot.attrs.value().clone(),
+            timers,
+            client: self.core.clients.remove(&entity),
+            pos: [pos.x, pos.y, pos.z, pos.yaw],
+            space,
+            state: slot.obj.as_ref().map(|o| o.save()).unwrap_or(Value::Nil),
+            client_move: spatial.is_some_and(|s| s.client_move),
+            radius: spatial.and_then(|s| s.radius),
+        };
+        self.core.local_ids.remove(&entity);
+        self.core.spaces.forget(entity);
+        self.core.stats.migrated_out += 1;
+        self.core.send(entity, Msg::RealMigrate { entity, game, data: image.encode() });
+    }
+
+    /// Rebuilds an entity sent by another game and puts it into its target space.
+    fn migrate_in(&mut self, entity: Id, data: &[u8]) {
+        let image = match EntityImage::decode(data) {
+            Ok(i) => i,
+            Err(e) => {
+                warn!("game{}: migrating {entity} lost: {e}", self.core.game_id);
+                self.core.send(entity, Msg::EntityDestroyed { id: entity });
+                return;
+            }
+        };
+        let Some(ty) = self.reg.type_index(&image.type_name) else {
+            warn!("game{}: migrating {entity} lost: unknown type {:?}", self.core.game_id, image.type_name);
+            self.core.send(entity, Msg::EntityDestroyed { id: entity });
+            return;
+        };
+        let mut obj = (self.reg.types[ty].factory)();
+        obj.load(image.state);
+        let slot = Slot { ty, obj: Some(obj), client: image.client, attrs: Attrs::from_value(image.attrs) };
+        self.entities.insert(entity, slot);
+        self.core.local_ids.insert(entity);
+        if let Some(c) = image.client {
+            self.core.clients.insert(entity, c);
+        }
+        let now = self.core.now;
+        for t in image.timers {
+            let m = method_id(&t.method);
+            if self.reg.types[ty].by_id.contains_key(&m) {
+                let timer = Timer { entity, method: m, args: t.args, deadline: now + t.remaining, repeat: t.repeat };
+                self.core.timers.add(timer);
+            } else {
+                warn!("game{}: {entity}: timer method {:?} no longer exists; dropped", self.core.game_id, t.method);
+            }
+        }
+        let [x, y, z, yaw] = image.pos;
+        let pos = Pos { x, y, z, yaw };
+        let radius = image.radius.or(self.reg.types[ty].aoi_radius);
+        let mut sights = Vec::new();
+        self.core.spaces.join(entity, self.core.nil_space, pos, radius, &mut sights);
+        if let Some(sp) = self.core.spaces.spatial_mut(entity) {
+            sp.client_move = image.client_move;
+        }
+        self.core.stats.migrated_in += 1;
+        self.with_entity(entity, Caller::Server(Id::NIL), |e, ctx| {
+            e.on_migrate_in(ctx);
+            Ok(())
+        });
+        if self.core.spaces.is_space(image.space) && image.space != self.core.nil_space {
+            // Out of the nil space silently (it has no AOI and no client view), into the target.
+            self.core.spaces.leave(entity, &mut sights);
+            self.join_space(entity, image.space, pos);
+        } else {
+            warn!(
+                "game{}: {entity} arrived but space {} is not here; it stays in the nil space",
+                self.core.game_id, image.space
+            );
+        }
     }
 
     fn enter_space_now(&mut self, entity: Id, space: Id, pos: Pos) {
@@ -819,6 +965,9 @@ impl World {
                     debug!("game{}: client move of {id} refused", self.core.game_id);
                 }
             }
+            Msg::SpaceGame { space, entity, game } => self.on_space_game(space, entity, game),
+            Msg::MigrateAck { entity } => self.on_migrate_ack(entity),
+            Msg::RealMigrate { entity, data, .. } => self.migrate_in(entity, &data),
             Msg::GameUp { game } => {
                 self.core.online_games.insert(game);
             }
@@ -879,7 +1028,16 @@ impl World {
                 return;
             };
             match op {
-                LocalOp::Call { target, method, args, caller } => self.run_call(target, method, args, caller),
+                LocalOp::Call { target, method, args, caller } => {
+                    if self.entities.contains_key(&target) {
+                        self.run_call(target, method, args, caller);
+                    } else {
+                        // It left this game (migrated) after the call was queued: follow it.
+                        let mut enc = Vec::new();
+                        encode_args(&args, &mut enc);
+                        self.core.send(target, Msg::Call { target, method, args: enc, caller });
+                    }
+                }
                 LocalOp::Create { ty, id } => {
                     self.create(ty, id, None);
                     self.core.send(id, Msg::EntityCreated { id });
@@ -1650,5 +1808,261 @@ mod tests {
         // ping calls BOOT which is local: it runs at once and answers the client.
         let msgs = client_msgs(&mut w);
         assert_eq!(msgs, vec![ServerMsg::Call { id: BOOT, method: "pong".into(), args: vec![Value::Int(1)] }]);
+    }
+}
+
+/// A deterministic in-memory cluster: one dispatcher, two games, a gate stand-in, wired through
+/// the real `DispatcherApp` and `World` state machines (STYLE P10). Used to check migration
+/// under a stream of calls without sockets or sleeps.
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // one arbitrary base instant from the clock
+mod sim {
+    use std::path::Path;
+
+    use oxworld_net::config::Config;
+    use oxworld_net::msg::{INTERNAL_PROTOCOL_VERSION, ProcKind};
+    use oxworld_net::runtime::{App, ConnId, Event, Outbox};
+
+    use super::*;
+    use crate::dispatcher::DispatcherApp;
+    use crate::entity::{Entity, id_value};
+
+    const G1: ConnId = ConnId(1);
+    const G2: ConnId = ConnId(2);
+    const GATE: ConnId = ConnId(3);
+
+    /// Counts calls and checks they arrive in order, exactly once; hops between spaces.
+    #[derive(Default)]
+    struct Walker {
+        next: i64,
+    }
+
+    impl Entity for Walker {
+        fn save(&self) -> Value {
+            Value::Int(self.next)
+        }
+        fn load(&mut self, state: Value) {
+            self.next = state.as_int().unwrap_or(0);
+        }
+    }
+
+    impl Walker {
+        fn count(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+            let seq = args.int(0)?;
+            if seq != self.next + 1 {
+                let bad = ctx.attrs().int("bad");
+                ctx.attrs().set("bad", bad + 1);
+            }
+            self.next = seq;
+            ctx.attrs().set("count", seq);
+            ctx.call_client("counted", vec![Value::Int(seq), Value::Int(i64::from(ctx.game_id()))]);
+            Ok(())
+        }
+        fn hop(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+            let space = args.id(0)?;
+            ctx.enter_space(space, Pos::at(1.0, 0.0, 1.0)).map_err(|e| CallError::Failed(e.to_string()))
+        }
+        fn tick(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+            let t = ctx.attrs().int("ticks");
+            ctx.attrs().set("ticks", t + 1);
+            Ok(())
+        }
+    }
+
+    fn registry() -> Registry {
+        let mut reg = Registry::new();
+        reg.entity("Walker", Walker::default)
+            .aoi(10.0)
+            .attr("count", crate::attr::AttrFlags::CLIENT)
+            .method("count", Expose::OwnClient, Walker::count)
+            .method("hop", Expose::Server, Walker::hop)
+            .method("tick", Expose::Server, Walker::tick);
+        reg.boot("Walker");
+        reg
+    }
+
+    struct Sim {
+        now: Instant,
+        d: DispatcherApp,
+        out: Outbox,
+        worlds: [World; 2],
+        /// What the gate delivered to the client, decoded.
+        client: Vec<ServerMsg>,
+    }
+
+    fn enc(m: &Msg) -> Vec<u8> {
+        let mut b = Vec::new();
+        m.encode(&mut b);
+        b
+    }
+
+    impl Sim {
+        fn new() -> Sim {
+            let cfg = Config::parse(
+                Path::new("sim.ini"),
+                "[deployment]\ndesired_dispatchers=1\ndesired_games=2\ndesired_gates=1\nsecret=s\n",
+            )
+            .expect("config");
+            let now = Instant::now();
+            let mut d = DispatcherApp::new(&cfg, 1);
+            let mut out = Outbox::new();
+            let peer = "127.0.0.1:1".parse().expect("addr");
+            for (conn, kind, id) in [(G1, ProcKind::Game, 1), (G2, ProcKind::Game, 2), (GATE, ProcKind::Gate, 1)] {
+                d.handle(now, Event::Accepted { conn, listener: 0, peer }, &mut out);
+                let hello =
+                    Msg::Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: "s".into(), entities: vec![] };
+                d.handle(now, Event::Frame { conn, data: enc(&hello) }, &mut out);
+            }
+            out.take_frames();
+            let mk =
+                |g: u16| World::new(registry(), g, 1, None, u64::from(g), (now, 1_700_000_000_000)).expect("world");
+            let mut worlds = [mk(1), mk(2)];
+            for w in &mut worlds {
+                w.set_online_games(&[1, 2]);
+            }
+            let mut sim = Sim { now, d, out, worlds, client: Vec::new() };
+            sim.settle();
+            sim
+        }
+
+        /// Moves messages until nothing is in flight.
+        fn settle(&mut self) {
+            for _ in 0..10_000 {
+                let mut moved = false;
+                for (i, conn) in [(0usize, G1), (1, G2)] {
+                    let msgs: Vec<Msg> = self.worlds[i].drain_output().map(|(_, m)| m).collect();
+                    for m in msgs {
+                        moved = true;
+                        self.d.handle(self.now, Event::Frame { conn, data: enc(&m) }, &mut self.out);
+                    }
+                }
+                for (conn, frames) in self.out.take_frames() {
+                    for f in frames {
+                        moved = true;
+                        let m = Msg::decode(&f).expect("dispatcher output decodes");
+                        match conn {
+                            G1 => self.worlds[0].handle(self.now, m),
+                            G2 => self.worlds[1].handle(self.now, m),
+                            GATE => {
+                                if let Msg::ToClient { payload, .. } = m {
+                                    self.client.push(ServerMsg::decode(&payload).expect("client msg"));
+                                }
+                            }
+                            other => panic!("unexpected connection {other}"),
+                        }
+                    }
+                }
+                if !moved {
+                    return;
+                }
+            }
+            panic!("the simulated cluster did not settle");
+        }
+
+        fn advance(&mut self, by: Duration) {
+            self.now += by;
+            for w in &mut self.worlds {
+                w.tick(self.now);
+            }
+            self.settle();
+        }
+
+        /// The client (gate 1, CLIENT) calls `method` on `target`.
+        fn client_call(&mut self, target: Id, method: &str, args: Vec<Value>) {
+            let mut a = Vec::new();
+            encode_args(&args, &mut a);
+            let caller = Caller::Client { gate: 1, client: CLIENT };
+            let m = Msg::Call { target, method: method_id(method), args: a, caller };
+            self.d.handle(self.now, Event::Frame { conn: GATE, data: enc(&m) }, &mut self.out);
+        }
+
+        fn server_call(&mut self, target: Id, method: &str, args: Vec<Value>) {
+            let mut a = Vec::new();
+            encode_args(&args, &mut a);
+            let m = Msg::Call { target, method: method_id(method), args: a, caller: Caller::Server(Id::NIL) };
+            self.d.handle(self.now, Event::Frame { conn: G1, data: enc(&m) }, &mut self.out);
+        }
+
+        fn holder(&self, id: Id) -> Vec<u16> {
+            (0..2).filter(|&i| self.worlds[i].has_entity(id)).map(|i| i as u16 + 1).collect()
+        }
+    }
+
+    const CLIENT: Id = Id([0xc1; 16]);
+    const WALKER: Id = Id([0x77; 16]);
+
+    #[test]
+    fn migration_back_and_forth_under_a_stream_of_calls_loses_nothing() {
+        let mut sim = Sim::new();
+        // A space on each game; the walker boots on game 1 with a client.
+        let spaces = [Id([0x51; 16]), Id([0x52; 16])];
+        for (i, s) in spaces.iter().enumerate() {
+            sim.worlds[i].create_space_now(*s, i as i64 + 1);
+        }
+        let m = Msg::ClientConnected { gate: 1, client: CLIENT, boot: WALKER };
+        sim.d.handle(sim.now, Event::Frame { conn: GATE, data: enc(&m) }, &mut sim.out);
+        sim.settle();
+        assert_eq!(sim.holder(WALKER), vec![1]);
+        // A repeating timer that must survive every hop.
+        sim.worlds[0]
+            .with_entity(WALKER, Caller::Server(Id::NIL), |_, ctx| {
+                ctx.add_repeat_timer(Duration::from_millis(10), "tick", vec![])
+                    .map(|_| ())
+                    .map_err(|e| CallError::Failed(e.to_string()))
+            })
+            .expect("walker exists")
+            .expect("timer added");
+        let mut seq = 0;
+        for hop in 0..10 {
+            // Calls before, interleaved with and after the hop request, all in flight at once.
+            for _ in 0..5 {
+                seq += 1;
+                sim.client_call(WALKER, "count", vec![Value::Int(seq)]);
+            }
+            sim.server_call(WALKER, "hop", vec![id_value(spaces[(hop + 1) % 2])]);
+            for _ in 0..5 {
+                seq += 1;
+                sim.client_call(WALKER, "count", vec![Value::Int(seq)]);
+            }
+            sim.settle();
+            for _ in 0..3 {
+                seq += 1;
+                sim.client_call(WALKER, "count", vec![Value::Int(seq)]);
+            }
+            sim.advance(Duration::from_millis(10));
+            assert_eq!(sim.holder(WALKER), vec![((hop + 1) % 2) as u16 + 1], "hop {hop}");
+        }
+        let counted: Vec<i64> = sim
+            .client
+            .iter()
+            .filter_map(|m| match m {
+                ServerMsg::Call { method, args, .. } if method == "counted" => args[0].as_int(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(counted, (1..=seq).collect::<Vec<_>>(), "every call exactly once, in order");
+        let games: std::collections::BTreeSet<i64> = sim
+            .client
+            .iter()
+            .filter_map(|m| match m {
+                ServerMsg::Call { method, args, .. } if method == "counted" => args[1].as_int(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(games.len(), 2, "answered by both games");
+        assert!(
+            !sim.client.iter().any(|m| matches!(m, ServerMsg::DestroyEntity { id } if *id == WALKER)),
+            "the client never saw its player destroyed"
+        );
+        let w = &sim.worlds[sim.holder(WALKER)[0] as usize - 1];
+        let attrs = w.entities.get(&WALKER).map(|s| s.attrs.value().clone()).expect("walker");
+        let Value::Map(m) = attrs else { panic!("attrs are a map") };
+        assert_eq!(m.get("bad"), None, "no call out of order");
+        assert_eq!(m.get("count"), Some(&Value::Int(seq)), "attributes travelled");
+        assert!(m.get("ticks").and_then(Value::as_int).unwrap_or(0) >= 5, "the timer kept firing across games: {m:?}");
+        assert_eq!(w.space_of(WALKER), Some(spaces[sim.holder(WALKER)[0] as usize - 1]));
+        assert_eq!(w.core.clients.get(&WALKER).map(|c| c.client), Some(CLIENT), "client binding travelled");
+        assert_eq!(sim.d.route_of(WALKER), Some(sim.holder(WALKER)[0]));
+        assert_eq!(sim.d.stats().undeliverable, 0);
     }
 }

@@ -151,6 +151,48 @@ pub enum Msg {
         /// x, y, z, yaw.
         pos: [f32; 4],
     },
+    /// Game -> dispatcher(space): on which game is `space`? (for migrating `entity` there)
+    QuerySpace {
+        /// The space.
+        space: Id,
+        /// The entity that wants to enter it.
+        entity: Id,
+    },
+    /// Dispatcher -> asking game: `space` is on `game` (0: unknown).
+    SpaceGame {
+        /// The space.
+        space: Id,
+        /// The entity that wants to enter it.
+        entity: Id,
+        /// Its game, 0 if unknown.
+        game: u16,
+    },
+    /// Game -> dispatcher(entity): hold every message for `entity` until it has moved.
+    MigrateRequest {
+        /// The entity.
+        entity: Id,
+    },
+    /// Dispatcher -> game: messages for `entity` are now held; send it.
+    MigrateAck {
+        /// The entity.
+        entity: Id,
+    },
+    /// Game -> dispatcher(entity) -> `game`: the entity itself; the dispatcher re-routes it to
+    /// `game`, forwards this, then releases the held messages in order.
+    RealMigrate {
+        /// The entity.
+        entity: Id,
+        /// Destination game.
+        game: u16,
+        /// The entity, encoded (see `core::migrate`).
+        data: Vec<u8>,
+    },
+    /// Game -> dispatcher(entity): the migration is off; release held messages to where the
+    /// entity is.
+    CancelMigrate {
+        /// The entity.
+        entity: Id,
+    },
     /// Game -> every dispatcher, every second: its load (live entities), for "anywhere"
     /// placement.
     GameLoad {
@@ -211,6 +253,12 @@ impl Msg {
             Msg::Call { .. } => "Call",
             Msg::ClientMove { .. } => "ClientMove",
             Msg::GameLoad { .. } => "GameLoad",
+            Msg::QuerySpace { .. } => "QuerySpace",
+            Msg::SpaceGame { .. } => "SpaceGame",
+            Msg::MigrateRequest { .. } => "MigrateRequest",
+            Msg::MigrateAck { .. } => "MigrateAck",
+            Msg::RealMigrate { .. } => "RealMigrate",
+            Msg::CancelMigrate { .. } => "CancelMigrate",
             Msg::ToClient { .. } => "ToClient",
         }
     }
@@ -246,6 +294,12 @@ mod tests {
             Msg::Call { target: a, method: 7, args: vec![], caller: Caller::Client { gate: 1, client: b } },
             Msg::ClientMove { client: a, id: b, pos: [1.0, 2.0, 3.0, 90.0] },
             Msg::GameLoad { load: 12 },
+            Msg::QuerySpace { space: a, entity: b },
+            Msg::SpaceGame { space: a, entity: b, game: 2 },
+            Msg::MigrateRequest { entity: a },
+            Msg::MigrateAck { entity: a },
+            Msg::RealMigrate { entity: a, game: 2, data: vec![8, 0, 0, 0, 0] },
+            Msg::CancelMigrate { entity: a },
             Msg::ToClient { gate: 1, client: a, payload: vec![0x83; 17] },
         ]
     }

@@ -1,0 +1,224 @@
+//! The portable form of one entity, used to move it to another game (and, later, to freeze it):
+//! type, attributes, timers (method *names* and remaining time), client binding, position, the
+//! space it is going to, and the state its `Entity::save` returned. Encoded as one `Value` map
+//! with a version, so a reader can refuse what it does not understand instead of guessing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use oxworld_net::wire::{DecodeError, Reader};
+use oxworld_net::{Id, Value};
+use thiserror::Error;
+
+use crate::world::ClientRef;
+
+/// Version of the encoding below; bumped on any incompatible change.
+pub const ENTITY_IMAGE_VERSION: i64 = 1;
+
+/// One timer as carried across games.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimerImage {
+    /// Method name (ids are recomputed by the receiver).
+    pub method: String,
+    /// Time left until it fires.
+    pub remaining: Duration,
+    /// Repeat interval, if repeating.
+    pub repeat: Option<Duration>,
+    /// Call arguments.
+    pub args: Vec<Value>,
+}
+
+/// Everything needed to rebuild one entity elsewhere.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityImage {
+    /// Registered type name.
+    pub type_name: String,
+    /// Attribute tree (a map).
+    pub attrs: Value,
+    /// Live timers.
+    pub timers: Vec<TimerImage>,
+    /// Bound client.
+    pub client: Option<ClientRef>,
+    /// Position and yaw: x, y, z, yaw.
+    pub pos: [f32; 4],
+    /// Space to enter on arrival (and where in it).
+    pub space: Id,
+    /// What `Entity::save` returned.
+    pub state: Value,
+    /// Whether the own client may move it.
+    pub client_move: bool,
+    /// AOI radius, if it takes part in AOI.
+    pub radius: Option<f32>,
+}
+
+/// An image that cannot be read.
+#[derive(Debug, Error, PartialEq)]
+#[non_exhaustive]
+pub enum ImageError {
+    /// Undecodable bytes.
+    #[error("undecodable entity image: {0}")]
+    Decode(#[from] DecodeError),
+    /// A field missing or of the wrong kind.
+    #[error("entity image field {0:?} missing or malformed")]
+    Field(&'static str),
+    /// Written by an incompatible version.
+    #[error("entity image version {0} is not supported (this binary reads {ENTITY_IMAGE_VERSION})")]
+    Version(i64),
+}
+
+fn ms(d: Duration) -> Value {
+    Value::Int(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn id_bytes(id: Id) -> Value {
+    Value::Bytes(id.0.to_vec())
+}
+
+impl EntityImage {
+    /// The encoded image.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut m = BTreeMap::new();
+        m.insert("v".to_owned(), Value::Int(ENTITY_IMAGE_VERSION));
+        m.insert("type".to_owned(), Value::from(self.type_name.as_str()));
+        m.insert("attrs".to_owned(), self.attrs.clone());
+        let timers = self
+            .timers
+            .iter()
+            .map(|t| {
+                Value::List(vec![
+                    Value::from(t.method.as_str()),
+                    ms(t.remaining),
+                    t.repeat.map(ms).unwrap_or(Value::Nil),
+                    Value::List(t.args.clone()),
+                ])
+            })
+            .collect();
+        m.insert("timers".to_owned(), Value::List(timers));
+        if let Some(c) = self.client {
+            m.insert("client".to_owned(), Value::List(vec![Value::Int(i64::from(c.gate)), id_bytes(c.client)]));
+        }
+        m.insert("pos".to_owned(), Value::List(self.pos.iter().map(|f| Value::Float(f64::from(*f))).collect()));
+        m.insert("space".to_owned(), id_bytes(self.space));
+        m.insert("state".to_owned(), self.state.clone());
+        m.insert("client_move".to_owned(), Value::Bool(self.client_move));
+        if let Some(r) = self.radius {
+            m.insert("radius".to_owned(), Value::Float(f64::from(r)));
+        }
+        let mut out = Vec::new();
+        Value::Map(m).encode(&mut out);
+        out
+    }
+
+    /// Reads an image written by [`EntityImage::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<EntityImage, ImageError> {
+        let mut r = Reader::new(bytes);
+        let v = Value::decode(&mut r)?;
+        r.finish()?;
+        let Value::Map(mut m) = v else { return Err(ImageError::Field("root")) };
+        let version = m.get("v").and_then(Value::as_int).ok_or(ImageError::Field("v"))?;
+        if version != ENTITY_IMAGE_VERSION {
+            return Err(ImageError::Version(version));
+        }
+        let type_name = m.get("type").and_then(Value::as_str).ok_or(ImageError::Field("type"))?.to_owned();
+        let attrs = m.remove("attrs").filter(|a| matches!(a, Value::Map(_))).ok_or(ImageError::Field("attrs"))?;
+        let mut timers = Vec::new();
+        let Some(Value::List(ts)) = m.remove("timers") else { return Err(ImageError::Field("timers")) };
+        for t in ts {
+            let Value::List(f) = t else { return Err(ImageError::Field("timers")) };
+            let [Value::Str(method), Value::Int(rem), repeat, Value::List(args)] =
+                <[Value; 4]>::try_from(f).map_err(|_| ImageError::Field("timers"))?
+            else {
+                return Err(ImageError::Field("timers"));
+            };
+            let dur = |v: i64| Duration::from_millis(u64::try_from(v).unwrap_or(0));
+            let repeat = match repeat {
+                Value::Nil => None,
+                Value::Int(r) => Some(dur(r)),
+                _ => return Err(ImageError::Field("timers")),
+            };
+            timers.push(TimerImage { method, remaining: dur(rem), repeat, args });
+        }
+        let id_of = |v: Option<&Value>, what: &'static str| match v {
+            Some(Value::Bytes(b)) if b.len() == 16 => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(b);
+                Ok(Id(a))
+            }
+            _ => Err(ImageError::Field(what)),
+        };
+        let client = match m.get("client") {
+            None => None,
+            Some(Value::List(l)) if l.len() == 2 => {
+                let gate = l[0].as_int().and_then(|g| u16::try_from(g).ok()).ok_or(ImageError::Field("client"))?;
+                Some(ClientRef { gate, client: id_of(l.get(1), "client")? })
+            }
+            Some(_) => return Err(ImageError::Field("client")),
+        };
+        let pos = match m.get("pos") {
+            Some(Value::List(l)) if l.len() == 4 => {
+                let mut p = [0f32; 4];
+                for (o, v) in p.iter_mut().zip(l) {
+                    *o = v.as_float().ok_or(ImageError::Field("pos"))? as f32;
+                }
+                p
+            }
+            _ => return Err(ImageError::Field("pos")),
+        };
+        let space = id_of(m.get("space"), "space")?;
+        let state = m.remove("state").unwrap_or(Value::Nil);
+        let client_move = m.get("client_move").and_then(Value::as_bool).unwrap_or(false);
+        let radius = m.get("radius").and_then(Value::as_float).map(|r| r as f32);
+        Ok(EntityImage { type_name, attrs, timers, client, pos, space, state, client_move, radius })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> EntityImage {
+        EntityImage {
+            type_name: "Player".into(),
+            attrs: Value::Map([("hp".to_owned(), Value::Int(3))].into()),
+            timers: vec![TimerImage {
+                method: "tick".into(),
+                remaining: Duration::from_millis(40),
+                repeat: Some(Duration::from_millis(100)),
+                args: vec![Value::from("x")],
+            }],
+            client: Some(ClientRef { gate: 2, client: Id([7; 16]) }),
+            pos: [1.0, 2.0, 3.0, 45.0],
+            space: Id([9; 16]),
+            state: Value::Int(11),
+            client_move: true,
+            radius: Some(50.0),
+        }
+    }
+
+    #[test]
+    fn roundtrip() {
+        assert_eq!(EntityImage::decode(&sample().encode()), Ok(sample()));
+        let mut none = sample();
+        none.client = None;
+        none.radius = None;
+        none.timers.clear();
+        assert_eq!(EntityImage::decode(&none.encode()), Ok(none));
+    }
+
+    #[test]
+    fn truncated_garbage_and_other_versions_are_errors() {
+        let bytes = sample().encode();
+        for cut in 0..bytes.len() {
+            assert!(EntityImage::decode(&bytes[..cut]).is_err(), "cut {cut}");
+        }
+        assert!(EntityImage::decode(&[0xff, 1, 2]).is_err());
+        let mut m = BTreeMap::new();
+        m.insert("v".to_owned(), Value::Int(99));
+        let mut out = Vec::new();
+        Value::Map(m).encode(&mut out);
+        assert_eq!(EntityImage::decode(&out), Err(ImageError::Version(99)));
+        let mut out = Vec::new();
+        Value::Int(1).encode(&mut out);
+        assert_eq!(EntityImage::decode(&out), Err(ImageError::Field("root")));
+    }
+}
