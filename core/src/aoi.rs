@@ -5,7 +5,7 @@
 //! [`Aoi::flush`], which reports only the pairs that changed, as events: the index never calls
 //! out while it mutates (STYLE P3).
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 /// Key of an entity within one AOI index: small integers chosen by the caller.
 pub type AoiKey = u32;
@@ -31,25 +31,36 @@ pub enum AoiEvent {
 
 type Cell = (i32, i32);
 
-#[derive(Debug, Clone)]
-struct Node {
-    x: f32,
-    z: f32,
-    radius: f32,
-    cell: Cell,
-    dirty: bool,
-    sees: FxHashSet<AoiKey>,
-    seen_by: FxHashSet<AoiKey>,
+/// The entities of one grid cell, their keys and coordinates side by side so a scan reads
+/// contiguous memory.
+#[derive(Debug, Clone, Default)]
+struct CellData {
+    keys: Vec<AoiKey>,
+    xs: Vec<f32>,
+    zs: Vec<f32>,
 }
 
-/// The AOI index of one space.
+/// The AOI index of one space. Per-key data lives in dense vectors indexed by key.
 #[derive(Debug, Clone)]
 pub struct Aoi {
     cell: f32,
-    nodes: FxHashMap<AoiKey, Node>,
-    grid: FxHashMap<Cell, Vec<AoiKey>>,
-    dirty: Vec<AoiKey>,
     max_radius: f32,
+    alive: Vec<bool>,
+    xs: Vec<f32>,
+    zs: Vec<f32>,
+    rs: Vec<f32>,
+    cell_of: Vec<Cell>,
+    slot: Vec<u32>,
+    dirty: Vec<bool>,
+    sees: Vec<Vec<AoiKey>>,
+    seen_by: Vec<Vec<AoiKey>>,
+    grid: FxHashMap<Cell, CellData>,
+    dirty_list: Vec<AoiKey>,
+    count: usize,
+    /// Per-key marks for set differences without sorting or hashing; `epoch` advances per use.
+    stamp: Vec<u32>,
+    epoch: u32,
+    scratch: Vec<AoiKey>,
 }
 
 /// Replaces non-finite coordinates by 0 so a bad input cannot poison the grid.
@@ -57,10 +68,11 @@ fn finite(v: f32) -> f32 {
     if v.is_finite() { v } else { 0.0 }
 }
 
-/// Radii are clamped to `>= 0`; NaN counts as 0.
+/// Radii are clamped to `>= 0`; NaN counts as 0; infinity becomes the largest finite radius
+/// whose square is finite.
 fn radius(r: f32) -> f32 {
     if r.is_finite() && r > 0.0 {
-        r
+        r.min(f32::MAX.sqrt())
     } else if r == f32::INFINITY {
         f32::MAX.sqrt()
     } else {
@@ -68,224 +80,366 @@ fn radius(r: f32) -> f32 {
     }
 }
 
+fn remove_one(v: &mut Vec<AoiKey>, k: AoiKey) {
+    if let Some(i) = v.iter().position(|x| *x == k) {
+        v.swap_remove(i);
+    }
+}
+
 impl Aoi {
-    /// An empty index with grid cells of `cell_size` (use about the typical view radius).
+    /// An empty index with grid cells of `cell_size` (about the typical view radius is best).
     pub fn new(cell_size: f32) -> Self {
         let cell = if cell_size.is_finite() && cell_size >= 1.0 { cell_size } else { 100.0 };
-        Aoi { cell, nodes: FxHashMap::default(), grid: FxHashMap::default(), dirty: Vec::new(), max_radius: 0.0 }
+        Aoi {
+            cell,
+            max_radius: 0.0,
+            alive: Vec::new(),
+            xs: Vec::new(),
+            zs: Vec::new(),
+            rs: Vec::new(),
+            cell_of: Vec::new(),
+            slot: Vec::new(),
+            dirty: Vec::new(),
+            sees: Vec::new(),
+            seen_by: Vec::new(),
+            grid: FxHashMap::default(),
+            dirty_list: Vec::new(),
+            count: 0,
+            stamp: Vec::new(),
+            epoch: 0,
+            scratch: Vec::new(),
+        }
     }
 
-    fn cell_of(&self, x: f32, z: f32) -> Cell {
+    fn cell_at(&self, x: f32, z: f32) -> Cell {
+        // Saturating float-to-int casts keep far-away coordinates in range.
         ((x / self.cell).floor() as i32, (z / self.cell).floor() as i32)
     }
 
     /// Number of entities.
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.count
     }
 
     /// True without entities.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.count == 0
     }
 
     /// True if `key` is in the index.
     pub fn contains(&self, key: AoiKey) -> bool {
-        self.nodes.contains_key(&key)
+        self.alive.get(key as usize).copied().unwrap_or(false)
     }
 
     /// Entities `watcher` sees.
     pub fn sees(&self, watcher: AoiKey) -> impl Iterator<Item = AoiKey> + '_ {
-        self.nodes.get(&watcher).into_iter().flat_map(|n| n.sees.iter().copied())
+        self.sees.get(watcher as usize).into_iter().flat_map(|v| v.iter().copied())
     }
 
     /// Entities that see `target`.
     pub fn seen_by(&self, target: AoiKey) -> impl Iterator<Item = AoiKey> + '_ {
-        self.nodes.get(&target).into_iter().flat_map(|n| n.seen_by.iter().copied())
+        self.seen_by.get(target as usize).into_iter().flat_map(|v| v.iter().copied())
+    }
+
+    fn grow(&mut self, key: AoiKey) {
+        let n = key as usize + 1;
+        if self.alive.len() < n {
+            self.alive.resize(n, false);
+            self.xs.resize(n, 0.0);
+            self.zs.resize(n, 0.0);
+            self.rs.resize(n, 0.0);
+            self.cell_of.resize(n, (0, 0));
+            self.slot.resize(n, 0);
+            self.dirty.resize(n, false);
+            self.sees.resize_with(n, Vec::new);
+            self.seen_by.resize_with(n, Vec::new);
+            self.stamp.resize(n, 0);
+        }
+    }
+
+    fn cell_push(&mut self, key: AoiKey) {
+        let k = key as usize;
+        let c = self.grid.entry(self.cell_of[k]).or_default();
+        self.slot[k] = c.keys.len() as u32;
+        c.keys.push(key);
+        c.xs.push(self.xs[k]);
+        c.zs.push(self.zs[k]);
+    }
+
+    fn cell_remove(&mut self, key: AoiKey) {
+        let k = key as usize;
+        let cell = self.cell_of[k];
+        let Some(c) = self.grid.get_mut(&cell) else { return };
+        let i = self.slot[k] as usize;
+        if c.keys.get(i) != Some(&key) {
+            return;
+        }
+        c.keys.swap_remove(i);
+        c.xs.swap_remove(i);
+        c.zs.swap_remove(i);
+        if let Some(&moved) = c.keys.get(i) {
+            self.slot[moved as usize] = i as u32;
+        }
+        if c.keys.is_empty() {
+            self.grid.remove(&cell);
+        }
     }
 
     /// Adds `key` at (x, z) with view radius `r`; its pairs are reported at once (pending moves
     /// of others are applied first, so events stay consistent). A known key is moved instead.
     pub fn insert(&mut self, key: AoiKey, x: f32, z: f32, r: f32, events: &mut Vec<AoiEvent>) {
-        if self.nodes.contains_key(&key) {
+        if self.contains(key) {
             self.move_to(key, x, z);
             self.set_radius(key, r);
             self.flush(events);
             return;
         }
-        let (x, z, r) = (finite(x), finite(z), radius(r));
-        let cell = self.cell_of(x, z);
-        self.grid.entry(cell).or_default().push(key);
-        self.max_radius = self.max_radius.max(r);
-        let node = Node { x, z, radius: r, cell, dirty: false, sees: Default::default(), seen_by: Default::default() };
-        self.nodes.insert(key, node);
+        self.grow(key);
+        let k = key as usize;
+        let (x, z) = (finite(x), finite(z));
+        self.alive[k] = true;
+        self.xs[k] = x;
+        self.zs[k] = z;
+        self.rs[k] = radius(r);
+        self.max_radius = self.max_radius.max(self.rs[k]);
+        self.cell_of[k] = self.cell_at(x, z);
+        self.cell_push(key);
+        self.count += 1;
         self.mark(key);
         self.flush(events);
     }
 
     /// Removes `key`, reporting a leave for every pair it was part of (both directions).
     pub fn remove(&mut self, key: AoiKey, events: &mut Vec<AoiEvent>) {
-        if !self.nodes.contains_key(&key) {
+        if !self.contains(key) {
             return;
         }
         self.flush(events);
-        let Some(node) = self.nodes.remove(&key) else { return };
-        if let Some(v) = self.grid.get_mut(&node.cell) {
-            v.retain(|k| *k != key);
-            if v.is_empty() {
-                self.grid.remove(&node.cell);
-            }
-        }
-        for t in node.sees {
-            if let Some(n) = self.nodes.get_mut(&t) {
-                n.seen_by.remove(&key);
-            }
+        let k = key as usize;
+        for t in std::mem::take(&mut self.sees[k]) {
+            remove_one(&mut self.seen_by[t as usize], key);
             events.push(AoiEvent::Leave { watcher: key, target: t });
         }
-        for w in node.seen_by {
-            if let Some(n) = self.nodes.get_mut(&w) {
-                n.sees.remove(&key);
-            }
+        for w in std::mem::take(&mut self.seen_by[k]) {
+            remove_one(&mut self.sees[w as usize], key);
             events.push(AoiEvent::Leave { watcher: w, target: key });
         }
+        self.cell_remove(key);
+        self.alive[k] = false;
+        self.count -= 1;
     }
 
     fn mark(&mut self, key: AoiKey) {
-        if let Some(n) = self.nodes.get_mut(&key)
-            && !n.dirty
-        {
-            n.dirty = true;
-            self.dirty.push(key);
+        let k = key as usize;
+        if !self.dirty[k] {
+            self.dirty[k] = true;
+            self.dirty_list.push(key);
         }
     }
 
     /// Records a move of `key`; applied by the next [`Aoi::flush`]. Unknown keys are ignored.
     pub fn move_to(&mut self, key: AoiKey, x: f32, z: f32) {
+        if !self.contains(key) {
+            return;
+        }
+        let k = key as usize;
         let (x, z) = (finite(x), finite(z));
-        let cell = self.cell_of(x, z);
-        let Some(n) = self.nodes.get_mut(&key) else { return };
-        let old = n.cell;
-        n.x = x;
-        n.z = z;
-        if old != cell {
-            n.cell = cell;
-            if let Some(v) = self.grid.get_mut(&old) {
-                v.retain(|k| *k != key);
-                if v.is_empty() {
-                    self.grid.remove(&old);
-                }
+        let cell = self.cell_at(x, z);
+        if cell != self.cell_of[k] {
+            self.cell_remove(key);
+            self.xs[k] = x;
+            self.zs[k] = z;
+            self.cell_of[k] = cell;
+            self.cell_push(key);
+        } else {
+            self.xs[k] = x;
+            self.zs[k] = z;
+            if let Some(c) = self.grid.get_mut(&cell) {
+                let i = self.slot[k] as usize;
+                c.xs[i] = x;
+                c.zs[i] = z;
             }
-            self.grid.entry(cell).or_default().push(key);
         }
         self.mark(key);
     }
 
     /// Records a new view radius for `key`; applied by the next [`Aoi::flush`].
     pub fn set_radius(&mut self, key: AoiKey, r: f32) {
+        if !self.contains(key) {
+            return;
+        }
         let r = radius(r);
-        let Some(n) = self.nodes.get_mut(&key) else { return };
-        n.radius = r;
+        self.rs[key as usize] = r;
         self.max_radius = self.max_radius.max(r);
         self.mark(key);
     }
 
-    /// Keys in the cells overlapping the square of half-side `reach` around (x, z).
-    fn candidates(&self, x: f32, z: f32, reach: f32, out: &mut Vec<AoiKey>) {
-        out.clear();
-        let (x0, z0) = self.cell_of(x - reach, z - reach);
-        let (x1, z1) = self.cell_of(x + reach, z + reach);
-        // A huge radius would scan an absurd cell range: scan occupied cells instead.
-        let span = (i64::from(x1) - i64::from(x0) + 1).saturating_mul(i64::from(z1) - i64::from(z0) + 1);
-        if span > self.grid.len() as i64 {
-            for (c, v) in &self.grid {
-                if (x0..=x1).contains(&c.0) && (z0..=z1).contains(&c.1) {
-                    out.extend_from_slice(v);
+    /// Two fresh stamp values (`e`, `e + 1`), never seen before in `stamp`.
+    fn next_epoch(&mut self) -> u32 {
+        if self.epoch >= u32::MAX - 4 {
+            self.stamp.iter_mut().for_each(|s| *s = 0);
+            self.epoch = 0;
+        }
+        self.epoch += 2;
+        self.epoch
+    }
+
+    /// The cell range covering the square of half-side `reach` around (x, z), or `None` when
+    /// that range holds more cells than are occupied (then scanning occupied cells is cheaper).
+    fn range(&self, x: f32, z: f32, reach: f32) -> Option<(Cell, Cell)> {
+        let lo = self.cell_at(x - reach, z - reach);
+        let hi = self.cell_at(x + reach, z + reach);
+        let span = (i64::from(hi.0) - i64::from(lo.0) + 1).saturating_mul(i64::from(hi.1) - i64::from(lo.1) + 1);
+        (span <= self.grid.len() as i64).then_some((lo, hi))
+    }
+
+    /// Recomputes what `w` sees, reporting enters and leaves. With `keep_seen_by` false the
+    /// reverse lists are left stale (the caller rebuilds them all).
+    fn recompute(&mut self, w: AoiKey, keep_seen_by: bool, events: &mut Vec<AoiEvent>) {
+        let wi = w as usize;
+        let (x, z, r) = (self.xs[wi], self.zs[wi], self.rs[wi]);
+        let e = self.next_epoch();
+        for &t in &self.sees[wi] {
+            self.stamp[t as usize] = e;
+        }
+        let mut found = std::mem::take(&mut self.scratch);
+        found.clear();
+        if r > 0.0 {
+            let r2 = r * r;
+            let scan = |c: &CellData, found: &mut Vec<AoiKey>| {
+                for ((&k, &cx), &cz) in c.keys.iter().zip(&c.xs).zip(&c.zs) {
+                    let (dx, dz) = (cx - x, cz - z);
+                    if dx * dx + dz * dz <= r2 && k != w {
+                        found.push(k);
+                    }
+                }
+            };
+            match self.range(x, z, r) {
+                Some((lo, hi)) => {
+                    for cx in lo.0..=hi.0 {
+                        for cz in lo.1..=hi.1 {
+                            if let Some(c) = self.grid.get(&(cx, cz)) {
+                                scan(c, &mut found);
+                            }
+                        }
+                    }
+                }
+                None => self.grid.values().for_each(|c| scan(c, &mut found)),
+            }
+        }
+        for &t in &found {
+            let ti = t as usize;
+            if self.stamp[ti] == e {
+                self.stamp[ti] = e + 1;
+            } else {
+                if keep_seen_by {
+                    self.seen_by[ti].push(w);
+                }
+                events.push(AoiEvent::Enter { watcher: w, target: t });
+            }
+        }
+        let old = std::mem::replace(&mut self.sees[wi], found);
+        for &t in &old {
+            if self.stamp[t as usize] == e {
+                if keep_seen_by {
+                    remove_one(&mut self.seen_by[t as usize], w);
+                }
+                events.push(AoiEvent::Leave { watcher: w, target: t });
+            }
+        }
+        self.scratch = old;
+    }
+
+    /// Updates the view that clean (unmoved) watchers have of moved `t`.
+    fn update_watchers(&mut self, t: AoiKey, events: &mut Vec<AoiEvent>) {
+        let ti = t as usize;
+        let (x, z) = (self.xs[ti], self.zs[ti]);
+        // Clean watchers that no longer see t.
+        let mut i = 0;
+        while i < self.seen_by[ti].len() {
+            let w = self.seen_by[ti][i];
+            let wi = w as usize;
+            if !self.dirty[wi] && !within(dist2(x, z, self.xs[wi], self.zs[wi]), self.rs[wi]) {
+                self.seen_by[ti].swap_remove(i);
+                remove_one(&mut self.sees[wi], t);
+                events.push(AoiEvent::Leave { watcher: w, target: t });
+            } else {
+                i += 1;
+            }
+        }
+        // Clean watchers that now see t.
+        let e = self.next_epoch();
+        for &w in &self.seen_by[ti] {
+            self.stamp[w as usize] = e;
+        }
+        let mut cand = std::mem::take(&mut self.scratch);
+        cand.clear();
+        match self.range(x, z, self.max_radius) {
+            Some((lo, hi)) => {
+                for cx in lo.0..=hi.0 {
+                    for cz in lo.1..=hi.1 {
+                        if let Some(c) = self.grid.get(&(cx, cz)) {
+                            cand.extend_from_slice(&c.keys);
+                        }
+                    }
                 }
             }
-            return;
+            None => self.grid.values().for_each(|c| cand.extend_from_slice(&c.keys)),
         }
-        for cx in x0..=x1 {
-            for cz in z0..=z1 {
-                if let Some(v) = self.grid.get(&(cx, cz)) {
-                    out.extend_from_slice(v);
-                }
+        for &w in &cand {
+            let wi = w as usize;
+            if w != t
+                && !self.dirty[wi]
+                && self.stamp[wi] != e
+                && within(dist2(x, z, self.xs[wi], self.zs[wi]), self.rs[wi])
+            {
+                self.seen_by[ti].push(w);
+                self.sees[wi].push(t);
+                events.push(AoiEvent::Enter { watcher: w, target: t });
             }
         }
+        self.scratch = cand;
     }
 
     /// Applies recorded moves and radius changes; appends the pairs that changed.
     pub fn flush(&mut self, events: &mut Vec<AoiEvent>) {
-        let dirty = std::mem::take(&mut self.dirty);
-        let mut cand = Vec::new();
+        if self.dirty_list.is_empty() {
+            return;
+        }
+        let dirty = std::mem::take(&mut self.dirty_list);
+        // When most entities moved, rebuilding every reverse list at the end is cheaper than
+        // patching them pair by pair.
+        let rebuild = dirty.len() * 4 >= self.count * 3;
+        // Moved watchers recompute their whole view (this covers moved targets too).
         for &k in &dirty {
-            let Some(n) = self.nodes.get(&k) else { continue };
-            let (x, z, r) = (n.x, n.z, n.radius);
-            // What k sees: drop those now out of range, add those newly in range.
-            let gone: Vec<AoiKey> = n
-                .sees
-                .iter()
-                .copied()
-                .filter(|t| self.nodes.get(t).is_none_or(|o| !within(dist2(x, z, o.x, o.z), r)))
-                .collect();
-            self.candidates(x, z, r, &mut cand);
-            let new: Vec<AoiKey> = cand
-                .iter()
-                .copied()
-                .filter(|&t| t != k && !n.sees.contains(&t))
-                .filter(|t| self.nodes.get(t).is_some_and(|o| within(dist2(x, z, o.x, o.z), r)))
-                .collect();
-            // Who sees k: drop watchers now out of their range, add new ones.
-            let lost: Vec<AoiKey> = n
-                .seen_by
-                .iter()
-                .copied()
-                .filter(|w| self.nodes.get(w).is_none_or(|o| !within(dist2(x, z, o.x, o.z), o.radius)))
-                .collect();
-            self.candidates(x, z, self.max_radius, &mut cand);
-            let gained: Vec<AoiKey> = cand
-                .iter()
-                .copied()
-                .filter(|&w| w != k && !n.seen_by.contains(&w))
-                .filter(|w| self.nodes.get(w).is_some_and(|o| within(dist2(x, z, o.x, o.z), o.radius)))
-                .collect();
-            for t in gone {
-                self.unlink(k, t, events);
-            }
-            for t in new {
-                self.link(k, t, events);
-            }
-            for w in lost {
-                self.unlink(w, k, events);
-            }
-            for w in gained {
-                self.link(w, k, events);
+            if self.contains(k) {
+                self.recompute(k, !rebuild, events);
             }
         }
-        for k in dirty {
-            if let Some(n) = self.nodes.get_mut(&k) {
-                n.dirty = false;
+        if rebuild {
+            self.seen_by.iter_mut().for_each(Vec::clear);
+            for (w, sees) in self.sees.iter().enumerate() {
+                for &t in sees {
+                    self.seen_by[t as usize].push(w as AoiKey);
+                }
             }
         }
-    }
-
-    fn link(&mut self, w: AoiKey, t: AoiKey, events: &mut Vec<AoiEvent>) {
-        let inserted = self.nodes.get_mut(&w).is_some_and(|n| n.sees.insert(t));
-        if inserted {
-            if let Some(n) = self.nodes.get_mut(&t) {
-                n.seen_by.insert(w);
+        // Watchers that did not move learn about targets that did.
+        if dirty.len() < self.count {
+            for &k in &dirty {
+                if self.contains(k) {
+                    self.update_watchers(k, events);
+                }
             }
-            events.push(AoiEvent::Enter { watcher: w, target: t });
         }
-    }
-
-    fn unlink(&mut self, w: AoiKey, t: AoiKey, events: &mut Vec<AoiEvent>) {
-        let removed = self.nodes.get_mut(&w).is_some_and(|n| n.sees.remove(&t));
-        if removed {
-            if let Some(n) = self.nodes.get_mut(&t) {
-                n.seen_by.remove(&w);
+        for &k in &dirty {
+            if let Some(d) = self.dirty.get_mut(k as usize) {
+                *d = false;
             }
-            events.push(AoiEvent::Leave { watcher: w, target: t });
         }
+        let mut dirty = dirty;
+        dirty.clear();
+        self.dirty_list = dirty;
     }
 }
 
