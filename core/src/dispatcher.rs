@@ -52,6 +52,8 @@ pub struct DispatcherApp {
     gates: BTreeMap<u16, ConnId>,
     routes: FxHashMap<Id, u16>,
     boot_rr: usize,
+    /// Service shards registered through this dispatcher: (name, shard) -> (entity, game).
+    services: BTreeMap<(String, u16), (Id, u16)>,
     /// Entities being migrated: messages for them are held here, in order.
     held: FxHashMap<Id, VecDeque<Msg>>,
     /// Last load each live game reported, bumped by each placement until the next report.
@@ -77,6 +79,7 @@ impl DispatcherApp {
             boot_rr: 0,
             loads: BTreeMap::new(),
             held: FxHashMap::default(),
+            services: BTreeMap::new(),
             pending_boots: VecDeque::new(),
             stats: DispatcherStats::default(),
             done: false,
@@ -147,6 +150,10 @@ impl DispatcherApp {
                     }
                 }
                 info!("dispatcher{}: game{id} up ({} games)", self.id, self.games.len());
+                for ((name, shard), (entity, game)) in &self.services {
+                    let m = Msg::ServiceUpdate { name: name.clone(), shard: *shard, entity: *entity, game: *game };
+                    Self::send(out, conn, &m);
+                }
                 if !self.banned.contains(&id) {
                     while let Some((gate, client, boot)) = self.pending_boots.pop_front() {
                         self.place_boot(gate, client, boot, out);
@@ -185,6 +192,16 @@ impl DispatcherApp {
         for e in stuck {
             for m in self.held.remove(&e).unwrap_or_default() {
                 self.undeliverable(e, m, out);
+            }
+        }
+        // Services it provided are gone; games re-create them.
+        let lost: Vec<(String, u16)> =
+            self.services.iter().filter(|(_, (_, g))| *g == game).map(|(k, _)| k.clone()).collect();
+        for (name, shard) in lost {
+            self.services.remove(&(name.clone(), shard));
+            let update = Msg::ServiceUpdate { name, shard, entity: Id::NIL, game: 0 };
+            for &c in self.games.values() {
+                Self::send(out, c, &update);
             }
         }
         for &c in self.games.values() {
@@ -298,6 +315,21 @@ impl DispatcherApp {
             Msg::CancelMigrate { entity } => {
                 for m in self.held.remove(&entity).unwrap_or_default() {
                     self.route(entity, m, out);
+                }
+            }
+            Msg::ServiceRegister { name, shard, entity } => {
+                let key = (name, shard);
+                let winner = match self.services.get(&key) {
+                    Some(&(e, g)) if self.games.contains_key(&g) && e != entity => (e, g),
+                    _ => {
+                        self.services.insert(key.clone(), (entity, game));
+                        info!("dispatcher{}: service {}#{} is {entity} on game{game}", self.id, key.0, key.1);
+                        (entity, game)
+                    }
+                };
+                let update = Msg::ServiceUpdate { name: key.0, shard: key.1, entity: winner.0, game: winner.1 };
+                for &c in self.games.values() {
+                    Self::send(out, c, &update);
                 }
             }
             Msg::GameLoad { load } => {

@@ -169,6 +169,8 @@ pub(crate) struct TypeDesc {
     pub(crate) aoi_radius: Option<f32>,
     /// Instances are spaces.
     pub(crate) is_space: bool,
+    /// Service types: number of shards (0: not a service).
+    pub(crate) service_shards: u16,
 }
 
 impl fmt::Debug for TypeDesc {
@@ -234,6 +236,7 @@ impl Registry {
             schema: Default::default(),
             aoi_radius: None,
             is_space: false,
+            service_shards: 0,
         });
         let idx = self.types.len() - 1;
         TypeBuilder { reg: self, idx, _e: std::marker::PhantomData }
@@ -249,6 +252,16 @@ impl Registry {
         let idx = b.idx;
         b.reg.types[idx].is_space = true;
         b.reg.space_type = Some(idx);
+        TypeBuilder { reg: b.reg, idx, _e: std::marker::PhantomData }
+    }
+
+    /// Registers a service type: `shards` instances (1..=8192) exist cluster-wide, each created
+    /// on some game and registered with the dispatchers; re-created elsewhere when their game
+    /// dies. Reach them with `Ctx::call_service_*`.
+    pub fn service<E: Entity>(&mut self, name: &'static str, factory: fn() -> E, shards: u16) -> TypeBuilder<'_, E> {
+        let b = self.entity(name, factory);
+        let idx = b.idx;
+        b.reg.types[idx].service_shards = shards.clamp(1, 8192);
         TypeBuilder { reg: b.reg, idx, _e: std::marker::PhantomData }
     }
 

@@ -5,7 +5,7 @@
 //! or destroys one queues a [`LocalOp`] that the world runs after the current handler returns,
 //! within a per-tick budget.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
@@ -56,6 +56,13 @@ pub enum SpaceError {
 fn args_or_empty(data: &[u8]) -> Vec<u8> {
     if data.is_empty() { 0u32.to_le_bytes().to_vec() } else { data.to_vec() }
 }
+
+/// How often a game looks for service shards without a provider.
+pub const SERVICE_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// A registration not confirmed within this is retried.
+pub const SERVICE_REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Checks a shard may stay missing before every game, not just its designated creator, tries.
+pub const SERVICE_FALLBACK_CHECKS: u32 = 3;
 
 /// Default of `position_sync_interval_ms`.
 pub const DEFAULT_POSITION_SYNC: Duration = Duration::from_millis(100);
@@ -137,6 +144,14 @@ pub(crate) struct WorldCore {
     /// Entities on their way to a space on another game: (space, position, target game once
     /// known).
     migrations: FxHashMap<Id, (Id, Pos, u16)>,
+    /// Mirror of the service registry: (name, shard) -> (provider, its game).
+    services: BTreeMap<(String, u16), (Id, u16)>,
+    /// Shards this game created and registered, not yet confirmed: (provider, since).
+    pending_services: FxHashMap<(String, u16), (Id, Instant)>,
+    /// How many checks each missing shard has been missing for.
+    missing_checks: FxHashMap<(String, u16), u32>,
+    next_service_check: Instant,
+    service_rr: usize,
 }
 
 impl WorldCore {
@@ -173,6 +188,10 @@ impl WorldCore {
                 }
             }
         }
+    }
+
+    fn send_idx(&mut self, d: usize, msg: Msg) {
+        self.out.push((d % self.n_dispatchers, msg));
     }
 
     fn send(&mut self, route: Id, msg: Msg) {
@@ -483,6 +502,55 @@ impl Ctx<'_> {
         self.core.local.push_back(LocalOp::GiveClient { from: self.id, to: other });
     }
 
+    fn service(&self, name: &str, shard: u16) -> Option<Id> {
+        self.core.services.get(&(name.to_owned(), shard)).map(|(e, _)| *e).filter(|e| !e.is_nil())
+    }
+
+    fn shards(&self, name: &str) -> u16 {
+        self.reg.type_index(name).map(|t| self.reg.types[t].service_shards).unwrap_or(0)
+    }
+
+    /// Calls `method` on shard `shard` of service `name`; false (logged, counted) if that shard
+    /// has no provider right now.
+    pub fn call_service_shard_index(&mut self, name: &str, shard: u16, method: &str, args: Vec<Value>) -> bool {
+        match self.service(name, shard) {
+            Some(e) => {
+                self.call(e, method, args);
+                true
+            }
+            None => {
+                self.core.stats.undeliverable += 1;
+                warn!("service {name}#{shard} has no provider; {method} not delivered");
+                false
+            }
+        }
+    }
+
+    /// Calls `method` on the shard of service `name` that owns `key` (`fnv1a32(key) % shards`).
+    pub fn call_service_shard_key(&mut self, name: &str, key: &str, method: &str, args: Vec<Value>) -> bool {
+        let n = self.shards(name).max(1);
+        let shard = (oxworld_net::id::fnv1a32(key.as_bytes()) % u32::from(n)) as u16;
+        self.call_service_shard_index(name, shard, method, args)
+    }
+
+    /// Calls `method` on one shard of service `name` (round robin over the shards).
+    pub fn call_service_any(&mut self, name: &str, method: &str, args: Vec<Value>) -> bool {
+        let n = self.shards(name).max(1);
+        self.core.service_rr = self.core.service_rr.wrapping_add(1);
+        let shard = (self.core.service_rr % usize::from(n)) as u16;
+        self.call_service_shard_index(name, shard, method, args)
+    }
+
+    /// Calls `method` on every shard of service `name`; returns how many were reached.
+    pub fn call_service_all(&mut self, name: &str, method: &str, args: Vec<Value>) -> usize {
+        (0..self.shards(name)).filter(|&s| self.call_service_shard_index(name, s, method, args.clone())).count()
+    }
+
+    /// The current providers of service `name`, by shard (missing shards left out).
+    pub fn service_providers(&self, name: &str) -> Vec<Id> {
+        (0..self.shards(name)).filter_map(|s| self.service(name, s)).collect()
+    }
+
     /// Destroys this entity once the current handler returns.
     pub fn destroy(&mut self) {
         *self.destroy = true;
@@ -541,6 +609,11 @@ impl World {
                 sync_interval: DEFAULT_POSITION_SYNC,
                 next_sync: clock_base.0,
                 migrations: FxHashMap::default(),
+                services: BTreeMap::new(),
+                pending_services: FxHashMap::default(),
+                missing_checks: FxHashMap::default(),
+                next_service_check: clock_base.0 + SERVICE_CHECK_EVERY,
+                service_rr: 0,
             },
             reg,
             entities: FxHashMap::default(),
@@ -966,6 +1039,7 @@ impl World {
                 }
             }
             Msg::SpaceGame { space, entity, game } => self.on_space_game(space, entity, game),
+            Msg::ServiceUpdate { name, shard, entity, game } => self.on_service_update(name, shard, entity, game),
             Msg::MigrateAck { entity } => self.on_migrate_ack(entity),
             Msg::RealMigrate { entity, data, .. } => self.migrate_in(entity, &data),
             Msg::GameUp { game } => {
@@ -991,11 +1065,80 @@ impl World {
             self.run_local(LOCAL_OPS_PER_TICK);
         }
         self.sync_spaces(now);
+        if now >= self.core.next_service_check {
+            self.core.next_service_check = now + SERVICE_CHECK_EVERY;
+            self.check_services(now);
+        }
     }
 
-    /// When [`World::tick`] should next run (timers, position sync).
+    fn on_service_update(&mut self, name: String, shard: u16, entity: Id, game: u16) {
+        let key = (name, shard);
+        if let Some((mine, _)) = self.core.pending_services.get(&key).copied()
+            && !entity.is_nil()
+        {
+            self.core.pending_services.remove(&key);
+            if mine != entity {
+                // Another game registered this shard first: ours is redundant.
+                self.destroy_entity(mine);
+            }
+        }
+        if entity.is_nil() {
+            self.core.services.remove(&key);
+        } else {
+            self.core.missing_checks.remove(&key);
+            self.core.services.insert(key, (entity, game));
+        }
+    }
+
+    /// Creates the service shards nobody provides. Each missing shard has one designated
+    /// creator among the online games (`fnv1a32(name#shard) % games`); if that one has not
+    /// delivered after a few checks, every game tries and the dispatcher keeps the first.
+    fn check_services(&mut self, now: Instant) {
+        let games: Vec<u16> = self.core.online_games.iter().copied().collect();
+        let types: Vec<(usize, u16)> = self
+            .reg
+            .types
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.service_shards > 0)
+            .map(|(i, t)| (i, t.service_shards))
+            .collect();
+        for (ty, shards) in types {
+            let name = self.reg.types[ty].name;
+            for shard in 0..shards {
+                let key = (name.to_owned(), shard);
+                if self.core.services.contains_key(&key) {
+                    continue;
+                }
+                if let Some((_, since)) = self.core.pending_services.get(&key)
+                    && now.duration_since(*since) < SERVICE_REGISTER_TIMEOUT
+                {
+                    continue;
+                }
+                let misses = self.core.missing_checks.entry(key.clone()).or_insert(0);
+                *misses += 1;
+                let reg_key = format!("{name}#{shard}");
+                let h = oxworld_net::id::fnv1a32(reg_key.as_bytes()) as usize;
+                let designated = games.get(h % games.len().max(1)).copied() == Some(self.core.game_id);
+                if !designated && *misses < SERVICE_FALLBACK_CHECKS {
+                    continue;
+                }
+                if let Some((old, _)) = self.core.pending_services.remove(&key) {
+                    self.destroy_entity(old);
+                }
+                let id = self.core.ids.next(self.core.unix_ms());
+                self.create(ty, id, None);
+                self.core.send(id, Msg::EntityCreated { id });
+                self.core.pending_services.insert(key, (id, now));
+                let d = h % self.core.n_dispatchers;
+                self.core.send_idx(d, Msg::ServiceRegister { name: name.to_owned(), shard, entity: id });
+            }
+        }
+    }
+
+    /// When [`World::tick`] should next run (timers, position sync, service checks).
     pub fn next_deadline(&self) -> Option<Instant> {
-        let sync = Some(self.core.next_sync);
+        let sync = Some(self.core.next_sync.min(self.core.next_service_check));
         match (self.core.timers.next_deadline(), sync) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -1869,8 +2012,33 @@ mod sim {
         }
     }
 
+    /// A sharded service that counts pings.
+    #[derive(Default)]
+    struct Online;
+    impl Entity for Online {}
+    impl Online {
+        fn ping(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+            let n = ctx.attrs().int("pings");
+            ctx.attrs().set("pings", n + 1);
+            Ok(())
+        }
+        fn spread(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+            let reached = ctx.call_service_all("Online", "ping", vec![]);
+            ctx.attrs().set("reached", reached as i64);
+            for k in ["alice", "bob", "carol"] {
+                ctx.call_service_shard_key("Online", k, "ping", vec![]);
+            }
+            Ok(())
+        }
+    }
+
     fn registry() -> Registry {
         let mut reg = Registry::new();
+        reg.service("Online", Online::default, 3).method("ping", Expose::Server, Online::ping).method(
+            "spread",
+            Expose::Server,
+            Online::spread,
+        );
         reg.entity("Walker", Walker::default)
             .aoi(10.0)
             .attr("count", crate::attr::AttrFlags::CLIENT)
@@ -1888,6 +2056,8 @@ mod sim {
         worlds: [World; 2],
         /// What the gate delivered to the client, decoded.
         client: Vec<ServerMsg>,
+        /// Games whose process "died": no longer ticked or heard.
+        dead: [bool; 2],
     }
 
     fn enc(m: &Msg) -> Vec<u8> {
@@ -1920,7 +2090,7 @@ mod sim {
             for w in &mut worlds {
                 w.set_online_games(&[1, 2]);
             }
-            let mut sim = Sim { now, d, out, worlds, client: Vec::new() };
+            let mut sim = Sim { now, d, out, worlds, client: Vec::new(), dead: [false; 2] };
             sim.settle();
             sim
         }
@@ -1931,6 +2101,9 @@ mod sim {
                 let mut moved = false;
                 for (i, conn) in [(0usize, G1), (1, G2)] {
                     let msgs: Vec<Msg> = self.worlds[i].drain_output().map(|(_, m)| m).collect();
+                    if self.dead[i] {
+                        continue;
+                    }
                     for m in msgs {
                         moved = true;
                         self.d.handle(self.now, Event::Frame { conn, data: enc(&m) }, &mut self.out);
@@ -1961,10 +2134,47 @@ mod sim {
 
         fn advance(&mut self, by: Duration) {
             self.now += by;
-            for w in &mut self.worlds {
-                w.tick(self.now);
+            for (i, w) in self.worlds.iter_mut().enumerate() {
+                if !self.dead[i] {
+                    w.tick(self.now);
+                }
             }
             self.settle();
+        }
+
+        fn kill(&mut self, game: usize) {
+            self.dead[game] = true;
+            let conn = [G1, G2][game];
+            let reason = oxworld_net::runtime::CloseReason::PeerClosed;
+            self.d.handle(self.now, Event::Closed { conn, reason }, &mut self.out);
+            self.settle();
+        }
+
+        /// Service providers (shard -> game) as the live games' mirrors see them; panics if
+        /// they disagree.
+        fn providers(&self) -> Vec<u16> {
+            let mut seen = None;
+            for (i, w) in self.worlds.iter().enumerate() {
+                if self.dead[i] {
+                    continue;
+                }
+                let v: Vec<u16> =
+                    (0..3).filter_map(|s| w.core.services.get(&("Online".to_owned(), s)).map(|(_, g)| *g)).collect();
+                if let Some(prev) = &seen {
+                    assert_eq!(prev, &v, "mirrors agree");
+                }
+                seen = Some(v);
+            }
+            seen.unwrap_or_default()
+        }
+
+        fn online_instances(&self) -> usize {
+            self.worlds
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !self.dead[*i])
+                .map(|(_, w)| w.entities.values().filter(|s| w.reg.types[s.ty].name == "Online").count())
+                .sum()
         }
 
         /// The client (gate 1, CLIENT) calls `method` on `target`.
@@ -1990,6 +2200,40 @@ mod sim {
 
     const CLIENT: Id = Id([0xc1; 16]);
     const WALKER: Id = Id([0x77; 16]);
+
+    #[test]
+    fn services_are_created_once_reached_by_shard_and_recreated_when_their_game_dies() {
+        let mut sim = Sim::new();
+        for _ in 0..3 {
+            sim.advance(Duration::from_secs(1));
+        }
+        let p = sim.providers();
+        assert_eq!(p.len(), 3, "every shard has a provider: {p:?}");
+        assert_eq!(sim.online_instances(), 3, "exactly one instance per shard");
+        // Reach them: all shards, and by key.
+        let any = sim.worlds[0].core.services[&("Online".to_owned(), 0)].0;
+        sim.server_call(any, "spread", vec![]);
+        sim.settle();
+        let pings: i64 = sim
+            .worlds
+            .iter()
+            .flat_map(|w| {
+                w.entities
+                    .values()
+                    .filter(|s| w.reg.types[s.ty].name == "Online")
+                    .map(|s| s.attrs.get("pings").and_then(Value::as_int).unwrap_or(0))
+            })
+            .sum();
+        assert_eq!(pings, 3 + 3, "call_service_all reached 3 shards, shard_key calls 3 more");
+        // Game 2 dies: its shards come back on game 1.
+        let on_two = p.iter().filter(|&&g| g == 2).count();
+        sim.kill(1);
+        for _ in 0..(SERVICE_FALLBACK_CHECKS + 2) {
+            sim.advance(Duration::from_secs(1));
+        }
+        assert_eq!(sim.providers(), vec![1, 1, 1], "all shards on the surviving game (game 2 had {on_two})");
+        assert_eq!(sim.online_instances(), 3);
+    }
 
     #[test]
     fn migration_back_and_forth_under_a_stream_of_calls_loses_nothing() {

@@ -193,6 +193,29 @@ pub enum Msg {
         /// The entity.
         entity: Id,
     },
+    /// Game -> dispatcher(service key): shard `shard` of service `name` is `entity` (on the
+    /// sender). The first live registration wins; every game hears the outcome as
+    /// `ServiceUpdate`.
+    ServiceRegister {
+        /// Service name.
+        name: String,
+        /// Shard index.
+        shard: u16,
+        /// The entity providing it.
+        entity: Id,
+    },
+    /// Dispatcher -> games: shard `shard` of service `name` is now `entity` on `game`
+    /// (`Id::NIL`: no provider; it will be re-created).
+    ServiceUpdate {
+        /// Service name.
+        name: String,
+        /// Shard index.
+        shard: u16,
+        /// Provider, or `Id::NIL`.
+        entity: Id,
+        /// Its game (0 with `Id::NIL`).
+        game: u16,
+    },
     /// Game -> every dispatcher, every second: its load (live entities), for "anywhere"
     /// placement.
     GameLoad {
@@ -253,6 +276,8 @@ impl Msg {
             Msg::Call { .. } => "Call",
             Msg::ClientMove { .. } => "ClientMove",
             Msg::GameLoad { .. } => "GameLoad",
+            Msg::ServiceRegister { .. } => "ServiceRegister",
+            Msg::ServiceUpdate { .. } => "ServiceUpdate",
             Msg::QuerySpace { .. } => "QuerySpace",
             Msg::SpaceGame { .. } => "SpaceGame",
             Msg::MigrateRequest { .. } => "MigrateRequest",
@@ -294,6 +319,8 @@ mod tests {
             Msg::Call { target: a, method: 7, args: vec![], caller: Caller::Client { gate: 1, client: b } },
             Msg::ClientMove { client: a, id: b, pos: [1.0, 2.0, 3.0, 90.0] },
             Msg::GameLoad { load: 12 },
+            Msg::ServiceRegister { name: "Online".into(), shard: 1, entity: a },
+            Msg::ServiceUpdate { name: "Online".into(), shard: 1, entity: a, game: 2 },
             Msg::QuerySpace { space: a, entity: b },
             Msg::SpaceGame { space: a, entity: b, game: 2 },
             Msg::MigrateRequest { entity: a },
