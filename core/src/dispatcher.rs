@@ -332,6 +332,15 @@ impl DispatcherApp {
                     Self::send(out, c, &update);
                 }
             }
+            Msg::SetFilterProp { gate, .. } => match self.gates.get(&gate) {
+                Some(&c) => Self::send(out, c, &msg),
+                None => debug!("dispatcher{}: gate{gate} not connected; filter prop dropped", self.id),
+            },
+            Msg::FilteredCall { .. } => {
+                for &c in self.gates.values() {
+                    Self::send(out, c, &msg);
+                }
+            }
             Msg::GameLoad { load } => {
                 self.loads.insert(game, u64::from(load));
             }

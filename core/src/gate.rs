@@ -27,6 +27,8 @@ pub const MAX_KNOWN_PER_CLIENT: usize = 100_000;
 struct Client {
     id: Id,
     owner: Option<Id>,
+    /// Filter properties set by the game (`call_filtered_clients`).
+    props: HashMap<String, String>,
     /// Entities this client was told about; ids are chosen by clients when they call, so a
     /// SipHash set (not Fx) keeps hostile probes from degrading it.
     known: HashSet<Id>,
@@ -131,7 +133,7 @@ impl GateApp {
         let client = self.ids.next(ms);
         let boot = self.ids.next(ms);
         self.stats.accepted += 1;
-        self.clients.insert(conn, Client { id: client, owner: None, known: HashSet::new() });
+        self.clients.insert(conn, Client { id: client, owner: None, props: HashMap::new(), known: HashSet::new() });
         self.by_client.insert(client, conn);
         let idle_ms = u32::try_from(self.cfg.heartbeat_timeout.as_millis()).unwrap_or(u32::MAX);
         Self::reply(
@@ -200,6 +202,37 @@ impl GateApp {
     }
 
     fn on_dispatcher_msg(&mut self, msg: Msg, out: &mut Outbox) {
+        let msg = match msg {
+            Msg::SetFilterProp { client, key, value, .. } => {
+                if let Some(c) = self.by_client.get(&client).and_then(|conn| self.clients.get_mut(conn)) {
+                    if value.is_empty() {
+                        c.props.remove(&key);
+                    } else {
+                        c.props.insert(key, value);
+                    }
+                }
+                return;
+            }
+            Msg::FilteredCall { key, op, value, method, args } => {
+                let args = match oxworld_net::value::decode_args(&mut oxworld_net::wire::Reader::new(&args)) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!("gate{}: filtered call {method} with undecodable arguments: {e}", self.cfg.id);
+                        return;
+                    }
+                };
+                for (&conn, c) in &self.clients {
+                    let Some(owner) = c.owner else { continue };
+                    let hit = key.is_empty() || c.props.get(&key).is_some_and(|p| filter_matches(p, op, &value));
+                    if hit {
+                        let m = ServerMsg::Call { id: owner, method: method.clone(), args: args.clone() };
+                        Self::reply(out, conn, &m);
+                    }
+                }
+                return;
+            }
+            other => other,
+        };
         let Msg::ToClient { client, payload, .. } = msg else {
             warn!("gate{}: unexpected {} from a dispatcher", self.cfg.id, msg.name());
             return;
@@ -287,6 +320,24 @@ impl App for GateApp {
 
     fn done(&self) -> bool {
         self.done
+    }
+}
+
+/// `prop <op> value`: numerically when both parse as numbers, else by string order.
+fn filter_matches(prop: &str, op: u8, value: &str) -> bool {
+    use std::cmp::Ordering;
+    let ord = match (prop.parse::<f64>(), value.parse::<f64>()) {
+        (Ok(a), Ok(b)) => a.partial_cmp(&b).unwrap_or(Ordering::Less),
+        _ => prop.cmp(value),
+    };
+    match op {
+        0 => ord == Ordering::Equal,
+        1 => ord != Ordering::Equal,
+        2 => ord == Ordering::Less,
+        3 => ord == Ordering::Greater,
+        4 => ord != Ordering::Greater,
+        5 => ord != Ordering::Less,
+        _ => false,
     }
 }
 
@@ -389,6 +440,48 @@ mod tests {
         f.out.take_frames();
         let got = f.client_sends(100, &call);
         assert_eq!(got[0].0, ConnId(100));
+    }
+
+    #[test]
+    fn filtered_calls_match_props_numerically_or_as_strings() {
+        assert!(filter_matches("10", 3, "9"), "10 > 9 as numbers");
+        assert!(!filter_matches("10", 3, "9x"), "'10' < '9x' as strings");
+        assert!(filter_matches("b", 2, "c") && filter_matches("a", 0, "a") && filter_matches("a", 1, "b"));
+        assert!(filter_matches("5", 4, "5") && filter_matches("5", 5, "5") && !filter_matches("5", 9, "5"));
+        let mut f = fixture();
+        let (c1, b1) = f.accept(100);
+        let (c2, b2) = f.accept(101);
+        for (c, b) in [(c1, b1), (c2, b2)] {
+            let create = ServerMsg::CreateEntity {
+                is_player: true,
+                id: b,
+                type_name: "B".into(),
+                attrs: Value::Nil,
+                pos: Default::default(),
+            };
+            f.deliver(c, &create);
+        }
+        f.out.take_frames();
+        let set = |f: &mut Fixture, client: Id, v: &str| {
+            let mut data = Vec::new();
+            Msg::SetFilterProp { gate: 1, client, key: "level".into(), value: v.into() }.encode(&mut data);
+            f.gate.handle(f.now, Event::Frame { conn: f.links[0], data }, &mut f.out);
+        };
+        set(&mut f, c1, "3");
+        set(&mut f, c2, "12");
+        let mut data = Vec::new();
+        let mut args = Vec::new();
+        oxworld_net::value::encode_args(&[Value::Int(1)], &mut args);
+        Msg::FilteredCall { key: "level".into(), op: 5, value: "10".into(), method: "hi".into(), args }
+            .encode(&mut data);
+        f.gate.handle(f.now, Event::Frame { conn: f.links[0], data }, &mut f.out);
+        let sent = f.out.take_frames();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0].0, ConnId(101));
+        assert_eq!(
+            ServerMsg::decode(&sent[0].1[0]),
+            Ok(ServerMsg::Call { id: b2, method: "hi".into(), args: vec![Value::Int(1)] })
+        );
     }
 
     #[test]

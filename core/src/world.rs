@@ -502,6 +502,50 @@ impl Ctx<'_> {
         self.core.local.push_back(LocalOp::GiveClient { from: self.id, to: other });
     }
 
+    /// Sets filter property `key` of this entity's client (empty `value` removes it); used by
+    /// [`Ctx::call_filtered_clients`]. No-op without a client.
+    pub fn set_client_filter_prop(&mut self, key: &str, value: &str) {
+        if let Some(c) = *self.client {
+            let msg =
+                Msg::SetFilterProp { gate: c.gate, client: c.client, key: key.to_owned(), value: value.to_owned() };
+            self.core.send(self.id, msg);
+        }
+    }
+
+    /// Calls `method` (with `args`) on the player entity of every client, on every gate, whose
+    /// filter property `key` satisfies `op value` (`"="`, `"!="`, `"<"`, `">"`, `"<="`, `">="`;
+    /// numbers compare numerically); an empty `key` selects every client. Each gate gets it
+    /// exactly once, however many dispatchers there are. Unknown `op`: nothing is sent.
+    pub fn call_filtered_clients(&mut self, key: &str, op: &str, value: &str, method: &str, args: Vec<Value>) {
+        let op = match op {
+            "=" | "==" => 0,
+            "!=" => 1,
+            "<" => 2,
+            ">" => 3,
+            "<=" => 4,
+            ">=" => 5,
+            other => {
+                warn!("call_filtered_clients: unknown operator {other:?}");
+                return;
+            }
+        };
+        let mut enc = Vec::new();
+        encode_args(&args, &mut enc);
+        let msg = Msg::FilteredCall {
+            key: key.to_owned(),
+            op,
+            value: value.to_owned(),
+            method: method.to_owned(),
+            args: enc,
+        };
+        self.core.send_idx(0, msg);
+    }
+
+    /// Calls `method` on every connected client's player entity.
+    pub fn call_all_clients_everywhere(&mut self, method: &str, args: Vec<Value>) {
+        self.call_filtered_clients("", "=", "", method, args);
+    }
+
     fn service(&self, name: &str, shard: u16) -> Option<Id> {
         self.core.services.get(&(name.to_owned(), shard)).map(|(e, _)| *e).filter(|e| !e.is_nil())
     }

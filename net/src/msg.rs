@@ -216,6 +216,33 @@ pub enum Msg {
         /// Its game (0 with `Id::NIL`).
         game: u16,
     },
+    /// Game -> dispatcher(owner) -> gate: set filter property `key` of `client` to `value`
+    /// (an empty value removes it).
+    SetFilterProp {
+        /// Gate holding the client.
+        gate: u16,
+        /// The client.
+        client: Id,
+        /// Property name.
+        key: String,
+        /// Property value.
+        value: String,
+    },
+    /// Game -> dispatcher 1 -> every gate: call `method` on the player entity of every client
+    /// whose property `key` compares to `value` by `op` (0 =, 1 !=, 2 <, 3 >, 4 <=, 5 >=); an
+    /// empty `key` selects every client. Numbers compare as numbers when both sides parse.
+    FilteredCall {
+        /// Property name.
+        key: String,
+        /// Comparison.
+        op: u8,
+        /// Value compared against.
+        value: String,
+        /// Client method.
+        method: String,
+        /// Encoded argument list.
+        args: Vec<u8>,
+    },
     /// Game -> every dispatcher, every second: its load (live entities), for "anywhere"
     /// placement.
     GameLoad {
@@ -276,6 +303,8 @@ impl Msg {
             Msg::Call { .. } => "Call",
             Msg::ClientMove { .. } => "ClientMove",
             Msg::GameLoad { .. } => "GameLoad",
+            Msg::SetFilterProp { .. } => "SetFilterProp",
+            Msg::FilteredCall { .. } => "FilteredCall",
             Msg::ServiceRegister { .. } => "ServiceRegister",
             Msg::ServiceUpdate { .. } => "ServiceUpdate",
             Msg::QuerySpace { .. } => "QuerySpace",
@@ -319,6 +348,14 @@ mod tests {
             Msg::Call { target: a, method: 7, args: vec![], caller: Caller::Client { gate: 1, client: b } },
             Msg::ClientMove { client: a, id: b, pos: [1.0, 2.0, 3.0, 90.0] },
             Msg::GameLoad { load: 12 },
+            Msg::SetFilterProp { gate: 1, client: a, key: "level".into(), value: "10".into() },
+            Msg::FilteredCall {
+                key: "level".into(),
+                op: 5,
+                value: "5".into(),
+                method: "hi".into(),
+                args: vec![0, 0, 0, 0],
+            },
             Msg::ServiceRegister { name: "Online".into(), shard: 1, entity: a },
             Msg::ServiceUpdate { name: "Online".into(), shard: 1, entity: a, game: 2 },
             Msg::QuerySpace { space: a, entity: b },
