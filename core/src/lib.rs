@@ -4,6 +4,7 @@
 
 pub mod aoi;
 pub mod attr;
+pub mod cron;
 pub mod dispatcher;
 pub mod entity;
 pub mod game;

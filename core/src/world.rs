@@ -19,6 +19,7 @@ use rustc_hash::FxHashMap;
 use thiserror::Error;
 
 use crate::attr::{AttrSchema, Attrs, Audience, MapMut, filter_ops, touches_persistent};
+use crate::cron::CronSpec;
 use crate::entity::{Args, CallError, EntityObj, Expose, Registry, RegistryError};
 use crate::migrate::{EntityImage, TimerImage};
 use crate::space::{Sight, Spaces};
@@ -74,6 +75,18 @@ pub fn nil_space_id(game: u16) -> Id {
     b[..14].copy_from_slice(b"oxw-nil-space!");
     b[14..].copy_from_slice(&game.to_be_bytes());
     Id(b)
+}
+
+/// Why a crontab entry could not be added.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CronAddError {
+    /// The schedule does not parse.
+    #[error(transparent)]
+    Spec(#[from] crate::cron::CronError),
+    /// The entity's type has no such method.
+    #[error("no method {0:?} on this entity type")]
+    UnknownMethod(String),
 }
 
 /// Why a timer could not be added.
@@ -152,6 +165,10 @@ pub(crate) struct WorldCore {
     missing_checks: FxHashMap<(String, u16), u32>,
     next_service_check: Instant,
     service_rr: usize,
+    /// Crontab entries: (entity, schedule, method id, args).
+    cron: Vec<(Id, CronSpec, u32, Vec<Value>)>,
+    /// The last UTC minute whose crontab entries ran.
+    cron_minute: u64,
 }
 
 impl WorldCore {
@@ -267,6 +284,45 @@ impl Ctx<'_> {
     pub fn add_repeat_timer(&mut self, every: Duration, method: &str, args: Vec<Value>) -> Result<TimerId, TimerError> {
         let every = every.max(crate::timer::MIN_REPEAT);
         self.timer(every, Some(every), method, args)
+    }
+
+    /// Calls `method` of this entity after the current handler returns, in this same turn of
+    /// the loop (GoWorld's `Post`, typed).
+    pub fn post(&mut self, method: &str, args: Vec<Value>) {
+        let caller = Caller::Server(self.id);
+        self.core.local.push_back(LocalOp::Call { target: self.id, method: method_id(method), args, caller });
+    }
+
+    /// A game-wide timer: calls `method` of this game's nil space (an instance of the space
+    /// type) once after `after`, or every `repeat` if given. Lives as long as the game.
+    pub fn add_global_timer(
+        &mut self,
+        after: Duration,
+        repeat: Option<Duration>,
+        method: &str,
+        args: Vec<Value>,
+    ) -> Result<TimerId, TimerError> {
+        let m = method_id(method);
+        let space_ty = self.reg.space_type.ok_or_else(|| TimerError::UnknownMethod(method.to_owned()))?;
+        if !self.reg.types[space_ty].by_id.contains_key(&m) {
+            return Err(TimerError::UnknownMethod(method.to_owned()));
+        }
+        let repeat = repeat.map(|r| r.max(crate::timer::MIN_REPEAT));
+        let deadline = self.core.now + after;
+        Ok(self.core.timers.add(Timer { entity: self.core.nil_space, method: m, args, deadline, repeat }))
+    }
+
+    /// Calls `method` of this entity on a crontab schedule (`"*/5 * * * *"`: every five
+    /// minutes, UTC), until the entity is destroyed. Schedules stay on this game (they are not
+    /// carried by migration).
+    pub fn add_cron(&mut self, spec: &str, method: &str, args: Vec<Value>) -> Result<(), CronAddError> {
+        let s = CronSpec::parse(spec)?;
+        let m = method_id(method);
+        if !self.reg.types[self.ty].by_id.contains_key(&m) {
+            return Err(CronAddError::UnknownMethod(method.to_owned()));
+        }
+        self.core.cron.push((self.id, s, m, args));
+        Ok(())
     }
 
     /// Cancels one of this entity's timers; false if it was not live.
@@ -658,6 +714,8 @@ impl World {
                 missing_checks: FxHashMap::default(),
                 next_service_check: clock_base.0 + SERVICE_CHECK_EVERY,
                 service_rr: 0,
+                cron: Vec::new(),
+                cron_minute: clock_base.1 / 60_000,
             },
             reg,
             entities: FxHashMap::default(),
@@ -1109,6 +1167,22 @@ impl World {
             self.run_local(LOCAL_OPS_PER_TICK);
         }
         self.sync_spaces(now);
+        let minute = self.core.unix_ms() / 60_000;
+        if minute > self.core.cron_minute {
+            // A stalled loop runs the current minute's entries once, not every missed minute.
+            self.core.cron_minute = minute;
+            let due: Vec<(Id, u32, Vec<Value>)> = self
+                .core
+                .cron
+                .iter()
+                .filter(|(_, s, _, _)| s.matches(minute))
+                .map(|(e, _, m, a)| (*e, *m, a.clone()))
+                .collect();
+            for (e, m, a) in due {
+                self.run_call(e, m, a, Caller::Server(e));
+                self.run_local(LOCAL_OPS_PER_TICK);
+            }
+        }
         if now >= self.core.next_service_check {
             self.core.next_service_check = now + SERVICE_CHECK_EVERY;
             self.check_services(now);
@@ -1182,7 +1256,13 @@ impl World {
 
     /// When [`World::tick`] should next run (timers, position sync, service checks).
     pub fn next_deadline(&self) -> Option<Instant> {
-        let sync = Some(self.core.next_sync.min(self.core.next_service_check));
+        let mut sync = self.core.next_sync.min(self.core.next_service_check);
+        if !self.core.cron.is_empty() {
+            let (start, base) = self.core.clock_base;
+            let next_minute_ms = (self.core.cron_minute + 1) * 60_000;
+            sync = sync.min(start + Duration::from_millis(next_minute_ms.saturating_sub(base)));
+        }
+        let sync = Some(sync);
         match (self.core.timers.next_deadline(), sync) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -1323,6 +1403,7 @@ impl World {
         self.core.clients.remove(&id);
         self.core.local_ids.remove(&id);
         self.core.timers.remove_entity(id);
+        self.core.cron.retain(|(e, ..)| *e != id);
         if let Some(mut obj) = slot.obj.take() {
             let mut destroy = true;
             let schema = &self.reg.types[slot.ty].schema;
@@ -1812,6 +1893,40 @@ mod tests {
         assert_eq!(w.position_of(BOOT).map(|p| p.x), Some(1.0), "another client's move is refused");
         w.handle(t0, Msg::ClientMove { client: CLIENT, id: BOOT, pos: [3.0, 0.0, 4.0, 90.0] });
         assert_eq!(w.position_of(BOOT), Some(Pos { x: 3.0, y: 0.0, z: 4.0, yaw: 90.0 }));
+    }
+
+    #[test]
+    fn post_cron_and_global_timers() {
+        let mut w = booted();
+        let t0 = w.core.clock_base.0;
+        // The clock base is 1_700_000_000_000 ms = minute 28_333_333 + 20 s.
+        w.with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
+            ctx.post("tock", vec![Value::Int(0)]);
+            ctx.add_cron("* * * * *", "tock", vec![Value::Int(1)]).expect("cron");
+            assert!(ctx.add_cron("61 * * * *", "tock", vec![]).is_err());
+            assert!(ctx.add_cron("* * * * *", "nope", vec![]).is_err());
+            assert!(ctx.add_global_timer(Duration::from_millis(5), None, "no_such_space_method", vec![]).is_err());
+            Ok(())
+        });
+        w.run_local(10);
+        let tocks = |w: &mut World| -> Vec<Value> {
+            client_msgs(w)
+                .into_iter()
+                .filter_map(|m| match m {
+                    ServerMsg::Call { method, args, .. } if method == "tock" => Some(args[0].clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(tocks(&mut w), vec![Value::Int(0)], "post runs after the handler");
+        w.tick(t0 + Duration::from_secs(30));
+        assert!(tocks(&mut w).is_empty(), "same minute: nothing");
+        w.tick(t0 + Duration::from_secs(41));
+        assert_eq!(tocks(&mut w), vec![Value::Int(1)], "the next minute fires once");
+        w.tick(t0 + Duration::from_secs(42));
+        assert!(tocks(&mut w).is_empty());
+        w.tick(t0 + Duration::from_secs(600));
+        assert_eq!(tocks(&mut w), vec![Value::Int(1)], "after a stall: once, not nine times");
     }
 
     #[test]
