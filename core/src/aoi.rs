@@ -28,19 +28,22 @@
 //!
 //! # How it is fast
 //!
-//! Nothing is stored per pair. A flush that changes many entities (more than
-//! `len / SPARSE_DIV`) re-grids everyone: a counting sort into a uniform grid (cell = the
-//! configured cell size plus twice the largest move of this flush) laid out as
-//! structure-of-arrays holding both the flushed and the pending position and squared radius of
-//! every entity. One sweep then visits each unordered pair of neighbouring cells once, in a
-//! branch-free 8-lane kernel the compiler vectorises, and compares the old and the new state of
-//! both directions; only a changed pair leaves the fast path. Bounded movement is what makes
-//! neighbouring cells enough: a pair in cells two apart cannot have been or become visible.
-//! Entities whose reach exceeds a cell (big radius) additionally scan the ring of cells they can
-//! reach, one direction only; entities that jumped further than a quarter cell are taken out of
-//! the sweep and diffed individually (old neighbourhood from the old grid, new from the new) so a
-//! teleport does not widen the sweep for everyone. A flush that changes few entities keeps the
-//! grid and diffs just those entities. Per entity the index holds a few dozen bytes.
+//! Nothing is stored per pair: the relation is recomputed from positions. A flush that changes
+//! many entities (more than `len / SPARSE_DIV`) rebuilds the grid with a counting sort. Its
+//! stencil reach R is the configured cell size (or the 7/8 quantile of the radii, if most radii
+//! exceed it) plus twice the largest move of this flush; cells are `R / KX` wide and `R / KY`
+//! high, and the slots are structure-of-arrays holding both the flushed and the pending position
+//! and squared radius of every entity. A sweep then visits each unordered pair at most `KX`
+//! columns and `KY` rows apart once. That includes every pair that was or becomes visible,
+//! because the margin bounds the moves. The kernel compares old and new state, both directions,
+//! for 8 pairs at a time without branches (the compiler vectorises it with SSE2); only a chunk
+//! holding a change leaves that path (about one chunk in seven when all 10,000 entities of the
+//! benchmark move). Entities that reach further than R also scan, vectorised and in one direction,
+//! the runs of cells beyond the stencil; entities that jumped further than a quarter cell are
+//! taken out of the sweep and diffed on their own, so one teleport does not widen the stencil
+//! for everyone. A flush that changes few entities keeps the grid and diffs only those. Memory
+//! is about 150 bytes per entity (per-key state, two grids of seven columns, scratch), nothing
+//! per pair. Benchmarks: `core/benches/aoi.rs`.
 //!
 //! # LIFECYCLE of an entity
 //!
@@ -186,10 +189,10 @@ fn related(new: bool, w: &Ent, t: &Ent) -> bool {
 /// A grid over a window of the plane, entities sorted by cell (counting sort) into
 /// structure-of-arrays slots. Cells are `reach / KX` wide and `reach / KY` high: the sweep visits
 /// the pairs whose columns differ by at most `KX` and rows by at most `KY`, which include every
-/// pair closer than `reach`; narrow cells make that stencil hug the circle more tightly than
-/// square cells of side `reach` (about 1.6 times fewer pairs than 3 x 3 of those). Bucket `c`
-/// (cell index, row-major) holds the swept entities of cell `c`, bucket `w * h + c` the jumpers
-/// of cell `c`, so the swept entities of a run of cells in a row are one contiguous run of slots.
+/// pair closer than `reach`; small cells make that stencil hug the circle more tightly than
+/// 3 x 3 square cells of side `reach` (about 40% fewer pairs). Bucket `c` (cell index,
+/// row-major) holds the swept entities of cell `c`, bucket `w * h + c` the jumpers of cell `c`,
+/// so the swept entities of a run of cells in a row are one contiguous run of slots.
 #[derive(Debug, Clone)]
 struct Grid {
     x0: f32,
@@ -247,19 +250,22 @@ impl Grid {
         self.w * self.h
     }
 
+    /// The window and cell sizes, copied out (the build's hot loop keeps them in registers).
+    #[inline]
+    fn geom(&self) -> Geom {
+        Geom { x0: self.x0, z0: self.z0, invx: self.invx, invz: self.invz, w: self.w, h: self.h }
+    }
+
     /// Column of `x`, clamped into the window (NaN maps to 0).
     #[inline]
     fn col(&self, x: f32) -> usize {
-        // Truncation is floor for the non-negative values kept (and no libm call on x86-64 v1).
-        let c = (x - self.x0) * self.invx;
-        if c >= 0.0 { (c as usize).min(self.w - 1) } else { 0 }
+        self.geom().col(x)
     }
 
     /// Row of `z`, clamped into the window.
     #[inline]
     fn row(&self, z: f32) -> usize {
-        let c = (z - self.z0) * self.invz;
-        if c >= 0.0 { (c as usize).min(self.h - 1) } else { 0 }
+        self.geom().row(z)
     }
 
     /// Inclusive column and row ranges of the cells holding every point within `reach` of
@@ -303,6 +309,40 @@ impl Grid {
     }
 }
 
+/// Where the cells of a [`Grid`] are: origin, inverse cell width and height, columns and rows.
+#[derive(Debug, Clone, Copy)]
+struct Geom {
+    x0: f32,
+    z0: f32,
+    invx: f32,
+    invz: f32,
+    w: usize,
+    h: usize,
+}
+
+impl Geom {
+    /// Column of `x`, clamped into the window (NaN maps to 0).
+    #[inline(always)]
+    fn col(self, x: f32) -> usize {
+        // Truncation is floor for the non-negative values kept (and no libm call on x86-64 v1).
+        let c = (x - self.x0) * self.invx;
+        if c >= 0.0 { (c as usize).min(self.w - 1) } else { 0 }
+    }
+
+    /// Row of `z`, clamped into the window.
+    #[inline(always)]
+    fn row(self, z: f32) -> usize {
+        let c = (z - self.z0) * self.invz;
+        if c >= 0.0 { (c as usize).min(self.h - 1) } else { 0 }
+    }
+
+    /// Cell index (row-major) of (x, z).
+    #[inline(always)]
+    fn cell(self, x: f32, z: f32) -> usize {
+        self.row(z) * self.w + self.col(x)
+    }
+}
+
 /// Scratch buffers of a grid build, kept between flushes.
 #[derive(Debug, Clone, Default)]
 struct Scratch {
@@ -331,8 +371,8 @@ pub struct Aoi {
     next: Grid,
     /// Present entities without a grid slot; their position is read from `ents`.
     extras: Vec<AoiKey>,
-    /// Present entities whose squared radius exceeds `cur.cell2`: they can see further than one
-    /// cell, so "who sees T" scans them instead of a wide box of cells.
+    /// Present entities whose squared radius exceeds `cur.reach2`: they can see beyond the
+    /// grid's stencil, so "who sees T" scans them instead of a wide box of cells.
     wide: Vec<AoiKey>,
     sanitized: u64,
     /// Flush scratch: changed keys, jumpers.
@@ -795,51 +835,60 @@ impl Aoi {
         g.w = w;
         g.h = h;
         g.mag = (mag + 2.0 * cell) as f32;
+        let (geom, mag_g, reach_g) = (g.geom(), g.mag, g.reach);
         // Counting sort: count, inclusive prefix sums, scatter backwards (stable, so slots are
         // in key order within a bucket and the build is deterministic).
         let nc = w * h;
         g.start.clear();
         g.start.resize(2 * nc + 1, 0);
         bucket.clear();
-        for &k in order.iter() {
+        bucket.resize(n, 0);
+        // Locals and plain slices, so that the loops keep everything in registers.
+        let start = &mut g.start[..];
+        for (&k, b) in order.iter().zip(bucket.iter_mut()) {
             let e = &ents[k as usize];
             let (x, z, _) = e.view(pending);
-            let c = g.row(z) * w + g.col(x);
-            let b = if pending && e.jump { nc + c } else { c };
-            bucket.push(b as u32);
-            g.start[b] += 1;
+            let c = geom.cell(x, z);
+            let c = if pending && e.jump { nc + c } else { c };
+            *b = c as u32;
+            start[c] += 1;
         }
         let mut acc = 0u32;
-        for s in &mut g.start[..2 * nc] {
+        for s in &mut start[..2 * nc] {
             acc += *s;
             *s = acc;
         }
-        g.start[2 * nc] = acc;
+        start[2 * nc] = acc;
         // Every slot is written below: only a change of length costs.
         for v in [&mut g.x, &mut g.z, &mut g.r2, &mut g.ox, &mut g.oz, &mut g.or2] {
             v.resize(n, 0.0);
         }
         g.key.resize(n, 0);
-        ring.clear();
-        let rings = pending && far + 2.0 * PAD_REL * (far + g.mag) > g.reach;
+        let key = &mut g.key[..n];
         for (&k, &b) in order.iter().zip(bucket.iter()).rev() {
             let b = b as usize;
-            g.start[b] -= 1;
-            let s = g.start[b] as usize;
+            start[b] -= 1;
+            key[start[b] as usize] = k;
+        }
+        // Then the columns in slot order: reads of `ents` jump about, writes stream.
+        ring.clear();
+        let rings = pending && far + 2.0 * PAD_REL * (far + mag_g) > reach_g;
+        let (xs, zs, r2s) = (&mut g.x[..n], &mut g.z[..n], &mut g.r2[..n]);
+        let (oxs, ozs, or2s) = (&mut g.ox[..n], &mut g.oz[..n], &mut g.or2[..n]);
+        for (s, &k) in key.iter().enumerate() {
             let e = &mut ents[k as usize];
             let (x, z, r) = e.view(pending);
-            g.key[s] = k;
-            g.x[s] = x;
-            g.z[s] = z;
-            g.r2[s] = sq(r);
-            g.ox[s] = e.px;
-            g.oz[s] = e.pz;
-            g.or2[s] = sq(e.r);
+            xs[s] = x;
+            zs[s] = z;
+            r2s[s] = sq(r);
+            oxs[s] = e.px;
+            ozs[s] = e.pz;
+            or2s[s] = sq(e.r);
             e.loc = s as u32;
             if rings && !e.jump {
                 // Reach of a swept entity: its new radius, or its old one plus both moves.
                 let reach = (e.r + 2.0 * step).max(e.rq);
-                if reach + 2.0 * PAD_REL * (reach + g.mag) > g.reach {
+                if reach + 2.0 * PAD_REL * (reach + mag_g) > reach_g {
                     ring.push(s as u32);
                 }
             }
@@ -875,9 +924,9 @@ impl Aoi {
                 }
                 for a in a0..a1 {
                     let me = [g.x[a], g.z[a], g.r2[a], g.ox[a], g.oz[a], g.or2[a]];
-                    sweep_one(g, a, me, a + 1..right, events);
+                    sweep_one::<true>(g, a, me, a + 1..right, events);
                     for &(b0, b1) in &below {
-                        sweep_one(g, a, me, b0..b1, events);
+                        sweep_one::<true>(g, a, me, b0..b1, events);
                     }
                 }
             }
@@ -902,19 +951,20 @@ impl Aoi {
             let (col, row) = (g.col(g.x[s]), g.row(g.z[s]));
             let (c0, c1) = (col.saturating_sub(kx), col.saturating_add(kx).min(g.w - 1));
             let (r0, r1) = (row.saturating_sub(kz), row.saturating_add(kz).min(g.h - 1));
-            let (x, z, r2, ox, oz, or2, key) = (g.x[s], g.z[s], g.r2[s], g.ox[s], g.oz[s], g.or2[s], g.key[s]);
+            let me = [g.x[s], g.z[s], g.r2[s], g.ox[s], g.oz[s], g.or2[s]];
+            // Per row, the cells outside the stencil are at most two runs of slots.
             for rr in r0..=r1 {
-                for cc in c0..=c1 {
-                    if rr.abs_diff(row) <= KY && cc.abs_diff(col) <= KX {
-                        continue;
-                    }
-                    let c = rr * g.w + cc;
-                    for t in g.start[c] as usize..g.start[c + 1] as usize {
-                        let now = d2(x, z, g.x[t], g.z[t]) <= r2;
-                        if now != (d2(ox, oz, g.ox[t], g.oz[t]) <= or2) {
-                            events.push(AoiEvent::new(now, key, g.key[t]));
-                        }
-                    }
+                let first = rr * g.w;
+                let run = |c0: usize, c1: usize| g.start[first + c0] as usize..g.start[first + c1 + 1] as usize;
+                if rr.abs_diff(row) > KY {
+                    sweep_one::<false>(g, s, me, run(c0, c1), events);
+                    continue;
+                }
+                if col > c0 + KX {
+                    sweep_one::<false>(g, s, me, run(c0, col - KX - 1), events);
+                }
+                if col + KX < c1 {
+                    sweep_one::<false>(g, s, me, run(col + KX + 1, c1), events);
                 }
             }
         }
@@ -954,13 +1004,14 @@ impl Aoi {
     }
 }
 
-/// Compares slot `a` with slots `b` (all later in the sweep order), both directions, flushed
-/// state against pending state, and appends the changed pairs. The kernel tests 8 pairs at a
-/// time without branches, which the compiler vectorises; only a chunk with a change (about one
-/// in seven) goes on to [`report`]. The last partial chunk is the 8 last slots with the pairs
-/// already done skipped, so no pair is reported twice and there is no scalar tail.
+/// Compares slot `a` (columns `me`) with slots `b`, flushed state against pending state, and
+/// appends the changed pairs: a->b, and b->a too if `BOTH` (the sweep; the ring pass does one
+/// direction). The kernel tests 8 pairs at a time without branches, which the compiler
+/// vectorises; only a chunk with a change (about one in seven) goes on to [`report`]. The last
+/// partial chunk is the 8 last slots with the pairs already done skipped, so no pair is
+/// reported twice and there is no scalar tail.
 #[inline(always)]
-fn sweep_one(g: &Grid, a: usize, me: [f32; 6], b: Range<usize>, events: &mut Vec<AoiEvent>) {
+fn sweep_one<const BOTH: bool>(g: &Grid, a: usize, me: [f32; 6], b: Range<usize>, events: &mut Vec<AoiEvent>) {
     let n = b.len();
     // Six columns of the same length `n`, so that indexing below `n` needs no checks.
     let x = &g.x[b.clone()];
@@ -974,19 +1025,19 @@ fn sweep_one(g: &Grid, a: usize, me: [f32; 6], b: Range<usize>, events: &mut Vec
     ];
     let mut j = 0;
     while j + LANES <= n {
-        if any_changed(me, them, j) {
-            report(g, a, b.start + j, 0, events);
+        if any_changed::<BOTH>(me, them, j) {
+            report::<BOTH>(g, a, b.start + j, 0, events);
         }
         j += LANES;
     }
     if j < n {
         if n >= LANES {
-            if any_changed(me, them, n - LANES) {
-                report(g, a, b.start + n - LANES, j - (n - LANES), events);
+            if any_changed::<BOTH>(me, them, n - LANES) {
+                report::<BOTH>(g, a, b.start + n - LANES, j - (n - LANES), events);
             }
         } else {
             for t in b.start + j..b.end {
-                report_one(g, a, t, events);
+                report_one::<BOTH>(g, a, t, events);
             }
         }
     }
@@ -999,10 +1050,10 @@ fn lanes(v: &[f32], j: usize) -> &[f32; LANES] {
     v[j..j + LANES].try_into().unwrap_or(&NONE)
 }
 
-/// True if a pair of `me` and slot `j..j + LANES` of `them` changed (either direction). Columns
-/// are x, z, squared radius (pending), then the same flushed.
+/// True if a pair of `me` and slots `j..j + LANES` of `them` changed (a->b, or b->a if `BOTH`).
+/// Columns are x, z, squared radius (pending), then the same flushed.
 #[inline(always)]
-fn any_changed(me: [f32; 6], them: [&[f32]; 6], j: usize) -> bool {
+fn any_changed<const BOTH: bool>(me: [f32; 6], them: [&[f32]; 6], j: usize) -> bool {
     let [ax, az, ar2, aox, aoz, aor2] = me;
     let [x, z, r2, ox, oz, or2] = them;
     let (x, z, r2) = (lanes(x, j), lanes(z, j), lanes(r2, j));
@@ -1011,15 +1062,16 @@ fn any_changed(me: [f32; 6], them: [&[f32]; 6], j: usize) -> bool {
     for l in 0..LANES {
         let d = d2(ax, az, x[l], z[l]);
         let o = d2(aox, aoz, ox[l], oz[l]);
-        any |= ((d <= ar2) != (o <= aor2)) | ((d <= r2[l]) != (o <= or2[l]));
+        any |= ((d <= ar2) != (o <= aor2)) | (BOTH && ((d <= r2[l]) != (o <= or2[l])));
     }
     any
 }
 
-/// Appends the changed pairs of slot `a` with slots `j + from..j + LANES` (the comparisons are
-/// redone vectorised into per-lane flags, then the changed lanes are visited).
+/// Appends the changed pairs of slot `a` with slots `j + from..j + LANES` (b->a only if
+/// `BOTH`): the comparisons are redone vectorised into per-lane flags, then the changed lanes
+/// are visited.
 #[inline(always)]
-fn report(g: &Grid, a: usize, j: usize, from: usize, events: &mut Vec<AoiEvent>) {
+fn report<const BOTH: bool>(g: &Grid, a: usize, j: usize, from: usize, events: &mut Vec<AoiEvent>) {
     let (ax, az, ar2, aox, aoz, aor2) = (g.x[a], g.z[a], g.r2[a], g.ox[a], g.oz[a], g.or2[a]);
     let (x, z, r2) = (lanes(&g.x, j), lanes(&g.z, j), lanes(&g.r2, j));
     let (ox, oz, or2) = (lanes(&g.ox, j), lanes(&g.oz, j), lanes(&g.or2, j));
@@ -1036,7 +1088,7 @@ fn report(g: &Grid, a: usize, j: usize, from: usize, events: &mut Vec<AoiEvent>)
     }
     let mut lanes = 0u32;
     for (l, &f) in flags.iter().enumerate() {
-        lanes |= u32::from(f & 3 != 0) << l;
+        lanes |= u32::from(f & if BOTH { 3 } else { 1 } != 0) << l;
     }
     lanes &= u32::MAX << from;
     let (ka, keys) = (g.key[a], &g.key[j..j + LANES]);
@@ -1047,21 +1099,21 @@ fn report(g: &Grid, a: usize, j: usize, from: usize, events: &mut Vec<AoiEvent>)
         if f & 1 != 0 {
             events.push(AoiEvent::new(f & 4 != 0, ka, b));
         }
-        if f & 2 != 0 {
+        if BOTH && f & 2 != 0 {
             events.push(AoiEvent::new(f & 8 != 0, b, ka));
         }
     }
 }
 
-/// Appends the pair of slots `a` and `b` if it changed (either direction).
+/// Appends the pair of slots `a` and `b` if it changed (a->b, and b->a if `BOTH`).
 #[inline(never)]
-fn report_one(g: &Grid, a: usize, b: usize, events: &mut Vec<AoiEvent>) {
+fn report_one<const BOTH: bool>(g: &Grid, a: usize, b: usize, events: &mut Vec<AoiEvent>) {
     let d = d2(g.x[a], g.z[a], g.x[b], g.z[b]);
     let o = d2(g.ox[a], g.oz[a], g.ox[b], g.oz[b]);
     if (d <= g.r2[a]) != (o <= g.or2[a]) {
         events.push(AoiEvent::new(d <= g.r2[a], g.key[a], g.key[b]));
     }
-    if (d <= g.r2[b]) != (o <= g.or2[b]) {
+    if BOTH && (d <= g.r2[b]) != (o <= g.or2[b]) {
         events.push(AoiEvent::new(d <= g.r2[b], g.key[b], g.key[a]));
     }
 }
@@ -1218,6 +1270,12 @@ mod tests {
             if self.aoi.len() != self.model.flushed.len() {
                 return Err(format!("len {} != {}", self.aoi.len(), self.model.flushed.len()));
             }
+            let (mut want_sees, mut want_seen) = (BTreeMap::new(), BTreeMap::new());
+            for &(w, t) in &want {
+                want_sees.entry(w).or_insert_with(BTreeSet::new).insert(t);
+                want_seen.entry(t).or_insert_with(BTreeSet::new).insert(w);
+            }
+            let none = BTreeSet::new();
             for k in 0..self.keys {
                 if self.aoi.contains(k) != self.model.flushed.contains_key(&k) {
                     return Err(format!("contains({k})"));
@@ -1226,12 +1284,12 @@ mod tests {
                 let seen: Vec<AoiKey> = self.aoi.seen_by(k).collect();
                 let sees_set: BTreeSet<AoiKey> = sees.iter().copied().collect();
                 let seen_set: BTreeSet<AoiKey> = seen.iter().copied().collect();
-                let want_sees: BTreeSet<AoiKey> = want.iter().filter(|p| p.0 == k).map(|p| p.1).collect();
-                let want_seen: BTreeSet<AoiKey> = want.iter().filter(|p| p.1 == k).map(|p| p.0).collect();
-                if sees.len() != sees_set.len() || sees_set != want_sees {
+                let want_sees = want_sees.get(&k).unwrap_or(&none);
+                let want_seen = want_seen.get(&k).unwrap_or(&none);
+                if sees.len() != sees_set.len() || &sees_set != want_sees {
                     return Err(format!("sees({k}) = {sees:?}, want {want_sees:?}"));
                 }
-                if seen.len() != seen_set.len() || seen_set != want_seen {
+                if seen.len() != seen_set.len() || &seen_set != want_seen {
                     return Err(format!("seen_by({k}) = {seen:?}, want {want_seen:?}"));
                 }
             }
@@ -1436,6 +1494,29 @@ mod tests {
         h.run(Op::Move(0, 2.7, 0.0));
         h.run(Op::Move(1, 13.8, 0.05));
         assert_eq!(h.run(Op::Flush).0, set(&[(0, 1)]));
+    }
+
+    #[test]
+    fn dense_crowd_matches_brute_force() {
+        // Many entities per cell, so the sweep's 8-pair chunks, their masked last chunk and the
+        // ring pass's runs all see real work (the property test's crowds are small).
+        let mut h = Harness::new(10.0, 300);
+        let mut seed = 7u32;
+        let mut next = move |m: u32| {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) % m
+        };
+        for k in 0..300 {
+            // One in twenty sees far: few enough to be swept by the ring pass.
+            let r = if next(20) == 0 { 40.0 } else { [5.0, 7.5, 10.0][next(3) as usize] };
+            h.apply(&Op::Insert(k, next(240) as f32 * 0.25, next(240) as f32 * 0.25, r));
+        }
+        h.run(Op::Flush);
+        for round in 0..8 {
+            h.run(Op::NudgeAll([0.5, -1.0, 1.5, -0.5][round % 4], [1.0, 0.5, -1.5, -1.0][round % 4]));
+            h.run(Op::Radius(next(300), [0.0, 7.5, 30.0][next(3) as usize]));
+            h.run(Op::Flush);
+        }
     }
 
     #[test]

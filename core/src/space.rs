@@ -113,7 +113,7 @@ impl Spaces {
         let s = self.spaces.get_mut(&space)?;
         s.members.remove(&entity);
         if let (Some(aoi), Some(k)) = (s.aoi.as_mut(), key) {
-            // Pending moves of others must not be lost: remove applies them first.
+            // Pending moves of other entities stay pending; only this key's pairs end here.
             aoi.remove(k, &mut self.events);
             Self::translate(s, &mut self.events, out);
             s.keys[k as usize] = Id::NIL;
