@@ -4,6 +4,15 @@
 //! LIFECYCLE of an accepted connection: `Pending` (only `Hello` is accepted; anything else, a
 //! wrong secret, version or id is answered with `Refused` and closed) -> `Game(id)` or
 //! `Gate(id)` until it closes. A second connection with the id of a live one replaces it.
+//!
+//! LIFECYCLE of a game's traffic across a hot swap: `Live` -> (`FreezeGame` from the game)
+//! `Held` — everything addressed to the game (calls, creates, loads, migrations into it) is
+//! queued in arrival order, its link closing is not a game-down, it stays a placement
+//! candidate for nothing and a service owner for everything -> (a new connection of the same
+//! game) `Live` again: `HelloAck`, `Thawed`, then the held messages in order. If the hold
+//! outlives `freeze_hold_timeout_s` or grows past `freeze_hold_max_bytes`, every held call is
+//! answered with an error (clients get `Unavailable`, entities get `CallFailed`), the game is
+//! declared down, and the count is reported in `Thawed` when it does come back.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
@@ -21,6 +30,23 @@ pub const MAX_HELD_PER_ENTITY: usize = 100_000;
 
 /// Client logins held while no game is connected; past this they are refused.
 pub const MAX_PENDING_BOOTS: usize = 10_000;
+
+/// Traffic held for one freezing game.
+struct Hold {
+    since: Instant,
+    bytes: usize,
+    queue: VecDeque<Msg>,
+}
+
+/// Rough size of a held message, for the memory bound.
+fn held_size(m: &Msg) -> usize {
+    64 + match m {
+        Msg::Call { args, .. } => args.len(),
+        Msg::RealMigrate { data, .. } | Msg::CreateEntity { data, .. } => data.len(),
+        Msg::ToClient { payload, .. } => payload.len(),
+        _ => 0,
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Peer {
@@ -59,6 +85,14 @@ pub struct DispatcherApp {
     /// Last load each live game reported, bumped by each placement until the next report.
     loads: BTreeMap<u16, u64>,
     pending_boots: VecDeque<(u16, Id, Id)>,
+    /// Games whose traffic is held for a hot swap.
+    frozen: BTreeMap<u16, Hold>,
+    /// Held messages that failed per game (reported in `Thawed` when it comes back).
+    failed_holds: BTreeMap<u16, u64>,
+    hold_timeout: std::time::Duration,
+    hold_max_bytes: usize,
+    /// Time of the event being handled (for hold ages).
+    now: Option<Instant>,
     stats: DispatcherStats,
     done: bool,
 }
@@ -81,6 +115,11 @@ impl DispatcherApp {
             held: FxHashMap::default(),
             services: BTreeMap::new(),
             pending_boots: VecDeque::new(),
+            frozen: BTreeMap::new(),
+            failed_holds: BTreeMap::new(),
+            hold_timeout: cfg.freeze_hold_timeout,
+            hold_max_bytes: cfg.freeze_hold_max_bytes,
+            now: None,
             stats: DispatcherStats::default(),
             done: false,
         }
@@ -94,6 +133,77 @@ impl DispatcherApp {
     /// The game entity `id` is routed to, if known.
     pub fn route_of(&self, id: Id) -> Option<u16> {
         self.routes.get(&id).copied()
+    }
+
+    /// True if `game` is connected or its traffic is held for a hot swap.
+    fn is_live(&self, game: u16) -> bool {
+        self.games.contains_key(&game) || self.frozen.contains_key(&game)
+    }
+
+    /// Whether game `game` is frozen (its traffic held).
+    pub fn is_frozen(&self, game: u16) -> bool {
+        self.frozen.contains_key(&game)
+    }
+
+    /// Sends `msg` to game `game`, or holds it if the game is frozen. False if the game is
+    /// neither connected nor frozen.
+    fn send_game(&mut self, game: u16, msg: Msg, out: &mut Outbox) -> Result<(), Msg> {
+        if let Some(h) = self.frozen.get_mut(&game) {
+            h.bytes += held_size(&msg);
+            h.queue.push_back(msg);
+            if h.bytes > self.hold_max_bytes {
+                warn!("dispatcher{}: traffic held for frozen game{game} over {} bytes", self.id, self.hold_max_bytes);
+                self.expire_hold(game, out);
+            }
+            return Ok(());
+        }
+        match self.games.get(&game) {
+            Some(&c) => {
+                Self::send(out, c, &msg);
+                self.stats.routed += 1;
+                Ok(())
+            }
+            None => Err(msg),
+        }
+    }
+
+    /// Gives up holding `game`'s traffic: every held message fails (calls are answered with
+    /// an error), then the game is down.
+    fn expire_hold(&mut self, game: u16, out: &mut Outbox) {
+        let Some(h) = self.frozen.remove(&game) else { return };
+        let n = h.queue.len() as u64;
+        let held_for = self.now.map(|n| n.saturating_duration_since(h.since)).unwrap_or_default();
+        warn!(
+            "dispatcher{}: game{game} frozen for {held_for:?} without coming back; failing {n} held messages",
+            self.id
+        );
+        *self.failed_holds.entry(game).or_insert(0) += n;
+        if let Some(c) = self.games.get(&game).copied() {
+            out.close(c, "freeze hold expired");
+            self.conns.remove(&c);
+        }
+        self.game_down(game, out);
+        let reason = format!("game{game} did not come back from its hot swap in time");
+        for m in h.queue {
+            self.fail(m, &reason, out);
+        }
+    }
+
+    /// Answers a message that will never be delivered: client calls get `Unavailable`,
+    /// entity calls `CallFailed`; everything else is logged. Counted.
+    fn fail(&mut self, msg: Msg, reason: &str, out: &mut Outbox) {
+        self.stats.undeliverable += 1;
+        match msg {
+            Msg::Call { target, method, caller: Caller::Client { gate, client }, .. } => {
+                let err = ServerMsg::error(ErrorCode::Unavailable, target, method, reason);
+                self.send_to_gate(gate, client, &err, out);
+            }
+            Msg::Call { target, method, caller: Caller::Server(from), .. } if !from.is_nil() => {
+                let m = Msg::CallFailed { to: from, target, method, reason: reason.to_owned() };
+                self.route(from, m, out);
+            }
+            other => warn!("dispatcher{}: {} dropped: {reason}", self.id, other.name()),
+        }
     }
 
     fn send(out: &mut Outbox, conn: ConnId, msg: &Msg) {
@@ -127,11 +237,14 @@ impl DispatcherApp {
         }
         match kind {
             ProcKind::Game if (1..=self.n_games).contains(&id) => {
+                let hold = self.frozen.remove(&id);
                 if let Some(old) = self.games.get(&id).copied() {
                     warn!("dispatcher{}: game{id} connected again; dropping its old link", self.id);
                     out.close(old, "replaced by a new connection of the same game");
                     self.conns.remove(&old);
-                    self.game_down(id, out);
+                    if hold.is_none() {
+                        self.game_down(id, out);
+                    }
                 }
                 self.conns.insert(conn, Peer::Game(id));
                 self.games.insert(id, conn);
@@ -142,8 +255,19 @@ impl DispatcherApp {
                         warn!("dispatcher{}: entity {e} re-announced by game{id}, was on game{prev}", self.id);
                     }
                 }
-                let games: Vec<u16> = self.games.keys().copied().collect();
+                let games: Vec<u16> = self.games.keys().chain(self.frozen.keys()).copied().collect();
                 Self::send(out, conn, &Msg::HelloAck { dispatcher: self.id, games });
+                let failed = self.failed_holds.remove(&id).unwrap_or(0);
+                if hold.is_some() || failed > 0 {
+                    let queue = hold.map(|h| h.queue).unwrap_or_default();
+                    let released = queue.len() as u64;
+                    info!("dispatcher{}: game{id} is back; releasing {released} held messages", self.id);
+                    Self::send(out, conn, &Msg::Thawed { dispatcher: self.id, released, failed });
+                    for m in queue {
+                        Self::send(out, conn, &m);
+                        self.stats.routed += 1;
+                    }
+                }
                 for (&g, &c) in &self.games {
                     if g != id {
                         Self::send(out, c, &Msg::GameUp { game: id });
@@ -176,7 +300,12 @@ impl DispatcherApp {
 
     /// The live game with the least load (ties: lowest id); counts the placement.
     fn least_loaded(&mut self) -> Option<u16> {
-        let g = self.games.keys().copied().min_by_key(|g| (self.loads.get(g).copied().unwrap_or(0), *g))?;
+        let g = self
+            .games
+            .keys()
+            .copied()
+            .filter(|g| !self.frozen.contains_key(g))
+            .min_by_key(|g| (self.loads.get(g).copied().unwrap_or(0), *g))?;
         *self.loads.entry(g).or_insert(0) += 1;
         Some(g)
     }
@@ -210,8 +339,12 @@ impl DispatcherApp {
     }
 
     fn place_boot(&mut self, gate: u16, client: Id, boot: Id, out: &mut Outbox) {
-        let candidates: Vec<(u16, ConnId)> =
-            self.games.iter().filter(|(g, _)| !self.banned.contains(g)).map(|(g, c)| (*g, *c)).collect();
+        let candidates: Vec<(u16, ConnId)> = self
+            .games
+            .iter()
+            .filter(|(g, _)| !self.banned.contains(g) && !self.frozen.contains_key(g))
+            .map(|(g, c)| (*g, *c))
+            .collect();
         if candidates.is_empty() {
             if self.pending_boots.len() >= MAX_PENDING_BOOTS {
                 let err = ServerMsg::error(ErrorCode::Unavailable, boot, 0, "no game is available");
@@ -250,11 +383,13 @@ impl DispatcherApp {
             self.undeliverable(target, msg, out);
             return;
         }
-        if let Some(c) = self.routes.get(&target).and_then(|g| self.games.get(g)) {
-            Self::send(out, *c, &msg);
-            self.stats.routed += 1;
-            return;
-        }
+        let msg = match self.routes.get(&target).copied() {
+            Some(g) => match self.send_game(g, msg, out) {
+                Ok(()) => return,
+                Err(m) => m,
+            },
+            None => msg,
+        };
         self.undeliverable(target, msg, out);
     }
 
@@ -269,6 +404,9 @@ impl DispatcherApp {
             }
             Msg::Call { method, caller: Caller::Server(from), .. } => {
                 warn!("dispatcher{}: call {method:#010x} from {from} to unknown entity {target} dropped", self.id);
+            }
+            Msg::LoadEntity { type_name, .. } => {
+                warn!("dispatcher{}: load of {type_name} {target}: its game is gone", self.id);
             }
             other => debug!("dispatcher{}: {} for unknown entity {target} dropped", self.id, other.name()),
         }
@@ -285,7 +423,7 @@ impl DispatcherApp {
                 }
             }
             Msg::QuerySpace { space, entity } => {
-                let on = self.routes.get(&space).copied().filter(|g| self.games.contains_key(g)).unwrap_or(0);
+                let on = self.routes.get(&space).copied().filter(|g| self.is_live(*g)).unwrap_or(0);
                 if let Some(&c) = self.games.get(&game) {
                     Self::send(out, c, &Msg::SpaceGame { space, entity, game: on });
                 }
@@ -298,15 +436,10 @@ impl DispatcherApp {
             }
             Msg::RealMigrate { entity, game: target, data } => {
                 let held = self.held.remove(&entity).unwrap_or_default();
-                match self.games.get(&target) {
-                    Some(&c) => {
-                        self.routes.insert(entity, target);
-                        Self::send(out, c, &Msg::RealMigrate { entity, game: target, data });
-                    }
-                    None => {
-                        self.routes.remove(&entity);
-                        warn!("dispatcher{}: {entity} migrating to offline game{target}: lost", self.id);
-                    }
+                self.routes.insert(entity, target);
+                if self.send_game(target, Msg::RealMigrate { entity, game: target, data }, out).is_err() {
+                    self.routes.remove(&entity);
+                    warn!("dispatcher{}: {entity} migrating to offline game{target}: lost", self.id);
                 }
                 for m in held {
                     self.route(entity, m, out);
@@ -320,7 +453,7 @@ impl DispatcherApp {
             Msg::ServiceRegister { name, shard, entity } => {
                 let key = (name, shard);
                 let winner = match self.services.get(&key) {
-                    Some(&(e, g)) if self.games.contains_key(&g) && e != entity => (e, g),
+                    Some(&(e, g)) if self.is_live(g) && e != entity => (e, g),
                     _ => {
                         self.services.insert(key.clone(), (entity, game));
                         info!("dispatcher{}: service {}#{} is {entity} on game{game}", self.id, key.0, key.1);
@@ -354,18 +487,43 @@ impl DispatcherApp {
                     warn!("dispatcher{}: create {type_name} {id} anywhere: no live game", self.id);
                 }
             },
-            Msg::CreateEntity { game: target, id, ref type_name, .. } => match self.games.get(&target) {
-                Some(&c) => {
-                    self.routes.insert(id, target);
-                    Self::send(out, c, &msg);
-                    self.stats.routed += 1;
-                }
-                None => {
+            Msg::CreateEntity { game: target, id, .. } => {
+                self.routes.insert(id, target);
+                if let Err(Msg::CreateEntity { type_name, .. }) = self.send_game(target, msg, out) {
+                    self.routes.remove(&id);
                     self.stats.undeliverable += 1;
                     warn!("dispatcher{}: create {type_name} {id} on offline game{target} dropped", self.id);
                 }
-            },
+            }
+            Msg::LoadEntity { game: want, id, type_name } => {
+                if let Some(g) = self.routes.get(&id).copied().filter(|g| self.is_live(*g)) {
+                    debug!("dispatcher{}: {type_name} {id} already lives on game{g}; load ignored", self.id);
+                    return;
+                }
+                let target = if want == 0 { self.least_loaded() } else { Some(want).filter(|g| self.is_live(*g)) };
+                let Some(target) = target else {
+                    self.stats.undeliverable += 1;
+                    warn!("dispatcher{}: load {type_name} {id}: no live game to load it on", self.id);
+                    return;
+                };
+                // The route exists from now on: calls wait on the game while it loads, and
+                // a second load finds it.
+                self.routes.insert(id, target);
+                let m = Msg::LoadEntity { game: target, id, type_name };
+                if self.send_game(target, m, out).is_err() {
+                    self.routes.remove(&id);
+                }
+            }
+            Msg::FreezeGame => {
+                info!("dispatcher{}: game{game} is freezing; holding its traffic", self.id);
+                let Some(since) = self.now else { return };
+                self.frozen.insert(game, Hold { since, bytes: 0, queue: VecDeque::new() });
+                if let Some(&c) = self.games.get(&game) {
+                    Self::send(out, c, &Msg::FreezeAck { dispatcher: self.id });
+                }
+            }
             Msg::Call { target, .. } => self.route(target, msg, out),
+            Msg::CallFailed { to, .. } => self.route(to, msg, out),
             Msg::ToClient { gate, .. } => match self.gates.get(&gate) {
                 Some(&c) => {
                     Self::send(out, c, &msg);
@@ -385,6 +543,7 @@ impl DispatcherApp {
             Msg::ClientConnected { client, boot, .. } => self.place_boot(gate, client, boot, out),
             Msg::Call { target, .. } => self.route(target, msg, out),
             Msg::ClientDisconnected { owner, .. } => self.route(owner, msg, out),
+            Msg::CallFailed { to, .. } => self.route(to, msg, out),
             Msg::ClientMove { id, .. } => self.route(id, msg, out),
             other => warn!("dispatcher{}: unexpected {} from gate{gate}", self.id, other.name()),
         }
@@ -392,7 +551,8 @@ impl DispatcherApp {
 }
 
 impl App for DispatcherApp {
-    fn handle(&mut self, _now: Instant, event: Event, out: &mut Outbox) {
+    fn handle(&mut self, now: Instant, event: Event, out: &mut Outbox) {
+        self.now = Some(now);
         match event {
             Event::Accepted { conn, .. } => {
                 self.conns.insert(conn, Peer::Pending);
@@ -417,8 +577,13 @@ impl App for DispatcherApp {
             }
             Event::Closed { conn, reason } => match self.conns.remove(&conn) {
                 Some(Peer::Game(g)) if self.games.get(&g) == Some(&conn) => {
-                    warn!("dispatcher{}: game{g} link closed: {reason}", self.id);
-                    self.game_down(g, out);
+                    if self.frozen.contains_key(&g) {
+                        info!("dispatcher{}: frozen game{g} exited ({reason}); holding its traffic", self.id);
+                        self.games.remove(&g);
+                    } else {
+                        warn!("dispatcher{}: game{g} link closed: {reason}", self.id);
+                        self.game_down(g, out);
+                    }
                 }
                 Some(Peer::Gate(g)) if self.gates.get(&g) == Some(&conn) => {
                     warn!("dispatcher{}: gate{g} link closed: {reason}", self.id);
@@ -435,13 +600,21 @@ impl App for DispatcherApp {
                 self.done = true;
             }
             Event::Signal(Signal::Hangup) => info!("dispatcher{}: SIGHUP ignored", self.id),
+            Event::Wake => {}
         }
     }
 
-    fn tick(&mut self, _now: Instant, _out: &mut Outbox) {}
+    fn tick(&mut self, now: Instant, out: &mut Outbox) {
+        self.now = Some(now);
+        let expired: Vec<u16> =
+            self.frozen.iter().filter(|(_, h)| now >= h.since + self.hold_timeout).map(|(g, _)| *g).collect();
+        for g in expired {
+            self.expire_hold(g, out);
+        }
+    }
 
     fn next_deadline(&self) -> Option<Instant> {
-        None
+        self.frozen.values().map(|h| h.since + self.hold_timeout).min()
     }
 
     fn done(&self) -> bool {

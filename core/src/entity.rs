@@ -41,6 +41,23 @@ pub trait Entity: Any {
     }
     /// Restores what [`Entity::save`] returned, on a fresh instance from the type's factory.
     fn load(&mut self, _state: oxworld_net::Value) {}
+    /// The game is about to freeze for a hot swap: last chance to move plain state into
+    /// attributes or [`Entity::save`]. Timers, attributes, client binding and position are
+    /// frozen anyway.
+    fn on_freeze(&mut self, _ctx: &mut Ctx<'_>) {}
+    /// The entity was rebuilt by a new binary after a hot swap (all entities exist, clients
+    /// are bound again; nothing was sent to clients).
+    fn on_restored(&mut self, _ctx: &mut Ctx<'_>) {}
+    /// A call this entity made to `target` could not be delivered (for instance: the target's
+    /// game did not come back from a hot swap in time). The default logs it.
+    fn on_call_failed(&mut self, ctx: &mut Ctx<'_>, target: oxworld_net::Id, method: u32, reason: &str) {
+        log::warn!("{}: call {method:#010x} to {target} failed: {reason}", ctx.id());
+    }
+    /// Types registered with `.aoi_hooks()`: `other` came into this entity's area of interest
+    /// (reported after the move that caused it, never from inside the AOI index).
+    fn on_enter_aoi(&mut self, _ctx: &mut Ctx<'_>, _other: oxworld_net::Id) {}
+    /// Types registered with `.aoi_hooks()`: `other` left this entity's area of interest.
+    fn on_leave_aoi(&mut self, _ctx: &mut Ctx<'_>, _other: oxworld_net::Id) {}
 }
 
 /// Who may call a method.
@@ -171,6 +188,10 @@ pub(crate) struct TypeDesc {
     pub(crate) is_space: bool,
     /// Service types: number of shards (0: not a service).
     pub(crate) service_shards: u16,
+    /// Saved to storage (its `persistent` attributes) periodically and on destroy; loadable.
+    pub(crate) persistent: bool,
+    /// Gets `on_enter_aoi` / `on_leave_aoi`.
+    pub(crate) aoi_hooks: bool,
 }
 
 impl fmt::Debug for TypeDesc {
@@ -237,6 +258,8 @@ impl Registry {
             aoi_radius: None,
             is_space: false,
             service_shards: 0,
+            persistent: false,
+            aoi_hooks: false,
         });
         let idx = self.types.len() - 1;
         TypeBuilder { reg: self, idx, _e: std::marker::PhantomData }
@@ -306,6 +329,21 @@ impl<E: Entity> TypeBuilder<'_, E> {
     /// change its own later with `Ctx::set_aoi_radius`).
     pub fn aoi(self, radius: f32) -> Self {
         self.reg.types[self.idx].aoi_radius = Some(radius.max(0.0));
+        self
+    }
+
+    /// Makes the type persistent: its `persistent` attributes are saved to storage every
+    /// `save_interval_s`, on destroy and right after creation, and instances can be loaded
+    /// with `Ctx::load_entity_anywhere` / `load_entity_on_game`.
+    pub fn persistent(self) -> Self {
+        self.reg.types[self.idx].persistent = true;
+        self
+    }
+
+    /// Delivers AOI enter/leave to the entity's `on_enter_aoi` / `on_leave_aoi` hooks (after
+    /// each flush of moves, in order). Off by default: most types only need their clients told.
+    pub fn aoi_hooks(self) -> Self {
+        self.reg.types[self.idx].aoi_hooks = true;
         self
     }
 

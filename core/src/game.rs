@@ -80,6 +80,7 @@ impl App for GameApp {
                 self.world.shutdown(now);
                 self.done = true;
             }
+            Event::Wake => {}
             Event::Signal(Signal::Hangup) => warn!("game{}: SIGHUP (freeze) is not supported yet; ignored", self.id),
         }
         self.pump(out);

@@ -303,6 +303,7 @@ impl App for GateApp {
                 self.done = true;
             }
             Event::Signal(Signal::Hangup) => info!("gate{}: SIGHUP ignored", self.cfg.id),
+            Event::Wake => {}
         }
     }
 

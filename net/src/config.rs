@@ -88,6 +88,12 @@ pub struct Config {
     pub max_internal_frame: usize,
     /// Bytes queued towards one internal peer before the link is considered dead.
     pub internal_queue_limit: usize,
+    /// How long a dispatcher holds a freezing game's traffic (hot swap) before answering
+    /// every held call with an error and declaring the game down (`freeze_hold_timeout_s`).
+    pub freeze_hold_timeout: Duration,
+    /// Bytes of held traffic per freezing game past which the same happens
+    /// (`freeze_hold_max_bytes`).
+    pub freeze_hold_max_bytes: usize,
     /// Dispatchers, ids 1..=N in order.
     pub dispatchers: Vec<DispatcherConfig>,
     /// Games, ids 1..=N in order.
@@ -145,6 +151,8 @@ impl Config {
         }
         let max_internal_frame = dep.uint("max_internal_frame_bytes", Some(32 << 20), 1024, 1 << 30)?;
         let internal_queue_limit = dep.uint("internal_queue_limit_bytes", Some(256 << 20), 1 << 20, 1 << 34)?;
+        let freeze_hold_timeout = Duration::from_secs(dep.uint("freeze_hold_timeout_s", Some(120), 1, 86_400)? as u64);
+        let freeze_hold_max_bytes = dep.uint("freeze_hold_max_bytes", Some(512 << 20), 1 << 10, 1 << 36)?;
         dep.deny_unknown()?;
 
         for name in sections.keys() {
@@ -239,6 +247,8 @@ impl Config {
             secret,
             max_internal_frame,
             internal_queue_limit,
+            freeze_hold_timeout,
+            freeze_hold_max_bytes,
             dispatchers,
             games,
             gates,

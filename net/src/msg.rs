@@ -11,7 +11,7 @@ use thiserror::Error;
 use crate::id::Id;
 
 /// Version of the internal protocol; a peer with another version is refused.
-pub const INTERNAL_PROTOCOL_VERSION: u32 = 1;
+pub const INTERNAL_PROTOCOL_VERSION: u32 = 2;
 
 /// Which kind of process is on the other end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Readable, Writable)]
@@ -258,6 +258,48 @@ pub enum Msg {
         /// One encoded `ServerMsg`.
         payload: Vec<u8>,
     },
+    /// Game -> dispatcher of `id`: load a persistent entity from storage unless it already
+    /// lives somewhere (`game` 0 = least-loaded live game). The dispatcher records the route
+    /// at once, so a second load of the same id while the first runs is a no-op; it forwards
+    /// the message with `game` set to the chosen game, which reads storage and creates it.
+    LoadEntity {
+        /// Target game, 0 for anywhere.
+        game: u16,
+        /// Entity id.
+        id: Id,
+        /// Registered type name.
+        type_name: String,
+    },
+    /// Game -> each dispatcher: the game is about to freeze for a hot swap; hold everything
+    /// for it, in order, until it connects again.
+    FreezeGame,
+    /// Dispatcher -> game: from now on traffic for the game is held (nothing more will come
+    /// on this connection).
+    FreezeAck {
+        /// Dispatcher id.
+        dispatcher: u16,
+    },
+    /// Dispatcher -> a game that connected while its traffic was held: what happened to it.
+    Thawed {
+        /// Dispatcher id.
+        dispatcher: u16,
+        /// Held messages delivered (they follow this message, in order).
+        released: u64,
+        /// Held messages that could not wait (time or memory bound); each call among them was
+        /// answered with an error to its sender.
+        failed: u64,
+    },
+    /// A call could not be delivered; routed to the calling entity (`to`).
+    CallFailed {
+        /// The caller.
+        to: Id,
+        /// The entity that was called.
+        target: Id,
+        /// Method id.
+        method: u32,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// An internal message that could not be decoded; fatal for that connection.
@@ -314,6 +356,11 @@ impl Msg {
             Msg::RealMigrate { .. } => "RealMigrate",
             Msg::CancelMigrate { .. } => "CancelMigrate",
             Msg::ToClient { .. } => "ToClient",
+            Msg::LoadEntity { .. } => "LoadEntity",
+            Msg::FreezeGame => "FreezeGame",
+            Msg::FreezeAck { .. } => "FreezeAck",
+            Msg::Thawed { .. } => "Thawed",
+            Msg::CallFailed { .. } => "CallFailed",
         }
     }
 }
@@ -365,6 +412,11 @@ mod tests {
             Msg::RealMigrate { entity: a, game: 2, data: vec![8, 0, 0, 0, 0] },
             Msg::CancelMigrate { entity: a },
             Msg::ToClient { gate: 1, client: a, payload: vec![0x83; 17] },
+            Msg::LoadEntity { game: 0, id: a, type_name: "Avatar".into() },
+            Msg::FreezeGame,
+            Msg::FreezeAck { dispatcher: 2 },
+            Msg::Thawed { dispatcher: 1, released: 10, failed: 0 },
+            Msg::CallFailed { to: a, target: b, method: 9, reason: "game frozen too long".into() },
         ]
     }
 

@@ -194,6 +194,40 @@ pub enum Event {
     },
     /// A signal arrived.
     Signal(Signal),
+    /// A helper thread started with [`Runtime::spawn_helper`] called [`Notifier::notify`]:
+    /// the app drains whatever channel it shares with that thread. Wake-ups coalesce: one
+    /// `Wake` may stand for many notifications, none is lost.
+    Wake,
+}
+
+/// Lets a helper thread (see [`Runtime::spawn_helper`]) wake the logic thread with
+/// [`Event::Wake`]. Cheap to clone; many notifications before the app runs coalesce.
+#[derive(Clone)]
+pub struct Notifier {
+    pending: Arc<std::sync::atomic::AtomicBool>,
+    tx: Sender<Event>,
+    bell: Arc<Bell>,
+}
+
+impl Notifier {
+    /// Makes the logic thread deliver [`Event::Wake`] soon. Call after pushing results into
+    /// the channel the app reads.
+    pub fn notify(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.pending.swap(true, Ordering::SeqCst) {
+            // Blocks only while the event channel is full; the logic thread never waits on a
+            // helper, so this cannot deadlock. An error means the loop is gone.
+            if self.tx.send(Event::Wake).is_ok() {
+                let _ = self.bell.ring();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Notifier")
+    }
 }
 
 /// The logic of one process, driven by the runtime. Implementations never block and never
@@ -343,6 +377,8 @@ pub struct Runtime {
     signals: signal_hook_mio::v1_0::Signals,
     workers: Vec<WorkerHandle>,
     events_rx: Receiver<Event>,
+    events_tx: Sender<Event>,
+    wake_pending: Arc<std::sync::atomic::AtomicBool>,
     bell: Arc<Bell>,
     out: Outbox,
     start: Instant,
@@ -393,6 +429,8 @@ impl Runtime {
             signals,
             workers,
             events_rx,
+            events_tx,
+            wake_pending: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             bell: main_bell,
             out: Outbox::new(),
             start: Instant::now(),
@@ -406,6 +444,20 @@ impl Runtime {
             Some((l, _, _)) => l.local_addr(),
             None => Err(io::Error::new(io::ErrorKind::NotFound, "no such listener")),
         }
+    }
+
+    /// Starts a named helper thread (storage, async jobs) running `body`. The body gets a
+    /// [`Notifier`] to wake the logic thread with [`Event::Wake`] after it has pushed results
+    /// into a channel the app owns. The caller joins the handle after [`Runtime::run`]
+    /// returns, once it has dropped its end of that channel (so the helper can finish the
+    /// work queued before and exit).
+    pub fn spawn_helper<F, T>(&self, name: &str, body: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce(Notifier) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let n = Notifier { pending: self.wake_pending.clone(), tx: self.events_tx.clone(), bell: self.bell.clone() };
+        std::thread::Builder::new().name(format!("{}-{name}", self.name)).spawn(move || body(n))
     }
 
     /// Wall-clock milliseconds since the Unix epoch at `now`, derived from the monotonic clock
@@ -459,6 +511,11 @@ impl Runtime {
                             && let Some(l) = self.accepted.remove(conn)
                         {
                             self.listeners[l].2 -= 1;
+                        }
+                        if let Event::Wake = ev {
+                            // Cleared before the app drains, so a result pushed after the
+                            // drain rings again.
+                            self.wake_pending.store(false, std::sync::atomic::Ordering::SeqCst);
                         }
                         app.handle(now, ev, &mut self.out);
                     }
@@ -950,7 +1007,7 @@ mod tests {
                     out.send(conn, b"from-dialer");
                     out.close(conn, "done");
                 }
-                Event::Signal(_) => {}
+                Event::Signal(_) | Event::Wake => {}
             }
         }
         fn tick(&mut self, _now: Instant, out: &mut Outbox) {
@@ -1107,5 +1164,53 @@ mod tests {
         let frames = out.take_frames();
         assert_eq!(frames, vec![(ConnId(1), vec![b"a".to_vec(), b"cc".to_vec()]), (ConnId(2), vec![b"b".to_vec()])]);
         assert!(out.take_frames().is_empty());
+    }
+
+    /// A helper thread's results all reach the app, through coalesced `Wake` events, and the
+    /// helper exits once the app drops its channel.
+    #[test]
+    fn helper_thread_wakes_the_loop_and_nothing_is_lost() {
+        struct Drain {
+            rx: Receiver<u32>,
+            got: Vec<u32>,
+            wakes: usize,
+            want: usize,
+        }
+        impl App for Drain {
+            fn handle(&mut self, _now: Instant, event: Event, _out: &mut Outbox) {
+                if let Event::Wake = event {
+                    self.wakes += 1;
+                    self.got.extend(self.rx.try_iter());
+                }
+            }
+            fn tick(&mut self, _now: Instant, _out: &mut Outbox) {}
+            fn next_deadline(&self) -> Option<Instant> {
+                None
+            }
+            fn done(&self) -> bool {
+                self.got.len() >= self.want
+            }
+        }
+        let rt =
+            Runtime::new(RuntimeConfig { name: "helper".into(), io_threads: 1, listeners: vec![] }).expect("runtime");
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+        let join = rt
+            .spawn_helper("jobs", move |n| {
+                for i in 0..10_000u32 {
+                    tx.send(i).expect("app alive");
+                    n.notify();
+                }
+                // Waits for the app to finish, as a store worker waits for its queue to close.
+                let _ = stop_rx.recv();
+                7
+            })
+            .expect("spawn");
+        let mut app = Drain { rx, got: Vec::new(), wakes: 0, want: 10_000 };
+        rt.run(&mut app).expect("run");
+        drop(stop_tx);
+        assert_eq!(join.join().expect("helper"), 7);
+        assert_eq!(app.got, (0..10_000).collect::<Vec<u32>>());
+        assert!(app.wakes >= 1 && app.wakes <= 10_000, "{} wakes", app.wakes);
     }
 }
