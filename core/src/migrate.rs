@@ -1,7 +1,8 @@
-//! The portable form of one entity, used to move it to another game (and, later, to freeze it):
-//! type, attributes, timers (method *names* and remaining time), client binding, position, the
-//! space it is going to, and the state its `Entity::save` returned. Encoded as one `Value` map
-//! with a version, so a reader can refuse what it does not understand instead of guessing.
+//! The portable form of one entity, used to move it to another game and to freeze it for a hot
+//! swap: type, attributes, timers (method *names* and remaining time), crontab entries, client
+//! binding, position, the space it is in or going to, and the state its `Entity::save`
+//! returned. Encoded as one `Value` map with a version, so a reader can refuse what it does not
+//! understand instead of guessing.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,8 +13,12 @@ use thiserror::Error;
 
 use crate::world::ClientRef;
 
-/// Version of the encoding below; bumped on any incompatible change.
-pub const ENTITY_IMAGE_VERSION: i64 = 1;
+/// Version of the encoding below; bumped on any change. Version 2 added crontab entries,
+/// timer handles and the kind of space entities; version 1 images are still read.
+pub const ENTITY_IMAGE_VERSION: i64 = 2;
+
+/// The oldest version this binary reads.
+pub const OLDEST_ENTITY_IMAGE_VERSION: i64 = 1;
 
 /// One timer as carried across games.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +29,19 @@ pub struct TimerImage {
     pub remaining: Duration,
     /// Repeat interval, if repeating.
     pub repeat: Option<Duration>,
+    /// Call arguments.
+    pub args: Vec<Value>,
+    /// The handle the entity was given (kept where it does not clash on the receiver).
+    pub id: Option<u64>,
+}
+
+/// One crontab entry as carried across games.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CronImage {
+    /// The schedule as written (`"*/5 * * * *"`).
+    pub spec: String,
+    /// Method name.
+    pub method: String,
     /// Call arguments.
     pub args: Vec<Value>,
 }
@@ -49,6 +67,10 @@ pub struct EntityImage {
     pub client_move: bool,
     /// AOI radius, if it takes part in AOI.
     pub radius: Option<f32>,
+    /// Crontab entries.
+    pub cron: Vec<CronImage>,
+    /// Spaces only (freezes): the space's kind.
+    pub space_kind: Option<i64>,
 }
 
 /// An image that cannot be read.
@@ -90,10 +112,28 @@ impl EntityImage {
                     ms(t.remaining),
                     t.repeat.map(ms).unwrap_or(Value::Nil),
                     Value::List(t.args.clone()),
+                    t.id.map(|i| Value::Int(i64::try_from(i).unwrap_or(-1))).unwrap_or(Value::Nil),
                 ])
             })
             .collect();
         m.insert("timers".to_owned(), Value::List(timers));
+        if !self.cron.is_empty() {
+            let cron = self
+                .cron
+                .iter()
+                .map(|c| {
+                    Value::List(vec![
+                        Value::from(c.spec.as_str()),
+                        Value::from(c.method.as_str()),
+                        Value::List(c.args.clone()),
+                    ])
+                })
+                .collect();
+            m.insert("cron".to_owned(), Value::List(cron));
+        }
+        if let Some(k) = self.space_kind {
+            m.insert("kind".to_owned(), Value::Int(k));
+        }
         if let Some(c) = self.client {
             m.insert("client".to_owned(), Value::List(vec![Value::Int(i64::from(c.gate)), id_bytes(c.client)]));
         }
@@ -116,7 +156,7 @@ impl EntityImage {
         r.finish()?;
         let Value::Map(mut m) = v else { return Err(ImageError::Field("root")) };
         let version = m.get("v").and_then(Value::as_int).ok_or(ImageError::Field("v"))?;
-        if version != ENTITY_IMAGE_VERSION {
+        if !(OLDEST_ENTITY_IMAGE_VERSION..=ENTITY_IMAGE_VERSION).contains(&version) {
             return Err(ImageError::Version(version));
         }
         let type_name = m.get("type").and_then(Value::as_str).ok_or(ImageError::Field("type"))?.to_owned();
@@ -124,7 +164,15 @@ impl EntityImage {
         let mut timers = Vec::new();
         let Some(Value::List(ts)) = m.remove("timers") else { return Err(ImageError::Field("timers")) };
         for t in ts {
-            let Value::List(f) = t else { return Err(ImageError::Field("timers")) };
+            let Value::List(mut f) = t else { return Err(ImageError::Field("timers")) };
+            // Version 1 timers have no handle.
+            let id = match f.len() {
+                5 => match f.pop() {
+                    Some(Value::Int(i)) => u64::try_from(i).ok(),
+                    _ => None,
+                },
+                _ => None,
+            };
             let [Value::Str(method), Value::Int(rem), repeat, Value::List(args)] =
                 <[Value; 4]>::try_from(f).map_err(|_| ImageError::Field("timers"))?
             else {
@@ -136,8 +184,29 @@ impl EntityImage {
                 Value::Int(r) => Some(dur(r)),
                 _ => return Err(ImageError::Field("timers")),
             };
-            timers.push(TimerImage { method, remaining: dur(rem), repeat, args });
+            timers.push(TimerImage { method, remaining: dur(rem), repeat, args, id });
         }
+        let mut cron = Vec::new();
+        match m.remove("cron") {
+            None => {}
+            Some(Value::List(cs)) => {
+                for c in cs {
+                    let Value::List(f) = c else { return Err(ImageError::Field("cron")) };
+                    let [Value::Str(spec), Value::Str(method), Value::List(args)] =
+                        <[Value; 3]>::try_from(f).map_err(|_| ImageError::Field("cron"))?
+                    else {
+                        return Err(ImageError::Field("cron"));
+                    };
+                    cron.push(CronImage { spec, method, args });
+                }
+            }
+            Some(_) => return Err(ImageError::Field("cron")),
+        }
+        let space_kind = match m.get("kind") {
+            None => None,
+            Some(Value::Int(k)) => Some(*k),
+            Some(_) => return Err(ImageError::Field("kind")),
+        };
         let id_of = |v: Option<&Value>, what: &'static str| match v {
             Some(Value::Bytes(b)) if b.len() == 16 => {
                 let mut a = [0u8; 16];
@@ -168,7 +237,7 @@ impl EntityImage {
         let state = m.remove("state").unwrap_or(Value::Nil);
         let client_move = m.get("client_move").and_then(Value::as_bool).unwrap_or(false);
         let radius = m.get("radius").and_then(Value::as_float).map(|r| r as f32);
-        Ok(EntityImage { type_name, attrs, timers, client, pos, space, state, client_move, radius })
+        Ok(EntityImage { type_name, attrs, timers, client, pos, space, state, client_move, radius, cron, space_kind })
     }
 }
 
@@ -185,6 +254,7 @@ mod tests {
                 remaining: Duration::from_millis(40),
                 repeat: Some(Duration::from_millis(100)),
                 args: vec![Value::from("x")],
+                id: Some(77),
             }],
             client: Some(ClientRef { gate: 2, client: Id([7; 16]) }),
             pos: [1.0, 2.0, 3.0, 45.0],
@@ -192,6 +262,8 @@ mod tests {
             state: Value::Int(11),
             client_move: true,
             radius: Some(50.0),
+            cron: vec![CronImage { spec: "*/5 * * * *".into(), method: "tock".into(), args: vec![Value::Int(2)] }],
+            space_kind: Some(3),
         }
     }
 
@@ -202,7 +274,28 @@ mod tests {
         none.client = None;
         none.radius = None;
         none.timers.clear();
+        none.cron.clear();
+        none.space_kind = None;
         assert_eq!(EntityImage::decode(&none.encode()), Ok(none));
+    }
+
+    /// An image written by a version 1 binary (no cron, no timer handles) is still read.
+    #[test]
+    fn version_1_images_are_read() {
+        let mut m = BTreeMap::new();
+        m.insert("v".to_owned(), Value::Int(1));
+        m.insert("type".to_owned(), Value::from("Player"));
+        m.insert("attrs".to_owned(), Value::Map(BTreeMap::new()));
+        let t = Value::List(vec![Value::from("tick"), Value::Int(40), Value::Nil, Value::List(vec![])]);
+        m.insert("timers".to_owned(), Value::List(vec![t]));
+        m.insert("pos".to_owned(), Value::List(vec![Value::Float(0.0); 4]));
+        m.insert("space".to_owned(), Value::Bytes(vec![0; 16]));
+        let mut out = Vec::new();
+        Value::Map(m).encode(&mut out);
+        let img = EntityImage::decode(&out).expect("v1 image");
+        assert_eq!(img.timers[0].id, None);
+        assert_eq!(img.timers[0].remaining, Duration::from_millis(40));
+        assert!(img.cron.is_empty());
     }
 
     #[test]

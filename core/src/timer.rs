@@ -39,12 +39,44 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
+    /// Timers whose handles start after `first` (games use disjoint ranges, so a migrated
+    /// timer usually keeps its handle).
+    pub(crate) fn starting_at(first: u64) -> Self {
+        Timers { next: first, ..Default::default() }
+    }
+
     pub(crate) fn add(&mut self, t: Timer) -> TimerId {
         self.next += 1;
         let id = self.next;
         self.heap.push(Reverse((t.deadline, id)));
         self.table.insert(id, t);
         TimerId(id)
+    }
+
+    /// Adds `t` under the handle it had before a freeze or a migration when that handle is
+    /// free here, else under a new one; later handles never reuse it.
+    pub(crate) fn add_with_id(&mut self, want: Option<u64>, t: Timer) -> TimerId {
+        match want {
+            Some(id) if id != 0 && !self.table.contains_key(&id) => {
+                self.next = self.next.max(id);
+                self.heap.push(Reverse((t.deadline, id)));
+                self.table.insert(id, t);
+                TimerId(id)
+            }
+            _ => self.add(t),
+        }
+    }
+
+    /// Every live timer by entity, each entity's in creation order (one pass, for freezing).
+    pub(crate) fn by_entity(&self) -> FxHashMap<Id, Vec<(TimerId, &Timer)>> {
+        let mut m: FxHashMap<Id, Vec<(TimerId, &Timer)>> = FxHashMap::default();
+        for (id, t) in &self.table {
+            m.entry(t.entity).or_default().push((TimerId(*id), t));
+        }
+        for v in m.values_mut() {
+            v.sort_by_key(|(id, _)| *id);
+        }
+        m
     }
 
     /// Cancels `id` if it belongs to `entity`; true if it was live.
@@ -56,12 +88,12 @@ impl Timers {
     }
 
     /// Removes and returns every timer of `entity` (for migration and freezing).
-    pub(crate) fn take_entity(&mut self, entity: Id) -> Vec<Timer> {
+    pub(crate) fn take_entity(&mut self, entity: Id) -> Vec<(TimerId, Timer)> {
         let ids: Vec<u64> = self.table.iter().filter(|(_, t)| t.entity == entity).map(|(id, _)| *id).collect();
-        let mut v: Vec<(u64, Timer)> =
-            ids.into_iter().filter_map(|id| self.table.remove(&id).map(|t| (id, t))).collect();
+        let mut v: Vec<(TimerId, Timer)> =
+            ids.into_iter().filter_map(|id| self.table.remove(&id).map(|t| (TimerId(id), t))).collect();
         v.sort_by_key(|(id, _)| *id);
-        v.into_iter().map(|(_, t)| t).collect()
+        v
     }
 
     /// Drops every timer of `entity`.

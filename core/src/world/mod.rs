@@ -21,9 +21,12 @@ use thiserror::Error;
 use crate::attr::{AttrSchema, Attrs, Audience, MapMut, filter_ops, touches_persistent};
 use crate::cron::CronSpec;
 use crate::entity::{Args, CallError, EntityObj, Expose, Registry, RegistryError};
-use crate::migrate::{EntityImage, TimerImage};
+use crate::migrate::{CronImage, EntityImage, TimerImage};
 use crate::space::{Sight, Spaces};
 use crate::timer::{TIMERS_PER_TICK, Timer, TimerId, Timers};
+
+pub mod freeze;
+pub use freeze::{Frozen, RestoreError, RestoreReport};
 
 /// Local operations run per [`World::tick`] before yielding to IO, so an entity that keeps
 /// calling itself cannot starve the process (GoWorld's post queue drains without a bound).
@@ -134,6 +137,16 @@ pub(crate) enum LocalOp {
     CreateSpace { id: Id, kind: i64 },
 }
 
+/// One crontab entry of an entity.
+pub(crate) struct CronEntry {
+    entity: Id,
+    spec: CronSpec,
+    /// The schedule as written, for migration and freezing.
+    text: String,
+    method: u32,
+    args: Vec<Value>,
+}
+
 /// Everything of the world except the entities themselves: what entity code may touch
 /// through [`Ctx`] while its own entity is checked out.
 pub(crate) struct WorldCore {
@@ -165,8 +178,8 @@ pub(crate) struct WorldCore {
     missing_checks: FxHashMap<(String, u16), u32>,
     next_service_check: Instant,
     service_rr: usize,
-    /// Crontab entries: (entity, schedule, method id, args).
-    cron: Vec<(Id, CronSpec, u32, Vec<Value>)>,
+    /// Crontab entries.
+    cron: Vec<CronEntry>,
     /// The last UTC minute whose crontab entries ran.
     cron_minute: u64,
 }
@@ -321,7 +334,7 @@ impl Ctx<'_> {
         if !self.reg.types[self.ty].by_id.contains_key(&m) {
             return Err(CronAddError::UnknownMethod(method.to_owned()));
         }
-        self.core.cron.push((self.id, s, m, args));
+        self.core.cron.push(CronEntry { entity: self.id, spec: s, text: spec.to_owned(), method: m, args });
         Ok(())
     }
 
@@ -657,6 +670,41 @@ impl Ctx<'_> {
     }
 }
 
+/// The portable form of timers `(handle, timer)` of an entity of type `ty`.
+fn timer_images<'t>(
+    ty: &crate::entity::TypeDesc,
+    timers: impl Iterator<Item = (TimerId, &'t Timer)>,
+    now: Instant,
+) -> Vec<TimerImage> {
+    timers
+        .filter_map(|(id, t)| {
+            let name = ty.by_id.get(&t.method).map(|&i| ty.methods[i].name)?;
+            Some(TimerImage {
+                method: name.to_owned(),
+                remaining: t.deadline.saturating_duration_since(now),
+                repeat: t.repeat,
+                args: t.args.clone(),
+                id: Some(id.0),
+            })
+        })
+        .collect()
+}
+
+/// The portable form of `entity`'s crontab entries (removed from `cron`).
+fn take_cron(cron: &mut Vec<CronEntry>, ty: &crate::entity::TypeDesc, entity: Id) -> Vec<CronImage> {
+    let mut out = Vec::new();
+    cron.retain(|c| {
+        if c.entity != entity {
+            return true;
+        }
+        if let Some(&i) = ty.by_id.get(&c.method) {
+            out.push(CronImage { spec: c.text.clone(), method: ty.methods[i].name.to_owned(), args: c.args.clone() });
+        }
+        false
+    });
+    out
+}
+
 /// The space type used when a game registers none.
 struct BuiltinSpace;
 
@@ -682,6 +730,22 @@ impl World {
         seed: u64,
         clock_base: (Instant, u64),
     ) -> Result<World, RegistryError> {
+        let mut w = World::build(reg, game_id, n_dispatchers, boot_override, seed, clock_base)?;
+        let nil_space = w.core.nil_space;
+        w.create_space_now(nil_space, 0);
+        Ok(w)
+    }
+
+    /// A world with no entities at all, not even its nil space (for [`World::new`] and
+    /// restores).
+    fn build(
+        reg: Registry,
+        game_id: u16,
+        n_dispatchers: usize,
+        boot_override: Option<&str>,
+        seed: u64,
+        clock_base: (Instant, u64),
+    ) -> Result<World, RegistryError> {
         let mut reg = reg;
         let boot = boot_override.or(reg.boot_type).unwrap_or("Boot");
         reg.validate(boot)?;
@@ -690,7 +754,7 @@ impl World {
             reg.space("__space__", || BuiltinSpace);
         }
         let nil_space = nil_space_id(game_id);
-        let mut w = World {
+        let w = World {
             core: WorldCore {
                 game_id,
                 n_dispatchers: n_dispatchers.max(1),
@@ -702,7 +766,7 @@ impl World {
                 online_games: BTreeSet::from([game_id]),
                 stats: Stats::default(),
                 local_ids: Default::default(),
-                timers: Timers::default(),
+                timers: Timers::starting_at(u64::from(game_id) << 40),
                 spaces: Spaces::default(),
                 clients: FxHashMap::default(),
                 nil_space,
@@ -721,7 +785,6 @@ impl World {
             entities: FxHashMap::default(),
             boot_ty,
         };
-        w.create_space_now(nil_space, 0);
         Ok(w)
     }
 
@@ -901,21 +964,9 @@ impl World {
         let Some(slot) = self.entities.remove(&entity) else { return };
         let ty = &self.reg.types[slot.ty];
         let now = self.core.now;
-        let timers = self
-            .core
-            .timers
-            .take_entity(entity)
-            .into_iter()
-            .filter_map(|t| {
-                let name = ty.by_id.get(&t.method).map(|&i| ty.methods[i].name)?;
-                Some(TimerImage {
-                    method: name.to_owned(),
-                    remaining: t.deadline.saturating_duration_since(now),
-                    repeat: t.repeat,
-                    args: t.args,
-                })
-            })
-            .collect();
+        let taken = self.core.timers.take_entity(entity);
+        let timers = timer_images(ty, taken.iter().map(|(i, t)| (*i, t)), now);
+        let cron = take_cron(&mut self.core.cron, ty, entity);
         let spatial = self.core.spaces.spatial(entity).copied();
         let image = EntityImage {
             type_name: ty.name.to_owned(),
@@ -927,6 +978,8 @@ impl World {
             state: slot.obj.as_ref().map(|o| o.save()).unwrap_or(Value::Nil),
             client_move: spatial.is_some_and(|s| s.client_move),
             radius: spatial.and_then(|s| s.radius),
+            cron,
+            space_kind: None,
         };
         self.core.local_ids.remove(&entity);
         self.core.spaces.forget(entity);
@@ -957,16 +1010,7 @@ impl World {
         if let Some(c) = image.client {
             self.core.clients.insert(entity, c);
         }
-        let now = self.core.now;
-        for t in image.timers {
-            let m = method_id(&t.method);
-            if self.reg.types[ty].by_id.contains_key(&m) {
-                let timer = Timer { entity, method: m, args: t.args, deadline: now + t.remaining, repeat: t.repeat };
-                self.core.timers.add(timer);
-            } else {
-                warn!("game{}: {entity}: timer method {:?} no longer exists; dropped", self.core.game_id, t.method);
-            }
-        }
+        self.add_image_schedules(entity, ty, image.timers, image.cron);
         let [x, y, z, yaw] = image.pos;
         let pos = Pos { x, y, z, yaw };
         let radius = image.radius.or(self.reg.types[ty].aoi_radius);
@@ -989,6 +1033,30 @@ impl World {
                 "game{}: {entity} arrived but space {} is not here; it stays in the nil space",
                 self.core.game_id, image.space
             );
+        }
+    }
+
+    /// Re-arms the timers and crontab entries of an arrived or restored entity. Methods its
+    /// type no longer has are dropped with a warning (a restore checks them first).
+    fn add_image_schedules(&mut self, entity: Id, ty: usize, timers: Vec<TimerImage>, cron: Vec<CronImage>) {
+        let now = self.core.now;
+        for t in timers {
+            let m = method_id(&t.method);
+            if self.reg.types[ty].by_id.contains_key(&m) {
+                let timer = Timer { entity, method: m, args: t.args, deadline: now + t.remaining, repeat: t.repeat };
+                self.core.timers.add_with_id(t.id, timer);
+            } else {
+                warn!("game{}: {entity}: timer method {:?} no longer exists; dropped", self.core.game_id, t.method);
+            }
+        }
+        for c in cron {
+            let m = method_id(&c.method);
+            match CronSpec::parse(&c.spec) {
+                Ok(spec) if self.reg.types[ty].by_id.contains_key(&m) => {
+                    self.core.cron.push(CronEntry { entity, spec, text: c.spec, method: m, args: c.args });
+                }
+                _ => warn!("game{}: {entity}: crontab entry {:?} {:?} dropped", self.core.game_id, c.spec, c.method),
+            }
         }
     }
 
@@ -1175,8 +1243,8 @@ impl World {
                 .core
                 .cron
                 .iter()
-                .filter(|(_, s, _, _)| s.matches(minute))
-                .map(|(e, _, m, a)| (*e, *m, a.clone()))
+                .filter(|c| c.spec.matches(minute))
+                .map(|c| (c.entity, c.method, c.args.clone()))
                 .collect();
             for (e, m, a) in due {
                 self.run_call(e, m, a, Caller::Server(e));
@@ -1403,7 +1471,7 @@ impl World {
         self.core.clients.remove(&id);
         self.core.local_ids.remove(&id);
         self.core.timers.remove_entity(id);
-        self.core.cron.retain(|(e, ..)| *e != id);
+        self.core.cron.retain(|c| c.entity != id);
         if let Some(mut obj) = slot.obj.take() {
             let mut destroy = true;
             let schema = &self.reg.types[slot.ty].schema;
