@@ -634,6 +634,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[allow(clippy::disallowed_methods)] // tests take one arbitrary base instant from the clock
 mod tests {
     use std::path::Path;
+    use std::time::Duration;
 
     use oxworld_net::runtime::CloseReason;
 
@@ -827,5 +828,152 @@ mod tests {
             .filter(|(_, f)| Msg::decode(&f[0]).ok() == Some(Msg::GateDown { gate: 1 }))
             .count();
         assert_eq!(n, 2);
+    }
+
+    fn client_call(e: Id, n: u8) -> Msg {
+        Msg::Call { target: e, method: 1, args: vec![n], caller: Caller::Client { gate: 1, client: Id([0xc0; 16]) } }
+    }
+
+    /// Game 2 freezes: its traffic (from the gate and from other games) is held, its link may
+    /// close without the game being declared down, boots and placements skip it, and when the
+    /// new binary says Hello it gets `Thawed` and then every held message in order.
+    #[test]
+    fn a_frozen_games_traffic_is_held_and_released_in_order() {
+        let (mut d, mut out) = cluster();
+        let e = Id([5; 16]);
+        feed(&mut d, &mut out, 2, enc(&Msg::EntityCreated { id: e }));
+        let got = feed(&mut d, &mut out, 2, enc(&Msg::FreezeGame));
+        assert_eq!(got, vec![(ConnId(2), Msg::FreezeAck { dispatcher: 1 })]);
+        assert!(d.is_frozen(2));
+        let mut want = Vec::new();
+        for n in 0..5 {
+            want.push(client_call(e, n));
+            assert!(feed(&mut d, &mut out, 3, enc(&client_call(e, n))).is_empty(), "held, not sent");
+        }
+        let from_game1 = Msg::Call { target: e, method: 2, args: vec![], caller: Caller::Server(Id([0x11; 16])) };
+        assert!(feed(&mut d, &mut out, 1, enc(&from_game1)).is_empty());
+        want.push(from_game1);
+        // The old binary exits: no GameDown, the route stays.
+        d.handle(Instant::now(), Event::Closed { conn: ConnId(2), reason: CloseReason::PeerClosed }, &mut out);
+        assert!(out.take_frames().is_empty(), "nobody is told the game is down");
+        assert_eq!(d.route_of(e), Some(2));
+        // Meanwhile boots and anywhere-placements go to game 1 only.
+        for i in 0..3u8 {
+            let boot = Msg::ClientConnected { gate: 1, client: Id([i; 16]), boot: Id([i + 60; 16]) };
+            assert_eq!(feed(&mut d, &mut out, 3, enc(&boot))[0].0, ConnId(1));
+        }
+        // The new binary connects.
+        accept(&mut d, &mut out, 4);
+        let got = feed(&mut d, &mut out, 4, hello(ProcKind::Game, 2, "k"));
+        let to_new: Vec<Msg> = got.iter().filter(|(c, _)| *c == ConnId(4)).map(|(_, m)| m.clone()).collect();
+        assert!(matches!(&to_new[0], Msg::HelloAck { games, .. } if games.contains(&1) && games.contains(&2)));
+        assert_eq!(to_new[1], Msg::Thawed { dispatcher: 1, released: 6, failed: 0 });
+        assert_eq!(&to_new[2..8], &want[..]);
+        assert!(!d.is_frozen(2));
+        // Traffic flows directly again.
+        let got = feed(&mut d, &mut out, 3, enc(&client_call(e, 9)));
+        assert_eq!(got, vec![(ConnId(4), client_call(e, 9))]);
+    }
+
+    /// Past the time bound, every held call is answered with an error to its sender (a client
+    /// gets `Unavailable`, an entity gets `CallFailed`), the game is down, and its next Hello
+    /// learns how many messages failed.
+    #[test]
+    fn a_hold_past_its_time_bound_answers_every_held_call_with_an_error() {
+        let cfg = format!("{CFG}freeze_hold_timeout_s=2\n");
+        let mut d = DispatcherApp::new(&Config::parse(Path::new("t.ini"), &cfg).expect("config"), 1);
+        let mut out = Outbox::new();
+        for c in 1..=3 {
+            accept(&mut d, &mut out, c);
+        }
+        feed(&mut d, &mut out, 1, hello(ProcKind::Game, 1, "k"));
+        feed(&mut d, &mut out, 2, hello(ProcKind::Game, 2, "k"));
+        feed(&mut d, &mut out, 3, hello(ProcKind::Gate, 1, "k"));
+        let (e, caller) = (Id([5; 16]), Id([0x11; 16]));
+        feed(&mut d, &mut out, 2, enc(&Msg::EntityCreated { id: e }));
+        feed(&mut d, &mut out, 1, enc(&Msg::EntityCreated { id: caller }));
+        feed(&mut d, &mut out, 2, enc(&Msg::FreezeGame));
+        let t0 = Instant::now();
+        feed(&mut d, &mut out, 3, enc(&client_call(e, 1)));
+        feed(
+            &mut d,
+            &mut out,
+            1,
+            enc(&Msg::Call { target: e, method: 2, args: vec![], caller: Caller::Server(caller) }),
+        );
+        assert!(d.next_deadline().is_some_and(|t| t <= t0 + Duration::from_secs(2)));
+        d.tick(t0 + Duration::from_millis(500), &mut out);
+        assert!(out.take_frames().is_empty(), "still within the bound");
+        d.tick(t0 + Duration::from_secs(3), &mut out);
+        let sent: Vec<(ConnId, Msg)> = out
+            .take_frames()
+            .into_iter()
+            .flat_map(|(c, fs)| fs.into_iter().map(move |f| (c, Msg::decode(&f).expect("valid msg"))))
+            .collect();
+        let client_err = sent.iter().find_map(|(c, m)| match m {
+            Msg::ToClient { payload, .. } if *c == ConnId(3) => ServerMsg::decode(payload).ok(),
+            _ => None,
+        });
+        assert!(
+            matches!(client_err, Some(ServerMsg::Error { code, .. }) if code == ErrorCode::Unavailable as u16),
+            "{sent:?}"
+        );
+        assert!(
+            sent.iter().any(|(c, m)| *c == ConnId(1)
+                && matches!(m, Msg::CallFailed { to, target, method: 2, .. } if *to == caller && *target == e)),
+            "{sent:?}"
+        );
+        assert!(sent.contains(&(ConnId(1), Msg::GameDown { game: 2 })), "{sent:?}");
+        assert_eq!(d.route_of(e), None);
+        assert!(!d.is_frozen(2));
+        // The late binary still comes up and learns what failed.
+        accept(&mut d, &mut out, 4);
+        let got = feed(&mut d, &mut out, 4, hello(ProcKind::Game, 2, "k"));
+        assert!(got.contains(&(ConnId(4), Msg::Thawed { dispatcher: 1, released: 0, failed: 2 })), "{got:?}");
+    }
+
+    /// The memory bound: held bytes past `freeze_hold_max_bytes` fail the hold at once.
+    #[test]
+    fn a_hold_past_its_byte_bound_fails_at_once() {
+        let cfg = format!("{CFG}freeze_hold_max_bytes=2048\n");
+        let mut d = DispatcherApp::new(&Config::parse(Path::new("t.ini"), &cfg).expect("config"), 1);
+        let mut out = Outbox::new();
+        for c in 1..=3 {
+            accept(&mut d, &mut out, c);
+        }
+        feed(&mut d, &mut out, 1, hello(ProcKind::Game, 1, "k"));
+        feed(&mut d, &mut out, 2, hello(ProcKind::Game, 2, "k"));
+        feed(&mut d, &mut out, 3, hello(ProcKind::Gate, 1, "k"));
+        let e = Id([5; 16]);
+        feed(&mut d, &mut out, 2, enc(&Msg::EntityCreated { id: e }));
+        feed(&mut d, &mut out, 2, enc(&Msg::FreezeGame));
+        let big = |n: u8| Msg::Call {
+            target: e,
+            method: 1,
+            args: vec![n; 1000],
+            caller: Caller::Client { gate: 1, client: Id([0xc0; 16]) },
+        };
+        assert!(feed(&mut d, &mut out, 3, enc(&big(1))).is_empty());
+        let got = feed(&mut d, &mut out, 3, enc(&big(2)));
+        let errors = got.iter().filter(|(c, m)| *c == ConnId(3) && matches!(m, Msg::ToClient { .. })).count();
+        assert_eq!(errors, 2, "both held calls answered: {got:?}");
+        assert!(!d.is_frozen(2));
+    }
+
+    /// A load for an entity that already has a live route (even on a frozen game) makes no
+    /// second copy; otherwise the route exists before the game loads it.
+    #[test]
+    fn load_never_makes_a_second_copy() {
+        let (mut d, mut out) = cluster();
+        let e = Id([7; 16]);
+        let load = Msg::LoadEntity { game: 0, id: e, type_name: "Avatar".into() };
+        let got = feed(&mut d, &mut out, 1, enc(&load));
+        assert_eq!(got.len(), 1);
+        let placed = d.route_of(e).expect("route recorded at once");
+        assert!(matches!(&got[0].1, Msg::LoadEntity { game, .. } if *game == placed));
+        assert!(feed(&mut d, &mut out, 2, enc(&load)).is_empty(), "second load ignored");
+        let g = usize::from(placed) as u64;
+        feed(&mut d, &mut out, g, enc(&Msg::FreezeGame));
+        assert!(feed(&mut d, &mut out, 3 - g, enc(&load)).is_empty(), "loaded on a frozen game: still one copy");
     }
 }
