@@ -257,16 +257,21 @@ impl DispatcherApp {
                 }
                 let games: Vec<u16> = self.games.keys().chain(self.frozen.keys()).copied().collect();
                 Self::send(out, conn, &Msg::HelloAck { dispatcher: self.id, games });
+                // Always sent (0, 0 for a game that was not frozen), so a restored game knows
+                // when every dispatcher has released its traffic.
                 let failed = self.failed_holds.remove(&id).unwrap_or(0);
-                if hold.is_some() || failed > 0 {
-                    let queue = hold.map(|h| h.queue).unwrap_or_default();
-                    let released = queue.len() as u64;
-                    info!("dispatcher{}: game{id} is back; releasing {released} held messages", self.id);
-                    Self::send(out, conn, &Msg::Thawed { dispatcher: self.id, released, failed });
-                    for m in queue {
-                        Self::send(out, conn, &m);
-                        self.stats.routed += 1;
-                    }
+                let queue = hold.map(|h| h.queue).unwrap_or_default();
+                let released = queue.len() as u64;
+                if released > 0 || failed > 0 {
+                    info!(
+                        "dispatcher{}: game{id} is back; releasing {released} held messages ({failed} failed)",
+                        self.id
+                    );
+                }
+                Self::send(out, conn, &Msg::Thawed { dispatcher: self.id, released, failed });
+                for m in queue {
+                    Self::send(out, conn, &m);
+                    self.stats.routed += 1;
                 }
                 for (&g, &c) in &self.games {
                     if g != id {
@@ -713,7 +718,13 @@ mod tests {
         accept(&mut d, &mut out, 1);
         accept(&mut d, &mut out, 2);
         let got = feed(&mut d, &mut out, 1, hello(ProcKind::Game, 1, "k"));
-        assert_eq!(got, vec![(ConnId(1), Msg::HelloAck { dispatcher: 1, games: vec![1] })]);
+        assert_eq!(
+            got,
+            vec![
+                (ConnId(1), Msg::HelloAck { dispatcher: 1, games: vec![1] }),
+                (ConnId(1), Msg::Thawed { dispatcher: 1, released: 0, failed: 0 })
+            ]
+        );
         let got = feed(&mut d, &mut out, 2, hello(ProcKind::Game, 2, "k"));
         assert!(got.contains(&(ConnId(1), Msg::GameUp { game: 2 })));
         accept(&mut d, &mut out, 3);

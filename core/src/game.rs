@@ -1,21 +1,58 @@
 //! The game process: a [`World`] wired to the dispatcher links. A sans-IO [`App`]; [`run`]
 //! connects it to the `net` runtime.
+//!
+//! LIFECYCLE of a hot swap, game side (the dispatcher side is in `dispatcher.rs`):
+//! `Running` --SIGHUP--> `Freezing` (FreezeGame sent to every dispatcher; messages keep
+//! arriving and are handled until each dispatcher's `FreezeAck`, after which none can) --all
+//! acks, no storage work in flight--> the world is frozen and handed to the freeze sink (LMDB)
+//! --written--> the process exits 0. A sink error thaws instead: every link is redialled, the
+//! dispatchers release what they held, and the game goes on. The new binary, started with
+//! `--restore`, rebuilds the world before it dials; each dispatcher answers its Hello with
+//! `Thawed` and the held traffic; after the last `Thawed` the game reports `restored` (with
+//! the count of held messages that failed) and clears the freeze.
 
 use std::time::Instant;
 
 use anyhow::Context as _;
 use log::{info, warn};
-use oxworld_net::msg::ProcKind;
+use oxworld_net::msg::{Msg, ProcKind};
 use oxworld_net::runtime::{App, Event, Outbox, Runtime, RuntimeConfig, Signal};
 
 use crate::entity::Registry;
 use crate::gate::internal_opts;
 use crate::links::{LinkEvent, Links};
 use crate::proc::ProcArgs;
+use crate::store::{StoreError, StoreOp, StoreReply};
 use crate::world::World;
 
 /// How often a game reports its load to every dispatcher.
 pub const LOAD_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Where a game stands in a hot swap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// FreezeGame sent; dispatchers (by link index) that acknowledged.
+    Freezing {
+        acked: std::collections::BTreeSet<usize>,
+        since: Instant,
+    },
+    /// Rebuilt from a freeze; dispatchers (by link index) that released their traffic, and
+    /// the totals they reported.
+    Thawing {
+        thawed: std::collections::BTreeSet<usize>,
+        released: u64,
+        failed: u64,
+    },
+}
+
+/// Writes a frozen world somewhere durable (LMDB in [`run`]); gets the world, when the freeze
+/// began (dispatchers started holding) and now. An error thaws the game.
+pub type FreezeSink = Box<dyn FnMut(&crate::world::Frozen, Instant, Instant) -> Result<(), String>>;
+
+/// Told once a restored game has every dispatcher's traffic back: (now, held messages
+/// released, held messages that failed).
+pub type ThawedHook = Box<dyn FnMut(Instant, u64, u64)>;
 
 /// One game's logic: its world and its links to the dispatchers.
 pub struct GameApp {
@@ -26,7 +63,27 @@ pub struct GameApp {
     next_load_report: Instant,
     done: bool,
     fatal: Option<String>,
+    phase: Phase,
+    freeze_sink: Option<FreezeSink>,
+    on_thawed: Option<ThawedHook>,
+    /// The world was written by the freeze sink: the process exits with success.
+    frozen: bool,
+    /// Channel ends to the store thread: operations out, results in.
+    store: Option<StoreLink>,
+    /// SIGTERM: waiting (until this deadline) for the final saves before exiting.
+    stopping: Option<Instant>,
 }
+
+/// Operations to the store thread and its results back.
+pub struct StoreLink {
+    /// Operations with their tickets.
+    pub ops: crossbeam_channel::Sender<(u64, StoreOp)>,
+    /// Results with their tickets.
+    pub results: crossbeam_channel::Receiver<(u64, Result<StoreReply, StoreError>)>,
+}
+
+/// How long a stopping game waits for its last saves.
+pub const STOP_SAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl GameApp {
     /// Game `id` of `cfg` running `world`.
@@ -34,7 +91,166 @@ impl GameApp {
         let addrs = cfg.dispatchers.iter().map(|d| d.advertise_addr).collect();
         let links =
             Links::new(format!("game{id}"), ProcKind::Game, id, cfg.secret.clone(), addrs, internal_opts(cfg), now);
-        GameApp { id, world, links, last_now: now, next_load_report: now, done: false, fatal: None }
+        GameApp {
+            id,
+            world,
+            links,
+            last_now: now,
+            next_load_report: now,
+            done: false,
+            fatal: None,
+            phase: Phase::Running,
+            freeze_sink: None,
+            on_thawed: None,
+            frozen: false,
+            store: None,
+            stopping: None,
+        }
+    }
+
+    /// Connects the world's storage operations to a store thread.
+    pub fn with_store(mut self, link: StoreLink) -> Self {
+        self.store = Some(link);
+        self
+    }
+
+    /// Hands queued storage operations to the store thread (or fails them if there is none).
+    fn pump_store(&mut self, now: Instant) {
+        let ops = self.world.take_store_ops();
+        if ops.is_empty() {
+            return;
+        }
+        match &self.store {
+            Some(link) => {
+                for (ticket, op) in ops {
+                    if let Err(e) = link.ops.send((ticket, op)) {
+                        let (ticket, _) = e.into_inner();
+                        let err = StoreError::unavailable("the store thread is gone");
+                        self.world.store_done(now, ticket, Err(err));
+                    }
+                }
+            }
+            None => {
+                for (ticket, _) in ops {
+                    self.world.store_done(now, ticket, Err(StoreError::unavailable("no store configured")));
+                }
+            }
+        }
+    }
+
+    /// Takes the results the store thread has finished.
+    fn drain_store(&mut self, now: Instant) {
+        let Some(link) = &self.store else { return };
+        let results: Vec<_> = link.results.try_iter().collect();
+        for (ticket, r) in results {
+            self.world.store_done(now, ticket, r);
+        }
+    }
+
+    fn check_stopped(&mut self) {
+        if let Some(deadline) = self.stopping {
+            if !self.world.has_pending_io() {
+                self.done = true;
+            } else if self.last_now >= deadline {
+                log::error!("game{}: stopping with storage work still unfinished after {STOP_SAVE_TIMEOUT:?}", self.id);
+                self.done = true;
+            }
+        }
+    }
+
+    /// Where SIGHUP writes the frozen world; without one, SIGHUP is refused with a warning.
+    pub fn with_freeze_sink(mut self, sink: FreezeSink) -> Self {
+        self.freeze_sink = Some(sink);
+        self
+    }
+
+    /// The world was restored from a freeze: report through `hook` once every dispatcher has
+    /// released the traffic it held.
+    pub fn restored(mut self, hook: ThawedHook) -> Self {
+        self.phase = Phase::Thawing { thawed: Default::default(), released: 0, failed: 0 };
+        self.on_thawed = Some(hook);
+        self
+    }
+
+    /// True once the world has been frozen and written: the process should exit 0.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+
+    fn start_freeze(&mut self, now: Instant, out: &mut Outbox) {
+        if self.phase != Phase::Running {
+            warn!("game{}: SIGHUP while a hot swap is under way; ignored", self.id);
+            return;
+        }
+        if self.freeze_sink.is_none() {
+            warn!("game{}: SIGHUP but no freeze store is configured; ignored", self.id);
+            return;
+        }
+        if !self.links.all_ready() {
+            // A dispatcher we cannot reach could not hold our traffic: refuse rather than lose it.
+            warn!("game{}: SIGHUP refused: not every dispatcher link is up; send it again later", self.id);
+            return;
+        }
+        info!(
+            "game{}: freezing ({} entities); asking the dispatchers to hold traffic",
+            self.id,
+            self.world.entity_count()
+        );
+        for d in 0..self.links.len() {
+            self.links.send(d, &Msg::FreezeGame, out);
+        }
+        self.phase = Phase::Freezing { acked: Default::default(), since: now };
+    }
+
+    /// Finishes the freeze once every dispatcher holds our traffic and no work is pending.
+    fn try_finish_freeze(&mut self, now: Instant, out: &mut Outbox) {
+        let Phase::Freezing { acked, since } = &self.phase else { return };
+        if acked.len() < self.links.len() || !self.world.drain_local(now) || self.world.has_pending_io() {
+            return;
+        }
+        let since = *since;
+        let frozen = self.world.freeze(now);
+        self.pump(out);
+        let written = match self.freeze_sink.as_mut() {
+            Some(sink) => sink(&frozen, since, now),
+            None => Err("no freeze store".into()),
+        };
+        match written {
+            Ok(()) => {
+                info!(
+                    "game{}: frozen {} entities in {:?}; exiting for the new binary",
+                    self.id,
+                    frozen.records.len(),
+                    now.saturating_duration_since(since)
+                );
+                self.frozen = true;
+                self.done = true;
+            }
+            Err(e) => {
+                log::error!("game{}: writing the freeze failed ({e}); thawing and going on", self.id);
+                self.phase = Phase::Running;
+                self.links.redial_all(now, out);
+            }
+        }
+    }
+
+    fn on_thawed(&mut self, d: usize, released: u64, failed: u64) {
+        let Phase::Thawing { thawed, released: r, failed: f } = &mut self.phase else { return };
+        thawed.insert(d);
+        *r += released;
+        *f += failed;
+        if thawed.len() == self.links.len() {
+            let (r, f) = (*r, *f);
+            if f > 0 {
+                warn!("game{}: restored; {r} held messages released, {f} failed while the game was away", self.id);
+            } else {
+                info!("game{}: restored; {r} held messages released", self.id);
+            }
+            self.phase = Phase::Running;
+            if let Some(mut hook) = self.on_thawed.take() {
+                hook(self.last_now, r, f);
+            }
+        }
     }
 
     /// The world (for tests and inspection).
@@ -48,9 +264,19 @@ impl GameApp {
     }
 
     fn pump(&mut self, out: &mut Outbox) {
+        let now = self.last_now;
+        // Results handed back at once (no store) may produce more operations and messages.
+        for _ in 0..16 {
+            self.pump_store(now);
+            if !self.world.has_local_work() {
+                break;
+            }
+            self.world.drain_local(now);
+        }
         for (d, msg) in self.world.drain_output() {
             self.links.send(d, &msg, out);
         }
+        self.check_stopped();
     }
 }
 
@@ -64,6 +290,15 @@ impl App for GameApp {
             }
             Event::Frame { conn, data } => match self.links.on_frame(conn, &data, out) {
                 Ok(Some((_, LinkEvent::Up { games }))) => self.world.set_online_games(&games),
+                Ok(Some((d, LinkEvent::Msg(Msg::FreezeAck { .. })))) => {
+                    if let Phase::Freezing { acked, .. } = &mut self.phase {
+                        acked.insert(d);
+                    }
+                    self.try_finish_freeze(now, out);
+                }
+                Ok(Some((d, LinkEvent::Msg(Msg::Thawed { released, failed, .. })))) => {
+                    self.on_thawed(d, released, failed)
+                }
                 Ok(Some((_, LinkEvent::Msg(m)))) => self.world.handle(now, m),
                 Ok(None) => {}
                 Err(refused) => {
@@ -72,16 +307,27 @@ impl App for GameApp {
                 }
             },
             Event::Closed { conn, reason } => {
-                self.links.on_closed(conn, &reason, now);
+                if self.links.on_closed(conn, &reason, now) && matches!(self.phase, Phase::Freezing { .. }) {
+                    // A dispatcher went away mid-freeze: its traffic is not held. Thaw the
+                    // others and stay up; the operator can send SIGHUP again.
+                    warn!("game{}: a dispatcher link closed during the freeze; freeze abandoned", self.id);
+                    self.phase = Phase::Running;
+                    self.links.redial_all(now, out);
+                }
             }
             Event::Accepted { conn, .. } => out.close(conn, "games accept no connections"),
             Event::Signal(Signal::Terminate) => {
-                info!("game{}: stopping; destroying {} entities", self.id, self.world.entity_count());
-                self.world.shutdown(now);
-                self.done = true;
+                if self.stopping.is_none() {
+                    info!("game{}: stopping; destroying {} entities", self.id, self.world.entity_count());
+                    self.world.shutdown(now);
+                    self.stopping = Some(now + STOP_SAVE_TIMEOUT);
+                }
             }
-            Event::Wake => {}
-            Event::Signal(Signal::Hangup) => warn!("game{}: SIGHUP (freeze) is not supported yet; ignored", self.id),
+            Event::Wake => {
+                self.drain_store(now);
+                self.try_finish_freeze(now, out);
+            }
+            Event::Signal(Signal::Hangup) => self.start_freeze(now, out),
         }
         self.pump(out);
     }
@@ -90,9 +336,10 @@ impl App for GameApp {
         self.last_now = now;
         self.links.tick(now, out);
         self.world.tick(now);
+        self.try_finish_freeze(now, out);
         if now >= self.next_load_report {
             self.next_load_report = now + LOAD_REPORT_EVERY;
-            let msg = oxworld_net::msg::Msg::GameLoad { load: self.world.load() };
+            let msg = Msg::GameLoad { load: self.world.load() };
             for d in 0..self.links.len() {
                 self.links.send(d, &msg, out);
             }
@@ -103,6 +350,9 @@ impl App for GameApp {
     fn next_deadline(&self) -> Option<Instant> {
         if self.world.has_local_work() {
             return Some(self.last_now);
+        }
+        if let Some(d) = self.stopping {
+            return Some(d);
         }
         [self.links.next_deadline(), self.world.next_deadline(), Some(self.next_load_report)]
             .into_iter()
@@ -115,23 +365,135 @@ impl App for GameApp {
     }
 }
 
-/// Runs a game process: parses `--config`, `--id` and `--log` from the command line, builds
-/// the world from `reg`, and serves until SIGTERM/SIGINT.
+/// Writes a one-line status report (`key=value` pairs) for `oxworld reload` to read: written
+/// to a temporary file and renamed, so a reader never sees half a line.
+fn write_status(path: &std::path::Path, line: &str) {
+    let tmp = path.with_extension("tmp");
+    let r = std::fs::write(&tmp, format!("{line}\n")).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = r {
+        warn!("cannot write status file {}: {e}", path.display());
+    }
+}
+
+/// Reads `key` from a status line written by [`write_status`].
+pub fn status_field(line: &str, key: &str) -> Option<String> {
+    line.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')).map(str::to_owned)
+}
+
+/// Where game `id` keeps its freeze (an LMDB environment) and its status line.
+pub fn freeze_paths(freeze_dir: &std::path::Path, id: u16) -> (std::path::PathBuf, std::path::PathBuf) {
+    (freeze_dir.join(format!("game{id}")), freeze_dir.join(format!("game{id}.status")))
+}
+
+/// Runs a game process: parses `--config`, `--id`, `--log` and `--restore` from the command
+/// line, builds the world from `reg` (or rebuilds it from its freeze with `--restore`), runs
+/// the store thread, and serves until SIGTERM/SIGINT (saves, then exits) or SIGHUP (freezes,
+/// then exits for the new binary).
 pub fn run(reg: Registry) -> anyhow::Result<()> {
+    use crate::store::lmdb::FreezeDb;
     let args = ProcArgs::parse_args();
     let cfg = args.load_config()?;
-    let gc = cfg.game(args.id).with_context(|| format!("game id {} is not in {}", args.id, cfg.path.display()))?;
+    let id = args.id;
+    let gc = cfg.game(id).with_context(|| format!("game id {id} is not in {}", cfg.path.display()))?;
     crate::proc::init_logging(args.log.as_deref().unwrap_or(&gc.log_level));
-    let rt =
-        Runtime::new(RuntimeConfig { name: format!("game{}", args.id), io_threads: gc.io_threads, listeners: vec![] })?;
+    let rt = Runtime::new(RuntimeConfig { name: format!("game{id}"), io_threads: gc.io_threads, listeners: vec![] })?;
     let clock = rt.unix_ms_base();
-    let world =
-        World::new(reg, args.id, cfg.dispatchers.len(), gc.boot_entity.as_deref(), oxworld_net::id::os_seed(), clock)?;
-    let mut app = GameApp::new(&cfg, args.id, world, clock.0);
-    info!("game{}: starting ({} dispatchers)", args.id, cfg.dispatchers.len());
-    rt.run(&mut app)?;
-    if let Some(f) = app.fatal() {
-        anyhow::bail!("game{}: {f}", args.id);
+    let unix_ms = move |t: Instant| clock.1 + t.saturating_duration_since(clock.0).as_millis() as u64;
+    let storage = cfg.storage.clone();
+    let (freeze_env, status_path) = freeze_paths(&storage.freeze_dir, id);
+    let map_size = FREEZE_MAP_BYTES;
+    let n_disp = cfg.dispatchers.len();
+    let seed = oxworld_net::id::os_seed();
+    let (mut world, restored) = if args.restore {
+        let fail = |reason: String| -> anyhow::Error {
+            write_status(
+                &status_path,
+                &format!("state=restore-failed reason={}", reason.replace(char::is_whitespace, "_")),
+            );
+            anyhow::anyhow!("game{id}: restore failed: {reason} (the frozen data in {} is kept)", freeze_env.display())
+        };
+        let db = FreezeDb::open(&freeze_env, map_size).map_err(|e| fail(e.to_string()))?;
+        let (meta, records) = db
+            .read()
+            .map_err(|e| fail(e.to_string()))?
+            .ok_or_else(|| fail(format!("no complete freeze of game{id} in {}", freeze_env.display())))?;
+        let frozen = crate::world::Frozen { meta, records };
+        let (w, report) = World::restore(reg, id, n_disp, gc.boot_entity.as_deref(), seed, clock, &frozen)
+            .map_err(|e| fail(e.to_string()))?;
+        drop(db);
+        (w, Some(report))
+    } else {
+        (World::new(reg, id, n_disp, gc.boot_entity.as_deref(), seed, clock)?, None)
+    };
+    world.set_save_interval(storage.save_interval);
+    let mut store =
+        crate::store::open(&storage).with_context(|| format!("game{id}: opening the {} store", storage.backend))?;
+    let (op_tx, op_rx) = crossbeam_channel::unbounded::<(u64, StoreOp)>();
+    let (res_tx, res_rx) = crossbeam_channel::unbounded();
+    let store_thread = rt.spawn_helper("store", move |notifier| {
+        // Ends when the game drops its sender, after every queued operation ran.
+        for (ticket, op) in op_rx {
+            let r = store.execute(op);
+            if res_tx.send((ticket, r)).is_err() {
+                break;
+            }
+            notifier.notify();
+        }
+    })?;
+    let sink_env = freeze_env.clone();
+    let sink_status = status_path.clone();
+    let sink: FreezeSink = Box::new(move |frozen, since, now| {
+        let mut db = FreezeDb::open(&sink_env, map_size).map_err(|e| e.to_string())?;
+        db.write(&frozen.meta, frozen.records.iter().cloned()).map_err(|e| e.to_string())?;
+        write_status(
+            &sink_status,
+            &format!(
+                "state=frozen entities={} freeze_ms={} at_ms={}",
+                frozen.records.len(),
+                now.saturating_duration_since(since).as_millis(),
+                unix_ms(since)
+            ),
+        );
+        Ok(())
+    });
+    let mut app = GameApp::new(&cfg, id, world, clock.0)
+        .with_store(StoreLink { ops: op_tx, results: res_rx })
+        .with_freeze_sink(sink);
+    if let Some(report) = restored {
+        let env = freeze_env.clone();
+        let path = status_path.clone();
+        let frozen_at = std::fs::read_to_string(&status_path).ok().and_then(|l| status_field(&l, "at_ms"));
+        app = app.restored(Box::new(move |now, released, failed| {
+            // Only now is the freeze consumed: clear it so a later --restore cannot go back.
+            if let Err(e) = FreezeDb::open(&env, map_size).and_then(|mut db| db.clear()) {
+                warn!("game{id}: clearing the consumed freeze failed: {e}");
+            }
+            let pause =
+                frozen_at.as_deref().and_then(|a| a.parse::<u64>().ok()).map(|a| unix_ms(now).saturating_sub(a));
+            write_status(
+                &path,
+                &format!(
+                    "state=restored entities={} restore_ms={} released={released} failed={failed} pause_ms={}",
+                    report.entities,
+                    now.saturating_duration_since(clock.0).as_millis(),
+                    pause.map(|p| p.to_string()).unwrap_or_else(|| "unknown".into())
+                ),
+            );
+        }));
+    }
+    info!("game{id}: starting ({} dispatchers{})", n_disp, if restored.is_some() { ", restored" } else { "" });
+    let result = rt.run(&mut app);
+    let fatal = app.fatal().map(str::to_owned);
+    drop(app);
+    if store_thread.join().is_err() {
+        log::error!("game{id}: the store thread panicked");
+    }
+    result?;
+    if let Some(f) = fatal {
+        anyhow::bail!("game{id}: {f}");
     }
     Ok(())
 }
+
+/// Map size of a game's freeze environment (LMDB reserves address space, not disk).
+pub const FREEZE_MAP_BYTES: usize = 8 << 30;

@@ -13,6 +13,7 @@ mod links;
 pub mod migrate;
 pub mod proc;
 pub mod space;
+pub mod store;
 pub mod timer;
 pub mod world;
 

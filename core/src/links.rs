@@ -200,6 +200,18 @@ impl Links {
         true
     }
 
+    /// Closes every link and dials again at once: each dispatcher gets a fresh Hello (used to
+    /// thaw the dispatchers after a freeze that could not be written).
+    pub(crate) fn redial_all(&mut self, now: Instant, out: &mut Outbox) {
+        for s in &mut self.states {
+            if let State::Connecting(c) | State::Handshaking(c) | State::Ready(c) = *s {
+                out.close(c, "redialling");
+            }
+            *s = State::Down { retry_at: now };
+        }
+        self.announced_ready = false;
+    }
+
     /// Sends `msg` through dispatcher index `d`, or holds it until that link is up.
     pub(crate) fn send(&mut self, d: usize, msg: &Msg, out: &mut Outbox) {
         match self.states.get(d) {

@@ -18,6 +18,10 @@ pub struct ProcArgs {
     /// Log filter overriding the config's `log_level` (e.g. `debug`, `info,oxworld_core=trace`).
     #[arg(long)]
     pub log: Option<String>,
+    /// Games: rebuild the world from the freeze a SIGHUP wrote (hot swap) instead of
+    /// starting empty. Fails, keeping the freeze, if it cannot be restored.
+    #[arg(long)]
+    pub restore: bool,
 }
 
 impl ProcArgs {

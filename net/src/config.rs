@@ -100,6 +100,25 @@ pub struct Config {
     pub games: Vec<GameConfig>,
     /// Gates, ids 1..=N in order.
     pub gates: Vec<GateConfig>,
+    /// Entity storage, KVDB and freezes (`[storage]`).
+    pub storage: StorageConfig,
+}
+
+/// Where games keep persistent entities, KVDB and hot-swap freezes (`[storage]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageConfig {
+    /// `lmdb` (embedded, the default), `redis`, or `memory` (tests: lost on exit).
+    pub backend: String,
+    /// LMDB directory, shared by the games of one machine (`dir`, default `run/store`).
+    pub dir: PathBuf,
+    /// Redis URL (`redis_url`).
+    pub redis_url: String,
+    /// LMDB map size in MiB: the most the store can hold (`map_size_mb`).
+    pub map_size_mb: usize,
+    /// Time between saves of changed persistent entities (`save_interval_s`).
+    pub save_interval: Duration,
+    /// Where games write their freezes (`freeze_dir`, default `run/freeze`).
+    pub freeze_dir: PathBuf,
 }
 
 impl Config {
@@ -155,8 +174,26 @@ impl Config {
         let freeze_hold_max_bytes = dep.uint("freeze_hold_max_bytes", Some(512 << 20), 1 << 10, 1 << 36)?;
         dep.deny_unknown()?;
 
+        let st = Section::new(&file, "storage", sections.get("storage").unwrap_or(&empty));
+        let backend = st.string("backend", Some("lmdb"))?;
+        if !["lmdb", "redis", "memory"].contains(&backend.as_str()) {
+            return Err(err("storage", "backend", format!("{backend:?} is not one of lmdb, redis, memory")));
+        }
+        // Relative directories are relative to the directory `oxworld` runs in (where `run/`
+        // is), like the CLI's --run-dir.
+        let storage = StorageConfig {
+            backend,
+            dir: PathBuf::from(st.string("dir", Some("run/store"))?),
+            redis_url: st.string("redis_url", Some("redis://127.0.0.1:6379/0"))?,
+            map_size_mb: st.uint("map_size_mb", Some(1024), 1, 1 << 24)?,
+            save_interval: Duration::from_secs(st.uint("save_interval_s", Some(60), 1, 86_400)? as u64),
+            freeze_dir: PathBuf::from(st.string("freeze_dir", Some("run/freeze"))?),
+        };
+        st.deny_unknown()?;
+
         for name in sections.keys() {
-            let known = ["deployment", "dispatcher_common", "game_common", "gate_common"].contains(&name.as_str())
+            let known = ["deployment", "storage", "dispatcher_common", "game_common", "gate_common"]
+                .contains(&name.as_str())
                 || [("dispatcher", n_disp), ("game", n_games), ("gate", n_gates)].iter().any(|(p, n)| {
                     name.strip_prefix(p)
                         .and_then(|rest| rest.parse::<usize>().ok())
@@ -252,6 +289,7 @@ impl Config {
             dispatchers,
             games,
             gates,
+            storage,
         })
     }
 

@@ -56,6 +56,19 @@ enum Cmd {
     },
     /// SIGKILL every process now.
     Kill(Common),
+    /// Hot-swap every game in turn: freeze (SIGHUP), start the binary in the bin dir with
+    /// --restore, wait until its traffic is released. Exits 0 only if every game restored
+    /// and no held message failed.
+    Reload {
+        #[command(flatten)]
+        common: Common,
+        /// Build the game first (by default the binaries are used as they are).
+        #[arg(long)]
+        build: bool,
+        /// Seconds each game may take to freeze, and then to restore.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
 }
 
 fn layout(c: &Common) -> anyhow::Result<(Layout, Config)> {
@@ -120,6 +133,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 println!("stopped {}", stopped.join(", "));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Reload { common, build, timeout } => {
+            if build {
+                launcher::build(&common.game_dir)?;
+            }
+            let (layout, cfg) = layout(&common)?;
+            let reports = launcher::reload(&layout, &cfg, Duration::from_secs(timeout))?;
+            let mut failed = 0;
+            for r in &reports {
+                let pause = r.pause_ms.map(|p| format!("{p} ms")).unwrap_or_else(|| "unknown".into());
+                println!(
+                    "game{}: {} entities; freeze {} ms, restore {} ms, pause {pause}; {} held messages released, {} failed",
+                    r.game, r.entities, r.freeze_ms, r.restore_ms, r.released, r.failed
+                );
+                failed += r.failed;
+            }
+            if failed > 0 {
+                eprintln!(
+                    "oxworld: {failed} held messages were answered with an error because a game was away longer than \
+                     freeze_hold_timeout_s / freeze_hold_max_bytes allow"
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("reloaded {} games", reports.len());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Kill(c) => {

@@ -26,7 +26,9 @@ use crate::space::{Sight, Spaces};
 use crate::timer::{TIMERS_PER_TICK, Timer, TimerId, Timers};
 
 pub mod freeze;
+pub mod persist;
 pub use freeze::{Frozen, RestoreError, RestoreReport};
+pub use persist::StoreCallError;
 
 /// Local operations run per [`World::tick`] before yielding to IO, so an entity that keeps
 /// calling itself cannot starve the process (GoWorld's post queue drains without a bound).
@@ -182,6 +184,8 @@ pub(crate) struct WorldCore {
     cron: Vec<CronEntry>,
     /// The last UTC minute whose crontab entries ran.
     cron_minute: u64,
+    /// Storage operations under way, entities being loaded, the save schedule.
+    store: persist::StoreState,
 }
 
 impl WorldCore {
@@ -449,6 +453,13 @@ impl Ctx<'_> {
     /// This entity's id.
     pub fn id(&self) -> Id {
         self.id
+    }
+
+    /// A fresh entity id (unique cluster-wide), e.g. for a persistent entity to be loaded
+    /// later with [`Ctx::load_entity_anywhere`].
+    pub fn new_id(&mut self) -> Id {
+        let ms = self.core.unix_ms();
+        self.core.ids.next(ms)
     }
 
     /// This game's id.
@@ -780,6 +791,11 @@ impl World {
                 service_rr: 0,
                 cron: Vec::new(),
                 cron_minute: clock_base.1 / 60_000,
+                store: persist::StoreState {
+                    save_interval: persist::DEFAULT_SAVE_INTERVAL,
+                    next_save: Some(clock_base.0 + persist::DEFAULT_SAVE_INTERVAL),
+                    ..Default::default()
+                },
             },
             reg,
             entities: FxHashMap::default(),
@@ -1004,7 +1020,12 @@ impl World {
         };
         let mut obj = (self.reg.types[ty].factory)();
         obj.load(image.state);
-        let slot = Slot { ty, obj: Some(obj), client: image.client, attrs: Attrs::from_value(image.attrs) };
+        let mut attrs = Attrs::from_value(image.attrs);
+        if self.reg.types[ty].persistent {
+            // Saves sent by the old game may still be in flight; save again from here.
+            attrs.mark_persistent_dirty();
+        }
+        let slot = Slot { ty, obj: Some(obj), client: image.client, attrs };
         self.entities.insert(entity, slot);
         self.core.local_ids.insert(entity);
         if let Some(c) = image.client {
@@ -1169,10 +1190,16 @@ impl World {
                     }
                 }
             }
+            Msg::LoadEntity { id, type_name, .. } => self.start_load(id, &type_name),
             Msg::Call { target, method, args, caller } => {
                 let mut r = Reader::new(&args);
                 match decode_args(&mut r).and_then(|a| r.finish().map(|()| a)) {
-                    Ok(a) => self.run_call(target, method, a, caller),
+                    Ok(a) => {
+                        let mut a = Some(a);
+                        if !self.queue_for_loading(target, method, &mut a, caller) {
+                            self.run_call(target, method, a.unwrap_or_default(), caller);
+                        }
+                    }
                     Err(e) => self.refuse(
                         target,
                         method,
@@ -1212,6 +1239,12 @@ impl World {
             Msg::ServiceUpdate { name, shard, entity, game } => self.on_service_update(name, shard, entity, game),
             Msg::MigrateAck { entity } => self.on_migrate_ack(entity),
             Msg::RealMigrate { entity, data, .. } => self.migrate_in(entity, &data),
+            Msg::CallFailed { to, target, method, reason } => {
+                self.with_entity(to, Caller::Server(Id::NIL), |e, ctx| {
+                    e.on_call_failed(ctx, target, method, &reason);
+                    Ok(())
+                });
+            }
             Msg::GameUp { game } => {
                 self.core.online_games.insert(game);
             }
@@ -1255,6 +1288,7 @@ impl World {
             self.core.next_service_check = now + SERVICE_CHECK_EVERY;
             self.check_services(now);
         }
+        self.save_dirty(now);
     }
 
     fn on_service_update(&mut self, name: String, shard: u16, entity: Id, game: u16) {
@@ -1325,6 +1359,9 @@ impl World {
     /// When [`World::tick`] should next run (timers, position sync, service checks).
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut sync = self.core.next_sync.min(self.core.next_service_check);
+        if let Some(save) = self.core.store.next_save {
+            sync = sync.min(save);
+        }
         if !self.core.cron.is_empty() {
             let (start, base) = self.core.clock_base;
             let next_minute_ms = (self.core.cron_minute + 1) * 60_000;
@@ -1364,9 +1401,13 @@ impl World {
             };
             match op {
                 LocalOp::Call { target, method, args, caller } => {
+                    let mut a = Some(args);
                     if self.entities.contains_key(&target) {
-                        self.run_call(target, method, args, caller);
+                        self.run_call(target, method, a.unwrap_or_default(), caller);
+                    } else if self.queue_for_loading(target, method, &mut a, caller) {
+                        // Runs once the entity is loaded.
                     } else {
+                        let args = a.unwrap_or_default();
                         // It left this game (migrated) after the call was queued: follow it.
                         let mut enc = Vec::new();
                         encode_args(&args, &mut enc);
@@ -1393,12 +1434,18 @@ impl World {
     }
 
     fn create(&mut self, ty: usize, id: Id, client: Option<ClientRef>) {
+        self.create_with(ty, id, client, Attrs::default());
+    }
+
+    /// Creates an entity with `attrs` already set (loaded entities); persistent types are
+    /// saved right after `on_created`, so `exists` sees them.
+    fn create_with(&mut self, ty: usize, id: Id, client: Option<ClientRef>, attrs: Attrs) {
         if self.entities.contains_key(&id) {
             warn!("game{}: entity {id} already exists; create ignored", self.core.game_id);
             return;
         }
         let obj = (self.reg.types[ty].factory)();
-        let slot = Slot { ty, obj: Some(obj), client: None, attrs: Attrs::default() };
+        let slot = Slot { ty, obj: Some(obj), client: None, attrs };
         self.entities.insert(id, slot);
         self.core.local_ids.insert(id);
         let radius = self.reg.types[ty].aoi_radius;
@@ -1408,6 +1455,7 @@ impl World {
             e.on_created(ctx);
             Ok(())
         });
+        self.save_entity(id);
         if let Some(c) = client {
             self.attach_client(id, c);
         }
@@ -1488,6 +1536,7 @@ impl World {
             };
             obj.on_destroy(&mut ctx);
             ctx.flush_attrs();
+            ctx.save();
         }
         if let Some(c) = slot.client {
             self.core.send_to_client(id, c, &ServerMsg::DestroyEntity { id });

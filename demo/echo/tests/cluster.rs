@@ -50,7 +50,10 @@ impl Cluster {
         let gate_port = free_port();
         let mut ini = format!(
             "[deployment]\ndesired_dispatchers = {dispatchers}\ndesired_games = {games}\ndesired_gates = 1\nsecret = test-secret\n\
-             [gate1]\nlisten_addr = 127.0.0.1:{gate_port}\nheartbeat_timeout_s = 30\nmax_client_frame_bytes = 4096\n"
+             [gate1]\nlisten_addr = 127.0.0.1:{gate_port}\nheartbeat_timeout_s = 30\nmax_client_frame_bytes = 4096\n\
+             [storage]\ndir = {}\nfreeze_dir = {}\n",
+            dir.join("store").display(),
+            dir.join("freeze").display()
         );
         for d in 1..=dispatchers {
             ini.push_str(&format!("[dispatcher{d}]\nlisten_addr = 127.0.0.1:{}\n", free_port()));

@@ -1,0 +1,221 @@
+//! The Redis backend, for clusters spread over several machines: the `redis` crate's
+//! synchronous connection (no async runtime), on the store thread. Keys: `E:<type>:<hex id>`
+//! for entity data with a set `EI:<type>` of the ids; `_KV_<key>` for KVDB values with a sorted
+//! set `_KVIDX_` (all scores 0, ordered by bytes) for ranges. Multi-key writes are MULTI/EXEC
+//! transactions; get-or-put is one Lua script, so it is atomic across games.
+
+use std::time::Duration;
+
+use oxworld_net::Id;
+use redis::{Commands as _, Connection, RedisError};
+
+use super::{Store, StoreError, StoreErrorKind, StoreOp, StoreReply, check_limits};
+
+/// Connect and per-command IO timeout.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+const KV_INDEX: &str = "_KVIDX_";
+
+const GET_OR_PUT: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+return false
+";
+
+fn rerr(e: &RedisError) -> StoreError {
+    StoreError::unavailable(format!("redis: {e}"))
+}
+
+fn ekey(type_name: &str, id: Id) -> String {
+    format!("E:{type_name}:{id}")
+}
+
+fn kvkey(key: &str) -> String {
+    format!("_KV_{key}")
+}
+
+/// Entity storage and KVDB in one Redis database.
+pub struct RedisStore {
+    client: redis::Client,
+    conn: Option<Connection>,
+    script: redis::Script,
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port/db`).
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| rerr(&e))?;
+        let mut s = RedisStore { client, conn: None, script: redis::Script::new(GET_OR_PUT) };
+        s.connection()?;
+        Ok(s)
+    }
+
+    fn connection(&mut self) -> Result<&mut Connection, StoreError> {
+        if self.conn.is_none() {
+            let c = self.client.get_connection_with_timeout(IO_TIMEOUT).map_err(|e| rerr(&e))?;
+            c.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| rerr(&e))?;
+            c.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| rerr(&e))?;
+            self.conn = Some(c);
+        }
+        self.conn.as_mut().ok_or_else(|| StoreError::unavailable("redis: no connection"))
+    }
+
+    fn run(&mut self, op: &StoreOp) -> Result<StoreReply, RedisError> {
+        let script = self.script.clone();
+        let Some(c) = self.conn.as_mut() else {
+            return Err(RedisError::from((redis::ErrorKind::IoError, "not connected")));
+        };
+        Ok(match op {
+            StoreOp::Save { type_name, id, data } => {
+                redis::pipe()
+                    .atomic()
+                    .set(ekey(type_name, *id), data.as_slice())
+                    .ignore()
+                    .sadd(format!("EI:{type_name}"), id.to_string())
+                    .ignore()
+                    .query::<()>(c)?;
+                StoreReply::Done
+            }
+            StoreOp::Load { type_name, id } => StoreReply::Data(c.get(ekey(type_name, *id))?),
+            StoreOp::Exists { type_name, id } => StoreReply::Exists(c.exists(ekey(type_name, *id))?),
+            StoreOp::List { type_name } => {
+                let hex: Vec<String> = c.smembers(format!("EI:{type_name}"))?;
+                let mut ids: Vec<Id> = hex.iter().filter_map(|h| Id::parse_hex(h)).collect();
+                ids.sort();
+                StoreReply::Ids(ids)
+            }
+            StoreOp::KvGet { key } => StoreReply::Value(c.get(kvkey(key))?),
+            StoreOp::KvPut { key, value } => {
+                redis::pipe()
+                    .atomic()
+                    .set(kvkey(key), value)
+                    .ignore()
+                    .zadd(KV_INDEX, key, 0)
+                    .ignore()
+                    .query::<()>(c)?;
+                StoreReply::Done
+            }
+            StoreOp::KvGetOrPut { key, value } => {
+                let old: Option<String> = script.key(kvkey(key)).key(KV_INDEX).arg(value).arg(key).invoke(c)?;
+                StoreReply::Value(old)
+            }
+            StoreOp::KvRange { begin, end } => {
+                if !end.is_empty() && end <= begin {
+                    return Ok(StoreReply::Range(Vec::new()));
+                }
+                let max = if end.is_empty() { "+".to_owned() } else { format!("({end}") };
+                let keys: Vec<String> = c.zrangebylex(KV_INDEX, format!("[{begin}"), max)?;
+                if keys.is_empty() {
+                    return Ok(StoreReply::Range(Vec::new()));
+                }
+                let full: Vec<String> = keys.iter().map(|k| kvkey(k)).collect();
+                let values: Vec<Option<String>> = redis::cmd("MGET").arg(&full).query(c)?;
+                StoreReply::Range(keys.into_iter().zip(values).filter_map(|(k, v)| Some((k, v?))).collect())
+            }
+        })
+    }
+}
+
+impl Store for RedisStore {
+    fn execute(&mut self, op: StoreOp) -> Result<StoreReply, StoreError> {
+        check_limits(&op)?;
+        // One reconnect per operation after a dropped connection, then the error stands.
+        for attempt in 0..2 {
+            self.connection()?;
+            match self.run(&op) {
+                Ok(r) => return Ok(r),
+                Err(e) if attempt == 0 && (e.is_io_error() || e.is_connection_dropped()) => self.conn = None,
+                Err(e) => {
+                    let kind = if e.is_io_error() { StoreErrorKind::Unavailable } else { StoreErrorKind::Other };
+                    if e.is_io_error() {
+                        self.conn = None;
+                    }
+                    return Err(StoreError::new(kind, format!("redis: {e}")));
+                }
+            }
+        }
+        Err(StoreError::unavailable("redis: connection lost"))
+    }
+
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+}
+
+/// A private redis-server for tests and benchmarks, on a free loopback port, stopped (by its
+/// pid) on drop.
+#[doc(hidden)]
+pub mod testserver {
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    /// A running redis-server.
+    pub struct RedisServer {
+        child: Child,
+        /// Its `redis://` URL.
+        pub url: String,
+    }
+
+    impl RedisServer {
+        /// Starts `redis-server` (from PATH, or /usr/bin); fails with a message naming the
+        /// package if it is not installed.
+        pub fn start() -> Result<RedisServer, String> {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .map_err(|e| format!("no free port: {e}"))?;
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot run redis-server ({e}); install the redis-server package"))?;
+            let mut s = RedisServer { child, url: format!("redis://127.0.0.1:{port}/0") };
+            // Up to 10 s (500 tries 20 ms apart; core reads no clock).
+            for _ in 0..500 {
+                let ping = redis::Client::open(s.url.as_str())
+                    .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+                    .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+                if ping.is_ok() {
+                    return Ok(s);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = s.child.kill();
+            Err("redis-server did not answer PING within 10 s".into())
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testserver::RedisServer;
+    use super::*;
+
+    #[test]
+    fn redis_backend_passes_the_suite_and_survives_reconnect() {
+        let server = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+        {
+            let mut s = RedisStore::open(&server.url).expect("connect");
+            super::super::suite::suite(&mut s);
+            super::super::suite::many_keys(&mut s);
+            // A dropped connection is re-established once, transparently.
+            s.conn = None;
+            assert_eq!(s.execute(StoreOp::KvGet { key: "k".into() }), Ok(StoreReply::Value(Some("v2".into()))));
+        }
+        let mut s = RedisStore::open(&server.url).expect("reconnect");
+        assert_eq!(s.execute(StoreOp::KvGet { key: "user$ann".into() }), Ok(StoreReply::Value(Some("first".into()))));
+        drop(server);
+        let e = s.execute(StoreOp::KvGet { key: "k".into() }).expect_err("server gone");
+        assert_eq!(e.kind, StoreErrorKind::Unavailable);
+    }
+}

@@ -1,0 +1,655 @@
+//! Entity storage and KVDB as seen from game code: persistent entities saved on create, every
+//! save interval (when a persistent attribute changed) and on destroy; loaded on demand
+//! (`load_entity_anywhere` / `load_entity_on_game`, never a second copy); `exists`,
+//! `list_entity_ids` and the KVDB operations. Sans-IO like the rest of the world: operations
+//! are queued as [`StoreOp`]s with a ticket, the game process runs them on its store thread,
+//! and hands the results back with [`World::store_done`]. Replies are calls to a method of the
+//! entity that asked (by name), so they follow it if it migrated and need no closure state.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+use oxworld_net::client_proto::ErrorCode;
+use oxworld_net::msg::{Caller, Msg};
+use oxworld_net::{Id, Value, method_id};
+use thiserror::Error;
+
+use super::{Ctx, LocalOp, World};
+use crate::attr::Attrs;
+use crate::entity::id_value;
+use crate::store::{StoreError, StoreOp, StoreReply};
+
+/// Default time between saves of changed persistent entities (`save_interval_s`).
+pub const DEFAULT_SAVE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Version of the stored form of a persistent entity.
+pub const STORED_ENTITY_VERSION: i64 = 1;
+
+/// A storage request entity code could not make.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreCallError {
+    /// The reply method is not a method of the calling entity's type.
+    #[error("reply method {0:?} is not a method of this entity type")]
+    UnknownMethod(String),
+    /// The entity type is not registered, or not persistent.
+    #[error("entity type {0:?} is not a registered persistent type")]
+    NotPersistent(String),
+}
+
+/// What to do with the result of one queued operation.
+#[derive(Debug)]
+pub(crate) enum Waiter {
+    /// Call `method` of `entity` with `echo` followed by the result (if `has_value`) and the
+    /// error or nil.
+    Reply { entity: Id, method: Option<u32>, echo: Vec<Value>, has_value: bool },
+    /// A load: build the entity.
+    Load { id: Id },
+    /// A save: log failures.
+    Save { id: Id },
+}
+
+/// An entity being loaded, and the calls that reached it meanwhile (in order).
+pub(crate) struct Loading {
+    pub(crate) ty: usize,
+    pub(crate) queued: Vec<(u32, Vec<Value>, Caller)>,
+}
+
+/// Storage state of one world.
+#[derive(Default)]
+pub(crate) struct StoreState {
+    pub(crate) next_ticket: u64,
+    pub(crate) outgoing: Vec<(u64, StoreOp)>,
+    pub(crate) waiting: rustc_hash::FxHashMap<u64, Waiter>,
+    pub(crate) loading: rustc_hash::FxHashMap<Id, Loading>,
+    pub(crate) save_interval: Duration,
+    pub(crate) next_save: Option<Instant>,
+}
+
+impl StoreState {
+    pub(crate) fn queue(&mut self, op: StoreOp, waiter: Waiter) {
+        self.next_ticket += 1;
+        self.outgoing.push((self.next_ticket, op));
+        self.waiting.insert(self.next_ticket, waiter);
+    }
+}
+
+/// The stored form of a persistent entity: its persistent attributes, versioned.
+pub(crate) fn encode_stored(attrs: Value) -> Vec<u8> {
+    let mut m = BTreeMap::new();
+    m.insert("v".to_owned(), Value::Int(STORED_ENTITY_VERSION));
+    m.insert("attrs".to_owned(), attrs);
+    let mut out = Vec::new();
+    Value::Map(m).encode(&mut out);
+    out
+}
+
+/// Reads what [`encode_stored`] wrote.
+pub(crate) fn decode_stored(bytes: &[u8]) -> Result<Value, String> {
+    let mut r = oxworld_net::wire::Reader::new(bytes);
+    let v = Value::decode(&mut r).map_err(|e| e.to_string())?;
+    r.finish().map_err(|e| e.to_string())?;
+    let Value::Map(mut m) = v else { return Err("not a map".into()) };
+    match m.get("v").and_then(Value::as_int) {
+        Some(STORED_ENTITY_VERSION) => {}
+        other => return Err(format!("stored entity version {other:?} is not supported")),
+    }
+    match m.remove("attrs") {
+        Some(a @ Value::Map(_)) => Ok(a),
+        _ => Err("no attribute map".into()),
+    }
+}
+
+fn err_value(e: &StoreError) -> Value {
+    Value::from(e.to_string().as_str())
+}
+
+impl Ctx<'_> {
+    fn reply_method(&self, reply: &str) -> Result<u32, StoreCallError> {
+        let m = method_id(reply);
+        if self.reg.types[self.ty].by_id.contains_key(&m) {
+            Ok(m)
+        } else {
+            Err(StoreCallError::UnknownMethod(reply.to_owned()))
+        }
+    }
+
+    fn store_op(&mut self, op: StoreOp, reply: Option<&str>, echo: Vec<Value>) -> Result<(), StoreCallError> {
+        let method = reply.map(|r| self.reply_method(r)).transpose()?;
+        let has_value = !matches!(op, StoreOp::KvPut { .. });
+        self.core.store.queue(op, Waiter::Reply { entity: self.id, method, echo, has_value });
+        Ok(())
+    }
+
+    /// Reads KVDB `key`; calls `reply(key, value or nil, error or nil)` on this entity.
+    pub fn kvdb_get(&mut self, key: &str, reply: &str) -> Result<(), StoreCallError> {
+        self.store_op(StoreOp::KvGet { key: key.to_owned() }, Some(reply), vec![Value::from(key)])
+    }
+
+    /// Writes KVDB `key`; calls `reply(key, error or nil)` on this entity if given, once the
+    /// write is durable.
+    pub fn kvdb_put(&mut self, key: &str, value: &str, reply: Option<&str>) -> Result<(), StoreCallError> {
+        let op = StoreOp::KvPut { key: key.to_owned(), value: value.to_owned() };
+        self.store_op(op, reply, vec![Value::from(key)])
+    }
+
+    /// Atomically: stores `value` under `key` unless the key exists. Calls
+    /// `reply(key, the existing value or nil if ours was stored, error or nil)`.
+    pub fn kvdb_get_or_put(&mut self, key: &str, value: &str, reply: &str) -> Result<(), StoreCallError> {
+        let op = StoreOp::KvGetOrPut { key: key.to_owned(), value: value.to_owned() };
+        self.store_op(op, Some(reply), vec![Value::from(key)])
+    }
+
+    /// Keys in `[begin, end)` in order (an empty `end`: to the last key). Calls
+    /// `reply([[key, value], ...], error or nil)`.
+    pub fn kvdb_get_range(&mut self, begin: &str, end: &str, reply: &str) -> Result<(), StoreCallError> {
+        let op = StoreOp::KvRange { begin: begin.to_owned(), end: end.to_owned() };
+        self.store_op(op, Some(reply), vec![])
+    }
+
+    fn persistent_type(&self, type_name: &str) -> Result<(), StoreCallError> {
+        match self.reg.type_index(type_name) {
+            Some(t) if self.reg.types[t].persistent => Ok(()),
+            _ => Err(StoreCallError::NotPersistent(type_name.to_owned())),
+        }
+    }
+
+    /// Whether a persistent entity `id` of `type_name` is stored. Calls
+    /// `reply(type_name, id, exists, error or nil)`.
+    pub fn exists(&mut self, type_name: &str, id: Id, reply: &str) -> Result<(), StoreCallError> {
+        self.persistent_type(type_name)?;
+        let op = StoreOp::Exists { type_name: type_name.to_owned(), id };
+        self.store_op(op, Some(reply), vec![Value::from(type_name), id_value(id)])
+    }
+
+    /// Ids of every stored entity of `type_name`. Calls `reply(type_name, [id, ...], error or
+    /// nil)`.
+    pub fn list_entity_ids(&mut self, type_name: &str, reply: &str) -> Result<(), StoreCallError> {
+        self.persistent_type(type_name)?;
+        let op = StoreOp::List { type_name: type_name.to_owned() };
+        self.store_op(op, Some(reply), vec![Value::from(type_name)])
+    }
+
+    /// Makes persistent entity `id` live somewhere: if it already lives on a game, nothing
+    /// happens (never a second copy); otherwise the least-loaded game loads it from storage
+    /// (a fresh one if nothing is stored). Calls to `id` sent meanwhile wait for it.
+    pub fn load_entity_anywhere(&mut self, type_name: &str, id: Id) -> Result<(), StoreCallError> {
+        self.load_entity_on_game(0, type_name, id)
+    }
+
+    /// As [`Ctx::load_entity_anywhere`], on game `game` (0: anywhere).
+    pub fn load_entity_on_game(&mut self, game: u16, type_name: &str, id: Id) -> Result<(), StoreCallError> {
+        self.persistent_type(type_name)?;
+        self.core.send(id, Msg::LoadEntity { game, id, type_name: type_name.to_owned() });
+        Ok(())
+    }
+
+    /// Saves this entity's persistent attributes now (persistent types only; others: no-op).
+    pub fn save(&mut self) {
+        if self.reg.types[self.ty].persistent {
+            let type_name = self.reg.types[self.ty].name.to_owned();
+            let data = encode_stored(self.attrs.persistent_snapshot(self.schema));
+            self.attrs.clear_persistent_dirty();
+            self.core.store.queue(StoreOp::Save { type_name, id: self.id, data }, Waiter::Save { id: self.id });
+        }
+    }
+}
+
+impl World {
+    /// Sets how often changed persistent entities are saved (`save_interval_s`).
+    pub fn set_save_interval(&mut self, every: Duration) {
+        self.core.store.save_interval = every.max(Duration::from_millis(10));
+        self.core.store.next_save = Some(self.core.now + self.core.store.save_interval);
+    }
+
+    /// Takes the storage operations to run, each with its ticket for [`World::store_done`].
+    pub fn take_store_ops(&mut self) -> Vec<(u64, StoreOp)> {
+        std::mem::take(&mut self.core.store.outgoing)
+    }
+
+    /// True while storage operations are queued or running (a freeze waits for them: their
+    /// replies are not frozen).
+    pub fn has_pending_io(&self) -> bool {
+        !self.core.store.outgoing.is_empty() || !self.core.store.waiting.is_empty()
+    }
+
+    /// The result of the operation with `ticket`.
+    pub fn store_done(&mut self, now: Instant, ticket: u64, result: Result<StoreReply, StoreError>) {
+        self.core.now = now;
+        let Some(waiter) = self.core.store.waiting.remove(&ticket) else {
+            warn!("game{}: storage result for unknown ticket {ticket}", self.core.game_id);
+            return;
+        };
+        match waiter {
+            Waiter::Reply { entity, method, mut echo, has_value } => {
+                let Some(method) = method else {
+                    if let Err(e) = result {
+                        warn!("game{}: storage write for {entity} failed: {e}", self.core.game_id);
+                    }
+                    return;
+                };
+                match result {
+                    Ok(reply) => {
+                        match reply {
+                            StoreReply::Done if !has_value => {}
+                            StoreReply::Done => echo.push(Value::Nil),
+                            StoreReply::Value(v) => echo.push(v.map(|s| Value::from(s.as_str())).unwrap_or(Value::Nil)),
+                            StoreReply::Exists(b) => echo.push(Value::Bool(b)),
+                            StoreReply::Ids(ids) => echo.push(Value::List(ids.into_iter().map(id_value).collect())),
+                            StoreReply::Range(kvs) => echo.push(Value::List(
+                                kvs.into_iter()
+                                    .map(|(k, v)| Value::List(vec![Value::from(k.as_str()), Value::from(v.as_str())]))
+                                    .collect(),
+                            )),
+                            StoreReply::Data(_) => echo.push(Value::Nil),
+                        }
+                        echo.push(Value::Nil);
+                    }
+                    Err(e) => {
+                        if has_value {
+                            echo.push(Value::Nil);
+                        }
+                        echo.push(err_value(&e));
+                    }
+                }
+                let caller = Caller::Server(entity);
+                self.core.local.push_back(LocalOp::Call { target: entity, method, args: echo, caller });
+            }
+            Waiter::Save { id } => {
+                if let Err(e) = result {
+                    // The data stays dirty in memory: the next interval tries again.
+                    warn!("game{}: saving {id} failed: {e}", self.core.game_id);
+                    if let Some(s) = self.entities.get_mut(&id) {
+                        s.attrs.mark_persistent_dirty();
+                    }
+                }
+            }
+            Waiter::Load { id } => self.finish_load(id, result),
+        }
+        self.run_local(super::LOCAL_OPS_PER_TICK);
+    }
+
+    /// A dispatcher asks this game to load `id`.
+    pub(crate) fn start_load(&mut self, id: Id, type_name: &str) {
+        if self.entities.contains_key(&id) || self.core.store.loading.contains_key(&id) {
+            debug!("game{}: {type_name} {id} is already here or loading", self.core.game_id);
+            return;
+        }
+        let ty = match self.reg.type_index(type_name) {
+            Some(t) if self.reg.types[t].persistent => t,
+            _ => {
+                warn!("game{}: cannot load {id}: {type_name:?} is not a persistent type here", self.core.game_id);
+                self.core.send(id, Msg::EntityDestroyed { id });
+                return;
+            }
+        };
+        self.core.store.loading.insert(id, Loading { ty, queued: Vec::new() });
+        self.core.store.queue(StoreOp::Load { type_name: type_name.to_owned(), id }, Waiter::Load { id });
+    }
+
+    /// Holds a call to an entity being loaded; false if `target` is not loading.
+    pub(crate) fn queue_for_loading(
+        &mut self,
+        target: Id,
+        method: u32,
+        args: &mut Option<Vec<Value>>,
+        caller: Caller,
+    ) -> bool {
+        match self.core.store.loading.get_mut(&target) {
+            Some(l) => {
+                if let Some(a) = args.take() {
+                    l.queued.push((method, a, caller));
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn finish_load(&mut self, id: Id, result: Result<StoreReply, StoreError>) {
+        let Some(loading) = self.core.store.loading.remove(&id) else { return };
+        let attrs = match result {
+            Ok(StoreReply::Data(Some(bytes))) => {
+                decode_stored(&bytes).map_err(|e| format!("stored data unreadable: {e}"))
+            }
+            Ok(StoreReply::Data(None)) => Ok(Value::Map(BTreeMap::new())),
+            Ok(other) => Err(format!("unexpected storage reply {other:?}")),
+            Err(e) => Err(e.to_string()),
+        };
+        match attrs {
+            Ok(attrs) => {
+                self.create_with(loading.ty, id, None, Attrs::from_value(attrs));
+                self.core.send(id, Msg::EntityCreated { id });
+                for (method, args, caller) in loading.queued {
+                    self.run_call(id, method, args, caller);
+                }
+            }
+            Err(reason) => {
+                warn!("game{}: loading {id} failed: {reason}", self.core.game_id);
+                for (method, _, caller) in loading.queued {
+                    self.refuse(id, method, caller, ErrorCode::Unavailable, format!("loading {id} failed: {reason}"));
+                }
+                self.core.send(id, Msg::EntityDestroyed { id });
+            }
+        }
+    }
+
+    /// Queues a save of `id` (persistent types) with its persistent attributes.
+    pub(crate) fn save_entity(&mut self, id: Id) {
+        let Some(slot) = self.entities.get_mut(&id) else { return };
+        let ty = &self.reg.types[slot.ty];
+        if !ty.persistent {
+            return;
+        }
+        let data = encode_stored(slot.attrs.persistent_snapshot(&ty.schema));
+        slot.attrs.clear_persistent_dirty();
+        let op = StoreOp::Save { type_name: ty.name.to_owned(), id, data };
+        self.core.store.queue(op, Waiter::Save { id });
+    }
+
+    /// Every save interval: saves the persistent entities whose persistent attributes changed.
+    pub(crate) fn save_dirty(&mut self, now: Instant) {
+        let Some(due) = self.core.store.next_save else { return };
+        if now < due {
+            return;
+        }
+        self.core.store.next_save = Some(now + self.core.store.save_interval);
+        let dirty: Vec<Id> = self
+            .entities
+            .iter()
+            .filter(|(_, s)| self.reg.types[s.ty].persistent && s.attrs.persistent_dirty())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in dirty {
+            self.save_entity(id);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests take one arbitrary base instant from the clock
+mod tests {
+    use oxworld_net::client_proto::ServerMsg;
+    use oxworld_net::value::encode_args;
+
+    use super::*;
+    use crate::attr::AttrFlags;
+    use crate::entity::{Args, CallError, Entity, Expose, Registry};
+    use crate::store::{MemStore, Store};
+
+    /// A persistent avatar with a persistent `gold` and a non-persistent `mood`.
+    #[derive(Default)]
+    struct Avatar;
+    impl Entity for Avatar {
+        fn on_created(&mut self, ctx: &mut Ctx<'_>) {
+            ctx.attrs().set_default("gold", 1i64);
+        }
+    }
+    impl Avatar {
+        fn earn(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+            let g = ctx.attrs().int("gold") + args.int(0)?;
+            ctx.attrs().set("gold", g);
+            ctx.attrs().set("mood", "rich");
+            Ok(())
+        }
+        fn show(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+            let g = ctx.attrs().int("gold");
+            ctx.call(args.id(0)?, "shown", vec![Value::Int(g)]);
+            Ok(())
+        }
+        fn bye(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+            ctx.destroy();
+            Ok(())
+        }
+    }
+
+    /// Records every storage reply it gets, as a client call to itself.
+    #[derive(Default)]
+    struct Clerk;
+    impl Entity for Clerk {}
+    impl Clerk {
+        fn got(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+            ctx.call_client("got", args.into_vec());
+            Ok(())
+        }
+        fn shown(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+            ctx.call_client("shown", args.into_vec());
+            Ok(())
+        }
+    }
+
+    const CLIENT: Id = Id([0xc1; 16]);
+    const CLERK: Id = Id([0xce; 16]);
+
+    fn world(t0: Instant) -> World {
+        let mut reg = Registry::new();
+        reg.entity("Avatar", Avatar::default)
+            .persistent()
+            .attr("gold", AttrFlags::CLIENT | AttrFlags::PERSISTENT)
+            .attr("mood", AttrFlags::CLIENT)
+            .method("earn", Expose::Server, Avatar::earn)
+            .method("show", Expose::Server, Avatar::show)
+            .method("bye", Expose::Server, Avatar::bye);
+        reg.entity("Clerk", Clerk::default).method("got", Expose::Server, Clerk::got).method(
+            "shown",
+            Expose::Server,
+            Clerk::shown,
+        );
+        reg.boot("Clerk");
+        let mut w = World::new(reg, 1, 1, None, 3, (t0, 1_700_000_000_000)).expect("registry");
+        w.handle(t0, Msg::CreateBoot { gate: 1, client: CLIENT, boot: CLERK });
+        w
+    }
+
+    /// Runs every queued storage operation on `store`, in order, as the store thread would.
+    fn run_store(w: &mut World, store: &mut dyn Store, now: Instant) {
+        loop {
+            let ops = w.take_store_ops();
+            if ops.is_empty() {
+                return;
+            }
+            for (t, op) in ops {
+                let r = store.execute(op);
+                w.store_done(now, t, r);
+            }
+        }
+    }
+
+    /// The replies the clerk's client got, in order.
+    fn replies(w: &mut World) -> Vec<(String, Vec<Value>)> {
+        w.drain_output()
+            .filter_map(|(_, m)| match m {
+                Msg::ToClient { payload, .. } => match ServerMsg::decode(&payload).ok()? {
+                    ServerMsg::Call { method, args, .. } => Some((method, args)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn with_clerk(w: &mut World, f: impl FnOnce(&mut Ctx<'_>)) {
+        w.with_entity(CLERK, Caller::Server(Id::NIL), |_, ctx| {
+            f(ctx);
+            Ok(())
+        });
+    }
+
+    fn call(w: &mut World, now: Instant, target: Id, method: &str, args: Vec<Value>) {
+        let mut enc = Vec::new();
+        encode_args(&args, &mut enc);
+        w.handle(now, Msg::Call { target, method: method_id(method), args: enc, caller: Caller::Server(CLERK) });
+    }
+
+    #[test]
+    fn kvdb_replies_arrive_as_calls_in_order() {
+        let t0 = Instant::now();
+        let mut w = world(t0);
+        let mut store = MemStore::default();
+        let _ = replies(&mut w);
+        with_clerk(&mut w, |ctx| {
+            ctx.kvdb_put("a", "1", Some("got")).expect("put");
+            ctx.kvdb_put("b", "2", None).expect("put");
+            ctx.kvdb_get("a", "got").expect("get");
+            ctx.kvdb_get("zz", "got").expect("get");
+            ctx.kvdb_get_or_put("a", "9", "got").expect("gop");
+            ctx.kvdb_get_or_put("c", "3", "got").expect("gop");
+            ctx.kvdb_get_range("a", "c", "got").expect("range");
+            assert_eq!(
+                ctx.kvdb_get("a", "no_such_method"),
+                Err(StoreCallError::UnknownMethod("no_such_method".into()))
+            );
+            assert!(ctx.exists("Clerk", CLERK, "got").is_err(), "not a persistent type");
+        });
+        assert!(w.has_pending_io());
+        run_store(&mut w, &mut store, t0);
+        assert!(!w.has_pending_io());
+        let s = |v: &str| Value::from(v);
+        let pair = |k: &str, v: &str| Value::List(vec![s(k), s(v)]);
+        assert_eq!(
+            replies(&mut w),
+            vec![
+                ("got".into(), vec![s("a"), Value::Nil]),
+                ("got".into(), vec![s("a"), s("1"), Value::Nil]),
+                ("got".into(), vec![s("zz"), Value::Nil, Value::Nil]),
+                ("got".into(), vec![s("a"), s("1"), Value::Nil]),
+                ("got".into(), vec![s("c"), Value::Nil, Value::Nil]),
+                ("got".into(), vec![Value::List(vec![pair("a", "1"), pair("b", "2")]), Value::Nil]),
+            ]
+        );
+    }
+
+    /// A store that fails everything.
+    struct Broken;
+    impl Store for Broken {
+        fn execute(&mut self, _op: StoreOp) -> Result<StoreReply, StoreError> {
+            Err(StoreError::unavailable("disk on fire"))
+        }
+        fn backend(&self) -> &'static str {
+            "broken"
+        }
+    }
+
+    #[test]
+    fn storage_errors_reach_the_reply_method() {
+        let t0 = Instant::now();
+        let mut w = world(t0);
+        let _ = replies(&mut w);
+        with_clerk(&mut w, |ctx| {
+            ctx.kvdb_get("a", "got").expect("get");
+            ctx.kvdb_put("a", "1", Some("got")).expect("put");
+        });
+        run_store(&mut w, &mut Broken, t0);
+        let got = replies(&mut w);
+        assert_eq!(got.len(), 2);
+        assert!(matches!(&got[0].1[..], [_, Value::Nil, Value::Str(e)] if e.contains("disk on fire")), "{got:?}");
+        assert!(matches!(&got[1].1[..], [_, Value::Str(e)] if e.contains("disk on fire")), "{got:?}");
+    }
+
+    /// Persistent entities: saved on create, on the interval when changed, on destroy; loaded
+    /// with what was saved; calls sent while loading wait and run after, in order; a second
+    /// load makes no copy; exists and list see them.
+    #[test]
+    fn persistent_entities_save_and_load() {
+        let t0 = Instant::now();
+        let mut w = world(t0);
+        w.set_save_interval(Duration::from_secs(10));
+        let mut store = MemStore::default();
+        let a = Id([0xa1; 16]);
+        // A first load of an id nobody stored: a fresh avatar, saved at once.
+        w.handle(t0, Msg::LoadEntity { game: 1, id: a, type_name: "Avatar".into() });
+        call(&mut w, t0, a, "earn", vec![Value::Int(10)]);
+        call(&mut w, t0, a, "show", vec![crate::entity::id_value(CLERK)]);
+        assert!(!w.has_entity(a), "still loading");
+        run_store(&mut w, &mut store, t0);
+        assert!(w.has_entity(a));
+        assert_eq!(replies(&mut w), vec![("shown".to_owned(), vec![Value::Int(11)])], "queued calls ran in order");
+        // A second load while it lives: nothing happens.
+        w.handle(t0, Msg::LoadEntity { game: 1, id: a, type_name: "Avatar".into() });
+        assert!(w.take_store_ops().is_empty());
+        // Not yet saved with gold 11 (interval not reached).
+        let stored = |store: &mut MemStore| match store.execute(StoreOp::Load { type_name: "Avatar".into(), id: a }) {
+            Ok(StoreReply::Data(Some(d))) => decode_stored(&d).expect("stored form"),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(stored(&mut store), Value::Map([("gold".to_owned(), Value::Int(1))].into()));
+        w.tick(t0 + Duration::from_secs(10));
+        run_store(&mut w, &mut store, t0);
+        assert_eq!(
+            stored(&mut store),
+            Value::Map([("gold".to_owned(), Value::Int(11))].into()),
+            "only persistent attrs"
+        );
+        // Unchanged: the next interval saves nothing.
+        w.tick(t0 + Duration::from_secs(20));
+        assert!(w.take_store_ops().is_empty());
+        // Destroy saves.
+        call(&mut w, t0, a, "earn", vec![Value::Int(5)]);
+        call(&mut w, t0, a, "bye", vec![]);
+        assert!(!w.has_entity(a));
+        run_store(&mut w, &mut store, t0);
+        assert_eq!(stored(&mut store), Value::Map([("gold".to_owned(), Value::Int(16))].into()));
+        // Loading again brings it back as saved.
+        w.handle(t0, Msg::LoadEntity { game: 1, id: a, type_name: "Avatar".into() });
+        call(&mut w, t0, a, "show", vec![crate::entity::id_value(CLERK)]);
+        run_store(&mut w, &mut store, t0);
+        assert_eq!(replies(&mut w), vec![("shown".to_owned(), vec![Value::Int(16)])], "loaded as saved");
+        with_clerk(&mut w, |ctx| {
+            ctx.exists("Avatar", a, "got").expect("exists");
+            ctx.exists("Avatar", Id([0xa2; 16]), "got").expect("exists");
+            ctx.list_entity_ids("Avatar", "got").expect("list");
+        });
+        run_store(&mut w, &mut store, t0);
+        let got = replies(&mut w);
+        assert!(got.contains(&(
+            "got".to_owned(),
+            vec![Value::from("Avatar"), crate::entity::id_value(a), Value::Bool(true), Value::Nil]
+        )));
+        assert!(got.contains(&(
+            "got".to_owned(),
+            vec![Value::from("Avatar"), crate::entity::id_value(Id([0xa2; 16])), Value::Bool(false), Value::Nil]
+        )));
+        assert!(got.contains(&(
+            "got".to_owned(),
+            vec![Value::from("Avatar"), Value::List(vec![crate::entity::id_value(a)]), Value::Nil]
+        )));
+    }
+
+    /// A load that fails answers the calls that waited and drops the route.
+    #[test]
+    fn a_failed_load_answers_waiting_calls() {
+        let t0 = Instant::now();
+        let mut w = world(t0);
+        let a = Id([0xa1; 16]);
+        w.handle(t0, Msg::LoadEntity { game: 1, id: a, type_name: "Avatar".into() });
+        let mut enc = Vec::new();
+        encode_args(&[Value::Int(1)], &mut enc);
+        w.handle(
+            t0,
+            Msg::Call {
+                target: a,
+                method: method_id("earn"),
+                args: enc,
+                caller: Caller::Client { gate: 1, client: CLIENT },
+            },
+        );
+        let _ = w.drain_output().count();
+        run_store(&mut w, &mut Broken, t0);
+        let out: Vec<Msg> = w.drain_output().map(|(_, m)| m).collect();
+        assert!(out.contains(&Msg::EntityDestroyed { id: a }), "{out:?}");
+        let err = out.iter().find_map(|m| match m {
+            Msg::ToClient { payload, .. } => ServerMsg::decode(payload).ok(),
+            _ => None,
+        });
+        assert!(matches!(err, Some(ServerMsg::Error { code, .. }) if code == ErrorCode::Unavailable as u16), "{err:?}");
+        assert!(!w.has_entity(a));
+        // Garbage in storage is a failed load too, not a panic.
+        let mut store = MemStore::default();
+        store.execute(StoreOp::Save { type_name: "Avatar".into(), id: a, data: vec![0xff, 0, 1] }).expect("save");
+        w.handle(t0, Msg::LoadEntity { game: 1, id: a, type_name: "Avatar".into() });
+        run_store(&mut w, &mut store, t0);
+        assert!(!w.has_entity(a));
+        assert!(decode_stored(&[]).is_err());
+    }
+}
