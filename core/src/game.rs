@@ -44,6 +44,8 @@ enum Phase {
         released: u64,
         failed: u64,
     },
+    /// Frozen and written: the process is exiting.
+    Frozen,
 }
 
 /// Writes a frozen world somewhere durable (LMDB in [`run`]); gets the world, when the freeze
@@ -225,6 +227,7 @@ impl GameApp {
                 );
                 self.frozen = true;
                 self.done = true;
+                self.phase = Phase::Frozen;
             }
             Err(e) => {
                 log::error!("game{}: writing the freeze failed ({e}); thawing and going on", self.id);
@@ -497,3 +500,126 @@ pub fn run(reg: Registry) -> anyhow::Result<()> {
 
 /// Map size of a game's freeze environment (LMDB reserves address space, not disk).
 pub const FREEZE_MAP_BYTES: usize = 8 << 30;
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests take one arbitrary base instant from the clock
+mod tests {
+    use std::cell::RefCell;
+    use std::path::Path;
+    use std::rc::Rc;
+
+    use oxworld_net::config::Config;
+    use oxworld_net::runtime::{CloseReason, ConnId};
+
+    use super::*;
+    use crate::world::Frozen;
+
+    const CFG: &str = "[deployment]\ndesired_dispatchers=2\ndesired_games=1\ndesired_gates=1\nsecret=k\n";
+
+    fn enc(m: &Msg) -> Vec<u8> {
+        let mut b = Vec::new();
+        m.encode(&mut b);
+        b
+    }
+
+    /// A game whose two dispatcher links are up; returns it with the link connections.
+    fn linked(now: Instant) -> (GameApp, Outbox, Vec<ConnId>) {
+        let cfg = Config::parse(Path::new("t.ini"), CFG).expect("config");
+        let mut reg = Registry::new();
+        reg.entity("Boot", || Boot);
+        reg.boot("Boot");
+        let world = World::new(reg, 1, 2, None, 1, (now, 0)).expect("world");
+        let mut app = GameApp::new(&cfg, 1, world, now);
+        let mut out = Outbox::new();
+        app.tick(now, &mut out);
+        let conns: Vec<ConnId> = out.take_connects().into_iter().map(|(c, ..)| c).collect();
+        assert_eq!(conns.len(), 2);
+        for (d, &c) in conns.iter().enumerate() {
+            app.handle(now, Event::Connected { conn: c }, &mut out);
+            let ack = Msg::HelloAck { dispatcher: d as u16 + 1, games: vec![1] };
+            app.handle(now, Event::Frame { conn: c, data: enc(&ack) }, &mut out);
+        }
+        let _ = out.take_frames();
+        (app, out, conns)
+    }
+
+    struct Boot;
+    impl crate::entity::Entity for Boot {}
+
+    fn sent(out: &mut Outbox) -> Vec<(ConnId, Msg)> {
+        out.take_frames()
+            .into_iter()
+            .flat_map(|(c, fs)| fs.into_iter().map(move |f| (c, Msg::decode(&f).expect("valid"))))
+            .collect()
+    }
+
+    /// SIGHUP: FreezeGame to every dispatcher; the world is written once, only after every
+    /// FreezeAck, and the game is done.
+    #[test]
+    fn freeze_waits_for_every_ack_and_writes_once() {
+        let now = Instant::now();
+        let (app, mut out, conns) = linked(now);
+        let writes: Rc<RefCell<Vec<Frozen>>> = Rc::default();
+        let w = writes.clone();
+        let mut app = app.with_freeze_sink(Box::new(move |f, _, _| {
+            w.borrow_mut().push(f.clone());
+            Ok(())
+        }));
+        app.handle(now, Event::Signal(Signal::Hangup), &mut out);
+        let freeze: Vec<ConnId> =
+            sent(&mut out).into_iter().filter(|(_, m)| *m == Msg::FreezeGame).map(|(c, _)| c).collect();
+        assert_eq!(freeze.len(), 2, "asked every dispatcher");
+        app.handle(now, Event::Frame { conn: conns[0], data: enc(&Msg::FreezeAck { dispatcher: 1 }) }, &mut out);
+        app.tick(now, &mut out);
+        assert!(writes.borrow().is_empty() && !app.done(), "one dispatcher still delivers");
+        app.handle(now, Event::Frame { conn: conns[1], data: enc(&Msg::FreezeAck { dispatcher: 2 }) }, &mut out);
+        app.tick(now, &mut out);
+        app.tick(now, &mut out);
+        assert_eq!(writes.borrow().len(), 1, "written exactly once");
+        assert!(app.done() && app.is_frozen());
+    }
+
+    /// A sink error thaws: the game redials its dispatchers (which release what they held)
+    /// and keeps running; a lost dispatcher mid-freeze does the same.
+    #[test]
+    fn a_failed_freeze_thaws_and_goes_on() {
+        let now = Instant::now();
+        let (app, mut out, conns) = linked(now);
+        let mut app = app.with_freeze_sink(Box::new(|_, _, _| Err("disk full".into())));
+        app.handle(now, Event::Signal(Signal::Hangup), &mut out);
+        for (d, &c) in conns.iter().enumerate() {
+            let ack = Msg::FreezeAck { dispatcher: d as u16 + 1 };
+            app.handle(now, Event::Frame { conn: c, data: enc(&ack) }, &mut out);
+        }
+        assert!(!app.done());
+        assert_eq!(out.take_closes().len(), 2, "links redialled: a fresh Hello thaws each dispatcher");
+        // Once back, SIGHUP works again; a dispatcher lost mid-freeze abandons it.
+        app.tick(now, &mut out);
+        let conns: Vec<ConnId> = out.take_connects().into_iter().map(|(c, ..)| c).collect();
+        for (d, &c) in conns.iter().enumerate() {
+            app.handle(now, Event::Connected { conn: c }, &mut out);
+            let ack = Msg::HelloAck { dispatcher: d as u16 + 1, games: vec![1] };
+            app.handle(now, Event::Frame { conn: c, data: enc(&ack) }, &mut out);
+        }
+        app.handle(now, Event::Signal(Signal::Hangup), &mut out);
+        assert!(sent(&mut out).iter().any(|(_, m)| *m == Msg::FreezeGame));
+        app.handle(now, Event::Closed { conn: conns[0], reason: CloseReason::PeerClosed }, &mut out);
+        assert!(!app.done());
+        assert!(!out.take_closes().is_empty(), "the other dispatcher is redialled to thaw");
+    }
+
+    /// A restored game reports once every dispatcher has released its traffic.
+    #[test]
+    fn a_restored_game_reports_after_the_last_thawed() {
+        let now = Instant::now();
+        let (app, mut out, conns) = linked(now);
+        let got: Rc<RefCell<Vec<(u64, u64)>>> = Rc::default();
+        let g = got.clone();
+        let mut app = app.restored(Box::new(move |_, r, f| g.borrow_mut().push((r, f))));
+        let thawed = |d: u16, released, failed| enc(&Msg::Thawed { dispatcher: d, released, failed });
+        app.handle(now, Event::Frame { conn: conns[0], data: thawed(1, 3, 0) }, &mut out);
+        assert!(got.borrow().is_empty());
+        app.handle(now, Event::Frame { conn: conns[1], data: thawed(2, 4, 1) }, &mut out);
+        assert_eq!(*got.borrow(), vec![(7, 1)]);
+    }
+}

@@ -4,6 +4,10 @@
 //! boot entity, then calls `echo` `--rate` times per second and checks that every reply
 //! carries what it sent, in order. Calls unanswered 5 s after the sending deadline, failed
 //! connects and disconnects count as errors; the exit code is non-zero if there were any.
+//!
+//! Scenario `chat` (against `demo/chatroom`): see `chat.rs`.
+
+mod chat;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -21,7 +25,7 @@ use oxworld_net::config::Config;
 use oxworld_net::{Id, Value, method_id};
 
 /// How long unanswered calls may still be answered after the sending deadline.
-const ANSWER_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const ANSWER_GRACE: Duration = Duration::from_secs(5);
 /// How long a bot may take to get its boot entity.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -29,7 +33,7 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Parser)]
 #[command(name = "oxworld-stress", version)]
 struct Cli {
-    /// Scenario to run (`echo`).
+    /// Scenario to run (`echo`, `chat`).
     #[arg(long, default_value = "echo")]
     scenario: String,
     /// Number of bots.
@@ -96,26 +100,29 @@ struct Bot {
     closed: bool,
 }
 
-struct Report {
-    calls: u64,
-    replies: u64,
-    errors: u64,
+pub(crate) struct Report {
+    pub(crate) calls: u64,
+    pub(crate) replies: u64,
+    /// Chat: lines of other bots received.
+    pub(crate) deliveries: u64,
+    pub(crate) errors: u64,
     samples: Vec<String>,
-    hist: Histogram<u64>,
+    pub(crate) hist: Histogram<u64>,
 }
 
 impl Report {
-    fn new() -> anyhow::Result<Self> {
+    pub(crate) fn new() -> anyhow::Result<Self> {
         Ok(Report {
             calls: 0,
             replies: 0,
+            deliveries: 0,
             errors: 0,
             samples: Vec::new(),
             hist: Histogram::new_with_bounds(1, 60_000_000, 3).context("histogram")?,
         })
     }
 
-    fn error(&mut self, what: String) {
+    pub(crate) fn error(&mut self, what: String) {
         self.errors += 1;
         if self.samples.len() < 10 {
             self.samples.push(what);
@@ -125,6 +132,7 @@ impl Report {
     fn merge(&mut self, o: Report) -> anyhow::Result<()> {
         self.calls += o.calls;
         self.replies += o.replies;
+        self.deliveries += o.deliveries;
         self.errors += o.errors;
         self.samples.extend(o.samples.into_iter().take(10usize.saturating_sub(self.samples.len())));
         self.hist.add(o.hist).context("merging histograms")?;
@@ -238,8 +246,8 @@ fn run_echo(gates: &[SocketAddr], first: usize, count: usize, duration: Duration
 }
 
 fn run(cli: &Cli) -> anyhow::Result<Report> {
-    if cli.scenario != "echo" {
-        bail!("unknown scenario {:?} (available: echo)", cli.scenario);
+    if !["echo", "chat"].contains(&cli.scenario.as_str()) {
+        bail!("unknown scenario {:?} (available: echo, chat)", cli.scenario);
     }
     let cfg = Config::load(&cli.config)?;
     let gates: Vec<SocketAddr> = cfg.gates.iter().map(|g| g.listen_addr).collect();
@@ -252,11 +260,14 @@ fn run(cli: &Cli) -> anyhow::Result<Report> {
         let count = per.min(cli.bots.saturating_sub(first));
         let gates = gates.clone();
         let rate = cli.rate;
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("bots{t}"))
-                .spawn(move || run_echo(&gates, first, count, duration, rate))?,
-        );
+        let chat = cli.scenario == "chat";
+        handles.push(std::thread::Builder::new().name(format!("bots{t}")).spawn(move || {
+            if chat {
+                chat::run_chat(&gates, first, count, duration)
+            } else {
+                run_echo(&gates, first, count, duration, rate)
+            }
+        })?);
     }
     let mut total = Report::new()?;
     for h in handles {
@@ -298,9 +309,22 @@ fn main() -> ExitCode {
         (h.mean().round() as u64, h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max())
     };
     let per_s = rep.replies as f64 / cli.duration.max(1) as f64;
+    let deliveries_s = rep.deliveries as f64 / cli.duration.max(1) as f64;
+    let rate = if cli.scenario == "chat" { "1 line per 1-3 s".to_owned() } else { format!("{}/s", cli.rate) };
     println!(
-        "scenario {} | {} bots x {}/s for {} s | calls {} replies {} errors {} | {:.0} replies/s | mean {} us p50 {} us p99 {} us max {} us",
-        cli.scenario, cli.bots, cli.rate, cli.duration, rep.calls, rep.replies, rep.errors, per_s, mean, p50, p99, max
+        "scenario {} | {} bots x {rate} for {} s | calls {} replies {} errors {} | {:.0} replies/s {:.0} deliveries/s | mean {} us p50 {} us p99 {} us max {} us",
+        cli.scenario,
+        cli.bots,
+        cli.duration,
+        rep.calls,
+        rep.replies,
+        rep.errors,
+        per_s,
+        deliveries_s,
+        mean,
+        p50,
+        p99,
+        max
     );
     for (name, cpu, rss) in &usage {
         println!("  {name:<12} cpu {cpu:5.1} %  rss {:6.1} MiB", *rss as f64 / 1024.0);
@@ -314,12 +338,13 @@ fn main() -> ExitCode {
             .map(|(n, cpu, rss)| format!("\"{n}\":{{\"cpu_pct\":{},\"rss_kib\":{rss}}}", cpu.round() as u64))
             .collect();
         println!(
-            "{{\"scenario\":\"{}\",\"bots\":{},\"duration_s\":{},\"calls\":{},\"replies\":{},\"errors\":{},\"mean_us\":{},\"p50_us\":{},\"p99_us\":{},\"max_us\":{},\"procs\":{{{}}}}}",
+            "{{\"scenario\":\"{}\",\"bots\":{},\"duration_s\":{},\"calls\":{},\"replies\":{},\"deliveries\":{},\"errors\":{},\"mean_us\":{},\"p50_us\":{},\"p99_us\":{},\"max_us\":{},\"procs\":{{{}}}}}",
             cli.scenario,
             cli.bots,
             cli.duration,
             rep.calls,
             rep.replies,
+            rep.deliveries,
             rep.errors,
             mean,
             p50,

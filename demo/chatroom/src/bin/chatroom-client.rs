@@ -1,7 +1,7 @@
 //! A terminal client for the chatroom demo: type `/register <user> <password>`,
 //! `/login <user> <password>`, `/join <room>`, `/quit`, or a line of chat.
 //!
-//! `cargo run -p oxworld-demo-chatroom --bin chatroom-client -- --gate 127.0.0.1:14001`
+//! `cargo run -p oxworld-demo-chatroom --bin chatroom-client -- --gate 127.0.0.1:14000`
 
 use std::io::BufRead as _;
 use std::net::SocketAddr;
@@ -17,7 +17,7 @@ use oxworld_net::{Id, Value};
 #[derive(Debug, Parser)]
 struct Cli {
     /// Gate address.
-    #[arg(long, default_value = "127.0.0.1:14001")]
+    #[arg(long, default_value = "127.0.0.1:14000")]
     gate: SocketAddr,
 }
 
