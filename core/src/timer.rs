@@ -36,6 +36,8 @@ pub(crate) struct Timers {
     next: u64,
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
     table: FxHashMap<u64, Timer>,
+    /// Timer ids of each entity, so dropping an entity's timers costs its own timers only.
+    owned: FxHashMap<Id, Vec<u64>>,
 }
 
 impl Timers {
@@ -48,9 +50,23 @@ impl Timers {
     pub(crate) fn add(&mut self, t: Timer) -> TimerId {
         self.next += 1;
         let id = self.next;
-        self.heap.push(Reverse((t.deadline, id)));
-        self.table.insert(id, t);
+        self.insert(id, t);
         TimerId(id)
+    }
+
+    fn insert(&mut self, id: u64, t: Timer) {
+        self.heap.push(Reverse((t.deadline, id)));
+        self.owned.entry(t.entity).or_default().push(id);
+        self.table.insert(id, t);
+    }
+
+    fn unlink(&mut self, entity: Id, id: u64) {
+        if let Some(v) = self.owned.get_mut(&entity) {
+            v.retain(|x| *x != id);
+            if v.is_empty() {
+                self.owned.remove(&entity);
+            }
+        }
     }
 
     /// Adds `t` under the handle it had before a freeze or a migration when that handle is
@@ -59,8 +75,7 @@ impl Timers {
         match want {
             Some(id) if id != 0 && !self.table.contains_key(&id) => {
                 self.next = self.next.max(id);
-                self.heap.push(Reverse((t.deadline, id)));
-                self.table.insert(id, t);
+                self.insert(id, t);
                 TimerId(id)
             }
             _ => self.add(t),
@@ -70,11 +85,11 @@ impl Timers {
     /// Every live timer by entity, each entity's in creation order (one pass, for freezing).
     pub(crate) fn by_entity(&self) -> FxHashMap<Id, Vec<(TimerId, &Timer)>> {
         let mut m: FxHashMap<Id, Vec<(TimerId, &Timer)>> = FxHashMap::default();
-        for (id, t) in &self.table {
-            m.entry(t.entity).or_default().push((TimerId(*id), t));
-        }
-        for v in m.values_mut() {
+        for (entity, ids) in &self.owned {
+            let mut v: Vec<(TimerId, &Timer)> =
+                ids.iter().filter_map(|id| self.table.get(id).map(|t| (TimerId(*id), t))).collect();
             v.sort_by_key(|(id, _)| *id);
+            m.insert(*entity, v);
         }
         m
     }
@@ -82,14 +97,17 @@ impl Timers {
     /// Cancels `id` if it belongs to `entity`; true if it was live.
     pub(crate) fn cancel(&mut self, entity: Id, id: TimerId) -> bool {
         match self.table.get(&id.0) {
-            Some(t) if t.entity == entity => self.table.remove(&id.0).is_some(),
+            Some(t) if t.entity == entity => {
+                self.unlink(entity, id.0);
+                self.table.remove(&id.0).is_some()
+            }
             _ => false,
         }
     }
 
     /// Removes and returns every timer of `entity` (for migration and freezing).
     pub(crate) fn take_entity(&mut self, entity: Id) -> Vec<(TimerId, Timer)> {
-        let ids: Vec<u64> = self.table.iter().filter(|(_, t)| t.entity == entity).map(|(id, _)| *id).collect();
+        let ids = self.owned.remove(&entity).unwrap_or_default();
         let mut v: Vec<(TimerId, Timer)> =
             ids.into_iter().filter_map(|id| self.table.remove(&id).map(|t| (TimerId(id), t))).collect();
         v.sort_by_key(|(id, _)| *id);
@@ -98,7 +116,9 @@ impl Timers {
 
     /// Drops every timer of `entity`.
     pub(crate) fn remove_entity(&mut self, entity: Id) {
-        self.table.retain(|_, t| t.entity != entity);
+        for id in self.owned.remove(&entity).unwrap_or_default() {
+            self.table.remove(&id);
+        }
     }
 
     /// The earliest deadline (possibly of a cancelled timer: a spurious wake-up at most).
@@ -132,6 +152,7 @@ impl Timers {
                 }
                 None => {
                     self.table.remove(&id);
+                    self.unlink(fired.0, id);
                 }
             }
             return Some(fired);
@@ -180,5 +201,28 @@ mod tests {
         assert_eq!(ts.next_deadline(), Some(t0 + ms(100)));
         ts.remove_entity(Id([2; 16]));
         assert_eq!(ts.pop_due(t0 + ms(200)), None);
+    }
+
+    /// The per-entity index follows every way a timer ends, so dropping an entity touches
+    /// only its own timers and leaves nothing behind.
+    #[test]
+    fn per_entity_index_stays_exact() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut ts = Timers::default();
+        let once = ts.add(timer(1, t0 + ms(1), None));
+        let cancelled = ts.add(timer(1, t0 + ms(50), None));
+        let _kept = ts.add(timer(1, t0 + ms(5), Some(ms(5))));
+        let other = ts.add(timer(2, t0 + ms(5), Some(ms(5))));
+        assert!(ts.cancel(Id([1; 16]), cancelled));
+        assert_eq!(ts.pop_due(t0 + ms(1)).map(|(e, ..)| e), Some(Id([1; 16])));
+        assert!(!ts.table.contains_key(&once.0));
+        assert_eq!(ts.owned[&Id([1; 16])].len(), 1, "fired one-shot and cancelled timer unlinked");
+        ts.remove_entity(Id([1; 16]));
+        assert!(!ts.owned.contains_key(&Id([1; 16])));
+        assert_eq!(ts.len(), 1);
+        assert_eq!(ts.take_entity(Id([2; 16])).len(), 1);
+        assert!(ts.owned.is_empty() && ts.table.is_empty());
+        let _ = other;
     }
 }

@@ -266,6 +266,53 @@ impl Avatar {
     }
 }
 
+/// Spaces of this game. The nil space fills the game with `OXWORLD_CHATROOM_FILL` idle
+/// `Npc`s at start (not on a restore), to measure hot swaps of big worlds.
+#[derive(Default)]
+struct Lobby;
+
+/// Environment variable: how many `Npc`s each game creates at start (benchmarks).
+const FILL_ENV: &str = "OXWORLD_CHATROOM_FILL";
+
+impl Entity for Lobby {
+    fn on_created(&mut self, ctx: &mut Ctx<'_>) {
+        let n: usize = std::env::var(FILL_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        if ctx.id() != ctx.nil_space() || n == 0 {
+            return;
+        }
+        for _ in 0..n {
+            if let Err(e) = ctx.create_entity_locally("Npc") {
+                log::warn!("filling: {e}");
+                return;
+            }
+        }
+        log::info!("game{}: created {n} Npcs", ctx.game_id());
+    }
+}
+
+/// An idle non-player with a few attributes and a slow timer, like a typical world object.
+#[derive(Default)]
+struct Npc;
+
+impl Entity for Npc {
+    fn on_created(&mut self, ctx: &mut Ctx<'_>) {
+        let mut a = ctx.attrs();
+        a.set("name", "npc");
+        a.set("hp", 100i64);
+        a.set("level", 7i64);
+        a.set("title", "keeper of the benchmark");
+        let _ = ctx.add_repeat_timer(std::time::Duration::from_secs(30), "wander", vec![]);
+    }
+}
+
+impl Npc {
+    fn wander(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+        let hp = ctx.attrs().int("hp");
+        ctx.attrs().set("hp", hp);
+        Ok(())
+    }
+}
+
 fn registry() -> Registry {
     let mut reg = Registry::new();
     reg.entity("Account", Account::default)
@@ -283,6 +330,8 @@ fn registry() -> Registry {
         .method("attach", Expose::Server, Avatar::attach)
         .method("send_chat", Expose::OwnClient, Avatar::send_chat)
         .method("ping", Expose::OwnClient, Avatar::ping);
+    reg.space("Lobby", Lobby::default);
+    reg.entity("Npc", Npc::default).attr("hp", AttrFlags::ALL_CLIENTS).method("wander", Expose::Server, Npc::wander);
     reg.boot("Account");
     reg
 }

@@ -290,3 +290,49 @@ fn a_killed_game_comes_back_with_what_was_saved() {
     let again = login(cluster.gate, "carol", false);
     assert!(again.welcome.contains("room blue"), "the saved room is back: {}", again.welcome);
 }
+
+/// The chat itself: two users hear each other in the default room without any `/join`
+/// (GoWorld's quirk fixed), `/join` moves one of them away, wrong passwords and taken names
+/// are refused, and nothing is stored in clear.
+#[test]
+fn users_chat_in_rooms_and_passwords_are_not_stored_in_clear() {
+    let cluster = Cluster::start("chat");
+    let mut ann = login(cluster.gate, "ann", true);
+    let mut bob = login(cluster.gate, "bob", true);
+    assert!(ann.welcome.contains("room 1") && bob.welcome.contains("room 1"));
+    let hear = |b: &mut Bot| -> Vec<(String, String)> {
+        let mut got = Vec::new();
+        while let Ok(m) = b.c.next(Duration::from_millis(400)) {
+            if let ServerMsg::Call { method, args, .. } = m
+                && method == "on_recv_chat"
+            {
+                got.push((args[0].as_str().unwrap_or("").to_owned(), args[1].as_str().unwrap_or("").to_owned()));
+            }
+        }
+        got
+    };
+    ann.c.call(ann.avatar, "send_chat", vec![Value::from("hello")]).expect("send");
+    let want = vec![("ann".to_owned(), "hello".to_owned())];
+    assert_eq!(hear(&mut bob), want, "bob hears ann with no /join");
+    assert_eq!(hear(&mut ann), want, "ann hears herself");
+    bob.c.call(bob.avatar, "send_chat", vec![Value::from("/join red")]).expect("send");
+    let (err, text) = answer(&mut bob.c);
+    assert!(!err && text.contains("red"), "{text}");
+    ann.c.call(ann.avatar, "send_chat", vec![Value::from("anyone?")]).expect("send");
+    assert!(hear(&mut bob).is_empty(), "bob left room 1");
+    assert_eq!(hear(&mut ann).len(), 1);
+    // Refusals.
+    let mut c = BlockingClient::connect(cluster.gate, Duration::from_secs(3)).expect("connect");
+    let account = c.wait_player(Duration::from_secs(10)).expect("account");
+    c.call(account, "register", vec![Value::from("ann"), Value::from("other")]).expect("send");
+    assert_eq!(answer(&mut c), (true, "that user name is taken".to_owned()));
+    c.call(account, "login", vec![Value::from("ann"), Value::from("wrong")]).expect("send");
+    assert_eq!(answer(&mut c), (true, "wrong user name or password".to_owned()));
+    c.call(account, "register", vec![Value::from("bad name!"), Value::from("x")]).expect("send");
+    assert!(answer(&mut c).0);
+    // The store holds a salted Argon2 hash, never the password.
+    let data = fs::read(cluster.layout.run_dir.parent().expect("test dir").join("store/data.mdb")).expect("lmdb file");
+    let text = String::from_utf8_lossy(&data);
+    assert!(text.contains("password$ann") && text.contains("$argon2id$"), "stored as a hash");
+    assert!(!text.contains("\u{0}pw\u{0}") && !text.contains("other"), "no clear password");
+}
