@@ -1,5 +1,6 @@
 //! KVDB throughput of each storage backend, one operation at a time as a game's store thread
-//! runs them: `KvPut` (durable on return) and `KvGet` of existing keys, for the in-memory store,
+//! runs them: `KvPut` (durable on return), the same in batches of 100 (what the store thread
+//! does with a burst), and `KvGet` of existing keys, for the in-memory store,
 //! LMDB (temp directory) and Redis (a private redis-server on a free port).
 //! Run: `cargo bench -p oxworld-core --bench kvdb`.
 
@@ -52,6 +53,21 @@ fn get(bencher: divan::Bencher, backend: &str) {
     bencher.counter(divan::counter::ItemsCount::new(KEYS)).bench_local(|| {
         for i in 0..KEYS {
             store.execute(StoreOp::KvGet { key: key(i) }).expect("get");
+        }
+    });
+}
+
+/// As the store thread runs a burst: 100 operations per batch (LMDB commits each batch once).
+#[divan::bench(args = ["memory", "lmdb", "redis"], sample_count = 10, sample_size = 1)]
+fn put_batched_100(bencher: divan::Bencher, backend: &str) {
+    let mut all = backends();
+    let Some((_, store, _server)) = all.iter_mut().find(|(n, ..)| *n == backend) else { return };
+    bencher.counter(divan::counter::ItemsCount::new(KEYS)).bench_local(|| {
+        for chunk in 0..KEYS / 100 {
+            let ops = (0..100).map(|i| StoreOp::KvPut { key: key(chunk * 100 + i), value: "v".repeat(64) }).collect();
+            for r in store.execute_batch(ops) {
+                r.expect("put");
+            }
         }
     });
 }

@@ -434,10 +434,18 @@ pub fn run(reg: Registry) -> anyhow::Result<()> {
     let (op_tx, op_rx) = crossbeam_channel::unbounded::<(u64, StoreOp)>();
     let (res_tx, res_rx) = crossbeam_channel::unbounded();
     let store_thread = rt.spawn_helper("store", move |notifier| {
-        // Ends when the game drops its sender, after every queued operation ran.
-        for (ticket, op) in op_rx {
-            let r = store.execute(op);
-            if res_tx.send((ticket, r)).is_err() {
+        // Ends when the game drops its sender, after every queued operation ran. Whatever
+        // queued up meanwhile runs as one batch (one LMDB commit).
+        while let Ok(first) = op_rx.recv() {
+            let mut batch = vec![first];
+            batch.extend(op_rx.try_iter().take(crate::store::MAX_BATCH - 1));
+            let (tickets, ops): (Vec<u64>, Vec<StoreOp>) = batch.into_iter().unzip();
+            let results = store.execute_batch(ops);
+            let mut gone = false;
+            for (ticket, r) in tickets.into_iter().zip(results) {
+                gone |= res_tx.send((ticket, r)).is_err();
+            }
+            if gone {
                 break;
             }
             notifier.notify();

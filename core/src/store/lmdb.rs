@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lmdb::{Cursor as _, Database, DatabaseFlags, Environment, Transaction as _, WriteFlags};
+use lmdb::{Cursor as _, Database, DatabaseFlags, Environment, RwTransaction, Transaction as _, WriteFlags};
 use oxworld_net::Id;
 
 use super::{Store, StoreError, StoreErrorKind, StoreOp, StoreReply, check_limits};
@@ -81,107 +81,139 @@ impl LmdbStore {
         Ok(LmdbStore { env, entities, kv, dir: dir.to_owned() })
     }
 
-    fn get(&self, db: Database, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.env.begin_ro_txn().map_err(|e| lerr("read", e))?;
-        match txn.get(db, &key) {
-            Ok(v) => Ok(Some(v.to_vec())),
-            Err(lmdb::Error::NotFound) => Ok(None),
-            Err(e) => Err(lerr("get", e)),
-        }
-    }
-
-    fn put(&self, db: Database, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let mut txn = self.env.begin_rw_txn().map_err(|e| lerr("write", e))?;
-        txn.put(db, &key, &value, WriteFlags::empty()).map_err(|e| lerr("put", e))?;
-        txn.commit().map_err(|e| lerr("commit", e))
-    }
-
-    /// Key-value pairs from `begin` while `keep(key)` holds, copied out.
-    fn scan(&self, db: Database, begin: &[u8], keep: impl Fn(&[u8]) -> bool) -> Result<Rows, StoreError> {
-        let txn = self.env.begin_ro_txn().map_err(|e| lerr("read", e))?;
-        let mut out = Vec::new();
-        {
-            let mut cursor = txn.open_ro_cursor(db).map_err(|e| lerr("cursor", e))?;
-            // `cursor` outlives the iteration (the crate does not enforce it).
-            let iter = if begin.is_empty() { cursor.iter_start() } else { cursor.iter_from(begin) };
-            for item in iter {
-                let (k, v) = item.map_err(|e| lerr("scan", e))?;
-                if !keep(k) {
-                    break;
-                }
-                out.push((k.to_vec(), v.to_vec()));
+    /// Runs `op` inside `txn`. `Err(Txn)`: LMDB failed and the transaction must not be
+    /// committed; `Err(Op)`: only this operation failed.
+    fn apply(&self, txn: &mut RwTransaction<'_>, op: StoreOp) -> Result<StoreReply, Fail> {
+        check_limits(&op).map_err(Fail::Op)?;
+        let get = |txn: &RwTransaction<'_>, db: Database, key: &[u8]| -> Result<Option<Vec<u8>>, Fail> {
+            match txn.get(db, &key) {
+                Ok(v) => Ok(Some(v.to_vec())),
+                Err(lmdb::Error::NotFound) => Ok(None),
+                Err(e) => Err(Fail::Txn(lerr("get", e))),
             }
-        }
-        Ok(out)
-    }
-}
-
-impl Store for LmdbStore {
-    fn execute(&mut self, op: StoreOp) -> Result<StoreReply, StoreError> {
-        check_limits(&op)?;
+        };
+        let text = |b: &[u8], what: &str| utf8(b, what).map_err(Fail::Op);
         match op {
             StoreOp::Save { type_name, id, data } => {
-                self.put(self.entities, &entity_key(&type_name, id), &data)?;
+                txn.put(self.entities, &entity_key(&type_name, id), &data, WriteFlags::empty())
+                    .map_err(|e| Fail::Txn(lerr("put", e)))?;
                 Ok(StoreReply::Done)
             }
             StoreOp::Load { type_name, id } => {
-                Ok(StoreReply::Data(self.get(self.entities, &entity_key(&type_name, id))?))
+                Ok(StoreReply::Data(get(txn, self.entities, &entity_key(&type_name, id))?))
             }
             StoreOp::Exists { type_name, id } => {
-                Ok(StoreReply::Exists(self.get(self.entities, &entity_key(&type_name, id))?.is_some()))
+                Ok(StoreReply::Exists(get(txn, self.entities, &entity_key(&type_name, id))?.is_some()))
             }
             StoreOp::List { type_name } => {
                 let mut prefix = type_name.into_bytes();
                 prefix.push(0);
-                let rows = self.scan(self.entities, &prefix, |k| k.starts_with(&prefix))?;
+                let rows = scan(txn, self.entities, &prefix, |k| k.starts_with(&prefix)).map_err(Fail::Txn)?;
                 let mut ids = Vec::with_capacity(rows.len());
                 for (k, _) in rows {
                     let tail: [u8; 16] = k[prefix.len()..].try_into().map_err(|_| {
-                        StoreError::new(StoreErrorKind::Corrupt, format!("entity key of {} bytes", k.len()))
+                        Fail::Op(StoreError::new(StoreErrorKind::Corrupt, format!("entity key of {} bytes", k.len())))
                     })?;
                     ids.push(Id(tail));
                 }
                 Ok(StoreReply::Ids(ids))
             }
             StoreOp::KvGet { key } => {
-                let v = self.get(self.kv, &kv_key(&key))?;
-                Ok(StoreReply::Value(v.map(|b| utf8(&b, "a KVDB value")).transpose()?))
+                let v = get(txn, self.kv, &kv_key(&key))?;
+                Ok(StoreReply::Value(v.map(|b| text(&b, "a KVDB value")).transpose()?))
             }
             StoreOp::KvPut { key, value } => {
-                self.put(self.kv, &kv_key(&key), value.as_bytes())?;
+                txn.put(self.kv, &kv_key(&key), &value.as_bytes(), WriteFlags::empty())
+                    .map_err(|e| Fail::Txn(lerr("put", e)))?;
                 Ok(StoreReply::Done)
             }
             StoreOp::KvGetOrPut { key, value } => {
-                // One write transaction: LMDB allows one writer at a time across processes, so
-                // the check and the write are atomic.
-                let mut txn = self.env.begin_rw_txn().map_err(|e| lerr("write", e))?;
+                // Inside one write transaction (LMDB has one writer at a time across
+                // processes), so the check and the write are atomic.
                 let k = kv_key(&key);
                 match txn.put(self.kv, &k, &value.as_bytes(), WriteFlags::NO_OVERWRITE) {
-                    Ok(()) => {
-                        txn.commit().map_err(|e| lerr("commit", e))?;
-                        Ok(StoreReply::Value(None))
-                    }
+                    Ok(()) => Ok(StoreReply::Value(None)),
                     Err(lmdb::Error::KeyExist) => {
-                        let old = txn.get(self.kv, &k).map_err(|e| lerr("get", e))?.to_vec();
-                        txn.abort();
-                        Ok(StoreReply::Value(Some(utf8(&old, "a KVDB value")?)))
+                        let old = get(txn, self.kv, &k)?.unwrap_or_default();
+                        Ok(StoreReply::Value(Some(text(&old, "a KVDB value")?)))
                     }
-                    Err(e) => Err(lerr("put", e)),
+                    Err(e) => Err(Fail::Txn(lerr("put", e))),
                 }
             }
             StoreOp::KvRange { begin, end } => {
                 if !end.is_empty() && end <= begin {
                     return Ok(StoreReply::Range(Vec::new()));
                 }
-                let rows = self.scan(self.kv, &kv_key(&begin), |k| {
+                let rows = scan(txn, self.kv, &kv_key(&begin), |k| {
                     k.first() == Some(&b'k') && (end.is_empty() || &k[1..] < end.as_bytes())
-                })?;
+                })
+                .map_err(Fail::Txn)?;
                 let mut out = Vec::with_capacity(rows.len());
                 for (k, v) in rows {
-                    out.push((utf8(&k[1..], "a KVDB key")?, utf8(&v, "a KVDB value")?));
+                    out.push((text(&k[1..], "a KVDB key")?, text(&v, "a KVDB value")?));
                 }
                 Ok(StoreReply::Range(out))
             }
+        }
+    }
+
+    /// Runs `ops` in one write transaction with one commit (one fsync for the lot), or says
+    /// which LMDB error stopped it (then nothing of it is committed).
+    fn try_batch(&self, ops: &[StoreOp]) -> Result<Vec<Result<StoreReply, StoreError>>, StoreError> {
+        let mut txn = self.env.begin_rw_txn().map_err(|e| lerr("write", e))?;
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            match self.apply(&mut txn, op.clone()) {
+                Ok(r) => out.push(Ok(r)),
+                Err(Fail::Op(e)) => out.push(Err(e)),
+                Err(Fail::Txn(e)) => return Err(e),
+            }
+        }
+        txn.commit().map_err(|e| lerr("commit", e))?;
+        Ok(out)
+    }
+}
+
+/// How one operation of a batch failed.
+enum Fail {
+    /// Only this operation.
+    Op(StoreError),
+    /// LMDB itself: the transaction is abandoned.
+    Txn(StoreError),
+}
+
+/// Key-value pairs from `begin` while `keep(key)` holds, copied out of `txn`.
+fn scan(txn: &RwTransaction<'_>, db: Database, begin: &[u8], keep: impl Fn(&[u8]) -> bool) -> Result<Rows, StoreError> {
+    let mut out = Vec::new();
+    let mut cursor = txn.open_ro_cursor(db).map_err(|e| lerr("cursor", e))?;
+    // `cursor` outlives the iteration (the crate does not enforce it).
+    let iter = if begin.is_empty() { cursor.iter_start() } else { cursor.iter_from(begin) };
+    for item in iter {
+        let (k, v) = item.map_err(|e| lerr("scan", e))?;
+        if !keep(k) {
+            break;
+        }
+        out.push((k.to_vec(), v.to_vec()));
+    }
+    drop(cursor);
+    Ok(out)
+}
+
+impl Store for LmdbStore {
+    fn execute(&mut self, op: StoreOp) -> Result<StoreReply, StoreError> {
+        match self.try_batch(std::slice::from_ref(&op)) {
+            Ok(mut r) => r.pop().unwrap_or_else(|| Err(StoreError::unavailable("lmdb: no result"))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Group commit: the whole batch in one transaction. If LMDB fails part-way (a full map,
+    /// say), nothing of the batch is committed and each operation is run alone, so each gets
+    /// its own result.
+    fn execute_batch(&mut self, ops: Vec<StoreOp>) -> Vec<Result<StoreReply, StoreError>> {
+        match self.try_batch(&ops) {
+            Ok(r) => r,
+            Err(_) => ops.into_iter().map(|op| self.execute(op)).collect(),
         }
     }
 
@@ -288,6 +320,7 @@ mod tests {
             let mut s = LmdbStore::open(&dir, 256 << 20).expect("open");
             super::super::suite::suite(&mut s);
             super::super::suite::many_keys(&mut s);
+            super::super::suite::batch(&mut s);
         }
         let mut s = LmdbStore::open(&dir, 256 << 20).expect("reopen");
         let r = s.execute(StoreOp::KvGet { key: "user$ann".into() }).expect("get");

@@ -143,6 +143,11 @@ impl std::error::Error for StoreError {}
 pub trait Store: Send {
     /// Runs one operation; writes are durable when it returns `Ok`.
     fn execute(&mut self, op: StoreOp) -> Result<StoreReply, StoreError>;
+    /// Runs operations in order, each seeing the ones before; all writes are durable when it
+    /// returns. Backends may commit them together (LMDB does: one fsync for the batch).
+    fn execute_batch(&mut self, ops: Vec<StoreOp>) -> Vec<Result<StoreReply, StoreError>> {
+        ops.into_iter().map(|op| self.execute(op)).collect()
+    }
     /// Backend name for logs.
     fn backend(&self) -> &'static str;
 }
@@ -229,6 +234,9 @@ impl Store for MemStore {
         "memory"
     }
 }
+
+/// Operations a store thread takes from its queue at once (one LMDB transaction).
+pub const MAX_BATCH: usize = 256;
 
 /// Opens the backend `cfg` names.
 pub fn open(cfg: &StorageConfig) -> Result<Box<dyn Store>, StoreError> {
@@ -320,6 +328,27 @@ pub(crate) mod suite {
         assert_eq!(e.kind, StoreErrorKind::TooLarge);
     }
 
+    /// A batch runs in order, each operation seeing the ones before, with its own result.
+    pub(crate) fn batch(s: &mut dyn Store) {
+        let ops = vec![
+            StoreOp::KvPut { key: "b1".into(), value: "x".into() },
+            StoreOp::KvGet { key: "b1".into() },
+            StoreOp::KvGetOrPut { key: "b1".into(), value: "y".into() },
+            StoreOp::KvPut { key: "x".repeat(MAX_KEY_BYTES + 1), value: "too long".into() },
+            StoreOp::KvGetOrPut { key: "b2".into(), value: "z".into() },
+            StoreOp::KvRange { begin: "b".into(), end: "c".into() },
+        ];
+        let r = s.execute_batch(ops);
+        assert_eq!(r.len(), 6);
+        assert_eq!(r[0], Ok(StoreReply::Done));
+        assert_eq!(r[1], Ok(StoreReply::Value(Some("x".into()))));
+        assert_eq!(r[2], Ok(StoreReply::Value(Some("x".into()))));
+        assert!(r[3].is_err(), "one bad operation fails alone");
+        assert_eq!(r[4], Ok(StoreReply::Value(None)));
+        assert_eq!(r[5], Ok(StoreReply::Range(vec![("b1".into(), "x".into()), ("b2".into(), "z".into())])));
+        assert_eq!(get(s, "b2"), Some("z".into()), "committed");
+    }
+
     /// Many keys come back in order.
     pub(crate) fn many_keys(s: &mut dyn Store) {
         for i in (0..10_000).rev() {
@@ -334,5 +363,6 @@ pub(crate) mod suite {
     fn memory_backend_passes_the_suite() {
         suite(&mut MemStore::default());
         many_keys(&mut MemStore::default());
+        batch(&mut MemStore::default());
     }
 }

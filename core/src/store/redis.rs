@@ -208,6 +208,7 @@ mod tests {
             let mut s = RedisStore::open(&server.url).expect("connect");
             super::super::suite::suite(&mut s);
             super::super::suite::many_keys(&mut s);
+            super::super::suite::batch(&mut s);
             // A dropped connection is re-established once, transparently.
             s.conn = None;
             assert_eq!(s.execute(StoreOp::KvGet { key: "k".into() }), Ok(StoreReply::Value(Some("v2".into()))));
