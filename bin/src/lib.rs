@@ -1,3 +1,5 @@
-//! Glue shared by the `oxworld` CLI and the process binaries: process control (`launcher`).
+//! Glue shared by the `oxworld` CLI and the process binaries: process control (`launcher`),
+//! and real clusters for integration tests (`testkit`).
 
 pub mod launcher;
+pub mod testkit;

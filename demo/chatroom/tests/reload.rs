@@ -1,96 +1,27 @@
 //! Real-process tests of what must survive: bots keep calling and chatting while
 //! `oxworld reload` hot-swaps both games twice (every call answered exactly once, in order,
 //! no disconnect), and a game killed with SIGKILL comes back with its persistent state as of
-//! the last save. Each test runs its own cluster (2 dispatchers, 2 games, 1 gate) on free
-//! loopback ports with its own run, store and freeze directories.
+//! the last save. Each test runs its own cluster (`oxworld_bin::testkit`: 2 dispatchers, 2
+//! games, 1 gate) on free loopback ports with its own run, store and freeze directories.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use oxworld_bin::launcher::{self, Layout, Timeouts};
+use oxworld_bin::testkit::TestCluster;
 use oxworld_net::client::{BlockingClient, ClientError};
 use oxworld_net::client_proto::ServerMsg;
-use oxworld_net::config::Config;
 use oxworld_net::{Id, Value};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
-/// The directory of this test's binaries, with the dispatcher, gate and CLI built if missing.
-fn bin_dir() -> PathBuf {
-    let game = PathBuf::from(env!("CARGO_BIN_EXE_chatroom"));
-    let dir = game.parent().expect("binary dir").to_path_buf();
-    let needed = ["oxworld-dispatcher", "oxworld-gate", "oxworld"];
-    if needed.iter().any(|b| !dir.join(b).exists()) {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "oxworld-bin", "--bins"]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().expect("cargo build").success(), "building oxworld-bin failed");
-    }
-    dir
-}
-
-/// One test cluster, killed on drop.
-struct Cluster {
-    layout: Layout,
-    cfg: Config,
-    gate: SocketAddr,
-}
-
-impl Cluster {
-    fn start(name: &str) -> Cluster {
-        let dir = std::env::temp_dir().join(format!("oxworld-chat-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("test dir");
-        let gate_port = free_port();
-        let mut ini = format!(
-            "[deployment]\ndesired_dispatchers = 2\ndesired_games = 2\ndesired_gates = 1\nsecret = test\n\
-             [gate1]\nlisten_addr = 127.0.0.1:{gate_port}\nheartbeat_timeout_s = 60\n\
-             [storage]\ndir = {}\nfreeze_dir = {}\nsave_interval_s = 1\n",
-            dir.join("store").display(),
-            dir.join("freeze").display()
-        );
-        for d in 1..=2 {
-            ini.push_str(&format!("[dispatcher{d}]\nlisten_addr = 127.0.0.1:{}\n", free_port()));
-        }
-        let config = dir.join("oxworld.ini");
-        fs::write(&config, ini).expect("config");
-        let cfg = Config::load(&config).expect("valid config");
-        let layout = Layout { config, run_dir: dir.join("run"), bin_dir: bin_dir(), game_bin: "chatroom".to_owned() };
-        let c = Cluster { layout, cfg, gate: SocketAddr::from(([127, 0, 0, 1], gate_port)) };
-        launcher::start(&c.layout, &c.cfg, Timeouts::default()).expect("cluster starts");
-        c
-    }
-
-    /// Runs the `oxworld` CLI against this cluster.
-    fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(self.layout.bin_dir.join("oxworld"))
-            .args(args)
-            .arg("demo/chatroom")
-            .arg("--config")
-            .arg(&self.layout.config)
-            .arg("--run-dir")
-            .arg(&self.layout.run_dir)
-            .arg("--bin-dir")
-            .arg(&self.layout.bin_dir)
-            .output()
-            .expect("oxworld runs")
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        launcher::kill_all(&self.layout, &self.cfg);
-    }
+/// A cluster of 2 dispatchers, 2 games running the chatroom, 1 gate, saving every second.
+fn cluster(name: &str) -> TestCluster {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_chatroom"));
+    TestCluster::start(name, &exe, 2, 2, "[storage]\nsave_interval_s = 1\n").expect("cluster starts")
 }
 
 /// A logged-in chat user.
@@ -202,8 +133,8 @@ fn run_bot(mut bot: Bot, stop: Arc<AtomicBool>, window: i64) -> Tally {
     t
 }
 
-fn reload(c: &Cluster) -> String {
-    let out = c.cli(&["reload"]);
+fn reload(c: &TestCluster) -> String {
+    let out = c.cli(&["reload"]).expect("oxworld runs");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "oxworld reload failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("reloaded 2 games"), "{stdout}");
@@ -212,7 +143,7 @@ fn reload(c: &Cluster) -> String {
 
 #[test]
 fn bots_never_notice_two_reloads_of_both_games() {
-    let cluster = Cluster::start("reload");
+    let cluster = cluster("reload");
     let bots: Vec<Bot> = (0..6).map(|i| login(cluster.gate, &format!("bot{i}"), true)).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = bots
@@ -256,7 +187,7 @@ fn bots_never_notice_two_reloads_of_both_games() {
 /// Persistent state as of the last save comes back after a SIGKILL: the avatar's room.
 #[test]
 fn a_killed_game_comes_back_with_what_was_saved() {
-    let cluster = Cluster::start("crash");
+    let cluster = cluster("crash");
     let mut bot = login(cluster.gate, "carol", true);
     bot.c.call(bot.avatar, "send_chat", vec![Value::from("/join blue")]).expect("send");
     let (err, text) = answer(&mut bot.c);
@@ -272,11 +203,7 @@ fn a_killed_game_comes_back_with_what_was_saved() {
     };
     // save_interval_s = 1: wait for a save, then kill -9 that game.
     std::thread::sleep(Duration::from_millis(2500));
-    let pid: i32 = fs::read_to_string(cluster.layout.run_dir.join(format!("game{game}.pid")))
-        .expect("pid file")
-        .trim()
-        .parse()
-        .expect("pid");
+    let pid = cluster.game_pid(game as u16).expect("pid file");
     assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().expect("kill").success());
     std::thread::sleep(Duration::from_millis(300));
     // Calls to the lost avatar get a clear error, not silence.
@@ -285,7 +212,7 @@ fn a_killed_game_comes_back_with_what_was_saved() {
     assert!(err, "expected an error for a call to an entity of a dead game, got {text}");
     drop(bot);
     // `oxworld start` brings the game back; the next login loads the saved avatar.
-    let out = cluster.cli(&["start", "--no-build"]);
+    let out = cluster.cli(&["start", "--no-build"]).expect("oxworld runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let again = login(cluster.gate, "carol", false);
     assert!(again.welcome.contains("room blue"), "the saved room is back: {}", again.welcome);
@@ -296,7 +223,7 @@ fn a_killed_game_comes_back_with_what_was_saved() {
 /// are refused, and nothing is stored in clear.
 #[test]
 fn users_chat_in_rooms_and_passwords_are_not_stored_in_clear() {
-    let cluster = Cluster::start("chat");
+    let cluster = cluster("chat");
     let mut ann = login(cluster.gate, "ann", true);
     let mut bob = login(cluster.gate, "bob", true);
     assert!(ann.welcome.contains("room 1") && bob.welcome.contains("room 1"));
@@ -331,7 +258,7 @@ fn users_chat_in_rooms_and_passwords_are_not_stored_in_clear() {
     c.call(account, "register", vec![Value::from("bad name!"), Value::from("x")]).expect("send");
     assert!(answer(&mut c).0);
     // The store holds a salted Argon2 hash, never the password.
-    let data = fs::read(cluster.layout.run_dir.parent().expect("test dir").join("store/data.mdb")).expect("lmdb file");
+    let data = fs::read(cluster.dir.join("store/data.mdb")).expect("lmdb file");
     let text = String::from_utf8_lossy(&data);
     assert!(text.contains("password$ann") && text.contains("$argon2id$"), "stored as a hash");
     assert!(!text.contains("\u{0}pw\u{0}") && !text.contains("other"), "no clear password");
