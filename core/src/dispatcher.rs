@@ -167,6 +167,19 @@ impl DispatcherApp {
         }
     }
 
+    /// Sends `msg` to every game, live or frozen (a frozen game gets it after its restore),
+    /// except `skip`.
+    fn broadcast_games(&mut self, msg: &Msg, skip: Option<u16>, out: &mut Outbox) {
+        let mut all: Vec<u16> = self.games.keys().chain(self.frozen.keys()).copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        for g in all {
+            if Some(g) != skip {
+                let _ = self.send_game(g, msg.clone(), out);
+            }
+        }
+    }
+
     /// Gives up holding `game`'s traffic: every held message fails (calls are answered with
     /// an error), then the game is down.
     fn expire_hold(&mut self, game: u16, out: &mut Outbox) {
@@ -273,11 +286,7 @@ impl DispatcherApp {
                     Self::send(out, conn, &m);
                     self.stats.routed += 1;
                 }
-                for (&g, &c) in &self.games {
-                    if g != id {
-                        Self::send(out, c, &Msg::GameUp { game: id });
-                    }
-                }
+                self.broadcast_games(&Msg::GameUp { game: id }, Some(id), out);
                 info!("dispatcher{}: game{id} up ({} games)", self.id, self.games.len());
                 for ((name, shard), (entity, game)) in &self.services {
                     let m = Msg::ServiceUpdate { name: name.clone(), shard: *shard, entity: *entity, game: *game };
@@ -334,13 +343,9 @@ impl DispatcherApp {
         for (name, shard) in lost {
             self.services.remove(&(name.clone(), shard));
             let update = Msg::ServiceUpdate { name, shard, entity: Id::NIL, game: 0 };
-            for &c in self.games.values() {
-                Self::send(out, c, &update);
-            }
+            self.broadcast_games(&update, None, out);
         }
-        for &c in self.games.values() {
-            Self::send(out, c, &Msg::GameDown { game });
-        }
+        self.broadcast_games(&Msg::GameDown { game }, None, out);
     }
 
     fn place_boot(&mut self, gate: u16, client: Id, boot: Id, out: &mut Outbox) {
@@ -427,17 +432,15 @@ impl DispatcherApp {
                     self.routes.remove(&id);
                 }
             }
+            // Answers go through `send_game`: a game that froze after asking gets them after
+            // its restore instead of losing them with its old process.
             Msg::QuerySpace { space, entity } => {
                 let on = self.routes.get(&space).copied().filter(|g| self.is_live(*g)).unwrap_or(0);
-                if let Some(&c) = self.games.get(&game) {
-                    Self::send(out, c, &Msg::SpaceGame { space, entity, game: on });
-                }
+                let _ = self.send_game(game, Msg::SpaceGame { space, entity, game: on }, out);
             }
             Msg::MigrateRequest { entity } => {
                 self.held.entry(entity).or_default();
-                if let Some(&c) = self.games.get(&game) {
-                    Self::send(out, c, &Msg::MigrateAck { entity });
-                }
+                let _ = self.send_game(game, Msg::MigrateAck { entity }, out);
             }
             Msg::RealMigrate { entity, game: target, data } => {
                 let held = self.held.remove(&entity).unwrap_or_default();
@@ -466,9 +469,7 @@ impl DispatcherApp {
                     }
                 };
                 let update = Msg::ServiceUpdate { name: key.0, shard: key.1, entity: winner.0, game: winner.1 };
-                for &c in self.games.values() {
-                    Self::send(out, c, &update);
-                }
+                self.broadcast_games(&update, None, out);
             }
             Msg::SetFilterProp { gate, .. } => match self.gates.get(&gate) {
                 Some(&c) => Self::send(out, c, &msg),
@@ -593,9 +594,7 @@ impl App for DispatcherApp {
                 Some(Peer::Gate(g)) if self.gates.get(&g) == Some(&conn) => {
                     warn!("dispatcher{}: gate{g} link closed: {reason}", self.id);
                     self.gates.remove(&g);
-                    for &c in self.games.values() {
-                        Self::send(out, c, &Msg::GateDown { gate: g });
-                    }
+                    self.broadcast_games(&Msg::GateDown { gate: g }, None, out);
                 }
                 _ => {}
             },
@@ -986,5 +985,45 @@ mod tests {
         let g = usize::from(placed) as u64;
         feed(&mut d, &mut out, g, enc(&Msg::FreezeGame));
         assert!(feed(&mut d, &mut out, 3 - g, enc(&load)).is_empty(), "loaded on a frozen game: still one copy");
+    }
+
+    /// Answers and broadcasts meant for a game that is freezing are held like calls: the old
+    /// process would drop them. (A migration started while its game froze hung forever.)
+    #[test]
+    fn answers_and_broadcasts_to_a_freezing_game_wait_for_its_restore() {
+        let (mut d, mut out) = cluster();
+        let (space, mover) = (Id([0x5a; 16]), Id([0x6b; 16]));
+        feed(&mut d, &mut out, 1, enc(&Msg::EntityCreated { id: space }));
+        feed(&mut d, &mut out, 2, enc(&Msg::EntityCreated { id: mover }));
+        feed(&mut d, &mut out, 2, enc(&Msg::FreezeGame));
+        // Game 2 is still draining its work and asks where a space is, and to migrate.
+        assert!(feed(&mut d, &mut out, 2, enc(&Msg::QuerySpace { space, entity: mover })).is_empty());
+        assert!(feed(&mut d, &mut out, 2, enc(&Msg::MigrateRequest { entity: mover })).is_empty());
+        // Broadcasts meanwhile: a service registration by game 1, the gate going away.
+        let reg = Msg::ServiceRegister { name: "Hub".into(), shard: 0, entity: Id([0x77; 16]) };
+        let got = feed(&mut d, &mut out, 1, enc(&reg));
+        assert!(got.iter().all(|(c, _)| *c != ConnId(2)), "nothing to the frozen process: {got:?}");
+        d.handle(Instant::now(), Event::Closed { conn: ConnId(3), reason: CloseReason::PeerClosed }, &mut out);
+        assert!(sent_to(&mut out, ConnId(2)).is_empty());
+        d.handle(Instant::now(), Event::Closed { conn: ConnId(2), reason: CloseReason::PeerClosed }, &mut out);
+        accept(&mut d, &mut out, 4);
+        let got: Vec<Msg> = feed(&mut d, &mut out, 4, hello(ProcKind::Game, 2, "k"))
+            .into_iter()
+            .filter(|(c, _)| *c == ConnId(4))
+            .map(|(_, m)| m)
+            .collect();
+        assert!(matches!(got[1], Msg::Thawed { released: 4, .. }), "{got:?}");
+        assert_eq!(got[2], Msg::SpaceGame { space, entity: mover, game: 1 });
+        assert_eq!(got[3], Msg::MigrateAck { entity: mover });
+        assert!(matches!(&got[4], Msg::ServiceUpdate { name, .. } if name == "Hub"));
+        assert_eq!(got[5], Msg::GateDown { gate: 1 });
+    }
+
+    fn sent_to(out: &mut Outbox, conn: ConnId) -> Vec<Msg> {
+        out.take_frames()
+            .into_iter()
+            .filter(|(c, _)| *c == conn)
+            .flat_map(|(_, fs)| fs.into_iter().map(|f| Msg::decode(&f).expect("valid")))
+            .collect()
     }
 }

@@ -408,8 +408,9 @@ impl Ctx<'_> {
 
     /// Enters `space` at `pos` once the current handler returns: the client (if any) sees the
     /// old space and neighbours destroyed, then the new space and its neighbours created; the
-    /// spaces' and the entity's hooks run. The space must be on this game (moving to a space
-    /// on another game is migration, not built yet).
+    /// spaces' and the entity's hooks run. A space on another game makes the entity migrate
+    /// there (see ARCHITECTURE.md, "Migration"); calls to it meanwhile are delivered after it
+    /// arrives, in order.
     pub fn enter_space(&mut self, space: Id, pos: Pos) -> Result<(), SpaceError> {
         if self.core.spaces.is_space(self.id) {
             return Err(SpaceError::SpaceCannotEnter);
