@@ -851,7 +851,8 @@ impl World {
         Some(ServerMsg::CreateEntity { is_player, id: target, type_name: ty.name.to_owned(), attrs, pos })
     }
 
-    /// Tells watchers' clients who appeared and disappeared.
+    /// Tells watchers' clients who appeared and disappeared, then runs `on_enter_aoi` /
+    /// `on_leave_aoi` of watchers whose type asked for them (after the move, in order).
     fn dispatch_sights(&mut self, sights: &[Sight]) {
         for s in sights {
             let Some(&c) = self.core.clients.get(&s.watcher) else { continue };
@@ -861,6 +862,20 @@ impl World {
                 }
             } else {
                 self.core.send_to_client(s.watcher, c, &ServerMsg::DestroyEntity { id: s.target });
+            }
+        }
+        for s in sights {
+            let hooked = self.entities.get(&s.watcher).is_some_and(|e| self.reg.types[e.ty].aoi_hooks);
+            if hooked {
+                let (target, enter) = (s.target, s.enter);
+                self.with_entity(s.watcher, Caller::Server(Id::NIL), |e, ctx| {
+                    if enter {
+                        e.on_enter_aoi(ctx, target);
+                    } else {
+                        e.on_leave_aoi(ctx, target);
+                    }
+                    Ok(())
+                });
             }
         }
     }
@@ -1766,6 +1781,24 @@ mod tests {
         }
     }
 
+    /// Records AOI enters and leaves it is told about (`aoi_hooks`).
+    #[derive(Default)]
+    struct Sentry;
+    impl Entity for Sentry {
+        fn on_enter_aoi(&mut self, ctx: &mut Ctx<'_>, other: Id) {
+            let mut a = ctx.attrs();
+            if let Ok(mut l) = a.list_at("log") {
+                l.append(Value::from(format!("+{}", other.0[0]).as_str()));
+            }
+        }
+        fn on_leave_aoi(&mut self, ctx: &mut Ctx<'_>, other: Id) {
+            let mut a = ctx.attrs();
+            if let Ok(mut l) = a.list_at("log") {
+                l.append(Value::from(format!("-{}", other.0[0]).as_str()));
+            }
+        }
+    }
+
     struct Helper;
     impl Entity for Helper {}
     impl Helper {
@@ -1798,6 +1831,7 @@ mod tests {
             .method("walk", Expose::OwnClient, Player::walk)
             .method("shout", Expose::OwnClient, Player::shout);
         reg.space("Arena", Arena::default).attr("entered", crate::attr::AttrFlags::ALL_CLIENTS);
+        reg.entity("Sentry", Sentry::default).aoi(10.0).aoi_hooks();
         reg.boot("Boot");
         let now = Instant::now();
         World::new(reg, 1, 2, None, 42, (now, 1_700_000_000_000)).expect("valid registry")
@@ -1992,6 +2026,49 @@ mod tests {
             .collect();
         assert_eq!(a_destroys.last(), Some(&pa), "own entity last: {a_destroys:?}");
         assert!(a_destroys.contains(&space));
+    }
+
+    /// Types registered with `aoi_hooks` hear who enters and leaves their area of interest,
+    /// after the move and in order; others do not.
+    #[test]
+    fn aoi_hooks_report_enters_and_leaves() {
+        let mut w = world();
+        let t0 = Instant::now();
+        let (sentry, pa, pb) = (Id([0x5e; 16]), Id([0x0a; 16]), Id([0x0b; 16]));
+        w.create(w.reg.type_index("Sentry").expect("registered"), sentry, None);
+        let player = w.reg.type_index("Player").expect("registered");
+        w.create(player, pa, Some(ClientRef { gate: GATE, client: Id([0xa0; 16]) }));
+        w.create(player, pb, None);
+        let space = {
+            let mut id = Id::NIL;
+            w.with_entity(pa, Caller::Server(Id::NIL), |_, ctx| {
+                id = ctx.create_space_locally(1);
+                Ok(())
+            });
+            w.run_local(10);
+            id
+        };
+        for (e, x) in [(sentry, 0.0), (pa, 5.0), (pb, 50.0)] {
+            w.enter_space_now(e, space, Pos::at(x, 0.0, 0.0));
+        }
+        w.tick(t0);
+        let log = |w: &World| w.entities[&sentry].attrs.get("log").cloned();
+        assert_eq!(log(&w), Some(Value::List(vec![Value::from("+10")])), "only the one in range");
+        w.with_entity(pb, Caller::Server(Id::NIL), |_, ctx| {
+            ctx.set_position(3.0, 0.0, 0.0);
+            Ok(())
+        });
+        w.with_entity(pa, Caller::Server(Id::NIL), |_, ctx| {
+            ctx.set_position(90.0, 0.0, 0.0);
+            Ok(())
+        });
+        w.tick(t0);
+        let got = log(&w);
+        let Some(Value::List(l)) = got else { panic!("{got:?}") };
+        assert_eq!(l.len(), 3);
+        assert!(l[1..].contains(&Value::from("+11")) && l[1..].contains(&Value::from("-10")), "{l:?}");
+        // Players (no aoi_hooks) were not called: their attributes have no log.
+        assert!(w.entities[&pa].attrs.get("log").is_none());
     }
 
     #[test]
