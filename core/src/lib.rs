@@ -20,6 +20,7 @@ pub mod world;
 pub use attr::{AttrError, AttrFlags, Attrs, ListMut, MapMut};
 pub use entity::{Args, CallError, Entity, Expose, Registry, id_value};
 pub use oxworld_net::client_proto::Pos;
+pub use oxworld_net::id::fnv1a32;
 pub use oxworld_net::{Id, Value};
 pub use timer::TimerId;
 pub use world::{ClientRef, CreateError, Ctx, TimerError, World};

@@ -5,9 +5,11 @@
 //! carries what it sent, in order. Calls unanswered 5 s after the sending deadline, failed
 //! connects and disconnects count as errors; the exit code is non-zero if there were any.
 //!
-//! Scenario `chat` (against `demo/chatroom`): see `chat.rs`.
+//! Scenario `chat` (against `demo/chatroom`): see `chat.rs`. Scenario `migrate` (against
+//! `demo/testgame`): see `migrate.rs`.
 
 mod chat;
+mod migrate;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -27,13 +29,13 @@ use oxworld_net::{Id, Value, method_id};
 /// How long unanswered calls may still be answered after the sending deadline.
 pub(crate) const ANSWER_GRACE: Duration = Duration::from_secs(5);
 /// How long a bot may take to get its boot entity.
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Load bots for an oxworld cluster.
 #[derive(Debug, Parser)]
 #[command(name = "oxworld-stress", version)]
 struct Cli {
-    /// Scenario to run (`echo`, `chat`).
+    /// Scenario to run (`echo`, `chat`, `migrate`).
     #[arg(long, default_value = "echo")]
     scenario: String,
     /// Number of bots.
@@ -246,8 +248,8 @@ fn run_echo(gates: &[SocketAddr], first: usize, count: usize, duration: Duration
 }
 
 fn run(cli: &Cli) -> anyhow::Result<Report> {
-    if !["echo", "chat"].contains(&cli.scenario.as_str()) {
-        bail!("unknown scenario {:?} (available: echo, chat)", cli.scenario);
+    if !["echo", "chat", "migrate"].contains(&cli.scenario.as_str()) {
+        bail!("unknown scenario {:?} (available: echo, chat, migrate)", cli.scenario);
     }
     let cfg = Config::load(&cli.config)?;
     let gates: Vec<SocketAddr> = cfg.gates.iter().map(|g| g.listen_addr).collect();
@@ -260,13 +262,11 @@ fn run(cli: &Cli) -> anyhow::Result<Report> {
         let count = per.min(cli.bots.saturating_sub(first));
         let gates = gates.clone();
         let rate = cli.rate;
-        let chat = cli.scenario == "chat";
-        handles.push(std::thread::Builder::new().name(format!("bots{t}")).spawn(move || {
-            if chat {
-                chat::run_chat(&gates, first, count, duration)
-            } else {
-                run_echo(&gates, first, count, duration, rate)
-            }
+        let scenario = cli.scenario.clone();
+        handles.push(std::thread::Builder::new().name(format!("bots{t}")).spawn(move || match scenario.as_str() {
+            "chat" => chat::run_chat(&gates, first, count, duration),
+            "migrate" => migrate::run_migrate(&gates, first, count, duration, rate),
+            _ => run_echo(&gates, first, count, duration, rate),
         })?);
     }
     let mut total = Report::new()?;

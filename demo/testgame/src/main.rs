@@ -69,7 +69,13 @@ impl Player {
             return Err(CallError::Failed(format!("arena lookup: {e}")));
         }
         let space = args.get(1)?.as_str().and_then(Id::parse_hex).ok_or_else(|| failed("no such arena"))?;
-        ctx.enter_space(space, Pos::at(1.0, 0.0, 1.0)).map_err(failed)
+        // Spread players over a 1,000 x 1,000 arena (radius 50: a few neighbours each), at a
+        // spot derived from the id and the hop count so tests are repeatable.
+        let mut seed = ctx.id().0.to_vec();
+        seed.extend_from_slice(&ctx.attrs().int("hops").to_le_bytes());
+        let h = oxworld_core::fnv1a32(&seed);
+        let (x, z) = ((h % 1000) as f32, ((h >> 10) % 1000) as f32);
+        ctx.enter_space(space, Pos::at(x, 0.0, z)).map_err(failed)
     }
 }
 
