@@ -144,6 +144,16 @@ pub fn start(layout: &Layout, cfg: &Config, t: Timeouts) -> anyhow::Result<Vec<S
         if running_pid(layout, p).is_some() {
             continue;
         }
+        if p.kind == Kind::Game && frozen_state(cfg, p.id).is_some() {
+            // A freeze nobody restored yet (a reload whose restore failed, or an interrupted
+            // one): bring that world back instead of starting empty.
+            let (_, status) = oxworld_core::game::freeze_paths(&cfg.storage.freeze_dir, p.id);
+            mark_restoring(&status);
+            let pid = spawn(layout, p, &["--restore"])?;
+            wait_restored(layout, cfg, p, pid, &status, t.game)?;
+            started.push(format!("{} (restored from its freeze)", p.name()));
+            continue;
+        }
         let pid = spawn(layout, p, &[])?;
         let timeout = match p.kind {
             Kind::Dispatcher => t.dispatcher,
@@ -264,6 +274,62 @@ fn field_u64(line: &str, key: &str) -> Option<u64> {
     oxworld_core::game::status_field(line, key).and_then(|v| v.parse().ok())
 }
 
+/// The state line of game `id`'s freeze if it holds a world not restored yet (`frozen` or
+/// `restore-failed`).
+pub fn frozen_state(cfg: &Config, id: u16) -> Option<String> {
+    let (_, status) = oxworld_core::game::freeze_paths(&cfg.storage.freeze_dir, id);
+    read_status(&status).filter(|s| {
+        s.starts_with("state=frozen") || s.starts_with("state=restore-failed") || s.starts_with("state=restoring")
+    })
+}
+
+/// Marks a freeze as being restored (keeping the freeze time), so an old `restore-failed`
+/// line is not mistaken for the new attempt's outcome.
+fn mark_restoring(status: &Path) {
+    if let Some(line) = read_status(status) {
+        let at = oxworld_core::game::status_field(&line, "at_ms").map(|a| format!(" at_ms={a}")).unwrap_or_default();
+        let _ = fs::write(status, format!("state=restoring{at}\n"));
+    }
+}
+
+/// Waits until game `p` (pid `pid`, started with `--restore`) reports `restored`; fails with
+/// the reason if it reports `restore-failed` or exits.
+fn wait_restored(
+    layout: &Layout,
+    cfg: &Config,
+    p: Proc,
+    pid: i32,
+    status: &Path,
+    timeout: Duration,
+) -> anyhow::Result<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let st = read_status(status).unwrap_or_default();
+        if st.starts_with("state=restored") {
+            return Ok(st);
+        }
+        if st.starts_with("state=restore-failed") {
+            let reason = oxworld_core::game::status_field(&st, "reason").unwrap_or_default();
+            bail!(
+                "{} could not restore: {reason}; its frozen data is kept in {}: fix the game and run `oxworld start` to try again",
+                p.name(),
+                cfg.storage.freeze_dir.display()
+            );
+        }
+        if !alive(pid) {
+            bail!(
+                "{} (pid {pid}) exited while restoring; its frozen data is kept; last log lines:\n{}",
+                p.name(),
+                log_tail(layout, p)
+            );
+        }
+        if Instant::now() >= deadline {
+            bail!("{} did not finish restoring within {timeout:?}; last log lines:\n{}", p.name(), log_tail(layout, p));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Hot-swaps every game of the cluster in turn, so the others keep serving: SIGHUP (the
 /// game freezes into LMDB and exits), then the binary in the bin dir (new or not) is started
 /// with `--restore` and must report `restored`. Stops at the first game that does not freeze
@@ -306,36 +372,9 @@ pub fn reload(layout: &Layout, cfg: &Config, timeout: Duration) -> anyhow::Resul
             std::thread::sleep(Duration::from_millis(5));
         };
         let _ = fs::remove_file(layout.pid_file(p));
+        mark_restoring(&status_path);
         let new_pid = spawn(layout, p, &["--restore"])?;
-        let restored = loop {
-            let st = read_status(&status_path).unwrap_or_default();
-            if st.starts_with("state=restored") {
-                break st;
-            }
-            if st.starts_with("state=restore-failed") {
-                let reason = oxworld_core::game::status_field(&st, "reason").unwrap_or_default().replace('_', " ");
-                bail!(
-                    "{} could not restore: {reason}; its frozen data is kept in {} for another try",
-                    p.name(),
-                    cfg.storage.freeze_dir.display()
-                );
-            }
-            if !alive(new_pid) {
-                bail!(
-                    "{} (pid {new_pid}) exited while restoring; its frozen data is kept; last log lines:\n{}",
-                    p.name(),
-                    log_tail(layout, p)
-                );
-            }
-            if Instant::now() >= deadline + timeout {
-                bail!(
-                    "{} did not finish restoring within {timeout:?}; last log lines:\n{}",
-                    p.name(),
-                    log_tail(layout, p)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let restored = wait_restored(layout, cfg, p, new_pid, &status_path, timeout)?;
         reports.push(ReloadReport {
             game: g.id,
             entities: field_u64(&frozen, "entities").unwrap_or(0),

@@ -378,8 +378,12 @@ fn write_status(path: &std::path::Path, line: &str) {
     }
 }
 
-/// Reads `key` from a status line written by [`write_status`].
+/// Reads `key` from a status line written by [`write_status`]; `reason`, always last, runs
+/// to the end of the line.
 pub fn status_field(line: &str, key: &str) -> Option<String> {
+    if key == "reason" {
+        return line.split_once(" reason=").map(|(_, r)| r.trim().to_owned());
+    }
     line.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')).map(str::to_owned)
 }
 
@@ -407,12 +411,12 @@ pub fn run(reg: Registry) -> anyhow::Result<()> {
     let map_size = FREEZE_MAP_BYTES;
     let n_disp = cfg.dispatchers.len();
     let seed = oxworld_net::id::os_seed();
+    // When the freeze began (kept across failed restores, for the pause report).
+    let frozen_at = std::fs::read_to_string(&status_path).ok().and_then(|l| status_field(&l, "at_ms"));
     let (mut world, restored) = if args.restore {
         let fail = |reason: String| -> anyhow::Error {
-            write_status(
-                &status_path,
-                &format!("state=restore-failed reason={}", reason.replace(char::is_whitespace, "_")),
-            );
+            let at = frozen_at.as_deref().map(|a| format!(" at_ms={a}")).unwrap_or_default();
+            write_status(&status_path, &format!("state=restore-failed{at} reason={}", reason.replace('\n', " ")));
             anyhow::anyhow!("game{id}: restore failed: {reason} (the frozen data in {} is kept)", freeze_env.display())
         };
         let db = FreezeDb::open(&freeze_env, map_size).map_err(|e| fail(e.to_string()))?;
@@ -477,7 +481,6 @@ pub fn run(reg: Registry) -> anyhow::Result<()> {
     if let Some(report) = restored {
         let env = freeze_env.clone();
         let path = status_path.clone();
-        let frozen_at = std::fs::read_to_string(&status_path).ok().and_then(|l| status_field(&l, "at_ms"));
         app = app.restored(Box::new(move |now, released, failed| {
             // Only now is the freeze consumed: clear it so a later --restore cannot go back.
             if let Err(e) = FreezeDb::open(&env, map_size).and_then(|mut db| db.clear()) {

@@ -2,7 +2,10 @@
 //! every game opens an `Arena` space at start and publishes its id in KVDB (`arena$<game>`);
 //! a `Player` (the boot entity) answers numbered `seq` calls with the game that ran them and
 //! `hop`s to the arena of another game (migration), so tests can check that calls sent around
-//! moves arrive exactly once, in order.
+//! moves arrive exactly once, in order. Each game also keeps a `Beacon` with a repeating timer.
+//!
+//! `OXWORLD_TESTGAME_WITHOUT=Beacon` leaves the `Beacon` type out of the registry: a binary
+//! whose entity types changed, for testing that a restore refuses it and keeps the freeze.
 
 use oxworld_core::{Args, AttrFlags, CallError, Ctx, Entity, Expose, Id, Pos, Registry, Value};
 
@@ -20,6 +23,9 @@ impl Entity for Arena {
             return;
         }
         let game = ctx.game_id();
+        if ctx.create_entity_locally("Beacon").is_err() {
+            log::warn!("game{game}: no Beacon type in this binary");
+        }
         let arena = ctx.create_space_locally(i64::from(game));
         if let Err(e) = ctx.kvdb_put(&format!("arena${game}"), &arena.to_string(), None) {
             log::error!("game{game}: cannot publish the arena: {e}");
@@ -79,8 +85,32 @@ impl Player {
     }
 }
 
+/// One per game: pulses every 5 s (a timer that must survive hot swaps).
+#[derive(Default)]
+struct Beacon;
+
+impl Entity for Beacon {
+    fn on_created(&mut self, ctx: &mut Ctx<'_>) {
+        if let Err(e) = ctx.add_repeat_timer(std::time::Duration::from_secs(5), "pulse", vec![]) {
+            log::error!("beacon: {e}");
+        }
+    }
+}
+
+impl Beacon {
+    fn pulse(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+        let n = ctx.attrs().int("pulses");
+        ctx.attrs().set("pulses", n + 1);
+        Ok(())
+    }
+}
+
 fn registry() -> Registry {
+    let without = std::env::var("OXWORLD_TESTGAME_WITHOUT").unwrap_or_default();
     let mut reg = Registry::new();
+    if !without.split(',').any(|t| t == "Beacon") {
+        reg.entity("Beacon", Beacon::default).method("pulse", Expose::Server, Beacon::pulse);
+    }
     reg.space("Arena", Arena::default);
     reg.entity("Player", Player::default)
         .aoi(50.0)

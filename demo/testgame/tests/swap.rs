@@ -1,0 +1,89 @@
+//! A hot swap to a binary that cannot restore the freeze (an entity type was removed): `oxworld
+//! reload` fails naming the type, the freeze is kept and the dispatchers keep holding the
+//! game's traffic; `oxworld start` with the fixed binary restores it, and every call a client
+//! made meanwhile is answered, once, in order, without the client reconnecting.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use oxworld_bin::launcher;
+use oxworld_bin::testkit::TestCluster;
+use oxworld_net::Value;
+use oxworld_net::client::BlockingClient;
+use oxworld_net::client_proto::ServerMsg;
+
+fn cli(c: &TestCluster, args: &[&str], env: Option<(&str, &str)>) -> (bool, String) {
+    let mut cmd = Command::new(c.layout.bin_dir.join("oxworld"));
+    cmd.args(args)
+        .arg(&c.layout.game_bin)
+        .arg("--config")
+        .arg(&c.layout.config)
+        .arg("--run-dir")
+        .arg(&c.layout.run_dir)
+        .arg("--bin-dir")
+        .arg(&c.layout.bin_dir);
+    if let Some((k, v)) = env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("oxworld runs");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn a_failed_restore_keeps_the_freeze_and_start_brings_it_back() {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_testgame"));
+    let cluster = TestCluster::start("swap-fail", &exe, 2, 2, "").expect("cluster");
+    // Two players: boots go round robin, so one lives on each game.
+    let mut clients: Vec<(BlockingClient, oxworld_net::Id, i64)> = (0..2)
+        .map(|_| {
+            let mut c = BlockingClient::connect(cluster.gate, Duration::from_secs(3)).expect("connect");
+            let me = c.wait_player(Duration::from_secs(10)).expect("player");
+            (c, me, 0)
+        })
+        .collect();
+    let call_all = |clients: &mut Vec<(BlockingClient, oxworld_net::Id, i64)>, n: usize| {
+        for (c, me, sent) in clients.iter_mut() {
+            for _ in 0..n {
+                c.call(*me, "seq", vec![Value::Int(*sent)]).expect("send");
+                *sent += 1;
+            }
+        }
+    };
+    call_all(&mut clients, 5);
+    // The "new binary" lacks the Beacon type: the first game's restore fails.
+    let (ok, out) = cli(&cluster, &["reload"], Some(("OXWORLD_TESTGAME_WITHOUT", "Beacon")));
+    assert!(!ok, "reload must fail: {out}");
+    assert!(out.contains("game1 could not restore") && out.contains("Beacon") && out.contains("kept"), "{out}");
+    assert!(launcher::frozen_state(&cluster.cfg, 1).is_some_and(|s| s.contains("Beacon")), "freeze kept");
+    // Calls meanwhile: held for the player on game 1, answered at once on game 2.
+    call_all(&mut clients, 5);
+    std::thread::sleep(Duration::from_millis(300));
+    // The fixed binary: `oxworld start` restores game 1 from its freeze.
+    let (ok, out) = cli(&cluster, &["start", "--no-build"], None);
+    assert!(ok, "{out}");
+    assert!(out.contains("game1 (restored from its freeze)"), "{out}");
+    assert!(launcher::frozen_state(&cluster.cfg, 1).is_none(), "freeze consumed");
+    call_all(&mut clients, 5);
+    let mut games = Vec::new();
+    for (c, me, sent) in clients.iter_mut() {
+        let mut replies = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while (replies.len() as i64) < *sent {
+            match c.next(deadline.saturating_duration_since(Instant::now())).expect("replies") {
+                ServerMsg::Call { method, args, .. } if method == "seq_reply" => {
+                    replies.push(args[0].as_int().unwrap_or(-1));
+                    games.push(args[1].as_int().unwrap_or(-1));
+                }
+                ServerMsg::Error { message, .. } => panic!("error: {message}"),
+                ServerMsg::DestroyEntity { id } if id == *me => panic!("player destroyed"),
+                _ => {}
+            }
+        }
+        assert_eq!(replies, (0..*sent).collect::<Vec<_>>());
+    }
+    assert!(games.contains(&1) && games.contains(&2), "one player on each game: {games:?}");
+    // And the cluster can be swapped again as usual.
+    let (ok, out) = cli(&cluster, &["reload"], None);
+    assert!(ok && out.contains("reloaded 2 games"), "{out}");
+}
