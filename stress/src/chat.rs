@@ -8,6 +8,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -15,7 +16,8 @@ use oxworld_net::botnet::{BotEvent, BotNet};
 use oxworld_net::client_proto::{ClientMsg, ServerMsg};
 use oxworld_net::{Id, Value, method_id};
 
-use crate::{ANSWER_GRACE, Report};
+use crate::ANSWER_GRACE;
+use crate::report::{Live, Report};
 
 /// Logging in hashes a password on the game (Argon2): allow for a queue of them at start.
 const CHAT_LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -56,9 +58,15 @@ fn call(net: &mut BotNet, i: usize, target: Id, method: &str, args: Vec<Value>, 
 
 /// Runs bots `first..first+count` for `duration` of chatting; returns what they measured
 /// (`calls` = lines sent, `replies` = own lines back, `deliveries` = others' lines).
-pub(crate) fn run_chat(gates: &[SocketAddr], first: usize, count: usize, duration: Duration) -> anyhow::Result<Report> {
+pub(crate) fn run_chat(
+    gates: &[SocketAddr],
+    first: usize,
+    count: usize,
+    duration: Duration,
+    live: Arc<Live>,
+) -> anyhow::Result<Report> {
     let mut net = BotNet::new()?;
-    let mut rep = Report::new()?;
+    let mut rep = Report::new(live);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (first as u64 + 1));
     let mut bots = Vec::with_capacity(count);
     for i in 0..count {
@@ -94,6 +102,9 @@ pub(crate) fn run_chat(gates: &[SocketAddr], first: usize, count: usize, duratio
                 }
                 schedule.push(Reverse((now + Duration::from_secs_f64(1.0 + 2.0 * rng.next_f64()), i)));
             }
+        }
+        if rep.live().stopped() {
+            break;
         }
         if let Some(until) = send_until {
             if now >= until + ANSWER_GRACE
@@ -149,9 +160,16 @@ pub(crate) fn run_chat(gates: &[SocketAddr], first: usize, count: usize, duratio
                                 (Some((want, sent)), Some(got)) if want == got => {
                                     rep.replies += 1;
                                     let us = u64::try_from(now.duration_since(sent).as_micros()).unwrap_or(u64::MAX);
-                                    rep.hist.saturating_record(us.max(1));
+                                    rep.ok("chat", us);
                                 }
-                                (w, g) => rep.error(format!("bot {}: own line {g:?} back, expected {w:?}", first + i)),
+                                (w, g) => rep.fail(
+                                    "chat",
+                                    format!(
+                                        "bot {}: chat: own line {g:?} came back, expected {:?}",
+                                        first + i,
+                                        w.map(|w| w.0)
+                                    ),
+                                ),
                             }
                         }
                         "show_info" if b.stage == Stage::Registering => {
@@ -190,8 +208,9 @@ pub(crate) fn run_chat(gates: &[SocketAddr], first: usize, count: usize, duratio
     }
     for (i, b) in bots.iter().enumerate() {
         if !b.outstanding.is_empty() {
-            rep.error(format!("bot {}: {} chat lines never came back", first + i, b.outstanding.len()));
-            rep.errors += b.outstanding.len() as u64 - 1;
+            for (seq, _) in &b.outstanding {
+                rep.fail("chat", format!("bot {}: chat: own line {seq} never came back", first + i));
+            }
         }
     }
     Ok(rep)

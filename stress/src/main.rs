@@ -1,30 +1,29 @@
 //! `oxworld-stress`: load bots against a running cluster; reports what it measured.
 //!
-//! Scenario `echo`: every bot connects to a gate from the config (round robin), waits for its
-//! boot entity, then calls `echo` `--rate` times per second and checks that every reply
-//! carries what it sent, in order. Calls unanswered 5 s after the sending deadline, failed
-//! connects and disconnects count as errors; the exit code is non-zero if there were any.
-//!
-//! Scenario `chat` (against `demo/chatroom`): see `chat.rs`. Scenario `migrate` (against
-//! `demo/testgame`): see `migrate.rs`.
+//! Scenarios (each in its own module): `echo` (against `demo/echo`), `chat`
+//! (`demo/chatroom`), `migrate` (`demo/testgame`). Every scenario records, per action, a
+//! count, errors and a latency histogram (`report`). While running, a progress line shows
+//! actions/s, errors and p99 (on a terminal, without `--json`); at the end a summary, with
+//! `--json` one JSON object as the last stdout line, with `--report DIR` CSVs and an SVG plot.
+//! Exit code: 0 without errors, 1 with errors, 2 if the run could not happen. `--strict` stops
+//! the run at the first error and prints it (which bot, which action, what was expected).
 
 mod chat;
+mod echo;
 mod migrate;
+mod report;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Parser;
-use hdrhistogram::Histogram;
-use oxworld_net::botnet::{BotEvent, BotNet};
-use oxworld_net::client_proto::{ClientMsg, ServerMsg};
 use oxworld_net::config::Config;
-use oxworld_net::{Id, Value, method_id};
+use report::{Live, Report};
 
 /// How long unanswered calls may still be answered after the sending deadline.
 pub(crate) const ANSWER_GRACE: Duration = Duration::from_secs(5);
@@ -44,7 +43,7 @@ struct Cli {
     /// Seconds of sending.
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Calls per second per bot.
+    /// Actions per second per bot (echo: calls; migrate: hops; chat ignores it).
     #[arg(long, default_value_t = 10.0)]
     rate: f64,
     /// Cluster config (the gates' addresses are read from it).
@@ -53,9 +52,15 @@ struct Cli {
     /// Threads sharing the bots.
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Print one JSON object as the last line of stdout.
+    /// Print one JSON object as the last line of stdout (and no progress line).
     #[arg(long)]
     json: bool,
+    /// Stop at the first error or action timeout and print it.
+    #[arg(long)]
+    strict: bool,
+    /// Write per-action latency percentiles as CSV and an SVG plot into this directory.
+    #[arg(long)]
+    report: Option<PathBuf>,
     /// Run directory of the cluster (`oxworld start --run-dir`): report CPU% and RSS of every
     /// process with a pid file there, and of the bots themselves.
     #[arg(long)]
@@ -94,160 +99,7 @@ fn watched(run_dir: &Option<PathBuf>) -> Vec<(String, String)> {
     v
 }
 
-#[derive(Default)]
-struct Bot {
-    player: Option<Id>,
-    seq: i64,
-    outstanding: VecDeque<(i64, Instant)>,
-    closed: bool,
-}
-
-pub(crate) struct Report {
-    pub(crate) calls: u64,
-    pub(crate) replies: u64,
-    /// Chat: lines of other bots received.
-    pub(crate) deliveries: u64,
-    pub(crate) errors: u64,
-    samples: Vec<String>,
-    pub(crate) hist: Histogram<u64>,
-}
-
-impl Report {
-    pub(crate) fn new() -> anyhow::Result<Self> {
-        Ok(Report {
-            calls: 0,
-            replies: 0,
-            deliveries: 0,
-            errors: 0,
-            samples: Vec::new(),
-            hist: Histogram::new_with_bounds(1, 60_000_000, 3).context("histogram")?,
-        })
-    }
-
-    pub(crate) fn error(&mut self, what: String) {
-        self.errors += 1;
-        if self.samples.len() < 10 {
-            self.samples.push(what);
-        }
-    }
-
-    fn merge(&mut self, o: Report) -> anyhow::Result<()> {
-        self.calls += o.calls;
-        self.replies += o.replies;
-        self.deliveries += o.deliveries;
-        self.errors += o.errors;
-        self.samples.extend(o.samples.into_iter().take(10usize.saturating_sub(self.samples.len())));
-        self.hist.add(o.hist).context("merging histograms")?;
-        Ok(())
-    }
-}
-
-const PAYLOAD: &str = "oxworld-echo-payload";
-
-fn run_echo(gates: &[SocketAddr], first: usize, count: usize, duration: Duration, rate: f64) -> anyhow::Result<Report> {
-    let mut net = BotNet::new()?;
-    let mut rep = Report::new()?;
-    let mut bots: Vec<Bot> = Vec::with_capacity(count);
-    let start = Instant::now();
-    let send_until = start + duration;
-    let hard_end = send_until + ANSWER_GRACE;
-    let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
-    let mut schedule: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
-    let mut events = Vec::new();
-    for i in 0..count {
-        let addr = gates[(first + i) % gates.len()];
-        match net.connect(addr) {
-            Ok(b) => debug_assert_eq!(b, i),
-            Err(e) => bail!("bot {}: connect to {addr}: {e}", first + i),
-        }
-        bots.push(Bot::default());
-        // Spread the first calls over one interval so the bots do not fire in lockstep.
-        let offset = interval.mul_f64(i as f64 / count.max(1) as f64);
-        schedule.push(Reverse((start + offset, i)));
-    }
-    let echo = method_id("echo");
-    loop {
-        let now = Instant::now();
-        if now >= hard_end {
-            break;
-        }
-        if now >= send_until && bots.iter().all(|b| b.closed || b.outstanding.is_empty()) {
-            break;
-        }
-        while let Some(&Reverse((due, i))) = schedule.peek() {
-            if due > now || now >= send_until {
-                break;
-            }
-            schedule.pop();
-            let b = &mut bots[i];
-            if b.closed {
-                continue;
-            }
-            if let Some(player) = b.player {
-                b.seq += 1;
-                b.outstanding.push_back((b.seq, now));
-                rep.calls += 1;
-                let msg = ClientMsg::Call {
-                    target: player,
-                    method: echo,
-                    args: vec![Value::from(PAYLOAD), Value::Int(b.seq)],
-                };
-                net.send(i, &msg, &mut events);
-            } else if now.duration_since(start) > LOGIN_TIMEOUT {
-                rep.error(format!("bot {}: no boot entity after {LOGIN_TIMEOUT:?}", first + i));
-                b.closed = true;
-                net.close(i);
-                continue;
-            }
-            let next = (due + interval).max(now);
-            schedule.push(Reverse((next, i)));
-        }
-        let wake = schedule.peek().map(|Reverse((t, _))| *t).unwrap_or(hard_end).min(hard_end);
-        let timeout = wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
-        net.poll(timeout, &mut events)?;
-        let now = Instant::now();
-        for ev in events.drain(..) {
-            match ev {
-                BotEvent::Connected(_) => {}
-                BotEvent::Message(i, ServerMsg::CreateEntity { is_player: true, id, .. }) => bots[i].player = Some(id),
-                BotEvent::Message(i, ServerMsg::Call { method, args, .. }) if method == "echo_reply" => {
-                    let b = &mut bots[i];
-                    let Some((seq, sent)) = b.outstanding.pop_front() else {
-                        rep.error(format!("bot {}: reply without a call", first + i));
-                        continue;
-                    };
-                    if args != [Value::from(PAYLOAD), Value::Int(seq)] {
-                        rep.error(format!("bot {}: call {seq} answered with {args:?}", first + i));
-                        continue;
-                    }
-                    rep.replies += 1;
-                    let us = u64::try_from(now.duration_since(sent).as_micros()).unwrap_or(u64::MAX).max(1);
-                    rep.hist.saturating_record(us);
-                }
-                BotEvent::Message(i, ServerMsg::Error { code, message, .. }) => {
-                    rep.error(format!("bot {}: server error {code}: {message}", first + i));
-                }
-                BotEvent::Message(..) => {}
-                BotEvent::Closed(i, reason) => {
-                    bots[i].closed = true;
-                    rep.error(format!("bot {}: disconnected: {reason}", first + i));
-                }
-            }
-        }
-    }
-    for (i, b) in bots.iter().enumerate() {
-        if !b.outstanding.is_empty() {
-            rep.error(format!("bot {}: {} calls unanswered", first + i, b.outstanding.len()));
-            rep.errors += b.outstanding.len() as u64 - 1;
-        }
-        if b.player.is_none() && !b.closed {
-            rep.error(format!("bot {}: never got its boot entity", first + i));
-        }
-    }
-    Ok(rep)
-}
-
-fn run(cli: &Cli) -> anyhow::Result<Report> {
+fn run(cli: &Cli, live: &Arc<Live>) -> anyhow::Result<Report> {
     if !["echo", "chat", "migrate"].contains(&cli.scenario.as_str()) {
         bail!("unknown scenario {:?} (available: echo, chat, migrate)", cli.scenario);
     }
@@ -263,13 +115,47 @@ fn run(cli: &Cli) -> anyhow::Result<Report> {
         let gates = gates.clone();
         let rate = cli.rate;
         let scenario = cli.scenario.clone();
+        let live = live.clone();
         handles.push(std::thread::Builder::new().name(format!("bots{t}")).spawn(move || match scenario.as_str() {
-            "chat" => chat::run_chat(&gates, first, count, duration),
-            "migrate" => migrate::run_migrate(&gates, first, count, duration, rate),
-            _ => run_echo(&gates, first, count, duration, rate),
+            "chat" => chat::run_chat(&gates, first, count, duration, live),
+            "migrate" => migrate::run_migrate(&gates, first, count, duration, rate, live),
+            _ => echo::run_echo(&gates, first, count, duration, rate, live),
         })?);
     }
-    let mut total = Report::new()?;
+    let bar = (!cli.json && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.enable_steady_tick(Duration::from_millis(200));
+        b
+    });
+    let start = Instant::now();
+    let mut last = (start, 0u64);
+    while handles.iter().any(|h| !h.is_finished()) {
+        std::thread::sleep(Duration::from_millis(250));
+        if let Some(b) = &bar {
+            let now = Instant::now();
+            if now.duration_since(last.0) >= Duration::from_secs(1) {
+                let done = live.done.load(std::sync::atomic::Ordering::Relaxed);
+                let rate = (done - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
+                let p99 = live.recent.lock().map(|mut h| {
+                    let v = if h.is_empty() { 0 } else { h.value_at_quantile(0.99) };
+                    h.reset();
+                    v
+                });
+                let errors = live.errors.load(std::sync::atomic::Ordering::Relaxed);
+                b.set_message(format!(
+                    "{} {:>4.0}s | {rate:>8.0} actions/s | errors {errors} | p99 {} us",
+                    cli.scenario,
+                    now.duration_since(start).as_secs_f64(),
+                    p99.unwrap_or(0)
+                ));
+                last = (now, done);
+            }
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let mut total = Report::new(live.clone());
     for h in handles {
         let r = h.join().map_err(|_| anyhow::anyhow!("a bot thread panicked"))??;
         total.merge(r)?;
@@ -282,7 +168,8 @@ fn main() -> ExitCode {
     let watch = watched(&cli.run_dir);
     let before: Vec<Option<(u64, u64)>> = watch.iter().map(|(_, pid)| proc_sample(pid)).collect();
     let t0 = Instant::now();
-    let result = run(&cli);
+    let live = Live::new(cli.strict);
+    let result = run(&cli, &live);
     let wall = t0.elapsed().as_secs_f64();
     let usage: Vec<(String, f64, u64)> = watch
         .iter()
@@ -302,35 +189,37 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let h = &rep.hist;
-    let (mean, p50, p99, max) = if h.is_empty() {
-        (0, 0, 0, 0)
-    } else {
-        (h.mean().round() as u64, h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max())
-    };
-    let per_s = rep.replies as f64 / cli.duration.max(1) as f64;
-    let deliveries_s = rep.deliveries as f64 / cli.duration.max(1) as f64;
-    let rate = if cli.scenario == "chat" { "1 line per 1-3 s".to_owned() } else { format!("{}/s", cli.rate) };
-    println!(
-        "scenario {} | {} bots x {rate} for {} s | calls {} replies {} errors {} | {:.0} replies/s {:.0} deliveries/s | mean {} us p50 {} us p99 {} us max {} us",
-        cli.scenario,
-        cli.bots,
-        cli.duration,
-        rep.calls,
-        rep.replies,
-        rep.errors,
-        per_s,
-        deliveries_s,
-        mean,
-        p50,
-        p99,
-        max
+    let (mean, p50, p99, max) = report::summary(&rep.overall());
+    let done: u64 = rep.actions.values().map(|a| a.count).sum();
+    let per_s = done as f64 / cli.duration.max(1) as f64;
+    let mut line = format!(
+        "scenario {} | {} bots for {} s | {done} actions, {} errors | {per_s:.0} actions/s | mean {mean} us p50 {p50} us p99 {p99} us max {max} us",
+        cli.scenario, cli.bots, cli.duration, rep.errors
     );
+    if cli.scenario == "echo" {
+        line.push_str(&format!(" | calls {} replies {}", rep.calls, rep.replies));
+    }
+    if cli.scenario == "chat" {
+        line.push_str(&format!(" | {:.0} deliveries/s", rep.deliveries as f64 / cli.duration.max(1) as f64));
+    }
+    println!("{line}");
+    for l in report::action_lines(&rep) {
+        println!("{l}");
+    }
     for (name, cpu, rss) in &usage {
         println!("  {name:<12} cpu {cpu:5.1} %  rss {:6.1} MiB", *rss as f64 / 1024.0);
     }
+    if cli.strict && rep.errors > 0 {
+        println!("strict: the run stopped at the first error:");
+    }
     for s in &rep.samples {
         println!("  error: {s}");
+    }
+    if let Some(dir) = &cli.report {
+        match report::write_report(&rep, &cli.scenario, dir) {
+            Ok(()) => println!("report written to {}", dir.display()),
+            Err(e) => eprintln!("oxworld-stress: report: {e:#}"),
+        }
     }
     if cli.json {
         let procs: Vec<String> = usage
@@ -338,18 +227,15 @@ fn main() -> ExitCode {
             .map(|(n, cpu, rss)| format!("\"{n}\":{{\"cpu_pct\":{},\"rss_kib\":{rss}}}", cpu.round() as u64))
             .collect();
         println!(
-            "{{\"scenario\":\"{}\",\"bots\":{},\"duration_s\":{},\"calls\":{},\"replies\":{},\"deliveries\":{},\"errors\":{},\"mean_us\":{},\"p50_us\":{},\"p99_us\":{},\"max_us\":{},\"procs\":{{{}}}}}",
+            "{{\"scenario\":\"{}\",\"bots\":{},\"duration_s\":{},\"errors\":{},\"calls\":{},\"replies\":{},\"deliveries\":{},\"mean_us\":{mean},\"p50_us\":{p50},\"p99_us\":{p99},\"max_us\":{max},\"actions\":{},\"procs\":{{{}}}}}",
             cli.scenario,
             cli.bots,
             cli.duration,
+            rep.errors,
             rep.calls,
             rep.replies,
             rep.deliveries,
-            rep.errors,
-            mean,
-            p50,
-            p99,
-            max,
+            report::actions_json(&rep),
             procs.join(",")
         );
     }

@@ -7,6 +7,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -14,7 +15,8 @@ use oxworld_net::botnet::{BotEvent, BotNet};
 use oxworld_net::client_proto::{ClientMsg, ServerMsg};
 use oxworld_net::{Id, Value, method_id};
 
-use crate::{ANSWER_GRACE, LOGIN_TIMEOUT, Report};
+use crate::report::{Live, Report};
+use crate::{ANSWER_GRACE, LOGIN_TIMEOUT};
 
 #[derive(Default)]
 struct Hopper {
@@ -24,7 +26,7 @@ struct Hopper {
     /// When the hop under way was sent.
     hop_sent: Option<Instant>,
     seq: i64,
-    outstanding: VecDeque<i64>,
+    outstanding: VecDeque<(i64, Instant)>,
     closed: bool,
 }
 
@@ -35,9 +37,10 @@ pub(crate) fn run_migrate(
     count: usize,
     duration: Duration,
     rate: f64,
+    live: Arc<Live>,
 ) -> anyhow::Result<Report> {
     let mut net = BotNet::new()?;
-    let mut rep = Report::new()?;
+    let mut rep = Report::new(live);
     let mut bots: Vec<Hopper> = Vec::with_capacity(count);
     let start = Instant::now();
     let send_until = start + duration;
@@ -55,7 +58,7 @@ pub(crate) fn run_migrate(
     loop {
         let now = Instant::now();
         let idle = bots.iter().all(|b| b.closed || (b.hop_sent.is_none() && b.outstanding.is_empty()));
-        if now >= send_until + ANSWER_GRACE || (now >= send_until && idle) {
+        if now >= send_until + ANSWER_GRACE || (now >= send_until && idle) || rep.live().stopped() {
             break;
         }
         while let Some(&Reverse((due, i))) = schedule.peek() {
@@ -70,7 +73,7 @@ pub(crate) fn run_migrate(
             match b.player {
                 Some(p) if b.hop_sent.is_none() => {
                     b.seq += 1;
-                    b.outstanding.push_back(b.seq);
+                    b.outstanding.push_back((b.seq, now));
                     net.send(
                         i,
                         &ClientMsg::Call { target: p, method: method_id("seq"), args: vec![Value::Int(b.seq)] },
@@ -108,15 +111,25 @@ pub(crate) fn run_migrate(
                         if let Some(sent) = b.hop_sent.take() {
                             rep.replies += 1;
                             let us = u64::try_from(now.duration_since(sent).as_micros()).unwrap_or(u64::MAX);
-                            rep.hist.saturating_record(us.max(1));
+                            rep.ok("hop", us);
                         }
                     }
                 }
                 BotEvent::Message(i, ServerMsg::Call { method, args, .. }) if method == "seq_reply" => {
                     let b = &mut bots[i];
                     let got = args.first().and_then(Value::as_int);
-                    if b.outstanding.pop_front() != got {
-                        rep.error(format!("bot {}: seq reply {got:?} out of order", first + i));
+                    match b.outstanding.pop_front() {
+                        Some((want, sent)) if Some(want) == got => {
+                            rep.ok("seq", u64::try_from(now.duration_since(sent).as_micros()).unwrap_or(u64::MAX));
+                        }
+                        want => rep.fail(
+                            "seq",
+                            format!(
+                                "bot {}: seq: reply {got:?}, expected {:?} (lost, duplicated or reordered)",
+                                first + i,
+                                want.map(|w| w.0)
+                            ),
+                        ),
                     }
                 }
                 BotEvent::Message(i, ServerMsg::DestroyEntity { id }) if Some(id) == bots[i].player => {
@@ -135,10 +148,10 @@ pub(crate) fn run_migrate(
     }
     for (i, b) in bots.iter().enumerate() {
         if b.hop_sent.is_some() {
-            rep.error(format!("bot {}: a hop never completed", first + i));
+            rep.fail("hop", format!("bot {}: hop: the new arena never appeared", first + i));
         }
-        if !b.outstanding.is_empty() {
-            rep.error(format!("bot {}: {} seq calls unanswered", first + i, b.outstanding.len()));
+        for (seq, _) in &b.outstanding {
+            rep.fail("seq", format!("bot {}: seq {seq}: never answered", first + i));
         }
     }
     Ok(rep)

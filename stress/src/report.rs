@@ -1,0 +1,247 @@
+//! What a run measured: per action a count, errors and a latency histogram; the run's first
+//! errors (bot, action, what was expected); live counters for the progress bar and `--strict`;
+//! and the outputs: the text summary, the JSON line and the `--report` directory (CSV per
+//! action and an SVG plot of the latency percentiles).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use hdrhistogram::Histogram;
+
+/// Error messages kept for the summary.
+const MAX_SAMPLES: usize = 10;
+/// Percentiles written to the CSV and plotted.
+const PERCENTILES: [f64; 12] = [0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.999, 100.0];
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs .. 10 min, 3 significant digits; bounds are constants, so this cannot fail.
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+/// One action's figures.
+pub(crate) struct Action {
+    pub(crate) count: u64,
+    pub(crate) errors: u64,
+    pub(crate) hist: Histogram<u64>,
+}
+
+impl Default for Action {
+    fn default() -> Self {
+        Action { count: 0, errors: 0, hist: histogram() }
+    }
+}
+
+/// Counters shared by the bot threads and the main thread while running.
+pub(crate) struct Live {
+    pub(crate) done: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) recent: Mutex<Histogram<u64>>,
+    /// Set on the first error under `--strict`: every bot thread stops.
+    pub(crate) stop: AtomicBool,
+    pub(crate) strict: bool,
+}
+
+impl Live {
+    pub(crate) fn new(strict: bool) -> Arc<Live> {
+        Arc::new(Live {
+            done: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            recent: Mutex::new(histogram()),
+            stop: AtomicBool::new(false),
+            strict,
+        })
+    }
+
+    pub(crate) fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// What one bot thread (then the whole run) measured.
+pub(crate) struct Report {
+    /// Echo: calls sent and replies checked (kept in the JSON for compatibility).
+    pub(crate) calls: u64,
+    pub(crate) replies: u64,
+    /// Chat: lines of other bots received.
+    pub(crate) deliveries: u64,
+    pub(crate) errors: u64,
+    pub(crate) samples: Vec<String>,
+    pub(crate) actions: BTreeMap<&'static str, Action>,
+    live: Arc<Live>,
+}
+
+impl Report {
+    pub(crate) fn new(live: Arc<Live>) -> Self {
+        Report { calls: 0, replies: 0, deliveries: 0, errors: 0, samples: Vec::new(), actions: BTreeMap::new(), live }
+    }
+
+    /// The shared live counters.
+    pub(crate) fn live(&self) -> &Live {
+        &self.live
+    }
+
+    /// Action `name` succeeded after `us` microseconds.
+    pub(crate) fn ok(&mut self, name: &'static str, us: u64) {
+        let a = self.actions.entry(name).or_default();
+        a.count += 1;
+        a.hist.saturating_record(us.max(1));
+        self.live.done.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut h) = self.live.recent.lock() {
+            h.saturating_record(us.max(1));
+        }
+    }
+
+    /// Action `name` failed: `what` says which bot, and what was expected.
+    pub(crate) fn fail(&mut self, name: &'static str, what: String) {
+        let a = self.actions.entry(name).or_default();
+        a.count += 1;
+        a.errors += 1;
+        self.error(what);
+    }
+
+    /// An error outside any action (a disconnect, a refused login).
+    pub(crate) fn error(&mut self, what: String) {
+        self.errors += 1;
+        self.live.errors.fetch_add(1, Ordering::Relaxed);
+        if self.live.strict {
+            self.live.stop.store(true, Ordering::Relaxed);
+        }
+        if self.samples.len() < MAX_SAMPLES {
+            self.samples.push(what);
+        }
+    }
+
+    pub(crate) fn merge(&mut self, o: Report) -> anyhow::Result<()> {
+        self.calls += o.calls;
+        self.replies += o.replies;
+        self.deliveries += o.deliveries;
+        self.errors += o.errors;
+        self.samples.extend(o.samples.into_iter().take(MAX_SAMPLES.saturating_sub(self.samples.len())));
+        for (name, a) in o.actions {
+            let mine = self.actions.entry(name).or_default();
+            mine.count += a.count;
+            mine.errors += a.errors;
+            mine.hist.add(a.hist).context("merging histograms")?;
+        }
+        Ok(())
+    }
+
+    /// All actions' latencies together.
+    pub(crate) fn overall(&self) -> Histogram<u64> {
+        let mut h = histogram();
+        for a in self.actions.values() {
+            let _ = h.add(&a.hist);
+        }
+        h
+    }
+}
+
+/// (mean, p50, p99, max) in µs, zeros when empty.
+pub(crate) fn summary(h: &Histogram<u64>) -> (u64, u64, u64, u64) {
+    if h.is_empty() {
+        (0, 0, 0, 0)
+    } else {
+        (h.mean().round() as u64, h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max())
+    }
+}
+
+/// The `actions` object of the JSON line.
+pub(crate) fn actions_json(rep: &Report) -> String {
+    let items: Vec<String> = rep
+        .actions
+        .iter()
+        .map(|(name, a)| {
+            let (mean, p50, p99, max) = summary(&a.hist);
+            format!(
+                "\"{name}\":{{\"count\":{},\"errors\":{},\"mean_us\":{mean},\"p50_us\":{p50},\"p99_us\":{p99},\"max_us\":{max}}}",
+                a.count, a.errors
+            )
+        })
+        .collect();
+    format!("{{{}}}", items.join(","))
+}
+
+/// Text lines: one per action.
+pub(crate) fn action_lines(rep: &Report) -> Vec<String> {
+    rep.actions
+        .iter()
+        .map(|(name, a)| {
+            let (mean, p50, p99, max) = summary(&a.hist);
+            format!(
+                "  {name:<12} {:>8} done {:>6} errors | mean {:>8} us p50 {:>8} us p99 {:>8} us max {:>8} us",
+                a.count, a.errors, mean, p50, p99, max
+            )
+        })
+        .collect()
+}
+
+/// Writes `<dir>/<action>.csv` (percentile, latency in µs) for every action and
+/// `<dir>/latency.svg`, a plot of every action's percentiles.
+pub(crate) fn write_report(rep: &Report, scenario: &str, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, a) in &rep.actions {
+        let mut csv = String::from("percentile,latency_us\n");
+        for p in PERCENTILES {
+            let v = if a.hist.is_empty() { 0 } else { a.hist.value_at_percentile(p) };
+            let _ = writeln!(csv, "{p},{v}");
+        }
+        let path = dir.join(format!("{name}.csv"));
+        std::fs::write(&path, csv).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let path = dir.join("latency.svg");
+    plot(rep, scenario, &path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Latency by percentile, one line per action; the x axis spreads the tail (it is
+/// `-log10(1 - p/100)`: 90 %, 99 %, 99.9 % ... equally spaced), the y axis is logarithmic.
+fn plot(rep: &Report, scenario: &str, path: &Path) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let xs: Vec<f64> = PERCENTILES.iter().map(|p| -(1.0 - (p / 100.0).min(0.99999)).log10()).collect();
+    let max_us = rep.actions.values().filter(|a| !a.hist.is_empty()).map(|a| a.hist.max()).max().unwrap_or(1).max(10);
+    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let title = format!("oxworld-stress {scenario}: latency by percentile");
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..5.2f64, (1f64..(max_us as f64 * 2.0)).log_scale())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("latency (µs)")
+        .x_labels(7)
+        .x_label_formatter(&|x| {
+            let p = 100.0 * (1.0 - 10f64.powf(-x));
+            if p < 99.0 { format!("{p:.0}%") } else { format!("{p:.3}%").trim_end_matches('0').to_owned() }
+        })
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (i, (name, a)) in rep.actions.iter().enumerate() {
+        if a.hist.is_empty() {
+            continue;
+        }
+        let color = Palette99::pick(i).to_rgba();
+        let points: Vec<(f64, f64)> =
+            PERCENTILES.iter().zip(&xs).map(|(p, x)| (*x, a.hist.value_at_percentile(*p).max(1) as f64)).collect();
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .label(name.to_string())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
