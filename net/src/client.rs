@@ -44,6 +44,9 @@ pub struct ClientConn {
     client_id: Option<Id>,
     player: Option<Id>,
     entities: HashMap<Id, Replica>,
+    /// A replica update that did not apply (client and server out of step), reported by the
+    /// next `handle_bytes` or `take_error`.
+    failed: Option<ClientError>,
 }
 
 /// The client's copy of one entity.
@@ -67,53 +70,66 @@ impl ClientConn {
             client_id: None,
             player: None,
             entities: HashMap::new(),
+            failed: None,
         }
     }
 
     /// Feeds bytes read from the socket; decoded messages become events.
     pub fn handle_bytes(&mut self, data: &[u8]) -> Result<(), ClientError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         self.deframer.push(data);
         while let Some(frame) = self.deframer.next_frame()? {
-            let msg = ServerMsg::decode(frame)?;
-            match &msg {
-                ServerMsg::Welcome { client, .. } => self.client_id = Some(*client),
-                ServerMsg::CreateEntity { is_player, id, type_name, attrs, pos } => {
-                    let replica = Replica { type_name: type_name.clone(), attrs: attrs.clone(), pos: *pos };
-                    self.entities.insert(*id, replica);
-                    if *is_player {
-                        self.player = Some(*id);
-                    }
-                }
-                ServerMsg::DestroyEntity { id } => {
-                    self.entities.remove(id);
-                    if self.player == Some(*id) {
-                        self.player = None;
-                    }
-                }
-                ServerMsg::Positions { entries } => {
-                    for (id, pos) in entries {
-                        if let Some(r) = self.entities.get_mut(id) {
-                            r.pos = *pos;
-                        }
-                    }
-                }
-                ServerMsg::AttrOps { id, ops } => {
-                    if let Some(r) = self.entities.get_mut(id) {
-                        for op in ops {
-                            op.apply(&mut r.attrs).map_err(ClientError::Replica)?;
-                        }
-                    }
-                }
-                _ => {}
-            }
-            self.events.push_back(msg);
+            self.events.push_back(ServerMsg::decode(frame)?);
         }
         Ok(())
     }
 
-    /// The next message from the server.
+    /// The next message from the server. The client's state (player, entities, replicas) is
+    /// updated as each message is taken, so while handling a message it shows the world as of
+    /// that message, not of later ones that arrived in the same read.
     pub fn poll_event(&mut self) -> Option<ServerMsg> {
-        self.events.pop_front()
+        let msg = self.events.pop_front()?;
+        match &msg {
+            ServerMsg::Welcome { client, .. } => self.client_id = Some(*client),
+            ServerMsg::CreateEntity { is_player, id, type_name, attrs, pos } => {
+                let replica = Replica { type_name: type_name.clone(), attrs: attrs.clone(), pos: *pos };
+                self.entities.insert(*id, replica);
+                if *is_player {
+                    self.player = Some(*id);
+                }
+            }
+            ServerMsg::DestroyEntity { id } => {
+                self.entities.remove(id);
+                if self.player == Some(*id) {
+                    self.player = None;
+                }
+            }
+            ServerMsg::Positions { entries } => {
+                for (id, pos) in entries {
+                    if let Some(r) = self.entities.get_mut(id) {
+                        r.pos = *pos;
+                    }
+                }
+            }
+            ServerMsg::AttrOps { id, ops } => {
+                if let Some(r) = self.entities.get_mut(id) {
+                    for op in ops {
+                        if let Err(e) = op.apply(&mut r.attrs) {
+                            self.failed.get_or_insert(ClientError::Replica(e));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        Some(msg)
+    }
+
+    /// A replica update that failed since the last call (the client is out of step).
+    pub fn take_error(&mut self) -> Option<ClientError> {
+        self.failed.take()
     }
 
     /// Queues a call of `method` on entity `target`.
@@ -203,6 +219,9 @@ impl BlockingClient {
         let mut buf = [0u8; 16 * 1024];
         loop {
             if let Some(m) = self.conn.poll_event() {
+                if let Some(e) = self.conn.take_error() {
+                    return Err(e);
+                }
                 return Ok(m);
             }
             let left = deadline.saturating_duration_since(Instant::now());

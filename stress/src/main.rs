@@ -1,7 +1,7 @@
 //! `oxworld-stress`: load bots against a running cluster; reports what it measured.
 //!
 //! Scenarios (each in its own module): `echo` (against `demo/echo`), `chat`
-//! (`demo/chatroom`), `migrate` (`demo/testgame`). Every scenario records, per action, a
+//! (`demo/chatroom`), `migrate` and `testgame` (`demo/testgame`). Every scenario records, per action, a
 //! count, errors and a latency histogram (`report`). While running, a progress line shows
 //! actions/s, errors and p99 (on a terminal, without `--json`); at the end a summary, with
 //! `--json` one JSON object as the last stdout line, with `--report DIR` CSVs and an SVG plot.
@@ -12,6 +12,7 @@ mod chat;
 mod echo;
 mod migrate;
 mod report;
+mod testgame;
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
@@ -34,7 +35,7 @@ pub(crate) const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Parser)]
 #[command(name = "oxworld-stress", version)]
 struct Cli {
-    /// Scenario to run (`echo`, `chat`, `migrate`).
+    /// Scenario to run (`echo`, `chat`, `migrate`, `testgame`).
     #[arg(long, default_value = "echo")]
     scenario: String,
     /// Number of bots.
@@ -43,7 +44,8 @@ struct Cli {
     /// Seconds of sending.
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Actions per second per bot (echo: calls; migrate: hops; chat ignores it).
+    /// Actions per second per bot (echo: calls; migrate: hops; testgame: on average; chat
+    /// ignores it).
     #[arg(long, default_value_t = 10.0)]
     rate: f64,
     /// Cluster config (the gates' addresses are read from it).
@@ -100,8 +102,8 @@ fn watched(run_dir: &Option<PathBuf>) -> Vec<(String, String)> {
 }
 
 fn run(cli: &Cli, live: &Arc<Live>) -> anyhow::Result<Report> {
-    if !["echo", "chat", "migrate"].contains(&cli.scenario.as_str()) {
-        bail!("unknown scenario {:?} (available: echo, chat, migrate)", cli.scenario);
+    if !["echo", "chat", "migrate", "testgame"].contains(&cli.scenario.as_str()) {
+        bail!("unknown scenario {:?} (available: echo, chat, migrate, testgame)", cli.scenario);
     }
     let cfg = Config::load(&cli.config)?;
     let gates: Vec<SocketAddr> = cfg.gates.iter().map(|g| g.listen_addr).collect();
@@ -116,9 +118,11 @@ fn run(cli: &Cli, live: &Arc<Live>) -> anyhow::Result<Report> {
         let rate = cli.rate;
         let scenario = cli.scenario.clone();
         let live = live.clone();
+        let total = cli.bots;
         handles.push(std::thread::Builder::new().name(format!("bots{t}")).spawn(move || match scenario.as_str() {
             "chat" => chat::run_chat(&gates, first, count, duration, live),
             "migrate" => migrate::run_migrate(&gates, first, count, duration, rate, live),
+            "testgame" => testgame::run_testgame(&gates, first, count, duration, rate, total, live),
             _ => echo::run_echo(&gates, first, count, duration, rate, live),
         })?);
     }

@@ -1065,6 +1065,17 @@ impl World {
             // Out of the nil space silently (it has no AOI and no client view), into the target.
             self.core.spaces.leave(entity, &mut sights);
             self.join_space(entity, image.space, pos);
+        } else if image.space == self.core.nil_space {
+            // It came to this game's nil space: it is there already; run the enter hooks.
+            let nil = self.core.nil_space;
+            self.with_entity(nil, Caller::Server(Id::NIL), |e, ctx| {
+                e.on_entity_enter_space(ctx, entity);
+                Ok(())
+            });
+            self.with_entity(entity, Caller::Server(Id::NIL), |e, ctx| {
+                e.on_enter_space(ctx);
+                Ok(())
+            });
         } else {
             warn!(
                 "game{}: {entity} arrived but space {} is not here; it stays in the nil space",

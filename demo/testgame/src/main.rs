@@ -113,7 +113,8 @@ impl Entity for AoiTester {}
 
 impl AoiTester {
     fn place(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
-        let (space, x, z) = (args.id(0)?, args.get(1)?.as_float().unwrap_or(0.0), args.get(2)?.as_float().unwrap_or(0.0));
+        let (space, x, z) =
+            (args.id(0)?, args.get(1)?.as_float().unwrap_or(0.0), args.get(2)?.as_float().unwrap_or(0.0));
         ctx.enter_space(space, Pos::at(x as f32 + 1.0, 0.0, z as f32)).map_err(failed)
     }
 
@@ -169,7 +170,8 @@ impl Account {
     fn hop(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
         let me = ctx.game_id();
         let games = ctx.online_games();
-        let to = games.iter().copied().find(|&g| g > me).or_else(|| games.iter().copied().find(|&g| g != me)).unwrap_or(me);
+        let to =
+            games.iter().copied().find(|&g| g > me).or_else(|| games.iter().copied().find(|&g| g != me)).unwrap_or(me);
         ctx.kvdb_get(&format!("arena${to}"), "go_arena").map_err(failed)
     }
 
@@ -208,7 +210,11 @@ impl Account {
         ctx.load_entity_on_game(ctx.game_id(), "Avatar", avatar).map_err(failed)?;
         let name = self.user.clone().unwrap_or_default();
         let me = ctx.id();
-        ctx.call(avatar, "attach", vec![id_value(me), Value::Int(i64::from(ctx.game_id())), Value::from(name.as_str())]);
+        ctx.call(
+            avatar,
+            "attach",
+            vec![id_value(me), Value::Int(i64::from(ctx.game_id())), Value::from(name.as_str())],
+        );
         Ok(())
     }
 
@@ -243,9 +249,7 @@ impl Entity for Avatar {
         let prof = ctx.attrs().int("prof").to_string();
         ctx.set_client_filter_prop("prof", &prof);
         ctx.set_client_filter_prop("online", "1");
-        let key = ctx.id().to_string();
-        let me = id_value(ctx.id());
-        ctx.call_service_shard_key("Online", &key, "check_in", vec![me]);
+        ctx.post("check_in", vec![Value::Int(0)]);
         ctx.call_client("on_login", vec![Value::Bool(true)]);
     }
 
@@ -289,7 +293,14 @@ impl Avatar {
         }
         let me = id_value(ctx.id());
         if !ctx.call_service_shard_key("Spaces", &kind.to_string(), "want", vec![Value::Int(kind), me]) {
-            return Err(failed("the Spaces service is not ready"));
+            // Right after the cluster starts the service may not be registered yet: retry
+            // every 200 ms for up to 10 s.
+            let attempt = args.get(1).ok().and_then(Value::as_int).unwrap_or(0);
+            if attempt >= 50 {
+                return Err(failed("the Spaces service is not ready"));
+            }
+            let again = vec![Value::Int(kind), Value::Int(attempt + 1)];
+            ctx.add_timer(std::time::Duration::from_millis(200), "enter_space_kind", again).map_err(failed)?;
         }
         Ok(())
     }
@@ -423,12 +434,33 @@ impl Avatar {
         Ok(())
     }
 
+    /// Server: checks in to this avatar's `Online` shard (retrying while the service is not
+    /// registered yet).
+    fn check_in(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        let key = ctx.id().to_string();
+        let me = id_value(ctx.id());
+        if !ctx.call_service_shard_key("Online", &key, "check_in", vec![me]) {
+            let attempt = args.int(0)?;
+            if attempt >= 50 {
+                return Err(failed("the Online service is not ready"));
+            }
+            ctx.add_timer(std::time::Duration::from_millis(200), "check_in", vec![Value::Int(attempt + 1)])
+                .map_err(failed)?;
+        }
+        Ok(())
+    }
+
     /// Own client: asks this avatar's `Online` shard how many avatars it holds.
-    fn online(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+    fn online(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
         let key = ctx.id().to_string();
         let me = id_value(ctx.id());
         if !ctx.call_service_shard_key("Online", &key, "count", vec![me]) {
-            return Err(failed("the Online service is not ready"));
+            let attempt = args.get(0).ok().and_then(Value::as_int).unwrap_or(0);
+            if attempt >= 50 {
+                return Err(failed("the Online service is not ready"));
+            }
+            ctx.add_timer(std::time::Duration::from_millis(200), "online", vec![Value::Int(attempt + 1)])
+                .map_err(failed)?;
         }
         Ok(())
     }
@@ -517,14 +549,16 @@ fn registry() -> Registry {
         reg.entity("Beacon", Beacon::default).method("pulse", Expose::Server, Beacon::pulse);
     }
     reg.space("Arena", Arena::default);
-    reg.entity("Monster", Monster::default)
-        .aoi(100.0)
-        .attr("name", AttrFlags::ALL_CLIENTS)
-        .method("place", Expose::Server, Monster::place);
-    reg.entity("AoiTester", AoiTester::default)
-        .aoi(100.0)
-        .method("place", Expose::Server, AoiTester::place)
-        .method("bye", Expose::Server, AoiTester::bye);
+    reg.entity("Monster", Monster::default).aoi(100.0).attr("name", AttrFlags::ALL_CLIENTS).method(
+        "place",
+        Expose::Server,
+        Monster::place,
+    );
+    reg.entity("AoiTester", AoiTester::default).aoi(100.0).method("place", Expose::Server, AoiTester::place).method(
+        "bye",
+        Expose::Server,
+        AoiTester::bye,
+    );
     reg.entity("Account", Account::default)
         .aoi(50.0)
         .attr("hops", AttrFlags::ALL_CLIENTS)
@@ -559,6 +593,7 @@ fn registry() -> Registry {
         .method("mail", Expose::OwnClient, Avatar::mail)
         .method("on_mails", Expose::Server, Avatar::on_mails)
         .method("online", Expose::OwnClient, Avatar::online)
+        .method("check_in", Expose::Server, Avatar::check_in)
         .method("on_online", Expose::Server, Avatar::on_online);
     reg.service("Online", Online::default, 3)
         .method("check_in", Expose::Server, Online::check_in)

@@ -1,0 +1,93 @@
+//! Every test-game action once, through real processes, with its expected outcome checked on
+//! the client's replica (what `oxworld-stress --scenario testgame` does at scale).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use oxworld_bin::testkit::TestCluster;
+use oxworld_net::client::BlockingClient;
+use oxworld_net::client_proto::ServerMsg;
+use oxworld_net::{Id, Value};
+
+/// Waits for a call named `method` to the client; returns its arguments.
+fn wait_call(c: &mut BlockingClient, method: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match c.next(deadline.saturating_duration_since(Instant::now())) {
+            Ok(ServerMsg::Call { method: m, args, .. }) if m == method => return args,
+            Ok(m) if std::env::var("DEBUG_ACTIONS").is_ok() => eprintln!("skip {m:?}"),
+            Ok(ServerMsg::Error { message, .. }) => panic!("error while waiting for {method}: {message}"),
+            Ok(_) => {}
+            Err(e) => panic!("waiting for {method}: {e}"),
+        }
+    }
+}
+
+fn attr(c: &mut BlockingClient, id: Id, path: &[&str]) -> Option<Value> {
+    let mut v = c.conn().entity(id)?.attrs.clone();
+    for key in path {
+        v = match v {
+            Value::Map(mut m) => m.remove(*key)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+#[test]
+fn every_action_does_what_the_bots_expect() {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_testgame"));
+    let cluster = TestCluster::start("actions", &exe, 2, 2, "").expect("cluster");
+    let mut c = BlockingClient::connect(cluster.gate, Duration::from_secs(3)).expect("connect");
+    let account = c.wait_player(Duration::from_secs(10)).expect("account");
+    c.call(account, "login", vec![Value::from("ann"), Value::from("wrong")]).expect("send");
+    assert_eq!(wait_call(&mut c, "on_login"), vec![Value::Bool(false)]);
+    c.call(account, "login", vec![Value::from("ann"), Value::from("123456")]).expect("send");
+    assert_eq!(wait_call(&mut c, "on_login"), vec![Value::Bool(true)]);
+    let avatar = c.conn().player().expect("player");
+    assert_eq!(c.conn().entity_type(avatar), Some("Avatar"));
+    assert_eq!(attr(&mut c, avatar, &["name"]), Some(Value::from("ann")));
+
+    // A space by kind, through the Spaces service (retried until the service is up).
+    c.call(avatar, "enter_space_kind", vec![Value::Int(101)]).expect("send");
+    assert_eq!(wait_call(&mut c, "entered")[0], Value::Int(101));
+    // Monsters of that space around (AOI), and an AOI tester that appears next to us.
+    c.call(avatar, "test_aoi", vec![]).expect("send");
+    let tester = wait_call(&mut c, "on_test_aoi");
+    let Some(Value::Bytes(b)) = tester.first() else { panic!("{tester:?}") };
+    let tester = Id(<[u8; 16]>::try_from(b.as_slice()).expect("16 bytes"));
+    assert!(c.conn().entity(tester).is_some(), "the client was told about the AOI tester");
+    // Lists and nested attributes reach the replica.
+    for seed in [5, 6, 7, 9, 3, 4] {
+        c.call(avatar, "test_list", vec![Value::Int(seed)]).expect("send");
+        let server = wait_call(&mut c, "on_test_list");
+        assert_eq!(attr(&mut c, avatar, &["test_list"]).as_ref(), server.first());
+    }
+    c.call(avatar, "test_complex", vec![]).expect("send");
+    wait_call(&mut c, "on_complex_set");
+    let inner = Value::Map([("finalkey".to_owned(), Value::from("iamhere"))].into());
+    let want = Value::List(vec![Value::Bool(true), Value::List(vec![inner])]);
+    assert_eq!(attr(&mut c, avatar, &["complex", "key1", "key2"]), Some(want));
+    wait_call(&mut c, "on_complex_clear");
+    assert_eq!(attr(&mut c, avatar, &["complex"]), Some(Value::Map(Default::default())));
+    // Chat channels.
+    for channel in ["world", "prof"] {
+        c.call(avatar, "say", vec![Value::from(channel), Value::from("hi")]).expect("send");
+        let said = wait_call(&mut c, "on_say");
+        assert_eq!(said, vec![Value::from("ann"), Value::from(channel), Value::from("hi")]);
+    }
+    // Mail through KVDB, the Online service.
+    c.call(avatar, "mail", vec![Value::from("m1")]).expect("send");
+    c.call(avatar, "mail", vec![Value::from("m2")]).expect("send");
+    wait_call(&mut c, "on_mails");
+    assert_eq!(wait_call(&mut c, "on_mails"), vec![Value::List(vec![Value::from("m1"), Value::from("m2")])]);
+    c.call(avatar, "online", vec![]).expect("send");
+    assert!(wait_call(&mut c, "on_online")[0].as_int().is_some_and(|n| n >= 1));
+    // Nil spaces of both games (one of them is a migration), and back into a space.
+    for pick in [0, 1] {
+        c.call(avatar, "enter_random_nil_space", vec![Value::Int(pick)]).expect("send");
+        assert_eq!(wait_call(&mut c, "entered")[0], Value::Int(0));
+        c.call(avatar, "enter_space_kind", vec![Value::Int(102)]).expect("send");
+        assert_eq!(wait_call(&mut c, "entered")[0], Value::Int(102));
+    }
+}

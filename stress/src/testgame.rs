@@ -1,0 +1,407 @@
+//! Scenario `testgame`, against `demo/testgame` (GoWorld's test_client in our idiom): every
+//! bot logs in as `test<n>` (password `123456`), enters a space, then keeps doing one random
+//! action at a time, each checked for its expected outcome within 5 s:
+//!
+//! | action | sends | done when |
+//! |---|---|---|
+//! | `enter_space` | `enter_space_kind(k)` (a kind other than the current) | `entered(k, _)` |
+//! | `enter_nil_space` | `enter_random_nil_space(r)` (not from the nil space) | `entered(0, _)` |
+//! | `say_world`, `say_prof` | `say(channel, text)` | its own `on_say(name, channel, text)` |
+//! | `test_list` | `test_list(seed)` | `on_test_list(list)` and the replica's `test_list` equals it |
+//! | `test_complex` | `test_complex()` | replica `complex.key1.key2` right at `on_complex_set`, empty at `on_complex_clear` |
+//! | `test_aoi` | `test_aoi()` (not in the nil space) | `on_test_aoi(tester)` and the client was told about `tester` |
+//! | `mail` | `mail(text)` | `on_mails(texts)` containing `text` |
+//! | `online` | `online()` | `on_online(n)` with `n >= 1` |
+//!
+//! The time between actions is random, 0 to `2 / --rate` seconds.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use oxworld_net::botnet::{BotEvent, BotNet};
+use oxworld_net::client_proto::{ClientMsg, ServerMsg};
+use oxworld_net::{Id, Value, method_id};
+
+use crate::report::{Live, Report};
+
+/// How long an action may take.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long logging in may take.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+const ACTIONS: [&str; 10] = [
+    "enter_space",
+    "enter_nil_space",
+    "say_world",
+    "say_prof",
+    "test_list",
+    "test_complex",
+    "test_aoi",
+    "mail",
+    "online",
+    "enter_space",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+enum Pending {
+    Login,
+    Space(i64),
+    NilSpace,
+    Say(String),
+    List,
+    Complex { set_seen: bool },
+    Aoi,
+    Mail(String),
+    Online,
+}
+
+struct Bot {
+    /// Attributes of every entity this client knows, updated in message order (the bot
+    /// net's own replica runs ahead: it applies a whole read at once).
+    shadow: std::collections::HashMap<Id, Value>,
+    name: String,
+    account: Option<Id>,
+    avatar: Option<Id>,
+    kind: i64,
+    pending: Option<(&'static str, Pending, Instant)>,
+    closed: bool,
+    n: u64,
+}
+
+/// A small xorshift generator: actions only need to be spread, not secret.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn call(net: &mut BotNet, i: usize, target: Id, method: &str, args: Vec<Value>, events: &mut Vec<BotEvent>) {
+    net.send(i, &ClientMsg::Call { target, method: method_id(method), args }, events);
+}
+
+fn attr<'a>(shadow: &'a std::collections::HashMap<Id, Value>, id: Id, path: &[&str]) -> Option<&'a Value> {
+    let mut v = shadow.get(&id)?;
+    for key in path {
+        match v {
+            Value::Map(m) => v = m.get(*key)?,
+            _ => return None,
+        }
+    }
+    Some(v)
+}
+
+fn id_arg(v: Option<&Value>) -> Option<Id> {
+    match v {
+        Some(Value::Bytes(b)) => <[u8; 16]>::try_from(b.as_slice()).ok().map(Id),
+        _ => None,
+    }
+}
+
+fn complex_expected() -> Value {
+    let inner = Value::Map([("finalkey".to_owned(), Value::from("iamhere"))].into());
+    Value::List(vec![Value::Bool(true), Value::List(vec![inner])])
+}
+
+/// Runs bots `first..first+count` for `duration` (after all logged in).
+pub(crate) fn run_testgame(
+    gates: &[SocketAddr],
+    first: usize,
+    count: usize,
+    duration: Duration,
+    rate: f64,
+    total_bots: usize,
+    live: Arc<Live>,
+) -> anyhow::Result<Report> {
+    let mut net = BotNet::new()?;
+    let mut rep = Report::new(live);
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ ((first as u64 + 1) << 20));
+    let kinds = (total_bots as u64 / 400).max(2);
+    let mut bots = Vec::with_capacity(count);
+    let start = Instant::now();
+    for i in 0..count {
+        let addr = gates[(first + i) % gates.len()];
+        if let Err(e) = net.connect(addr) {
+            bail!("bot {}: connect to {addr}: {e}", first + i);
+        }
+        bots.push(Bot {
+            shadow: Default::default(),
+            name: format!("test{}", first + i),
+            account: None,
+            avatar: None,
+            kind: -1,
+            pending: Some(("login", Pending::Login, start)),
+            closed: false,
+            n: 0,
+        });
+    }
+    let gap = 2.0 / rate.max(0.001);
+    let mut schedule: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    let mut events = Vec::new();
+    let mut send_until: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if rep.live().stopped() {
+            break;
+        }
+        let all_in = bots.iter().all(|b| b.closed || b.avatar.is_some());
+        if send_until.is_none() && (all_in || now.duration_since(start) > LOGIN_TIMEOUT) {
+            send_until = Some(now + duration);
+        }
+        if let Some(until) = send_until
+            && now >= until
+            && bots.iter().all(|b| b.closed || b.pending.is_none())
+        {
+            break;
+        }
+        // Timeouts.
+        for (i, b) in bots.iter_mut().enumerate() {
+            let expired = b.pending.as_ref().is_some_and(|(_, what, since)| {
+                now.duration_since(*since) > if *what == Pending::Login { LOGIN_TIMEOUT } else { ACTION_TIMEOUT }
+            });
+            if expired && let Some((name, what, _)) = b.pending.take() {
+                {
+                    rep.fail(name, format!("bot {} ({}): {name}: no {what:?} outcome in time", first + i, b.name));
+                    if name == "login" {
+                        b.closed = true;
+                        net.close(i);
+                    } else {
+                        schedule.push(Reverse((now, i)));
+                    }
+                }
+            }
+        }
+        if let Some(until) = send_until
+            && now >= until + ACTION_TIMEOUT * 2
+        {
+            break;
+        }
+        // Start due actions.
+        while let Some(&Reverse((due, i))) = schedule.peek() {
+            if due > now || send_until.is_none_or(|u| now >= u) {
+                break;
+            }
+            schedule.pop();
+            let b = &mut bots[i];
+            let Some(avatar) = b.avatar.filter(|_| !b.closed && b.pending.is_none()) else { continue };
+            b.n += 1;
+            let tag = format!("{}-{}", b.name, b.n);
+            let mut name = ACTIONS[rng.below(ACTIONS.len() as u64) as usize];
+            if b.kind <= 0 || (name == "test_aoi" && b.kind <= 0) {
+                name = "enter_space";
+            }
+            let pending = match name {
+                "enter_space" => {
+                    let mut k = 101 + rng.below(kinds) as i64;
+                    if k == b.kind {
+                        k = 101 + (k - 101 + 1) % kinds as i64;
+                    }
+                    if k == b.kind {
+                        k += 1;
+                    }
+                    call(&mut net, i, avatar, "enter_space_kind", vec![Value::Int(k)], &mut events);
+                    Pending::Space(k)
+                }
+                "enter_nil_space" => {
+                    call(
+                        &mut net,
+                        i,
+                        avatar,
+                        "enter_random_nil_space",
+                        vec![Value::Int(rng.below(1000) as i64)],
+                        &mut events,
+                    );
+                    Pending::NilSpace
+                }
+                "say_world" | "say_prof" => {
+                    let channel = if name == "say_world" { "world" } else { "prof" };
+                    call(
+                        &mut net,
+                        i,
+                        avatar,
+                        "say",
+                        vec![Value::from(channel), Value::from(tag.as_str())],
+                        &mut events,
+                    );
+                    Pending::Say(tag)
+                }
+                "test_list" => {
+                    call(&mut net, i, avatar, "test_list", vec![Value::Int(rng.below(1000) as i64)], &mut events);
+                    Pending::List
+                }
+                "test_complex" => {
+                    call(&mut net, i, avatar, "test_complex", vec![], &mut events);
+                    Pending::Complex { set_seen: false }
+                }
+                "test_aoi" => {
+                    call(&mut net, i, avatar, "test_aoi", vec![], &mut events);
+                    Pending::Aoi
+                }
+                "mail" => {
+                    call(&mut net, i, avatar, "mail", vec![Value::from(tag.as_str())], &mut events);
+                    Pending::Mail(tag)
+                }
+                _ => {
+                    call(&mut net, i, avatar, "online", vec![], &mut events);
+                    Pending::Online
+                }
+            };
+            b.pending = Some((name, pending, now));
+        }
+        let wake = schedule.peek().map(|Reverse((t, _))| *t).unwrap_or(now + Duration::from_millis(50));
+        net.poll(wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)), &mut events)?;
+        let now = Instant::now();
+        for ev in std::mem::take(&mut events) {
+            let (i, msg) = match ev {
+                BotEvent::Connected(_) => continue,
+                BotEvent::Closed(i, reason) => {
+                    bots[i].closed = true;
+                    rep.error(format!("bot {} ({}): disconnected: {reason}", first + i, bots[i].name));
+                    continue;
+                }
+                BotEvent::Message(i, m) => (i, m),
+            };
+            let b = &mut bots[i];
+            let mut done: Option<Result<(), String>> = None;
+            match &msg {
+                ServerMsg::CreateEntity { id, attrs, .. } => {
+                    b.shadow.insert(*id, attrs.clone());
+                }
+                ServerMsg::DestroyEntity { id } => {
+                    b.shadow.remove(id);
+                }
+                ServerMsg::AttrOps { id, ops } => {
+                    if let Some(a) = b.shadow.get_mut(id) {
+                        for op in ops {
+                            if let Err(e) = op.apply(a) {
+                                done = Some(Err(format!("attribute update out of step: {e}")));
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            match msg {
+                ServerMsg::CreateEntity { is_player: true, id, type_name, .. } if type_name == "Account" => {
+                    b.account = Some(id);
+                    let args = vec![Value::from(b.name.as_str()), Value::from("123456")];
+                    call(&mut net, i, id, "login", args, &mut events);
+                }
+                ServerMsg::CreateEntity { is_player: true, id, type_name, .. } if type_name == "Avatar" => {
+                    b.avatar = Some(id);
+                    b.kind = 0;
+                }
+                ServerMsg::DestroyEntity { id } if Some(id) == b.avatar => {
+                    done = Some(Err("its avatar was destroyed".into()));
+                }
+                ServerMsg::Error { message, .. } => done = Some(Err(format!("server error: {message}"))),
+                ServerMsg::Call { method, args, .. } => {
+                    let pending = b.pending.as_mut().map(|(_, p, _)| p);
+                    let int = |k: usize| args.get(k).and_then(Value::as_int);
+                    match (method.as_str(), pending) {
+                        ("on_login", Some(Pending::Login)) => {
+                            if args.first() != Some(&Value::Bool(true)) {
+                                done = Some(Err("login refused".into()));
+                            } else if b.avatar.is_some() {
+                                done = Some(Ok(()));
+                            }
+                        }
+                        ("entered", p) => {
+                            b.kind = int(0).unwrap_or(-1);
+                            match p {
+                                Some(Pending::Space(k)) if int(0) == Some(*k) => done = Some(Ok(())),
+                                Some(Pending::NilSpace) if int(0) == Some(0) => done = Some(Ok(())),
+                                _ => {}
+                            }
+                        }
+                        ("on_say", Some(Pending::Say(tag))) => {
+                            if args.first().and_then(Value::as_str) == Some(b.name.as_str())
+                                && args.get(2).and_then(Value::as_str) == Some(tag.as_str())
+                            {
+                                done = Some(Ok(()));
+                            }
+                        }
+                        ("on_test_list", Some(Pending::List)) => {
+                            let replica = b.avatar.and_then(|a| attr(&b.shadow, a, &["test_list"]));
+                            done = Some(if replica == args.first() {
+                                Ok(())
+                            } else {
+                                Err(format!("test_list replica {replica:?}, server {:?}", args.first()))
+                            });
+                        }
+                        ("on_complex_set", Some(Pending::Complex { set_seen })) => {
+                            let got = b.avatar.and_then(|a| attr(&b.shadow, a, &["complex", "key1", "key2"]));
+                            if got == Some(&complex_expected()) {
+                                *set_seen = true;
+                            } else {
+                                done = Some(Err(format!("complex.key1.key2 replica {got:?}")));
+                            }
+                        }
+                        ("on_complex_clear", Some(Pending::Complex { set_seen })) => {
+                            let got = b.avatar.and_then(|a| attr(&b.shadow, a, &["complex"]));
+                            let empty = matches!(got, Some(Value::Map(m)) if m.is_empty());
+                            done = Some(if *set_seen && empty {
+                                Ok(())
+                            } else {
+                                Err(format!("complex after clear: {got:?} (set seen: {set_seen})"))
+                            });
+                        }
+                        ("on_test_aoi", Some(Pending::Aoi)) => {
+                            let tester = id_arg(args.first());
+                            let known = tester.is_some_and(|t| b.shadow.contains_key(&t));
+                            done = Some(if known { Ok(()) } else { Err(format!("AOI tester {tester:?} never shown")) });
+                        }
+                        ("on_mails", Some(Pending::Mail(tag))) => {
+                            let found = matches!(args.first(), Some(Value::List(l)) if l.iter().any(|v| v.as_str() == Some(tag.as_str())));
+                            done = Some(if found {
+                                Ok(())
+                            } else {
+                                Err(format!("mail {tag} missing from {:?}", args.first()))
+                            });
+                        }
+                        ("on_online", Some(Pending::Online)) => {
+                            done = Some(if int(0).is_some_and(|n| n >= 1) {
+                                Ok(())
+                            } else {
+                                Err(format!("online count {:?}", int(0)))
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+            if let Some(outcome) = done {
+                let Some((name, what, since)) = b.pending.take() else {
+                    if let Err(e) = outcome {
+                        rep.error(format!("bot {} ({}): {e}", first + i, b.name));
+                    }
+                    continue;
+                };
+                match outcome {
+                    Ok(()) => rep.ok(name, u64::try_from(now.duration_since(since).as_micros()).unwrap_or(u64::MAX)),
+                    Err(e) => rep.fail(name, format!("bot {} ({}): {name}: expected {what:?}: {e}", first + i, b.name)),
+                }
+                let delay = Duration::from_secs_f64(gap * rng.unit());
+                schedule.push(Reverse((now + delay, i)));
+            }
+        }
+    }
+    Ok(rep)
+}
