@@ -203,7 +203,8 @@ pub(crate) fn run_testgame(
             b.n += 1;
             let tag = format!("{}-{}", b.name, b.n);
             let mut name = ACTIONS[rng.below(ACTIONS.len() as u64) as usize];
-            if b.kind <= 0 || (name == "test_aoi" && b.kind <= 0) {
+            // From the nil space (no AOI) only a space can be entered, as GoWorld's bots do.
+            if b.kind <= 0 {
                 name = "enter_space";
             }
             let pending = match name {
@@ -330,12 +331,11 @@ pub(crate) fn run_testgame(
                                 _ => {}
                             }
                         }
-                        ("on_say", Some(Pending::Say(tag))) => {
+                        ("on_say", Some(Pending::Say(tag)))
                             if args.first().and_then(Value::as_str) == Some(b.name.as_str())
-                                && args.get(2).and_then(Value::as_str) == Some(tag.as_str())
-                            {
-                                done = Some(Ok(()));
-                            }
+                                && args.get(2).and_then(Value::as_str) == Some(tag.as_str()) =>
+                        {
+                            done = Some(Ok(()));
                         }
                         ("on_test_list", Some(Pending::List)) => {
                             let replica = b.avatar.and_then(|a| attr(&b.shadow, a, &["test_list"]));
