@@ -439,7 +439,13 @@ impl Avatar {
     fn check_in(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
         let key = ctx.id().to_string();
         let me = id_value(ctx.id());
-        if !ctx.call_service_shard_key("Online", &key, "check_in", vec![me]) {
+        if ctx.attrs().get("checked_in") == Some(&Value::Bool(true)) {
+            return Ok(());
+        }
+        if ctx.call_service_shard_key("Online", &key, "check_in", vec![me]) {
+            // A server-only attribute: travels with the avatar, never reaches a client.
+            ctx.attrs().set("checked_in", true);
+        } else {
             let attempt = args.int(0)?;
             if attempt >= 50 {
                 return Err(failed("the Online service is not ready"));
@@ -454,6 +460,8 @@ impl Avatar {
     fn online(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
         let key = ctx.id().to_string();
         let me = id_value(ctx.id());
+        // Checked in first if the retry timer has not done it yet (same shard: in order).
+        self.check_in(ctx, Args(vec![Value::Int(0)]))?;
         if !ctx.call_service_shard_key("Online", &key, "count", vec![me]) {
             let attempt = args.get(0).ok().and_then(Value::as_int).unwrap_or(0);
             if attempt >= 50 {
