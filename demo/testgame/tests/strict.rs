@@ -1,0 +1,47 @@
+//! The proving run CI makes: `oxworld-stress --scenario testgame --bots 200 --duration 60
+//! --strict --json` against a real cluster (2 dispatchers, 2 games, 1 gate), with `oxworld
+//! reload` of both games in the middle. Any error or action timeout fails it.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use oxworld_bin::testkit::TestCluster;
+
+/// Bots and seconds; `OXWORLD_STRICT_BOTS` / `OXWORLD_STRICT_SECS` override them for a quick
+/// local run.
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[test]
+fn strict_testgame_run_with_a_reload_in_the_middle() {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_testgame"));
+    let cluster = TestCluster::start("strict", &exe, 2, 2, "").expect("cluster");
+    let stress = cluster.layout.bin_dir.join("oxworld-stress");
+    if !stress.exists() {
+        let st = Command::new(env!("CARGO")).args(["build", "-p", "oxworld-stress"]).status().expect("cargo");
+        assert!(st.success(), "building oxworld-stress failed");
+    }
+    let (bots, secs) = (knob("OXWORLD_STRICT_BOTS", 200), knob("OXWORLD_STRICT_SECS", 60));
+    let run = Command::new(&stress)
+        .args(["--scenario", "testgame", "--strict", "--json", "--rate", "1"])
+        .args(["--bots", &bots.to_string(), "--duration", &secs.to_string()])
+        .arg("--config")
+        .arg(&cluster.layout.config)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("oxworld-stress runs");
+    std::thread::sleep(Duration::from_secs(secs / 2));
+    let reload = cluster.cli(&["reload"]).expect("oxworld runs");
+    let reload_out = format!("{}{}", String::from_utf8_lossy(&reload.stdout), String::from_utf8_lossy(&reload.stderr));
+    let out = run.wait_with_output().expect("oxworld-stress finishes");
+    assert!(reload.status.success(), "reload: {reload_out}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = stdout.lines().last().unwrap_or("");
+    assert!(out.status.success(), "strict run failed:\n{stdout}");
+    assert!(json.starts_with("{\"scenario\":\"testgame\"") && json.contains("\"errors\":0,"), "{json}");
+    for action in ["login", "enter_space", "enter_nil_space", "say_world", "test_list", "test_complex", "test_aoi", "mail", "online"] {
+        assert!(json.contains(&format!("\"{action}\":{{\"count\":")), "{action} never ran: {json}");
+    }
+}
