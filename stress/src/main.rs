@@ -1,7 +1,7 @@
 //! `oxworld-stress`: load bots against a running cluster; reports what it measured.
 //!
 //! Scenarios (each in its own module): `echo` (against `demo/echo`), `chat`
-//! (`demo/chatroom`), `migrate` and `testgame` (`demo/testgame`). Every scenario records, per action, a
+//! (`demo/chatroom`), `migrate`, `testgame` and `crowd` (`demo/testgame`). Every scenario records, per action, a
 //! count, errors and a latency histogram (`report`). While running, a progress line shows
 //! actions/s, errors and p99 (on a terminal, without `--json`); at the end a summary, with
 //! `--json` one JSON object as the last stdout line, with `--report DIR` CSVs and an SVG plot.
@@ -9,6 +9,7 @@
 //! the run at the first error and prints it (which bot, which action, what was expected).
 
 mod chat;
+mod crowd;
 mod echo;
 mod migrate;
 mod report;
@@ -35,7 +36,7 @@ pub(crate) const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Parser)]
 #[command(name = "oxworld-stress", version)]
 struct Cli {
-    /// Scenario to run (`echo`, `chat`, `migrate`, `testgame`).
+    /// Scenario to run (`echo`, `chat`, `migrate`, `testgame`, `crowd`).
     #[arg(long, default_value = "echo")]
     scenario: String,
     /// Number of bots.
@@ -102,9 +103,10 @@ fn watched(run_dir: &Option<PathBuf>) -> Vec<(String, String)> {
 }
 
 fn run(cli: &Cli, live: &Arc<Live>) -> anyhow::Result<Report> {
-    if !["echo", "chat", "migrate", "testgame"].contains(&cli.scenario.as_str()) {
-        bail!("unknown scenario {:?} (available: echo, chat, migrate, testgame)", cli.scenario);
+    if !["echo", "chat", "migrate", "testgame", "crowd"].contains(&cli.scenario.as_str()) {
+        bail!("unknown scenario {:?} (available: echo, chat, migrate, testgame, crowd)", cli.scenario);
     }
+    let board = crowd::Board::default();
     let cfg = Config::load(&cli.config)?;
     let gates: Vec<SocketAddr> = cfg.gates.iter().map(|g| g.listen_addr).collect();
     let threads = cli.threads.clamp(1, cli.bots.max(1));
@@ -119,10 +121,12 @@ fn run(cli: &Cli, live: &Arc<Live>) -> anyhow::Result<Report> {
         let scenario = cli.scenario.clone();
         let live = live.clone();
         let total = cli.bots;
+        let board = board.clone();
         handles.push(std::thread::Builder::new().name(format!("bots{t}")).spawn(move || match scenario.as_str() {
             "chat" => chat::run_chat(&gates, first, count, duration, live),
             "migrate" => migrate::run_migrate(&gates, first, count, duration, rate, live),
             "testgame" => testgame::run_testgame(&gates, first, count, duration, rate, total, live),
+            "crowd" => crowd::run_crowd(&gates, first, count, total, duration, board, live),
             _ => echo::run_echo(&gates, first, count, duration, rate, live),
         })?);
     }

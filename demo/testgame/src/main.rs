@@ -24,6 +24,8 @@ use oxworld_core::{Args, AttrFlags, CallError, Ctx, Entity, Expose, Id, Pos, Reg
 const PASSWORD: &str = "123456";
 /// Monsters in each space made by the `Spaces` service.
 const MONSTERS: usize = 10;
+/// Kind of the crowd space (`join_crowd`): no monsters.
+const CROWD_KIND: i64 = 1000;
 
 fn failed(e: impl std::fmt::Display) -> CallError {
     CallError::Failed(e.to_string())
@@ -56,7 +58,8 @@ impl Entity for Arena {
             return;
         }
         let me = ctx.id();
-        if ctx.space_kind(me).unwrap_or(0) > 100 {
+        let kind = ctx.space_kind(me).unwrap_or(0);
+        if kind > 100 && kind != CROWD_KIND {
             for _ in 0..MONSTERS {
                 match ctx.create_entity_locally("Monster") {
                     Ok(m) => ctx.call(m, "place", vec![id_value(me)]),
@@ -288,8 +291,8 @@ impl Avatar {
     /// Own client: enter a space of `kind` (101..), found or made by the `Spaces` service.
     fn enter_space_kind(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
         let kind = args.int(0)?;
-        if !(101..=10_000).contains(&kind) {
-            return Err(CallError::BadArguments("kinds are 101..=10000".into()));
+        if !(101..=CROWD_KIND).contains(&kind) {
+            return Err(CallError::BadArguments(format!("kinds are 101..={CROWD_KIND}")));
         }
         let me = id_value(ctx.id());
         if !ctx.call_service_shard_key("Spaces", &kind.to_string(), "want", vec![Value::Int(kind), me]) {
@@ -303,6 +306,13 @@ impl Avatar {
             ctx.add_timer(std::time::Duration::from_millis(200), "enter_space_kind", again).map_err(failed)?;
         }
         Ok(())
+    }
+
+    /// Own client: join the crowd (the one space of kind 1000) and move by client messages
+    /// from now on (`ClientMsg::Move`); answers `entered(1000, game)`.
+    fn join_crowd(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+        ctx.set_client_move(true);
+        self.enter_space_kind(ctx, Args(vec![Value::Int(CROWD_KIND)]))
     }
 
     /// Server: the `Spaces` service's answer.
@@ -591,6 +601,7 @@ fn registry() -> Registry {
         .attr("complex", AttrFlags::CLIENT)
         .method("attach", Expose::Server, Avatar::attach)
         .method("enter_space_kind", Expose::OwnClient, Avatar::enter_space_kind)
+        .method("join_crowd", Expose::OwnClient, Avatar::join_crowd)
         .method("do_enter_space", Expose::Server, Avatar::do_enter_space)
         .method("enter_random_nil_space", Expose::OwnClient, Avatar::enter_random_nil_space)
         .method("say", Expose::OwnClient, Avatar::say)

@@ -41,7 +41,17 @@ fn strict_testgame_run_with_a_reload_in_the_middle() {
     let json = stdout.lines().last().unwrap_or("");
     assert!(out.status.success(), "strict run failed:\n{stdout}");
     assert!(json.starts_with("{\"scenario\":\"testgame\"") && json.contains("\"errors\":0,"), "{json}");
-    for action in ["login", "enter_space", "enter_nil_space", "say_world", "test_list", "test_complex", "test_aoi", "mail", "online"] {
+    for action in [
+        "login",
+        "enter_space",
+        "enter_nil_space",
+        "say_world",
+        "test_list",
+        "test_complex",
+        "test_aoi",
+        "mail",
+        "online",
+    ] {
         assert!(json.contains(&format!("\"{action}\":{{\"count\":")), "{action} never ran: {json}");
     }
 }
