@@ -157,11 +157,11 @@ pub(crate) fn run_crowd(
                 ServerMsg::DestroyEntity { id } => {
                     b.seen.remove(&id);
                 }
-                ServerMsg::Call { method, args, .. } if method == "entered" => {
-                    if args.first().and_then(Value::as_int) == Some(1000) && !b.walking {
-                        b.walking = true;
-                        schedule.push(Reverse((now, i)));
-                    }
+                ServerMsg::Call { method, args, .. }
+                    if method == "entered" && args.first().and_then(Value::as_int) == Some(1000) && !b.walking =>
+                {
+                    b.walking = true;
+                    schedule.push(Reverse((now, i)));
                 }
                 ServerMsg::Positions { entries } => {
                     let t = tenths(now);
