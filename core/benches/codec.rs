@@ -28,7 +28,12 @@ fn args() -> Vec<Value> {
 fn call() -> Msg {
     let mut a = Vec::new();
     encode_args(&args(), &mut a);
-    Msg::Call { target: Id([7; 16]), method: method_id("echo"), args: a, caller: Caller::Client { gate: 1, client: Id([9; 16]) } }
+    Msg::Call {
+        target: Id([7; 16]),
+        method: method_id("echo"),
+        args: a,
+        caller: Caller::Client { gate: 1, client: Id([9; 16]) },
+    }
 }
 
 /// 100 frames of 64 bytes written back to back, then split again.
@@ -101,7 +106,8 @@ fn dispatcher_route_one_call(b: Bencher) {
     let peer = "127.0.0.1:9".parse().expect("addr");
     let hello = |kind, id| {
         let mut v = Vec::new();
-        Msg::Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: "k".into(), entities: vec![] }.encode(&mut v);
+        Msg::Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: "k".into(), entities: vec![] }
+            .encode(&mut v);
         v
     };
     for (c, kind, id) in [(1, ProcKind::Game, 1), (2, ProcKind::Game, 2), (3, ProcKind::Gate, 1)] {
