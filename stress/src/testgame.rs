@@ -12,6 +12,7 @@
 //! | `test_aoi` | `test_aoi()` (not in the nil space) | `on_test_aoi(tester)` and the client was told about `tester` |
 //! | `mail` | `mail(text)` | `on_mails(texts)` containing `text` |
 //! | `online` | `online()` | `on_online(n)` with `n >= 1` |
+//! | `test_call_all` | `test_call_all()` | every client around answered (`on_test_call_all(n)`, `n >= 1`) |
 //!
 //! The time between actions is random, 0 to `2 / --rate` seconds.
 
@@ -33,7 +34,8 @@ const ACTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long logging in may take.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-const ACTIONS: [&str; 10] = [
+const ACTIONS: [&str; 11] = [
+    "test_call_all",
     "enter_space",
     "enter_nil_space",
     "say_world",
@@ -57,6 +59,7 @@ enum Pending {
     Aoi,
     Mail(String),
     Online,
+    CallAll,
 }
 
 struct Bot {
@@ -254,6 +257,10 @@ pub(crate) fn run_testgame(
                     call(&mut net, i, avatar, "test_aoi", vec![], &mut events);
                     Pending::Aoi
                 }
+                "test_call_all" => {
+                    call(&mut net, i, avatar, "test_call_all", vec![], &mut events);
+                    Pending::CallAll
+                }
                 "mail" => {
                     call(&mut net, i, avatar, "mail", vec![Value::from(tag.as_str())], &mut events);
                     Pending::Mail(tag)
@@ -311,6 +318,8 @@ pub(crate) fn run_testgame(
                 ServerMsg::DestroyEntity { id } if Some(id) == b.avatar => {
                     done = Some(Err("its avatar was destroyed".into()));
                 }
+                // A neighbour that vanished between its call-all and our answer: not ours to fail.
+                ServerMsg::Error { method, .. } if method == method_id("call_all_echo") => {}
                 ServerMsg::Error { message, .. } => done = Some(Err(format!("server error: {message}"))),
                 ServerMsg::Call { method, args, .. } => {
                     let pending = b.pending.as_mut().map(|(_, p, _)| p);
@@ -374,6 +383,23 @@ pub(crate) fn run_testgame(
                             } else {
                                 Err(format!("mail {tag} missing from {:?}", args.first()))
                             });
+                        }
+                        ("call_all_plz_echo", _) => {
+                            // Answer whoever asks, busy or not (the asker counts us), if it is
+                            // still shown to us.
+                            if let Some(from) = id_arg(args.first()).filter(|f| b.shadow.contains_key(f)) {
+                                call(&mut net, i, from, "call_all_echo", vec![], &mut events);
+                            }
+                        }
+                        ("on_test_call_all", Some(Pending::CallAll)) => {
+                            // All answered (n), or some went away meanwhile (-left, n): fine as
+                            // long as not everybody, ourselves included, stayed silent.
+                            let ok = match (int(0), int(1)) {
+                                (Some(n), None) => n >= 1,
+                                (Some(missing), Some(n)) => -missing < n,
+                                _ => false,
+                            };
+                            done = Some(if ok { Ok(()) } else { Err(format!("call-all answers: {args:?}")) });
                         }
                         ("on_online", Some(Pending::Online)) => {
                             done = Some(if int(0).is_some_and(|n| n >= 1) {

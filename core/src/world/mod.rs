@@ -438,17 +438,22 @@ impl Ctx<'_> {
     }
 
     /// Calls `method` on the own client and on the client of every entity that sees this one.
-    pub fn call_all_clients(&mut self, method: &str, args: Vec<Value>) {
+    /// Returns how many clients it reached.
+    pub fn call_all_clients(&mut self, method: &str, args: Vec<Value>) -> usize {
         self.flush_attrs();
         let msg = ServerMsg::Call { id: self.id, method: method.to_owned(), args };
+        let mut n = 0;
         if let Some(c) = *self.client {
             self.core.send_to_client(self.id, c, &msg);
+            n += 1;
         }
         for w in self.core.spaces.watchers(self.id) {
             if let Some(&c) = self.core.clients.get(&w) {
                 self.core.send_to_client(w, c, &msg);
+                n += 1;
             }
         }
+        n
     }
 
     /// This entity's id.

@@ -8,7 +8,7 @@
 //!   kind (through the sharded `Spaces` service), enter a random game's nil space (migration),
 //!   say in the world or the profession channel (filtered client calls), random list edits
 //!   and a nested attribute round trip (replica checks), an AOI tester, mail through KVDB,
-//!   and the `Online` service's count.
+//!   the `Online` service's count, and a call to every client around (`test_call_all`).
 //! - `Arena` (the space type): each game's nil space opens an arena (kind = game id, published
 //!   in KVDB as `arena$<game>`) and keeps a `Beacon` with a repeating timer; spaces of kind
 //!   101.. made by `Spaces` each get 10 `Monster`s.
@@ -466,6 +466,45 @@ impl Avatar {
         Ok(())
     }
 
+    /// Own client: calls `call_all_plz_echo(me)` on its own client and on every client that
+    /// sees it; each answers `call_all_echo()`; when all have, `on_test_call_all(n)`. Clients
+    /// that go away meanwhile are waited for at most 3 s (then `on_test_call_all(-left, n)`).
+    fn test_call_all(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+        let me = id_value(ctx.id());
+        let n = ctx.call_all_clients("call_all_plz_echo", vec![me]);
+        let round = ctx.attrs().int("call_all_round") + 1;
+        ctx.attrs().set("call_all_round", round);
+        ctx.attrs().set("call_all_left", i64::try_from(n).unwrap_or(i64::MAX));
+        ctx.attrs().set("call_all_n", i64::try_from(n).unwrap_or(i64::MAX));
+        ctx.add_timer(std::time::Duration::from_secs(3), "call_all_give_up", vec![Value::Int(round)])
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    /// Any client that was shown this avatar: the answer to `call_all_plz_echo`.
+    fn call_all_echo(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+        let left = ctx.attrs().int("call_all_left");
+        if left <= 0 {
+            return Ok(());
+        }
+        ctx.attrs().set("call_all_left", left - 1);
+        if left == 1 {
+            let n = ctx.attrs().int("call_all_n");
+            ctx.call_client("on_test_call_all", vec![Value::Int(n)]);
+        }
+        Ok(())
+    }
+
+    fn call_all_give_up(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        let left = ctx.attrs().int("call_all_left");
+        if args.int(0)? == ctx.attrs().int("call_all_round") && left > 0 {
+            ctx.attrs().set("call_all_left", 0i64);
+            let n = ctx.attrs().int("call_all_n");
+            ctx.call_client("on_test_call_all", vec![Value::Int(-left), Value::Int(n)]);
+        }
+        Ok(())
+    }
+
     /// Own client: asks this avatar's `Online` shard how many avatars it holds.
     fn online(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
         let key = ctx.id().to_string();
@@ -612,6 +651,9 @@ fn registry() -> Registry {
         .method("mail", Expose::OwnClient, Avatar::mail)
         .method("on_mails", Expose::Server, Avatar::on_mails)
         .method("online", Expose::OwnClient, Avatar::online)
+        .method("test_call_all", Expose::OwnClient, Avatar::test_call_all)
+        .method("call_all_echo", Expose::AnyClient, Avatar::call_all_echo)
+        .method("call_all_give_up", Expose::Server, Avatar::call_all_give_up)
         .method("check_in", Expose::Server, Avatar::check_in)
         .method("on_online", Expose::Server, Avatar::on_online);
     reg.service("Online", Online::default, 3)
