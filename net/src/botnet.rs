@@ -68,6 +68,18 @@ impl BotNet {
         Ok(i)
     }
 
+    /// Replaces bot `i`'s connection (closed or not) with a new one to `addr`, with a fresh
+    /// protocol state; the index stays the same.
+    pub fn reconnect(&mut self, i: usize, addr: SocketAddr) -> io::Result<()> {
+        self.close(i);
+        let mut stream = TcpStream::connect(addr)?;
+        self.poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+        if let Some(s) = self.slots.get_mut(i) {
+            *s = Slot { stream, conn: ClientConn::new(BOT_MAX_FRAME), out: Vec::new(), connected: false, open: true };
+        }
+        Ok(())
+    }
+
     /// The protocol state of bot `i`.
     pub fn conn(&self, i: usize) -> &ClientConn {
         &self.slots[i].conn

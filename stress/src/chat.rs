@@ -200,8 +200,16 @@ pub(crate) fn run_chat(
                 }
                 BotEvent::Message(..) => {}
                 BotEvent::Closed(i, reason) => {
-                    bots[i].closed = true;
-                    rep.error(format!("bot {}: disconnected: {reason}", first + i));
+                    if rep.live().reconnect && net.reconnect(i, gates[(first + i) % gates.len()]).is_ok() {
+                        let b = &mut bots[i];
+                        b.stage = Stage::Connecting;
+                        b.player = None;
+                        b.outstanding.clear();
+                        rep.ok("reconnect", 1);
+                    } else {
+                        bots[i].closed = true;
+                        rep.error(format!("bot {}: disconnected: {reason}", first + i));
+                    }
                 }
             }
         }

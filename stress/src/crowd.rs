@@ -129,8 +129,16 @@ pub(crate) fn run_crowd(
             let (i, msg) = match ev {
                 BotEvent::Connected(_) => continue,
                 BotEvent::Closed(i, reason) => {
-                    bots[i].closed = true;
-                    rep.error(format!("bot {}: disconnected: {reason}", first + i));
+                    if rep.live().reconnect && net.reconnect(i, gates[(first + i) % gates.len()]).is_ok() {
+                        let b = &mut bots[i];
+                        b.avatar = None;
+                        b.walking = false;
+                        b.seen.clear();
+                        rep.ok("reconnect", 1);
+                    } else {
+                        bots[i].closed = true;
+                        rep.error(format!("bot {}: disconnected: {reason}", first + i));
+                    }
                     continue;
                 }
                 BotEvent::Message(i, m) => (i, m),

@@ -122,8 +122,14 @@ pub(crate) fn run_echo(
                 }
                 BotEvent::Message(..) => {}
                 BotEvent::Closed(i, reason) => {
-                    bots[i].closed = true;
-                    rep.error(format!("bot {}: disconnected: {reason}", first + i));
+                    if rep.live().reconnect && net.reconnect(i, gates[(first + i) % gates.len()]).is_ok() {
+                        // Calls in flight are gone with the connection.
+                        bots[i] = Bot::default();
+                        rep.ok("reconnect", 1);
+                    } else {
+                        bots[i].closed = true;
+                        rep.error(format!("bot {}: disconnected: {reason}", first + i));
+                    }
                 }
             }
         }

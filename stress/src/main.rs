@@ -61,6 +61,9 @@ struct Cli {
     /// Stop at the first error or action timeout and print it.
     #[arg(long)]
     strict: bool,
+    /// Reconnect (and log in again) after a disconnect instead of counting it as an error.
+    #[arg(long)]
+    reconnect: bool,
     /// Write per-action latency percentiles as CSV and an SVG plot into this directory.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -176,7 +179,7 @@ fn main() -> ExitCode {
     let watch = watched(&cli.run_dir);
     let before: Vec<Option<(u64, u64)>> = watch.iter().map(|(_, pid)| proc_sample(pid)).collect();
     let t0 = Instant::now();
-    let live = Live::new(cli.strict);
+    let live = Live::new(cli.strict, cli.reconnect);
     let result = run(&cli, &live);
     let wall = t0.elapsed().as_secs_f64();
     let usage: Vec<(String, f64, u64)> = watch
@@ -198,7 +201,7 @@ fn main() -> ExitCode {
         }
     };
     let (mean, p50, p99, max) = report::summary(&rep.overall());
-    let done: u64 = rep.actions.values().map(|a| a.count).sum();
+    let done: u64 = rep.actions.iter().filter(|(n, _)| !["reconnect", "aoi"].contains(n)).map(|(_, a)| a.count).sum();
     let per_s = done as f64 / cli.duration.max(1) as f64;
     let mut line = format!(
         "scenario {} | {} bots for {} s | {done} actions, {} errors | {per_s:.0} actions/s | mean {mean} us p50 {p50} us p99 {p99} us max {max} us",

@@ -140,8 +140,13 @@ pub(crate) fn run_migrate(
                 }
                 BotEvent::Message(..) => {}
                 BotEvent::Closed(i, reason) => {
-                    bots[i].closed = true;
-                    rep.error(format!("bot {}: disconnected: {reason}", first + i));
+                    if rep.live().reconnect && net.reconnect(i, gates[(first + i) % gates.len()]).is_ok() {
+                        bots[i] = Hopper::default();
+                        rep.ok("reconnect", 1);
+                    } else {
+                        bots[i].closed = true;
+                        rep.error(format!("bot {}: disconnected: {reason}", first + i));
+                    }
                 }
             }
         }

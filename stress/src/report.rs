@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
 
+/// Actions that are counted but are not latencies.
+const NOT_TIMED: [&str; 2] = ["reconnect", "aoi"];
 /// Error messages kept for the summary.
 const MAX_SAMPLES: usize = 10;
 /// Percentiles written to the CSV and plotted.
@@ -43,16 +45,19 @@ pub(crate) struct Live {
     /// Set on the first error under `--strict`: every bot thread stops.
     pub(crate) stop: AtomicBool,
     pub(crate) strict: bool,
+    /// Bots reconnect after a disconnect (`--reconnect`) instead of counting it as an error.
+    pub(crate) reconnect: bool,
 }
 
 impl Live {
-    pub(crate) fn new(strict: bool) -> Arc<Live> {
+    pub(crate) fn new(strict: bool, reconnect: bool) -> Arc<Live> {
         Arc::new(Live {
             done: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             recent: Mutex::new(histogram()),
             stop: AtomicBool::new(false),
             strict,
+            reconnect,
         })
     }
 
@@ -130,11 +135,14 @@ impl Report {
         Ok(())
     }
 
-    /// All actions' latencies together.
+    /// All actions' latencies together (not counting events that are not round trips:
+    /// reconnects and AOI checks).
     pub(crate) fn overall(&self) -> Histogram<u64> {
         let mut h = histogram();
-        for a in self.actions.values() {
-            let _ = h.add(&a.hist);
+        for (name, a) in &self.actions {
+            if !NOT_TIMED.contains(name) {
+                let _ = h.add(&a.hist);
+            }
         }
         h
     }

@@ -279,8 +279,18 @@ pub(crate) fn run_testgame(
             let (i, msg) = match ev {
                 BotEvent::Connected(_) => continue,
                 BotEvent::Closed(i, reason) => {
-                    bots[i].closed = true;
-                    rep.error(format!("bot {} ({}): disconnected: {reason}", first + i, bots[i].name));
+                    if rep.live().reconnect && net.reconnect(i, gates[(first + i) % gates.len()]).is_ok() {
+                        let b = &mut bots[i];
+                        b.account = None;
+                        b.avatar = None;
+                        b.kind = -1;
+                        b.shadow.clear();
+                        b.pending = Some(("login", Pending::Login, now));
+                        rep.ok("reconnect", 1);
+                    } else {
+                        bots[i].closed = true;
+                        rep.error(format!("bot {} ({}): disconnected: {reason}", first + i, bots[i].name));
+                    }
                     continue;
                 }
                 BotEvent::Message(i, m) => (i, m),
