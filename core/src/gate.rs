@@ -214,19 +214,23 @@ impl GateApp {
                 return;
             }
             Msg::FilteredCall { key, op, value, method, args } => {
-                let args = match oxworld_net::value::decode_args(&mut oxworld_net::wire::Reader::new(&args)) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        warn!("gate{}: filtered call {method} with undecodable arguments: {e}", self.cfg.id);
-                        return;
-                    }
-                };
+                // Checked once, encoded once; each client gets a copy with its owner's id.
+                let mut r = oxworld_net::wire::Reader::new(&args);
+                if let Err(e) = oxworld_net::value::decode_args(&mut r).and_then(|_| r.finish()) {
+                    warn!("gate{}: filtered call {method} with undecodable arguments: {e}", self.cfg.id);
+                    return;
+                }
+                let template = ServerMsg::call_template(&method, &args);
+                let id_at = oxworld_net::client_proto::CALL_ID_RANGE;
                 for (&conn, c) in &self.clients {
                     let Some(owner) = c.owner else { continue };
                     let hit = key.is_empty() || c.props.get(&key).is_some_and(|p| filter_matches(p, op, &value));
                     if hit {
-                        let m = ServerMsg::Call { id: owner, method: method.clone(), args: args.clone() };
-                        Self::reply(out, conn, &m);
+                        out.send_with(conn, |b| {
+                            let at = b.len();
+                            b.extend_from_slice(&template);
+                            b[at + id_at.start..at + id_at.end].copy_from_slice(&owner.0);
+                        });
                     }
                 }
                 return;

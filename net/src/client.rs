@@ -287,10 +287,14 @@ mod tests {
         c.handle_bytes(&wire[..10]).expect("partial");
         assert!(c.poll_event().is_none());
         c.handle_bytes(&wire[10..]).expect("rest");
+        // State follows the messages as they are taken, not as they arrive.
+        assert_eq!(c.client_id(), None);
+        assert!(matches!(c.poll_event(), Some(ServerMsg::Welcome { .. })));
         assert_eq!(c.client_id(), Some(Id([1; 16])));
+        assert_eq!(c.player(), None, "the create is not taken yet");
+        assert!(matches!(c.poll_event(), Some(ServerMsg::CreateEntity { .. })));
         assert_eq!(c.player(), Some(Id([2; 16])));
         assert_eq!(c.entity_type(Id([2; 16])), Some("A"));
-        assert!(matches!(c.poll_event(), Some(ServerMsg::Welcome { .. })));
         c.call(Id([2; 16]), "echo", vec![]);
         assert!(c.wants_write());
         let out = c.take_output();

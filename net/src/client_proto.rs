@@ -19,6 +19,9 @@ const S_WELCOME: u8 = 0x81;
 const S_CREATE: u8 = 0x82;
 const S_DESTROY: u8 = 0x83;
 const S_CALL: u8 = 0x84;
+
+/// Where the entity id lies in an encoded `ServerMsg::Call` (see [`ServerMsg::call_template`]).
+pub const CALL_ID_RANGE: std::ops::Range<usize> = 1..17;
 const S_ERROR: u8 = 0x85;
 const S_ATTRS: u8 = 0x86;
 const S_POSITIONS: u8 = 0x87;
@@ -227,6 +230,18 @@ impl ServerMsg {
     /// Builds an [`ServerMsg::Error`].
     pub fn error(code: ErrorCode, target: Id, method: u32, message: impl Into<String>) -> Self {
         ServerMsg::Error { code: code as u16, target, method, message: message.into() }
+    }
+
+    /// The encoding of `ServerMsg::Call { id: NIL, method, args }` built from arguments that
+    /// are already encoded (`value::encode_args`); the id sits at [`CALL_ID_RANGE`] so one call
+    /// fanned out to many clients is encoded once and only the id patched per client.
+    pub fn call_template(method: &str, encoded_args: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + 16 + 4 + method.len() + encoded_args.len());
+        out.push(S_CALL);
+        out.extend_from_slice(&Id::NIL.0);
+        put_bytes(&mut out, method.as_bytes());
+        out.extend_from_slice(encoded_args);
+        out
     }
 
     /// Appends the encoding (without the frame prefix).
@@ -494,5 +509,20 @@ mod tests {
             assert_eq!(ServerMsg::peek_entity(&out), want);
         }
         assert_eq!(ServerMsg::peek_entity(&[S_CREATE, 1, 2]), None);
+    }
+
+    /// A call template with its id patched decodes as the call it stands for.
+    #[test]
+    fn call_template_patches_into_the_call() {
+        let args = vec![Value::from("hi"), Value::Int(3)];
+        let mut enc = Vec::new();
+        encode_args(&args, &mut enc);
+        let mut t = ServerMsg::call_template("on_say", &enc);
+        let id = Id([0x42; 16]);
+        t[CALL_ID_RANGE].copy_from_slice(&id.0);
+        assert_eq!(ServerMsg::decode(&t), Ok(ServerMsg::Call { id, method: "on_say".into(), args: args.clone() }));
+        let mut direct = Vec::new();
+        ServerMsg::Call { id, method: "on_say".into(), args }.encode(&mut direct);
+        assert_eq!(t, direct);
     }
 }

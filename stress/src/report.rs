@@ -224,10 +224,12 @@ fn plot(rep: &Report, scenario: &str, path: &Path) -> anyhow::Result<()> {
         .configure_mesh()
         .x_desc("percentile")
         .y_desc("latency (µs)")
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .x_labels(7)
         .x_label_formatter(&|x| {
             let p = 100.0 * (1.0 - 10f64.powf(-x));
-            if p < 99.0 { format!("{p:.0}%") } else { format!("{p:.3}%").trim_end_matches('0').to_owned() }
+            let t = format!("{p:.3}");
+            format!("{}%", t.trim_end_matches('0').trim_end_matches('.'))
         })
         .draw()
         .map_err(|e| anyhow::anyhow!("{e}"))?;

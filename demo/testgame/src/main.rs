@@ -391,7 +391,7 @@ impl Avatar {
         Ok(())
     }
 
-    /// Own client: an `AoiTester` appears next to the avatar; after the AOI has been applied
+    /// Own client: an `AoiTester` appears next to the avatar; once it has entered the space
     /// the client gets `on_test_aoi(tester)` (it must have been told about the tester), then
     /// the tester goes away.
     fn test_aoi(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
@@ -403,7 +403,9 @@ impl Avatar {
         let tester = ctx.create_entity_locally("AoiTester").map_err(failed)?;
         let args = vec![id_value(space), Value::Float(f64::from(pos.x)), Value::Float(f64::from(pos.z))];
         ctx.call(tester, "place", args);
-        ctx.add_timer(std::time::Duration::from_millis(30), "aoi_check", vec![id_value(tester)]).map_err(failed)?;
+        // A timer due now fires after this turn's local work (the tester's create and space
+        // entry), so the client hears of the tester first.
+        ctx.add_timer(std::time::Duration::ZERO, "aoi_check", vec![id_value(tester)]).map_err(failed)?;
         Ok(())
     }
 
