@@ -55,6 +55,11 @@ pub struct GateApp {
     by_client: HashMap<Id, ConnId>,
     stats: GateStats,
     pending_moves: FxHashMap<Id, (Id, [f32; 4])>,
+    /// With `client_flush`: messages for each client gathered since the last flush, in order.
+    held: FxHashMap<ConnId, Vec<Vec<u8>>>,
+    next_flush: Option<Instant>,
+    /// Time of the event or tick being handled.
+    now: Instant,
     done: bool,
     fatal: Option<String>,
 }
@@ -99,6 +104,9 @@ impl GateApp {
             by_client: HashMap::new(),
             stats: GateStats::default(),
             pending_moves: FxHashMap::default(),
+            held: FxHashMap::default(),
+            next_flush: None,
+            now: clock_base.0,
             done: false,
             fatal: None,
         }
@@ -187,6 +195,7 @@ impl GateApp {
     }
 
     fn on_client_closed(&mut self, conn: ConnId, reason: &CloseReason, out: &mut Outbox) {
+        self.held.remove(&conn);
         let Some(c) = self.clients.remove(&conn) else {
             return;
         };
@@ -222,10 +231,19 @@ impl GateApp {
                 }
                 let template = ServerMsg::call_template(&method, &args);
                 let id_at = oxworld_net::client_proto::CALL_ID_RANGE;
+                let batch = !self.cfg.client_flush.is_zero();
                 for (&conn, c) in &self.clients {
                     let Some(owner) = c.owner else { continue };
                     let hit = key.is_empty() || c.props.get(&key).is_some_and(|p| filter_matches(p, op, &value));
-                    if hit {
+                    if !hit {
+                        continue;
+                    }
+                    if batch {
+                        let mut m = template.clone();
+                        m[id_at.clone()].copy_from_slice(&owner.0);
+                        self.held.entry(conn).or_default().push(m);
+                        self.next_flush.get_or_insert(self.now + self.cfg.client_flush);
+                    } else {
                         out.send_with(conn, |b| {
                             let at = b.len();
                             b.extend_from_slice(&template);
@@ -265,12 +283,32 @@ impl GateApp {
                 }
             }
         }
-        out.send(conn, &payload);
+        self.to_client(conn, payload, out);
+    }
+
+    /// Sends a game's message to a client: at once, or with the next flush.
+    fn to_client(&mut self, conn: ConnId, payload: Vec<u8>, out: &mut Outbox) {
+        if self.cfg.client_flush.is_zero() {
+            out.send(conn, &payload);
+        } else {
+            self.held.entry(conn).or_default().push(payload);
+            self.next_flush.get_or_insert(self.now + self.cfg.client_flush);
+        }
+    }
+
+    /// Writes everything held for clients (each client's messages in one write).
+    fn flush_clients(&mut self, out: &mut Outbox) {
+        for (conn, msgs) in self.held.drain() {
+            for m in msgs {
+                out.send(conn, &m);
+            }
+        }
     }
 }
 
 impl App for GateApp {
     fn handle(&mut self, now: Instant, event: Event, out: &mut Outbox) {
+        self.now = now;
         match event {
             Event::Accepted { conn, .. } => self.on_accept(now, conn, out),
             Event::Connected { conn } => self.links.on_connected(conn, out, |_| Vec::new()),
@@ -295,6 +333,7 @@ impl App for GateApp {
             }
             Event::Signal(Signal::Terminate) => {
                 info!("gate{}: stopping; closing {} clients", self.cfg.id, self.clients.len());
+                self.flush_clients(out);
                 for (&conn, c) in &self.clients {
                     if let Some(owner) = c.owner {
                         let msg = Msg::ClientDisconnected { gate: self.cfg.id, client: c.id, owner };
@@ -313,6 +352,11 @@ impl App for GateApp {
 
     fn tick(&mut self, now: Instant, out: &mut Outbox) {
         self.links.tick(now, out);
+        self.now = now;
+        if self.next_flush.is_some_and(|t| now >= t) {
+            self.flush_clients(out);
+            self.next_flush = None;
+        }
         let n = self.links.len();
         for (id, (client, pos)) in self.pending_moves.drain() {
             self.links.send(id.dispatcher_index(n), &Msg::ClientMove { client, id, pos }, out);
@@ -320,7 +364,7 @@ impl App for GateApp {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.links.next_deadline()
+        [self.links.next_deadline(), self.next_flush].into_iter().flatten().min()
     }
 
     fn done(&self) -> bool {
@@ -366,7 +410,11 @@ mod tests {
 
     /// A gate whose two dispatcher links completed their handshake.
     fn fixture() -> Fixture {
-        let cfg = Config::parse(Path::new("t.ini"), CFG).expect("config");
+        fixture_with(CFG)
+    }
+
+    fn fixture_with(text: &str) -> Fixture {
+        let cfg = Config::parse(Path::new("t.ini"), text).expect("config");
         let now = Instant::now();
         let mut gate = GateApp::new(&cfg, 1, 7, (now, 1_700_000_000_000));
         let mut out = Outbox::new();
@@ -543,5 +591,45 @@ mod tests {
         );
         let sent = f.out.take_frames();
         assert_eq!(Msg::decode(&sent[0].1[0]).expect("msg"), Msg::ClientDisconnected { gate: 1, client, owner: boot });
+    }
+
+    /// With `client_flush_ms`, what goes to clients waits for the next flush and then leaves
+    /// in order (game messages and world calls alike).
+    #[test]
+    fn client_messages_wait_for_the_flush_and_keep_their_order() {
+        let mut f = fixture_with(&format!("{CFG}[gate_common]\nclient_flush_ms = 5\n"));
+        let (c1, b1) = f.accept(100);
+        let create = ServerMsg::CreateEntity {
+            is_player: true,
+            id: b1,
+            type_name: "B".into(),
+            attrs: Value::Nil,
+            pos: Default::default(),
+        };
+        f.deliver(c1, &create);
+        let mut args = Vec::new();
+        oxworld_net::value::encode_args(&[Value::Int(1)], &mut args);
+        let mut data = Vec::new();
+        Msg::FilteredCall { key: String::new(), op: 0, value: String::new(), method: "world".into(), args }
+            .encode(&mut data);
+        f.gate.handle(f.now, Event::Frame { conn: f.links[0], data }, &mut f.out);
+        let to_client = |f: &mut Fixture| -> Vec<ServerMsg> {
+            f.out
+                .take_frames()
+                .into_iter()
+                .filter(|(c, _)| *c == ConnId(100))
+                .flat_map(|(_, fs)| fs.into_iter().map(|b| ServerMsg::decode(&b).expect("valid")))
+                .collect()
+        };
+        assert!(to_client(&mut f).iter().all(|m| matches!(m, ServerMsg::Welcome { .. })), "held until the flush");
+        assert_eq!(f.gate.next_deadline(), Some(f.now + std::time::Duration::from_millis(5)));
+        f.gate.tick(f.now + std::time::Duration::from_millis(4), &mut f.out);
+        assert!(to_client(&mut f).is_empty());
+        f.gate.tick(f.now + std::time::Duration::from_millis(5), &mut f.out);
+        let got = to_client(&mut f);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(matches!(&got[0], ServerMsg::CreateEntity { id, .. } if *id == b1));
+        assert_eq!(got[1], ServerMsg::Call { id: b1, method: "world".into(), args: vec![Value::Int(1)] });
+        assert_eq!(f.gate.next_deadline(), None);
     }
 }

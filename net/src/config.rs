@@ -75,6 +75,10 @@ pub struct GateConfig {
     pub heartbeat_timeout: Duration,
     /// Client connections accepted at once; more are refused at accept.
     pub max_clients: usize,
+    /// Messages to clients are gathered and written every this often (`client_flush_ms`, 0:
+    /// at once). A few milliseconds cut the gate's write syscalls when many messages go to
+    /// every client (chat, crowds) at that much added latency.
+    pub client_flush: Duration,
 }
 
 /// The whole validated cluster config.
@@ -259,6 +263,7 @@ impl Config {
                 client_queue_limit: s.uint("client_queue_limit_bytes", Some(4 << 20), 1024, 1 << 32)?,
                 heartbeat_timeout: Duration::from_secs(s.uint("heartbeat_timeout_s", Some(60), 1, 86_400)? as u64),
                 max_clients: s.uint("max_clients", Some(20_000), 1, 1_000_000)?,
+                client_flush: Duration::from_millis(s.uint("client_flush_ms", Some(0), 0, 1000)? as u64),
             });
             s.deny_unknown()?;
         }
