@@ -283,11 +283,11 @@ impl GateApp {
                 }
             }
         }
-        self.to_client(conn, payload, out);
+        self.send_client(conn, payload, out);
     }
 
     /// Sends a game's message to a client: at once, or with the next flush.
-    fn to_client(&mut self, conn: ConnId, payload: Vec<u8>, out: &mut Outbox) {
+    fn send_client(&mut self, conn: ConnId, payload: Vec<u8>, out: &mut Outbox) {
         if self.cfg.client_flush.is_zero() {
             out.send(conn, &payload);
         } else {
