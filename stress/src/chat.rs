@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use oxworld_net::botnet::{BotEvent, BotNet};
-use oxworld_net::client_proto::{ClientMsg, ServerMsg};
-use oxworld_net::{Id, Value, method_id};
+use oxworld_net::client_proto::ServerMsg;
+use oxworld_net::{Id, Value};
 
 use crate::ANSWER_GRACE;
-use crate::report::{Live, Report};
+use crate::report::{Live, Report, Rng, call};
 
 /// Logging in hashes a password on the game (Argon2): allow for a queue of them at start.
 const CHAT_LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -38,22 +38,6 @@ struct ChatBot {
     seq: u64,
     outstanding: VecDeque<(u64, Instant)>,
     closed: bool,
-}
-
-/// A small xorshift generator: the schedule only needs to be spread, not secret.
-struct Rng(u64);
-
-impl Rng {
-    fn next_f64(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-fn call(net: &mut BotNet, i: usize, target: Id, method: &str, args: Vec<Value>, events: &mut Vec<BotEvent>) {
-    net.send(i, &ClientMsg::Call { target, method: method_id(method), args }, events);
 }
 
 /// Runs bots `first..first+count` for `duration` of chatting; returns what they measured
@@ -100,7 +84,7 @@ pub(crate) fn run_chat(
                     net.close(i);
                     continue;
                 }
-                schedule.push(Reverse((now + Duration::from_secs_f64(1.0 + 2.0 * rng.next_f64()), i)));
+                schedule.push(Reverse((now + Duration::from_secs_f64(1.0 + 2.0 * rng.unit()), i)));
             }
         }
         if rep.live().stopped() {
@@ -124,7 +108,7 @@ pub(crate) fn run_chat(
                 rep.calls += 1;
                 let line = format!("c {} {}", b.seq, b.name);
                 call(&mut net, i, player, "send_chat", vec![Value::from(line.as_str())], &mut events);
-                schedule.push(Reverse((now + Duration::from_secs_f64(1.0 + 2.0 * rng.next_f64()), i)));
+                schedule.push(Reverse((now + Duration::from_secs_f64(1.0 + 2.0 * rng.unit()), i)));
             }
         }
         let wake = schedule.peek().map(|Reverse((t, _))| *t).unwrap_or(now + Duration::from_millis(100));

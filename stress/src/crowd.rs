@@ -18,7 +18,7 @@ use oxworld_net::botnet::{BotEvent, BotNet};
 use oxworld_net::client_proto::{ClientMsg, Pos, ServerMsg};
 use oxworld_net::{Id, Value, method_id};
 
-use crate::report::{Live, Report};
+use crate::report::{Live, Report, Rng};
 
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 const STEP: Duration = Duration::from_millis(100);
@@ -38,17 +38,6 @@ struct Walker {
     seen: HashSet<Id>,
     closed: bool,
     login_sent: Instant,
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn unit(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 40) as f32 / (1u64 << 24) as f32
-    }
 }
 
 /// Runs bots `first..first+count`; `total` bots take part (for the area and the check).
@@ -78,8 +67,8 @@ pub(crate) fn run_crowd(
             name: format!("crowd{}", first + i),
             avatar: None,
             walking: false,
-            x: rng.unit() * side,
-            z: rng.unit() * side,
+            x: rng.unit() as f32 * side,
+            z: rng.unit() as f32 * side,
             seen: HashSet::new(),
             closed: false,
             login_sent: start,
@@ -117,8 +106,8 @@ pub(crate) fn run_crowd(
             if walk_until.is_some_and(|u| now >= u) {
                 continue;
             }
-            b.x = (b.x + (rng.unit() - 0.5) * 10.0).clamp(0.0, side);
-            b.z = (b.z + (rng.unit() - 0.5) * 10.0).clamp(0.0, side);
+            b.x = (b.x + (rng.unit() as f32 - 0.5) * 10.0).clamp(0.0, side);
+            b.z = (b.z + (rng.unit() as f32 - 0.5) * 10.0).clamp(0.0, side);
             let pos = Pos { x: b.x, y: tenths(now), z: b.z, yaw: 0.0 };
             net.send(i, &ClientMsg::Move { id, pos }, &mut events);
             schedule.push(Reverse((due + STEP, i)));

@@ -24,6 +24,42 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant histogram bounds are valid")
 }
 
+/// A small xorshift generator for the bots' choices and timings: they only need to be spread,
+/// not secret, and a seed per thread makes runs repeatable.
+pub(crate) struct Rng(pub(crate) u64);
+
+impl Rng {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform in `0..n`.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub(crate) fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Sends `method(args)` to `target` from bot `i`.
+pub(crate) fn call(
+    net: &mut oxworld_net::botnet::BotNet,
+    i: usize,
+    target: oxworld_net::Id,
+    method: &str,
+    args: Vec<oxworld_net::Value>,
+    events: &mut Vec<oxworld_net::botnet::BotEvent>,
+) {
+    let msg = oxworld_net::client_proto::ClientMsg::Call { target, method: oxworld_net::method_id(method), args };
+    net.send(i, &msg, events);
+}
+
 /// One action's figures.
 pub(crate) struct Action {
     pub(crate) count: u64,

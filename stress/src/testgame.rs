@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use oxworld_net::botnet::{BotEvent, BotNet};
-use oxworld_net::client_proto::{ClientMsg, ServerMsg};
+use oxworld_net::client_proto::ServerMsg;
 use oxworld_net::{Id, Value, method_id};
 
-use crate::report::{Live, Report};
+use crate::report::{Live, Report, Rng, call};
 
 /// How long an action may take.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,30 +73,6 @@ struct Bot {
     pending: Option<(&'static str, Pending, Instant)>,
     closed: bool,
     n: u64,
-}
-
-/// A small xorshift generator: actions only need to be spread, not secret.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-fn call(net: &mut BotNet, i: usize, target: Id, method: &str, args: Vec<Value>, events: &mut Vec<BotEvent>) {
-    net.send(i, &ClientMsg::Call { target, method: method_id(method), args }, events);
 }
 
 fn attr<'a>(shadow: &'a std::collections::HashMap<Id, Value>, id: Id, path: &[&str]) -> Option<&'a Value> {
