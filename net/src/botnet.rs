@@ -40,6 +40,8 @@ pub struct BotNet {
     events: Events,
     slots: Vec<Slot>,
     buf: Vec<u8>,
+    /// Bots to reconnect, and when.
+    later: Vec<(usize, SocketAddr, std::time::Instant)>,
 }
 
 impl BotNet {
@@ -50,6 +52,7 @@ impl BotNet {
             events: Events::with_capacity(1024),
             slots: Vec::new(),
             buf: vec![0; 64 * 1024],
+            later: Vec::new(),
         })
     }
 
@@ -66,6 +69,13 @@ impl BotNet {
             open: true,
         });
         Ok(i)
+    }
+
+    /// Closes bot `i` now and reconnects it to `addr` after `delay` (a back-off, so a gate
+    /// that is down is not hammered); a failed attempt shows up as `Closed` again.
+    pub fn reconnect_after(&mut self, i: usize, addr: SocketAddr, delay: Duration) {
+        self.close(i);
+        self.later.push((i, addr, std::time::Instant::now() + delay));
     }
 
     /// Replaces bot `i`'s connection (closed or not) with a new one to `addr`, with a fresh
@@ -142,6 +152,21 @@ impl BotNet {
 
     /// Waits up to `timeout` for IO and appends what happened to `events`.
     pub fn poll(&mut self, timeout: Duration, events: &mut Vec<BotEvent>) -> io::Result<()> {
+        let now = std::time::Instant::now();
+        let mut timeout = timeout;
+        if !self.later.is_empty() {
+            let due: Vec<(usize, SocketAddr)> =
+                self.later.iter().filter(|(_, _, t)| *t <= now).map(|(i, a, _)| (*i, *a)).collect();
+            self.later.retain(|(_, _, t)| *t > now);
+            for (i, addr) in due {
+                if let Err(e) = self.reconnect(i, addr) {
+                    events.push(BotEvent::Closed(i, format!("reconnect: {e}")));
+                }
+            }
+            if let Some(next) = self.later.iter().map(|(_, _, t)| *t).min() {
+                timeout = timeout.min(next.saturating_duration_since(now));
+            }
+        }
         match self.poll.poll(&mut self.events, Some(timeout)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),

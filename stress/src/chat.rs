@@ -17,6 +17,7 @@ use oxworld_net::client_proto::ServerMsg;
 use oxworld_net::{Id, Value};
 
 use crate::ANSWER_GRACE;
+use crate::RECONNECT_DELAY;
 use crate::report::{Live, Report, Rng, call};
 
 /// Logging in hashes a password on the game (Argon2): allow for a queue of them at start.
@@ -184,7 +185,8 @@ pub(crate) fn run_chat(
                 }
                 BotEvent::Message(..) => {}
                 BotEvent::Closed(i, reason) => {
-                    if rep.live().reconnect && net.reconnect(i, gates[(first + i) % gates.len()]).is_ok() {
+                    if rep.live().reconnect {
+                        net.reconnect_after(i, gates[(first + i) % gates.len()], RECONNECT_DELAY);
                         let b = &mut bots[i];
                         b.stage = Stage::Connecting;
                         b.player = None;

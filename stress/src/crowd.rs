@@ -18,6 +18,7 @@ use oxworld_net::botnet::{BotEvent, BotNet};
 use oxworld_net::client_proto::{ClientMsg, Pos, ServerMsg};
 use oxworld_net::{Id, Value, method_id};
 
+use crate::RECONNECT_DELAY;
 use crate::report::{Live, Report, Rng};
 
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -118,7 +119,8 @@ pub(crate) fn run_crowd(
             let (i, msg) = match ev {
                 BotEvent::Connected(_) => continue,
                 BotEvent::Closed(i, reason) => {
-                    if rep.live().reconnect && net.reconnect(i, gates[(first + i) % gates.len()]).is_ok() {
+                    if rep.live().reconnect {
+                        net.reconnect_after(i, gates[(first + i) % gates.len()], RECONNECT_DELAY);
                         let b = &mut bots[i];
                         b.avatar = None;
                         b.walking = false;

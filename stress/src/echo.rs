@@ -14,6 +14,7 @@ use oxworld_net::botnet::{BotEvent, BotNet};
 use oxworld_net::client_proto::{ClientMsg, ServerMsg};
 use oxworld_net::{Id, Value, method_id};
 
+use crate::RECONNECT_DELAY;
 use crate::report::{Live, Report};
 use crate::{ANSWER_GRACE, LOGIN_TIMEOUT};
 
@@ -122,7 +123,8 @@ pub(crate) fn run_echo(
                 }
                 BotEvent::Message(..) => {}
                 BotEvent::Closed(i, reason) => {
-                    if rep.live().reconnect && net.reconnect(i, gates[(first + i) % gates.len()]).is_ok() {
+                    if rep.live().reconnect {
+                        net.reconnect_after(i, gates[(first + i) % gates.len()], RECONNECT_DELAY);
                         // Calls in flight are gone with the connection.
                         bots[i] = Bot::default();
                         rep.ok("reconnect", 1);

@@ -29,6 +29,8 @@ use report::{Live, Report};
 
 /// How long unanswered calls may still be answered after the sending deadline.
 pub(crate) const ANSWER_GRACE: Duration = Duration::from_secs(5);
+/// Wait before a bot reconnects (`--reconnect`).
+pub(crate) const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 /// How long a bot may take to get its boot entity.
 pub(crate) const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 

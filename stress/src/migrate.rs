@@ -15,6 +15,7 @@ use oxworld_net::botnet::{BotEvent, BotNet};
 use oxworld_net::client_proto::{ClientMsg, ServerMsg};
 use oxworld_net::{Id, Value, method_id};
 
+use crate::RECONNECT_DELAY;
 use crate::report::{Live, Report};
 use crate::{ANSWER_GRACE, LOGIN_TIMEOUT};
 
@@ -140,7 +141,8 @@ pub(crate) fn run_migrate(
                 }
                 BotEvent::Message(..) => {}
                 BotEvent::Closed(i, reason) => {
-                    if rep.live().reconnect && net.reconnect(i, gates[(first + i) % gates.len()]).is_ok() {
+                    if rep.live().reconnect {
+                        net.reconnect_after(i, gates[(first + i) % gates.len()], RECONNECT_DELAY);
                         bots[i] = Hopper::default();
                         rep.ok("reconnect", 1);
                     } else {

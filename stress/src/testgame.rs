@@ -27,6 +27,7 @@ use oxworld_net::botnet::{BotEvent, BotNet};
 use oxworld_net::client_proto::ServerMsg;
 use oxworld_net::{Id, Value, method_id};
 
+use crate::RECONNECT_DELAY;
 use crate::report::{Live, Report, Rng, call};
 
 /// How long an action may take.
@@ -255,7 +256,8 @@ pub(crate) fn run_testgame(
             let (i, msg) = match ev {
                 BotEvent::Connected(_) => continue,
                 BotEvent::Closed(i, reason) => {
-                    if rep.live().reconnect && net.reconnect(i, gates[(first + i) % gates.len()]).is_ok() {
+                    if rep.live().reconnect {
+                        net.reconnect_after(i, gates[(first + i) % gates.len()], RECONNECT_DELAY);
                         let b = &mut bots[i];
                         b.account = None;
                         b.avatar = None;
