@@ -15,6 +15,8 @@
 //!
 //! `OXWORLD_TESTGAME_WITHOUT=Beacon` leaves the `Beacon` type out of the registry: a binary
 //! whose entity types changed, for testing that a restore refuses it and keeps the freeze.
+//! `OXWORLD_TESTGAME_RESTORE_DELAY_MS=N` makes a restore take N ms longer (the `Beacon`'s
+//! `on_restored` sleeps): a slow restart, for testing the dispatchers' hold bound.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -80,9 +82,21 @@ impl Entity for Beacon {
             log::error!("beacon: {e}");
         }
     }
+
+    fn on_restored(&mut self, _ctx: &mut Ctx<'_>) {
+        if let Some(d) = Beacon::restore_delay() {
+            log::warn!("beacon: slowing this restore down by {d:?} (OXWORLD_TESTGAME_RESTORE_DELAY_MS)");
+            std::thread::sleep(d);
+        }
+    }
 }
 
 impl Beacon {
+    fn restore_delay() -> Option<std::time::Duration> {
+        let ms: u64 = std::env::var("OXWORLD_TESTGAME_RESTORE_DELAY_MS").ok()?.parse().ok()?;
+        Some(std::time::Duration::from_millis(ms))
+    }
+
     fn pulse(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
         let n = ctx.attrs().int("pulses");
         ctx.attrs().set("pulses", n + 1);

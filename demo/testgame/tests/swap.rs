@@ -87,3 +87,61 @@ fn a_failed_restore_keeps_the_freeze_and_start_brings_it_back() {
     let (ok, out) = cli(&cluster, &["reload"], None);
     assert!(ok && out.contains("reloaded 2 games"), "{out}");
 }
+
+/// A restart slower than the hold bound: every call held meanwhile is answered with
+/// `Unavailable` (none is lost silently), the game still comes back, and `oxworld reload`
+/// exits non-zero saying that held messages failed.
+#[test]
+fn a_restore_slower_than_the_hold_bound_fails_the_held_calls_loudly() {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_testgame"));
+    let extra = "[deployment]\nfreeze_hold_timeout_s = 1\n";
+    let cluster = TestCluster::start("swap-slow", &exe, 1, 1, extra).expect("cluster");
+    let mut c = BlockingClient::connect(cluster.gate, Duration::from_secs(3)).expect("connect");
+    let me = c.wait_player(Duration::from_secs(10)).expect("player");
+    let layout =
+        (cluster.layout.bin_dir.join("oxworld"), cluster.layout.config.clone(), cluster.layout.run_dir.clone());
+    let game_bin = cluster.layout.game_bin.clone();
+    let reload = std::thread::spawn(move || {
+        let mut cmd = Command::new(&layout.0);
+        cmd.arg("reload").arg(&game_bin).arg("--config").arg(&layout.1).arg("--run-dir").arg(&layout.2);
+        cmd.arg("--bin-dir").arg(layout.0.parent().expect("bin dir"));
+        cmd.env("OXWORLD_TESTGAME_RESTORE_DELAY_MS", "2500");
+        cmd.output().expect("oxworld runs")
+    });
+    // Calls while the game is away for longer than the 1 s bound.
+    std::thread::sleep(Duration::from_millis(400));
+    let sent = 5i64;
+    for n in 0..sent {
+        c.call(me, "seq", vec![Value::Int(n)]).expect("send");
+    }
+    let out = reload.join().expect("reload thread");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "reload must fail: {text}");
+    assert!(text.contains("answered with an error") && text.contains("5 failed"), "{text}");
+    // Each held call came back as an error: nothing silently lost.
+    let (mut errors, mut replies) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while errors + replies < sent {
+        match c.next(deadline.saturating_duration_since(Instant::now())).expect("an answer for every call") {
+            ServerMsg::Error { code, .. } => {
+                assert_eq!(code, oxworld_net::client_proto::ErrorCode::Unavailable as u16);
+                errors += 1;
+            }
+            ServerMsg::Call { method, .. } if method == "seq_reply" => replies += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(errors, sent, "every held call failed loudly");
+    // The game is back and serves the same player.
+    c.call(me, "seq", vec![Value::Int(99)]).expect("send");
+    loop {
+        match c.next(deadline.saturating_duration_since(Instant::now())).expect("served again") {
+            ServerMsg::Call { method, args, .. } if method == "seq_reply" => {
+                assert_eq!(args[0], Value::Int(99));
+                break;
+            }
+            ServerMsg::Error { message, .. } => panic!("{message}"),
+            _ => {}
+        }
+    }
+}
