@@ -185,13 +185,29 @@ impl Config {
         }
         // Relative directories are relative to the directory `oxworld` runs in (where `run/`
         // is), like the CLI's --run-dir.
+        let dir = |key: &'static str, default: &str| -> Result<PathBuf, ConfigError> {
+            let d = st.string(key, Some(default))?;
+            if d.is_empty() {
+                return Err(err("storage", key, "must not be empty".into()));
+            }
+            Ok(PathBuf::from(d))
+        };
+        let redis_url = st.string("redis_url", Some("redis://127.0.0.1:6379/0"))?;
+        if !["redis://", "redis+unix://", "unix://"].iter().any(|p| redis_url.starts_with(p)) {
+            return Err(err(
+                "storage",
+                "redis_url",
+                format!("{redis_url:?} is not a redis://host:port/db (or redis+unix://, unix://) URL"),
+            ));
+        }
         let storage = StorageConfig {
             backend,
-            dir: PathBuf::from(st.string("dir", Some("run/store"))?),
-            redis_url: st.string("redis_url", Some("redis://127.0.0.1:6379/0"))?,
-            map_size_mb: st.uint("map_size_mb", Some(1024), 1, 1 << 24)?,
+            dir: dir("dir", "run/store")?,
+            redis_url,
+            // At most 1 TiB (LMDB reserves the map as address space, not disk).
+            map_size_mb: st.uint("map_size_mb", Some(1024), 1, 1 << 20)?,
             save_interval: Duration::from_secs(st.uint("save_interval_s", Some(60), 1, 86_400)? as u64),
-            freeze_dir: PathBuf::from(st.string("freeze_dir", Some("run/freeze"))?),
+            freeze_dir: dir("freeze_dir", "run/freeze")?,
         };
         st.deny_unknown()?;
 
@@ -474,6 +490,63 @@ heartbeat_timeout_s = 5
         assert_eq!(e.key, "listen_addr");
         let e = check(&BASE.replace("secret = s3cret ; inline comment", "")).expect_err("secret");
         assert_eq!(e.key, "secret");
+    }
+
+    #[test]
+    fn storage_defaults() {
+        let c = check(BASE).expect("valid config");
+        let want = StorageConfig {
+            backend: "lmdb".into(),
+            dir: PathBuf::from("run/store"),
+            redis_url: "redis://127.0.0.1:6379/0".into(),
+            map_size_mb: 1024,
+            save_interval: Duration::from_secs(60),
+            freeze_dir: PathBuf::from("run/freeze"),
+        };
+        assert_eq!(c.storage, want);
+        assert_eq!(check(&format!("{BASE}\n[storage]\n")).expect("empty section").storage, want);
+    }
+
+    #[test]
+    fn storage_keys() {
+        let c = check(&format!(
+            "{BASE}\n[Storage]\nbackend = redis\ndir = /var/lib/ox/store\nredis_url = redis://10.0.0.5:6380/2 ; db 2\n\
+             map_size_mb = 4096\nsave_interval_s = 5\nfreeze_dir = frz\n"
+        ))
+        .expect("valid config");
+        let s = &c.storage;
+        assert_eq!(s.backend, "redis");
+        assert_eq!(s.dir, PathBuf::from("/var/lib/ox/store"));
+        assert_eq!(s.redis_url, "redis://10.0.0.5:6380/2");
+        assert_eq!(s.map_size_mb, 4096);
+        assert_eq!(s.save_interval, Duration::from_secs(5));
+        assert_eq!(s.freeze_dir, PathBuf::from("frz"));
+        for b in ["lmdb", "memory"] {
+            assert_eq!(check(&format!("{BASE}\n[storage]\nbackend = {b}\n")).expect("backend").storage.backend, b);
+        }
+        let unix = check(&format!("{BASE}\n[storage]\nredis_url = unix:///run/redis.sock\n")).expect("unix socket");
+        assert_eq!(unix.storage.redis_url, "unix:///run/redis.sock");
+    }
+
+    #[test]
+    fn storage_bad_values() {
+        let bad = |body: &str, key: &str, says: &str| {
+            let e = check(&format!("{BASE}\n[storage]\n{body}\n")).expect_err(body);
+            assert_eq!((e.file.as_str(), e.section.as_str(), e.key.as_str()), ("test.ini", "storage", key), "{body}");
+            assert!(e.to_string().contains(says), "{body}: {e}");
+        };
+        bad("backend = mongodb", "backend", "is not one of lmdb, redis, memory");
+        bad("backend =", "backend", "is not one of");
+        bad("dir =", "dir", "must not be empty");
+        bad("freeze_dir =", "freeze_dir", "must not be empty");
+        bad("redis_url = 127.0.0.1:6379", "redis_url", "is not a redis://");
+        bad("redis_url = rediss://host:6379/0", "redis_url", "is not a redis://");
+        bad("map_size_mb = 0", "map_size_mb", "outside 1..=1048576");
+        bad("map_size_mb = 2097152", "map_size_mb", "outside");
+        bad("map_size_mb = big", "map_size_mb", "is not a whole number");
+        bad("save_interval_s = 0", "save_interval_s", "outside 1..=86400");
+        bad("save_interval_s = -5", "save_interval_s", "is not a whole number");
+        bad("sync = always", "sync", "unknown key");
     }
 
     #[test]

@@ -158,16 +158,24 @@ pub fn check_limits(op: &StoreOp) -> Result<(), StoreError> {
         Err(StoreError::new(StoreErrorKind::TooLarge, format!("{what} of {n} bytes is over the limit of {max}")))
     };
     let key = |k: &str| if k.len() > MAX_KEY_BYTES { too("key", k.len(), MAX_KEY_BYTES) } else { Ok(()) };
+    // The LMDB entity key is `type \0 id`: a NUL inside the type would let one type's keys
+    // pass for another's.
+    let type_name = |t: &str| {
+        if t.contains('\0') {
+            return Err(StoreError::new(StoreErrorKind::Other, format!("entity type {t:?} contains a NUL byte")));
+        }
+        key(t)
+    };
     match op {
-        StoreOp::Save { type_name, data, .. } => {
-            key(type_name)?;
+        StoreOp::Save { type_name: t, data, .. } => {
+            type_name(t)?;
             if data.len() > MAX_RECORD_BYTES {
                 return too("entity record", data.len(), MAX_RECORD_BYTES);
             }
             Ok(())
         }
-        StoreOp::Load { type_name, .. } | StoreOp::Exists { type_name, .. } | StoreOp::List { type_name } => {
-            key(type_name)
+        StoreOp::Load { type_name: t, .. } | StoreOp::Exists { type_name: t, .. } | StoreOp::List { type_name: t } => {
+            type_name(t)
         }
         StoreOp::KvGet { key: k } => key(k),
         StoreOp::KvPut { key: k, value } | StoreOp::KvGetOrPut { key: k, value } => {
@@ -324,8 +332,41 @@ pub(crate) mod suite {
         assert!(s.execute(StoreOp::KvPut { key: long.clone(), value: "v".into() }).is_err());
         assert!(s.execute(StoreOp::KvGet { key: long }).is_err());
         let big = "v".repeat(MAX_VALUE_BYTES + 1);
-        let e = s.execute(StoreOp::KvPut { key: "big".into(), value: big }).expect_err("too large");
+        let e = s.execute(StoreOp::KvPut { key: "big".into(), value: big.clone() }).expect_err("too large");
         assert_eq!(e.kind, StoreErrorKind::TooLarge);
+        let e = s.execute(StoreOp::KvGetOrPut { key: "big".into(), value: big }).expect_err("too large");
+        assert_eq!(e.kind, StoreErrorKind::TooLarge);
+        assert_eq!(get(s, "big"), None, "nothing of it stored");
+        let e = s.execute(StoreOp::KvRange { begin: String::new(), end: "x".repeat(MAX_KEY_BYTES + 1) });
+        assert_eq!(e.expect_err("long bound").kind, StoreErrorKind::TooLarge);
+        let huge = vec![0u8; MAX_RECORD_BYTES + 1];
+        let e = s.execute(StoreOp::Save { type_name: "Avatar".into(), id: c, data: huge }).expect_err("too large");
+        assert_eq!(e.kind, StoreErrorKind::TooLarge);
+        let e = s.execute(StoreOp::Save { type_name: "T".repeat(MAX_KEY_BYTES + 1), id: c, data: vec![] });
+        assert_eq!(e.expect_err("long type").kind, StoreErrorKind::TooLarge);
+        let e = s.execute(StoreOp::List { type_name: "Ava\0tar".into() }).expect_err("NUL in a type");
+        assert_eq!(e.kind, StoreErrorKind::Other);
+        assert_eq!(load(s, "Avatar", c), StoreReply::Data(None), "nothing of it stored");
+        // The biggest allowed record and an empty one.
+        let most = vec![0xa5u8; MAX_RECORD_BYTES];
+        assert_eq!(ok(s, StoreOp::Save { type_name: "Big".into(), id: a, data: most.clone() }), StoreReply::Done);
+        assert_eq!(load(s, "Big", a), StoreReply::Data(Some(most)));
+        assert_eq!(ok(s, StoreOp::Save { type_name: "".into(), id: a, data: vec![] }), StoreReply::Done);
+        assert_eq!(load(s, "", a), StoreReply::Data(Some(vec![])), "empty type and data");
+    }
+
+    /// What [`suite`] left must still be there after the backend is closed and opened again.
+    pub(crate) fn after_reopen(s: &mut dyn Store) {
+        let load = ok(s, StoreOp::Load { type_name: "Avatar".into(), id: Id([1; 16]) });
+        assert_eq!(load, StoreReply::Data(Some(b"uno".to_vec())));
+        let StoreReply::Ids(mut ids) = ok(s, StoreOp::List { type_name: "Avatar".into() }) else { panic!() };
+        ids.sort();
+        assert_eq!(ids, vec![Id([1; 16]), Id([2; 16])]);
+        assert_eq!(get(s, "user$ann"), Some("first".into()));
+        assert_eq!(get(s, "ключ"), Some("значение ✓".into()));
+        assert_eq!(range(s, "r010", "r013").len(), 3);
+        let gop = ok(s, StoreOp::KvGetOrPut { key: "user$ann".into(), value: "late".into() });
+        assert_eq!(gop, StoreReply::Value(Some("first".into())), "first still wins");
     }
 
     /// A batch runs in order, each operation seeing the ones before, with its own result.
@@ -361,7 +402,9 @@ pub(crate) mod suite {
 
     #[test]
     fn memory_backend_passes_the_suite() {
-        suite(&mut MemStore::default());
+        let mut s = MemStore::default();
+        suite(&mut s);
+        after_reopen(&mut s);
         many_keys(&mut MemStore::default());
         batch(&mut MemStore::default());
     }

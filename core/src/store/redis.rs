@@ -28,6 +28,22 @@ fn rerr(e: &RedisError) -> StoreError {
     StoreError::unavailable(format!("redis: {e}"))
 }
 
+/// What kind of failure a Redis error is: data of the wrong shape (a value that is not UTF-8,
+/// a key of another Redis type) is `Corrupt`; a server that cannot serve now is `Unavailable`.
+fn kind_of(e: &RedisError) -> StoreErrorKind {
+    use redis::ErrorKind as K;
+    if e.is_io_error() || e.is_connection_dropped() {
+        return StoreErrorKind::Unavailable;
+    }
+    match e.kind() {
+        K::TypeError => StoreErrorKind::Corrupt,
+        _ if e.code() == Some("WRONGTYPE") => StoreErrorKind::Corrupt,
+        K::BusyLoadingError | K::TryAgain | K::ReadOnly | K::MasterDown | K::ClusterDown => StoreErrorKind::Unavailable,
+        _ if e.code() == Some("OOM") => StoreErrorKind::TooLarge,
+        _ => StoreErrorKind::Other,
+    }
+}
+
 fn ekey(type_name: &str, id: Id) -> String {
     format!("E:{type_name}:{id}")
 }
@@ -62,12 +78,12 @@ impl RedisStore {
         self.conn.as_mut().ok_or_else(|| StoreError::unavailable("redis: no connection"))
     }
 
-    fn run(&mut self, op: &StoreOp) -> Result<StoreReply, RedisError> {
+    fn run(&mut self, op: &StoreOp) -> Result<Result<StoreReply, StoreError>, RedisError> {
         let script = self.script.clone();
         let Some(c) = self.conn.as_mut() else {
             return Err(RedisError::from((redis::ErrorKind::IoError, "not connected")));
         };
-        Ok(match op {
+        Ok(Ok(match op {
             StoreOp::Save { type_name, id, data } => {
                 redis::pipe()
                     .atomic()
@@ -81,8 +97,18 @@ impl RedisStore {
             StoreOp::Load { type_name, id } => StoreReply::Data(c.get(ekey(type_name, *id))?),
             StoreOp::Exists { type_name, id } => StoreReply::Exists(c.exists(ekey(type_name, *id))?),
             StoreOp::List { type_name } => {
-                let hex: Vec<String> = c.smembers(format!("EI:{type_name}"))?;
-                let mut ids: Vec<Id> = hex.iter().filter_map(|h| Id::parse_hex(h)).collect();
+                let set = format!("EI:{type_name}");
+                let hex: Vec<String> = c.smembers(&set)?;
+                let mut ids = Vec::with_capacity(hex.len());
+                for h in &hex {
+                    let Some(id) = Id::parse_hex(h) else {
+                        return Ok(Err(StoreError::new(
+                            StoreErrorKind::Corrupt,
+                            format!("redis: {set} holds {h:?}, not an entity id"),
+                        )));
+                    };
+                    ids.push(id);
+                }
                 ids.sort();
                 StoreReply::Ids(ids)
             }
@@ -103,18 +129,19 @@ impl RedisStore {
             }
             StoreOp::KvRange { begin, end } => {
                 if !end.is_empty() && end <= begin {
-                    return Ok(StoreReply::Range(Vec::new()));
+                    return Ok(Ok(StoreReply::Range(Vec::new())));
                 }
                 let max = if end.is_empty() { "+".to_owned() } else { format!("({end}") };
                 let keys: Vec<String> = c.zrangebylex(KV_INDEX, format!("[{begin}"), max)?;
                 if keys.is_empty() {
-                    return Ok(StoreReply::Range(Vec::new()));
+                    return Ok(Ok(StoreReply::Range(Vec::new())));
                 }
                 let full: Vec<String> = keys.iter().map(|k| kvkey(k)).collect();
                 let values: Vec<Option<String>> = redis::cmd("MGET").arg(&full).query(c)?;
+                // A key whose value vanished (deleted by hand) is left out.
                 StoreReply::Range(keys.into_iter().zip(values).filter_map(|(k, v)| Some((k, v?))).collect())
             }
-        })
+        }))
     }
 }
 
@@ -125,11 +152,11 @@ impl Store for RedisStore {
         for attempt in 0..2 {
             self.connection()?;
             match self.run(&op) {
-                Ok(r) => return Ok(r),
+                Ok(r) => return r,
                 Err(e) if attempt == 0 && (e.is_io_error() || e.is_connection_dropped()) => self.conn = None,
                 Err(e) => {
-                    let kind = if e.is_io_error() { StoreErrorKind::Unavailable } else { StoreErrorKind::Other };
-                    if e.is_io_error() {
+                    let kind = kind_of(&e);
+                    if kind == StoreErrorKind::Unavailable {
                         self.conn = None;
                     }
                     return Err(StoreError::new(kind, format!("redis: {e}")));
@@ -159,19 +186,25 @@ pub mod testserver {
     }
 
     impl RedisServer {
-        /// Starts `redis-server` (from PATH, or /usr/bin); fails with a message naming the
-        /// package if it is not installed.
+        /// Starts `redis-server` (from PATH, else /usr/bin/redis-server); fails with a message
+        /// naming the package if it is not installed.
         pub fn start() -> Result<RedisServer, String> {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .map(|a| a.port())
                 .map_err(|e| format!("no free port: {e}"))?;
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("cannot run redis-server ({e}); install the redis-server package"))?;
+            let spawn = |program: &str| {
+                Command::new(program)
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+            };
+            let child = spawn("redis-server").or_else(|_| spawn("/usr/bin/redis-server")).map_err(|e| {
+                format!(
+                    "cannot run redis-server ({e}); install the redis-server package (apt-get install redis-server)"
+                )
+            })?;
             let mut s = RedisServer { child, url: format!("redis://127.0.0.1:{port}/0") };
             // Up to 10 s (500 tries 20 ms apart; core reads no clock).
             for _ in 0..500 {
@@ -198,6 +231,8 @@ pub mod testserver {
 
 #[cfg(test)]
 mod tests {
+    use redis::Commands as _;
+
     use super::testserver::RedisServer;
     use super::*;
 
@@ -212,11 +247,47 @@ mod tests {
             // A dropped connection is re-established once, transparently.
             s.conn = None;
             assert_eq!(s.execute(StoreOp::KvGet { key: "k".into() }), Ok(StoreReply::Value(Some("v2".into()))));
+            // So is one the server closed.
+            let mut admin = redis::Client::open(server.url.as_str()).and_then(|c| c.get_connection()).expect("admin");
+            let killed: i64 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("normal")
+                .arg("SKIPME")
+                .arg("yes")
+                .query(&mut admin)
+                .expect("kill");
+            assert!(killed >= 1, "the store's connection was closed");
+            assert_eq!(s.execute(StoreOp::KvGet { key: "k".into() }), Ok(StoreReply::Value(Some("v2".into()))));
         }
         let mut s = RedisStore::open(&server.url).expect("reconnect");
-        assert_eq!(s.execute(StoreOp::KvGet { key: "user$ann".into() }), Ok(StoreReply::Value(Some("first".into()))));
+        super::super::suite::after_reopen(&mut s);
         drop(server);
         let e = s.execute(StoreOp::KvGet { key: "k".into() }).expect_err("server gone");
         assert_eq!(e.kind, StoreErrorKind::Unavailable);
+    }
+
+    /// Data of the wrong shape (written behind the store's back) is an error, not a panic.
+    #[test]
+    fn redis_garbage_is_a_corrupt_error() {
+        let server = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+        let mut admin = redis::Client::open(server.url.as_str()).and_then(|c| c.get_connection()).expect("admin");
+        let _: () = admin.set("_KV_bad", &[0xffu8, 0xfe][..]).expect("set");
+        let _: () = admin.sadd("EI:Avatar", "not-hex").expect("sadd");
+        let _: () = admin.rpush(format!("E:Avatar:{}", Id([1; 16])), "x").expect("rpush");
+        let mut s = RedisStore::open(&server.url).expect("connect");
+        let e = s.execute(StoreOp::KvGet { key: "bad".into() }).expect_err("not UTF-8");
+        assert_eq!(e.kind, StoreErrorKind::Corrupt, "{e}");
+        let e = s.execute(StoreOp::KvGetOrPut { key: "bad".into(), value: "v".into() }).expect_err("not UTF-8");
+        assert_eq!(e.kind, StoreErrorKind::Corrupt, "{e}");
+        let e = s.execute(StoreOp::List { type_name: "Avatar".into() }).expect_err("not an id");
+        assert_eq!(e.kind, StoreErrorKind::Corrupt, "{e}");
+        let e = s.execute(StoreOp::Load { type_name: "Avatar".into(), id: Id([1; 16]) }).expect_err("a list");
+        assert_eq!(e.kind, StoreErrorKind::Corrupt, "{e}");
+        assert_eq!(
+            s.execute(StoreOp::KvPut { key: "ok".into(), value: "v".into() }),
+            Ok(StoreReply::Done),
+            "still usable"
+        );
     }
 }
