@@ -679,7 +679,12 @@ mod tests {
 
     /// Two games (conns 1, 2) and a gate (conn 3), handshakes done.
     fn cluster() -> (DispatcherApp, Outbox) {
-        let mut d = app();
+        cluster_with(CFG)
+    }
+
+    /// Two games (conns 1, 2) and a gate (conn 3) of a dispatcher configured by `text`.
+    fn cluster_with(text: &str) -> (DispatcherApp, Outbox) {
+        let mut d = DispatcherApp::new(&Config::parse(Path::new("t.ini"), text).expect("config"), 1);
         let mut out = Outbox::new();
         for c in 1..=3 {
             accept(&mut d, &mut out, c);
@@ -891,14 +896,7 @@ mod tests {
     #[test]
     fn a_hold_past_its_time_bound_answers_every_held_call_with_an_error() {
         let cfg = format!("{CFG}freeze_hold_timeout_s=2\n");
-        let mut d = DispatcherApp::new(&Config::parse(Path::new("t.ini"), &cfg).expect("config"), 1);
-        let mut out = Outbox::new();
-        for c in 1..=3 {
-            accept(&mut d, &mut out, c);
-        }
-        feed(&mut d, &mut out, 1, hello(ProcKind::Game, 1, "k"));
-        feed(&mut d, &mut out, 2, hello(ProcKind::Game, 2, "k"));
-        feed(&mut d, &mut out, 3, hello(ProcKind::Gate, 1, "k"));
+        let (mut d, mut out) = cluster_with(&cfg);
         let (e, caller) = (Id([5; 16]), Id([0x11; 16]));
         feed(&mut d, &mut out, 2, enc(&Msg::EntityCreated { id: e }));
         feed(&mut d, &mut out, 1, enc(&Msg::EntityCreated { id: caller }));
@@ -946,14 +944,7 @@ mod tests {
     #[test]
     fn a_hold_past_its_byte_bound_fails_at_once() {
         let cfg = format!("{CFG}freeze_hold_max_bytes=2048\n");
-        let mut d = DispatcherApp::new(&Config::parse(Path::new("t.ini"), &cfg).expect("config"), 1);
-        let mut out = Outbox::new();
-        for c in 1..=3 {
-            accept(&mut d, &mut out, c);
-        }
-        feed(&mut d, &mut out, 1, hello(ProcKind::Game, 1, "k"));
-        feed(&mut d, &mut out, 2, hello(ProcKind::Game, 2, "k"));
-        feed(&mut d, &mut out, 3, hello(ProcKind::Gate, 1, "k"));
+        let (mut d, mut out) = cluster_with(&cfg);
         let e = Id([5; 16]);
         feed(&mut d, &mut out, 2, enc(&Msg::EntityCreated { id: e }));
         feed(&mut d, &mut out, 2, enc(&Msg::FreezeGame));
