@@ -467,33 +467,32 @@ mod tests {
         super::super::suite::after_reopen(&mut s);
     }
 
-    /// Env var naming the directory [`child_game`] opens.
+    /// Env var naming the directory the second "game" of [`two_processes_share_one_store`]
+    /// opens.
     const CHILD_DIR: &str = "OXWORLD_LMDB_CHILD_DIR";
 
-    /// The second "game" of [`two_processes_share_one_store`], run as a child process (LMDB
-    /// must not be opened twice in one process: its POSIX locks are per process).
-    #[test]
-    #[ignore = "run by two_processes_share_one_store in a child process"]
-    fn child_game() {
-        let Ok(dir) = std::env::var(CHILD_DIR) else { return };
-        let mut s = LmdbStore::open(Path::new(&dir), 64 << 20).expect("child open");
-        assert_eq!(kv(&mut s, StoreOp::KvGet { key: "k".into() }), Ok(StoreReply::Value(Some("from a".into()))));
-        let gop = StoreOp::KvGetOrPut { key: "once".into(), value: "b".into() };
-        assert_eq!(kv(&mut s, gop), Ok(StoreReply::Value(None)));
-        let save = StoreOp::Save { type_name: "Avatar".into(), id: Id([9; 16]), data: b"from b".to_vec() };
-        assert_eq!(kv(&mut s, save), Ok(StoreReply::Done));
-    }
-
     /// Two games (processes) on one directory, both open at once, see each other's writes,
-    /// and get-or-put is atomic between them.
+    /// and get-or-put is atomic between them. The second game is this same test run again by
+    /// the test binary as a child process (LMDB must not be opened twice in one process: its
+    /// POSIX locks are per process); with `CHILD_DIR` set it plays the child's part (read,
+    /// get-or-put, save) and returns.
     #[test]
     fn two_processes_share_one_store() {
+        if let Ok(child) = std::env::var(CHILD_DIR) {
+            let mut s = LmdbStore::open(Path::new(&child), 64 << 20).expect("child open");
+            assert_eq!(kv(&mut s, StoreOp::KvGet { key: "k".into() }), Ok(StoreReply::Value(Some("from a".into()))));
+            let gop = StoreOp::KvGetOrPut { key: "once".into(), value: "b".into() };
+            assert_eq!(kv(&mut s, gop), Ok(StoreReply::Value(None)));
+            let save = StoreOp::Save { type_name: "Avatar".into(), id: Id([9; 16]), data: b"from b".to_vec() };
+            assert_eq!(kv(&mut s, save), Ok(StoreReply::Done));
+            return;
+        }
         let dir = tmp();
         let mut a = LmdbStore::open(dir.path(), 64 << 20).expect("open a");
         a.execute(StoreOp::KvPut { key: "k".into(), value: "from a".into() }).expect("put");
         let exe = std::env::current_exe().expect("test binary");
         let out = std::process::Command::new(exe)
-            .args(["--exact", "store::lmdb::tests::child_game", "--ignored", "--test-threads", "1"])
+            .args(["--exact", "store::lmdb::tests::two_processes_share_one_store", "--test-threads", "1"])
             .env(CHILD_DIR, dir.path())
             .output()
             .expect("run the child game");
