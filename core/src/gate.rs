@@ -55,9 +55,8 @@ pub struct GateApp {
     by_client: HashMap<Id, ConnId>,
     stats: GateStats,
     pending_moves: FxHashMap<Id, (Id, [f32; 4])>,
-    /// With `client_flush`: messages for each client gathered since the last flush, in order.
-    held: FxHashMap<ConnId, Vec<Vec<u8>>>,
-    next_flush: Option<Instant>,
+    /// Write gathering for clients (`client_flush`).
+    gather: Gather,
     /// Time of the event or tick being handled.
     now: Instant,
     done: bool,
@@ -85,6 +84,7 @@ impl GateApp {
     /// If `id` is not a gate of `cfg` (checked by the caller).
     pub fn new(cfg: &Config, id: u16, seed: u64, clock_base: (Instant, u64)) -> Self {
         let gc = cfg.gate(id).cloned().expect("gate id validated by the caller");
+        let gc_flush = gc.client_flush;
         let addrs = cfg.dispatchers.iter().map(|d| d.advertise_addr).collect();
         let links = Links::new(
             format!("gate{id}"),
@@ -104,8 +104,7 @@ impl GateApp {
             by_client: HashMap::new(),
             stats: GateStats::default(),
             pending_moves: FxHashMap::default(),
-            held: FxHashMap::default(),
-            next_flush: None,
+            gather: Gather::new(gc_flush),
             now: clock_base.0,
             done: false,
             fatal: None,
@@ -195,7 +194,7 @@ impl GateApp {
     }
 
     fn on_client_closed(&mut self, conn: ConnId, reason: &CloseReason, out: &mut Outbox) {
-        self.held.remove(&conn);
+        self.gather.forget(conn);
         let Some(c) = self.clients.remove(&conn) else {
             return;
         };
@@ -231,24 +230,22 @@ impl GateApp {
                 }
                 let template = ServerMsg::call_template(&method, &args);
                 let id_at = oxworld_net::client_proto::CALL_ID_RANGE;
-                let batch = !self.cfg.client_flush.is_zero();
                 for (&conn, c) in &self.clients {
                     let Some(owner) = c.owner else { continue };
                     let hit = key.is_empty() || c.props.get(&key).is_some_and(|p| filter_matches(p, op, &value));
                     if !hit {
                         continue;
                     }
-                    if batch {
-                        let mut m = template.clone();
-                        m[id_at.clone()].copy_from_slice(&owner.0);
-                        self.held.entry(conn).or_default().push(m);
-                        self.next_flush.get_or_insert(self.now + self.cfg.client_flush);
-                    } else {
+                    if self.gather.now_or_hold(conn, self.now) {
                         out.send_with(conn, |b| {
                             let at = b.len();
                             b.extend_from_slice(&template);
                             b[at + id_at.start..at + id_at.end].copy_from_slice(&owner.0);
                         });
+                    } else {
+                        let mut m = template.clone();
+                        m[id_at.clone()].copy_from_slice(&owner.0);
+                        self.gather.hold(conn, m);
                     }
                 }
                 return;
@@ -288,21 +285,83 @@ impl GateApp {
 
     /// Sends a game's message to a client: at once, or with the next flush.
     fn send_client(&mut self, conn: ConnId, payload: Vec<u8>, out: &mut Outbox) {
-        if self.cfg.client_flush.is_zero() {
+        if self.gather.now_or_hold(conn, self.now) {
             out.send(conn, &payload);
         } else {
-            self.held.entry(conn).or_default().push(payload);
-            self.next_flush.get_or_insert(self.now + self.cfg.client_flush);
+            self.gather.hold(conn, payload);
+        }
+    }
+}
+
+/// Adaptive write gathering for clients: at most one write per client per `period` while it is
+/// busy, none of the wait while it is not.
+///
+/// Time is cut into periods of `period`, started by the first write. A client's first message
+/// in a period leaves at once (with whatever else the loop iteration writes to it); any later
+/// one in the same period is held, and everything held leaves together when the period ends,
+/// which counts as that client's write for the next period. So a client that gets a message
+/// now and then sees no added latency, and one that gets a stream (a chat room, a crowd) gets
+/// one write per period instead of one per message. `period` zero: everything leaves at once.
+struct Gather {
+    period: std::time::Duration,
+    /// Clients written to in the current period, with the loop iteration of that write.
+    written: FxHashMap<ConnId, u64>,
+    /// Messages held for the end of the period, per client, in order.
+    held: FxHashMap<ConnId, Vec<Vec<u8>>>,
+    /// End of the current period; `None` when no client was written to since the last one.
+    period_end: Option<Instant>,
+    /// Loop iterations seen (one `tick` each): writes within one iteration are one write anyway.
+    iteration: u64,
+}
+
+impl Gather {
+    fn new(period: std::time::Duration) -> Self {
+        Gather { period, written: FxHashMap::default(), held: FxHashMap::default(), period_end: None, iteration: 0 }
+    }
+
+    /// True if a message for `conn` should go into this iteration's output; false if it must be
+    /// [`hold`](Self::hold)ed for the end of the period.
+    fn now_or_hold(&mut self, conn: ConnId, now: Instant) -> bool {
+        if self.period.is_zero() {
+            return true;
+        }
+        if self.held.contains_key(&conn) {
+            return false;
+        }
+
+        match self.written.get(&conn) {
+            Some(&it) => it == self.iteration,
+            None => {
+                self.written.insert(conn, self.iteration);
+                self.period_end.get_or_insert(now + self.period);
+                true
+            }
         }
     }
 
-    /// Writes everything held for clients (each client's messages in one write).
-    fn flush_clients(&mut self, out: &mut Outbox) {
-        for (conn, msgs) in self.held.drain() {
-            for m in msgs {
-                out.send(conn, &m);
+    fn hold(&mut self, conn: ConnId, payload: Vec<u8>) {
+        self.held.entry(conn).or_default().push(payload);
+    }
+
+    fn forget(&mut self, conn: ConnId) {
+        self.held.remove(&conn);
+        self.written.remove(&conn);
+    }
+
+    /// Ends the period if it is over (or `force`): writes what was held, starts the next.
+    /// Called once per loop iteration.
+    fn tick(&mut self, now: Instant, force: bool, out: &mut Outbox) {
+        if force || self.period_end.is_some_and(|t| now >= t) {
+            self.written.clear();
+            for (conn, msgs) in self.held.drain() {
+                for m in msgs {
+                    out.send(conn, &m);
+                }
+                self.written.insert(conn, self.iteration);
             }
+            self.period_end = if self.written.is_empty() { None } else { Some(now + self.period) };
         }
+        self.iteration += 1;
     }
 }
 
@@ -333,7 +392,7 @@ impl App for GateApp {
             }
             Event::Signal(Signal::Terminate) => {
                 info!("gate{}: stopping; closing {} clients", self.cfg.id, self.clients.len());
-                self.flush_clients(out);
+                self.gather.tick(now, true, out);
                 for (&conn, c) in &self.clients {
                     if let Some(owner) = c.owner {
                         let msg = Msg::ClientDisconnected { gate: self.cfg.id, client: c.id, owner };
@@ -353,10 +412,7 @@ impl App for GateApp {
     fn tick(&mut self, now: Instant, out: &mut Outbox) {
         self.links.tick(now, out);
         self.now = now;
-        if self.next_flush.is_some_and(|t| now >= t) {
-            self.flush_clients(out);
-            self.next_flush = None;
-        }
+        self.gather.tick(now, false, out);
         let n = self.links.len();
         for (id, (client, pos)) in self.pending_moves.drain() {
             self.links.send(id.dispatcher_index(n), &Msg::ClientMove { client, id, pos }, out);
@@ -364,7 +420,9 @@ impl App for GateApp {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        [self.links.next_deadline(), self.next_flush].into_iter().flatten().min()
+        // A period with nothing held needs no wake-up: it is only bookkeeping.
+        let flush = if self.gather.held.is_empty() { None } else { self.gather.period_end };
+        [self.links.next_deadline(), flush].into_iter().flatten().min()
     }
 
     fn done(&self) -> bool {
@@ -593,10 +651,12 @@ mod tests {
         assert_eq!(Msg::decode(&sent[0].1[0]).expect("msg"), Msg::ClientDisconnected { gate: 1, client, owner: boot });
     }
 
-    /// With `client_flush_ms`, what goes to clients waits for the next flush and then leaves
-    /// in order (game messages and world calls alike).
+    /// With `client_flush_ms`: a client's first message in a period leaves at once (with the
+    /// rest of that loop iteration's), later ones wait for the period's end and leave together,
+    /// in order (game messages and world calls alike); an idle client is written to at once again.
     #[test]
-    fn client_messages_wait_for_the_flush_and_keep_their_order() {
+    fn busy_clients_get_one_write_per_period_idle_ones_no_wait() {
+        use std::time::Duration;
         let mut f = fixture_with(&format!("{CFG}[gate_common]\nclient_flush_ms = 5\n"));
         let (c1, b1) = f.accept(100);
         let create = ServerMsg::CreateEntity {
@@ -606,13 +666,15 @@ mod tests {
             attrs: Value::Nil,
             pos: Default::default(),
         };
-        f.deliver(c1, &create);
-        let mut args = Vec::new();
-        oxworld_net::value::encode_args(&[Value::Int(1)], &mut args);
-        let mut data = Vec::new();
-        Msg::FilteredCall { key: String::new(), op: 0, value: String::new(), method: "world".into(), args }
-            .encode(&mut data);
-        f.gate.handle(f.now, Event::Frame { conn: f.links[0], data }, &mut f.out);
+        let world = |f: &mut Fixture, n: i64| {
+            let mut args = Vec::new();
+            oxworld_net::value::encode_args(&[Value::Int(n)], &mut args);
+            let mut data = Vec::new();
+            Msg::FilteredCall { key: String::new(), op: 0, value: String::new(), method: "world".into(), args }
+                .encode(&mut data);
+            f.gate.handle(f.now, Event::Frame { conn: f.links[0], data }, &mut f.out);
+        };
+        let call = |n: i64| ServerMsg::Call { id: b1, method: "world".into(), args: vec![Value::Int(n)] };
         let to_client = |f: &mut Fixture| -> Vec<ServerMsg> {
             f.out
                 .take_frames()
@@ -621,15 +683,56 @@ mod tests {
                 .flat_map(|(_, fs)| fs.into_iter().map(|b| ServerMsg::decode(&b).expect("valid")))
                 .collect()
         };
-        assert!(to_client(&mut f).iter().all(|m| matches!(m, ServerMsg::Welcome { .. })), "held until the flush");
-        assert_eq!(f.gate.next_deadline(), Some(f.now + std::time::Duration::from_millis(5)));
-        f.gate.tick(f.now + std::time::Duration::from_millis(4), &mut f.out);
-        assert!(to_client(&mut f).is_empty());
-        f.gate.tick(f.now + std::time::Duration::from_millis(5), &mut f.out);
+        let t0 = f.now;
+        // One iteration: the create and a world call go out at once, together.
+        f.deliver(c1, &create);
+        world(&mut f, 1);
         let got = to_client(&mut f);
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(matches!(&got[0], ServerMsg::CreateEntity { id, .. } if *id == b1));
-        assert_eq!(got[1], ServerMsg::Call { id: b1, method: "world".into(), args: vec![Value::Int(1)] });
+        assert_eq!(got[1], call(1));
+        assert_eq!(f.gate.next_deadline(), None, "nothing held: no wake-up needed");
+        f.gate.tick(t0, &mut f.out);
+        // Next iteration, same period: held until the period ends.
+        world(&mut f, 2);
+        world(&mut f, 3);
+        assert!(to_client(&mut f).is_empty(), "held");
+        assert_eq!(f.gate.next_deadline(), Some(t0 + Duration::from_millis(5)));
+        f.gate.tick(t0 + Duration::from_millis(4), &mut f.out);
+        assert!(to_client(&mut f).is_empty());
+        f.gate.tick(t0 + Duration::from_millis(5), &mut f.out);
+        assert_eq!(to_client(&mut f), vec![call(2), call(3)]);
+        // That write was this client's for the next period: the next message waits again.
+        f.now = t0 + Duration::from_millis(6);
+        world(&mut f, 4);
+        assert!(to_client(&mut f).is_empty());
+        f.gate.tick(t0 + Duration::from_millis(10), &mut f.out);
+        assert_eq!(to_client(&mut f), vec![call(4)]);
+        // A period with no message ends; the client is idle and the next one leaves at once.
+        f.gate.tick(t0 + Duration::from_millis(15), &mut f.out);
+        f.now = t0 + Duration::from_millis(16);
+        world(&mut f, 5);
+        assert_eq!(to_client(&mut f), vec![call(5)]);
+        // A closed client's held messages are dropped, not written to a reused id.
+        f.gate.tick(f.now, &mut f.out);
+        world(&mut f, 6);
+        f.gate.handle(f.now, Event::Closed { conn: ConnId(100), reason: CloseReason::PeerClosed }, &mut f.out);
+        f.out.take_frames();
+        f.gate.tick(t0 + Duration::from_millis(30), &mut f.out);
+        assert!(to_client(&mut f).is_empty());
+    }
+
+    /// Without gathering every message leaves in the iteration it arrived in.
+    #[test]
+    fn without_gathering_every_message_leaves_at_once() {
+        let mut f = fixture_with(&format!("{CFG}[gate_common]\nclient_flush_ms = 0\n"));
+        let (c1, b1) = f.accept(100);
+        f.out.take_frames();
+        for n in 0..3 {
+            f.deliver(c1, &ServerMsg::Call { id: b1, method: "m".into(), args: vec![Value::Int(n)] });
+            f.gate.tick(f.now, &mut f.out);
+            assert_eq!(f.out.take_frames().len(), 1, "message {n} written in its own iteration");
+        }
         assert_eq!(f.gate.next_deadline(), None);
     }
 }

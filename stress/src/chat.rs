@@ -75,8 +75,10 @@ pub(crate) fn run_chat(
     let mut send_until: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        let all_in = bots.iter().all(|b| b.closed || b.stage == Stage::Chatting);
-        if send_until.is_none() && (all_in || now.duration_since(start) > CHAT_LOGIN_TIMEOUT) {
+        if send_until.is_none()
+            && (bots.iter().all(|b| b.closed || b.stage == Stage::Chatting)
+                || now.duration_since(start) > CHAT_LOGIN_TIMEOUT)
+        {
             send_until = Some(now + duration);
             for (i, b) in bots.iter_mut().enumerate() {
                 if b.stage != Stage::Chatting && !b.closed {

@@ -100,6 +100,9 @@ fn complex_expected() -> Value {
 }
 
 /// Runs bots `first..first+count` for `duration` (after all logged in).
+/// How often bots look for actions that timed out.
+const SCAN_EVERY: Duration = Duration::from_millis(50);
+
 pub(crate) fn run_testgame(
     gates: &[SocketAddr],
     first: usize,
@@ -135,13 +138,15 @@ pub(crate) fn run_testgame(
     let mut schedule: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     let mut events = Vec::new();
     let mut send_until: Option<Instant> = None;
+    let mut next_scan = start;
     loop {
         let now = Instant::now();
         if rep.live().stopped() {
             break;
         }
-        let all_in = bots.iter().all(|b| b.closed || b.avatar.is_some());
-        if send_until.is_none() && (all_in || now.duration_since(start) > LOGIN_TIMEOUT) {
+        if send_until.is_none()
+            && (bots.iter().all(|b| b.closed || b.avatar.is_some()) || now.duration_since(start) > LOGIN_TIMEOUT)
+        {
             send_until = Some(now + duration);
         }
         if let Some(until) = send_until
@@ -150,19 +155,23 @@ pub(crate) fn run_testgame(
         {
             break;
         }
-        // Timeouts.
-        for (i, b) in bots.iter_mut().enumerate() {
-            let expired = b.pending.as_ref().is_some_and(|(_, what, since)| {
-                now.duration_since(*since) > if *what == Pending::Login { LOGIN_TIMEOUT } else { ACTION_TIMEOUT }
-            });
-            if expired && let Some((name, what, _)) = b.pending.take() {
-                {
-                    rep.fail(name, format!("bot {} ({}): {name}: no {what:?} outcome in time", first + i, b.name));
-                    if name == "login" {
-                        b.closed = true;
-                        net.close(i);
-                    } else {
-                        schedule.push(Reverse((now, i)));
+        // Timeouts, looked for every SCAN_EVERY (they are seconds long; a scan per poll would
+        // cost the bots O(bots) per message).
+        if now >= next_scan {
+            next_scan = now + SCAN_EVERY;
+            for (i, b) in bots.iter_mut().enumerate() {
+                let expired = b.pending.as_ref().is_some_and(|(_, what, since)| {
+                    now.duration_since(*since) > if *what == Pending::Login { LOGIN_TIMEOUT } else { ACTION_TIMEOUT }
+                });
+                if expired && let Some((name, what, _)) = b.pending.take() {
+                    {
+                        rep.fail(name, format!("bot {} ({}): {name}: no {what:?} outcome in time", first + i, b.name));
+                        if name == "login" {
+                            b.closed = true;
+                            net.close(i);
+                        } else {
+                            schedule.push(Reverse((now, i)));
+                        }
                     }
                 }
             }
