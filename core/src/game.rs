@@ -433,6 +433,7 @@ pub fn run(reg: Registry) -> anyhow::Result<()> {
         (World::new(reg, id, n_disp, gc.boot_entity.as_deref(), seed, clock)?, None)
     };
     world.set_save_interval(storage.save_interval);
+    world.set_position_sync_interval(gc.position_sync_interval);
     let mut store =
         crate::store::open(&storage).with_context(|| format!("game{id}: opening the {} store", storage.backend))?;
     let (op_tx, op_rx) = crossbeam_channel::unbounded::<(u64, StoreOp)>();

@@ -725,7 +725,7 @@ mod tests {
     /// Without gathering every message leaves in the iteration it arrived in.
     #[test]
     fn without_gathering_every_message_leaves_at_once() {
-        let mut f = fixture_with(&format!("{CFG}[gate_common]\nclient_flush_ms = 0\n"));
+        let mut f = fixture();
         let (c1, b1) = f.accept(100);
         f.out.take_frames();
         for n in 0..3 {

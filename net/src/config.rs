@@ -54,6 +54,9 @@ pub struct GameConfig {
     pub log_level: String,
     /// IO worker threads.
     pub io_threads: usize,
+    /// How often moved entities' positions are sent to the clients that see them
+    /// (`position_sync_interval_ms`, 5..=10000, default 100).
+    pub position_sync_interval: Duration,
 }
 
 /// One gate process.
@@ -75,7 +78,7 @@ pub struct GateConfig {
     pub heartbeat_timeout: Duration,
     /// Client connections accepted at once; more are refused at accept.
     pub max_clients: usize,
-    /// Write gathering period for clients (`client_flush_ms`, default 5, 0: every message at
+    /// Write gathering period for clients (`client_flush_ms`, default 0: every message at
     /// once): a client's first message in a period leaves at once, later ones in the same
     /// period leave together at its end, so only clients that get a stream of messages wait.
     pub client_flush: Duration,
@@ -261,6 +264,12 @@ impl Config {
                 ban_boot_entity: s.bool("ban_boot_entity", false)?,
                 log_level: s.log_level()?,
                 io_threads: s.uint("io_threads", Some(1), 1, 64)?,
+                position_sync_interval: Duration::from_millis(s.uint(
+                    "position_sync_interval_ms",
+                    Some(100),
+                    5,
+                    10_000,
+                )? as u64),
             });
             s.deny_unknown()?;
         }
@@ -279,7 +288,7 @@ impl Config {
                 client_queue_limit: s.uint("client_queue_limit_bytes", Some(4 << 20), 1024, 1 << 32)?,
                 heartbeat_timeout: Duration::from_secs(s.uint("heartbeat_timeout_s", Some(60), 1, 86_400)? as u64),
                 max_clients: s.uint("max_clients", Some(20_000), 1, 1_000_000)?,
-                client_flush: Duration::from_millis(s.uint("client_flush_ms", Some(5), 0, 1000)? as u64),
+                client_flush: Duration::from_millis(s.uint("client_flush_ms", Some(0), 0, 1000)? as u64),
             });
             s.deny_unknown()?;
         }
@@ -437,6 +446,7 @@ boot_entity = Account
 [game2]
 ban_boot_entity = true
 io_threads = 2
+position_sync_interval_ms = 20
 
 [gate1]
 listen_addr = 127.0.0.1:17100
@@ -458,6 +468,9 @@ heartbeat_timeout_s = 5
         assert!(!c.games[0].ban_boot_entity);
         assert!(c.games[1].ban_boot_entity);
         assert_eq!(c.games[1].io_threads, 2);
+        assert_eq!(c.games[0].position_sync_interval, Duration::from_millis(100), "default");
+        assert_eq!(c.games[1].position_sync_interval, Duration::from_millis(20));
+        assert_eq!(c.gates[0].client_flush, Duration::ZERO, "default");
         assert_eq!(c.games[1].boot_entity.as_deref(), Some("Account"), "inherited from game_common");
         assert_eq!(c.gates[0].heartbeat_timeout, Duration::from_secs(5));
         assert_eq!(c.gates[0].max_client_frame, 1 << 20);
@@ -484,6 +497,9 @@ heartbeat_timeout_s = 5
         assert_eq!((e.section.as_str(), e.key.as_str()), ("deployment", "desired_games"));
         let e = check(&BASE.replace("heartbeat_timeout_s = 5", "heartbeat_timeout_s = 0")).expect_err("range");
         assert_eq!(e.key, "heartbeat_timeout_s");
+        let e = check(&BASE.replace("position_sync_interval_ms = 20", "position_sync_interval_ms = 4"))
+            .expect_err("below 5 ms");
+        assert_eq!(e.key, "position_sync_interval_ms");
         let e = check(&BASE.replace("ban_boot_entity = true", "ban_boot_entity = maybe")).expect_err("bool");
         assert_eq!(e.key, "ban_boot_entity");
         let e = check(&BASE.replace("127.0.0.1:17100", "nowhere")).expect_err("addr");

@@ -384,8 +384,17 @@ pub(crate) fn run_testgame(
                         ("call_all_plz_echo", _) => {
                             // Answer whoever asks, busy or not (the asker counts us), if it is
                             // still shown to us.
-                            if let Some(from) = id_arg(args.first()).filter(|f| b.shadow.contains_key(f)) {
-                                call(&mut net, i, from, "call_all_echo", vec![], &mut events);
+                            if let (Some(from), Some(me)) =
+                                (id_arg(args.first()).filter(|f| b.shadow.contains_key(f)), b.avatar)
+                            {
+                                call(
+                                    &mut net,
+                                    i,
+                                    from,
+                                    "call_all_echo",
+                                    vec![Value::Bytes(me.0.to_vec())],
+                                    &mut events,
+                                );
                             }
                         }
                         ("on_test_call_all", Some(Pending::CallAll)) => {

@@ -437,6 +437,15 @@ impl Ctx<'_> {
         id
     }
 
+    /// The entities whose clients [`call_all_clients`](Self::call_all_clients) would reach now:
+    /// this one if it has a client, and every entity with a client that sees it.
+    pub fn clients_watching(&self) -> Vec<Id> {
+        let own = self.client.is_some().then_some(self.id);
+        own.into_iter()
+            .chain(self.core.spaces.watchers(self.id).into_iter().filter(|w| self.core.clients.contains_key(w)))
+            .collect()
+    }
+
     /// Calls `method` on the own client and on the client of every entity that sees this one.
     /// Returns how many clients it reached.
     pub fn call_all_clients(&mut self, method: &str, args: Vec<Value>) -> usize {

@@ -280,6 +280,11 @@ impl Entity for Avatar {
         ctx.call_service_shard_key("Online", &key, "check_out", vec![me]);
     }
 
+    fn on_leave_aoi(&mut self, ctx: &mut Ctx<'_>, other: Id) {
+        // A client that can no longer see this avatar may not get to answer a call-all.
+        Self::call_all_settle(ctx, other);
+    }
+
     fn on_enter_space(&mut self, ctx: &mut Ctx<'_>) {
         let kind = ctx.space_kind(ctx.space()).unwrap_or(0);
         ctx.call_client("entered", vec![Value::Int(kind), Value::Int(i64::from(ctx.game_id()))]);
@@ -483,40 +488,58 @@ impl Avatar {
     }
 
     /// Own client: calls `call_all_plz_echo(me)` on its own client and on every client that
-    /// sees it; each answers `call_all_echo()`; when all have, `on_test_call_all(n)`. Clients
-    /// that go away meanwhile are waited for at most 3 s (then `on_test_call_all(-left, n)`).
+    /// sees it; each answers `call_all_echo(its entity)`; when every one has answered or left
+    /// this avatar's area of interest (its answer may then be refused by the gate: it no longer
+    /// knows this avatar), `on_test_call_all(n)`. Anything still missing after 3 s gives
+    /// `on_test_call_all(-missing, n)`.
     fn test_call_all(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
         let me = id_value(ctx.id());
+        let waiting: Vec<Value> = ctx.clients_watching().into_iter().map(id_value).collect();
         let n = ctx.call_all_clients("call_all_plz_echo", vec![me]);
         let round = ctx.attrs().int("call_all_round") + 1;
         ctx.attrs().set("call_all_round", round);
-        ctx.attrs().set("call_all_left", i64::try_from(n).unwrap_or(i64::MAX));
+        ctx.attrs().set("call_all_wait", Value::List(waiting));
         ctx.attrs().set("call_all_n", i64::try_from(n).unwrap_or(i64::MAX));
         ctx.add_timer(std::time::Duration::from_secs(3), "call_all_give_up", vec![Value::Int(round)])
             .map_err(failed)?;
         Ok(())
     }
 
-    /// Any client that was shown this avatar: the answer to `call_all_plz_echo`.
-    fn call_all_echo(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
-        let left = ctx.attrs().int("call_all_left");
-        if left <= 0 {
-            return Ok(());
+    /// Stops waiting for `who`'s answer; reports when nobody is left.
+    fn call_all_settle(ctx: &mut Ctx<'_>, who: Id) {
+        let Some(Value::List(wait)) = ctx.attrs().get("call_all_wait").cloned() else { return };
+        let before = wait.len();
+        let who = id_value(who);
+        let left: Vec<Value> = wait.into_iter().filter(|w| *w != who).collect();
+        if left.len() == before {
+            return;
         }
-        ctx.attrs().set("call_all_left", left - 1);
-        if left == 1 {
+        let done = left.is_empty();
+        ctx.attrs().set("call_all_wait", Value::List(left));
+        if done {
             let n = ctx.attrs().int("call_all_n");
             ctx.call_client("on_test_call_all", vec![Value::Int(n)]);
         }
+    }
+
+    /// Any client that was shown this avatar: the answer to `call_all_plz_echo`, naming the
+    /// answering client's entity.
+    fn call_all_echo(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        let who = args.id(0)?;
+        Self::call_all_settle(ctx, who);
         Ok(())
     }
 
     fn call_all_give_up(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
-        let left = ctx.attrs().int("call_all_left");
-        if args.int(0)? == ctx.attrs().int("call_all_round") && left > 0 {
-            ctx.attrs().set("call_all_left", 0i64);
+        if args.int(0)? != ctx.attrs().int("call_all_round") {
+            return Ok(());
+        }
+        let Some(Value::List(wait)) = ctx.attrs().get("call_all_wait").cloned() else { return Ok(()) };
+        if !wait.is_empty() {
+            let missing = i64::try_from(wait.len()).unwrap_or(i64::MAX);
+            ctx.attrs().set("call_all_wait", Value::List(vec![]));
             let n = ctx.attrs().int("call_all_n");
-            ctx.call_client("on_test_call_all", vec![Value::Int(-left), Value::Int(n)]);
+            ctx.call_client("on_test_call_all", vec![Value::Int(-missing), Value::Int(n)]);
         }
         Ok(())
     }
@@ -647,6 +670,7 @@ fn registry() -> Registry {
     reg.entity("Avatar", Avatar::default)
         .persistent()
         .aoi(100.0)
+        .aoi_hooks()
         .attr("name", persistent_all)
         .attr("level", persistent_all)
         .attr("prof", persistent_all)

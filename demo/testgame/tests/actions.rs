@@ -65,7 +65,7 @@ fn every_action_does_what_the_bots_expect() {
     c.call(avatar, "test_call_all", vec![]).expect("send");
     let from = wait_call(&mut c, "call_all_plz_echo");
     assert_eq!(from, vec![oxworld_core_id(avatar)]);
-    c.call(avatar, "call_all_echo", vec![]).expect("send");
+    c.call(avatar, "call_all_echo", vec![oxworld_core_id(avatar)]).expect("send");
     assert_eq!(wait_call(&mut c, "on_test_call_all"), vec![Value::Int(1)]);
     // Lists and nested attributes reach the replica.
     for seed in [5, 6, 7, 9, 3, 4] {
