@@ -60,8 +60,9 @@ impl TestCluster {
         fs::write(&config, ini)?;
         let cfg = Config::load(&config)?;
         let bin_dir = game_exe.parent().map(Path::to_path_buf).unwrap_or_default();
-        let needed = ["oxworld-dispatcher", "oxworld-gate", "oxworld"];
-        if needed.iter().any(|b| !bin_dir.join(b).exists()) {
+        // Always through cargo (a no-op when fresh): a stale gate or dispatcher binary would
+        // test old code.
+        {
             let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
             cmd.args(["build", "-p", "oxworld-bin", "--bins"]);
             if bin_dir.ends_with("release") {

@@ -293,30 +293,40 @@ impl GateApp {
     }
 }
 
-/// Adaptive write gathering for clients: at most one write per client per `period` while it is
-/// busy, none of the wait while it is not.
+/// Adaptive write gathering for clients: at most one write per period to a client that gets a
+/// stream of messages, none of the wait for one that does not.
 ///
-/// Time is cut into periods of `period`, started by the first write. A client's first message
-/// in a period leaves at once (with whatever else the loop iteration writes to it); any later
-/// one in the same period is held, and everything held leaves together when the period ends,
-/// which counts as that client's write for the next period. So a client that gets a message
-/// now and then sees no added latency, and one that gets a stream (a chat room, a crowd) gets
-/// one write per period instead of one per message. `period` zero: everything leaves at once.
+/// Time is cut into periods of `period`. A client is *busy* after a period in which it got two
+/// or more messages, and stays busy until a period in which it gets none. Messages to a client
+/// that is not busy leave at once. A busy client's first message in a period leaves at once
+/// (with whatever else the loop iteration writes to it); later ones are held, and everything
+/// held leaves together when the period ends, which counts as that client's write for the next
+/// period. So an occasional message, or a short burst of replies, is never delayed, and a chat
+/// room or crowd costs one write per client per period. `period` zero: everything at once.
 struct Gather {
     period: std::time::Duration,
-    /// Clients written to in the current period, with the loop iteration of that write.
-    written: FxHashMap<ConnId, u64>,
+    /// Clients that got messages in this period or are busy.
+    conns: FxHashMap<ConnId, GatherConn>,
     /// Messages held for the end of the period, per client, in order.
     held: FxHashMap<ConnId, Vec<Vec<u8>>>,
-    /// End of the current period; `None` when no client was written to since the last one.
+    /// End of the current period; `None` while no client is tracked.
     period_end: Option<Instant>,
     /// Loop iterations seen (one `tick` each): writes within one iteration are one write anyway.
     iteration: u64,
 }
 
+#[derive(Default)]
+struct GatherConn {
+    /// Messages this period.
+    msgs: u32,
+    busy: bool,
+    /// Loop iteration of this period's write, if there was one.
+    written: Option<u64>,
+}
+
 impl Gather {
     fn new(period: std::time::Duration) -> Self {
-        Gather { period, written: FxHashMap::default(), held: FxHashMap::default(), period_end: None, iteration: 0 }
+        Gather { period, conns: FxHashMap::default(), held: FxHashMap::default(), period_end: None, iteration: 0 }
     }
 
     /// True if a message for `conn` should go into this iteration's output; false if it must be
@@ -325,15 +335,19 @@ impl Gather {
         if self.period.is_zero() {
             return true;
         }
+        self.period_end.get_or_insert(now + self.period);
+        let st = self.conns.entry(conn).or_default();
+        st.msgs = st.msgs.saturating_add(1);
         if self.held.contains_key(&conn) {
             return false;
         }
-
-        match self.written.get(&conn) {
-            Some(&it) => it == self.iteration,
+        if !st.busy {
+            return true;
+        }
+        match st.written {
+            Some(it) => it == self.iteration,
             None => {
-                self.written.insert(conn, self.iteration);
-                self.period_end.get_or_insert(now + self.period);
+                st.written = Some(self.iteration);
                 true
             }
         }
@@ -345,22 +359,35 @@ impl Gather {
 
     fn forget(&mut self, conn: ConnId) {
         self.held.remove(&conn);
-        self.written.remove(&conn);
+        self.conns.remove(&conn);
     }
 
-    /// Ends the period if it is over (or `force`): writes what was held, starts the next.
-    /// Called once per loop iteration.
-    fn tick(&mut self, now: Instant, force: bool, out: &mut Outbox) {
-        if force || self.period_end.is_some_and(|t| now >= t) {
-            self.written.clear();
-            for (conn, msgs) in self.held.drain() {
-                for m in msgs {
-                    out.send(conn, &m);
-                }
-                self.written.insert(conn, self.iteration);
-            }
-            self.period_end = if self.written.is_empty() { None } else { Some(now + self.period) };
+    /// Ends the period if it is over (or `force`): writes what was held, marks who is busy,
+    /// starts the next period. Called before each event and once per loop iteration.
+    fn roll(&mut self, now: Instant, force: bool, out: &mut Outbox) {
+        if !(force || self.period_end.is_some_and(|t| now >= t)) {
+            return;
         }
+        for st in self.conns.values_mut() {
+            st.busy = st.msgs >= 2 || (st.busy && st.msgs >= 1);
+            st.msgs = 0;
+            st.written = None;
+        }
+        for (conn, msgs) in self.held.drain() {
+            for m in msgs {
+                out.send(conn, &m);
+            }
+            if let Some(st) = self.conns.get_mut(&conn) {
+                st.written = Some(self.iteration);
+            }
+        }
+        self.conns.retain(|_, st| st.busy);
+        self.period_end = if self.conns.is_empty() { None } else { Some(now + self.period) };
+    }
+
+    /// End of a loop iteration.
+    fn tick(&mut self, now: Instant, out: &mut Outbox) {
+        self.roll(now, false, out);
         self.iteration += 1;
     }
 }
@@ -368,6 +395,7 @@ impl Gather {
 impl App for GateApp {
     fn handle(&mut self, now: Instant, event: Event, out: &mut Outbox) {
         self.now = now;
+        self.gather.roll(now, false, out);
         match event {
             Event::Accepted { conn, .. } => self.on_accept(now, conn, out),
             Event::Connected { conn } => self.links.on_connected(conn, out, |_| Vec::new()),
@@ -392,7 +420,7 @@ impl App for GateApp {
             }
             Event::Signal(Signal::Terminate) => {
                 info!("gate{}: stopping; closing {} clients", self.cfg.id, self.clients.len());
-                self.gather.tick(now, true, out);
+                self.gather.roll(now, true, out);
                 for (&conn, c) in &self.clients {
                     if let Some(owner) = c.owner {
                         let msg = Msg::ClientDisconnected { gate: self.cfg.id, client: c.id, owner };
@@ -412,7 +440,7 @@ impl App for GateApp {
     fn tick(&mut self, now: Instant, out: &mut Outbox) {
         self.links.tick(now, out);
         self.now = now;
-        self.gather.tick(now, false, out);
+        self.gather.tick(now, out);
         let n = self.links.len();
         for (id, (client, pos)) in self.pending_moves.drain() {
             self.links.send(id.dispatcher_index(n), &Msg::ClientMove { client, id, pos }, out);
@@ -651,11 +679,13 @@ mod tests {
         assert_eq!(Msg::decode(&sent[0].1[0]).expect("msg"), Msg::ClientDisconnected { gate: 1, client, owner: boot });
     }
 
-    /// With `client_flush_ms`: a client's first message in a period leaves at once (with the
-    /// rest of that loop iteration's), later ones wait for the period's end and leave together,
-    /// in order (game messages and world calls alike); an idle client is written to at once again.
+    /// With `client_flush_ms`: a client that is not busy gets every message at once (a burst of
+    /// replies is not delayed); after a period with two or more messages it is busy: its first
+    /// message in a period leaves at once (with the rest of that loop iteration's), later ones
+    /// wait for the period's end and leave together, in order; after a period with none it is
+    /// not busy any more.
     #[test]
-    fn busy_clients_get_one_write_per_period_idle_ones_no_wait() {
+    fn busy_clients_get_one_write_per_period_others_no_wait() {
         use std::time::Duration;
         let mut f = fixture_with(&format!("{CFG}[gate_common]\nclient_flush_ms = 5\n"));
         let (c1, b1) = f.accept(100);
@@ -683,49 +713,66 @@ mod tests {
                 .flat_map(|(_, fs)| fs.into_iter().map(|b| ServerMsg::decode(&b).expect("valid")))
                 .collect()
         };
+        let ms = |n: u64| Duration::from_millis(n);
         let t0 = f.now;
-        // One iteration: the create and a world call go out at once, together.
+        let at = |f: &mut Fixture, n: u64| f.now = t0 + ms(n);
+        // Not busy: everything leaves in the iteration it arrived in.
         f.deliver(c1, &create);
         world(&mut f, 1);
         let got = to_client(&mut f);
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(matches!(&got[0], ServerMsg::CreateEntity { id, .. } if *id == b1));
         assert_eq!(got[1], call(1));
-        assert_eq!(f.gate.next_deadline(), None, "nothing held: no wake-up needed");
         f.gate.tick(t0, &mut f.out);
-        // Next iteration, same period: held until the period ends.
         world(&mut f, 2);
+        assert_eq!(to_client(&mut f), vec![call(2)], "a burst is not delayed");
+        assert_eq!(f.gate.next_deadline(), None, "nothing held: no wake-up needed");
+        // Three messages in that period: busy from the next one on.
+        f.gate.tick(t0 + ms(5), &mut f.out);
+        at(&mut f, 6);
         world(&mut f, 3);
-        assert!(to_client(&mut f).is_empty(), "held");
-        assert_eq!(f.gate.next_deadline(), Some(t0 + Duration::from_millis(5)));
-        f.gate.tick(t0 + Duration::from_millis(4), &mut f.out);
-        assert!(to_client(&mut f).is_empty());
-        f.gate.tick(t0 + Duration::from_millis(5), &mut f.out);
-        assert_eq!(to_client(&mut f), vec![call(2), call(3)]);
-        // That write was this client's for the next period: the next message waits again.
-        f.now = t0 + Duration::from_millis(6);
         world(&mut f, 4);
-        assert!(to_client(&mut f).is_empty());
-        f.gate.tick(t0 + Duration::from_millis(10), &mut f.out);
-        assert_eq!(to_client(&mut f), vec![call(4)]);
-        // A period with no message ends; the client is idle and the next one leaves at once.
-        f.gate.tick(t0 + Duration::from_millis(15), &mut f.out);
-        f.now = t0 + Duration::from_millis(16);
-        world(&mut f, 5);
-        assert_eq!(to_client(&mut f), vec![call(5)]);
-        // A closed client's held messages are dropped, not written to a reused id.
+        assert_eq!(to_client(&mut f), vec![call(3), call(4)], "first write of the period, one iteration");
         f.gate.tick(f.now, &mut f.out);
+        at(&mut f, 7);
+        world(&mut f, 5);
         world(&mut f, 6);
+        assert!(to_client(&mut f).is_empty(), "held");
+        assert_eq!(f.gate.next_deadline(), Some(t0 + ms(10)));
+        f.gate.tick(t0 + ms(9), &mut f.out);
+        assert!(to_client(&mut f).is_empty());
+        f.gate.tick(t0 + ms(10), &mut f.out);
+        assert_eq!(to_client(&mut f), vec![call(5), call(6)]);
+        // That write was this client's for the next period: the next message waits again.
+        at(&mut f, 11);
+        world(&mut f, 7);
+        assert!(to_client(&mut f).is_empty());
+        f.gate.tick(t0 + ms(15), &mut f.out);
+        assert_eq!(to_client(&mut f), vec![call(7)]);
+        // A period without messages: not busy any more, messages leave at once.
+        f.gate.tick(t0 + ms(20), &mut f.out);
+        at(&mut f, 21);
+        world(&mut f, 8);
+        world(&mut f, 9);
+        assert_eq!(to_client(&mut f), vec![call(8), call(9)]);
+        // Busy again; a closed client's held messages are dropped, not written to a reused id.
+        f.gate.tick(t0 + ms(26), &mut f.out);
+        at(&mut f, 27);
+        world(&mut f, 10);
+        f.gate.tick(f.now, &mut f.out);
+        world(&mut f, 11);
+        assert_eq!(to_client(&mut f), vec![call(10)]);
         f.gate.handle(f.now, Event::Closed { conn: ConnId(100), reason: CloseReason::PeerClosed }, &mut f.out);
         f.out.take_frames();
-        f.gate.tick(t0 + Duration::from_millis(30), &mut f.out);
+        f.gate.tick(t0 + ms(40), &mut f.out);
         assert!(to_client(&mut f).is_empty());
+        assert_eq!(f.gate.next_deadline(), None);
     }
 
     /// Without gathering every message leaves in the iteration it arrived in.
     #[test]
     fn without_gathering_every_message_leaves_at_once() {
-        let mut f = fixture();
+        let mut f = fixture_with(&format!("{CFG}[gate_common]\nclient_flush_ms = 0\n"));
         let (c1, b1) = f.accept(100);
         f.out.take_frames();
         for n in 0..3 {

@@ -78,7 +78,7 @@ pub struct GateConfig {
     pub heartbeat_timeout: Duration,
     /// Client connections accepted at once; more are refused at accept.
     pub max_clients: usize,
-    /// Write gathering period for clients (`client_flush_ms`, default 0: every message at
+    /// Write gathering period for clients (`client_flush_ms`, default 10, 0: every message at
     /// once): a client's first message in a period leaves at once, later ones in the same
     /// period leave together at its end, so only clients that get a stream of messages wait.
     pub client_flush: Duration,
@@ -288,7 +288,7 @@ impl Config {
                 client_queue_limit: s.uint("client_queue_limit_bytes", Some(4 << 20), 1024, 1 << 32)?,
                 heartbeat_timeout: Duration::from_secs(s.uint("heartbeat_timeout_s", Some(60), 1, 86_400)? as u64),
                 max_clients: s.uint("max_clients", Some(20_000), 1, 1_000_000)?,
-                client_flush: Duration::from_millis(s.uint("client_flush_ms", Some(0), 0, 1000)? as u64),
+                client_flush: Duration::from_millis(s.uint("client_flush_ms", Some(10), 0, 1000)? as u64),
             });
             s.deny_unknown()?;
         }
@@ -470,7 +470,7 @@ heartbeat_timeout_s = 5
         assert_eq!(c.games[1].io_threads, 2);
         assert_eq!(c.games[0].position_sync_interval, Duration::from_millis(100), "default");
         assert_eq!(c.games[1].position_sync_interval, Duration::from_millis(20));
-        assert_eq!(c.gates[0].client_flush, Duration::ZERO, "default");
+        assert_eq!(c.gates[0].client_flush, Duration::from_millis(10), "default");
         assert_eq!(c.games[1].boot_entity.as_deref(), Some("Account"), "inherited from game_common");
         assert_eq!(c.gates[0].heartbeat_timeout, Duration::from_secs(5));
         assert_eq!(c.gates[0].max_client_frame, 1 << 20);

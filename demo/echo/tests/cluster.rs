@@ -19,11 +19,12 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
-/// The directory holding this test's binaries; builds the dispatcher and gate if missing.
+/// The directory holding this test's binaries; builds the dispatcher and gate (always through
+/// cargo, a no-op when they are fresh: a stale binary would test old code).
 fn bin_dir() -> PathBuf {
     let game = PathBuf::from(env!("CARGO_BIN_EXE_echo"));
     let dir = game.parent().expect("binary dir").to_path_buf();
-    if !dir.join("oxworld-dispatcher").exists() || !dir.join("oxworld-gate").exists() {
+    {
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args(["build", "-p", "oxworld-bin", "--bins"]);
         if dir.ends_with("release") {

@@ -19,10 +19,9 @@ fn strict_testgame_run_with_a_reload_in_the_middle() {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_testgame"));
     let cluster = TestCluster::start("strict", &exe, 2, 2, "").expect("cluster");
     let stress = cluster.layout.bin_dir.join("oxworld-stress");
-    if !stress.exists() {
-        let st = Command::new(env!("CARGO")).args(["build", "-p", "oxworld-stress"]).status().expect("cargo");
-        assert!(st.success(), "building oxworld-stress failed");
-    }
+    // Always through cargo: a stale bot binary would test old bot code against the new game.
+    let st = Command::new(env!("CARGO")).args(["build", "-p", "oxworld-stress"]).status().expect("cargo");
+    assert!(st.success(), "building oxworld-stress failed");
     let (bots, secs) = (knob("OXWORLD_STRICT_BOTS", 200), knob("OXWORLD_STRICT_SECS", 60));
     let run = Command::new(&stress)
         .args(["--scenario", "testgame", "--strict", "--json", "--rate", "1"])
