@@ -1791,7 +1791,10 @@ mod tests {
         }
         fn shout(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
             ctx.attrs().set("mood", "loud");
-            ctx.call_all_clients("shout", vec![]);
+            // The args name whom the call reaches (`clients_watching`), for the test to check.
+            let watching = ctx.clients_watching().into_iter().map(id_value).collect();
+            let n = ctx.call_all_clients("shout", watching);
+            assert_eq!(n, ctx.clients_watching().len());
             Ok(())
         }
     }
@@ -2023,9 +2026,9 @@ mod tests {
         call(w, ca, pa, "shout", vec![]);
         let msgs = per_client(w);
         assert!(msgs[&cb].iter().any(|m| matches!(m, ServerMsg::AttrOps { id, .. } if *id == pa)), "{:?}", msgs[&cb]);
-        assert!(
-            msgs[&cb].iter().any(|m| matches!(m, ServerMsg::Call { id, method, .. } if *id == pa && method == "shout"))
-        );
+        let shout = ServerMsg::Call { id: pa, method: "shout".into(), args: vec![id_value(pa), id_value(pb)] };
+        assert!(msgs[&cb].contains(&shout), "{:?}", msgs[&cb]);
+        assert!(msgs[&ca].contains(&shout), "the own client too");
         // Walking out of range: leave after the tick (not inside the handler).
         call(w, cb, pb, "walk", vec![Value::Float(50.0)]);
         assert!(per_client(w).values().flatten().all(|m| !matches!(m, ServerMsg::DestroyEntity { .. })));
@@ -2035,6 +2038,11 @@ mod tests {
         assert!(msgs[&cb].contains(&ServerMsg::DestroyEntity { id: pa }));
         // B's own client gets its position at the sync.
         assert!(msgs[&cb].iter().any(|m| matches!(m, ServerMsg::Positions { entries } if entries[0].0 == pb)));
+        // Out of range, a call to all clients reaches A's own only.
+        call(w, ca, pa, "shout", vec![]);
+        let msgs = per_client(w);
+        assert!(msgs[&ca].contains(&ServerMsg::Call { id: pa, method: "shout".into(), args: vec![id_value(pa)] }));
+        assert!(msgs.get(&cb).is_none_or(|m| m.iter().all(|m| !matches!(m, ServerMsg::Call { .. }))));
         // Destroying the space destroys its entities; clients see neighbours, space, self go.
         call(w, cb, pb, "walk", vec![Value::Float(1.0)]);
         w.tick(t0 + Duration::from_millis(400));
