@@ -183,6 +183,7 @@ impl GateApp {
                     Msg::Call { target, method, args: enc, caller: Caller::Client { gate: self.cfg.id, client: c.id } };
                 self.stats.calls += 1;
                 self.links.send(target.dispatcher_index(self.links.len()), &msg, out);
+                self.gather.expedite(conn, self.now);
             }
             Err(e) => {
                 self.stats.refused += 1;
@@ -236,7 +237,7 @@ impl GateApp {
                     if !hit {
                         continue;
                     }
-                    if self.gather.now_or_hold(conn, self.now) {
+                    if self.gather.now_or_hold(conn, self.now, out) {
                         out.send_with(conn, |b| {
                             let at = b.len();
                             b.extend_from_slice(&template);
@@ -285,7 +286,7 @@ impl GateApp {
 
     /// Sends a game's message to a client: at once, or with the next flush.
     fn send_client(&mut self, conn: ConnId, payload: Vec<u8>, out: &mut Outbox) {
-        if self.gather.now_or_hold(conn, self.now) {
+        if self.gather.now_or_hold(conn, self.now, out) {
             out.send(conn, &payload);
         } else {
             self.gather.hold(conn, payload);
@@ -302,7 +303,10 @@ impl GateApp {
 /// (with whatever else the loop iteration writes to it); later ones are held, and everything
 /// held leaves together when the period ends, which counts as that client's write for the next
 /// period. So an occasional message, or a short burst of replies, is never delayed, and a chat
-/// room or crowd costs one write per client per period. `period` zero: everything at once.
+/// room or crowd costs one write per client per period. A client that just sent a call is
+/// *expedited* for one period: what it is sent meanwhile (its reply, most likely) leaves at
+/// once, after anything held for it, so a busy client's round trips are not slowed either.
+/// `period` zero: everything at once.
 struct Gather {
     period: std::time::Duration,
     /// Clients that got messages in this period or are busy.
@@ -322,6 +326,8 @@ struct GatherConn {
     busy: bool,
     /// Loop iteration of this period's write, if there was one.
     written: Option<u64>,
+    /// Until when messages leave at once because the client sent a call.
+    expedite_until: Option<Instant>,
 }
 
 impl Gather {
@@ -331,13 +337,23 @@ impl Gather {
 
     /// True if a message for `conn` should go into this iteration's output; false if it must be
     /// [`hold`](Self::hold)ed for the end of the period.
-    fn now_or_hold(&mut self, conn: ConnId, now: Instant) -> bool {
+    /// Anything held for `conn` is written first (into `out`) when the answer is true.
+    fn now_or_hold(&mut self, conn: ConnId, now: Instant, out: &mut Outbox) -> bool {
         if self.period.is_zero() {
             return true;
         }
         self.period_end.get_or_insert(now + self.period);
         let st = self.conns.entry(conn).or_default();
         st.msgs = st.msgs.saturating_add(1);
+        if st.expedite_until.is_some_and(|t| now < t) {
+            if let Some(held) = self.held.remove(&conn) {
+                for m in held {
+                    out.send(conn, &m);
+                }
+            }
+            st.written = Some(self.iteration);
+            return true;
+        }
         if self.held.contains_key(&conn) {
             return false;
         }
@@ -351,6 +367,15 @@ impl Gather {
                 true
             }
         }
+    }
+
+    /// `conn` sent a call: for one period, what it is sent leaves at once.
+    fn expedite(&mut self, conn: ConnId, now: Instant) {
+        if self.period.is_zero() {
+            return;
+        }
+        self.period_end.get_or_insert(now + self.period);
+        self.conns.entry(conn).or_default().expedite_until = Some(now + self.period);
     }
 
     fn hold(&mut self, conn: ConnId, payload: Vec<u8>) {
@@ -381,7 +406,7 @@ impl Gather {
                 st.written = Some(self.iteration);
             }
         }
-        self.conns.retain(|_, st| st.busy);
+        self.conns.retain(|_, st| st.busy || st.expedite_until.is_some_and(|t| now < t));
         self.period_end = if self.conns.is_empty() { None } else { Some(now + self.period) };
     }
 
@@ -767,6 +792,56 @@ mod tests {
         f.gate.tick(t0 + ms(40), &mut f.out);
         assert!(to_client(&mut f).is_empty());
         assert_eq!(f.gate.next_deadline(), None);
+    }
+
+    /// A busy client that sends a call is expedited for a period: what it is sent next (its
+    /// reply) leaves at once, after what was held for it, in order.
+    #[test]
+    fn a_busy_clients_reply_is_not_held() {
+        use std::time::Duration;
+        let mut f = fixture_with(&format!("{CFG}[gate_common]\nclient_flush_ms = 10\n"));
+        let (c1, b1) = f.accept(100);
+        let m = |n: i64| ServerMsg::Call { id: b1, method: "m".into(), args: vec![Value::Int(n)] };
+        let to_client = |f: &mut Fixture| -> Vec<ServerMsg> {
+            f.out
+                .take_frames()
+                .into_iter()
+                .filter(|(c, _)| *c == ConnId(100))
+                .flat_map(|(_, fs)| fs.into_iter().map(|b| ServerMsg::decode(&b).expect("valid")))
+                .collect()
+        };
+        let t0 = f.now;
+        let create = ServerMsg::CreateEntity {
+            is_player: true,
+            id: b1,
+            type_name: "B".into(),
+            attrs: Value::Nil,
+            pos: Default::default(),
+        };
+        f.deliver(c1, &create);
+        f.deliver(c1, &m(1));
+        f.gate.tick(t0 + Duration::from_millis(10), &mut f.out);
+        to_client(&mut f);
+        // Busy now: first message of the period leaves, the next is held.
+        f.now = t0 + Duration::from_millis(11);
+        f.deliver(c1, &m(2));
+        f.gate.tick(f.now, &mut f.out);
+        f.deliver(c1, &m(3));
+        assert_eq!(to_client(&mut f), vec![m(2)]);
+        // The client calls; the reply leaves at once, after the held message.
+        let call = ClientMsg::Call { target: b1, method: 7, args: vec![] };
+        let sent = f.client_sends(100, &call);
+        assert!(sent.iter().all(|(c, _)| *c != ConnId(100)), "the call went to a dispatcher");
+        f.deliver(c1, &m(4));
+        assert_eq!(to_client(&mut f), vec![m(3), m(4)]);
+        // A period later the client is gathered again.
+        f.gate.tick(t0 + Duration::from_millis(21), &mut f.out);
+        f.gate.tick(t0 + Duration::from_millis(22), &mut f.out);
+        f.now = t0 + Duration::from_millis(23);
+        f.deliver(c1, &m(5));
+        f.gate.tick(f.now, &mut f.out);
+        f.deliver(c1, &m(6));
+        assert_eq!(to_client(&mut f), vec![m(5)]);
     }
 
     /// Without gathering every message leaves in the iteration it arrived in.
