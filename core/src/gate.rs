@@ -567,11 +567,32 @@ mod tests {
             self.gate.handle(self.now, Event::Frame { conn: self.links[0], data }, &mut self.out);
         }
 
+        /// Takes the queued output and decodes what went to client connection `conn`.
+        fn take_client_msgs(&mut self, conn: u64) -> Vec<ServerMsg> {
+            self.out
+                .take_frames()
+                .into_iter()
+                .filter(|(c, _)| *c == ConnId(conn))
+                .flat_map(|(_, fs)| fs.into_iter().map(|b| ServerMsg::decode(&b).expect("valid")))
+                .collect()
+        }
+
         fn client_sends(&mut self, conn: u64, m: &ClientMsg) -> Vec<(ConnId, Vec<Vec<u8>>)> {
             let mut data = Vec::new();
             m.encode(&mut data);
             self.gate.handle(self.now, Event::Frame { conn: ConnId(conn), data }, &mut self.out);
             self.out.take_frames()
+        }
+    }
+
+    /// The create that makes `id` a client's own entity.
+    fn player_create(id: Id) -> ServerMsg {
+        ServerMsg::CreateEntity {
+            is_player: true,
+            id,
+            type_name: "B".into(),
+            attrs: Value::Nil,
+            pos: Default::default(),
         }
     }
 
@@ -584,16 +605,7 @@ mod tests {
         let got = f.client_sends(100, &call);
         assert!(matches!(ServerMsg::decode(&got[0].1[0]), Ok(ServerMsg::Error { code: 5, .. })));
         assert!(f.out.take_closes().is_empty());
-        f.deliver(
-            client,
-            &ServerMsg::CreateEntity {
-                is_player: true,
-                id: boot,
-                type_name: "B".into(),
-                attrs: Value::Nil,
-                pos: Default::default(),
-            },
-        );
+        f.deliver(client, &player_create(boot));
         assert_eq!(f.out.take_frames()[0].0, ConnId(100));
         let got = f.client_sends(100, &call);
         let link = f.links[boot.dispatcher_index(2)];
@@ -616,13 +628,7 @@ mod tests {
         let (c1, b1) = f.accept(100);
         let (c2, b2) = f.accept(101);
         for (c, b) in [(c1, b1), (c2, b2)] {
-            let create = ServerMsg::CreateEntity {
-                is_player: true,
-                id: b,
-                type_name: "B".into(),
-                attrs: Value::Nil,
-                pos: Default::default(),
-            };
+            let create = player_create(b);
             f.deliver(c, &create);
         }
         f.out.take_frames();
@@ -666,16 +672,7 @@ mod tests {
     fn disconnect_reaches_the_owner() {
         let mut f = fixture();
         let (client, boot) = f.accept(100);
-        f.deliver(
-            client,
-            &ServerMsg::CreateEntity {
-                is_player: true,
-                id: boot,
-                type_name: "B".into(),
-                attrs: Value::Nil,
-                pos: Default::default(),
-            },
-        );
+        f.deliver(client, &player_create(boot));
         f.out.take_frames();
         f.gate.handle(f.now, Event::Closed { conn: ConnId(100), reason: CloseReason::Idle }, &mut f.out);
         let sent = f.out.take_frames();
@@ -690,16 +687,7 @@ mod tests {
         let (client, boot) = f.accept(100);
         f.gate.handle(f.now, Event::Closed { conn: ConnId(100), reason: CloseReason::PeerClosed }, &mut f.out);
         f.out.take_frames();
-        f.deliver(
-            client,
-            &ServerMsg::CreateEntity {
-                is_player: true,
-                id: boot,
-                type_name: "B".into(),
-                attrs: Value::Nil,
-                pos: Default::default(),
-            },
-        );
+        f.deliver(client, &player_create(boot));
         let sent = f.out.take_frames();
         assert_eq!(Msg::decode(&sent[0].1[0]).expect("msg"), Msg::ClientDisconnected { gate: 1, client, owner: boot });
     }
@@ -714,13 +702,7 @@ mod tests {
         use std::time::Duration;
         let mut f = fixture_with(&format!("{CFG}[gate_common]\nclient_flush_ms = 5\n"));
         let (c1, b1) = f.accept(100);
-        let create = ServerMsg::CreateEntity {
-            is_player: true,
-            id: b1,
-            type_name: "B".into(),
-            attrs: Value::Nil,
-            pos: Default::default(),
-        };
+        let create = player_create(b1);
         let world = |f: &mut Fixture, n: i64| {
             let mut args = Vec::new();
             oxworld_net::value::encode_args(&[Value::Int(n)], &mut args);
@@ -730,14 +712,7 @@ mod tests {
             f.gate.handle(f.now, Event::Frame { conn: f.links[0], data }, &mut f.out);
         };
         let call = |n: i64| ServerMsg::Call { id: b1, method: "world".into(), args: vec![Value::Int(n)] };
-        let to_client = |f: &mut Fixture| -> Vec<ServerMsg> {
-            f.out
-                .take_frames()
-                .into_iter()
-                .filter(|(c, _)| *c == ConnId(100))
-                .flat_map(|(_, fs)| fs.into_iter().map(|b| ServerMsg::decode(&b).expect("valid")))
-                .collect()
-        };
+        let to_client = |f: &mut Fixture| f.take_client_msgs(100);
         let ms = |n: u64| Duration::from_millis(n);
         let t0 = f.now;
         let at = |f: &mut Fixture, n: u64| f.now = t0 + ms(n);
@@ -802,22 +777,9 @@ mod tests {
         let mut f = fixture_with(&format!("{CFG}[gate_common]\nclient_flush_ms = 10\n"));
         let (c1, b1) = f.accept(100);
         let m = |n: i64| ServerMsg::Call { id: b1, method: "m".into(), args: vec![Value::Int(n)] };
-        let to_client = |f: &mut Fixture| -> Vec<ServerMsg> {
-            f.out
-                .take_frames()
-                .into_iter()
-                .filter(|(c, _)| *c == ConnId(100))
-                .flat_map(|(_, fs)| fs.into_iter().map(|b| ServerMsg::decode(&b).expect("valid")))
-                .collect()
-        };
+        let to_client = |f: &mut Fixture| f.take_client_msgs(100);
         let t0 = f.now;
-        let create = ServerMsg::CreateEntity {
-            is_player: true,
-            id: b1,
-            type_name: "B".into(),
-            attrs: Value::Nil,
-            pos: Default::default(),
-        };
+        let create = player_create(b1);
         f.deliver(c1, &create);
         f.deliver(c1, &m(1));
         f.gate.tick(t0 + Duration::from_millis(10), &mut f.out);
