@@ -14,7 +14,14 @@ use crate::launcher::{self, Layout, Timeouts};
 
 /// A free loopback port (bound and released; fine for tests on one machine).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    free_ports(1).first().copied().unwrap_or(0)
+}
+
+/// `n` distinct free loopback ports: all are held open until every one is picked, so the kernel
+/// cannot hand the same port out twice (separate `free_port` calls can collide).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n).filter_map(|_| TcpListener::bind("127.0.0.1:0").ok()).collect();
+    held.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.port()).collect()
 }
 
 /// One test cluster; every process is killed when it is dropped.
@@ -32,8 +39,8 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `dispatchers` dispatchers and `games` games running `game_exe` (the binary of a
     /// game crate, built by cargo for the test) and one gate; `extra_ini` is appended to the
-    /// config. Builds the dispatcher, gate and CLI next to `game_exe` if they are missing (run
-    /// `cargo build --workspace --bins` first when they may be stale).
+    /// config. Builds the dispatcher, gate and CLI next to `game_exe` through cargo first (a no-op
+    /// when they are fresh).
     pub fn start(
         name: &str,
         game_exe: &Path,
@@ -44,7 +51,9 @@ impl TestCluster {
         let dir = std::env::temp_dir().join(format!("oxworld-test-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
-        let gate_port = free_port();
+        let ports = free_ports(dispatchers + 1);
+        anyhow::ensure!(ports.len() == dispatchers + 1, "no free loopback ports");
+        let gate_port = ports[0];
         let mut ini = format!(
             "[deployment]\ndesired_dispatchers = {dispatchers}\ndesired_games = {games}\ndesired_gates = 1\nsecret = test\n\
              [gate1]\nlisten_addr = 127.0.0.1:{gate_port}\nheartbeat_timeout_s = 60\n\
@@ -52,8 +61,8 @@ impl TestCluster {
             dir.join("store").display(),
             dir.join("freeze").display()
         );
-        for d in 1..=dispatchers {
-            ini.push_str(&format!("[dispatcher{d}]\nlisten_addr = 127.0.0.1:{}\n", free_port()));
+        for (d, port) in ports.iter().enumerate().skip(1) {
+            ini.push_str(&format!("[dispatcher{d}]\nlisten_addr = 127.0.0.1:{port}\n"));
         }
         ini.push_str(extra_ini);
         let config = dir.join("oxworld.ini");

@@ -7,13 +7,12 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
+use oxworld_bin::testkit::{free_port, free_ports};
 
 fn bin_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_BIN_EXE_oxworld")).parent().expect("bin dir").to_path_buf();
-    if !dir.join("echo").exists() {
+    // Always through cargo (a no-op when fresh): a stale game binary would test old code.
+    {
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args(["build", "-p", "oxworld-demo-echo"]);
         if dir.ends_with("release") {
@@ -76,14 +75,15 @@ fn alive(pid: i32) -> bool {
 
 #[test]
 fn start_status_restart_stop() {
+    let ports = free_ports(2);
+    assert_eq!(ports.len(), 2, "two free loopback ports");
     let dir = std::env::temp_dir().join(format!("oxworld-cli-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("dir");
     let ini = format!(
         "[deployment]\ndesired_dispatchers = 1\ndesired_games = 2\ndesired_gates = 1\nsecret = cli-test\n\
          [dispatcher1]\nlisten_addr = 127.0.0.1:{}\n[gate1]\nlisten_addr = 127.0.0.1:{}\n",
-        free_port(),
-        free_port()
+        ports[0], ports[1]
     );
     fs::write(dir.join("oxworld.ini"), ini).expect("config");
     let env = Env { dir, bins: bin_dir() };

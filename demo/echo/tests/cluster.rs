@@ -4,7 +4,7 @@
 //! process left behind.
 
 use std::fs;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,9 +15,7 @@ use oxworld_net::{Id, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
+use oxworld_bin::testkit::free_ports;
 
 /// The directory holding this test's binaries; builds the dispatcher and gate (always through
 /// cargo, a no-op when they are fresh: a stale binary would test old code).
@@ -48,7 +46,9 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("oxworld-test-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("run dir");
-        let gate_port = free_port();
+        let ports = free_ports(dispatchers + 1);
+        assert_eq!(ports.len(), dispatchers + 1, "free loopback ports");
+        let gate_port = ports[0];
         let mut ini = format!(
             "[deployment]\ndesired_dispatchers = {dispatchers}\ndesired_games = {games}\ndesired_gates = 1\nsecret = test-secret\n\
              [gate1]\nlisten_addr = 127.0.0.1:{gate_port}\nheartbeat_timeout_s = 30\nmax_client_frame_bytes = 4096\n\
@@ -56,8 +56,8 @@ impl Cluster {
             dir.join("store").display(),
             dir.join("freeze").display()
         );
-        for d in 1..=dispatchers {
-            ini.push_str(&format!("[dispatcher{d}]\nlisten_addr = 127.0.0.1:{}\n", free_port()));
+        for (d, port) in ports.iter().enumerate().skip(1) {
+            ini.push_str(&format!("[dispatcher{d}]\nlisten_addr = 127.0.0.1:{port}\n"));
         }
         let config = dir.join("oxworld.ini");
         fs::write(&config, ini).expect("config");
