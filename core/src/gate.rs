@@ -52,7 +52,8 @@ pub struct GateApp {
     ids: IdGen,
     clock_base: (Instant, u64),
     clients: FxHashMap<ConnId, Client>,
-    by_client: HashMap<Id, ConnId>,
+    /// Client ids are the gate's own (random), looked up for internal messages: Fx is safe.
+    by_client: FxHashMap<Id, ConnId>,
     stats: GateStats,
     pending_moves: FxHashMap<Id, (Id, [f32; 4])>,
     /// Write gathering for clients (`client_flush`).
@@ -101,7 +102,7 @@ impl GateApp {
             ids: IdGen::new(seed),
             clock_base,
             clients: FxHashMap::default(),
-            by_client: HashMap::new(),
+            by_client: FxHashMap::default(),
             stats: GateStats::default(),
             pending_moves: FxHashMap::default(),
             gather: Gather::new(gc_flush),

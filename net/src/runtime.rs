@@ -16,7 +16,7 @@
 //! the peer through TCP). The logic thread may block briefly on a full worker command channel,
 //! which the worker always drains; so neither side can deadlock the other.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -28,6 +28,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
+use rustc_hash::FxHashMap;
 
 use crate::frame::{Deframer, FrameError, begin_frame, finish_frame};
 
@@ -249,7 +250,8 @@ pub trait App {
 pub struct Outbox {
     next_id: u64,
     writes: Vec<(ConnId, Vec<u8>)>,
-    write_index: HashMap<ConnId, usize>,
+    /// Connection ids are ours (sequential), so a fast non-keyed hash is safe here.
+    write_index: FxHashMap<ConnId, usize>,
     closes: Vec<(ConnId, String)>,
     connects: Vec<(ConnId, SocketAddr, ConnOpts)>,
 }
@@ -373,7 +375,7 @@ pub struct Runtime {
     name: String,
     poll: Poll,
     listeners: Vec<(TcpListener, ListenSpec, usize)>,
-    accepted: HashMap<ConnId, usize>,
+    accepted: FxHashMap<ConnId, usize>,
     signals: signal_hook_mio::v1_0::Signals,
     workers: Vec<WorkerHandle>,
     events_rx: Receiver<Event>,
@@ -411,7 +413,7 @@ impl Runtime {
                 tx: events_tx.clone(),
                 main_bell: main_bell.clone(),
                 bell: bell.clone(),
-                conns: HashMap::new(),
+                conns: FxHashMap::default(),
                 backlog: VecDeque::new(),
                 paused: Vec::new(),
                 woke: false,
@@ -425,7 +427,7 @@ impl Runtime {
             name: cfg.name,
             poll,
             listeners,
-            accepted: HashMap::new(),
+            accepted: FxHashMap::default(),
             signals,
             workers,
             events_rx,
@@ -657,7 +659,7 @@ struct Worker {
     tx: Sender<Event>,
     main_bell: Arc<Bell>,
     bell: Arc<Bell>,
-    conns: HashMap<usize, Conn>,
+    conns: FxHashMap<usize, Conn>,
     backlog: VecDeque<Event>,
     paused: Vec<usize>,
     woke: bool,
