@@ -6,7 +6,7 @@
 use std::fs;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use oxworld_net::config::Config;
 
@@ -22,6 +22,18 @@ pub fn free_port() -> u16 {
 pub fn free_ports(n: usize) -> Vec<u16> {
     let held: Vec<TcpListener> = (0..n).filter_map(|_| TcpListener::bind("127.0.0.1:0").ok()).collect();
     held.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.port()).collect()
+}
+
+/// Builds `package`'s binaries into `bin_dir` (release if that is a release directory) through
+/// cargo, every time: a no-op when they are fresh, and a stale binary would test old code.
+pub fn cargo_build(package: &str, bin_dir: &Path) -> anyhow::Result<()> {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "-p", package, "--bins"]);
+    if bin_dir.ends_with("release") {
+        cmd.arg("--release");
+    }
+    anyhow::ensure!(cmd.stdout(Stdio::null()).status()?.success(), "building {package} failed");
+    Ok(())
 }
 
 /// One test cluster; every process is killed when it is dropped.
@@ -69,16 +81,7 @@ impl TestCluster {
         fs::write(&config, ini)?;
         let cfg = Config::load(&config)?;
         let bin_dir = game_exe.parent().map(Path::to_path_buf).unwrap_or_default();
-        // Always through cargo (a no-op when fresh): a stale gate or dispatcher binary would
-        // test old code.
-        {
-            let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            cmd.args(["build", "-p", "oxworld-bin", "--bins"]);
-            if bin_dir.ends_with("release") {
-                cmd.arg("--release");
-            }
-            anyhow::ensure!(cmd.status()?.success(), "building oxworld-bin failed");
-        }
+        cargo_build("oxworld-bin", &bin_dir)?;
         let game_bin = game_exe.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
         let layout = Layout { config, run_dir: dir.join("run"), bin_dir, game_bin };
         let c = TestCluster { layout, cfg, gate: SocketAddr::from(([127, 0, 0, 1], gate_port)), dir };

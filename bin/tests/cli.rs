@@ -7,19 +7,11 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use oxworld_bin::testkit::{free_port, free_ports};
+use oxworld_bin::testkit::{cargo_build, free_port, free_ports};
 
 fn bin_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_BIN_EXE_oxworld")).parent().expect("bin dir").to_path_buf();
-    // Always through cargo (a no-op when fresh): a stale game binary would test old code.
-    {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "oxworld-demo-echo"]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("cargo").success());
-    }
+    cargo_build("oxworld-demo-echo", &dir).expect("building the echo game");
     dir
 }
 

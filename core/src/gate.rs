@@ -85,7 +85,7 @@ impl GateApp {
     /// If `id` is not a gate of `cfg` (checked by the caller).
     pub fn new(cfg: &Config, id: u16, seed: u64, clock_base: (Instant, u64)) -> Self {
         let gc = cfg.gate(id).cloned().expect("gate id validated by the caller");
-        let gc_flush = gc.client_flush;
+        let flush_period = gc.client_flush;
         let addrs = cfg.dispatchers.iter().map(|d| d.advertise_addr).collect();
         let links = Links::new(
             format!("gate{id}"),
@@ -105,7 +105,7 @@ impl GateApp {
             by_client: FxHashMap::default(),
             stats: GateStats::default(),
             pending_moves: FxHashMap::default(),
-            gather: Gather::new(gc_flush),
+            gather: Gather::new(flush_period),
             now: clock_base.0,
             done: false,
             fatal: None,

@@ -79,8 +79,9 @@ pub struct GateConfig {
     /// Client connections accepted at once; more are refused at accept.
     pub max_clients: usize,
     /// Write gathering period for clients (`client_flush_ms`, default 10, 0: every message at
-    /// once): a client's first message in a period leaves at once, later ones in the same
-    /// period leave together at its end, so only clients that get a stream of messages wait.
+    /// once): a client that got two or more messages in the last period and sent no call in
+    /// it gets its first message of a period at once and later ones together at the period's
+    /// end; everyone else's leave at once (see `oxworld_core::gate`).
     pub client_flush: Duration,
 }
 

@@ -440,10 +440,15 @@ impl Ctx<'_> {
     /// The entities whose clients [`call_all_clients`](Self::call_all_clients) would reach now:
     /// this one if it has a client, and every entity with a client that sees it.
     pub fn clients_watching(&self) -> Vec<Id> {
-        let own = self.client.is_some().then_some(self.id);
-        own.into_iter()
-            .chain(self.core.spaces.watchers(self.id).into_iter().filter(|w| self.core.clients.contains_key(w)))
-            .collect()
+        self.reached_clients().into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// The own client, then the client of every entity that sees this one, with the entity
+    /// each is reached through.
+    fn reached_clients(&self) -> Vec<(Id, ClientRef)> {
+        let own = (*self.client).map(|c| (self.id, c));
+        let watchers = self.core.spaces.watchers(self.id);
+        own.into_iter().chain(watchers.into_iter().filter_map(|w| self.core.clients.get(&w).map(|&c| (w, c)))).collect()
     }
 
     /// Calls `method` on the own client and on the client of every entity that sees this one.
@@ -451,18 +456,14 @@ impl Ctx<'_> {
     pub fn call_all_clients(&mut self, method: &str, args: Vec<Value>) -> usize {
         self.flush_attrs();
         let msg = ServerMsg::Call { id: self.id, method: method.to_owned(), args };
-        let mut n = 0;
-        if let Some(c) = *self.client {
-            self.core.send_to_client(self.id, c, &msg);
-            n += 1;
+        // Encoded once; every client gets the same bytes.
+        let mut payload = Vec::new();
+        msg.encode(&mut payload);
+        let reached = self.reached_clients();
+        for &(route, c) in &reached {
+            self.core.send(route, Msg::ToClient { gate: c.gate, client: c.client, payload: payload.clone() });
         }
-        for w in self.core.spaces.watchers(self.id) {
-            if let Some(&c) = self.core.clients.get(&w) {
-                self.core.send_to_client(w, c, &msg);
-                n += 1;
-            }
-        }
-        n
+        reached.len()
     }
 
     /// This entity's id.

@@ -15,22 +15,14 @@ use oxworld_net::{Id, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-use oxworld_bin::testkit::free_ports;
+use oxworld_bin::testkit::{cargo_build, free_ports};
 
 /// The directory holding this test's binaries; builds the dispatcher and gate (always through
 /// cargo, a no-op when they are fresh: a stale binary would test old code).
 fn bin_dir() -> PathBuf {
     let game = PathBuf::from(env!("CARGO_BIN_EXE_echo"));
     let dir = game.parent().expect("binary dir").to_path_buf();
-    {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "oxworld-bin", "--bins"]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        let st = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("cargo build");
-        assert!(st.success(), "building oxworld-bin failed");
-    }
+    cargo_build("oxworld-bin", &dir).expect("building oxworld-bin");
     dir
 }
 
