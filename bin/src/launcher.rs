@@ -1,9 +1,10 @@
-//! Process control for the `oxworld` CLI: which processes a config describes, where their pid
-//! and log files live, starting them detached and waiting until they are ready, status, stop
-//! and kill. Only processes recorded in this run directory's pid files are ever signalled.
+//! Process control for the `oxworld` CLI: which processes a config describes, where their pid,
+//! log and status files live, starting them detached and waiting until their status records
+//! say they are ready, status, hot swaps, stop and kill. Only processes recorded in this run
+//! directory's pid files are ever signalled.
 
 use std::fs;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,7 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use oxworld_net::client::BlockingClient;
+use oxworld_client::BlockingClient;
+use oxworld_core::engine::status::ProcState;
+use oxworld_core::host::status::{self, StatusRecord};
 use oxworld_net::config::Config;
 
 /// The three process kinds, in start order.
@@ -74,6 +77,16 @@ impl Layout {
         self.run_dir.join(format!("{}.log", p.name()))
     }
 
+    /// Status record of `p` (written by the process itself, see `oxworld_core::host::status`).
+    pub fn status_file(&self, p: Proc) -> PathBuf {
+        self.run_dir.join(format!("{}.status", p.name()))
+    }
+
+    /// The last status record `p` wrote, if any.
+    pub fn record(&self, p: Proc) -> Option<StatusRecord> {
+        status::read(&self.status_file(p))
+    }
+
     fn exe_name(&self, kind: Kind) -> &str {
         match kind {
             Kind::Dispatcher => "oxworld-dispatcher",
@@ -111,11 +124,47 @@ pub struct ProcStatus {
     pub proc: Proc,
     /// Its pid while running.
     pub pid: Option<i32>,
+    /// What its status record says: its state, or `stalled` if the record is more than 3 s old
+    /// while the process runs (its logic loop is not turning), or `no status` without one.
+    pub state: String,
+}
+
+impl ProcStatus {
+    /// True if the process runs and its loop is not stalled.
+    pub fn healthy(&self) -> bool {
+        self.pid.is_some() && self.state != "stalled" && self.state != "no status"
+    }
+}
+
+/// Unix milliseconds now.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// Status of every configured process.
 pub fn status(layout: &Layout, cfg: &Config) -> Vec<ProcStatus> {
-    procs(cfg).into_iter().map(|p| ProcStatus { proc: p, pid: running_pid(layout, p) }).collect()
+    let now = unix_ms();
+    procs(cfg)
+        .into_iter()
+        .map(|p| {
+            let pid = running_pid(layout, p);
+            let rec = layout.record(p).filter(|r| pid.is_none_or(|pid| r.pid as i32 == pid));
+            let state = match (&rec, pid) {
+                (Some(r), Some(_)) if r.is_stale(now) => "stalled".to_owned(),
+                (Some(r), Some(_)) => r.state.clone(),
+                (None, Some(_)) => "no status".to_owned(),
+                // A freeze waiting for its restore, or why it failed, is worth saying.
+                (Some(r), None) if r.proc_state().is_some_and(|s| s.holds_a_freeze() || s == ProcState::Failed) => {
+                    format!("not running ({})", r.state)
+                }
+                (_, None) => "not running".to_owned(),
+            };
+            ProcStatus { proc: p, pid, state }
+        })
+        .collect()
 }
 
 /// How long `start` waits for each kind to become ready.
@@ -144,13 +193,11 @@ pub fn start(layout: &Layout, cfg: &Config, t: Timeouts) -> anyhow::Result<Vec<S
         if running_pid(layout, p).is_some() {
             continue;
         }
-        if p.kind == Kind::Game && frozen_state(cfg, p.id).is_some() {
+        if p.kind == Kind::Game && frozen_state(layout, p).is_some() {
             // A freeze nobody restored yet (a reload whose restore failed, or an interrupted
             // one): bring that world back instead of starting empty.
-            let (_, status) = oxworld_core::game::freeze_paths(&cfg.storage.freeze_dir, p.id);
-            mark_restoring(&status);
             let pid = spawn(layout, p, &["--restore"])?;
-            wait_restored(layout, cfg, p, pid, &status, t.game)?;
+            wait_restored(layout, cfg, p, pid, t.game)?;
             started.push(format!("{} (restored from its freeze)", p.name()));
             continue;
         }
@@ -182,6 +229,8 @@ fn spawn(layout: &Layout, p: Proc, extra: &[&str]) -> anyhow::Result<i32> {
         .arg(&layout.config)
         .arg("--id")
         .arg(p.id.to_string())
+        .arg("--status-file")
+        .arg(layout.status_file(p))
         .args(extra)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -212,31 +261,38 @@ fn log_tail(layout: &Layout, p: Proc) -> String {
     lines[lines.len().saturating_sub(10)..].join("\n")
 }
 
-fn log_contains(layout: &Layout, p: Proc, needle: &str) -> bool {
-    fs::read_to_string(layout.log_file(p)).map(|t| t.contains(needle)).unwrap_or(false)
+/// The record `p` (pid `pid`) wrote, if it is that process's.
+fn own_record(layout: &Layout, p: Proc, pid: i32) -> Option<StatusRecord> {
+    layout.record(p).filter(|r| i64::from(r.pid) == i64::from(pid))
+}
+
+/// Why a process that died during start-up died: its record's reason, else its log's tail.
+fn death_note(layout: &Layout, p: Proc, pid: i32) -> String {
+    let reason = own_record(layout, p, pid).and_then(|r| r.reason).map(|r| format!("{r}\n")).unwrap_or_default();
+    format!("{reason}last log lines:\n{}", log_tail(layout, p))
 }
 
 fn wait_ready(layout: &Layout, cfg: &Config, p: Proc, pid: i32, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    let linked = format!("{}: connected to all", p.name());
     loop {
         if !alive(pid) {
-            bail!("{} (pid {pid}) exited during start-up; last log lines:\n{}", p.name(), log_tail(layout, p));
+            bail!("{} (pid {pid}) exited during start-up; {}", p.name(), death_note(layout, p, pid));
         }
-        let ready = match p.kind {
-            Kind::Dispatcher => cfg
-                .dispatcher(p.id)
-                .is_some_and(|d| TcpStream::connect_timeout(&d.listen_addr, Duration::from_millis(200)).is_ok()),
-            Kind::Game => log_contains(layout, p, &linked),
-            Kind::Gate => log_contains(layout, p, &linked) && cfg.gate(p.id).is_some_and(|g| probe_boot(g.listen_addr)),
-        };
+        let ready = own_record(layout, p, pid).and_then(|r| r.proc_state()) == Some(ProcState::Ready);
+        // A gate is ready for clients when, besides its links, a client gets its boot entity.
+        let ready = ready && (p.kind != Kind::Gate || cfg.gate(p.id).is_some_and(|g| probe_boot(g.listen_addr)));
         if ready {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            bail!("{} (pid {pid}) not ready after {timeout:?}; last log lines:\n{}", p.name(), log_tail(layout, p));
+            let state = own_record(layout, p, pid).map(|r| r.state).unwrap_or_else(|| "no status record".into());
+            bail!(
+                "{} (pid {pid}) not ready after {timeout:?} (state: {state}); last log lines:\n{}",
+                p.name(),
+                log_tail(layout, p)
+            );
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -266,61 +322,38 @@ pub struct ReloadReport {
     pub failed: u64,
 }
 
-fn read_status(path: &Path) -> Option<String> {
-    fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
-}
-
-fn field_u64(line: &str, key: &str) -> Option<u64> {
-    oxworld_core::game::status_field(line, key).and_then(|v| v.parse().ok())
-}
-
-/// The state line of game `id`'s freeze if it holds a world not restored yet (`frozen` or
-/// `restore-failed`).
-pub fn frozen_state(cfg: &Config, id: u16) -> Option<String> {
-    let (_, status) = oxworld_core::game::freeze_paths(&cfg.storage.freeze_dir, id);
-    read_status(&status).filter(|s| {
-        s.starts_with("state=frozen") || s.starts_with("state=restore-failed") || s.starts_with("state=restoring")
-    })
-}
-
-/// Marks a freeze as being restored (keeping the freeze time), so an old `restore-failed`
-/// line is not mistaken for the new attempt's outcome.
-fn mark_restoring(status: &Path) {
-    if let Some(line) = read_status(status) {
-        let at = oxworld_core::game::status_field(&line, "at_ms").map(|a| format!(" at_ms={a}")).unwrap_or_default();
-        let _ = fs::write(status, format!("state=restoring{at}\n"));
+/// The record of game `p` if it holds a freeze not restored yet (`frozen`, `restoring` or
+/// `restore-failed`) and no process of it runs.
+pub fn frozen_state(layout: &Layout, p: Proc) -> Option<StatusRecord> {
+    if running_pid(layout, p).is_some() {
+        return None;
     }
+    layout.record(p).filter(|r| r.proc_state().is_some_and(ProcState::holds_a_freeze))
 }
 
-/// Waits until game `p` (pid `pid`, started with `--restore`) reports `restored`; fails with
-/// the reason if it reports `restore-failed` or exits.
-fn wait_restored(
-    layout: &Layout,
-    cfg: &Config,
-    p: Proc,
-    pid: i32,
-    status: &Path,
-    timeout: Duration,
-) -> anyhow::Result<String> {
+/// Waits until game `p` (pid `pid`, started with `--restore`) reports `ready`; fails with the
+/// reason if it reports `restore-failed` or exits.
+fn wait_restored(layout: &Layout, cfg: &Config, p: Proc, pid: i32, timeout: Duration) -> anyhow::Result<StatusRecord> {
     let deadline = Instant::now() + timeout;
     loop {
-        let st = read_status(status).unwrap_or_default();
-        if st.starts_with("state=restored") {
-            return Ok(st);
-        }
-        if st.starts_with("state=restore-failed") {
-            let reason = oxworld_core::game::status_field(&st, "reason").unwrap_or_default();
-            bail!(
-                "{} could not restore: {reason}; its frozen data is kept in {}: fix the game and run `oxworld start` to try again",
-                p.name(),
-                cfg.storage.freeze_dir.display()
-            );
+        let rec = own_record(layout, p, pid);
+        match rec.as_ref().and_then(StatusRecord::proc_state) {
+            Some(ProcState::Ready) => return rec.context("record"),
+            Some(ProcState::RestoreFailed) => {
+                let reason = rec.and_then(|r| r.reason).unwrap_or_default();
+                bail!(
+                    "{} could not restore: {reason}; its frozen data is kept in {}: fix the game and run `oxworld start` to try again",
+                    p.name(),
+                    cfg.storage.freeze_dir.display()
+                );
+            }
+            _ => {}
         }
         if !alive(pid) {
             bail!(
-                "{} (pid {pid}) exited while restoring; its frozen data is kept; last log lines:\n{}",
+                "{} (pid {pid}) exited while restoring; its frozen data is kept; {}",
                 p.name(),
-                log_tail(layout, p)
+                death_note(layout, p, pid)
             );
         }
         if Instant::now() >= deadline {
@@ -342,24 +375,14 @@ pub fn reload(layout: &Layout, cfg: &Config, timeout: Duration) -> anyhow::Resul
         let Some(pid) = running_pid(layout, p) else {
             bail!("{} is not running; start the cluster first", p.name());
         };
-        let (_, status_path) = oxworld_core::game::freeze_paths(&cfg.storage.freeze_dir, g.id);
-        if let Some(dir) = status_path.parent() {
-            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let _ = fs::remove_file(&status_path);
         kill(Pid::from_raw(pid), Signal::SIGHUP).with_context(|| format!("signalling {}", p.name()))?;
         // Frozen and exited.
         let deadline = Instant::now() + timeout;
         let frozen = loop {
-            let st = read_status(&status_path);
             if !alive(pid) {
-                match st {
-                    Some(s) if s.starts_with("state=frozen") => break s,
-                    _ => bail!(
-                        "{} exited without writing its freeze; last log lines:\n{}",
-                        p.name(),
-                        log_tail(layout, p)
-                    ),
+                match own_record(layout, p, pid) {
+                    Some(r) if r.proc_state() == Some(ProcState::Frozen) => break r,
+                    _ => bail!("{} exited without writing its freeze; {}", p.name(), death_note(layout, p, pid)),
                 }
             }
             if Instant::now() >= deadline {
@@ -372,17 +395,17 @@ pub fn reload(layout: &Layout, cfg: &Config, timeout: Duration) -> anyhow::Resul
             std::thread::sleep(Duration::from_millis(5));
         };
         let _ = fs::remove_file(layout.pid_file(p));
-        mark_restoring(&status_path);
         let new_pid = spawn(layout, p, &["--restore"])?;
-        let restored = wait_restored(layout, cfg, p, new_pid, &status_path, timeout)?;
+        let restored = wait_restored(layout, cfg, p, new_pid, timeout)?;
+        let (f, r) = (frozen.swap.unwrap_or_default(), restored.swap.unwrap_or_default());
         reports.push(ReloadReport {
             game: g.id,
-            entities: field_u64(&frozen, "entities").unwrap_or(0),
-            freeze_ms: field_u64(&frozen, "freeze_ms").unwrap_or(0),
-            restore_ms: field_u64(&restored, "restore_ms").unwrap_or(0),
-            pause_ms: field_u64(&restored, "pause_ms"),
-            released: field_u64(&restored, "released").unwrap_or(0),
-            failed: field_u64(&restored, "failed").unwrap_or(0),
+            entities: f.entities,
+            freeze_ms: f.freeze_ms.unwrap_or(0),
+            restore_ms: r.restore_ms.unwrap_or(0),
+            pause_ms: r.pause_ms,
+            released: r.released.unwrap_or(0),
+            failed: r.failed.unwrap_or(0),
         });
     }
     Ok(reports)
@@ -447,14 +470,13 @@ pub fn package_name(game_dir: &Path) -> anyhow::Result<String> {
     bail!("{}: no [package] name", manifest.display())
 }
 
-/// Builds the dispatcher, the gate and the game of `game_dir` with cargo (release).
+/// Builds every binary of the workspace with cargo (release), the game of `game_dir` among
+/// them. Always the whole workspace: cargo resolves one feature set for it, so building a
+/// subset first and the rest later would compile shared dependencies twice.
 pub fn build(game_dir: &Path) -> anyhow::Result<()> {
-    let pkg = package_name(game_dir)?;
+    package_name(game_dir)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(cargo)
-        .args(["build", "--release", "-p", "oxworld-bin", "-p", &pkg])
-        .status()
-        .context("running cargo")?;
+    let st = Command::new(cargo).args(["build", "--release", "--workspace"]).status().context("running cargo")?;
     if !st.success() {
         bail!("cargo build failed ({st})");
     }

@@ -65,6 +65,18 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+/// Runs `oxworld status` until its output satisfies `want` (up to 10 s).
+fn wait_status(env: &Env, want: impl Fn(&str) -> bool) -> Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let st = env.oxworld("status", &[]);
+        if want(&text(&st)) || std::time::Instant::now() > deadline {
+            return st;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn start_status_restart_stop() {
     let ports = free_ports(2);
@@ -72,8 +84,10 @@ fn start_status_restart_stop() {
     let dir = std::env::temp_dir().join(format!("oxworld-cli-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("dir");
+    // Quiet logs everywhere: readiness comes from the status records, not from log lines.
     let ini = format!(
         "[deployment]\ndesired_dispatchers = 1\ndesired_games = 2\ndesired_gates = 1\nsecret = cli-test\n\
+         [dispatcher_common]\nlog_level = warn\n[game_common]\nlog_level = warn\n[gate_common]\nlog_level = warn\n\
          [dispatcher1]\nlisten_addr = 127.0.0.1:{}\n[gate1]\nlisten_addr = 127.0.0.1:{}\n",
         ports[0], ports[1]
     );
@@ -89,7 +103,17 @@ fn start_status_restart_stop() {
 
     let st = env.oxworld("status", &[]);
     assert!(st.status.success(), "status: {}", text(&st));
-    assert_eq!(text(&st).matches(" running").count(), 4, "{}", text(&st));
+    assert_eq!(text(&st).matches(" ready").count(), 4, "{}", text(&st));
+
+    // A game whose loop stops turning (SIGSTOP) is reported stalled within a few seconds, and
+    // ready again once it runs.
+    let game1 = env.pid("game1").to_string();
+    assert!(Command::new("kill").args(["-STOP", &game1]).status().expect("kill").success());
+    let st = wait_status(&env, |t| t.contains("stalled"));
+    assert!(!st.status.success(), "a stalled process fails status: {}", text(&st));
+    assert!(Command::new("kill").args(["-CONT", &game1]).status().expect("kill").success());
+    let st = wait_status(&env, |t| t.matches(" ready").count() == 4);
+    assert!(st.status.success(), "{}", text(&st));
 
     // A crashed game is brought back by start, and only it.
     let game2 = env.pid("game2");

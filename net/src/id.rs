@@ -75,19 +75,6 @@ pub const fn method_id(name: &str) -> u32 {
     fnv1a32(name.as_bytes())
 }
 
-/// 64 bits from the operating system's randomness, for seeding generators in the runtime.
-pub fn os_seed() -> u64 {
-    let mut seed = [0u8; 8];
-    // A failure of the OS generator is not recoverable in any useful way; fall back to the pid
-    // and the address of a stack value so seeds still differ across processes.
-    if getrandom::fill(&mut seed).is_err() {
-        let local = 0u8;
-        let mix = (u64::from(std::process::id()) << 32) ^ (&local as *const u8 as u64);
-        seed = mix.to_le_bytes();
-    }
-    u64::from_le_bytes(seed)
-}
-
 /// Generates ids unique across processes without coordination: bytes 0..6 are the big-endian
 /// milliseconds since the Unix epoch given by the caller, bytes 6..16 are 80 bits from a
 /// per-process generator seeded with OS randomness by the runtime (tests pass a fixed seed).
@@ -100,11 +87,6 @@ impl IdGen {
     /// A generator from a 64-bit seed.
     pub fn new(seed: u64) -> Self {
         Self { state: seed }
-    }
-
-    /// A generator seeded from the operating system's randomness.
-    pub fn from_os() -> Self {
-        Self::new(os_seed())
     }
 
     fn next_u64(&mut self) -> u64 {

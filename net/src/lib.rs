@@ -1,15 +1,15 @@
-//! oxworld networking: framing, the client and internal wire protocols, ids, the cluster config,
-//! and the runtime (event loop + IO workers). Knows nothing about entities.
+//! oxworld's wire layer, sans-IO: framing, the client and internal wire protocols, ids, values,
+//! the cluster config, and the [`app`] interface every process's logic implements. Knows nothing
+//! about entities, and never touches a socket, a thread or the clock (`clippy.toml` here bans
+//! them); `oxworld-runtime` drives an [`app::App`] over real sockets.
 
+pub mod app;
 pub mod attr_op;
-pub mod botnet;
-pub mod client;
 pub mod client_proto;
 pub mod config;
 pub mod frame;
 pub mod id;
 pub mod msg;
-pub mod runtime;
 pub mod value;
 pub mod wire;
 

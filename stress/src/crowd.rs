@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use oxworld_net::botnet::{BotEvent, BotNet};
+use oxworld_client::botnet::{BotEvent, BotNet};
 use oxworld_net::client_proto::{ClientMsg, Pos, ServerMsg};
 use oxworld_net::{Id, Value, method_id};
 

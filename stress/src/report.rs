@@ -49,12 +49,12 @@ impl Rng {
 
 /// Sends `method(args)` to `target` from bot `i`.
 pub(crate) fn call(
-    net: &mut oxworld_net::botnet::BotNet,
+    net: &mut oxworld_client::botnet::BotNet,
     i: usize,
     target: oxworld_net::Id,
     method: &str,
     args: Vec<oxworld_net::Value>,
-    events: &mut Vec<oxworld_net::botnet::BotEvent>,
+    events: &mut Vec<oxworld_client::botnet::BotEvent>,
 ) {
     let msg = oxworld_net::client_proto::ClientMsg::Call { target, method: oxworld_net::method_id(method), args };
     net.send(i, &msg, events);

@@ -1,5 +1,5 @@
-//! The gate binary: holds client connections (`--config`, `--id`, `--log`).
+//! The gate binary: holds client connections (`--config`, `--id`, `--log`, `--status-file`).
 
 fn main() -> std::process::ExitCode {
-    oxworld_core::proc::exit_code(oxworld_core::run_gate())
+    oxworld_core::host::main(|args| oxworld_core::host::run_gate(&args))
 }

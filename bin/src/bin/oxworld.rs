@@ -34,7 +34,7 @@ struct Common {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Build the dispatcher, the gate and the game (cargo, release).
+    /// Build every binary of the workspace, the game's among them (cargo, release).
     Build(Common),
     /// Build (unless --no-build) and start whatever is not running; wait until ready.
     Start {
@@ -44,7 +44,9 @@ enum Cmd {
         #[arg(long)]
         no_build: bool,
     },
-    /// One line per process; exits 0 only if every configured process runs.
+    /// One line per process with its state (from its status record; `stalled` if its logic
+    /// loop has not written one for 3 s); exits 0 only if every configured process runs and
+    /// none is stalled.
     Status(Common),
     /// Stop gracefully: gates, then games, then dispatchers.
     Stop {
@@ -118,12 +120,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let st = launcher::status(&layout, &cfg);
             for s in &st {
                 let kind = s.proc.name().trim_end_matches(char::is_numeric).to_owned();
-                match s.pid {
-                    Some(pid) => println!("{kind:<10} {:>3}  pid {pid:<8} running", s.proc.id),
-                    None => println!("{kind:<10} {:>3}  pid {:<8} not running", s.proc.id, "-"),
-                }
+                let pid = s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+                println!("{kind:<10} {:>3}  pid {pid:<8} {}", s.proc.id, s.state);
             }
-            Ok(if st.iter().all(|s| s.pid.is_some()) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if st.iter().all(launcher::ProcStatus::healthy) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Cmd::Stop { common, grace } => {
             let (layout, cfg) = layout(&common)?;

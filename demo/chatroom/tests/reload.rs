@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use oxworld_bin::testkit::TestCluster;
-use oxworld_net::client::{BlockingClient, ClientError};
+use oxworld_client::{BlockingClient, ClientError};
 use oxworld_net::client_proto::ServerMsg;
 use oxworld_net::{Id, Value};
 

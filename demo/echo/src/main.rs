@@ -105,5 +105,5 @@ fn registry() -> Registry {
 }
 
 fn main() -> std::process::ExitCode {
-    oxworld_core::proc::exit_code(oxworld_core::game::run(registry()))
+    oxworld_core::run(registry())
 }

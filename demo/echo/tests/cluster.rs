@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oxworld_net::client::BlockingClient;
+use oxworld_client::BlockingClient;
 use oxworld_net::client_proto::{ErrorCode, ServerMsg};
 use oxworld_net::{Id, Value};
 

@@ -346,7 +346,7 @@ impl Avatar {
         let games = ctx.online_games();
         let pick = usize::try_from(args.int(0)?.unsigned_abs()).unwrap_or(0) % games.len().max(1);
         let game = games.get(pick).copied().unwrap_or(ctx.game_id());
-        ctx.enter_space(oxworld_core::world::nil_space_id(game), Pos::default()).map_err(failed)
+        ctx.enter_space(oxworld_core::nil_space_id(game), Pos::default()).map_err(failed)
     }
 
     /// Own client: `say(channel, text)`: `world` reaches every client, `prof` those of this
@@ -706,5 +706,5 @@ fn registry() -> Registry {
 }
 
 fn main() -> std::process::ExitCode {
-    oxworld_core::proc::exit_code(oxworld_core::game::run(registry()))
+    oxworld_core::run(registry())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use oxworld_bin::testkit::TestCluster;
-use oxworld_net::client::BlockingClient;
+use oxworld_client::BlockingClient;
 use oxworld_net::client_proto::ServerMsg;
 use oxworld_net::{Id, Value};
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use oxworld_bin::launcher;
 use oxworld_bin::testkit::TestCluster;
+use oxworld_client::BlockingClient;
 use oxworld_net::Value;
-use oxworld_net::client::BlockingClient;
 use oxworld_net::client_proto::ServerMsg;
 
 fn cli(c: &TestCluster, args: &[&str], env: Option<(&str, &str)>) -> (bool, String) {
@@ -55,7 +55,9 @@ fn a_failed_restore_keeps_the_freeze_and_start_brings_it_back() {
     let (ok, out) = cli(&cluster, &["reload"], Some(("OXWORLD_TESTGAME_WITHOUT", "Beacon")));
     assert!(!ok, "reload must fail: {out}");
     assert!(out.contains("game1 could not restore") && out.contains("Beacon") && out.contains("kept"), "{out}");
-    assert!(launcher::frozen_state(&cluster.cfg, 1).is_some_and(|s| s.contains("Beacon")), "freeze kept");
+    let game1 = launcher::Proc { kind: launcher::Kind::Game, id: 1 };
+    let kept = launcher::frozen_state(&cluster.layout, game1);
+    assert!(kept.is_some_and(|r| r.reason.is_some_and(|r| r.contains("Beacon"))), "freeze kept");
     // Calls meanwhile: held for the player on game 1, answered at once on game 2.
     call_all(&mut clients, 5);
     std::thread::sleep(Duration::from_millis(300));
@@ -63,7 +65,7 @@ fn a_failed_restore_keeps_the_freeze_and_start_brings_it_back() {
     let (ok, out) = cli(&cluster, &["start", "--no-build"], None);
     assert!(ok, "{out}");
     assert!(out.contains("game1 (restored from its freeze)"), "{out}");
-    assert!(launcher::frozen_state(&cluster.cfg, 1).is_none(), "freeze consumed");
+    assert!(launcher::frozen_state(&cluster.layout, game1).is_none(), "freeze consumed");
     call_all(&mut clients, 5);
     let mut games = Vec::new();
     for (c, me, sent) in clients.iter_mut() {

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::Parser;
-use oxworld_net::client::{BlockingClient, ClientError};
+use oxworld_client::{BlockingClient, ClientError};
 use oxworld_net::client_proto::ServerMsg;
 use oxworld_net::{Id, Value};
 

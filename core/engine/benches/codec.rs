@@ -1,0 +1,134 @@
+//! Hot-path microbenchmarks: framing, the internal message codec (speedy `Msg`), the client
+//! codec (`ClientMsg` / `ServerMsg`), and a dispatcher routing one call (decode, route lookup
+//! among 100,000 entities, re-encode into the outbox).
+//! Run: `cargo bench -p oxworld-engine --bench codec`.
+
+use std::path::Path;
+
+use divan::Bencher;
+use oxworld_engine::dispatcher::DispatcherApp;
+use oxworld_net::app::{App, ConnId, Event, Outbox};
+use oxworld_net::client_proto::{ClientMsg, ServerMsg};
+use oxworld_net::config::Config;
+use oxworld_net::frame::{Deframer, encode_frame};
+use oxworld_net::msg::{Caller, INTERNAL_PROTOCOL_VERSION, Msg, ProcKind};
+use oxworld_net::value::encode_args;
+use oxworld_net::{Id, Value, method_id};
+
+fn main() {
+    divan::main();
+}
+
+fn args() -> Vec<Value> {
+    vec![Value::from("oxworld-echo-payload"), Value::Int(42), Value::Float(1.5)]
+}
+
+fn call() -> Msg {
+    let mut a = Vec::new();
+    encode_args(&args(), &mut a);
+    Msg::Call {
+        target: Id([7; 16]),
+        method: method_id("echo"),
+        args: a,
+        caller: Caller::Client { gate: 1, client: Id([9; 16]) },
+    }
+}
+
+/// 100 frames of 64 bytes written back to back, then split again.
+#[divan::bench]
+fn frame_100_roundtrip(b: Bencher) {
+    let payload = [0xabu8; 64];
+    let mut d = Deframer::new(1 << 20);
+    let mut wire = Vec::with_capacity(100 * 68);
+    b.counter(divan::counter::ItemsCount::new(100usize)).bench_local(|| {
+        wire.clear();
+        for _ in 0..100 {
+            encode_frame(&payload, &mut wire);
+        }
+        d.push(&wire);
+        let mut n = 0;
+        while let Ok(Some(f)) = d.next_frame() {
+            n += f.len();
+        }
+        n
+    });
+}
+
+#[divan::bench]
+fn internal_call_encode(b: Bencher) {
+    let m = call();
+    let mut out = Vec::with_capacity(128);
+    b.bench_local(|| {
+        out.clear();
+        m.encode(&mut out);
+        out.len()
+    });
+}
+
+#[divan::bench]
+fn internal_call_decode(b: Bencher) {
+    let mut bytes = Vec::new();
+    call().encode(&mut bytes);
+    b.bench_local(|| Msg::decode(divan::black_box(&bytes)).is_ok());
+}
+
+#[divan::bench]
+fn client_call_roundtrip(b: Bencher) {
+    let m = ClientMsg::Call { target: Id([7; 16]), method: method_id("echo"), args: args() };
+    let mut out = Vec::with_capacity(128);
+    b.bench_local(|| {
+        out.clear();
+        m.encode(&mut out);
+        ClientMsg::decode(&out).is_ok()
+    });
+}
+
+#[divan::bench]
+fn server_call_roundtrip(b: Bencher) {
+    let m = ServerMsg::Call { id: Id([7; 16]), method: "echo_reply".into(), args: args() };
+    let mut out = Vec::with_capacity(128);
+    b.bench_local(|| {
+        out.clear();
+        m.encode(&mut out);
+        ServerMsg::decode(&out).is_ok()
+    });
+}
+
+/// One call through a dispatcher with 100,000 routed entities: decode, look up, re-encode.
+#[divan::bench]
+fn dispatcher_route_one_call(b: Bencher) {
+    let cfg = "[deployment]\ndesired_dispatchers=1\ndesired_games=2\ndesired_gates=1\nsecret=k\n";
+    let mut d = DispatcherApp::new(&Config::parse(Path::new("b.ini"), cfg).expect("config"), 1);
+    let mut out = Outbox::new();
+    let now = oxworld_runtime::clock_now();
+    let peer = "127.0.0.1:9".parse().expect("addr");
+    let hello = |kind, id| {
+        let mut v = Vec::new();
+        Msg::Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: "k".into(), entities: vec![] }
+            .encode(&mut v);
+        v
+    };
+    for (c, kind, id) in [(1, ProcKind::Game, 1), (2, ProcKind::Game, 2), (3, ProcKind::Gate, 1)] {
+        d.handle(now, Event::Accepted { conn: ConnId(c), listener: 0, peer }, &mut out);
+        d.handle(now, Event::Frame { conn: ConnId(c), data: hello(kind, id) }, &mut out);
+    }
+    for i in 0..100_000u64 {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&i.to_le_bytes());
+        let mut v = Vec::new();
+        Msg::EntityCreated { id: Id(id) }.encode(&mut v);
+        d.handle(now, Event::Frame { conn: ConnId(1 + (i % 2)), data: v }, &mut out);
+    }
+    let _ = out.take_frames();
+    let mut target = [0u8; 16];
+    target[..8].copy_from_slice(&777u64.to_le_bytes());
+    let mut bytes = Vec::new();
+    let mut a = Vec::new();
+    encode_args(&args(), &mut a);
+    Msg::Call { target: Id(target), method: 1, args: a, caller: Caller::Client { gate: 1, client: Id([9; 16]) } }
+        .encode(&mut bytes);
+    b.bench_local(|| {
+        d.handle(now, Event::Frame { conn: ConnId(3), data: bytes.clone() }, &mut out);
+        out.take_frames().len()
+    });
+}

@@ -1,0 +1,834 @@
+//! The gate: holds client connections, turns client messages into routed internal messages and
+//! delivers what games send to clients. A sans-IO [`App`].
+//!
+//! LIFECYCLE of a client: accepted -> `Welcome` sent and `ClientConnected` routed to the boot
+//! entity's dispatcher -> the game's `CreateEntity(is_player)` makes that entity the owner ->
+//! calls flow -> on close, `ClientDisconnected` goes to the owner's game. A client may only
+//! address entities it has been sent a create for; a malformed message closes that client only.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use log::{debug, info, warn};
+use oxworld_net::app::{App, CloseReason, ConnId, ConnOpts, Event, Outbox, Signal};
+use oxworld_net::client_proto::{CLIENT_PROTOCOL_VERSION, ClientMsg, ErrorCode, ServerMsg};
+use oxworld_net::config::{Config, GateConfig};
+use oxworld_net::msg::{Caller, Msg, ProcKind};
+use oxworld_net::value::encode_args;
+use oxworld_net::{Id, IdGen};
+use rustc_hash::FxHashMap;
+
+use crate::links::{LinkEvent, Links};
+use crate::status::{ProcState, Report};
+
+/// Entities one client may know at once; a game that creates more for one client is buggy,
+/// and the gate stops tracking (and so refuses calls to) the excess.
+pub const MAX_KNOWN_PER_CLIENT: usize = 100_000;
+
+struct Client {
+    id: Id,
+    owner: Option<Id>,
+    /// Filter properties set by the game (`call_filtered_clients`).
+    props: HashMap<String, String>,
+    /// Entities this client was told about; ids are chosen by clients when they call, so a
+    /// SipHash set (not Fx) keeps hostile probes from degrading it.
+    known: HashSet<Id>,
+}
+
+/// Counters a gate keeps.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GateStats {
+    /// Client connections accepted.
+    pub accepted: u64,
+    /// Calls forwarded to dispatchers.
+    pub calls: u64,
+    /// Client messages refused (malformed, unaddressable target).
+    pub refused: u64,
+}
+
+/// One gate's state.
+pub struct GateApp {
+    cfg: GateConfig,
+    links: Links,
+    ids: IdGen,
+    clock_base: (Instant, u64),
+    clients: FxHashMap<ConnId, Client>,
+    /// Client ids are the gate's own (random), looked up for internal messages: Fx is safe.
+    by_client: FxHashMap<Id, ConnId>,
+    stats: GateStats,
+    pending_moves: FxHashMap<Id, (Id, [f32; 4])>,
+    /// Write gathering for clients (`client_flush`).
+    gather: Gather,
+    /// Time of the event or tick being handled.
+    now: Instant,
+    done: bool,
+    fatal: Option<String>,
+}
+
+/// Limits of a link to a dispatcher.
+pub(crate) fn internal_opts(cfg: &Config) -> ConnOpts {
+    ConnOpts { max_frame: cfg.max_internal_frame, max_queued: cfg.internal_queue_limit, idle_timeout: None }
+}
+
+/// Limits of a client connection.
+pub fn client_opts(g: &GateConfig) -> ConnOpts {
+    ConnOpts {
+        max_frame: g.max_client_frame,
+        max_queued: g.client_queue_limit,
+        idle_timeout: Some(g.heartbeat_timeout),
+    }
+}
+
+impl GateApp {
+    /// Gate `gc` of the cluster `cfg`; `seed` seeds client ids, `clock_base` pairs an instant
+    /// with Unix ms.
+    pub fn new(cfg: &Config, gc: &GateConfig, seed: u64, clock_base: (Instant, u64)) -> Self {
+        let id = gc.id;
+        let gc = gc.clone();
+        let flush_period = gc.client_flush;
+        let addrs = cfg.dispatchers.iter().map(|d| d.advertise_addr).collect();
+        let links = Links::new(
+            format!("gate{id}"),
+            ProcKind::Gate,
+            id,
+            cfg.secret.clone(),
+            addrs,
+            internal_opts(cfg),
+            clock_base.0,
+        );
+        GateApp {
+            cfg: gc,
+            links,
+            ids: IdGen::new(seed),
+            clock_base,
+            clients: FxHashMap::default(),
+            by_client: FxHashMap::default(),
+            stats: GateStats::default(),
+            pending_moves: FxHashMap::default(),
+            gather: Gather::new(flush_period),
+            now: clock_base.0,
+            done: false,
+            fatal: None,
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &GateStats {
+        &self.stats
+    }
+
+    /// Number of connected clients.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    fn unix_ms(&self, now: Instant) -> u64 {
+        let (start, base) = self.clock_base;
+        base + u64::try_from(now.saturating_duration_since(start).as_millis()).unwrap_or(0)
+    }
+
+    fn reply(out: &mut Outbox, conn: ConnId, msg: &ServerMsg) {
+        out.send_with(conn, |b| msg.encode(b));
+    }
+
+    fn on_accept(&mut self, now: Instant, conn: ConnId, out: &mut Outbox) {
+        let ms = self.unix_ms(now);
+        let client = self.ids.next(ms);
+        let boot = self.ids.next(ms);
+        self.stats.accepted += 1;
+        self.clients.insert(conn, Client { id: client, owner: None, props: HashMap::new(), known: HashSet::new() });
+        self.by_client.insert(client, conn);
+        let idle_ms = u32::try_from(self.cfg.heartbeat_timeout.as_millis()).unwrap_or(u32::MAX);
+        Self::reply(
+            out,
+            conn,
+            &ServerMsg::Welcome { version: CLIENT_PROTOCOL_VERSION, client, idle_timeout_ms: idle_ms },
+        );
+        let d = boot.dispatcher_index(self.links.len());
+        self.links.send(d, &Msg::ClientConnected { gate: self.cfg.id, client, boot }, out);
+    }
+
+    fn on_client_frame(&mut self, conn: ConnId, data: &[u8], out: &mut Outbox) {
+        let Some(c) = self.clients.get(&conn) else {
+            return;
+        };
+        match ClientMsg::decode(data) {
+            Ok(ClientMsg::Heartbeat) => {}
+            Ok(ClientMsg::Move { id, pos }) => {
+                if c.owner != Some(id) {
+                    self.stats.refused += 1;
+                    let err =
+                        ServerMsg::error(ErrorCode::NotAddressable, id, 0, "a client may only move its own entity");
+                    Self::reply(out, conn, &err);
+                    return;
+                }
+                // Coalesced: only the latest position per entity is forwarded each loop turn.
+                self.pending_moves.insert(id, (c.id, [pos.x, pos.y, pos.z, pos.yaw]));
+            }
+            Ok(ClientMsg::Call { target, method, args }) => {
+                if !c.known.contains(&target) {
+                    self.stats.refused += 1;
+                    let err =
+                        ServerMsg::error(ErrorCode::NotAddressable, target, method, "entity not known to this client");
+                    Self::reply(out, conn, &err);
+                    return;
+                }
+                let mut enc = Vec::new();
+                encode_args(&args, &mut enc);
+                let msg =
+                    Msg::Call { target, method, args: enc, caller: Caller::Client { gate: self.cfg.id, client: c.id } };
+                self.stats.calls += 1;
+                self.links.send(target.dispatcher_index(self.links.len()), &msg, out);
+                self.gather.expedite(conn, self.now);
+            }
+            Err(e) => {
+                self.stats.refused += 1;
+                info!("gate{}: client {} sent a malformed message ({e}); closing it", self.cfg.id, c.id);
+                Self::reply(out, conn, &ServerMsg::error(ErrorCode::Malformed, Id::NIL, 0, e.to_string()));
+                out.close(conn, format!("malformed message: {e}"));
+            }
+        }
+    }
+
+    fn on_client_closed(&mut self, conn: ConnId, reason: &CloseReason, out: &mut Outbox) {
+        self.gather.forget(conn);
+        let Some(c) = self.clients.remove(&conn) else {
+            return;
+        };
+        self.by_client.remove(&c.id);
+        match reason {
+            CloseReason::PeerClosed => debug!("gate{}: client {} left", self.cfg.id, c.id),
+            r => info!("gate{}: client {} dropped: {r}", self.cfg.id, c.id),
+        }
+        if let Some(owner) = c.owner {
+            let msg = Msg::ClientDisconnected { gate: self.cfg.id, client: c.id, owner };
+            self.links.send(owner.dispatcher_index(self.links.len()), &msg, out);
+        }
+    }
+
+    fn on_dispatcher_msg(&mut self, msg: Msg, out: &mut Outbox) {
+        let msg = match msg {
+            Msg::SetFilterProp { client, key, value, .. } => {
+                if let Some(c) = self.by_client.get(&client).and_then(|conn| self.clients.get_mut(conn)) {
+                    if value.is_empty() {
+                        c.props.remove(&key);
+                    } else {
+                        c.props.insert(key, value);
+                    }
+                }
+                return;
+            }
+            Msg::FilteredCall { key, op, value, method, args } => {
+                // Checked once, encoded once; each client gets a copy with its owner's id.
+                let mut r = oxworld_net::wire::Reader::new(&args);
+                if let Err(e) = oxworld_net::value::decode_args(&mut r).and_then(|_| r.finish()) {
+                    warn!("gate{}: filtered call {method} with undecodable arguments: {e}", self.cfg.id);
+                    return;
+                }
+                let template = ServerMsg::call_template(&method, &args);
+                let id_at = oxworld_net::client_proto::CALL_ID_RANGE;
+                for (&conn, c) in &self.clients {
+                    let Some(owner) = c.owner else { continue };
+                    let hit = key.is_empty() || c.props.get(&key).is_some_and(|p| filter_matches(p, op, &value));
+                    if !hit {
+                        continue;
+                    }
+                    if self.gather.now_or_hold(conn, self.now, out) {
+                        out.send_with(conn, |b| {
+                            let at = b.len();
+                            b.extend_from_slice(&template);
+                            b[at + id_at.start..at + id_at.end].copy_from_slice(&owner.0);
+                        });
+                    } else {
+                        let mut m = template.clone();
+                        m[id_at.clone()].copy_from_slice(&owner.0);
+                        self.gather.hold(conn, m);
+                    }
+                }
+                return;
+            }
+            other => other,
+        };
+        let Msg::ToClient { client, payload, .. } = msg else {
+            warn!("gate{}: unexpected {} from a dispatcher", self.cfg.id, msg.name());
+            return;
+        };
+        let peek = ServerMsg::peek_entity(&payload);
+        let Some(&conn) = self.by_client.get(&client) else {
+            // The client left before its owner was created: tell the owner's game now.
+            if let Some((true, true, owner)) = peek {
+                let msg = Msg::ClientDisconnected { gate: self.cfg.id, client, owner };
+                self.links.send(owner.dispatcher_index(self.links.len()), &msg, out);
+            }
+            return;
+        };
+        if let (Some((is_create, is_player, id)), Some(c)) = (peek, self.clients.get_mut(&conn)) {
+            if is_create {
+                if c.known.len() < MAX_KNOWN_PER_CLIENT {
+                    c.known.insert(id);
+                }
+                if is_player {
+                    c.owner = Some(id);
+                }
+            } else {
+                c.known.remove(&id);
+                if c.owner == Some(id) {
+                    c.owner = None;
+                }
+            }
+        }
+        self.send_client(conn, payload, out);
+    }
+
+    /// Sends a game's message to a client: at once, or with the next flush.
+    fn send_client(&mut self, conn: ConnId, payload: Vec<u8>, out: &mut Outbox) {
+        if self.gather.now_or_hold(conn, self.now, out) {
+            out.send(conn, &payload);
+        } else {
+            self.gather.hold(conn, payload);
+        }
+    }
+}
+
+/// Adaptive write gathering for clients: at most one write per period to a client that gets a
+/// stream of messages, none of the wait for one that does not.
+///
+/// Time is cut into periods of `period`. A client is *busy* after a period in which it got two
+/// or more messages, and stays busy until a period in which it gets none. Messages to a client
+/// that is not busy leave at once. A busy client's first message in a period leaves at once
+/// (with whatever else the loop iteration writes to it); later ones are held, and everything
+/// held leaves together when the period ends, which counts as that client's write for the next
+/// period. So an occasional message, or a short burst of replies, is never delayed, and a chat
+/// room or crowd costs one write per client per period. A client that just sent a call is
+/// *expedited* for one period: what it is sent meanwhile (its reply, most likely) leaves at
+/// once, after anything held for it, so a busy client's round trips are not slowed either.
+/// `period` zero: everything at once.
+struct Gather {
+    period: std::time::Duration,
+    /// Clients that got messages in this period or are busy.
+    conns: FxHashMap<ConnId, GatherConn>,
+    /// Messages held for the end of the period, per client, in order.
+    held: FxHashMap<ConnId, Vec<Vec<u8>>>,
+    /// End of the current period; `None` while no client is tracked.
+    period_end: Option<Instant>,
+    /// Loop iterations seen (one `tick` each): writes within one iteration are one write anyway.
+    iteration: u64,
+}
+
+#[derive(Default)]
+struct GatherConn {
+    /// Messages this period.
+    msgs: u32,
+    busy: bool,
+    /// Loop iteration of this period's write, if there was one.
+    written: Option<u64>,
+    /// Until when messages leave at once because the client sent a call.
+    expedite_until: Option<Instant>,
+}
+
+impl Gather {
+    fn new(period: std::time::Duration) -> Self {
+        Gather { period, conns: FxHashMap::default(), held: FxHashMap::default(), period_end: None, iteration: 0 }
+    }
+
+    /// True if a message for `conn` should go into this iteration's output; false if it must be
+    /// [`hold`](Self::hold)ed for the end of the period.
+    /// Anything held for `conn` is written first (into `out`) when the answer is true.
+    fn now_or_hold(&mut self, conn: ConnId, now: Instant, out: &mut Outbox) -> bool {
+        if self.period.is_zero() {
+            return true;
+        }
+        self.period_end.get_or_insert(now + self.period);
+        let st = self.conns.entry(conn).or_default();
+        st.msgs = st.msgs.saturating_add(1);
+        if st.expedite_until.is_some_and(|t| now < t) {
+            if let Some(held) = self.held.remove(&conn) {
+                for m in held {
+                    out.send(conn, &m);
+                }
+            }
+            st.written = Some(self.iteration);
+            return true;
+        }
+        if self.held.contains_key(&conn) {
+            return false;
+        }
+        if !st.busy {
+            return true;
+        }
+        match st.written {
+            Some(it) => it == self.iteration,
+            None => {
+                st.written = Some(self.iteration);
+                true
+            }
+        }
+    }
+
+    /// `conn` sent a call: for one period, what it is sent leaves at once.
+    fn expedite(&mut self, conn: ConnId, now: Instant) {
+        if self.period.is_zero() {
+            return;
+        }
+        self.period_end.get_or_insert(now + self.period);
+        self.conns.entry(conn).or_default().expedite_until = Some(now + self.period);
+    }
+
+    fn hold(&mut self, conn: ConnId, payload: Vec<u8>) {
+        self.held.entry(conn).or_default().push(payload);
+    }
+
+    fn forget(&mut self, conn: ConnId) {
+        self.held.remove(&conn);
+        self.conns.remove(&conn);
+    }
+
+    /// Ends the period if it is over (or `force`): writes what was held, marks who is busy,
+    /// starts the next period. Called before each event and once per loop iteration.
+    fn roll(&mut self, now: Instant, force: bool, out: &mut Outbox) {
+        if !(force || self.period_end.is_some_and(|t| now >= t)) {
+            return;
+        }
+        for st in self.conns.values_mut() {
+            st.busy = st.msgs >= 2 || (st.busy && st.msgs >= 1);
+            st.msgs = 0;
+            st.written = None;
+        }
+        for (conn, msgs) in self.held.drain() {
+            for m in msgs {
+                out.send(conn, &m);
+            }
+            if let Some(st) = self.conns.get_mut(&conn) {
+                st.written = Some(self.iteration);
+            }
+        }
+        self.conns.retain(|_, st| st.busy || st.expedite_until.is_some_and(|t| now < t));
+        self.period_end = if self.conns.is_empty() { None } else { Some(now + self.period) };
+    }
+
+    /// End of a loop iteration.
+    fn tick(&mut self, now: Instant, out: &mut Outbox) {
+        self.roll(now, false, out);
+        self.iteration += 1;
+    }
+}
+
+impl App for GateApp {
+    fn handle(&mut self, now: Instant, event: Event, out: &mut Outbox) {
+        self.now = now;
+        self.gather.roll(now, false, out);
+        match event {
+            Event::Accepted { conn, .. } => self.on_accept(now, conn, out),
+            Event::Connected { conn } => self.links.on_connected(conn, out, |_| Vec::new()),
+            Event::Frame { conn, data } => {
+                if !self.links.owns(conn) {
+                    self.on_client_frame(conn, &data, out);
+                    return;
+                }
+                match self.links.on_frame(conn, &data, out) {
+                    Ok(Some((_, LinkEvent::Msg(m)))) => self.on_dispatcher_msg(m, out),
+                    Ok(_) => {}
+                    Err(refused) => {
+                        self.fatal = Some(refused.to_string());
+                        self.done = true;
+                    }
+                }
+            }
+            Event::Closed { conn, reason } => {
+                if !self.links.on_closed(conn, &reason, now) {
+                    self.on_client_closed(conn, &reason, out);
+                }
+            }
+            Event::Signal(Signal::Terminate) => {
+                info!("gate{}: stopping; closing {} clients", self.cfg.id, self.clients.len());
+                self.gather.roll(now, true, out);
+                for (&conn, c) in &self.clients {
+                    if let Some(owner) = c.owner {
+                        let msg = Msg::ClientDisconnected { gate: self.cfg.id, client: c.id, owner };
+                        self.links.send(owner.dispatcher_index(self.links.len()), &msg, out);
+                    }
+                    out.close(conn, "gate stopping");
+                }
+                self.clients.clear();
+                self.by_client.clear();
+                self.done = true;
+            }
+            Event::Signal(Signal::Hangup) => info!("gate{}: SIGHUP ignored", self.cfg.id),
+            Event::Wake => {}
+        }
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut Outbox) {
+        self.links.tick(now, out);
+        self.now = now;
+        self.gather.tick(now, out);
+        let n = self.links.len();
+        for (id, (client, pos)) in self.pending_moves.drain() {
+            self.links.send(id.dispatcher_index(n), &Msg::ClientMove { client, id, pos }, out);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        // A period with nothing held needs no wake-up: it is only bookkeeping.
+        let flush = if self.gather.held.is_empty() { None } else { self.gather.period_end };
+        [self.links.next_deadline(), flush].into_iter().flatten().min()
+    }
+
+    fn done(&self) -> bool {
+        self.done
+    }
+}
+
+impl Report for GateApp {
+    fn state(&self) -> ProcState {
+        if self.done {
+            ProcState::Stopping
+        } else if self.links.all_ready() {
+            ProcState::Ready
+        } else {
+            ProcState::Starting
+        }
+    }
+
+    fn fatal(&self) -> Option<&str> {
+        self.fatal.as_deref()
+    }
+}
+
+/// `prop <op> value`: numerically when both parse as numbers, else by string order.
+fn filter_matches(prop: &str, op: u8, value: &str) -> bool {
+    use std::cmp::Ordering;
+    let ord = match (prop.parse::<f64>(), value.parse::<f64>()) {
+        (Ok(a), Ok(b)) => a.partial_cmp(&b).unwrap_or(Ordering::Less),
+        _ => prop.cmp(value),
+    };
+    match op {
+        0 => ord == Ordering::Equal,
+        1 => ord != Ordering::Equal,
+        2 => ord == Ordering::Less,
+        3 => ord == Ordering::Greater,
+        4 => ord != Ordering::Greater,
+        5 => ord != Ordering::Less,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests take one arbitrary base instant from the clock
+mod tests {
+    use std::path::Path;
+
+    use oxworld_net::Value;
+
+    use super::*;
+
+    const CFG: &str = "[deployment]\ndesired_dispatchers=2\ndesired_games=1\ndesired_gates=1\nsecret=k\n";
+
+    struct Fixture {
+        gate: GateApp,
+        out: Outbox,
+        links: Vec<ConnId>,
+        now: Instant,
+    }
+
+    /// A gate whose two dispatcher links completed their handshake.
+    fn fixture() -> Fixture {
+        fixture_with(CFG)
+    }
+
+    fn fixture_with(text: &str) -> Fixture {
+        let cfg = Config::parse(Path::new("t.ini"), text).expect("config");
+        let now = Instant::now();
+        let mut gate = GateApp::new(&cfg, cfg.gate(1).expect("gate 1"), 7, (now, 1_700_000_000_000));
+        let mut out = Outbox::new();
+        gate.tick(now, &mut out);
+        let links: Vec<ConnId> = out.take_connects().into_iter().map(|(c, _, _)| c).collect();
+        for &l in &links {
+            gate.handle(now, Event::Connected { conn: l }, &mut out);
+            let mut ack = Vec::new();
+            Msg::HelloAck { dispatcher: 1, games: vec![] }.encode(&mut ack);
+            gate.handle(now, Event::Frame { conn: l, data: ack }, &mut out);
+        }
+        out.take_frames();
+        Fixture { gate, out, links, now }
+    }
+
+    impl Fixture {
+        fn accept(&mut self, conn: u64) -> (Id, Id) {
+            let peer = "127.0.0.1:9".parse().expect("addr");
+            self.gate.handle(self.now, Event::Accepted { conn: ConnId(conn), listener: 0, peer }, &mut self.out);
+            let mut client = Id::NIL;
+            let mut boot = Id::NIL;
+            for (_, frames) in self.out.take_frames() {
+                for f in frames {
+                    if let Ok(ServerMsg::Welcome { client: c, .. }) = ServerMsg::decode(&f) {
+                        client = c;
+                    } else if let Ok(Msg::ClientConnected { boot: b, .. }) = Msg::decode(&f) {
+                        boot = b;
+                    }
+                }
+            }
+            (client, boot)
+        }
+
+        fn deliver(&mut self, client: Id, m: &ServerMsg) {
+            let mut payload = Vec::new();
+            m.encode(&mut payload);
+            let mut data = Vec::new();
+            Msg::ToClient { gate: 1, client, payload }.encode(&mut data);
+            self.gate.handle(self.now, Event::Frame { conn: self.links[0], data }, &mut self.out);
+        }
+
+        /// Takes the queued output and decodes what went to client connection `conn`.
+        fn take_client_msgs(&mut self, conn: u64) -> Vec<ServerMsg> {
+            self.out
+                .take_frames()
+                .into_iter()
+                .filter(|(c, _)| *c == ConnId(conn))
+                .flat_map(|(_, fs)| fs.into_iter().map(|b| ServerMsg::decode(&b).expect("valid")))
+                .collect()
+        }
+
+        fn client_sends(&mut self, conn: u64, m: &ClientMsg) -> Vec<(ConnId, Vec<Vec<u8>>)> {
+            let mut data = Vec::new();
+            m.encode(&mut data);
+            self.gate.handle(self.now, Event::Frame { conn: ConnId(conn), data }, &mut self.out);
+            self.out.take_frames()
+        }
+    }
+
+    /// The create that makes `id` a client's own entity.
+    fn player_create(id: Id) -> ServerMsg {
+        ServerMsg::CreateEntity {
+            is_player: true,
+            id,
+            type_name: "B".into(),
+            attrs: Value::Nil,
+            pos: Default::default(),
+        }
+    }
+
+    #[test]
+    fn calls_only_to_known_entities() {
+        let mut f = fixture();
+        let (client, boot) = f.accept(100);
+        let call = ClientMsg::Call { target: boot, method: 1, args: vec![Value::Int(1)] };
+        // Not yet created on the client: refused, connection kept.
+        let got = f.client_sends(100, &call);
+        assert!(matches!(ServerMsg::decode(&got[0].1[0]), Ok(ServerMsg::Error { code: 5, .. })));
+        assert!(f.out.take_closes().is_empty());
+        f.deliver(client, &player_create(boot));
+        assert_eq!(f.out.take_frames()[0].0, ConnId(100));
+        let got = f.client_sends(100, &call);
+        let link = f.links[boot.dispatcher_index(2)];
+        assert_eq!(got[0].0, link);
+        assert!(matches!(Msg::decode(&got[0].1[0]), Ok(Msg::Call { caller: Caller::Client { .. }, .. })));
+        // After a destroy the entity is no longer addressable.
+        f.deliver(client, &ServerMsg::DestroyEntity { id: boot });
+        f.out.take_frames();
+        let got = f.client_sends(100, &call);
+        assert_eq!(got[0].0, ConnId(100));
+    }
+
+    #[test]
+    fn filtered_calls_match_props_numerically_or_as_strings() {
+        assert!(filter_matches("10", 3, "9"), "10 > 9 as numbers");
+        assert!(!filter_matches("10", 3, "9x"), "'10' < '9x' as strings");
+        assert!(filter_matches("b", 2, "c") && filter_matches("a", 0, "a") && filter_matches("a", 1, "b"));
+        assert!(filter_matches("5", 4, "5") && filter_matches("5", 5, "5") && !filter_matches("5", 9, "5"));
+        let mut f = fixture();
+        let (c1, b1) = f.accept(100);
+        let (c2, b2) = f.accept(101);
+        for (c, b) in [(c1, b1), (c2, b2)] {
+            let create = player_create(b);
+            f.deliver(c, &create);
+        }
+        f.out.take_frames();
+        let set = |f: &mut Fixture, client: Id, v: &str| {
+            let mut data = Vec::new();
+            Msg::SetFilterProp { gate: 1, client, key: "level".into(), value: v.into() }.encode(&mut data);
+            f.gate.handle(f.now, Event::Frame { conn: f.links[0], data }, &mut f.out);
+        };
+        set(&mut f, c1, "3");
+        set(&mut f, c2, "12");
+        let mut data = Vec::new();
+        let mut args = Vec::new();
+        oxworld_net::value::encode_args(&[Value::Int(1)], &mut args);
+        Msg::FilteredCall { key: "level".into(), op: 5, value: "10".into(), method: "hi".into(), args }
+            .encode(&mut data);
+        f.gate.handle(f.now, Event::Frame { conn: f.links[0], data }, &mut f.out);
+        let sent = f.out.take_frames();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0].0, ConnId(101));
+        assert_eq!(
+            ServerMsg::decode(&sent[0].1[0]),
+            Ok(ServerMsg::Call { id: b2, method: "hi".into(), args: vec![Value::Int(1)] })
+        );
+    }
+
+    #[test]
+    fn malformed_message_closes_only_that_client() {
+        let mut f = fixture();
+        f.accept(100);
+        f.accept(101);
+        f.gate.handle(f.now, Event::Frame { conn: ConnId(100), data: vec![0x01, 0x02] }, &mut f.out);
+        let closes = f.out.take_closes();
+        assert_eq!(closes.len(), 1);
+        assert_eq!(closes[0].0, ConnId(100));
+        let err = &f.out.take_frames()[0];
+        assert!(matches!(ServerMsg::decode(&err.1[0]), Ok(ServerMsg::Error { code: 6, .. })));
+        assert_eq!(f.gate.client_count(), 2, "the close event, not the refusal, removes the client");
+    }
+
+    #[test]
+    fn disconnect_reaches_the_owner() {
+        let mut f = fixture();
+        let (client, boot) = f.accept(100);
+        f.deliver(client, &player_create(boot));
+        f.out.take_frames();
+        f.gate.handle(f.now, Event::Closed { conn: ConnId(100), reason: CloseReason::Idle }, &mut f.out);
+        let sent = f.out.take_frames();
+        let msg = Msg::decode(&sent[0].1[0]).expect("msg");
+        assert_eq!(msg, Msg::ClientDisconnected { gate: 1, client, owner: boot });
+        assert_eq!(f.gate.client_count(), 0);
+    }
+
+    #[test]
+    fn owner_created_after_client_left_is_told() {
+        let mut f = fixture();
+        let (client, boot) = f.accept(100);
+        f.gate.handle(f.now, Event::Closed { conn: ConnId(100), reason: CloseReason::PeerClosed }, &mut f.out);
+        f.out.take_frames();
+        f.deliver(client, &player_create(boot));
+        let sent = f.out.take_frames();
+        assert_eq!(Msg::decode(&sent[0].1[0]).expect("msg"), Msg::ClientDisconnected { gate: 1, client, owner: boot });
+    }
+
+    /// With `client_flush_ms`: a client that is not busy gets every message at once (a burst of
+    /// replies is not delayed); after a period with two or more messages it is busy: its first
+    /// message in a period leaves at once (with the rest of that loop iteration's), later ones
+    /// wait for the period's end and leave together, in order; after a period with none it is
+    /// not busy any more.
+    #[test]
+    fn busy_clients_get_one_write_per_period_others_no_wait() {
+        use std::time::Duration;
+        let mut f = fixture_with(&format!("{CFG}[gate_common]\nclient_flush_ms = 5\n"));
+        let (c1, b1) = f.accept(100);
+        let create = player_create(b1);
+        let world = |f: &mut Fixture, n: i64| {
+            let mut args = Vec::new();
+            oxworld_net::value::encode_args(&[Value::Int(n)], &mut args);
+            let mut data = Vec::new();
+            Msg::FilteredCall { key: String::new(), op: 0, value: String::new(), method: "world".into(), args }
+                .encode(&mut data);
+            f.gate.handle(f.now, Event::Frame { conn: f.links[0], data }, &mut f.out);
+        };
+        let call = |n: i64| ServerMsg::Call { id: b1, method: "world".into(), args: vec![Value::Int(n)] };
+        let to_client = |f: &mut Fixture| f.take_client_msgs(100);
+        let ms = |n: u64| Duration::from_millis(n);
+        let t0 = f.now;
+        let at = |f: &mut Fixture, n: u64| f.now = t0 + ms(n);
+        // Not busy: everything leaves in the iteration it arrived in.
+        f.deliver(c1, &create);
+        world(&mut f, 1);
+        let got = to_client(&mut f);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(matches!(&got[0], ServerMsg::CreateEntity { id, .. } if *id == b1));
+        assert_eq!(got[1], call(1));
+        f.gate.tick(t0, &mut f.out);
+        world(&mut f, 2);
+        assert_eq!(to_client(&mut f), vec![call(2)], "a burst is not delayed");
+        assert_eq!(f.gate.next_deadline(), None, "nothing held: no wake-up needed");
+        // Three messages in that period: busy from the next one on.
+        f.gate.tick(t0 + ms(5), &mut f.out);
+        at(&mut f, 6);
+        world(&mut f, 3);
+        world(&mut f, 4);
+        assert_eq!(to_client(&mut f), vec![call(3), call(4)], "first write of the period, one iteration");
+        f.gate.tick(f.now, &mut f.out);
+        at(&mut f, 7);
+        world(&mut f, 5);
+        world(&mut f, 6);
+        assert!(to_client(&mut f).is_empty(), "held");
+        assert_eq!(f.gate.next_deadline(), Some(t0 + ms(10)));
+        f.gate.tick(t0 + ms(9), &mut f.out);
+        assert!(to_client(&mut f).is_empty());
+        f.gate.tick(t0 + ms(10), &mut f.out);
+        assert_eq!(to_client(&mut f), vec![call(5), call(6)]);
+        // That write was this client's for the next period: the next message waits again.
+        at(&mut f, 11);
+        world(&mut f, 7);
+        assert!(to_client(&mut f).is_empty());
+        f.gate.tick(t0 + ms(15), &mut f.out);
+        assert_eq!(to_client(&mut f), vec![call(7)]);
+        // A period without messages: not busy any more, messages leave at once.
+        f.gate.tick(t0 + ms(20), &mut f.out);
+        at(&mut f, 21);
+        world(&mut f, 8);
+        world(&mut f, 9);
+        assert_eq!(to_client(&mut f), vec![call(8), call(9)]);
+        // Busy again; a closed client's held messages are dropped, not written to a reused id.
+        f.gate.tick(t0 + ms(26), &mut f.out);
+        at(&mut f, 27);
+        world(&mut f, 10);
+        f.gate.tick(f.now, &mut f.out);
+        world(&mut f, 11);
+        assert_eq!(to_client(&mut f), vec![call(10)]);
+        f.gate.handle(f.now, Event::Closed { conn: ConnId(100), reason: CloseReason::PeerClosed }, &mut f.out);
+        f.out.take_frames();
+        f.gate.tick(t0 + ms(40), &mut f.out);
+        assert!(to_client(&mut f).is_empty());
+        assert_eq!(f.gate.next_deadline(), None);
+    }
+
+    /// A busy client that sends a call is expedited for a period: what it is sent next (its
+    /// reply) leaves at once, after what was held for it, in order.
+    #[test]
+    fn a_busy_clients_reply_is_not_held() {
+        use std::time::Duration;
+        let mut f = fixture_with(&format!("{CFG}[gate_common]\nclient_flush_ms = 10\n"));
+        let (c1, b1) = f.accept(100);
+        let m = |n: i64| ServerMsg::Call { id: b1, method: "m".into(), args: vec![Value::Int(n)] };
+        let to_client = |f: &mut Fixture| f.take_client_msgs(100);
+        let t0 = f.now;
+        let create = player_create(b1);
+        f.deliver(c1, &create);
+        f.deliver(c1, &m(1));
+        f.gate.tick(t0 + Duration::from_millis(10), &mut f.out);
+        to_client(&mut f);
+        // Busy now: first message of the period leaves, the next is held.
+        f.now = t0 + Duration::from_millis(11);
+        f.deliver(c1, &m(2));
+        f.gate.tick(f.now, &mut f.out);
+        f.deliver(c1, &m(3));
+        assert_eq!(to_client(&mut f), vec![m(2)]);
+        // The client calls; the reply leaves at once, after the held message.
+        let call = ClientMsg::Call { target: b1, method: 7, args: vec![] };
+        let sent = f.client_sends(100, &call);
+        assert!(sent.iter().all(|(c, _)| *c != ConnId(100)), "the call went to a dispatcher");
+        f.deliver(c1, &m(4));
+        assert_eq!(to_client(&mut f), vec![m(3), m(4)]);
+        // A period later the client is gathered again.
+        f.gate.tick(t0 + Duration::from_millis(21), &mut f.out);
+        f.gate.tick(t0 + Duration::from_millis(22), &mut f.out);
+        f.now = t0 + Duration::from_millis(23);
+        f.deliver(c1, &m(5));
+        f.gate.tick(f.now, &mut f.out);
+        f.deliver(c1, &m(6));
+        assert_eq!(to_client(&mut f), vec![m(5)]);
+    }
+
+    /// Without gathering every message leaves in the iteration it arrived in.
+    #[test]
+    fn without_gathering_every_message_leaves_at_once() {
+        let mut f = fixture_with(&format!("{CFG}[gate_common]\nclient_flush_ms = 0\n"));
+        let (c1, b1) = f.accept(100);
+        f.out.take_frames();
+        for n in 0..3 {
+            f.deliver(c1, &ServerMsg::Call { id: b1, method: "m".into(), args: vec![Value::Int(n)] });
+            f.gate.tick(f.now, &mut f.out);
+            assert_eq!(f.out.take_frames().len(), 1, "message {n} written in its own iteration");
+        }
+        assert_eq!(f.gate.next_deadline(), None);
+    }
+}

@@ -1,0 +1,186 @@
+//! A game process: builds the world from the game's `Registry` (or rebuilds it from its freeze
+//! with `--restore`), opens storage and runs the store thread, writes freezes to LMDB, and
+//! keeps the status record's hot-swap fields (see `status`). The logic is the engine's
+//! `GameApp`; this is its glue.
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use crossbeam_channel::{Receiver, Sender};
+use log::{info, warn};
+use oxworld_engine::entity::Registry;
+use oxworld_engine::game::{FreezeSink, GameApp, StorePort};
+use oxworld_engine::status::{ProcState, SwapReport};
+use oxworld_engine::store::{MAX_BATCH, StoreError, StoreOp, StoreReply};
+use oxworld_engine::world::{Frozen, World};
+use oxworld_runtime::{Runtime, RuntimeConfig};
+use oxworld_store::lmdb::FreezeDb;
+
+use crate::proc::{self, ProcArgs};
+use crate::status::{self, Hosted, StatusWriter, SwapStatus, UnixClock};
+
+/// Map size of a game's freeze environment (LMDB reserves address space, not disk; the map
+/// grows past it if a freeze needs more).
+pub const FREEZE_MAP_BYTES: usize = 8 << 30;
+
+/// Where game `id` keeps its freeze (an LMDB environment) under `freeze_dir`.
+pub fn freeze_env(freeze_dir: &Path, id: u16) -> PathBuf {
+    freeze_dir.join(format!("game{id}"))
+}
+
+type StoreResult = (u64, Result<StoreReply, StoreError>);
+
+/// The game's end of its store thread: two channels.
+struct ChannelPort {
+    ops: Sender<(u64, StoreOp)>,
+    results: Receiver<StoreResult>,
+}
+
+impl StorePort for ChannelPort {
+    fn submit(&mut self, ticket: u64, op: StoreOp) -> Result<(), StoreOp> {
+        self.ops.send((ticket, op)).map_err(|e| e.into_inner().1)
+    }
+
+    fn poll(&mut self) -> Option<StoreResult> {
+        self.results.try_recv().ok()
+    }
+}
+
+/// Runs a game process with the types of `reg` until SIGTERM/SIGINT (saves its persistent
+/// entities, then exits) or SIGHUP (freezes for a hot swap, then exits for the new binary).
+pub fn run_game(reg: Registry, args: &ProcArgs) -> anyhow::Result<()> {
+    let cfg = args.load_config()?;
+    let id = args.id;
+    let gc = cfg.game(id).with_context(|| format!("game id {id} is not in {}", cfg.path.display()))?;
+    proc::init_logging(args.log.as_deref().unwrap_or(&gc.log_level));
+    let name = format!("game{id}");
+    let clock = crate::unix_clock();
+    // When the freeze being restored began, from the record the frozen process left (kept
+    // across failed restores): the pause clients saw is measured from it.
+    let frozen_at = args.status_file.as_deref().and_then(status::read).and_then(|r| r.swap).and_then(|s| s.at_ms);
+    let mut status = StatusWriter::new(args.status_file.clone(), &name, "game", clock);
+    let storage = cfg.storage.clone();
+    let env = freeze_env(&storage.freeze_dir, id);
+    let n_disp = cfg.dispatchers.len();
+    let seed = oxworld_runtime::os_seed();
+    let clock_pair = (clock.base, clock.base_ms);
+    let (mut world, restored) = if args.restore {
+        status.set_swap(Some(SwapStatus { at_ms: frozen_at, ..Default::default() }));
+        let restored = restore(reg, id, &cfg, seed, clock_pair, &env).map_err(|reason| {
+            status.write(Instant::now(), ProcState::RestoreFailed, Some(&reason.replace('\n', " ")));
+            anyhow::anyhow!("{name}: restore failed: {reason} (the frozen data in {} is kept)", env.display())
+        })?;
+        (restored.0, Some(restored.1))
+    } else {
+        let w = World::new(reg, id, n_disp, gc.boot_entity.as_deref(), seed, clock_pair);
+        (status.fail_on_err(w.map_err(anyhow::Error::from))?, None)
+    };
+    world.set_save_interval(storage.save_interval);
+    world.set_position_sync_interval(gc.position_sync_interval);
+    let store = oxworld_store::open(&storage).with_context(|| format!("{name}: opening the {} store", storage.backend));
+    let mut store = status.fail_on_err(store)?;
+    let rt = Runtime::new(RuntimeConfig { name: name.clone(), io_threads: gc.io_threads, listeners: vec![] });
+    let rt = status.fail_on_err(rt.map_err(anyhow::Error::from))?;
+    let (op_tx, op_rx) = crossbeam_channel::unbounded::<(u64, StoreOp)>();
+    let (res_tx, res_rx) = crossbeam_channel::unbounded();
+    let store_thread = rt.spawn_helper("store", move |notifier| {
+        // Ends when the game drops its sender, after every queued operation ran. Whatever
+        // queued up meanwhile runs as one batch (one LMDB commit).
+        while let Ok(first) = op_rx.recv() {
+            let mut batch = vec![first];
+            batch.extend(op_rx.try_iter().take(MAX_BATCH - 1));
+            let (tickets, ops): (Vec<u64>, Vec<StoreOp>) = batch.into_iter().unzip();
+            let results = store.execute_batch(ops);
+            let mut gone = false;
+            for (ticket, r) in tickets.into_iter().zip(results) {
+                gone |= res_tx.send((ticket, r)).is_err();
+            }
+            if gone {
+                break;
+            }
+            notifier.notify();
+        }
+    })?;
+    // When the freeze was written (the freeze's duration is measured to here).
+    let written_at: Rc<Cell<Option<Instant>>> = Rc::default();
+    let written = written_at.clone();
+    let sink_env = env.clone();
+    let sink: FreezeSink = Box::new(move |frozen: &Frozen| {
+        let mut db = FreezeDb::open(&sink_env, FREEZE_MAP_BYTES).map_err(|e| e.to_string())?;
+        db.write(&frozen.meta, frozen.records.iter().cloned()).map_err(|e| e.to_string())?;
+        written.set(Some(Instant::now()));
+        Ok(())
+    });
+    let mut app = GameApp::new(&cfg, id, world, clock.base)
+        .with_store(Box::new(ChannelPort { ops: op_tx, results: res_rx }))
+        .with_freeze_sink(sink);
+    if let Some(entities) = restored {
+        app = app.restored(entities);
+    }
+    let clear_env = env.clone();
+    let mut hosted = Hosted::new(app, status)
+        .swap_fields(Box::new(move |s: &SwapReport| swap_status(s, clock, written_at.get(), frozen_at)))
+        .on_change(Box::new(move |from, to, _| {
+            if from == ProcState::Restoring && to != ProcState::Restoring {
+                // Only now is the freeze consumed: clear it so a later --restore cannot go back.
+                if let Err(e) = FreezeDb::open(&clear_env, FREEZE_MAP_BYTES).and_then(|mut db| db.clear()) {
+                    warn!("game{id}: clearing the consumed freeze failed: {e}");
+                }
+            }
+        }));
+    info!("{name}: starting ({n_disp} dispatchers{})", if restored.is_some() { ", restored" } else { "" });
+    let result = rt.run(&mut hosted);
+    let err = result.as_ref().err().map(ToString::to_string);
+    hosted.finish(Instant::now(), err.as_deref());
+    let fatal = oxworld_engine::status::Report::fatal(&hosted.app).map(str::to_owned);
+    // Dropping the app drops the store channel: the thread finishes what was queued and ends.
+    drop(hosted);
+    if store_thread.join().is_err() {
+        log::error!("{name}: the store thread panicked");
+    }
+    result?;
+    if let Some(f) = fatal {
+        anyhow::bail!("{name}: {f}");
+    }
+    Ok(())
+}
+
+/// Reads game `id`'s freeze and rebuilds its world; the error is the reason to report.
+fn restore(
+    reg: Registry,
+    id: u16,
+    cfg: &oxworld_net::config::Config,
+    seed: u64,
+    clock: (Instant, u64),
+    env: &Path,
+) -> Result<(World, usize), String> {
+    let gc = cfg.game(id).ok_or_else(|| format!("game id {id} is not in the config"))?;
+    let db = FreezeDb::open(env, FREEZE_MAP_BYTES).map_err(|e| e.to_string())?;
+    let (meta, records) = db
+        .read()
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no complete freeze of game{id} in {}", env.display()))?;
+    let frozen = Frozen { meta, records };
+    let (w, report) = World::restore(reg, id, cfg.dispatchers.len(), gc.boot_entity.as_deref(), seed, clock, &frozen)
+        .map_err(|e| e.to_string())?;
+    Ok((w, report.entities))
+}
+
+/// The status record's hot-swap fields from the game's report.
+fn swap_status(s: &SwapReport, clock: UnixClock, written_at: Option<Instant>, frozen_at: Option<u64>) -> SwapStatus {
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let at_ms = s.freeze_began.map(|t| clock.ms(t)).or(frozen_at);
+    let thawed = s.thawed_at;
+    SwapStatus {
+        entities: s.entities,
+        at_ms,
+        freeze_ms: s.freeze_began.zip(written_at).map(|(a, b)| ms(b.saturating_duration_since(a))),
+        restore_ms: thawed.map(|t| ms(t.saturating_duration_since(clock.base))),
+        released: thawed.map(|_| s.released),
+        failed: thawed.map(|_| s.failed),
+        pause_ms: thawed.zip(at_ms).map(|(t, at)| clock.ms(t).saturating_sub(at)),
+    }
+}

@@ -1,0 +1,77 @@
+//! Process glue: turns the engine's sans-IO state machines into running processes. Parses the
+//! command line ([`proc`]), sets up logging, binds the runtime's listeners, opens storage and
+//! runs a game's store thread, keeps the process's status record ([`status`]), and decides
+//! the exit code in one place ([`proc::main`]). Everything here that touches the outside world
+//! is thin; the logic it runs lives in `oxworld-engine`.
+
+mod game;
+pub mod proc;
+pub mod status;
+
+use anyhow::Context as _;
+use oxworld_engine::dispatcher::DispatcherApp;
+use oxworld_engine::gate::{self, GateApp};
+use oxworld_engine::status::Report;
+use oxworld_net::app::{App, ConnOpts};
+use oxworld_runtime::{ListenSpec, Runtime, RuntimeConfig};
+
+pub use game::{FREEZE_MAP_BYTES, freeze_env, run_game};
+pub use proc::{ProcArgs, main};
+pub use status::{StatusRecord, SwapStatus};
+
+use crate::status::{Hosted, StatusWriter, UnixClock};
+
+/// Connections one dispatcher accepts at once (games and gates; there are few of each).
+pub const DISPATCHER_MAX_CONNS: usize = 4096;
+
+/// Runs a dispatcher process until SIGTERM or SIGINT.
+pub fn run_dispatcher(args: &ProcArgs) -> anyhow::Result<()> {
+    let cfg = args.load_config()?;
+    let dc = cfg
+        .dispatcher(args.id)
+        .with_context(|| format!("dispatcher id {} is not in {}", args.id, cfg.path.display()))?;
+    proc::init_logging(args.log.as_deref().unwrap_or(&dc.log_level));
+    let name = format!("dispatcher{}", args.id);
+    let mut status = StatusWriter::new(args.status_file.clone(), &name, "dispatcher", unix_clock());
+    let opts = ConnOpts { max_frame: cfg.max_internal_frame, max_queued: cfg.internal_queue_limit, idle_timeout: None };
+    let listen = ListenSpec { addr: dc.listen_addr, opts, max_conns: DISPATCHER_MAX_CONNS };
+    let rt = Runtime::new(RuntimeConfig { name: name.clone(), io_threads: dc.io_threads, listeners: vec![listen] })
+        .with_context(|| format!("{name}: cannot listen on {}", dc.listen_addr));
+    let rt = status.fail_on_err(rt)?;
+    log::info!("{name}: listening on {}", rt.local_addr(0)?);
+    run_hosted(rt, Hosted::new(DispatcherApp::new(&cfg, args.id), status))
+}
+
+/// Runs a gate process until SIGTERM or SIGINT (or a dispatcher refuses it).
+pub fn run_gate(args: &ProcArgs) -> anyhow::Result<()> {
+    let cfg = args.load_config()?;
+    let gc = cfg.gate(args.id).with_context(|| format!("gate id {} is not in {}", args.id, cfg.path.display()))?;
+    proc::init_logging(args.log.as_deref().unwrap_or(&gc.log_level));
+    let name = format!("gate{}", args.id);
+    let mut status = StatusWriter::new(args.status_file.clone(), &name, "gate", unix_clock());
+    let listen = ListenSpec { addr: gc.listen_addr, opts: gate::client_opts(gc), max_conns: gc.max_clients };
+    let rt = Runtime::new(RuntimeConfig { name: name.clone(), io_threads: gc.io_threads, listeners: vec![listen] })
+        .with_context(|| format!("{name}: cannot listen on {}", gc.listen_addr));
+    let rt = status.fail_on_err(rt)?;
+    log::info!("{name}: listening for clients on {}", rt.local_addr(0)?);
+    let app = GateApp::new(&cfg, gc, oxworld_runtime::os_seed(), rt.unix_ms_base());
+    run_hosted(rt, Hosted::new(app, status))
+}
+
+/// This process's clock pair for status records.
+pub(crate) fn unix_clock() -> UnixClock {
+    let (base, base_ms) = oxworld_runtime::unix_clock();
+    UnixClock { base, base_ms }
+}
+
+/// Runs `hosted` on `rt` until it is done, then writes its final record.
+fn run_hosted<A: App + Report>(rt: Runtime, mut hosted: Hosted<A>) -> anyhow::Result<()> {
+    let result = rt.run(&mut hosted);
+    let err = result.as_ref().err().map(ToString::to_string);
+    hosted.finish(oxworld_runtime::clock_now(), err.as_deref());
+    result?;
+    if let Some(f) = hosted.app.fatal() {
+        anyhow::bail!("{}: {f}", hosted.status.record().name);
+    }
+    Ok(())
+}

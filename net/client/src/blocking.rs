@@ -1,0 +1,96 @@
+//! A blocking client over one TCP connection ([`BlockingClient`]), driving a [`ClientConn`]: for
+//! tests, probes and simple tools such as the chat client.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use oxworld_net::client_proto::ServerMsg;
+use oxworld_net::{Id, Value};
+
+use crate::conn::{ClientConn, ClientError};
+
+/// A blocking client over TCP, for tests and simple tools.
+pub struct BlockingClient {
+    stream: TcpStream,
+    conn: ClientConn,
+}
+
+impl BlockingClient {
+    /// Connects to a gate.
+    pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, ClientError> {
+        let stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_nodelay(true)?;
+        Ok(BlockingClient { stream, conn: ClientConn::new(16 << 20) })
+    }
+
+    /// The protocol state.
+    pub fn conn(&mut self) -> &mut ClientConn {
+        &mut self.conn
+    }
+
+    /// Writes raw bytes (for tests of hostile input).
+    pub fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.stream.write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Sends queued output.
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        let out = self.conn.take_output();
+        self.stream.write_all(&out)?;
+        Ok(())
+    }
+
+    /// Calls `method` on `target` and flushes.
+    pub fn call(&mut self, target: Id, method: &str, args: Vec<Value>) -> Result<(), ClientError> {
+        self.conn.call(target, method, args);
+        self.flush()
+    }
+
+    /// Waits up to `timeout` for the next server message.
+    pub fn next(&mut self, timeout: Duration) -> Result<ServerMsg, ClientError> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            if let Some(m) = self.conn.poll_event() {
+                if let Some(e) = self.conn.take_error() {
+                    return Err(e);
+                }
+                return Ok(m);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout("a server message".into()));
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Err(ClientError::Io(io::ErrorKind::UnexpectedEof.into())),
+                Ok(n) => self.conn.handle_bytes(&buf[..n])?,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Waits for the player entity (the boot entity) and returns its id.
+    pub fn wait_player(&mut self, timeout: Duration) -> Result<Id, ClientError> {
+        let deadline = Instant::now() + timeout;
+        while self.conn.player().is_none() {
+            self.next(deadline.saturating_duration_since(Instant::now()))?;
+        }
+        self.conn.player().ok_or_else(|| ClientError::Timeout("the player entity".into()))
+    }
+
+    /// True if the server closed the connection within `timeout` (skipping other messages).
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.next(deadline.saturating_duration_since(Instant::now())) {
+                Ok(_) => continue,
+                Err(ClientError::Timeout(_)) => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Many client connections on one thread: a `mio` driver around [`ClientConn`] for load bots.
+//! The caller runs the loop: [`BotNet::poll`] returns what happened, [`BotNet::send`] queues
+//! and writes at once; no thread per bot.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use oxworld_net::client_proto::{ClientMsg, ServerMsg};
+
+use crate::conn::ClientConn;
+
+/// Largest server frame a bot accepts.
+const BOT_MAX_FRAME: usize = 16 << 20;
+
+/// What happened to one bot's connection.
+#[derive(Debug)]
+pub enum BotEvent {
+    /// The TCP connection is established.
+    Connected(usize),
+    /// A server message arrived.
+    Message(usize, ServerMsg),
+    /// The connection is gone (or never came up), with a reason.
+    Closed(usize, String),
+}
+
+struct Slot {
+    stream: TcpStream,
+    conn: ClientConn,
+    out: Vec<u8>,
+    connected: bool,
+    open: bool,
+}
+
+/// A set of bot connections driven by one `mio::Poll`.
+pub struct BotNet {
+    poll: Poll,
+    events: Events,
+    slots: Vec<Slot>,
+    buf: Vec<u8>,
+    /// Bots to reconnect, and when.
+    later: Vec<(usize, SocketAddr, std::time::Instant)>,
+}
+
+impl BotNet {
+    /// An empty set.
+    pub fn new() -> io::Result<Self> {
+        Ok(BotNet {
+            poll: Poll::new()?,
+            events: Events::with_capacity(1024),
+            slots: Vec::new(),
+            buf: vec![0; 64 * 1024],
+            later: Vec::new(),
+        })
+    }
+
+    /// Starts connecting a new bot to `addr`; returns its index.
+    pub fn connect(&mut self, addr: SocketAddr) -> io::Result<usize> {
+        let mut stream = TcpStream::connect(addr)?;
+        let i = self.slots.len();
+        self.poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+        self.slots.push(Slot {
+            stream,
+            conn: ClientConn::new(BOT_MAX_FRAME),
+            out: Vec::new(),
+            connected: false,
+            open: true,
+        });
+        Ok(i)
+    }
+
+    /// Closes bot `i` now and reconnects it to `addr` after `delay` (a back-off, so a gate
+    /// that is down is not hammered); a failed attempt shows up as `Closed` again.
+    pub fn reconnect_after(&mut self, i: usize, addr: SocketAddr, delay: Duration) {
+        self.close(i);
+        self.later.push((i, addr, std::time::Instant::now() + delay));
+    }
+
+    /// Replaces bot `i`'s connection (closed or not) with a new one to `addr`, with a fresh
+    /// protocol state; the index stays the same.
+    pub fn reconnect(&mut self, i: usize, addr: SocketAddr) -> io::Result<()> {
+        self.close(i);
+        let mut stream = TcpStream::connect(addr)?;
+        self.poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+        if let Some(s) = self.slots.get_mut(i) {
+            *s = Slot { stream, conn: ClientConn::new(BOT_MAX_FRAME), out: Vec::new(), connected: false, open: true };
+        }
+        Ok(())
+    }
+
+    /// The protocol state of bot `i`.
+    pub fn conn(&self, i: usize) -> &ClientConn {
+        &self.slots[i].conn
+    }
+
+    /// True while bot `i`'s connection is open.
+    pub fn is_open(&self, i: usize) -> bool {
+        self.slots.get(i).is_some_and(|s| s.open)
+    }
+
+    /// Queues `msg` for bot `i` and writes what the socket takes now.
+    pub fn send(&mut self, i: usize, msg: &ClientMsg, events: &mut Vec<BotEvent>) {
+        let Some(s) = self.slots.get_mut(i) else {
+            return;
+        };
+        if !s.open {
+            return;
+        }
+        s.conn.send(msg);
+        let bytes = s.conn.take_output();
+        s.out.extend_from_slice(&bytes);
+        self.flush(i, events);
+    }
+
+    /// Closes bot `i`.
+    pub fn close(&mut self, i: usize) {
+        if let Some(s) = self.slots.get_mut(i)
+            && s.open
+        {
+            s.open = false;
+            let _ = self.poll.registry().deregister(&mut s.stream);
+            let _ = s.stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn fail(&mut self, i: usize, reason: String, events: &mut Vec<BotEvent>) {
+        if self.is_open(i) {
+            self.close(i);
+            events.push(BotEvent::Closed(i, reason));
+        }
+    }
+
+    fn flush(&mut self, i: usize, events: &mut Vec<BotEvent>) {
+        let s = &mut self.slots[i];
+        if !s.connected || s.out.is_empty() {
+            return;
+        }
+        let mut written = 0;
+        while written < s.out.len() {
+            match s.stream.write(&s.out[written..]) {
+                Ok(0) => return self.fail(i, "write returned 0".into(), events),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.fail(i, format!("write: {e}"), events),
+            }
+        }
+        s.out.drain(..written);
+    }
+
+    /// Waits up to `timeout` for IO and appends what happened to `events`.
+    pub fn poll(&mut self, timeout: Duration, events: &mut Vec<BotEvent>) -> io::Result<()> {
+        let now = std::time::Instant::now();
+        let mut timeout = timeout;
+        if !self.later.is_empty() {
+            let due: Vec<(usize, SocketAddr)> =
+                self.later.iter().filter(|(_, _, t)| *t <= now).map(|(i, a, _)| (*i, *a)).collect();
+            self.later.retain(|(_, _, t)| *t > now);
+            for (i, addr) in due {
+                if let Err(e) = self.reconnect(i, addr) {
+                    events.push(BotEvent::Closed(i, format!("reconnect: {e}")));
+                }
+            }
+            if let Some(next) = self.later.iter().map(|(_, _, t)| *t).min() {
+                timeout = timeout.min(next.saturating_duration_since(now));
+            }
+        }
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let ready: Vec<(usize, bool, bool)> = self
+            .events
+            .iter()
+            .map(|e| (e.token().0, e.is_readable() || e.is_read_closed() || e.is_error(), e.is_writable()))
+            .collect();
+        for (i, readable, writable) in ready {
+            if !self.is_open(i) {
+                continue;
+            }
+            if writable && !self.slots[i].connected {
+                let s = &mut self.slots[i];
+                match s.stream.take_error() {
+                    Ok(Some(e)) | Err(e) => {
+                        self.fail(i, format!("connect: {e}"), events);
+                        continue;
+                    }
+                    Ok(None) => {}
+                }
+                match s.stream.peer_addr() {
+                    Ok(_) => {
+                        s.connected = true;
+                        let _ = s.stream.set_nodelay(true);
+                        events.push(BotEvent::Connected(i));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => continue,
+                    Err(e) => {
+                        self.fail(i, format!("connect: {e}"), events);
+                        continue;
+                    }
+                }
+            }
+            if writable {
+                self.flush(i, events);
+            }
+            if readable && self.slots[i].connected {
+                self.read(i, events);
+            }
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, i: usize, events: &mut Vec<BotEvent>) {
+        loop {
+            let s = &mut self.slots[i];
+            match s.stream.read(&mut self.buf) {
+                Ok(0) => return self.fail(i, "server closed the connection".into(), events),
+                Ok(n) => {
+                    if let Err(e) = s.conn.handle_bytes(&self.buf[..n]) {
+                        return self.fail(i, format!("protocol: {e}"), events);
+                    }
+                    while let Some(m) = s.conn.poll_event() {
+                        events.push(BotEvent::Message(i, m));
+                    }
+                    if n < self.buf.len() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.fail(i, format!("read: {e}"), events),
+            }
+        }
+    }
+}

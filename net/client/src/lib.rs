@@ -1,0 +1,11 @@
+//! The client side of oxworld's client protocol (PROTOCOL.md): [`ClientConn`], a sans-IO state
+//! machine with the client's replica of the entities it sees; [`BlockingClient`], one blocking
+//! connection for tests and tools; [`BotNet`], many connections on one `mio` loop for load bots.
+
+pub mod blocking;
+pub mod botnet;
+pub mod conn;
+
+pub use blocking::BlockingClient;
+pub use botnet::{BotEvent, BotNet};
+pub use conn::{ClientConn, ClientError, Replica};

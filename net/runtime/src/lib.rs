@@ -1,0 +1,1039 @@
+//! The per-process runtime: one logic thread driving a `mio::Poll`, plus IO worker threads that
+//! own the sockets. With the client crate (bots, tools) and the process glue of `oxworld-host`,
+//! the only code of a server process that spawns threads, touches sockets or reads the clock;
+//! the logic it drives is an [`App`] (`oxworld_net::app`), which does none of these.
+//!
+//! Logic thread: owns the listeners and the signal source, accepts connections and hands each
+//! to a worker, receives [`Event`]s from the workers over one bounded channel (woken by a
+//! `mio::Waker`), calls the [`App`], and after every batch of ready events sends what the app
+//! wrote into its [`Outbox`] to the workers: one command per worker per loop iteration, so
+//! writes that became ready together are coalesced without any timer.
+//!
+//! Worker thread: its own `mio::Poll` over its sockets; reads until a short read or
+//! `WouldBlock`, cuts frames with [`Deframer`], forwards each frame; writes the coalesced
+//! batches, keeps what the socket does not take and flushes it on `WRITABLE`. A worker never
+//! blocks on anything but its poll: when the channel to the logic thread is full it parks
+//! events in a local backlog and stops reading until the backlog drains (backpressure reaches
+//! the peer through TCP). The logic thread may block briefly on a full worker command channel,
+//! which the worker always drains; so neither side can deadlock the other.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
+use log::{debug, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use oxworld_net::app::{App, CloseReason, ConnId, ConnOpts, Event, Outbox, Output, Signal};
+use oxworld_net::frame::Deframer;
+use rustc_hash::FxHashMap;
+
+/// Events a worker may send before the logic thread drains them; past this the worker parks
+/// events locally and stops reading its sockets.
+const EVENT_CHANNEL_CAP: usize = 65_536;
+/// Commands queued towards one worker; the logic thread sends one per iteration, so this is
+/// only reached if a worker stalls.
+const CMD_CHANNEL_CAP: usize = 1024;
+/// Worker backlog length past which a connection's reads are paused.
+const BACKLOG_PAUSE: usize = 4096;
+/// Bytes read from a socket per `read` call.
+const READ_CHUNK: usize = 64 * 1024;
+/// Events the logic thread handles before it runs a tick and flushes writes, so a flood on
+/// one connection cannot delay everyone's writes indefinitely.
+const MAX_EVENTS_PER_ITERATION: usize = 8192;
+/// Longest the logic thread sleeps without a deadline from the app.
+const MAX_POLL_SLEEP: Duration = Duration::from_millis(500);
+/// How often workers look for idle connections.
+const IDLE_CHECK_EVERY: Duration = Duration::from_millis(250);
+/// How long a stopping worker keeps trying to flush queued output.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
+
+const WAKER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
+
+/// A `mio::Waker` that only makes the wake-up syscall when the other thread is (about to be)
+/// asleep in its poll; while it is busy it will find the new work in its channel anyway.
+/// Dekker-style handshake: the sleeper stores `sleeping = true`, fences, then re-checks its
+/// channel; the ringer pushes to the channel, fences, then swaps `sleeping` off.
+struct Bell {
+    waker: Waker,
+    sleeping: std::sync::atomic::AtomicBool,
+}
+
+impl Bell {
+    fn new(waker: Waker) -> Self {
+        Bell { waker, sleeping: std::sync::atomic::AtomicBool::new(false) }
+    }
+
+    fn ring(&self) -> io::Result<()> {
+        use std::sync::atomic::{Ordering, fence};
+        fence(Ordering::SeqCst);
+        if self.sleeping.swap(false, Ordering::SeqCst) { self.waker.wake() } else { Ok(()) }
+    }
+
+    /// Called before polling with a non-zero timeout; returns false if work already arrived
+    /// (`pending()`), in which case the caller must not sleep.
+    fn prepare_sleep(&self, pending: impl FnOnce() -> bool) -> bool {
+        use std::sync::atomic::{Ordering, fence};
+        self.sleeping.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if pending() {
+            self.sleeping.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    fn awake(&self) {
+        self.sleeping.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Lets a helper thread (see [`Runtime::spawn_helper`]) wake the logic thread with
+/// [`Event::Wake`]. Cheap to clone; many notifications before the app runs coalesce.
+#[derive(Clone)]
+pub struct Notifier {
+    pending: Arc<std::sync::atomic::AtomicBool>,
+    tx: Sender<Event>,
+    bell: Arc<Bell>,
+}
+
+impl Notifier {
+    /// Makes the logic thread deliver [`Event::Wake`] soon. Call after pushing results into
+    /// the channel the app reads.
+    pub fn notify(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.pending.swap(true, Ordering::SeqCst) {
+            // Blocks only while the event channel is full; the logic thread never waits on a
+            // helper, so this cannot deadlock. An error means the loop is gone.
+            if self.tx.send(Event::Wake).is_ok() {
+                let _ = self.bell.ring();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Notifier")
+    }
+}
+
+/// One listening socket.
+#[derive(Debug, Clone)]
+pub struct ListenSpec {
+    /// Address to bind.
+    pub addr: SocketAddr,
+    /// Limits of each accepted connection.
+    pub opts: ConnOpts,
+    /// Connections accepted at once; more are closed right after accept.
+    pub max_conns: usize,
+}
+
+/// How to build a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Process name used for thread names and logs (e.g. `gate1`).
+    pub name: String,
+    /// IO worker threads (at least 1).
+    pub io_threads: usize,
+    /// Listeners, in the order [`Event::Accepted::listener`] refers to.
+    pub listeners: Vec<ListenSpec>,
+}
+
+enum Cmd {
+    Adopt { conn: ConnId, stream: TcpStream, opts: ConnOpts },
+    Connect { conn: ConnId, addr: SocketAddr, opts: ConnOpts },
+    Write(Vec<(ConnId, Vec<u8>)>),
+    Close(ConnId, String),
+    Shutdown,
+}
+
+struct WorkerHandle {
+    tx: Sender<Cmd>,
+    bell: Arc<Bell>,
+    join: Option<JoinHandle<io::Result<()>>>,
+}
+
+/// The logic thread's side of the runtime. Built (and its listeners bound) by
+/// [`Runtime::new`], driven by [`Runtime::run`].
+pub struct Runtime {
+    name: String,
+    poll: Poll,
+    listeners: Vec<(TcpListener, ListenSpec, usize)>,
+    accepted: FxHashMap<ConnId, usize>,
+    signals: signal_hook_mio::v1_0::Signals,
+    workers: Vec<WorkerHandle>,
+    events_rx: Receiver<Event>,
+    events_tx: Sender<Event>,
+    wake_pending: Arc<std::sync::atomic::AtomicBool>,
+    bell: Arc<Bell>,
+    out: Outbox,
+    output: Output,
+    start: Instant,
+    start_unix_ms: u64,
+}
+
+impl Runtime {
+    /// Binds the listeners, registers SIGTERM/SIGINT/SIGHUP and starts the IO workers.
+    pub fn new(cfg: RuntimeConfig) -> io::Result<Runtime> {
+        let poll = Poll::new()?;
+        let main_bell = Arc::new(Bell::new(Waker::new(poll.registry(), WAKER)?));
+        let mut listeners = Vec::new();
+        for (i, spec) in cfg.listeners.iter().enumerate() {
+            let mut l = bind_listener(spec.addr)?;
+            poll.registry().register(&mut l, Token(i), Interest::READABLE)?;
+            listeners.push((l, spec.clone(), 0));
+        }
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let (events_tx, events_rx) = bounded(EVENT_CHANNEL_CAP);
+        let mut workers = Vec::new();
+        for w in 0..cfg.io_threads.max(1) {
+            let wpoll = Poll::new()?;
+            let bell = Arc::new(Bell::new(Waker::new(wpoll.registry(), WAKER)?));
+            let (tx, rx) = bounded(CMD_CHANNEL_CAP);
+            let worker = Worker {
+                poll: wpoll,
+                rx,
+                tx: events_tx.clone(),
+                main_bell: main_bell.clone(),
+                bell: bell.clone(),
+                conns: FxHashMap::default(),
+                backlog: VecDeque::new(),
+                paused: Vec::new(),
+                woke: false,
+                scratch: vec![0; READ_CHUNK],
+            };
+            let join = std::thread::Builder::new().name(format!("{}-io{w}", cfg.name)).spawn(move || worker.run())?;
+            workers.push(WorkerHandle { tx, bell, join: Some(join) });
+        }
+        let (start, start_unix_ms) = unix_clock();
+        Ok(Runtime {
+            name: cfg.name,
+            poll,
+            listeners,
+            accepted: FxHashMap::default(),
+            signals,
+            workers,
+            events_rx,
+            events_tx,
+            wake_pending: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            bell: main_bell,
+            out: Outbox::new(),
+            output: Output::default(),
+            start,
+            start_unix_ms,
+        })
+    }
+
+    /// The bound address of listener `i` (useful with port 0).
+    pub fn local_addr(&self, i: usize) -> io::Result<SocketAddr> {
+        match self.listeners.get(i) {
+            Some((l, _, _)) => l.local_addr(),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, "no such listener")),
+        }
+    }
+
+    /// Starts a named helper thread (storage, async jobs) running `body`. The body gets a
+    /// [`Notifier`] to wake the logic thread with [`Event::Wake`] after it has pushed results
+    /// into a channel the app owns. The caller joins the handle after [`Runtime::run`]
+    /// returns, once it has dropped its end of that channel (so the helper can finish the
+    /// work queued before and exit).
+    pub fn spawn_helper<F, T>(&self, name: &str, body: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce(Notifier) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let n = Notifier { pending: self.wake_pending.clone(), tx: self.events_tx.clone(), bell: self.bell.clone() };
+        std::thread::Builder::new().name(format!("{}-{name}", self.name)).spawn(move || body(n))
+    }
+
+    /// Wall-clock milliseconds since the Unix epoch at `now`, derived from the monotonic clock
+    /// and one wall-clock reading at start (so ids stay monotonic if the wall clock jumps).
+    pub fn unix_ms_base(&self) -> (Instant, u64) {
+        (self.start, self.start_unix_ms)
+    }
+
+    /// Runs `app` until [`App::done`]; then flushes output, stops and joins the workers.
+    pub fn run<A: App>(mut self, app: &mut A) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        info!("{}: runtime started with {} io thread(s)", self.name, self.workers.len());
+        let now = Instant::now();
+        app.tick(now, &mut self.out);
+        self.flush()?;
+        while !app.done() {
+            let now = Instant::now();
+            let mut timeout = app
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(now))
+                .unwrap_or(MAX_POLL_SLEEP)
+                .min(MAX_POLL_SLEEP);
+            if !timeout.is_zero() && !self.bell.prepare_sleep(|| !self.events_rx.is_empty()) {
+                timeout = Duration::ZERO;
+            }
+            let polled = self.poll.poll(&mut events, Some(timeout));
+            self.bell.awake();
+            match polled {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => {}
+                    SIGNALS => {
+                        let sigs: Vec<i32> = self.signals.pending().collect();
+                        for s in sigs {
+                            let sig = if s == signal_hook::consts::SIGHUP { Signal::Hangup } else { Signal::Terminate };
+                            app.handle(now, Event::Signal(sig), &mut self.out);
+                        }
+                    }
+                    Token(i) => self.accept(i, now, app)?,
+                }
+            }
+            for _ in 0..MAX_EVENTS_PER_ITERATION {
+                match self.events_rx.try_recv() {
+                    Ok(ev) => {
+                        if let Event::Closed { conn, .. } = &ev
+                            && let Some(l) = self.accepted.remove(conn)
+                        {
+                            self.listeners[l].2 -= 1;
+                        }
+                        if let Event::Wake = ev {
+                            // Cleared before the app drains, so a result pushed after the
+                            // drain rings again.
+                            self.wake_pending.store(false, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        app.handle(now, ev, &mut self.out);
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        return Err(io::Error::other("all io workers exited"));
+                    }
+                }
+            }
+            app.tick(now, &mut self.out);
+            self.flush()?;
+        }
+        self.flush()?;
+        for w in &self.workers {
+            let _ = w.tx.send(Cmd::Shutdown);
+            let _ = w.bell.waker.wake();
+        }
+        let mut result = Ok(());
+        for w in &mut self.workers {
+            if let Some(j) = w.join.take() {
+                match j.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => result = Err(e),
+                    Err(_) => result = Err(io::Error::other("an io worker panicked")),
+                }
+            }
+        }
+        info!("{}: runtime stopped", self.name);
+        result
+    }
+
+    fn accept<A: App>(&mut self, i: usize, now: Instant, app: &mut A) -> io::Result<()> {
+        loop {
+            let Some((listener, spec, count)) = self.listeners.get_mut(i) else {
+                return Ok(());
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if *count >= spec.max_conns {
+                        warn!(
+                            "{}: refusing {peer}: listener at its limit of {} connections",
+                            self.name, spec.max_conns
+                        );
+                        drop(stream);
+                        continue;
+                    }
+                    *count += 1;
+                    let opts = spec.opts;
+                    let _ = stream.set_nodelay(true);
+                    let conn = self.out.alloc_id();
+                    self.accepted.insert(conn, i);
+                    self.worker_for(conn).tx.send(Cmd::Adopt { conn, stream, opts }).map_err(|_| dead_worker())?;
+                    self.worker_for(conn).bell.ring()?;
+                    app.handle(now, Event::Accepted { conn, listener: i, peer }, &mut self.out);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and friends: log and retry on the next readiness event.
+                    warn!("{}: accept failed: {e}", self.name);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn worker_for(&self, conn: ConnId) -> &WorkerHandle {
+        &self.workers[(conn.0 % self.workers.len() as u64) as usize]
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.drain_into(&mut self.output);
+        let n = self.workers.len();
+        let mut per_worker: Vec<Vec<Cmd>> = (0..n).map(|_| Vec::new()).collect();
+        let idx = |c: ConnId| (c.0 % n as u64) as usize;
+        for (conn, addr, opts) in self.output.connects.drain(..) {
+            per_worker[idx(conn)].push(Cmd::Connect { conn, addr, opts });
+        }
+        if !self.output.writes.is_empty() {
+            let mut batches: Vec<Vec<(ConnId, Vec<u8>)>> = (0..n).map(|_| Vec::new()).collect();
+            for (conn, bytes) in self.output.writes.drain(..) {
+                batches[idx(conn)].push((conn, bytes));
+            }
+            for (w, b) in batches.into_iter().enumerate() {
+                if !b.is_empty() {
+                    per_worker[w].push(Cmd::Write(b));
+                }
+            }
+        }
+        for (conn, reason) in self.output.closes.drain(..) {
+            per_worker[idx(conn)].push(Cmd::Close(conn, reason));
+        }
+        for (w, cmds) in per_worker.into_iter().enumerate() {
+            if cmds.is_empty() {
+                continue;
+            }
+            for c in cmds {
+                self.workers[w].tx.send(c).map_err(|_| dead_worker())?;
+            }
+            self.workers[w].bell.ring()?;
+        }
+        Ok(())
+    }
+}
+
+/// 64 bits from the operating system's randomness, for seeding generators (client and entity
+/// ids) of a process.
+pub fn os_seed() -> u64 {
+    let mut seed = [0u8; 8];
+    // A failure of the OS generator is not recoverable in any useful way; fall back to the pid
+    // and the address of a stack value so seeds still differ across processes.
+    if getrandom::fill(&mut seed).is_err() {
+        let local = 0u8;
+        let mix = (u64::from(std::process::id()) << 32) ^ (&local as *const u8 as u64);
+        seed = mix.to_le_bytes();
+    }
+    u64::from_le_bytes(seed)
+}
+
+/// The monotonic clock's current reading, for code outside the runtime that must take one (a
+/// benchmark's base instant); process logic gets `now` from the runtime instead.
+pub fn clock_now() -> Instant {
+    Instant::now()
+}
+
+/// The monotonic clock and the wall clock read together: `(instant, Unix milliseconds at that
+/// instant)`. Later instants convert to Unix time from this pair, so they stay monotonic if the
+/// wall clock jumps.
+pub fn unix_clock() -> (Instant, u64) {
+    let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    (Instant::now(), u64::try_from(unix.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Pending connections the kernel queues per listener before dropping SYNs (capped by
+/// `net.core.somaxconn`). mio's default of 128 overflows when a thousand clients connect at once.
+const LISTEN_BACKLOG: i32 = 4096;
+
+fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+fn dead_worker() -> io::Error {
+    io::Error::other("an io worker exited")
+}
+
+struct Conn {
+    id: ConnId,
+    stream: TcpStream,
+    deframer: Deframer,
+    out: Vec<u8>,
+    out_pos: usize,
+    opts: ConnOpts,
+    last_read: Instant,
+    connecting: bool,
+    paused: bool,
+}
+
+struct Worker {
+    poll: Poll,
+    rx: Receiver<Cmd>,
+    tx: Sender<Event>,
+    main_bell: Arc<Bell>,
+    bell: Arc<Bell>,
+    conns: FxHashMap<usize, Conn>,
+    backlog: VecDeque<Event>,
+    paused: Vec<usize>,
+    woke: bool,
+    scratch: Vec<u8>,
+}
+
+impl Worker {
+    fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut last_idle_check = Instant::now();
+        loop {
+            let mut timeout = if self.backlog.is_empty() { IDLE_CHECK_EVERY } else { Duration::from_millis(1) };
+            if !self.bell.prepare_sleep(|| !self.rx.is_empty()) {
+                timeout = Duration::ZERO;
+            }
+            let polled = self.poll.poll(&mut events, Some(timeout));
+            self.bell.awake();
+            match polled {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for ev in events.iter() {
+                let Token(t) = ev.token();
+                if ev.token() == WAKER {
+                    continue;
+                }
+                if ev.is_writable() {
+                    self.on_writable(t);
+                }
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    self.read(t);
+                }
+            }
+            if self.commands()? {
+                self.shutdown();
+                return Ok(());
+            }
+            self.drain_backlog();
+            let now = Instant::now();
+            if now.duration_since(last_idle_check) >= IDLE_CHECK_EVERY {
+                last_idle_check = now;
+                let idle: Vec<usize> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.opts.idle_timeout.is_some_and(|t| now.duration_since(c.last_read) > t))
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in idle {
+                    self.close(k, CloseReason::Idle);
+                }
+            }
+            if self.woke {
+                self.woke = false;
+                self.main_bell.ring()?;
+            }
+        }
+    }
+
+    /// Applies queued commands; true on shutdown.
+    fn commands(&mut self) -> io::Result<bool> {
+        loop {
+            let cmd = match self.rx.try_recv() {
+                Ok(c) => c,
+                Err(TryRecvError::Empty) => return Ok(false),
+                Err(TryRecvError::Disconnected) => return Ok(true),
+            };
+            match cmd {
+                Cmd::Adopt { conn, mut stream, opts } => {
+                    let k = conn.0 as usize;
+                    self.poll.registry().register(&mut stream, Token(k), Interest::READABLE | Interest::WRITABLE)?;
+                    self.conns.insert(k, Conn::new(conn, stream, opts, false));
+                    // Data may have arrived before registration; edge-triggered polls would miss it.
+                    self.read(k);
+                }
+                Cmd::Connect { conn, addr, opts } => match TcpStream::connect(addr) {
+                    Ok(mut stream) => {
+                        let k = conn.0 as usize;
+                        self.poll.registry().register(
+                            &mut stream,
+                            Token(k),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )?;
+                        self.conns.insert(k, Conn::new(conn, stream, opts, true));
+                    }
+                    Err(e) => self.emit(Event::Closed { conn, reason: CloseReason::ConnectFailed(e.to_string()) }),
+                },
+                Cmd::Write(batch) => {
+                    for (conn, bytes) in batch {
+                        let k = conn.0 as usize;
+                        let Some(c) = self.conns.get_mut(&k) else {
+                            continue;
+                        };
+                        if c.out_pos == c.out.len() {
+                            c.out.clear();
+                            c.out_pos = 0;
+                        }
+                        if c.out.is_empty() {
+                            c.out = bytes;
+                        } else {
+                            c.out.extend_from_slice(&bytes);
+                        }
+                        self.flush_conn(k);
+                    }
+                }
+                Cmd::Close(conn, reason) => {
+                    let k = conn.0 as usize;
+                    self.flush_conn(k);
+                    self.close(k, CloseReason::Requested(reason));
+                }
+                Cmd::Shutdown => return Ok(true),
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        let deadline = Instant::now() + SHUTDOWN_FLUSH;
+        while Instant::now() < deadline {
+            let keys: Vec<usize> =
+                self.conns.iter().filter(|(_, c)| c.out_pos < c.out.len()).map(|(k, _)| *k).collect();
+            if keys.is_empty() {
+                break;
+            }
+            for k in keys {
+                self.flush_conn(k);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for (_, c) in self.conns.drain() {
+            let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn emit(&mut self, ev: Event) {
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(ev);
+            return;
+        }
+        match self.tx.try_send(ev) {
+            Ok(()) => self.woke = true,
+            Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => self.backlog.push_back(ev),
+        }
+    }
+
+    fn drain_backlog(&mut self) {
+        while let Some(ev) = self.backlog.pop_front() {
+            match self.tx.try_send(ev) {
+                Ok(()) => self.woke = true,
+                Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => {
+                    self.backlog.push_front(ev);
+                    return;
+                }
+            }
+        }
+        for k in std::mem::take(&mut self.paused) {
+            if let Some(c) = self.conns.get_mut(&k) {
+                c.paused = false;
+                self.read(k);
+            }
+        }
+    }
+
+    fn on_writable(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(&k) else {
+            return;
+        };
+        if c.connecting {
+            match c.stream.take_error() {
+                Ok(Some(e)) | Err(e) => {
+                    self.close(k, CloseReason::ConnectFailed(e.to_string()));
+                    return;
+                }
+                Ok(None) => {}
+            }
+            match c.stream.peer_addr() {
+                Ok(_) => {
+                    c.connecting = false;
+                    let _ = c.stream.set_nodelay(true);
+                    let id = c.id;
+                    c.last_read = Instant::now();
+                    self.emit(Event::Connected { conn: id });
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => {
+                    self.close(k, CloseReason::ConnectFailed(e.to_string()));
+                    return;
+                }
+            }
+        }
+        self.flush_conn(k);
+    }
+
+    fn flush_conn(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(&k) else {
+            return;
+        };
+        if c.connecting {
+            return;
+        }
+        while c.out_pos < c.out.len() {
+            match c.stream.write(&c.out[c.out_pos..]) {
+                Ok(0) => {
+                    self.close(k, CloseReason::Io("write returned 0".into()));
+                    return;
+                }
+                Ok(n) => c.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.close(k, CloseReason::Io(e.to_string()));
+                    return;
+                }
+            }
+        }
+        let queued = c.out.len() - c.out_pos;
+        if queued == 0 {
+            c.out.clear();
+            c.out_pos = 0;
+            if c.out.capacity() > 4 * READ_CHUNK {
+                c.out = Vec::new();
+            }
+        } else if queued > c.opts.max_queued {
+            self.close(k, CloseReason::QueueFull(queued));
+        }
+    }
+
+    fn read(&mut self, k: usize) {
+        loop {
+            let Some(c) = self.conns.get_mut(&k) else {
+                return;
+            };
+            if c.connecting || c.paused {
+                return;
+            }
+            // Read into the worker's scratch buffer: per-connection buffers stay as small as
+            // the largest partial frame, not one read chunk per idle client.
+            let n = match c.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    self.close(k, CloseReason::PeerClosed);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return,
+                    io::ErrorKind::Interrupted => continue,
+                    _ => {
+                        self.close(k, CloseReason::Io(e.to_string()));
+                        return;
+                    }
+                },
+            };
+            c.deframer.push(&self.scratch[..n]);
+            c.last_read = Instant::now();
+            let id = c.id;
+            let mut frames = Vec::new();
+            let mut bad = None;
+            loop {
+                match c.deframer.next_frame() {
+                    Ok(Some(f)) => frames.push(f.to_vec()),
+                    Ok(None) => break,
+                    Err(e) => {
+                        bad = Some(e);
+                        break;
+                    }
+                }
+            }
+            c.deframer.shrink_if_idle();
+            for data in frames {
+                self.emit(Event::Frame { conn: id, data });
+            }
+            if let Some(e) = bad {
+                self.close(k, CloseReason::Frame(e));
+                return;
+            }
+            if self.backlog.len() > BACKLOG_PAUSE {
+                if let Some(c) = self.conns.get_mut(&k) {
+                    c.paused = true;
+                    self.paused.push(k);
+                }
+                return;
+            }
+            if n < READ_CHUNK {
+                // A short read drained the socket; the next edge will bring more.
+                return;
+            }
+        }
+    }
+
+    fn close(&mut self, k: usize, reason: CloseReason) {
+        let Some(mut c) = self.conns.remove(&k) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        debug!("{}: closed: {reason}", c.id);
+        self.emit(Event::Closed { conn: c.id, reason });
+    }
+}
+
+impl Conn {
+    fn new(id: ConnId, stream: TcpStream, opts: ConnOpts, connecting: bool) -> Conn {
+        Conn {
+            id,
+            stream,
+            deframer: Deframer::new(opts.max_frame),
+            out: Vec::new(),
+            out_pos: 0,
+            opts,
+            last_read: Instant::now(),
+            connecting,
+            paused: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+    use oxworld_net::frame::encode_frame;
+
+    const OPTS: ConnOpts = ConnOpts { max_frame: 1024, max_queued: 1 << 20, idle_timeout: None };
+
+    /// Echoes every frame back and records what happened; stops after `stop_after` closes.
+    struct EchoApp {
+        log: Vec<String>,
+        closes: usize,
+        stop_after: usize,
+        dial: Option<SocketAddr>,
+    }
+
+    impl App for EchoApp {
+        fn handle(&mut self, _now: Instant, ev: Event, out: &mut Outbox) {
+            match ev {
+                Event::Frame { conn, data } => {
+                    self.log.push(format!("frame {}", String::from_utf8_lossy(&data)));
+                    out.send(conn, &data);
+                }
+                Event::Closed { reason, .. } => {
+                    self.log.push(format!("closed {reason}"));
+                    self.closes += 1;
+                }
+                Event::Accepted { .. } => self.log.push("accepted".into()),
+                Event::Connected { conn } => {
+                    self.log.push("connected".into());
+                    out.send(conn, b"from-dialer");
+                    out.close(conn, "done");
+                }
+                Event::Signal(_) | Event::Wake => {}
+            }
+        }
+        fn tick(&mut self, _now: Instant, out: &mut Outbox) {
+            if let Some(addr) = self.dial.take() {
+                out.connect(addr, OPTS);
+            }
+        }
+        fn next_deadline(&self) -> Option<Instant> {
+            None
+        }
+        fn done(&self) -> bool {
+            self.closes >= self.stop_after
+        }
+    }
+
+    fn start(io_threads: usize) -> (Runtime, SocketAddr) {
+        let rt = Runtime::new(RuntimeConfig {
+            name: "test".into(),
+            io_threads,
+            listeners: vec![ListenSpec { addr: "127.0.0.1:0".parse().expect("addr"), opts: OPTS, max_conns: 8 }],
+        })
+        .expect("runtime");
+        let addr = rt.local_addr(0).expect("bound");
+        (rt, addr)
+    }
+
+    #[test]
+    fn echo_over_real_sockets_then_oversized_frame_closes_only_that_conn() {
+        let (rt, addr) = start(2);
+        let mut app = EchoApp { log: Vec::new(), closes: 0, stop_after: 2, dial: None };
+        let client = std::thread::spawn(move || -> io::Result<Vec<u8>> {
+            use std::io::{Read as _, Write as _};
+            let mut good = std::net::TcpStream::connect(addr)?;
+            let mut bad = std::net::TcpStream::connect(addr)?;
+            let mut wire = Vec::new();
+            encode_frame(b"one", &mut wire);
+            encode_frame(b"two", &mut wire);
+            // Dribble the two frames a byte at a time.
+            for b in &wire {
+                good.write_all(&[*b])?;
+            }
+            let mut got = vec![0u8; wire.len()];
+            good.read_exact(&mut got)?;
+            bad.write_all(&u32::MAX.to_le_bytes())?;
+            let mut sink = Vec::new();
+            let _ = bad.read_to_end(&mut sink); // the runtime closes it
+            // The good connection still works after the bad one was dropped.
+            good.write_all(&wire[..7])?;
+            let mut again = vec![0u8; 7];
+            good.read_exact(&mut again)?;
+            drop(good);
+            Ok(got)
+        });
+        rt.run(&mut app).expect("runtime ran");
+        let got = client.join().expect("client thread").expect("client io");
+        let mut want = Vec::new();
+        encode_frame(b"one", &mut want);
+        encode_frame(b"two", &mut want);
+        assert_eq!(got, want);
+        assert!(app.log.iter().any(|l| l.contains("bad frame")), "{:?}", app.log);
+        assert_eq!(app.log.iter().filter(|l| l.starts_with("frame")).count(), 3, "{:?}", app.log);
+    }
+
+    #[test]
+    fn dial_and_connect_failure() {
+        let (rt, addr) = start(1);
+        // Dial ourselves: one accepted conn + one dialled conn; the dialler sends and closes.
+        let mut app = EchoApp { log: Vec::new(), closes: 2, stop_after: 4, dial: Some(addr) };
+        rt.run(&mut app).expect("runtime ran");
+        assert!(app.log.contains(&"connected".to_string()), "{:?}", app.log);
+        assert!(app.log.contains(&"frame from-dialer".to_string()), "{:?}", app.log);
+
+        let free = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port");
+        let (rt, _) = start(1);
+        let mut app = EchoApp { log: Vec::new(), closes: 0, stop_after: 1, dial: Some(free) };
+        rt.run(&mut app).expect("runtime ran");
+        assert!(app.log.iter().any(|l| l.contains("connect failed")), "{:?}", app.log);
+    }
+
+    /// Records close reasons; on accept, floods the peer with `flood` bytes.
+    struct LimitApp {
+        flood: usize,
+        reasons: Vec<CloseReason>,
+    }
+
+    impl App for LimitApp {
+        fn handle(&mut self, _now: Instant, ev: Event, out: &mut Outbox) {
+            match ev {
+                Event::Accepted { conn, .. } => {
+                    let chunk = vec![7u8; 60 * 1024];
+                    for _ in 0..self.flood / chunk.len() {
+                        out.send(conn, &chunk);
+                    }
+                }
+                Event::Closed { reason, .. } => self.reasons.push(reason),
+                _ => {}
+            }
+        }
+        fn tick(&mut self, _now: Instant, _out: &mut Outbox) {}
+        fn next_deadline(&self) -> Option<Instant> {
+            None
+        }
+        fn done(&self) -> bool {
+            !self.reasons.is_empty()
+        }
+    }
+
+    fn limit_runtime(opts: ConnOpts) -> (Runtime, SocketAddr) {
+        let rt = Runtime::new(RuntimeConfig {
+            name: "limits".into(),
+            io_threads: 1,
+            listeners: vec![ListenSpec { addr: "127.0.0.1:0".parse().expect("addr"), opts, max_conns: 8 }],
+        })
+        .expect("runtime");
+        let addr = rt.local_addr(0).expect("bound");
+        (rt, addr)
+    }
+
+    #[test]
+    fn idle_client_is_dropped() {
+        let opts = ConnOpts { max_frame: 64, max_queued: 1 << 20, idle_timeout: Some(Duration::from_millis(300)) };
+        let (rt, addr) = limit_runtime(opts);
+        let mut app = LimitApp { flood: 0, reasons: Vec::new() };
+        let client = std::thread::spawn(move || -> io::Result<usize> {
+            let mut s = std::net::TcpStream::connect(addr)?;
+            let mut sink = Vec::new();
+            s.read_to_end(&mut sink)
+        });
+        let t0 = Instant::now();
+        rt.run(&mut app).expect("runtime ran");
+        assert_eq!(app.reasons, vec![CloseReason::Idle]);
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+        assert_eq!(client.join().expect("client thread").expect("read to end"), 0);
+    }
+
+    #[test]
+    fn slow_reader_is_dropped_when_its_queue_passes_the_limit() {
+        let opts = ConnOpts { max_frame: 64, max_queued: 256 * 1024, idle_timeout: None };
+        let (rt, addr) = limit_runtime(opts);
+        let mut app = LimitApp { flood: 64 << 20, reasons: Vec::new() };
+        // Connect and never read.
+        let s = std::net::TcpStream::connect(addr).expect("connect");
+        rt.run(&mut app).expect("runtime ran");
+        assert!(matches!(app.reasons[..], [CloseReason::QueueFull(n)] if n > 256 * 1024), "{:?}", app.reasons);
+        drop(s);
+    }
+
+    #[test]
+    fn outbox_coalesces_per_connection() {
+        let mut out = Outbox::new();
+        out.send(ConnId(1), b"a");
+        out.send(ConnId(2), b"b");
+        out.send_with(ConnId(1), |b| b.extend_from_slice(b"cc"));
+        let frames = out.take_frames();
+        assert_eq!(frames, vec![(ConnId(1), vec![b"a".to_vec(), b"cc".to_vec()]), (ConnId(2), vec![b"b".to_vec()])]);
+        assert!(out.take_frames().is_empty());
+    }
+
+    /// A helper thread's results all reach the app, through coalesced `Wake` events, and the
+    /// helper exits once the app drops its channel.
+    #[test]
+    fn helper_thread_wakes_the_loop_and_nothing_is_lost() {
+        struct Drain {
+            rx: Receiver<u32>,
+            got: Vec<u32>,
+            wakes: usize,
+            want: usize,
+        }
+        impl App for Drain {
+            fn handle(&mut self, _now: Instant, event: Event, _out: &mut Outbox) {
+                if let Event::Wake = event {
+                    self.wakes += 1;
+                    self.got.extend(self.rx.try_iter());
+                }
+            }
+            fn tick(&mut self, _now: Instant, _out: &mut Outbox) {}
+            fn next_deadline(&self) -> Option<Instant> {
+                None
+            }
+            fn done(&self) -> bool {
+                self.got.len() >= self.want
+            }
+        }
+        let rt =
+            Runtime::new(RuntimeConfig { name: "helper".into(), io_threads: 1, listeners: vec![] }).expect("runtime");
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+        let join = rt
+            .spawn_helper("jobs", move |n| {
+                for i in 0..10_000u32 {
+                    tx.send(i).expect("app alive");
+                    n.notify();
+                }
+                // Waits for the app to finish, as a store worker waits for its queue to close.
+                let _ = stop_rx.recv();
+                7
+            })
+            .expect("spawn");
+        let mut app = Drain { rx, got: Vec::new(), wakes: 0, want: 10_000 };
+        rt.run(&mut app).expect("run");
+        drop(stop_tx);
+        assert_eq!(join.join().expect("helper"), 7);
+        assert_eq!(app.got, (0..10_000).collect::<Vec<u32>>());
+        assert!(app.wakes >= 1 && app.wakes <= 10_000, "{} wakes", app.wakes);
+    }
+}
