@@ -1,16 +1,26 @@
-//! A real cluster for integration tests: dispatchers, games and one gate as processes on free
-//! loopback ports, with a generated config and a run, store and freeze directory of its own
-//! under the temp dir, started and stopped through `launcher` like `oxworld start`, killed on
-//! drop. Games run the binary a test names (its `CARGO_BIN_EXE_*`).
+//! Real clusters for integration tests: dispatchers, games and one gate as processes on free
+//! loopback ports, with a generated config and a run, store and freeze directory of their own
+//! under the temp dir, started through `launcher` like `oxworld start` (waiting on each
+//! process's status record), stopped in order with every exit code checked, killed on drop.
+//!
+//! Tests never run cargo: the README's test command builds every binary first (`cargo test
+//! --workspace` builds each package's binaries before its integration tests). [`fresh_bin`]
+//! finds a binary next to the test's game and refuses one older than any source it was built
+//! from (cargo's own dep-info lists them), so a stale binary never tests old code.
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
 
+use anyhow::{Context as _, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
 use oxworld_net::config::Config;
 
-use crate::launcher::{self, Layout, Timeouts};
+use crate::launcher::{self, Kind, Layout, Proc, Timeouts};
 
 /// A free loopback port (bound and released; fine for tests on one machine).
 pub fn free_port() -> u16 {
@@ -24,16 +34,71 @@ pub fn free_ports(n: usize) -> Vec<u16> {
     held.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.port()).collect()
 }
 
-/// Builds `package`'s binaries into `bin_dir` (release if that is a release directory) through
-/// cargo, every time: a no-op when they are fresh, and a stale binary would test old code.
-pub fn cargo_build(package: &str, bin_dir: &Path) -> anyhow::Result<()> {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(["build", "-p", package, "--bins"]);
-    if bin_dir.ends_with("release") {
-        cmd.arg("--release");
+/// The binary `name` in `dir`, checked to be at least as new as every file cargo's dep-info
+/// (`<name>.d`) says it was built from. Fails with what to run when it is missing or stale.
+pub fn fresh_bin(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let bin = dir.join(name);
+    let build = "build the workspace first: `cargo build --workspace --all-targets` (bash .ci/run does)";
+    let built = fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .with_context(|| format!("{} is missing; {build}", bin.display()))?;
+    let deps = fs::read_to_string(dir.join(format!("{name}.d")))
+        .with_context(|| format!("no dep-info next to {}; {build}", bin.display()))?;
+    if let Some(newer) = dep_files(&deps).into_iter().find(|f| modified(f).is_some_and(|t| t > built)) {
+        bail!("{} is older than {}; {build}", bin.display(), newer.display());
     }
-    anyhow::ensure!(cmd.stdout(Stdio::null()).status()?.success(), "building {package} failed");
-    Ok(())
+    Ok(bin)
+}
+
+fn modified(p: &Path) -> Option<SystemTime> {
+    fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// The files a Makefile-style dep-info names as prerequisites (`target: dep dep\ ...`), the
+/// first rule only; `\ ` escapes a space in a path.
+fn dep_files(text: &str) -> Vec<PathBuf> {
+    let Some(line) = text.lines().next() else { return Vec::new() };
+    let Some((_, deps)) = line.split_once(": ") else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = deps.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&' ') => {
+                cur.push(' ');
+                chars.next();
+            }
+            ' ' => {
+                if !cur.is_empty() {
+                    out.push(PathBuf::from(std::mem::take(&mut cur)));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(PathBuf::from(cur));
+    }
+    out
+}
+
+/// The shape of a test cluster.
+#[derive(Debug, Clone)]
+pub struct Spec<'a> {
+    /// Dispatchers.
+    pub dispatchers: usize,
+    /// Games (all running the test's game binary).
+    pub games: usize,
+    /// Extra lines for the `[gate1]` section (e.g. `max_client_frame_bytes = 4096`).
+    pub gate: &'a str,
+    /// Extra config appended at the end (whole sections).
+    pub extra: &'a str,
+}
+
+impl Default for Spec<'_> {
+    fn default() -> Self {
+        Spec { dispatchers: 1, games: 1, gate: "", extra: "" }
+    }
 }
 
 /// One test cluster; every process is killed when it is dropped.
@@ -51,8 +116,7 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `dispatchers` dispatchers and `games` games running `game_exe` (the binary of a
     /// game crate, built by cargo for the test) and one gate; `extra_ini` is appended to the
-    /// config. Builds the dispatcher, gate and CLI next to `game_exe` through cargo first (a no-op
-    /// when they are fresh).
+    /// config.
     pub fn start(
         name: &str,
         game_exe: &Path,
@@ -60,28 +124,39 @@ impl TestCluster {
         games: usize,
         extra_ini: &str,
     ) -> anyhow::Result<Self> {
+        Self::start_with(name, game_exe, &Spec { dispatchers, games, extra: extra_ini, ..Spec::default() })
+    }
+
+    /// Starts the cluster `spec` describes, the games running `game_exe`; the dispatcher, gate
+    /// and CLI binaries are taken from the same directory ([`fresh_bin`]).
+    pub fn start_with(name: &str, game_exe: &Path, spec: &Spec<'_>) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("oxworld-test-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
-        let ports = free_ports(dispatchers + 1);
-        anyhow::ensure!(ports.len() == dispatchers + 1, "no free loopback ports");
+        let ports = free_ports(spec.dispatchers + 1);
+        anyhow::ensure!(ports.len() == spec.dispatchers + 1, "no free loopback ports");
         let gate_port = ports[0];
         let mut ini = format!(
-            "[deployment]\ndesired_dispatchers = {dispatchers}\ndesired_games = {games}\ndesired_gates = 1\nsecret = test\n\
-             [gate1]\nlisten_addr = 127.0.0.1:{gate_port}\nheartbeat_timeout_s = 60\n\
+            "[deployment]\ndesired_dispatchers = {}\ndesired_games = {}\ndesired_gates = 1\nsecret = test\n\
+             [gate1]\nlisten_addr = 127.0.0.1:{gate_port}\nheartbeat_timeout_s = 60\n{}\n\
              [storage]\ndir = {}\nfreeze_dir = {}\n",
+            spec.dispatchers,
+            spec.games,
+            spec.gate,
             dir.join("store").display(),
             dir.join("freeze").display()
         );
         for (d, port) in ports.iter().enumerate().skip(1) {
             ini.push_str(&format!("[dispatcher{d}]\nlisten_addr = 127.0.0.1:{port}\n"));
         }
-        ini.push_str(extra_ini);
+        ini.push_str(spec.extra);
         let config = dir.join("oxworld.ini");
         fs::write(&config, ini)?;
         let cfg = Config::load(&config)?;
         let bin_dir = game_exe.parent().map(Path::to_path_buf).unwrap_or_default();
-        cargo_build("oxworld-bin", &bin_dir)?;
+        for b in ["oxworld-dispatcher", "oxworld-gate", "oxworld"] {
+            fresh_bin(&bin_dir, b)?;
+        }
         let game_bin = game_exe.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
         let layout = Layout { config, run_dir: dir.join("run"), bin_dir, game_bin };
         let c = TestCluster { layout, cfg, gate: SocketAddr::from(([127, 0, 0, 1], gate_port)), dir };
@@ -92,26 +167,111 @@ impl TestCluster {
     /// Runs the `oxworld` CLI against this cluster: `oxworld <args> <game dir> --config ..
     /// --run-dir .. --bin-dir ..`.
     pub fn cli(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
-        Command::new(self.layout.bin_dir.join("oxworld"))
-            .args(args)
+        self.cli_command(args, &self.layout.bin_dir).output()
+    }
+
+    /// The `oxworld` command [`TestCluster::cli`] runs, with the binaries of `bin_dir` (as an
+    /// operator deploys a new build somewhere and reloads with it).
+    pub fn cli_command(&self, args: &[&str], bin_dir: &Path) -> Command {
+        let mut cmd = Command::new(self.layout.bin_dir.join("oxworld"));
+        cmd.args(args)
             .arg(&self.layout.game_bin)
             .arg("--config")
             .arg(&self.layout.config)
             .arg("--run-dir")
             .arg(&self.layout.run_dir)
             .arg("--bin-dir")
-            .arg(&self.layout.bin_dir)
-            .output()
+            .arg(bin_dir);
+        cmd
     }
 
     /// Pid of game `id`, from its pid file.
     pub fn game_pid(&self, id: u16) -> Option<i32> {
         fs::read_to_string(self.layout.run_dir.join(format!("game{id}.pid"))).ok()?.trim().parse().ok()
     }
+
+    /// Names of the configured processes that run now.
+    pub fn running(&self) -> Vec<String> {
+        launcher::procs(&self.cfg)
+            .into_iter()
+            .filter(|p| launcher::running_pid(&self.layout, *p).is_some())
+            .map(|p| p.name())
+            .collect()
+    }
+
+    /// Stops the cluster as `oxworld stop` does (SIGTERM to the gate, then the games, then the
+    /// dispatchers) and fails unless every process exits with status 0 within 10 s. The
+    /// processes are this test's children, so their exit codes are seen here.
+    pub fn stop(self) -> anyhow::Result<()> {
+        for kind in [Kind::Gate, Kind::Game, Kind::Dispatcher] {
+            let group: Vec<(Proc, i32)> = launcher::procs(&self.cfg)
+                .into_iter()
+                .filter(|p| p.kind == kind)
+                .filter_map(|p| launcher::running_pid(&self.layout, p).map(|pid| (p, pid)))
+                .collect();
+            for (_, pid) in &group {
+                kill(Pid::from_raw(*pid), Signal::SIGTERM).context("SIGTERM")?;
+            }
+            for (p, pid) in group {
+                match wait_exit(pid, Duration::from_secs(10))? {
+                    WaitStatus::Exited(_, 0) => {}
+                    other => bail!("{} ended with {other:?}; logs in {}", p.name(), self.layout.run_dir.display()),
+                }
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+}
+
+/// Waits up to `timeout` for child `pid` to exit; its final status.
+fn wait_exit(pid: i32, timeout: Duration) -> anyhow::Result<WaitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)).context("waitpid")? {
+            WaitStatus::StillAlive => {}
+            done => return Ok(done),
+        }
+        if Instant::now() >= deadline {
+            bail!("pid {pid} did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
         launcher::kill_all(&self.layout, &self.cfg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dep_info_lists_prerequisites() {
+        let d = "/t/oxworld-gate: /w/core/src/lib.rs /w/a\\ b.rs /w/net/src/msg.rs\n\n/w/core/src/lib.rs:\n";
+        assert_eq!(
+            dep_files(d),
+            vec![PathBuf::from("/w/core/src/lib.rs"), PathBuf::from("/w/a b.rs"), PathBuf::from("/w/net/src/msg.rs")]
+        );
+        assert!(dep_files("").is_empty() && dep_files("garbage").is_empty());
+    }
+
+    #[test]
+    fn a_binary_older_than_its_sources_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let src = dir.path().join("main.rs");
+        fs::write(&src, "fn main() {}").expect("write");
+        let bin = dir.path().join("tool");
+        fs::write(dir.path().join("tool.d"), format!("{}: {}\n", bin.display(), src.display())).expect("write");
+        assert!(fresh_bin(dir.path(), "tool").is_err(), "missing binary");
+        fs::write(&bin, "").expect("write");
+        assert_eq!(fresh_bin(dir.path(), "tool").expect("fresh"), bin);
+        let later = SystemTime::now() + Duration::from_secs(60);
+        fs::File::options().write(true).open(&src).and_then(|f| f.set_modified(later)).expect("touch");
+        let e = fresh_bin(dir.path(), "tool").expect_err("stale");
+        assert!(e.to_string().contains("older than") && e.to_string().contains("main.rs"), "{e}");
     }
 }

@@ -7,11 +7,13 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use oxworld_bin::testkit::{cargo_build, free_port, free_ports};
+use oxworld_bin::testkit::{free_port, free_ports, fresh_bin};
 
 fn bin_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_BIN_EXE_oxworld")).parent().expect("bin dir").to_path_buf();
-    cargo_build("oxworld-demo-echo", &dir).expect("building the echo game");
+    for b in ["echo", "oxworld-dispatcher", "oxworld-gate"] {
+        fresh_bin(&dir, b).expect("the workspace is built");
+    }
     dir
 }
 

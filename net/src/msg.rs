@@ -1,22 +1,353 @@
-//! Internal messages between dispatchers, games and gates: one closed enum, encoded with
-//! `speedy`, encode and decode side by side.
+//! The internal protocol between dispatchers, games and gates: a fixed [`Header`] that a
+//! dispatcher routes by without decoding anything else, then a body encoded with `speedy`.
+//! One struct per message [`Kind`], and one closed enum per direction ([`FromGate`],
+//! [`FromGame`], [`ToGame`], [`ToGate`]), so every process matches exhaustively on what it can
+//! receive and a kind sent the wrong way is a decode error, not a runtime surprise.
 //!
-//! Every internal connection starts with [`Msg::Hello`] from the connecting side; the
-//! dispatcher answers [`Msg::HelloAck`] or [`Msg::Refused`] (then closes). Anything else
-//! before the handshake is a protocol error that closes the connection.
+//! Frame layout (inside the `u32` length prefix), all integers little-endian:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 1 | `kind` ([`Kind`]) |
+//! | 1 | 1 | `flags` (bit 0 [`FLAG_TRACED`]; other bits 0) |
+//! | 2 | 2 | `aux`: the game, gate or dispatcher a message names (see each kind), else 0 |
+//! | 4 | 16 | `route`: the entity id the message is about (its routing key), else zeros |
+//! | 20 | 2 | `origin`: the sender, [`origin_of`] (games `id`, gates `0x8000 \| id`) |
+//! | 22 | 2 | reserved, 0 |
+//! | 24 | 8 | `seq`: the origin's sequence number, 0 = unnumbered (reserved for failover) |
+//! | 32 | 8 | `ack`: reserved for end-to-end acknowledgement (failover), 0 |
+//! | 40 | 8 | `trace`: sampled trace id when [`FLAG_TRACED`], else 0 (reserved) |
+//! | 48 | .. | body: the kind's fields after `route` and `aux`, speedy-encoded |
+//!
+//! A dispatcher parses the header of every frame and decodes the body only of what is
+//! addressed to itself; calls, creates, migrations and client messages pass through as the
+//! bytes that arrived (a create "anywhere" gets its `aux` patched in place). Every internal
+//! connection starts with [`Hello`] from the connecting side; the dispatcher answers
+//! [`HelloAck`] or [`Refused`] (then closes). A game then announces the entities it already
+//! hosts in [`Announce`] batches, so `Hello` stays small whatever the game's size.
 
-use speedy::{Readable, Writable};
+use std::fmt;
+
+use speedy::{LittleEndian, Readable, Writable};
 use thiserror::Error;
 
 use crate::id::Id;
 
 /// Version of the internal protocol; a peer with another version is refused.
-pub const INTERNAL_PROTOCOL_VERSION: u32 = 2;
+pub const INTERNAL_PROTOCOL_VERSION: u32 = 3;
+/// Bytes of the fixed header.
+pub const HEADER_LEN: usize = 48;
+/// Header flag: the `trace` slot holds a sampled trace id.
+pub const FLAG_TRACED: u8 = 1;
+/// Entities per [`Announce`] message (16 bytes each: 64 KiB).
+pub const ANNOUNCE_BATCH: usize = 4096;
+
+/// The `origin` of a game (`id`) or a gate (`0x8000 | id`).
+pub const fn origin_of(kind: ProcKind, id: u16) -> u16 {
+    match kind {
+        ProcKind::Gate => 0x8000 | (id & 0x7fff),
+        _ => id & 0x7fff,
+    }
+}
+
+macro_rules! kinds {
+    ($($(#[$m:meta])* $name:ident = $n:literal,)*) => {
+        /// What a frame carries: its header's first byte.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum Kind {
+            $($(#[$m])* $name = $n,)*
+        }
+
+        impl Kind {
+            /// The kind for a wire byte, if defined.
+            pub fn from_u8(b: u8) -> Option<Kind> {
+                match b {
+                    $($n => Some(Kind::$name),)*
+                    _ => None,
+                }
+            }
+
+            /// Its name, for logs and counters.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Kind::$name => stringify!($name),)*
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    /// [`Hello`].
+    Hello = 0x01,
+    /// [`HelloAck`].
+    HelloAck = 0x02,
+    /// [`Refused`].
+    Refused = 0x03,
+    /// [`Announce`].
+    Announce = 0x04,
+    /// [`Call`].
+    Call = 0x10,
+    /// [`CallFailed`].
+    CallFailed = 0x11,
+    /// [`ClientDisconnected`].
+    ClientDisconnected = 0x12,
+    /// [`ClientMove`].
+    ClientMove = 0x13,
+    /// [`CreateEntity`].
+    CreateEntity = 0x14,
+    /// [`LoadEntity`].
+    LoadEntity = 0x15,
+    /// [`RealMigrate`].
+    RealMigrate = 0x16,
+    /// [`CreateBoot`].
+    CreateBoot = 0x17,
+    /// [`ClientConnected`].
+    ClientConnected = 0x18,
+    /// [`EntityCreated`].
+    EntityCreated = 0x20,
+    /// [`EntityDestroyed`].
+    EntityDestroyed = 0x21,
+    /// [`QuerySpace`].
+    QuerySpace = 0x22,
+    /// [`SpaceGame`].
+    SpaceGame = 0x23,
+    /// [`MigrateRequest`].
+    MigrateRequest = 0x24,
+    /// [`MigrateAck`].
+    MigrateAck = 0x25,
+    /// [`CancelMigrate`].
+    CancelMigrate = 0x26,
+    /// [`ServiceRegister`].
+    ServiceRegister = 0x27,
+    /// [`ServiceUpdate`].
+    ServiceUpdate = 0x28,
+    /// [`GameLoad`].
+    GameLoad = 0x29,
+    /// [`FreezeGame`].
+    FreezeGame = 0x2a,
+    /// [`FreezeAck`].
+    FreezeAck = 0x2b,
+    /// [`Thawed`].
+    Thawed = 0x2c,
+    /// [`GameUp`].
+    GameUp = 0x2d,
+    /// [`GameDown`].
+    GameDown = 0x2e,
+    /// [`GateDown`].
+    GateDown = 0x2f,
+    /// [`ToClients`].
+    ToClients = 0x30,
+    /// [`SetFilterProp`].
+    SetFilterProp = 0x31,
+    /// [`FilteredCall`].
+    FilteredCall = 0x32,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An internal frame that could not be decoded.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MsgDecodeError {
+    /// Shorter than the fixed header.
+    #[error("frame of {0} bytes is shorter than the {HEADER_LEN}-byte header")]
+    Short(usize),
+    /// A kind byte this protocol version does not define.
+    #[error("unknown message kind {0:#04x}")]
+    UnknownKind(u8),
+    /// A kind that does not travel in this direction.
+    #[error("{kind} is not a {direction} message")]
+    Unexpected {
+        /// The kind.
+        kind: Kind,
+        /// The direction's enum.
+        direction: &'static str,
+    },
+    /// The body does not decode as its kind's fields.
+    #[error("{kind} body: {reason}")]
+    Body {
+        /// The kind.
+        kind: Kind,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The fixed header of every internal frame (see the module docs for the layout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// What the frame carries.
+    pub kind: Kind,
+    /// Flags ([`FLAG_TRACED`]).
+    pub flags: u8,
+    /// The game, gate or dispatcher the message names, else 0.
+    pub aux: u16,
+    /// The entity the message is about (routing key), else [`Id::NIL`].
+    pub route: Id,
+    /// The sender ([`origin_of`]); 0 when not set.
+    pub origin: u16,
+    /// Origin sequence number; 0 = unnumbered (reserved).
+    pub seq: u64,
+    /// Acknowledgement (reserved).
+    pub ack: u64,
+    /// Sampled trace id (reserved).
+    pub trace: u64,
+}
+
+impl Header {
+    /// A header of `kind` about `route`, naming `aux`; everything else zero.
+    pub fn new(kind: Kind, route: Id, aux: u16) -> Header {
+        Header { kind, flags: 0, aux, route, origin: 0, seq: 0, ack: 0, trace: 0 }
+    }
+
+    /// Appends the header's 48 bytes.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.push(self.kind as u8);
+        out.push(self.flags);
+        out.extend_from_slice(&self.aux.to_le_bytes());
+        out.extend_from_slice(&self.route.0);
+        out.extend_from_slice(&self.origin.to_le_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&self.ack.to_le_bytes());
+        out.extend_from_slice(&self.trace.to_le_bytes());
+    }
+
+    /// Reads the header of `frame` without touching the body; returns it and the body.
+    pub fn parse(frame: &[u8]) -> Result<(Header, &[u8]), MsgDecodeError> {
+        let Some((h, body)) = frame.split_first_chunk::<HEADER_LEN>() else {
+            return Err(MsgDecodeError::Short(frame.len()));
+        };
+        let kind = Kind::from_u8(h[0]).ok_or(MsgDecodeError::UnknownKind(h[0]))?;
+        let u16_at = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]);
+        let u64_at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&h[i..i + 8]);
+            u64::from_le_bytes(b)
+        };
+        let mut route = [0u8; 16];
+        route.copy_from_slice(&h[4..20]);
+        let header = Header {
+            kind,
+            flags: h[1],
+            aux: u16_at(2),
+            route: Id(route),
+            origin: u16_at(20),
+            seq: u64_at(24),
+            ack: u64_at(32),
+            trace: u64_at(40),
+        };
+        Ok((header, body))
+    }
+
+    /// Rewrites the `aux` field of an encoded frame in place (a dispatcher placing a create or
+    /// load "anywhere" on the game it chose, without re-encoding the body).
+    pub fn patch_aux(frame: &mut [u8], aux: u16) {
+        if let Some(b) = frame.get_mut(2..4) {
+            b.copy_from_slice(&aux.to_le_bytes());
+        }
+    }
+}
+
+/// One message kind: its body struct, and which of its fields live in the header. Fields that
+/// live in the header are `#[speedy(skip)]` in the body and filled in by [`Message::take_header`].
+pub trait Message: Sized + Writable<LittleEndian> + for<'a> Readable<'a, LittleEndian> {
+    /// Its kind.
+    const KIND: Kind;
+    /// The header's `route` (the entity this message is about), if it has one.
+    fn route(&self) -> Id {
+        Id::NIL
+    }
+    /// The header's `aux`, if it has one.
+    fn aux(&self) -> u16 {
+        0
+    }
+    /// Takes the header's fields into the decoded body.
+    fn take_header(&mut self, _h: &Header) {}
+
+    /// Appends the whole frame (header from `origin`, then body).
+    fn encode(&self, origin: u16, out: &mut Vec<u8>) {
+        let mut h = Header::new(Self::KIND, self.route(), self.aux());
+        h.origin = origin;
+        h.write(out);
+        // Writing to a Vec cannot fail (short of allocation failure, which aborts).
+        let _ = self.write_to_stream(&mut *out);
+    }
+
+    /// The whole frame, as a fresh buffer.
+    fn to_frame(&self, origin: u16) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + 32);
+        self.encode(origin, &mut out);
+        out
+    }
+
+    /// Decodes a body whose header was already parsed; trailing bytes are an error (speedy
+    /// would ignore them).
+    fn decode_body(h: &Header, body: &[u8]) -> Result<Self, MsgDecodeError> {
+        let bad = |reason: String| MsgDecodeError::Body { kind: Self::KIND, reason };
+        let (msg, used) = Self::read_with_length_from_buffer(body);
+        let mut msg = msg.map_err(|e| bad(e.to_string()))?;
+        if used != body.len() {
+            return Err(bad(format!("{} trailing bytes", body.len() - used)));
+        }
+        msg.take_header(h);
+        Ok(msg)
+    }
+
+    /// Decodes a whole frame of this kind.
+    fn decode(frame: &[u8]) -> Result<Self, MsgDecodeError> {
+        let (h, body) = Header::parse(frame)?;
+        if h.kind != Self::KIND {
+            return Err(MsgDecodeError::Body { kind: h.kind, reason: format!("expected {}", Self::KIND) });
+        }
+        Self::decode_body(&h, body)
+    }
+}
+
+/// Declares a message struct and its [`Message`] impl. `route` and `aux` name the fields that
+/// live in the header.
+macro_rules! message {
+    (
+        $(#[$m:meta])*
+        $name:ident $(route $route:ident)? $(aux $aux:ident)? {
+            $($(#[$fm:meta])* $(@$skip:ident)? $field:ident : $ty:ty,)*
+        }
+    ) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Default, Readable, Writable)]
+        pub struct $name {
+            $($(#[$fm])* $(#[speedy($skip)])? pub $field: $ty,)*
+        }
+
+        impl Message for $name {
+            const KIND: Kind = Kind::$name;
+            $(fn route(&self) -> Id {
+                self.$route
+            })?
+            $(fn aux(&self) -> u16 {
+                self.$aux
+            })?
+            #[allow(unused_variables)]
+            fn take_header(&mut self, h: &Header) {
+                $(self.$route = h.route;)?
+                $(self.$aux = h.aux;)?
+            }
+        }
+    };
+}
 
 /// Which kind of process is on the other end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Readable, Writable)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Readable, Writable)]
+#[speedy(tag_type = u8)]
 pub enum ProcKind {
     /// Routes messages.
+    #[default]
     Dispatcher,
     /// Runs entities.
     Game,
@@ -26,6 +357,7 @@ pub enum ProcKind {
 
 /// Who sent an entity call; decides what the callee's method exposure allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Readable, Writable)]
+#[speedy(tag_type = u8)]
 pub enum Caller {
     /// Another entity (or the game itself, `Id::NIL`).
     Server(Id),
@@ -38,10 +370,65 @@ pub enum Caller {
     },
 }
 
-/// One internal message.
-#[derive(Debug, Clone, PartialEq, Readable, Writable)]
-pub enum Msg {
-    /// First message of a game or gate on a dispatcher connection.
+impl Default for Caller {
+    fn default() -> Self {
+        Caller::Server(Id::NIL)
+    }
+}
+
+/// The comparison of a filtered client call: `property <op> value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Readable, Writable)]
+#[speedy(tag_type = u8)]
+pub enum FilterOp {
+    /// `=` (or `==`).
+    #[default]
+    Eq,
+    /// `!=`.
+    Ne,
+    /// `<`.
+    Lt,
+    /// `>`.
+    Gt,
+    /// `<=`.
+    Le,
+    /// `>=`.
+    Ge,
+}
+
+impl FilterOp {
+    /// Reads `"="`, `"=="`, `"!="`, `"<"`, `">"`, `"<="` or `">="`.
+    pub fn parse(s: &str) -> Option<FilterOp> {
+        Some(match s {
+            "=" | "==" => FilterOp::Eq,
+            "!=" => FilterOp::Ne,
+            "<" => FilterOp::Lt,
+            ">" => FilterOp::Gt,
+            "<=" => FilterOp::Le,
+            ">=" => FilterOp::Ge,
+            _ => return None,
+        })
+    }
+
+    /// `prop <op> value`: numerically when both parse as numbers, else by string order.
+    pub fn matches(self, prop: &str, value: &str) -> bool {
+        use std::cmp::Ordering;
+        let ord = match (prop.parse::<f64>(), value.parse::<f64>()) {
+            (Ok(a), Ok(b)) => a.partial_cmp(&b).unwrap_or(Ordering::Less),
+            _ => prop.cmp(value),
+        };
+        match self {
+            FilterOp::Eq => ord == Ordering::Equal,
+            FilterOp::Ne => ord != Ordering::Equal,
+            FilterOp::Lt => ord == Ordering::Less,
+            FilterOp::Gt => ord == Ordering::Greater,
+            FilterOp::Le => ord != Ordering::Greater,
+            FilterOp::Ge => ord != Ordering::Less,
+        }
+    }
+}
+
+message! {
+    /// Game or gate -> dispatcher, first on every connection.
     Hello {
         /// [`INTERNAL_PROTOCOL_VERSION`].
         version: u32,
@@ -51,317 +438,497 @@ pub enum Msg {
         id: u16,
         /// The cluster secret from the config.
         secret: String,
-        /// Games: entities it already hosts whose dispatcher is the receiver (after a
-        /// reconnect or restore), so routes are rebuilt.
-        entities: Vec<Id>,
-    },
-    /// Dispatcher's answer to an accepted [`Msg::Hello`].
-    HelloAck {
-        /// Dispatcher id.
-        dispatcher: u16,
-        /// Games currently connected to this dispatcher (games only).
+    }
+}
+
+message! {
+    /// Dispatcher -> game or gate: the handshake is accepted.
+    HelloAck aux dispatcher {
+        /// Dispatcher id (header `aux`).
+        @skip dispatcher: u16,
+        /// Games currently connected to this dispatcher (to games; empty to gates).
         games: Vec<u16>,
-    },
-    /// Dispatcher refuses the handshake; the connection closes after this.
+    }
+}
+
+message! {
+    /// Dispatcher -> game or gate: the handshake is refused; the connection closes after this.
     Refused {
         /// Why.
         reason: String,
-    },
-    /// Dispatcher -> games: a game joined.
-    GameUp {
-        /// Game id.
-        game: u16,
-    },
-    /// Dispatcher -> games: a game left (its entities are unreachable through this dispatcher).
-    GameDown {
-        /// Game id.
-        game: u16,
-    },
-    /// Dispatcher -> games: a gate left; every client it held is gone.
-    GateDown {
-        /// Gate id.
-        gate: u16,
-    },
-    /// Gate -> dispatcher(boot): a client connected; dispatcher picks a game for its boot entity.
-    ClientConnected {
-        /// Gate.
-        gate: u16,
-        /// Client.
-        client: Id,
-        /// Id the boot entity will have.
-        boot: Id,
-    },
-    /// Dispatcher -> game: create the boot entity `boot` for `client`.
-    CreateBoot {
-        /// Gate.
-        gate: u16,
-        /// Client.
-        client: Id,
-        /// Boot entity id.
-        boot: Id,
-    },
-    /// Gate -> dispatcher(owner) -> game: the client of `owner` is gone.
-    ClientDisconnected {
-        /// Gate.
-        gate: u16,
-        /// Client.
-        client: Id,
-        /// Entity owning the client.
-        owner: Id,
-    },
-    /// Game -> dispatcher(id) -> `game`: create an entity of `type_name` with id `id` there.
-    CreateEntity {
-        /// Target game; 0 = anywhere (the dispatcher picks the least-loaded live game).
-        game: u16,
-        /// New entity id.
-        id: Id,
-        /// Registered type name.
-        type_name: String,
-        /// Creation data (encoded values), empty for none.
-        data: Vec<u8>,
-    },
-    /// Game -> dispatcher(id): entity `id` now lives on the sender.
-    EntityCreated {
-        /// Entity.
-        id: Id,
-    },
-    /// Game -> dispatcher(id): entity `id` is gone.
-    EntityDestroyed {
-        /// Entity.
-        id: Id,
-    },
-    /// A method call routed by `target` (game -> dispatcher -> game, or gate -> dispatcher ->
-    /// game for client calls).
-    Call {
-        /// Entity to call.
-        target: Id,
+    }
+}
+
+message! {
+    /// Game -> dispatcher, after `Hello`: entities it already hosts whose dispatcher is the
+    /// receiver (after a reconnect or a restore), in batches of [`ANNOUNCE_BATCH`].
+    Announce {
+        /// The entities.
+        entities: Vec<Id>,
+    }
+}
+
+message! {
+    /// A method call, routed by `target` (game -> dispatcher -> game, or gate -> dispatcher
+    /// -> game for client calls).
+    Call route target {
+        /// Entity to call (header `route`).
+        @skip target: Id,
         /// Method id.
         method: u32,
-        /// Encoded argument list (`value::encode_args`).
-        args: Vec<u8>,
         /// Who calls.
         caller: Caller,
-    },
-    /// Gate -> dispatcher(id) -> game: the client moved its own entity `id`.
-    ClientMove {
-        /// The client.
-        client: Id,
-        /// Its player entity.
-        id: Id,
-        /// x, y, z, yaw.
-        pos: [f32; 4],
-    },
-    /// Game -> dispatcher(space): on which game is `space`? (for migrating `entity` there)
-    QuerySpace {
-        /// The space.
-        space: Id,
-        /// The entity that wants to enter it.
-        entity: Id,
-    },
-    /// Dispatcher -> asking game: `space` is on `game` (0: unknown).
-    SpaceGame {
-        /// The space.
-        space: Id,
-        /// The entity that wants to enter it.
-        entity: Id,
-        /// Its game, 0 if unknown.
-        game: u16,
-    },
-    /// Game -> dispatcher(entity): hold every message for `entity` until it has moved.
-    MigrateRequest {
-        /// The entity.
-        entity: Id,
-    },
-    /// Dispatcher -> game: messages for `entity` are now held; send it.
-    MigrateAck {
-        /// The entity.
-        entity: Id,
-    },
-    /// Game -> dispatcher(entity) -> `game`: the entity itself; the dispatcher re-routes it to
-    /// `game`, forwards this, then releases the held messages in order.
-    RealMigrate {
-        /// The entity.
-        entity: Id,
-        /// Destination game.
-        game: u16,
-        /// The entity, encoded (see `core::migrate`).
-        data: Vec<u8>,
-    },
-    /// Game -> dispatcher(entity): the migration is off; release held messages to where the
-    /// entity is.
-    CancelMigrate {
-        /// The entity.
-        entity: Id,
-    },
-    /// Game -> dispatcher(service key): shard `shard` of service `name` is `entity` (on the
-    /// sender). The first live registration wins; every game hears the outcome as
-    /// `ServiceUpdate`.
-    ServiceRegister {
-        /// Service name.
-        name: String,
-        /// Shard index.
-        shard: u16,
-        /// The entity providing it.
-        entity: Id,
-    },
-    /// Dispatcher -> games: shard `shard` of service `name` is now `entity` on `game`
-    /// (`Id::NIL`: no provider; it will be re-created).
-    ServiceUpdate {
-        /// Service name.
-        name: String,
-        /// Shard index.
-        shard: u16,
-        /// Provider, or `Id::NIL`.
-        entity: Id,
-        /// Its game (0 with `Id::NIL`).
-        game: u16,
-    },
-    /// Game -> dispatcher(owner) -> gate: set filter property `key` of `client` to `value`
-    /// (an empty value removes it).
-    SetFilterProp {
-        /// Gate holding the client.
-        gate: u16,
-        /// The client.
-        client: Id,
-        /// Property name.
-        key: String,
-        /// Property value.
-        value: String,
-    },
-    /// Game -> dispatcher 1 -> every gate: call `method` on the player entity of every client
-    /// whose property `key` compares to `value` by `op` (0 =, 1 !=, 2 <, 3 >, 4 <=, 5 >=); an
-    /// empty `key` selects every client. Numbers compare as numbers when both sides parse.
-    FilteredCall {
-        /// Property name.
-        key: String,
-        /// Comparison.
-        op: u8,
-        /// Value compared against.
-        value: String,
-        /// Client method.
-        method: String,
-        /// Encoded argument list.
+        /// Encoded argument list (`value::encode_args`).
         args: Vec<u8>,
-    },
-    /// Game -> every dispatcher, every second: its load (live entities), for "anywhere"
-    /// placement.
-    GameLoad {
-        /// Live entities on the game.
-        load: u32,
-    },
-    /// Game -> dispatcher -> gate: deliver an encoded client message (`ServerMsg`).
-    ToClient {
-        /// Gate holding the client.
-        gate: u16,
-        /// Client.
-        client: Id,
-        /// One encoded `ServerMsg`.
-        payload: Vec<u8>,
-    },
-    /// Game -> dispatcher of `id`: load a persistent entity from storage unless it already
-    /// lives somewhere (`game` 0 = least-loaded live game). The dispatcher records the route
-    /// at once, so a second load of the same id while the first runs is a no-op; it forwards
-    /// the message with `game` set to the chosen game, which reads storage and creates it.
-    LoadEntity {
-        /// Target game, 0 for anywhere.
-        game: u16,
-        /// Entity id.
-        id: Id,
-        /// Registered type name.
-        type_name: String,
-    },
-    /// Game -> each dispatcher: the game is about to freeze for a hot swap; hold everything
-    /// for it, in order, until it connects again.
-    FreezeGame,
-    /// Dispatcher -> game: from now on traffic for the game is held (nothing more will come
-    /// on this connection).
-    FreezeAck {
-        /// Dispatcher id.
-        dispatcher: u16,
-    },
-    /// Dispatcher -> a game that connected while its traffic was held: what happened to it.
-    Thawed {
-        /// Dispatcher id.
-        dispatcher: u16,
-        /// Held messages delivered (they follow this message, in order).
-        released: u64,
-        /// Held messages that could not wait (time or memory bound); each call among them was
-        /// answered with an error to its sender.
-        failed: u64,
-    },
-    /// A call could not be delivered; routed to the calling entity (`to`).
-    CallFailed {
-        /// The caller.
-        to: Id,
+    }
+}
+
+message! {
+    /// A call could not be delivered; routed to the calling entity `to`.
+    CallFailed route to {
+        /// The caller (header `route`).
+        @skip to: Id,
         /// The entity that was called.
         target: Id,
         /// Method id.
         method: u32,
         /// Why.
         reason: String,
-    },
+    }
 }
 
-/// An internal message that could not be decoded; fatal for that connection.
-#[derive(Debug, Error)]
-#[error("malformed internal message: {0}")]
-pub struct MsgDecodeError(#[from] speedy::Error);
-
-impl Msg {
-    /// Appends the encoding (without the frame prefix).
-    ///
-    /// # Panics
-    /// Never in practice: speedy only fails writing to a `Vec` on allocation failure.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        self.write_to_stream(&mut *out).expect("writing to a Vec cannot fail");
+message! {
+    /// Gate -> dispatcher(owner) -> game: the client of `owner` is gone.
+    ClientDisconnected route owner aux gate {
+        /// Entity owning the client (header `route`).
+        @skip owner: Id,
+        /// Gate (header `aux`).
+        @skip gate: u16,
+        /// Client.
+        client: Id,
     }
+}
 
-    /// Decodes one whole frame payload; trailing bytes are an error (speedy ignores them
-    /// otherwise).
-    pub fn decode(payload: &[u8]) -> Result<Self, MsgDecodeError> {
-        let (msg, used) = Msg::read_with_length_from_buffer(payload);
-        let msg = msg?;
-        if used != payload.len() {
-            return Err(MsgDecodeError(speedy::Error::custom(format!("{} trailing bytes", payload.len() - used))));
-        }
-        Ok(msg)
+message! {
+    /// Gate -> dispatcher(id) -> game: the client moved its own entity `id`.
+    ClientMove route id aux gate {
+        /// Its player entity (header `route`).
+        @skip id: Id,
+        /// Gate (header `aux`).
+        @skip gate: u16,
+        /// The client.
+        client: Id,
+        /// x, y, z, yaw.
+        pos: [f32; 4],
     }
+}
 
-    /// Short name for logs and counters.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Msg::Hello { .. } => "Hello",
-            Msg::HelloAck { .. } => "HelloAck",
-            Msg::Refused { .. } => "Refused",
-            Msg::GameUp { .. } => "GameUp",
-            Msg::GameDown { .. } => "GameDown",
-            Msg::GateDown { .. } => "GateDown",
-            Msg::ClientConnected { .. } => "ClientConnected",
-            Msg::CreateBoot { .. } => "CreateBoot",
-            Msg::ClientDisconnected { .. } => "ClientDisconnected",
-            Msg::CreateEntity { .. } => "CreateEntity",
-            Msg::EntityCreated { .. } => "EntityCreated",
-            Msg::EntityDestroyed { .. } => "EntityDestroyed",
-            Msg::Call { .. } => "Call",
-            Msg::ClientMove { .. } => "ClientMove",
-            Msg::GameLoad { .. } => "GameLoad",
-            Msg::SetFilterProp { .. } => "SetFilterProp",
-            Msg::FilteredCall { .. } => "FilteredCall",
-            Msg::ServiceRegister { .. } => "ServiceRegister",
-            Msg::ServiceUpdate { .. } => "ServiceUpdate",
-            Msg::QuerySpace { .. } => "QuerySpace",
-            Msg::SpaceGame { .. } => "SpaceGame",
-            Msg::MigrateRequest { .. } => "MigrateRequest",
-            Msg::MigrateAck { .. } => "MigrateAck",
-            Msg::RealMigrate { .. } => "RealMigrate",
-            Msg::CancelMigrate { .. } => "CancelMigrate",
-            Msg::ToClient { .. } => "ToClient",
-            Msg::LoadEntity { .. } => "LoadEntity",
-            Msg::FreezeGame => "FreezeGame",
-            Msg::FreezeAck { .. } => "FreezeAck",
-            Msg::Thawed { .. } => "Thawed",
-            Msg::CallFailed { .. } => "CallFailed",
+message! {
+    /// Game -> dispatcher(id) -> `game`: create an entity of `type_name` with id `id` there
+    /// (`game` 0: the dispatcher picks the least-loaded live game and patches `aux`).
+    CreateEntity route id aux game {
+        /// New entity id (header `route`).
+        @skip id: Id,
+        /// Target game, 0 = anywhere (header `aux`).
+        @skip game: u16,
+        /// Registered type name.
+        type_name: String,
+        /// A space's kind: `Some` exactly when `type_name` is the space type.
+        space_kind: Option<i64>,
+    }
+}
+
+message! {
+    /// Game -> dispatcher of `id`: load a persistent entity from storage unless it already
+    /// lives somewhere (`game` 0 = least-loaded live game). The dispatcher records the route at
+    /// once, so a second load of the same id while the first runs is a no-op, and forwards it
+    /// with `game` set to the chosen game, which reads storage and creates it.
+    LoadEntity route id aux game {
+        /// Entity id (header `route`).
+        @skip id: Id,
+        /// Target game, 0 for anywhere (header `aux`).
+        @skip game: u16,
+        /// Registered type name.
+        type_name: String,
+    }
+}
+
+message! {
+    /// Game -> dispatcher(entity) -> `game`: the entity itself; the dispatcher re-routes it to
+    /// `game`, forwards this, then releases the held messages in order.
+    RealMigrate route entity aux game {
+        /// The entity (header `route`).
+        @skip entity: Id,
+        /// Destination game (header `aux`).
+        @skip game: u16,
+        /// The entity, encoded (an engine `EntityImage`).
+        data: Vec<u8>,
+    }
+}
+
+message! {
+    /// Dispatcher -> game: create the boot entity `boot` for `client` of `gate`.
+    CreateBoot route boot aux gate {
+        /// Boot entity id (header `route`).
+        @skip boot: Id,
+        /// Gate (header `aux`).
+        @skip gate: u16,
+        /// Client.
+        client: Id,
+    }
+}
+
+message! {
+    /// Gate -> dispatcher(boot): a client connected; the dispatcher picks a game for its boot
+    /// entity.
+    ClientConnected route boot aux gate {
+        /// Id the boot entity will have (header `route`).
+        @skip boot: Id,
+        /// Gate (header `aux`).
+        @skip gate: u16,
+        /// Client.
+        client: Id,
+    }
+}
+
+message! {
+    /// Game -> dispatcher(id): entity `id` now lives on the sender.
+    EntityCreated route id {
+        /// Entity (header `route`).
+        @skip id: Id,
+    }
+}
+
+message! {
+    /// Game -> dispatcher(id): entity `id` is gone.
+    EntityDestroyed route id {
+        /// Entity (header `route`).
+        @skip id: Id,
+    }
+}
+
+message! {
+    /// Game -> dispatcher(space): on which game is `space`? (for migrating `entity` there)
+    QuerySpace route space {
+        /// The space (header `route`).
+        @skip space: Id,
+        /// The entity that wants to enter it.
+        entity: Id,
+    }
+}
+
+message! {
+    /// Dispatcher -> asking game: `space` is on `game` (0: unknown).
+    SpaceGame route space aux game {
+        /// The space (header `route`).
+        @skip space: Id,
+        /// Its game, 0 if unknown (header `aux`).
+        @skip game: u16,
+        /// The entity that wants to enter it.
+        entity: Id,
+    }
+}
+
+message! {
+    /// Game -> dispatcher(entity): hold every message for `entity` until it has moved.
+    MigrateRequest route entity {
+        /// The entity (header `route`).
+        @skip entity: Id,
+    }
+}
+
+message! {
+    /// Dispatcher -> game: messages for `entity` are now held; send it.
+    MigrateAck route entity {
+        /// The entity (header `route`).
+        @skip entity: Id,
+    }
+}
+
+message! {
+    /// Game -> dispatcher(entity): the migration is off; release held messages to where the
+    /// entity is.
+    CancelMigrate route entity {
+        /// The entity (header `route`).
+        @skip entity: Id,
+    }
+}
+
+message! {
+    /// Game -> dispatcher(service key): shard `shard` of service `name` is `entity` (on the
+    /// sender). The first live registration wins; every game hears the outcome as
+    /// [`ServiceUpdate`].
+    ServiceRegister route entity {
+        /// The entity providing it (header `route`).
+        @skip entity: Id,
+        /// Service name.
+        name: String,
+        /// Shard index.
+        shard: u16,
+    }
+}
+
+message! {
+    /// Dispatcher -> games: shard `shard` of service `name` is now `entity` on `game`
+    /// (`Id::NIL`: no provider; it will be re-created).
+    ServiceUpdate route entity aux game {
+        /// Provider, or `Id::NIL` (header `route`).
+        @skip entity: Id,
+        /// Its game, 0 with `Id::NIL` (header `aux`).
+        @skip game: u16,
+        /// Service name.
+        name: String,
+        /// Shard index.
+        shard: u16,
+    }
+}
+
+message! {
+    /// Game -> every dispatcher, every second: its load (live entities), for "anywhere"
+    /// placement.
+    GameLoad {
+        /// Live entities on the game.
+        load: u32,
+    }
+}
+
+message! {
+    /// Game -> each dispatcher: the game is about to freeze for a hot swap; hold everything
+    /// for it, in order, until it connects again.
+    FreezeGame {}
+}
+
+message! {
+    /// Dispatcher -> game: from now on traffic for the game is held (nothing more will come on
+    /// this connection).
+    FreezeAck aux dispatcher {
+        /// Dispatcher id (header `aux`).
+        @skip dispatcher: u16,
+    }
+}
+
+message! {
+    /// Dispatcher -> a game that connected: what happened to its traffic while it was away
+    /// (always sent after `HelloAck`, zeros for a game that was not frozen).
+    Thawed aux dispatcher {
+        /// Dispatcher id (header `aux`).
+        @skip dispatcher: u16,
+        /// Held messages delivered (they follow this message, in order).
+        released: u64,
+        /// Held messages that could not wait (time or memory bound); each call among them was
+        /// answered with an error to its sender.
+        failed: u64,
+    }
+}
+
+message! {
+    /// Dispatcher -> games: a game joined.
+    GameUp aux game {
+        /// Game id (header `aux`).
+        @skip game: u16,
+    }
+}
+
+message! {
+    /// Dispatcher -> games: a game left (its entities are unreachable through this dispatcher).
+    GameDown aux game {
+        /// Game id (header `aux`).
+        @skip game: u16,
+    }
+}
+
+message! {
+    /// Dispatcher -> games: a gate left; every client it held is gone.
+    GateDown aux gate {
+        /// Gate id (header `aux`).
+        @skip gate: u16,
+    }
+}
+
+message! {
+    /// Game -> dispatcher -> gate: deliver one encoded client message (`ServerMsg`) to each
+    /// of `clients`. Sent through the dispatcher of the entity that owns each client (a game
+    /// groups a fan-out by that dispatcher and gate), so every client's stream stays in order
+    /// and a payload for many clients crosses the cluster once.
+    ToClients aux gate {
+        /// Gate holding the clients (header `aux`).
+        @skip gate: u16,
+        /// The clients.
+        clients: Vec<Id>,
+        /// One encoded `ServerMsg`.
+        payload: Vec<u8>,
+    }
+}
+
+message! {
+    /// Game -> dispatcher(owner) -> gate: set filter property `key` of `client` to `value`
+    /// (an empty value removes it).
+    SetFilterProp aux gate {
+        /// Gate holding the client (header `aux`).
+        @skip gate: u16,
+        /// The client.
+        client: Id,
+        /// Property name.
+        key: String,
+        /// Property value.
+        value: String,
+    }
+}
+
+message! {
+    /// Game -> dispatcher 1 -> every gate: call `method` on the player entity of every client
+    /// whose property `key` satisfies `op value`; an empty `key` selects every client.
+    FilteredCall {
+        /// Property name.
+        key: String,
+        /// Comparison.
+        op: FilterOp,
+        /// Value compared against.
+        value: String,
+        /// Client method.
+        method: String,
+        /// Encoded argument list.
+        args: Vec<u8>,
+    }
+}
+
+/// Declares the closed enum of the messages one direction carries, and the enum of their kinds
+/// (for a receiver that routes by header and decodes only some bodies).
+macro_rules! direction {
+    ($(#[$m:meta])* $name:ident / $kinds:ident { $($var:ident,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum $name {
+            $(
+                #[doc = concat!("[`", stringify!($var), "`]")]
+                $var($var),
+            )*
         }
+
+        #[doc = concat!("The kinds of [`", stringify!($name), "`], read from a header alone.")]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $kinds {
+            $(
+                #[doc = concat!("[`", stringify!($var), "`]")]
+                $var,
+            )*
+        }
+
+        impl $kinds {
+            /// The kind of a parsed header, if it travels this way.
+            pub fn of(h: &Header) -> Result<Self, MsgDecodeError> {
+                Ok(match h.kind {
+                    $(Kind::$var => $kinds::$var,)*
+                    #[allow(unreachable_patterns)]
+                    kind => return Err(MsgDecodeError::Unexpected { kind, direction: stringify!($name) }),
+                })
+            }
+        }
+
+        impl $name {
+            /// Decodes a whole frame; a kind that does not travel this way is an error.
+            pub fn decode(frame: &[u8]) -> Result<Self, MsgDecodeError> {
+                let (h, body) = Header::parse(frame)?;
+                Self::decode_parts(&h, body)
+            }
+
+            /// Decodes a body whose header was already parsed.
+            pub fn decode_parts(h: &Header, body: &[u8]) -> Result<Self, MsgDecodeError> {
+                Ok(match $kinds::of(h)? {
+                    $($kinds::$var => $name::$var($var::decode_body(h, body)?),)*
+                })
+            }
+
+            /// Appends the whole frame.
+            pub fn encode(&self, origin: u16, out: &mut Vec<u8>) {
+                match self {
+                    $($name::$var(m) => m.encode(origin, out),)*
+                }
+            }
+
+            /// The message's kind.
+            pub fn kind(&self) -> Kind {
+                match self {
+                    $($name::$var(_) => Kind::$var,)*
+                }
+            }
+        }
+
+        $(impl From<$var> for $name {
+            fn from(m: $var) -> Self {
+                $name::$var(m)
+            }
+        })*
+    };
+}
+
+direction! {
+    /// What a gate sends a dispatcher.
+    FromGate / FromGateKind {
+        Hello,
+        ClientConnected,
+        Call,
+        ClientDisconnected,
+        ClientMove,
+    }
+}
+
+direction! {
+    /// What a game sends a dispatcher.
+    FromGame / FromGameKind {
+        Hello,
+        Announce,
+        EntityCreated,
+        EntityDestroyed,
+        Call,
+        CallFailed,
+        CreateEntity,
+        LoadEntity,
+        QuerySpace,
+        MigrateRequest,
+        RealMigrate,
+        CancelMigrate,
+        ServiceRegister,
+        GameLoad,
+        FreezeGame,
+        ToClients,
+        SetFilterProp,
+        FilteredCall,
+    }
+}
+
+direction! {
+    /// What a dispatcher sends a game.
+    ToGame / ToGameKind {
+        HelloAck,
+        Refused,
+        Thawed,
+        FreezeAck,
+        GameUp,
+        GameDown,
+        GateDown,
+        CreateBoot,
+        Call,
+        CallFailed,
+        ClientDisconnected,
+        ClientMove,
+        CreateEntity,
+        LoadEntity,
+        SpaceGame,
+        MigrateAck,
+        RealMigrate,
+        ServiceUpdate,
+    }
+}
+
+direction! {
+    /// What a dispatcher sends a gate.
+    ToGate / ToGateKind {
+        HelloAck,
+        Refused,
+        ToClients,
+        SetFilterProp,
+        FilteredCall,
     }
 }
 
@@ -369,90 +936,215 @@ impl Msg {
 mod tests {
     use super::*;
 
-    fn samples() -> Vec<Msg> {
-        let a = Id([1; 16]);
-        let b = Id([2; 16]);
+    const A: Id = Id([1; 16]);
+    const B: Id = Id([2; 16]);
+
+    fn to_game() -> Vec<ToGame> {
         vec![
-            Msg::Hello {
-                version: INTERNAL_PROTOCOL_VERSION,
-                kind: ProcKind::Game,
-                id: 2,
-                secret: "s".into(),
-                entities: vec![a, b],
-            },
-            Msg::HelloAck { dispatcher: 1, games: vec![1, 2] },
-            Msg::Refused { reason: "bad secret".into() },
-            Msg::GameUp { game: 3 },
-            Msg::GameDown { game: 3 },
-            Msg::GateDown { gate: 2 },
-            Msg::ClientConnected { gate: 1, client: a, boot: b },
-            Msg::CreateBoot { gate: 1, client: a, boot: b },
-            Msg::ClientDisconnected { gate: 1, client: a, owner: b },
-            Msg::CreateEntity { game: 2, id: a, type_name: "Relay".into(), data: vec![1, 2] },
-            Msg::EntityCreated { id: a },
-            Msg::EntityDestroyed { id: a },
-            Msg::Call { target: a, method: 7, args: vec![0, 0, 0, 0], caller: Caller::Server(b) },
-            Msg::Call { target: a, method: 7, args: vec![], caller: Caller::Client { gate: 1, client: b } },
-            Msg::ClientMove { client: a, id: b, pos: [1.0, 2.0, 3.0, 90.0] },
-            Msg::GameLoad { load: 12 },
-            Msg::SetFilterProp { gate: 1, client: a, key: "level".into(), value: "10".into() },
-            Msg::FilteredCall {
-                key: "level".into(),
-                op: 5,
-                value: "5".into(),
-                method: "hi".into(),
-                args: vec![0, 0, 0, 0],
-            },
-            Msg::ServiceRegister { name: "Online".into(), shard: 1, entity: a },
-            Msg::ServiceUpdate { name: "Online".into(), shard: 1, entity: a, game: 2 },
-            Msg::QuerySpace { space: a, entity: b },
-            Msg::SpaceGame { space: a, entity: b, game: 2 },
-            Msg::MigrateRequest { entity: a },
-            Msg::MigrateAck { entity: a },
-            Msg::RealMigrate { entity: a, game: 2, data: vec![8, 0, 0, 0, 0] },
-            Msg::CancelMigrate { entity: a },
-            Msg::ToClient { gate: 1, client: a, payload: vec![0x83; 17] },
-            Msg::LoadEntity { game: 0, id: a, type_name: "Avatar".into() },
-            Msg::FreezeGame,
-            Msg::FreezeAck { dispatcher: 2 },
-            Msg::Thawed { dispatcher: 1, released: 10, failed: 0 },
-            Msg::CallFailed { to: a, target: b, method: 9, reason: "game frozen too long".into() },
+            HelloAck { dispatcher: 1, games: vec![1, 2] }.into(),
+            Refused { reason: "bad secret".into() }.into(),
+            Thawed { dispatcher: 1, released: 10, failed: 2 }.into(),
+            FreezeAck { dispatcher: 2 }.into(),
+            GameUp { game: 3 }.into(),
+            GameDown { game: 3 }.into(),
+            GateDown { gate: 2 }.into(),
+            CreateBoot { boot: B, gate: 1, client: A }.into(),
+            Call { target: A, method: 7, caller: Caller::Server(B), args: vec![0, 0, 0, 0] }.into(),
+            Call { target: A, method: 7, caller: Caller::Client { gate: 1, client: B }, args: vec![] }.into(),
+            CallFailed { to: A, target: B, method: 9, reason: "game frozen too long".into() }.into(),
+            ClientDisconnected { owner: B, gate: 1, client: A }.into(),
+            ClientMove { id: B, gate: 1, client: A, pos: [1.0, 2.0, 3.0, 90.0] }.into(),
+            CreateEntity { id: A, game: 2, type_name: "Relay".into(), space_kind: None }.into(),
+            CreateEntity { id: A, game: 0, type_name: "Arena".into(), space_kind: Some(-7) }.into(),
+            LoadEntity { id: A, game: 0, type_name: "Avatar".into() }.into(),
+            SpaceGame { space: A, game: 2, entity: B }.into(),
+            MigrateAck { entity: A }.into(),
+            RealMigrate { entity: A, game: 2, data: vec![8, 0, 0, 0, 0] }.into(),
+            ServiceUpdate { entity: A, game: 2, name: "Online".into(), shard: 1 }.into(),
         ]
     }
 
-    #[test]
-    fn roundtrip_every_variant() {
-        for m in samples() {
-            let mut out = Vec::new();
-            m.encode(&mut out);
-            assert_eq!(Msg::decode(&out).expect("roundtrip"), m);
+    fn from_game() -> Vec<FromGame> {
+        vec![
+            Hello { version: INTERNAL_PROTOCOL_VERSION, kind: ProcKind::Game, id: 2, secret: "s".into() }.into(),
+            Announce { entities: vec![A, B] }.into(),
+            EntityCreated { id: A }.into(),
+            EntityDestroyed { id: A }.into(),
+            QuerySpace { space: A, entity: B }.into(),
+            MigrateRequest { entity: A }.into(),
+            CancelMigrate { entity: A }.into(),
+            ServiceRegister { entity: A, name: "Online".into(), shard: 1 }.into(),
+            GameLoad { load: 12 }.into(),
+            FreezeGame {}.into(),
+            ToClients { gate: 1, clients: vec![A, B], payload: vec![0x83; 17] }.into(),
+            SetFilterProp { gate: 1, client: A, key: "level".into(), value: "10".into() }.into(),
+            FilteredCall {
+                key: "level".into(),
+                op: FilterOp::Ge,
+                value: "5".into(),
+                method: "hi".into(),
+                args: vec![0, 0, 0, 0],
+            }
+            .into(),
+        ]
+    }
+
+    fn from_gate() -> Vec<FromGate> {
+        vec![
+            Hello { version: INTERNAL_PROTOCOL_VERSION, kind: ProcKind::Gate, id: 1, secret: "s".into() }.into(),
+            ClientConnected { boot: B, gate: 1, client: A }.into(),
+            Call { target: A, method: 7, caller: Caller::Client { gate: 1, client: B }, args: vec![1] }.into(),
+            ClientDisconnected { owner: B, gate: 1, client: A }.into(),
+            ClientMove { id: B, gate: 1, client: A, pos: [0.5; 4] }.into(),
+        ]
+    }
+
+    fn to_gate() -> Vec<ToGate> {
+        vec![
+            HelloAck { dispatcher: 2, games: vec![] }.into(),
+            Refused { reason: "no".into() }.into(),
+            ToClients { gate: 1, clients: vec![A], payload: vec![1, 2, 3] }.into(),
+            SetFilterProp { gate: 1, client: A, key: "k".into(), value: String::new() }.into(),
+            FilteredCall {
+                key: String::new(),
+                op: FilterOp::Eq,
+                value: String::new(),
+                method: "m".into(),
+                args: vec![],
+            }
+            .into(),
+        ]
+    }
+
+    /// A decoder of one direction.
+    type Decoder = fn(&[u8]) -> Result<(), MsgDecodeError>;
+
+    /// Every frame of every direction: (bytes, a decoder for that direction).
+    fn frames() -> Vec<(Vec<u8>, Decoder)> {
+        let mut v: Vec<(Vec<u8>, Decoder)> = Vec::new();
+        let enc = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = Vec::new();
+            f(&mut b);
+            b
+        };
+        for m in to_game() {
+            v.push((enc(&|b| m.encode(0, b)), |f| ToGame::decode(f).map(drop)));
         }
+        for m in from_game() {
+            v.push((enc(&|b| m.encode(3, b)), |f| FromGame::decode(f).map(drop)));
+        }
+        for m in from_gate() {
+            v.push((enc(&|b| m.encode(0x8001, b)), |f| FromGate::decode(f).map(drop)));
+        }
+        for m in to_gate() {
+            v.push((enc(&|b| m.encode(0, b)), |f| ToGate::decode(f).map(drop)));
+        }
+        v
+    }
+
+    #[test]
+    fn roundtrip_every_message_of_every_direction() {
+        for m in to_game() {
+            let mut b = Vec::new();
+            m.encode(0, &mut b);
+            assert_eq!(ToGame::decode(&b), Ok(m));
+        }
+        for m in from_game() {
+            let mut b = Vec::new();
+            m.encode(7, &mut b);
+            assert_eq!(Header::parse(&b).expect("header").0.origin, 7);
+            assert_eq!(FromGame::decode(&b), Ok(m));
+        }
+        for m in from_gate() {
+            let mut b = Vec::new();
+            m.encode(origin_of(ProcKind::Gate, 1), &mut b);
+            assert_eq!(FromGate::decode(&b), Ok(m));
+        }
+        for m in to_gate() {
+            let mut b = Vec::new();
+            m.encode(0, &mut b);
+            assert_eq!(ToGate::decode(&b), Ok(m));
+        }
+    }
+
+    /// The header carries the routing fields at fixed offsets, so a dispatcher routes by them
+    /// without the body; a create's `aux` is patched in place.
+    #[test]
+    fn header_layout_is_fixed_and_patchable() {
+        let m = CreateEntity { id: A, game: 0, type_name: "Relay".into(), space_kind: None };
+        let mut frame = m.to_frame(origin_of(ProcKind::Game, 3));
+        assert_eq!(frame[0], Kind::CreateEntity as u8);
+        assert_eq!(&frame[2..4], &[0, 0]);
+        assert_eq!(&frame[4..20], &A.0);
+        assert_eq!(&frame[20..22], &3u16.to_le_bytes());
+        assert!(frame[22..48].iter().all(|b| *b == 0), "reserved slots are zero");
+        Header::patch_aux(&mut frame, 2);
+        let (h, _) = Header::parse(&frame).expect("header");
+        assert_eq!((h.kind, h.aux, h.route), (Kind::CreateEntity, 2, A));
+        assert_eq!(CreateEntity::decode(&frame).expect("body").game, 2);
+        assert_eq!(origin_of(ProcKind::Gate, 2), 0x8002);
     }
 
     #[test]
     fn truncated_and_trailing_input_are_errors() {
-        for m in samples() {
-            let mut out = Vec::new();
-            m.encode(&mut out);
-            for cut in 0..out.len() {
-                assert!(Msg::decode(&out[..cut]).is_err(), "{} cut at {cut}", m.name());
+        for (frame, decode) in frames() {
+            for cut in 0..frame.len() {
+                assert!(decode(&frame[..cut]).is_err(), "kind {:#04x} cut at {cut}", frame[0]);
             }
-            out.push(0);
-            assert!(Msg::decode(&out).is_err(), "{} with a trailing byte", m.name());
+            let mut long = frame.clone();
+            long.push(0);
+            assert!(decode(&long).is_err(), "kind {:#04x} with a trailing byte", frame[0]);
         }
     }
 
     #[test]
-    fn hostile_lengths_and_tags() {
-        // Unknown variant tag.
-        assert!(Msg::decode(&[0xff, 0xff, 0xff, 0xff]).is_err());
-        // Hello with a secret claiming 4 GiB.
-        let mut out = Vec::new();
-        out.extend_from_slice(&0u32.to_le_bytes()); // Hello
-        out.extend_from_slice(&1u32.to_le_bytes()); // version
-        out.extend_from_slice(&1u32.to_le_bytes()); // kind = Game
-        out.extend_from_slice(&1u16.to_le_bytes()); // id
-        out.extend_from_slice(&u32::MAX.to_le_bytes()); // secret length
-        assert!(Msg::decode(&out).is_err());
+    fn kinds_travel_only_their_own_way() {
+        let call_failed = CallFailed { to: A, target: B, method: 1, reason: String::new() }.to_frame(0);
+        assert!(matches!(
+            FromGate::decode(&call_failed),
+            Err(MsgDecodeError::Unexpected { kind: Kind::CallFailed, direction: "FromGate" })
+        ));
+        let hello = Hello { version: 3, kind: ProcKind::Game, id: 1, secret: String::new() }.to_frame(1);
+        assert!(ToGame::decode(&hello).is_err(), "a game never receives Hello");
+        assert!(ToGate::decode(&GameUp { game: 1 }.to_frame(0)).is_err());
+    }
+
+    #[test]
+    fn hostile_headers_lengths_and_tags() {
+        assert_eq!(Header::parse(&[0x10; 47]).map(drop), Err(MsgDecodeError::Short(47)));
+        let mut unknown = vec![0u8; HEADER_LEN];
+        unknown[0] = 0xee;
+        assert_eq!(ToGame::decode(&unknown), Err(MsgDecodeError::UnknownKind(0xee)));
+        // A Hello whose secret claims 4 GiB.
+        let mut hello = Vec::new();
+        Header::new(Kind::Hello, Id::NIL, 0).write(&mut hello);
+        hello.extend_from_slice(&3u32.to_le_bytes());
+        hello.push(1);
+        hello.extend_from_slice(&1u16.to_le_bytes());
+        hello.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(FromGame::decode(&hello).is_err());
+        // An announce claiming 2^32 - 1 ids.
+        let mut ann = Vec::new();
+        Header::new(Kind::Announce, Id::NIL, 0).write(&mut ann);
+        ann.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(FromGame::decode(&ann).is_err());
+        // A caller or filter tag out of range.
+        let mut call = Call { target: A, method: 1, caller: Caller::Server(B), args: vec![] }.to_frame(0);
+        call[HEADER_LEN + 4] = 9;
+        assert!(ToGame::decode(&call).is_err());
+        let mut fc = FilteredCall::default().to_frame(0);
+        fc[HEADER_LEN + 4] = 6;
+        assert!(ToGate::decode(&fc).is_err(), "filter op 6 does not exist");
+    }
+
+    #[test]
+    fn filter_ops_compare_numbers_as_numbers() {
+        assert_eq!(FilterOp::parse(">="), Some(FilterOp::Ge));
+        assert_eq!(FilterOp::parse("=="), Some(FilterOp::Eq));
+        assert_eq!(FilterOp::parse("=>"), None);
+        assert!(FilterOp::Gt.matches("10", "9"), "10 > 9 as numbers");
+        assert!(!FilterOp::Gt.matches("10", "9x"), "'10' < '9x' as strings");
+        assert!(FilterOp::Lt.matches("b", "c") && FilterOp::Eq.matches("a", "a") && FilterOp::Ne.matches("a", "b"));
+        assert!(FilterOp::Le.matches("5", "5") && FilterOp::Ge.matches("5", "5"));
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::id::Id;
 use crate::wire::{DecodeError, Reader, put_bytes, put_len};
 
 /// Deepest nesting of lists and maps a decoder accepts; deeper input is refused, so a hostile
@@ -145,6 +146,20 @@ impl Value {
     /// The bool inside, if this is a bool.
     pub fn as_bool(&self) -> Option<bool> {
         if let Value::Bool(b) = self { Some(*b) } else { None }
+    }
+
+    /// An entity or client id as a value: its 16 bytes (how ids travel as call arguments, in
+    /// attributes and in stored images).
+    pub fn id(id: Id) -> Value {
+        Value::Bytes(id.0.to_vec())
+    }
+
+    /// The id inside, if this is exactly 16 bytes (see [`Value::id`]).
+    pub fn as_id(&self) -> Option<Id> {
+        match self {
+            Value::Bytes(b) => <[u8; 16]>::try_from(b.as_slice()).ok().map(Id),
+            _ => None,
+        }
     }
 
     /// Name of this value's kind, for error messages.

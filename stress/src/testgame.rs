@@ -387,14 +387,7 @@ pub(crate) fn run_testgame(
                             if let (Some(from), Some(me)) =
                                 (id_arg(args.first()).filter(|f| b.shadow.contains_key(f)), b.avatar)
                             {
-                                call(
-                                    &mut net,
-                                    i,
-                                    from,
-                                    "call_all_echo",
-                                    vec![Value::Bytes(me.0.to_vec())],
-                                    &mut events,
-                                );
+                                call(&mut net, i, from, "call_all_echo", vec![Value::id(me)], &mut events);
                             }
                         }
                         ("on_test_call_all", Some(Pending::CallAll)) => {

@@ -7,12 +7,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use oxworld_engine::dispatcher::DispatcherApp;
-use oxworld_engine::{Args, CallError, Ctx, Entity, Expose, Id, Registry, Value, World, id_value};
+use oxworld_engine::{Args, CallError, Ctx, Entity, Expose, Id, Registry, World, id_value};
 use oxworld_net::app::{App, ConnId, Event, Outbox};
 use oxworld_net::client_proto::Pos;
 use oxworld_net::config::Config;
 use oxworld_net::method_id;
-use oxworld_net::msg::{Caller, INTERNAL_PROTOCOL_VERSION, Msg, ProcKind};
+use oxworld_net::msg::{Call, Caller, CreateEntity, Hello, INTERNAL_PROTOCOL_VERSION, Message, ProcKind, ToGame};
 use oxworld_net::value::encode_args;
 
 #[derive(Default)]
@@ -34,10 +34,8 @@ fn registry() -> Registry {
     reg
 }
 
-fn enc(m: &Msg) -> Vec<u8> {
-    let mut b = Vec::new();
-    m.encode(&mut b);
-    b
+fn enc<M: Message>(m: &M) -> Vec<u8> {
+    m.to_frame(1)
 }
 
 struct Cluster {
@@ -52,16 +50,18 @@ impl Cluster {
         loop {
             let mut moved = false;
             for (i, conn) in [(0usize, ConnId(1)), (1, ConnId(2))] {
-                let msgs: Vec<Msg> = self.w[i].drain_output().map(|(_, m)| m).collect();
+                let msgs: Vec<_> = self.w[i].drain_output().map(|(_, m)| m).collect();
                 for m in msgs {
                     moved = true;
-                    self.d.handle(self.now, Event::Frame { conn, data: enc(&m) }, &mut self.out);
+                    let mut data = Vec::new();
+                    m.encode(i as u16 + 1, &mut data);
+                    self.d.handle(self.now, Event::Frame { conn, data }, &mut self.out);
                 }
             }
             for (conn, frames) in self.out.take_frames() {
                 for f in frames {
                     moved = true;
-                    if let (Ok(m), Some(w)) = (Msg::decode(&f), self.w.get_mut(conn.0 as usize - 1)) {
+                    if let (Ok(m), Some(w)) = (ToGame::decode(&f), self.w.get_mut(conn.0 as usize - 1)) {
                         w.handle(self.now, m);
                     }
                 }
@@ -85,13 +85,7 @@ fn main() {
     let peer = "127.0.0.1:1".parse().expect("addr");
     for (c, id) in [(1u64, 1u16), (2, 2)] {
         d.handle(now, Event::Accepted { conn: ConnId(c), listener: 0, peer }, &mut out);
-        let hello = Msg::Hello {
-            version: INTERNAL_PROTOCOL_VERSION,
-            kind: ProcKind::Game,
-            id,
-            secret: "s".into(),
-            entities: vec![],
-        };
+        let hello = Hello { version: INTERNAL_PROTOCOL_VERSION, kind: ProcKind::Game, id, secret: "s".into() };
         d.handle(now, Event::Frame { conn: ConnId(c), data: enc(&hello) }, &mut out);
     }
     out.take_frames();
@@ -103,9 +97,7 @@ fn main() {
     // A space on each game, 1,000 movers on game 1.
     let spaces = [Id([0x51; 16]), Id([0x52; 16])];
     for (i, s) in spaces.iter().enumerate() {
-        let mut data = Vec::new();
-        encode_args(&[Value::Int(1)], &mut data);
-        let m = Msg::CreateEntity { game: i as u16 + 1, id: *s, type_name: "__space__".into(), data };
+        let m = CreateEntity { id: *s, game: i as u16 + 1, type_name: "__space__".into(), space_kind: Some(1) };
         c.d.handle(now, Event::Frame { conn: ConnId(1), data: enc(&m) }, &mut c.out);
     }
     let movers: Vec<Id> = (0..1000u32)
@@ -116,7 +108,7 @@ fn main() {
         })
         .collect();
     for m in &movers {
-        let msg = Msg::CreateEntity { game: 1, id: *m, type_name: "Mover".into(), data: vec![] };
+        let msg = CreateEntity { id: *m, game: 1, type_name: "Mover".into(), space_kind: None };
         c.d.handle(now, Event::Frame { conn: ConnId(1), data: enc(&msg) }, &mut c.out);
     }
     c.pump();
@@ -124,7 +116,7 @@ fn main() {
     for m in &movers {
         let mut args = Vec::new();
         encode_args(&[id_value(spaces[1])], &mut args);
-        let call = Msg::Call { target: *m, method: method_id("hop"), args, caller: Caller::Server(Id::NIL) };
+        let call = Call { target: *m, method: method_id("hop"), caller: Caller::Server(Id::NIL), args };
         let t0 = oxworld_runtime::clock_now();
         c.d.handle(c.now, Event::Frame { conn: ConnId(1), data: enc(&call) }, &mut c.out);
         c.pump();

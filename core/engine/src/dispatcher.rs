@@ -1,9 +1,17 @@
 //! The dispatcher: routes every message about one entity through one place, keeps entity ->
 //! game, places boot entities, and tells games who joined and left. A sans-IO [`App`].
 //!
+//! It routes by the fixed header of each frame (`oxworld_net::msg::Header`): calls, client
+//! messages, creates, loads and migrations are forwarded as the bytes that arrived (a create or
+//! load "anywhere" gets the chosen game patched into the header); only what is addressed to the
+//! dispatcher itself (the handshake, routes, spaces, services, loads, freezes) has its body
+//! decoded. Held traffic (a migrating entity's, a freezing game's) is held as frames.
+//!
 //! LIFECYCLE of an accepted connection: `Pending` (only `Hello` is accepted; anything else, a
 //! wrong secret, version or id is answered with `Refused` and closed) -> `Game(id)` or
-//! `Gate(id)` until it closes. A second connection with the id of a live one replaces it.
+//! `Gate(id)` until it closes. A second connection with the id of a live one replaces it. A
+//! frame that does not decode from a peer past the handshake is dropped and counted; the
+//! connection stays (its framing is intact).
 //!
 //! LIFECYCLE of a game's traffic across a hot swap: `Live` -> (`FreezeGame` from the game)
 //! `Held` — everything addressed to the game (calls, creates, loads, migrations into it) is
@@ -22,7 +30,11 @@ use oxworld_net::Id;
 use oxworld_net::app::{App, ConnId, Event, Outbox, Signal};
 use oxworld_net::client_proto::{ErrorCode, ServerMsg};
 use oxworld_net::config::Config;
-use oxworld_net::msg::{Caller, INTERNAL_PROTOCOL_VERSION, Msg, ProcKind};
+use oxworld_net::msg::{
+    Announce, Call, CallFailed, Caller, ClientConnected, CreateBoot, FreezeAck, FromGameKind, FromGateKind, GameDown,
+    GameLoad, GameUp, GateDown, Header, Hello, HelloAck, INTERNAL_PROTOCOL_VERSION, Message, MigrateAck,
+    MsgDecodeError, ProcKind, QuerySpace, Refused, ServiceRegister, ServiceUpdate, SpaceGame, Thawed, ToClients,
+};
 use rustc_hash::FxHashMap;
 
 use crate::status::{ProcState, Report};
@@ -33,21 +45,14 @@ pub const MAX_HELD_PER_ENTITY: usize = 100_000;
 /// Client logins held while no game is connected; past this they are refused.
 pub const MAX_PENDING_BOOTS: usize = 10_000;
 
-/// Traffic held for one freezing game.
+/// Bookkeeping bytes counted per held frame, besides the frame itself (for the memory bound).
+const HELD_OVERHEAD: usize = 16;
+
+/// Traffic held for one freezing game, as frames in arrival order.
 struct Hold {
     since: Instant,
     bytes: usize,
-    queue: VecDeque<Msg>,
-}
-
-/// Rough size of a held message, for the memory bound.
-fn held_size(m: &Msg) -> usize {
-    64 + match m {
-        Msg::Call { args, .. } => args.len(),
-        Msg::RealMigrate { data, .. } | Msg::CreateEntity { data, .. } => data.len(),
-        Msg::ToClient { payload, .. } => payload.len(),
-        _ => 0,
-    }
+    queue: VecDeque<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +71,8 @@ pub struct DispatcherStats {
     pub undeliverable: u64,
     /// Handshakes refused.
     pub refused: u64,
+    /// Frames from peers past the handshake that did not decode (dropped).
+    pub malformed: u64,
 }
 
 /// One dispatcher's routing state.
@@ -82,10 +89,11 @@ pub struct DispatcherApp {
     boot_rr: usize,
     /// Service shards registered through this dispatcher: (name, shard) -> (entity, game).
     services: BTreeMap<(String, u16), (Id, u16)>,
-    /// Entities being migrated: messages for them are held here, in order.
-    held: FxHashMap<Id, VecDeque<Msg>>,
+    /// Entities being migrated: frames for them are held here, in order.
+    held: FxHashMap<Id, VecDeque<Vec<u8>>>,
     /// Last load each live game reported, bumped by each placement until the next report.
     loads: BTreeMap<u16, u64>,
+    /// Logins waiting for a game: (gate, client, boot entity).
     pending_boots: VecDeque<(u16, Id, Id)>,
     /// Games whose traffic is held for a hot swap.
     frozen: BTreeMap<u16, Hold>,
@@ -147,12 +155,12 @@ impl DispatcherApp {
         self.frozen.contains_key(&game)
     }
 
-    /// Sends `msg` to game `game`, or holds it if the game is frozen. False if the game is
-    /// neither connected nor frozen.
-    fn send_game(&mut self, game: u16, msg: Msg, out: &mut Outbox) -> Result<(), Msg> {
+    /// Sends `frame` to game `game`, or holds it if the game is frozen. Gives the frame back if
+    /// the game is neither connected nor frozen.
+    fn send_game(&mut self, game: u16, frame: Vec<u8>, out: &mut Outbox) -> Result<(), Vec<u8>> {
         if let Some(h) = self.frozen.get_mut(&game) {
-            h.bytes += held_size(&msg);
-            h.queue.push_back(msg);
+            h.bytes += frame.len() + HELD_OVERHEAD;
+            h.queue.push_back(frame);
             if h.bytes > self.hold_max_bytes {
                 warn!("dispatcher{}: traffic held for frozen game{game} over {} bytes", self.id, self.hold_max_bytes);
                 self.expire_hold(game, out);
@@ -161,23 +169,39 @@ impl DispatcherApp {
         }
         match self.games.get(&game) {
             Some(&c) => {
-                Self::send(out, c, &msg);
+                out.send(c, &frame);
                 self.stats.routed += 1;
                 Ok(())
             }
-            None => Err(msg),
+            None => Err(frame),
         }
     }
 
-    /// Sends `msg` to every game, live or frozen (a frozen game gets it after its restore),
-    /// except `skip`.
-    fn broadcast_games(&mut self, msg: &Msg, skip: Option<u16>, out: &mut Outbox) {
+    /// Sends `frame` to every game, live or frozen (a frozen game gets it after its restore),
+    /// except `skip`. Encoded once by the caller.
+    fn broadcast_games(&mut self, frame: &[u8], skip: Option<u16>, out: &mut Outbox) {
         let mut all: Vec<u16> = self.games.keys().chain(self.frozen.keys()).copied().collect();
         all.sort_unstable();
         all.dedup();
         for g in all {
             if Some(g) != skip {
-                let _ = self.send_game(g, msg.clone(), out);
+                let _ = self.send_game(g, frame.to_vec(), out);
+            }
+        }
+    }
+
+    /// Sends `frame` to gate `gate`; false if it is not connected.
+    fn send_gate(&mut self, gate: u16, frame: &[u8], out: &mut Outbox) -> bool {
+        match self.gates.get(&gate) {
+            Some(&c) => {
+                out.send(c, frame);
+                self.stats.routed += 1;
+                true
+            }
+            None => {
+                self.stats.undeliverable += 1;
+                debug!("dispatcher{}: gate{gate} not connected; client message dropped", self.id);
+                false
             }
         }
     }
@@ -199,44 +223,51 @@ impl DispatcherApp {
         }
         self.game_down(game, out);
         let reason = format!("game{game} did not come back from its hot swap in time");
-        for m in h.queue {
-            self.fail(m, &reason, out);
+        for frame in h.queue {
+            self.fail(&frame, &reason, out);
         }
     }
 
-    /// Answers a message that will never be delivered: client calls get `Unavailable`,
-    /// entity calls `CallFailed`; everything else is logged. Counted.
-    fn fail(&mut self, msg: Msg, reason: &str, out: &mut Outbox) {
+    /// Answers a frame that will never be delivered: client calls get `Unavailable`, entity
+    /// calls `CallFailed`; everything else is logged. Counted. (Decodes the body: rare.)
+    fn fail(&mut self, frame: &[u8], reason: &str, out: &mut Outbox) {
         self.stats.undeliverable += 1;
-        match msg {
-            Msg::Call { target, method, caller: Caller::Client { gate, client }, .. } => {
+        match Call::decode(frame) {
+            Ok(Call { target, method, caller: Caller::Client { gate, client }, .. }) => {
                 let err = ServerMsg::error(ErrorCode::Unavailable, target, method, reason);
                 self.send_to_gate(gate, client, &err, out);
             }
-            Msg::Call { target, method, caller: Caller::Server(from), .. } if !from.is_nil() => {
-                let m = Msg::CallFailed { to: from, target, method, reason: reason.to_owned() };
-                self.route(from, m, out);
+            Ok(Call { target, method, caller: Caller::Server(from), .. }) if !from.is_nil() => {
+                let m = CallFailed { to: from, target, method, reason: reason.to_owned() };
+                self.route(from, m.to_frame(0), out);
             }
-            other => warn!("dispatcher{}: {} dropped: {reason}", self.id, other.name()),
+            _ => warn!("dispatcher{}: {} dropped: {reason}", self.id, kind_name(frame)),
         }
-    }
-
-    fn send(out: &mut Outbox, conn: ConnId, msg: &Msg) {
-        out.send_with(conn, |b| msg.encode(b));
     }
 
     fn refuse(&mut self, conn: ConnId, reason: String, out: &mut Outbox) {
         self.stats.refused += 1;
         warn!("dispatcher{}: refusing {conn}: {reason}", self.id);
-        Self::send(out, conn, &Msg::Refused { reason: reason.clone() });
+        out.send_with(conn, |b| Refused { reason: reason.clone() }.encode(0, b));
         out.close(conn, reason);
         self.conns.remove(&conn);
     }
 
-    fn on_hello(&mut self, conn: ConnId, msg: Msg, out: &mut Outbox) {
-        let Msg::Hello { version, kind, id, secret, entities } = msg else {
-            self.refuse(conn, format!("expected Hello first, got {}", msg.name()), out);
-            return;
+    fn on_hello(&mut self, conn: ConnId, frame: &[u8], out: &mut Outbox) {
+        let hello = match Header::parse(frame) {
+            Ok((h, body)) if h.kind == oxworld_net::msg::Kind::Hello => Hello::decode_body(&h, body),
+            Ok((h, _)) => {
+                self.refuse(conn, format!("expected Hello first, got {}", h.kind), out);
+                return;
+            }
+            Err(e) => Err(e),
+        };
+        let Hello { version, kind, id, secret } = match hello {
+            Ok(h) => h,
+            Err(e) => {
+                self.refuse(conn, format!("malformed handshake: {e}"), out);
+                return;
+            }
         };
         if version != INTERNAL_PROTOCOL_VERSION {
             self.refuse(
@@ -251,55 +282,7 @@ impl DispatcherApp {
             return;
         }
         match kind {
-            ProcKind::Game if (1..=self.n_games).contains(&id) => {
-                let hold = self.frozen.remove(&id);
-                if let Some(old) = self.games.get(&id).copied() {
-                    warn!("dispatcher{}: game{id} connected again; dropping its old link", self.id);
-                    out.close(old, "replaced by a new connection of the same game");
-                    self.conns.remove(&old);
-                    if hold.is_none() {
-                        self.game_down(id, out);
-                    }
-                }
-                self.conns.insert(conn, Peer::Game(id));
-                self.games.insert(id, conn);
-                for e in entities {
-                    if let Some(prev) = self.routes.insert(e, id)
-                        && prev != id
-                    {
-                        warn!("dispatcher{}: entity {e} re-announced by game{id}, was on game{prev}", self.id);
-                    }
-                }
-                let games: Vec<u16> = self.games.keys().chain(self.frozen.keys()).copied().collect();
-                Self::send(out, conn, &Msg::HelloAck { dispatcher: self.id, games });
-                // Always sent (0, 0 for a game that was not frozen), so a restored game knows
-                // when every dispatcher has released its traffic.
-                let failed = self.failed_holds.remove(&id).unwrap_or(0);
-                let queue = hold.map(|h| h.queue).unwrap_or_default();
-                let released = queue.len() as u64;
-                if released > 0 || failed > 0 {
-                    info!(
-                        "dispatcher{}: game{id} is back; releasing {released} held messages ({failed} failed)",
-                        self.id
-                    );
-                }
-                Self::send(out, conn, &Msg::Thawed { dispatcher: self.id, released, failed });
-                for m in queue {
-                    Self::send(out, conn, &m);
-                    self.stats.routed += 1;
-                }
-                self.broadcast_games(&Msg::GameUp { game: id }, Some(id), out);
-                info!("dispatcher{}: game{id} up ({} games)", self.id, self.games.len());
-                for ((name, shard), (entity, game)) in &self.services {
-                    let m = Msg::ServiceUpdate { name: name.clone(), shard: *shard, entity: *entity, game: *game };
-                    Self::send(out, conn, &m);
-                }
-                if !self.banned.contains(&id) {
-                    while let Some((gate, client, boot)) = self.pending_boots.pop_front() {
-                        self.place_boot(gate, client, boot, out);
-                    }
-                }
-            }
+            ProcKind::Game if (1..=self.n_games).contains(&id) => self.game_up(conn, id, out),
             ProcKind::Gate if (1..=self.n_gates).contains(&id) => {
                 if let Some(old) = self.gates.insert(id, conn) {
                     warn!("dispatcher{}: gate{id} connected again; dropping its old link", self.id);
@@ -307,10 +290,52 @@ impl DispatcherApp {
                     self.conns.remove(&old);
                 }
                 self.conns.insert(conn, Peer::Gate(id));
-                Self::send(out, conn, &Msg::HelloAck { dispatcher: self.id, games: Vec::new() });
+                out.send_with(conn, |b| HelloAck { dispatcher: self.id, games: Vec::new() }.encode(0, b));
                 info!("dispatcher{}: gate{id} up", self.id);
             }
             _ => self.refuse(conn, format!("{kind:?} id {id} is not in the config"), out),
+        }
+    }
+
+    /// Game `id` completed its handshake on `conn`: answer, release what was held for it,
+    /// tell the others, and place waiting logins. Its entities' routes follow in `Announce`s.
+    fn game_up(&mut self, conn: ConnId, id: u16, out: &mut Outbox) {
+        let hold = self.frozen.remove(&id);
+        if let Some(old) = self.games.get(&id).copied() {
+            warn!("dispatcher{}: game{id} connected again; dropping its old link", self.id);
+            out.close(old, "replaced by a new connection of the same game");
+            self.conns.remove(&old);
+            if hold.is_none() {
+                self.game_down(id, out);
+            }
+        }
+        self.conns.insert(conn, Peer::Game(id));
+        self.games.insert(id, conn);
+        let games: Vec<u16> = self.games.keys().chain(self.frozen.keys()).copied().collect();
+        out.send_with(conn, |b| HelloAck { dispatcher: self.id, games }.encode(0, b));
+        // Always sent (0, 0 for a game that was not frozen), so a restored game knows when
+        // every dispatcher has released its traffic.
+        let failed = self.failed_holds.remove(&id).unwrap_or(0);
+        let queue = hold.map(|h| h.queue).unwrap_or_default();
+        let released = queue.len() as u64;
+        if released > 0 || failed > 0 {
+            info!("dispatcher{}: game{id} is back; releasing {released} held messages ({failed} failed)", self.id);
+        }
+        out.send_with(conn, |b| Thawed { dispatcher: self.id, released, failed }.encode(0, b));
+        for frame in queue {
+            out.send(conn, &frame);
+            self.stats.routed += 1;
+        }
+        self.broadcast_games(&GameUp { game: id }.to_frame(0), Some(id), out);
+        info!("dispatcher{}: game{id} up ({} games)", self.id, self.games.len());
+        for ((name, shard), (entity, game)) in &self.services {
+            let m = ServiceUpdate { entity: *entity, game: *game, name: name.clone(), shard: *shard };
+            out.send_with(conn, |b| m.encode(0, b));
+        }
+        if !self.banned.contains(&id) {
+            while let Some((gate, client, boot)) = self.pending_boots.pop_front() {
+                self.place_boot(gate, client, boot, out);
+            }
         }
     }
 
@@ -335,8 +360,8 @@ impl DispatcherApp {
         self.routes.retain(|_, g| *g != game);
         info!("dispatcher{}: game{game} down; {} routes dropped", self.id, before - self.routes.len());
         for e in stuck {
-            for m in self.held.remove(&e).unwrap_or_default() {
-                self.undeliverable(e, m, out);
+            for frame in self.held.remove(&e).unwrap_or_default() {
+                self.undeliverable(e, &frame, out);
             }
         }
         // Services it provided are gone; games re-create them.
@@ -344,10 +369,10 @@ impl DispatcherApp {
             self.services.iter().filter(|(_, (_, g))| *g == game).map(|(k, _)| k.clone()).collect();
         for (name, shard) in lost {
             self.services.remove(&(name.clone(), shard));
-            let update = Msg::ServiceUpdate { name, shard, entity: Id::NIL, game: 0 };
+            let update = ServiceUpdate { entity: Id::NIL, game: 0, name, shard }.to_frame(0);
             self.broadcast_games(&update, None, out);
         }
-        self.broadcast_games(&Msg::GameDown { game }, None, out);
+        self.broadcast_games(&GameDown { game }.to_frame(0), None, out);
     }
 
     fn place_boot(&mut self, gate: u16, client: Id, boot: Id, out: &mut Outbox) {
@@ -369,193 +394,247 @@ impl DispatcherApp {
         let (g, c) = candidates[self.boot_rr % candidates.len()];
         self.boot_rr = self.boot_rr.wrapping_add(1);
         self.routes.insert(boot, g);
-        Self::send(out, c, &Msg::CreateBoot { gate, client, boot });
+        out.send_with(c, |b| CreateBoot { boot, gate, client }.encode(0, b));
         self.stats.routed += 1;
     }
 
     fn send_to_gate(&mut self, gate: u16, client: Id, msg: &ServerMsg, out: &mut Outbox) {
-        let Some(&c) = self.gates.get(&gate) else {
-            self.stats.undeliverable += 1;
-            debug!("dispatcher{}: gate{gate} not connected; client message dropped", self.id);
-            return;
-        };
         let mut payload = Vec::new();
         msg.encode(&mut payload);
-        Self::send(out, c, &Msg::ToClient { gate, client, payload });
+        let frame = ToClients { gate, clients: vec![client], payload }.to_frame(0);
+        self.send_gate(gate, &frame, out);
     }
 
-    /// Forwards an entity-addressed message to the entity's game.
-    fn route(&mut self, target: Id, msg: Msg, out: &mut Outbox) {
+    /// Forwards a frame addressed to entity `target` to the entity's game (or holds it while
+    /// the entity migrates).
+    fn route(&mut self, target: Id, frame: Vec<u8>, out: &mut Outbox) {
         if let Some(q) = self.held.get_mut(&target) {
             if q.len() < MAX_HELD_PER_ENTITY {
-                q.push_back(msg);
+                q.push_back(frame);
                 return;
             }
             warn!("dispatcher{}: more than {MAX_HELD_PER_ENTITY} messages held for migrating {target}", self.id);
-            self.undeliverable(target, msg, out);
+            self.undeliverable(target, &frame, out);
             return;
         }
-        let msg = match self.routes.get(&target).copied() {
-            Some(g) => match self.send_game(g, msg, out) {
+        let frame = match self.routes.get(&target).copied() {
+            Some(g) => match self.send_game(g, frame, out) {
                 Ok(()) => return,
-                Err(m) => m,
+                Err(f) => f,
             },
-            None => msg,
+            None => frame,
         };
-        self.undeliverable(target, msg, out);
+        self.undeliverable(target, &frame, out);
     }
 
-    /// A message that cannot reach `target`: clients get an error, the rest is logged; all
+    /// A frame that cannot reach `target`: client calls get an error, the rest is logged; all
     /// counted.
-    fn undeliverable(&mut self, target: Id, msg: Msg, out: &mut Outbox) {
+    fn undeliverable(&mut self, target: Id, frame: &[u8], out: &mut Outbox) {
         self.stats.undeliverable += 1;
-        match msg {
-            Msg::Call { method, caller: Caller::Client { gate, client }, .. } => {
+        match Call::decode(frame) {
+            Ok(Call { method, caller: Caller::Client { gate, client }, .. }) => {
                 let err = ServerMsg::error(ErrorCode::UnknownEntity, target, method, format!("no entity {target}"));
                 self.send_to_gate(gate, client, &err, out);
             }
-            Msg::Call { method, caller: Caller::Server(from), .. } => {
+            Ok(Call { method, caller: Caller::Server(from), .. }) => {
                 warn!("dispatcher{}: call {method:#010x} from {from} to unknown entity {target} dropped", self.id);
             }
-            Msg::LoadEntity { type_name, .. } => {
-                warn!("dispatcher{}: load of {type_name} {target}: its game is gone", self.id);
-            }
-            other => debug!("dispatcher{}: {} for unknown entity {target} dropped", self.id, other.name()),
+            Err(_) => debug!("dispatcher{}: {} for unknown entity {target} dropped", self.id, kind_name(frame)),
         }
     }
 
-    fn on_game_msg(&mut self, game: u16, msg: Msg, out: &mut Outbox) {
-        match msg {
-            Msg::EntityCreated { id } => {
-                self.routes.insert(id, game);
+    /// A frame a peer past the handshake sent that does not decode: dropped and counted.
+    fn malformed(&mut self, from: Peer, e: &MsgDecodeError) {
+        self.stats.malformed += 1;
+        warn!("dispatcher{}: {from:?} sent a frame that does not decode ({e}); dropped", self.id);
+    }
+
+    fn on_game_frame(&mut self, game: u16, h: Header, frame: Vec<u8>, out: &mut Outbox) {
+        let kind = match FromGameKind::of(&h) {
+            Ok(k) => k,
+            Err(e) => return self.malformed(Peer::Game(game), &e),
+        };
+        let body = &frame[oxworld_net::msg::HEADER_LEN..];
+        match kind {
+            // Forwarded as they came, by the header alone.
+            FromGameKind::Call | FromGameKind::CallFailed => self.route(h.route, frame, out),
+            FromGameKind::CreateEntity => self.place_create(h, frame, out),
+            FromGameKind::LoadEntity => self.place_load(h, frame, out),
+            FromGameKind::RealMigrate => {
+                let (entity, target) = (h.route, h.aux);
+                let held = self.held.remove(&entity).unwrap_or_default();
+                self.routes.insert(entity, target);
+                if self.send_game(target, frame, out).is_err() {
+                    self.routes.remove(&entity);
+                    warn!("dispatcher{}: {entity} migrating to offline game{target}: lost", self.id);
+                }
+                for f in held {
+                    self.route(entity, f, out);
+                }
             }
-            Msg::EntityDestroyed { id } => {
-                if self.routes.get(&id) == Some(&game) {
-                    self.routes.remove(&id);
+            FromGameKind::ToClients | FromGameKind::SetFilterProp => {
+                self.send_gate(h.aux, &frame, out);
+            }
+            FromGameKind::FilteredCall => {
+                for &c in self.gates.values() {
+                    out.send(c, &frame);
+                    self.stats.routed += 1;
+                }
+            }
+            // Addressed to the dispatcher.
+            FromGameKind::Announce => match Announce::decode_body(&h, body) {
+                Ok(a) => {
+                    for e in a.entities {
+                        if let Some(prev) = self.routes.insert(e, game)
+                            && prev != game
+                        {
+                            warn!("dispatcher{}: entity {e} re-announced by game{game}, was on game{prev}", self.id);
+                        }
+                    }
+                }
+                Err(e) => self.malformed(Peer::Game(game), &e),
+            },
+            FromGameKind::EntityCreated => {
+                self.routes.insert(h.route, game);
+            }
+            FromGameKind::EntityDestroyed => {
+                if self.routes.get(&h.route) == Some(&game) {
+                    self.routes.remove(&h.route);
                 }
             }
             // Answers go through `send_game`: a game that froze after asking gets them after
             // its restore instead of losing them with its old process.
-            Msg::QuerySpace { space, entity } => {
-                let on = self.routes.get(&space).copied().filter(|g| self.is_live(*g)).unwrap_or(0);
-                let _ = self.send_game(game, Msg::SpaceGame { space, entity, game: on }, out);
-            }
-            Msg::MigrateRequest { entity } => {
-                self.held.entry(entity).or_default();
-                let _ = self.send_game(game, Msg::MigrateAck { entity }, out);
-            }
-            Msg::RealMigrate { entity, game: target, data } => {
-                let held = self.held.remove(&entity).unwrap_or_default();
-                self.routes.insert(entity, target);
-                if self.send_game(target, Msg::RealMigrate { entity, game: target, data }, out).is_err() {
-                    self.routes.remove(&entity);
-                    warn!("dispatcher{}: {entity} migrating to offline game{target}: lost", self.id);
+            FromGameKind::QuerySpace => match QuerySpace::decode_body(&h, body) {
+                Ok(QuerySpace { space, entity }) => {
+                    let on = self.routes.get(&space).copied().filter(|g| self.is_live(*g)).unwrap_or(0);
+                    let _ = self.send_game(game, SpaceGame { space, game: on, entity }.to_frame(0), out);
                 }
-                for m in held {
-                    self.route(entity, m, out);
-                }
-            }
-            Msg::CancelMigrate { entity } => {
-                for m in self.held.remove(&entity).unwrap_or_default() {
-                    self.route(entity, m, out);
-                }
-            }
-            Msg::ServiceRegister { name, shard, entity } => {
-                let key = (name, shard);
-                let winner = match self.services.get(&key) {
-                    Some(&(e, g)) if self.is_live(g) && e != entity => (e, g),
-                    _ => {
-                        self.services.insert(key.clone(), (entity, game));
-                        info!("dispatcher{}: service {}#{} is {entity} on game{game}", self.id, key.0, key.1);
-                        (entity, game)
-                    }
-                };
-                let update = Msg::ServiceUpdate { name: key.0, shard: key.1, entity: winner.0, game: winner.1 };
-                self.broadcast_games(&update, None, out);
-            }
-            Msg::SetFilterProp { gate, .. } => match self.gates.get(&gate) {
-                Some(&c) => Self::send(out, c, &msg),
-                None => debug!("dispatcher{}: gate{gate} not connected; filter prop dropped", self.id),
+                Err(e) => self.malformed(Peer::Game(game), &e),
             },
-            Msg::FilteredCall { .. } => {
-                for &c in self.gates.values() {
-                    Self::send(out, c, &msg);
+            FromGameKind::MigrateRequest => {
+                self.held.entry(h.route).or_default();
+                let _ = self.send_game(game, MigrateAck { entity: h.route }.to_frame(0), out);
+            }
+            FromGameKind::CancelMigrate => {
+                for f in self.held.remove(&h.route).unwrap_or_default() {
+                    self.route(h.route, f, out);
                 }
             }
-            Msg::GameLoad { load } => {
-                self.loads.insert(game, u64::from(load));
-            }
-            Msg::CreateEntity { game: 0, id, type_name, data } => match self.least_loaded() {
-                Some(target) => {
-                    let msg = Msg::CreateEntity { game: target, id, type_name, data };
-                    self.on_game_msg(game, msg, out);
-                }
-                None => {
-                    self.stats.undeliverable += 1;
-                    warn!("dispatcher{}: create {type_name} {id} anywhere: no live game", self.id);
-                }
+            FromGameKind::ServiceRegister => match ServiceRegister::decode_body(&h, body) {
+                Ok(ServiceRegister { entity, name, shard }) => self.register_service(game, entity, name, shard, out),
+                Err(e) => self.malformed(Peer::Game(game), &e),
             },
-            Msg::CreateEntity { game: target, id, .. } => {
-                self.routes.insert(id, target);
-                if let Err(Msg::CreateEntity { type_name, .. }) = self.send_game(target, msg, out) {
-                    self.routes.remove(&id);
-                    self.stats.undeliverable += 1;
-                    warn!("dispatcher{}: create {type_name} {id} on offline game{target} dropped", self.id);
+            FromGameKind::GameLoad => match GameLoad::decode_body(&h, body) {
+                Ok(GameLoad { load }) => {
+                    self.loads.insert(game, u64::from(load));
                 }
-            }
-            Msg::LoadEntity { game: want, id, type_name } => {
-                if let Some(g) = self.routes.get(&id).copied().filter(|g| self.is_live(*g)) {
-                    debug!("dispatcher{}: {type_name} {id} already lives on game{g}; load ignored", self.id);
-                    return;
-                }
-                let target = if want == 0 { self.least_loaded() } else { Some(want).filter(|g| self.is_live(*g)) };
-                let Some(target) = target else {
-                    self.stats.undeliverable += 1;
-                    warn!("dispatcher{}: load {type_name} {id}: no live game to load it on", self.id);
-                    return;
-                };
-                // The route exists from now on: calls wait on the game while it loads, and
-                // a second load finds it.
-                self.routes.insert(id, target);
-                let m = Msg::LoadEntity { game: target, id, type_name };
-                if self.send_game(target, m, out).is_err() {
-                    self.routes.remove(&id);
-                }
-            }
-            Msg::FreezeGame => {
+                Err(e) => self.malformed(Peer::Game(game), &e),
+            },
+            FromGameKind::FreezeGame => {
                 info!("dispatcher{}: game{game} is freezing; holding its traffic", self.id);
                 let Some(since) = self.now else { return };
                 self.frozen.insert(game, Hold { since, bytes: 0, queue: VecDeque::new() });
                 if let Some(&c) = self.games.get(&game) {
-                    Self::send(out, c, &Msg::FreezeAck { dispatcher: self.id });
+                    out.send_with(c, |b| FreezeAck { dispatcher: self.id }.encode(0, b));
                 }
             }
-            Msg::Call { target, .. } => self.route(target, msg, out),
-            Msg::CallFailed { to, .. } => self.route(to, msg, out),
-            Msg::ToClient { gate, .. } => match self.gates.get(&gate) {
-                Some(&c) => {
-                    Self::send(out, c, &msg);
-                    self.stats.routed += 1;
-                }
-                None => {
-                    self.stats.undeliverable += 1;
-                    debug!("dispatcher{}: gate{gate} not connected; client message dropped", self.id);
-                }
-            },
-            other => warn!("dispatcher{}: unexpected {} from game{game}", self.id, other.name()),
+            FromGameKind::Hello => {
+                let e = MsgDecodeError::Unexpected { kind: h.kind, direction: "FromGame after the handshake" };
+                self.malformed(Peer::Game(game), &e);
+            }
         }
     }
 
-    fn on_gate_msg(&mut self, gate: u16, msg: Msg, out: &mut Outbox) {
-        match msg {
-            Msg::ClientConnected { client, boot, .. } => self.place_boot(gate, client, boot, out),
-            Msg::Call { target, .. } => self.route(target, msg, out),
-            Msg::ClientDisconnected { owner, .. } => self.route(owner, msg, out),
-            Msg::CallFailed { to, .. } => self.route(to, msg, out),
-            Msg::ClientMove { id, .. } => self.route(id, msg, out),
-            other => warn!("dispatcher{}: unexpected {} from gate{gate}", self.id, other.name()),
+    /// A create: routed to the game in its header, or (game 0) to the least-loaded live game,
+    /// patched into the header.
+    fn place_create(&mut self, h: Header, mut frame: Vec<u8>, out: &mut Outbox) {
+        let id = h.route;
+        let target = if h.aux == 0 {
+            match self.least_loaded() {
+                Some(t) => {
+                    Header::patch_aux(&mut frame, t);
+                    t
+                }
+                None => {
+                    self.stats.undeliverable += 1;
+                    warn!("dispatcher{}: create {id} anywhere: no live game", self.id);
+                    return;
+                }
+            }
+        } else {
+            h.aux
+        };
+        self.routes.insert(id, target);
+        if self.send_game(target, frame, out).is_err() {
+            self.routes.remove(&id);
+            self.stats.undeliverable += 1;
+            warn!("dispatcher{}: create {id} on offline game{target} dropped", self.id);
         }
     }
+
+    /// A load: ignored if the entity lives on a live (or frozen) game already; otherwise the
+    /// route is recorded at once (later calls wait at the loading game, a second load finds
+    /// it) and the load goes to the game in its header, or the least-loaded one.
+    fn place_load(&mut self, h: Header, mut frame: Vec<u8>, out: &mut Outbox) {
+        let id = h.route;
+        if let Some(g) = self.routes.get(&id).copied().filter(|g| self.is_live(*g)) {
+            debug!("dispatcher{}: {id} already lives on game{g}; load ignored", self.id);
+            return;
+        }
+        let target = if h.aux == 0 { self.least_loaded() } else { Some(h.aux).filter(|g| self.is_live(*g)) };
+        let Some(target) = target else {
+            self.stats.undeliverable += 1;
+            warn!("dispatcher{}: load {id}: no live game to load it on", self.id);
+            return;
+        };
+        Header::patch_aux(&mut frame, target);
+        self.routes.insert(id, target);
+        if self.send_game(target, frame, out).is_err() {
+            self.routes.remove(&id);
+        }
+    }
+
+    /// The first live registration of a shard wins; every game hears the outcome.
+    fn register_service(&mut self, game: u16, entity: Id, name: String, shard: u16, out: &mut Outbox) {
+        let key = (name, shard);
+        let winner = match self.services.get(&key) {
+            Some(&(e, g)) if self.is_live(g) && e != entity => (e, g),
+            _ => {
+                self.services.insert(key.clone(), (entity, game));
+                info!("dispatcher{}: service {}#{} is {entity} on game{game}", self.id, key.0, key.1);
+                (entity, game)
+            }
+        };
+        let update = ServiceUpdate { entity: winner.0, game: winner.1, name: key.0, shard: key.1 }.to_frame(0);
+        self.broadcast_games(&update, None, out);
+    }
+
+    fn on_gate_frame(&mut self, gate: u16, h: Header, frame: Vec<u8>, out: &mut Outbox) {
+        let kind = match FromGateKind::of(&h) {
+            Ok(k) => k,
+            Err(e) => return self.malformed(Peer::Gate(gate), &e),
+        };
+        match kind {
+            FromGateKind::Call | FromGateKind::ClientDisconnected | FromGateKind::ClientMove => {
+                self.route(h.route, frame, out);
+            }
+            FromGateKind::ClientConnected => {
+                match ClientConnected::decode_body(&h, &frame[oxworld_net::msg::HEADER_LEN..]) {
+                    Ok(m) => self.place_boot(gate, m.client, m.boot, out),
+                    Err(e) => self.malformed(Peer::Gate(gate), &e),
+                }
+            }
+            FromGateKind::Hello => {
+                let e = MsgDecodeError::Unexpected { kind: h.kind, direction: "FromGate after the handshake" };
+                self.malformed(Peer::Gate(gate), &e);
+            }
+        }
+    }
+}
+
+/// The kind of an encoded frame, for logs.
+fn kind_name(frame: &[u8]) -> &'static str {
+    Header::parse(frame).map(|(h, _)| h.kind.name()).unwrap_or("a malformed frame")
 }
 
 impl App for DispatcherApp {
@@ -569,18 +648,18 @@ impl App for DispatcherApp {
                 let Some(&peer) = self.conns.get(&conn) else {
                     return;
                 };
-                let msg = match Msg::decode(&data) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        warn!("dispatcher{}: {conn} ({peer:?}) sent a malformed message: {e}", self.id);
-                        out.close(conn, "malformed message");
-                        return;
-                    }
+                if peer == Peer::Pending {
+                    self.on_hello(conn, &data, out);
+                    return;
+                }
+                let h = match Header::parse(&data) {
+                    Ok((h, _)) => h,
+                    Err(e) => return self.malformed(peer, &e),
                 };
                 match peer {
-                    Peer::Pending => self.on_hello(conn, msg, out),
-                    Peer::Game(g) => self.on_game_msg(g, msg, out),
-                    Peer::Gate(g) => self.on_gate_msg(g, msg, out),
+                    Peer::Game(g) => self.on_game_frame(g, h, data, out),
+                    Peer::Gate(g) => self.on_gate_frame(g, h, data, out),
+                    Peer::Pending => {}
                 }
             }
             Event::Closed { conn, reason } => match self.conns.remove(&conn) {
@@ -596,7 +675,7 @@ impl App for DispatcherApp {
                 Some(Peer::Gate(g)) if self.gates.get(&g) == Some(&conn) => {
                     warn!("dispatcher{}: gate{g} link closed: {reason}", self.id);
                     self.gates.remove(&g);
-                    self.broadcast_games(&Msg::GateDown { gate: g }, None, out);
+                    self.broadcast_games(&GateDown { gate: g }.to_frame(0), None, out);
                 }
                 _ => {}
             },
@@ -649,35 +728,62 @@ mod tests {
     use std::time::Duration;
 
     use oxworld_net::app::CloseReason;
+    use oxworld_net::msg::{
+        CancelMigrate, ClientDisconnected, CreateEntity, EntityCreated, EntityDestroyed, FreezeGame, LoadEntity,
+        MigrateRequest, RealMigrate, ToGame, ToGate,
+    };
 
     use super::*;
 
     const CFG: &str = "[deployment]\ndesired_dispatchers=1\ndesired_games=2\ndesired_gates=1\nsecret=k\n";
+    /// The gate's connection in [`cluster`].
+    const GATE: ConnId = ConnId(3);
+
+    /// What the dispatcher sent one connection: games and gates get different messages.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Got {
+        Game(ToGame),
+        Gate(ToGate),
+    }
 
     fn app() -> DispatcherApp {
         DispatcherApp::new(&Config::parse(Path::new("t.ini"), CFG).expect("config"), 1)
     }
 
     fn hello(kind: ProcKind, id: u16, secret: &str) -> Vec<u8> {
-        let mut b = Vec::new();
-        Msg::Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: secret.into(), entities: vec![] }
-            .encode(&mut b);
-        b
+        Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: secret.into() }.to_frame(0)
     }
 
-    fn enc(m: &Msg) -> Vec<u8> {
-        let mut b = Vec::new();
-        m.encode(&mut b);
-        b
+    fn enc<M: Message>(m: &M) -> Vec<u8> {
+        m.to_frame(1)
+    }
+
+    fn g(m: impl Into<ToGame>) -> Got {
+        Got::Game(m.into())
+    }
+
+    /// Decodes everything queued: frames to the gate's connection as `ToGate`, others as
+    /// `ToGame`.
+    fn sent(out: &mut Outbox) -> Vec<(ConnId, Got)> {
+        out.take_frames()
+            .into_iter()
+            .flat_map(|(c, fs)| {
+                fs.into_iter().map(move |f| {
+                    let got = if c == GATE {
+                        Got::Gate(ToGate::decode(&f).expect("valid gate msg"))
+                    } else {
+                        Got::Game(ToGame::decode(&f).expect("valid game msg"))
+                    };
+                    (c, got)
+                })
+            })
+            .collect()
     }
 
     /// Feeds `data` as a frame on `conn` and returns the decoded messages sent per connection.
-    fn feed(d: &mut DispatcherApp, out: &mut Outbox, conn: u64, data: Vec<u8>) -> Vec<(ConnId, Msg)> {
+    fn feed(d: &mut DispatcherApp, out: &mut Outbox, conn: u64, data: Vec<u8>) -> Vec<(ConnId, Got)> {
         d.handle(Instant::now(), Event::Frame { conn: ConnId(conn), data }, out);
-        out.take_frames()
-            .into_iter()
-            .flat_map(|(c, fs)| fs.into_iter().map(move |f| (c, Msg::decode(&f).expect("valid msg"))))
-            .collect()
+        sent(out)
     }
 
     fn accept(d: &mut DispatcherApp, out: &mut Outbox, conn: u64) {
@@ -703,24 +809,54 @@ mod tests {
         (d, out)
     }
 
+    fn client_error(got: &Got) -> Option<ServerMsg> {
+        match got {
+            Got::Gate(ToGate::ToClients(tc)) => ServerMsg::decode(&tc.payload).ok(),
+            _ => None,
+        }
+    }
+
     #[test]
     fn handshake_refusals() {
         let mut d = app();
         let mut out = Outbox::new();
-        for c in 1..=4 {
+        for c in 1..=5 {
             accept(&mut d, &mut out, c);
         }
+        let refused = |got: &[(ConnId, Got)], what: &str| matches!(got, [(_, Got::Game(ToGame::Refused(Refused { reason })))] if reason.contains(what));
         let got = feed(&mut d, &mut out, 1, hello(ProcKind::Game, 1, "wrong"));
-        assert!(matches!(&got[..], [(_, Msg::Refused { reason })] if reason.contains("secret")));
+        assert!(refused(&got, "secret"), "{got:?}");
         let got = feed(&mut d, &mut out, 2, hello(ProcKind::Game, 9, "k"));
-        assert!(matches!(&got[..], [(_, Msg::Refused { .. })]));
-        let got = feed(&mut d, &mut out, 3, enc(&Msg::GameUp { game: 1 }));
-        assert!(matches!(&got[..], [(_, Msg::Refused { reason })] if reason.contains("expected Hello")));
-        assert_eq!(out.take_closes().len(), 3);
+        assert!(refused(&got, "not in the config"), "{got:?}");
+        let got = feed(&mut d, &mut out, 4, enc(&GameUp { game: 1 }));
+        assert!(refused(&got, "expected Hello"), "{got:?}");
+        let old = Hello { version: 2, kind: ProcKind::Game, id: 1, secret: "k".into() }.to_frame(1);
+        let got = feed(&mut d, &mut out, 5, old);
+        assert!(refused(&got, "protocol version 2"), "{got:?}");
+        assert_eq!(out.take_closes().len(), 4);
         // Garbage closes only that connection.
-        feed(&mut d, &mut out, 4, vec![0xde, 0xad]);
+        feed(&mut d, &mut out, 3, vec![0xde, 0xad]);
         assert_eq!(out.take_closes().len(), 1);
-        assert_eq!(d.stats().refused, 3);
+        assert_eq!(d.stats().refused, 5);
+    }
+
+    /// Past the handshake, a frame that does not decode is dropped and counted, and the link
+    /// stays: a game's link closing would cost its routes.
+    #[test]
+    fn a_bad_frame_from_a_linked_peer_is_dropped_not_fatal() {
+        let (mut d, mut out) = cluster();
+        let e = Id([5; 16]);
+        feed(&mut d, &mut out, 2, enc(&EntityCreated { id: e }));
+        assert!(feed(&mut d, &mut out, 2, vec![0xff; 60]).is_empty());
+        assert!(feed(&mut d, &mut out, 2, vec![1, 2, 3]).is_empty());
+        // A kind that does not travel from games, and one that does but is cut short.
+        assert!(feed(&mut d, &mut out, 1, enc(&HelloAck { dispatcher: 1, games: vec![] })).is_empty());
+        let mut load = enc(&GameLoad { load: 3 });
+        load.pop();
+        assert!(feed(&mut d, &mut out, 1, load).is_empty());
+        assert!(out.take_closes().is_empty());
+        assert_eq!(d.stats().malformed, 4);
+        assert_eq!(d.route_of(e), Some(2), "the game's routes are intact");
     }
 
     #[test]
@@ -733,25 +869,35 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (ConnId(1), Msg::HelloAck { dispatcher: 1, games: vec![1] }),
-                (ConnId(1), Msg::Thawed { dispatcher: 1, released: 0, failed: 0 })
+                (ConnId(1), g(HelloAck { dispatcher: 1, games: vec![1] })),
+                (ConnId(1), g(Thawed { dispatcher: 1, released: 0, failed: 0 }))
             ]
         );
         let got = feed(&mut d, &mut out, 2, hello(ProcKind::Game, 2, "k"));
-        assert!(got.contains(&(ConnId(1), Msg::GameUp { game: 2 })));
+        assert!(got.contains(&(ConnId(1), g(GameUp { game: 2 }))));
         accept(&mut d, &mut out, 3);
         feed(&mut d, &mut out, 3, hello(ProcKind::Gate, 1, "k"));
         let mut placed = Vec::new();
         for i in 0..4u8 {
-            let got = feed(
-                &mut d,
-                &mut out,
-                3,
-                enc(&Msg::ClientConnected { gate: 1, client: Id([i; 16]), boot: Id([i + 100; 16]) }),
-            );
+            let m = ClientConnected { boot: Id([i + 100; 16]), gate: 1, client: Id([i; 16]) };
+            let got = feed(&mut d, &mut out, 3, enc(&m));
+            assert_eq!(got[0].1, g(CreateBoot { boot: m.boot, gate: 1, client: m.client }));
             placed.push(got[0].0);
         }
         assert_eq!(placed, vec![ConnId(1), ConnId(2), ConnId(1), ConnId(2)]);
+    }
+
+    /// A game's entities come in `Announce` batches after its `Hello` (which stays small), and
+    /// the routes are rebuilt from them.
+    #[test]
+    fn announced_entities_are_routed() {
+        let (mut d, mut out) = cluster();
+        let ids: Vec<Id> = (0..10u8).map(|i| Id([i + 1; 16])).collect();
+        feed(&mut d, &mut out, 2, enc(&Announce { entities: ids[..6].to_vec() }));
+        feed(&mut d, &mut out, 2, enc(&Announce { entities: ids[6..].to_vec() }));
+        assert!(ids.iter().all(|e| d.route_of(*e) == Some(2)));
+        let call = Call { target: ids[9], method: 1, caller: Caller::Server(Id::NIL), args: vec![0, 0, 0, 0] };
+        assert_eq!(feed(&mut d, &mut out, 1, enc(&call)), vec![(ConnId(2), g(call))]);
     }
 
     #[test]
@@ -760,83 +906,81 @@ mod tests {
         let mut out = Outbox::new();
         accept(&mut d, &mut out, 3);
         feed(&mut d, &mut out, 3, hello(ProcKind::Gate, 1, "k"));
-        let got =
-            feed(&mut d, &mut out, 3, enc(&Msg::ClientConnected { gate: 1, client: Id([1; 16]), boot: Id([2; 16]) }));
+        let got = feed(&mut d, &mut out, 3, enc(&ClientConnected { boot: Id([2; 16]), gate: 1, client: Id([1; 16]) }));
         assert!(got.is_empty());
         accept(&mut d, &mut out, 1);
         let got = feed(&mut d, &mut out, 1, hello(ProcKind::Game, 1, "k"));
-        assert!(got.iter().any(|(_, m)| matches!(m, Msg::CreateBoot { .. })), "{got:?}");
+        assert!(got.iter().any(|(_, m)| matches!(m, Got::Game(ToGame::CreateBoot(_)))), "{got:?}");
     }
 
+    /// Calls are forwarded as the bytes that arrived: the dispatcher routes by the header.
     #[test]
-    fn calls_follow_routes_and_unknown_targets_answer_the_client() {
+    fn calls_follow_routes_as_they_came_and_unknown_targets_answer_the_client() {
         let (mut d, mut out) = cluster();
         let e = Id([5; 16]);
-        feed(&mut d, &mut out, 2, enc(&Msg::EntityCreated { id: e }));
-        let call =
-            Msg::Call { target: e, method: 1, args: vec![], caller: Caller::Client { gate: 1, client: Id([1; 16]) } };
-        let got = feed(&mut d, &mut out, 3, enc(&call));
-        assert_eq!(got, vec![(ConnId(2), call.clone())]);
-        feed(&mut d, &mut out, 2, enc(&Msg::EntityDestroyed { id: e }));
+        feed(&mut d, &mut out, 2, enc(&EntityCreated { id: e }));
+        let call = Call { target: e, method: 1, caller: Caller::Client { gate: 1, client: Id([1; 16]) }, args: vec![] };
+        let frame = call.to_frame(origin_of_gate());
+        d.handle(Instant::now(), Event::Frame { conn: GATE, data: frame.clone() }, &mut out);
+        let raw = out.take_frames();
+        assert_eq!(raw, vec![(ConnId(2), vec![frame])], "forwarded byte for byte");
+        feed(&mut d, &mut out, 2, enc(&EntityDestroyed { id: e }));
         let got = feed(&mut d, &mut out, 3, enc(&call));
         match &got[..] {
-            [(ConnId(3), Msg::ToClient { payload, .. })] => {
-                let err = ServerMsg::decode(payload).expect("error msg");
+            [(GATE, m)] => {
+                let err = client_error(m).expect("an error to the client");
                 assert!(matches!(err, ServerMsg::Error { code: 1, target, .. } if target == e));
             }
             other => panic!("expected an error to the gate, got {other:?}"),
         }
         // Entity-to-entity call to an unknown entity: counted.
         let before = d.stats().undeliverable;
-        feed(
-            &mut d,
-            &mut out,
-            1,
-            enc(&Msg::Call { target: e, method: 1, args: vec![], caller: Caller::Server(Id([9; 16])) }),
-        );
+        let call = Call { target: e, method: 1, caller: Caller::Server(Id([9; 16])), args: vec![] };
+        feed(&mut d, &mut out, 1, enc(&call));
         assert_eq!(d.stats().undeliverable, before + 1);
+    }
+
+    fn origin_of_gate() -> u16 {
+        oxworld_net::msg::origin_of(ProcKind::Gate, 1)
     }
 
     #[test]
     fn game_down_purges_routes_and_notifies() {
         let (mut d, mut out) = cluster();
         let e = Id([5; 16]);
-        feed(&mut d, &mut out, 2, enc(&Msg::CreateEntity { game: 2, id: e, type_name: "X".into(), data: vec![] }));
+        let create = CreateEntity { id: e, game: 2, type_name: "X".into(), space_kind: None };
+        feed(&mut d, &mut out, 2, enc(&create));
         assert_eq!(d.route_of(e), Some(2));
         d.handle(Instant::now(), Event::Closed { conn: ConnId(2), reason: CloseReason::PeerClosed }, &mut out);
         assert_eq!(d.route_of(e), None);
-        let sent = out.take_frames();
-        assert!(
-            sent.iter().any(|(c, f)| *c == ConnId(1) && Msg::decode(&f[0]).ok() == Some(Msg::GameDown { game: 2 }))
-        );
+        assert!(sent(&mut out).contains(&(ConnId(1), g(GameDown { game: 2 }))));
         // New boots never go to the dead game.
         for i in 0..3u8 {
-            let got = feed(
-                &mut d,
-                &mut out,
-                3,
-                enc(&Msg::ClientConnected { gate: 1, client: Id([i; 16]), boot: Id([i + 50; 16]) }),
-            );
-            assert_eq!(got[0].0, ConnId(1));
+            let m = ClientConnected { boot: Id([i + 50; 16]), gate: 1, client: Id([i; 16]) };
+            assert_eq!(feed(&mut d, &mut out, 3, enc(&m))[0].0, ConnId(1));
         }
     }
 
+    /// A create "anywhere" goes to the least-loaded live game, with that game patched into its
+    /// header; the body is forwarded untouched.
     #[test]
     fn anywhere_goes_to_the_least_loaded_live_game() {
         let (mut d, mut out) = cluster();
-        feed(&mut d, &mut out, 1, enc(&Msg::GameLoad { load: 10 }));
-        feed(&mut d, &mut out, 2, enc(&Msg::GameLoad { load: 8 }));
+        feed(&mut d, &mut out, 1, enc(&GameLoad { load: 10 }));
+        feed(&mut d, &mut out, 2, enc(&GameLoad { load: 8 }));
         let mut placed = Vec::new();
         for i in 0..4u8 {
-            let m = Msg::CreateEntity { game: 0, id: Id([i; 16]), type_name: "X".into(), data: vec![] };
+            let m = CreateEntity { id: Id([i; 16]), game: 0, type_name: "X".into(), space_kind: Some(i64::from(i)) };
             let got = feed(&mut d, &mut out, 1, enc(&m));
-            placed.push(got[0].0);
+            let (conn, Got::Game(ToGame::CreateEntity(c))) = &got[0] else { panic!("{got:?}") };
+            assert_eq!((c.game, c.id, c.space_kind), (conn.0 as u16, m.id, m.space_kind));
+            placed.push(*conn);
         }
         // Game 2 (load 8) takes two placements until it reaches game 1's load, then they alternate.
         assert_eq!(placed, vec![ConnId(2), ConnId(2), ConnId(1), ConnId(2)]);
         d.handle(Instant::now(), Event::Closed { conn: ConnId(2), reason: CloseReason::PeerClosed }, &mut out);
         out.take_frames();
-        let m = Msg::CreateEntity { game: 0, id: Id([9; 16]), type_name: "X".into(), data: vec![] };
+        let m = CreateEntity { id: Id([9; 16]), game: 0, type_name: "X".into(), space_kind: None };
         let got = feed(&mut d, &mut out, 1, enc(&m));
         assert_eq!(got[0].0, ConnId(1), "a dead game is never chosen");
     }
@@ -844,17 +988,47 @@ mod tests {
     #[test]
     fn gate_down_is_broadcast() {
         let (mut d, mut out) = cluster();
-        d.handle(Instant::now(), Event::Closed { conn: ConnId(3), reason: CloseReason::PeerClosed }, &mut out);
-        let n = out
-            .take_frames()
-            .iter()
-            .filter(|(_, f)| Msg::decode(&f[0]).ok() == Some(Msg::GateDown { gate: 1 }))
-            .count();
+        d.handle(Instant::now(), Event::Closed { conn: GATE, reason: CloseReason::PeerClosed }, &mut out);
+        let n = sent(&mut out).iter().filter(|(_, m)| *m == g(GateDown { gate: 1 })).count();
         assert_eq!(n, 2);
     }
 
-    fn client_call(e: Id, n: u8) -> Msg {
-        Msg::Call { target: e, method: 1, args: vec![n], caller: Caller::Client { gate: 1, client: Id([0xc0; 16]) } }
+    /// Client messages and filtered calls pass through to the gates as they came.
+    #[test]
+    fn client_messages_reach_the_gates() {
+        let (mut d, mut out) = cluster();
+        let tc = ToClients { gate: 1, clients: vec![Id([1; 16]), Id([2; 16])], payload: vec![0x84, 1, 2] };
+        assert_eq!(feed(&mut d, &mut out, 1, enc(&tc)), vec![(GATE, Got::Gate(tc.into()))]);
+        let to_missing_gate = ToClients { gate: 9, clients: vec![Id([1; 16])], payload: vec![1] };
+        assert!(feed(&mut d, &mut out, 1, enc(&to_missing_gate)).is_empty());
+        let fc = oxworld_net::msg::FilteredCall::default();
+        assert_eq!(feed(&mut d, &mut out, 2, enc(&fc)), vec![(GATE, Got::Gate(fc.into()))]);
+    }
+
+    fn client_call(e: Id, n: u8) -> Call {
+        Call { target: e, method: 1, caller: Caller::Client { gate: 1, client: Id([0xc0; 16]) }, args: vec![n] }
+    }
+
+    /// A migration: the entity's messages are held from the request until the entity arrives
+    /// on the other game, then released there in order (a cancel releases them where it is).
+    #[test]
+    fn a_migrating_entitys_messages_are_held_then_follow_it() {
+        let (mut d, mut out) = cluster();
+        let e = Id([5; 16]);
+        feed(&mut d, &mut out, 1, enc(&EntityCreated { id: e }));
+        let got = feed(&mut d, &mut out, 1, enc(&MigrateRequest { entity: e }));
+        assert_eq!(got, vec![(ConnId(1), g(MigrateAck { entity: e }))]);
+        assert!(feed(&mut d, &mut out, 3, enc(&client_call(e, 1))).is_empty(), "held");
+        let disc = ClientDisconnected { owner: e, gate: 1, client: Id([0xc0; 16]) };
+        assert!(feed(&mut d, &mut out, 3, enc(&disc)).is_empty(), "held");
+        let mig = RealMigrate { entity: e, game: 2, data: vec![7; 9] };
+        let got = feed(&mut d, &mut out, 1, enc(&mig));
+        assert_eq!(got, vec![(ConnId(2), g(mig)), (ConnId(2), g(client_call(e, 1))), (ConnId(2), g(disc))]);
+        assert_eq!(d.route_of(e), Some(2));
+        feed(&mut d, &mut out, 2, enc(&MigrateRequest { entity: e }));
+        assert!(feed(&mut d, &mut out, 3, enc(&client_call(e, 2))).is_empty());
+        let got = feed(&mut d, &mut out, 2, enc(&CancelMigrate { entity: e }));
+        assert_eq!(got, vec![(ConnId(2), g(client_call(e, 2)))]);
     }
 
     /// Game 2 freezes: its traffic (from the gate and from other games) is held, its link may
@@ -864,38 +1038,41 @@ mod tests {
     fn a_frozen_games_traffic_is_held_and_released_in_order() {
         let (mut d, mut out) = cluster();
         let e = Id([5; 16]);
-        feed(&mut d, &mut out, 2, enc(&Msg::EntityCreated { id: e }));
-        let got = feed(&mut d, &mut out, 2, enc(&Msg::FreezeGame));
-        assert_eq!(got, vec![(ConnId(2), Msg::FreezeAck { dispatcher: 1 })]);
+        feed(&mut d, &mut out, 2, enc(&EntityCreated { id: e }));
+        let got = feed(&mut d, &mut out, 2, enc(&FreezeGame {}));
+        assert_eq!(got, vec![(ConnId(2), g(FreezeAck { dispatcher: 1 }))]);
         assert!(d.is_frozen(2));
         let mut want = Vec::new();
         for n in 0..5 {
-            want.push(client_call(e, n));
+            want.push(g(client_call(e, n)));
             assert!(feed(&mut d, &mut out, 3, enc(&client_call(e, n))).is_empty(), "held, not sent");
         }
-        let from_game1 = Msg::Call { target: e, method: 2, args: vec![], caller: Caller::Server(Id([0x11; 16])) };
+        let from_game1 = Call { target: e, method: 2, caller: Caller::Server(Id([0x11; 16])), args: vec![] };
         assert!(feed(&mut d, &mut out, 1, enc(&from_game1)).is_empty());
-        want.push(from_game1);
+        want.push(g(from_game1));
         // The old binary exits: no GameDown, the route stays.
         d.handle(Instant::now(), Event::Closed { conn: ConnId(2), reason: CloseReason::PeerClosed }, &mut out);
         assert!(out.take_frames().is_empty(), "nobody is told the game is down");
         assert_eq!(d.route_of(e), Some(2));
         // Meanwhile boots and anywhere-placements go to game 1 only.
         for i in 0..3u8 {
-            let boot = Msg::ClientConnected { gate: 1, client: Id([i; 16]), boot: Id([i + 60; 16]) };
+            let boot = ClientConnected { boot: Id([i + 60; 16]), gate: 1, client: Id([i; 16]) };
             assert_eq!(feed(&mut d, &mut out, 3, enc(&boot))[0].0, ConnId(1));
         }
         // The new binary connects.
         accept(&mut d, &mut out, 4);
         let got = feed(&mut d, &mut out, 4, hello(ProcKind::Game, 2, "k"));
-        let to_new: Vec<Msg> = got.iter().filter(|(c, _)| *c == ConnId(4)).map(|(_, m)| m.clone()).collect();
-        assert!(matches!(&to_new[0], Msg::HelloAck { games, .. } if games.contains(&1) && games.contains(&2)));
-        assert_eq!(to_new[1], Msg::Thawed { dispatcher: 1, released: 6, failed: 0 });
+        let to_new: Vec<Got> = got.iter().filter(|(c, _)| *c == ConnId(4)).map(|(_, m)| m.clone()).collect();
+        assert!(
+            matches!(&to_new[0], Got::Game(ToGame::HelloAck(a)) if a.games.contains(&1) && a.games.contains(&2)),
+            "{to_new:?}"
+        );
+        assert_eq!(to_new[1], g(Thawed { dispatcher: 1, released: 6, failed: 0 }));
         assert_eq!(&to_new[2..8], &want[..]);
         assert!(!d.is_frozen(2));
         // Traffic flows directly again.
         let got = feed(&mut d, &mut out, 3, enc(&client_call(e, 9)));
-        assert_eq!(got, vec![(ConnId(4), client_call(e, 9))]);
+        assert_eq!(got, vec![(ConnId(4), g(client_call(e, 9)))]);
     }
 
     /// Past the time bound, every held call is answered with an error to its sender (a client
@@ -906,46 +1083,34 @@ mod tests {
         let cfg = format!("{CFG}freeze_hold_timeout_s=2\n");
         let (mut d, mut out) = cluster_with(&cfg);
         let (e, caller) = (Id([5; 16]), Id([0x11; 16]));
-        feed(&mut d, &mut out, 2, enc(&Msg::EntityCreated { id: e }));
-        feed(&mut d, &mut out, 1, enc(&Msg::EntityCreated { id: caller }));
-        feed(&mut d, &mut out, 2, enc(&Msg::FreezeGame));
+        feed(&mut d, &mut out, 2, enc(&EntityCreated { id: e }));
+        feed(&mut d, &mut out, 1, enc(&EntityCreated { id: caller }));
+        feed(&mut d, &mut out, 2, enc(&FreezeGame {}));
         let t0 = Instant::now();
         feed(&mut d, &mut out, 3, enc(&client_call(e, 1)));
-        feed(
-            &mut d,
-            &mut out,
-            1,
-            enc(&Msg::Call { target: e, method: 2, args: vec![], caller: Caller::Server(caller) }),
-        );
+        feed(&mut d, &mut out, 1, enc(&Call { target: e, method: 2, caller: Caller::Server(caller), args: vec![] }));
         assert!(d.next_deadline().is_some_and(|t| t <= t0 + Duration::from_secs(2)));
         d.tick(t0 + Duration::from_millis(500), &mut out);
         assert!(out.take_frames().is_empty(), "still within the bound");
         d.tick(t0 + Duration::from_secs(3), &mut out);
-        let sent: Vec<(ConnId, Msg)> = out
-            .take_frames()
-            .into_iter()
-            .flat_map(|(c, fs)| fs.into_iter().map(move |f| (c, Msg::decode(&f).expect("valid msg"))))
-            .collect();
-        let client_err = sent.iter().find_map(|(c, m)| match m {
-            Msg::ToClient { payload, .. } if *c == ConnId(3) => ServerMsg::decode(payload).ok(),
-            _ => None,
-        });
+        let got = sent(&mut out);
+        let client_err = got.iter().find_map(|(c, m)| if *c == GATE { client_error(m) } else { None });
         assert!(
             matches!(client_err, Some(ServerMsg::Error { code, .. }) if code == ErrorCode::Unavailable as u16),
-            "{sent:?}"
+            "{got:?}"
         );
         assert!(
-            sent.iter().any(|(c, m)| *c == ConnId(1)
-                && matches!(m, Msg::CallFailed { to, target, method: 2, .. } if *to == caller && *target == e)),
-            "{sent:?}"
+            got.iter().any(|(c, m)| *c == ConnId(1)
+                && matches!(m, Got::Game(ToGame::CallFailed(f)) if f.to == caller && f.target == e && f.method == 2)),
+            "{got:?}"
         );
-        assert!(sent.contains(&(ConnId(1), Msg::GameDown { game: 2 })), "{sent:?}");
+        assert!(got.contains(&(ConnId(1), g(GameDown { game: 2 }))), "{got:?}");
         assert_eq!(d.route_of(e), None);
         assert!(!d.is_frozen(2));
         // The late binary still comes up and learns what failed.
         accept(&mut d, &mut out, 4);
         let got = feed(&mut d, &mut out, 4, hello(ProcKind::Game, 2, "k"));
-        assert!(got.contains(&(ConnId(4), Msg::Thawed { dispatcher: 1, released: 0, failed: 2 })), "{got:?}");
+        assert!(got.contains(&(ConnId(4), g(Thawed { dispatcher: 1, released: 0, failed: 2 }))), "{got:?}");
     }
 
     /// The memory bound: held bytes past `freeze_hold_max_bytes` fail the hold at once.
@@ -954,36 +1119,37 @@ mod tests {
         let cfg = format!("{CFG}freeze_hold_max_bytes=2048\n");
         let (mut d, mut out) = cluster_with(&cfg);
         let e = Id([5; 16]);
-        feed(&mut d, &mut out, 2, enc(&Msg::EntityCreated { id: e }));
-        feed(&mut d, &mut out, 2, enc(&Msg::FreezeGame));
-        let big = |n: u8| Msg::Call {
+        feed(&mut d, &mut out, 2, enc(&EntityCreated { id: e }));
+        feed(&mut d, &mut out, 2, enc(&FreezeGame {}));
+        let big = |n: u8| Call {
             target: e,
             method: 1,
-            args: vec![n; 1000],
             caller: Caller::Client { gate: 1, client: Id([0xc0; 16]) },
+            args: vec![n; 1000],
         };
         assert!(feed(&mut d, &mut out, 3, enc(&big(1))).is_empty());
         let got = feed(&mut d, &mut out, 3, enc(&big(2)));
-        let errors = got.iter().filter(|(c, m)| *c == ConnId(3) && matches!(m, Msg::ToClient { .. })).count();
+        let errors = got.iter().filter(|(c, m)| *c == GATE && client_error(m).is_some()).count();
         assert_eq!(errors, 2, "both held calls answered: {got:?}");
         assert!(!d.is_frozen(2));
     }
 
     /// A load for an entity that already has a live route (even on a frozen game) makes no
-    /// second copy; otherwise the route exists before the game loads it.
+    /// second copy; otherwise the route exists before the game loads it, and the chosen game
+    /// is patched into the forwarded load.
     #[test]
     fn load_never_makes_a_second_copy() {
         let (mut d, mut out) = cluster();
         let e = Id([7; 16]);
-        let load = Msg::LoadEntity { game: 0, id: e, type_name: "Avatar".into() };
+        let load = LoadEntity { id: e, game: 0, type_name: "Avatar".into() };
         let got = feed(&mut d, &mut out, 1, enc(&load));
         assert_eq!(got.len(), 1);
         let placed = d.route_of(e).expect("route recorded at once");
-        assert!(matches!(&got[0].1, Msg::LoadEntity { game, .. } if *game == placed));
+        assert_eq!(got[0].1, g(LoadEntity { game: placed, ..load.clone() }));
         assert!(feed(&mut d, &mut out, 2, enc(&load)).is_empty(), "second load ignored");
-        let g = usize::from(placed) as u64;
-        feed(&mut d, &mut out, g, enc(&Msg::FreezeGame));
-        assert!(feed(&mut d, &mut out, 3 - g, enc(&load)).is_empty(), "loaded on a frozen game: still one copy");
+        let gc = u64::from(placed);
+        feed(&mut d, &mut out, gc, enc(&FreezeGame {}));
+        assert!(feed(&mut d, &mut out, 3 - gc, enc(&load)).is_empty(), "loaded on a frozen game: still one copy");
     }
 
     /// Answers and broadcasts meant for a game that is freezing are held like calls: the old
@@ -992,37 +1158,29 @@ mod tests {
     fn answers_and_broadcasts_to_a_freezing_game_wait_for_its_restore() {
         let (mut d, mut out) = cluster();
         let (space, mover) = (Id([0x5a; 16]), Id([0x6b; 16]));
-        feed(&mut d, &mut out, 1, enc(&Msg::EntityCreated { id: space }));
-        feed(&mut d, &mut out, 2, enc(&Msg::EntityCreated { id: mover }));
-        feed(&mut d, &mut out, 2, enc(&Msg::FreezeGame));
+        feed(&mut d, &mut out, 1, enc(&EntityCreated { id: space }));
+        feed(&mut d, &mut out, 2, enc(&EntityCreated { id: mover }));
+        feed(&mut d, &mut out, 2, enc(&FreezeGame {}));
         // Game 2 is still draining its work and asks where a space is, and to migrate.
-        assert!(feed(&mut d, &mut out, 2, enc(&Msg::QuerySpace { space, entity: mover })).is_empty());
-        assert!(feed(&mut d, &mut out, 2, enc(&Msg::MigrateRequest { entity: mover })).is_empty());
+        assert!(feed(&mut d, &mut out, 2, enc(&QuerySpace { space, entity: mover })).is_empty());
+        assert!(feed(&mut d, &mut out, 2, enc(&MigrateRequest { entity: mover })).is_empty());
         // Broadcasts meanwhile: a service registration by game 1, the gate going away.
-        let reg = Msg::ServiceRegister { name: "Hub".into(), shard: 0, entity: Id([0x77; 16]) };
+        let reg = ServiceRegister { entity: Id([0x77; 16]), name: "Hub".into(), shard: 0 };
         let got = feed(&mut d, &mut out, 1, enc(&reg));
         assert!(got.iter().all(|(c, _)| *c != ConnId(2)), "nothing to the frozen process: {got:?}");
-        d.handle(Instant::now(), Event::Closed { conn: ConnId(3), reason: CloseReason::PeerClosed }, &mut out);
-        assert!(sent_to(&mut out, ConnId(2)).is_empty());
+        d.handle(Instant::now(), Event::Closed { conn: GATE, reason: CloseReason::PeerClosed }, &mut out);
+        assert!(sent(&mut out).iter().all(|(c, _)| *c != ConnId(2)));
         d.handle(Instant::now(), Event::Closed { conn: ConnId(2), reason: CloseReason::PeerClosed }, &mut out);
         accept(&mut d, &mut out, 4);
-        let got: Vec<Msg> = feed(&mut d, &mut out, 4, hello(ProcKind::Game, 2, "k"))
+        let got: Vec<Got> = feed(&mut d, &mut out, 4, hello(ProcKind::Game, 2, "k"))
             .into_iter()
             .filter(|(c, _)| *c == ConnId(4))
             .map(|(_, m)| m)
             .collect();
-        assert!(matches!(got[1], Msg::Thawed { released: 4, .. }), "{got:?}");
-        assert_eq!(got[2], Msg::SpaceGame { space, entity: mover, game: 1 });
-        assert_eq!(got[3], Msg::MigrateAck { entity: mover });
-        assert!(matches!(&got[4], Msg::ServiceUpdate { name, .. } if name == "Hub"));
-        assert_eq!(got[5], Msg::GateDown { gate: 1 });
-    }
-
-    fn sent_to(out: &mut Outbox, conn: ConnId) -> Vec<Msg> {
-        out.take_frames()
-            .into_iter()
-            .filter(|(c, _)| *c == conn)
-            .flat_map(|(_, fs)| fs.into_iter().map(|f| Msg::decode(&f).expect("valid")))
-            .collect()
+        assert!(matches!(got[1], Got::Game(ToGame::Thawed(Thawed { released: 4, .. }))), "{got:?}");
+        assert_eq!(got[2], g(SpaceGame { space, game: 1, entity: mover }));
+        assert_eq!(got[3], g(MigrateAck { entity: mover }));
+        assert!(matches!(&got[4], Got::Game(ToGame::ServiceUpdate(u)) if u.name == "Hub"));
+        assert_eq!(got[5], g(GateDown { gate: 1 }));
     }
 }

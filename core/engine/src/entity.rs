@@ -118,14 +118,8 @@ impl Args {
 
     /// Argument `i` as an entity id (bytes of length 16).
     pub fn id(&self, i: usize) -> Result<oxworld_net::Id, CallError> {
-        match self.get(i)? {
-            Value::Bytes(b) if b.len() == 16 => {
-                let mut a = [0u8; 16];
-                a.copy_from_slice(b);
-                Ok(oxworld_net::Id(a))
-            }
-            v => Err(wrong(i, "entity id (16 bytes)", v)),
-        }
+        let v = self.get(i)?;
+        v.as_id().ok_or_else(|| wrong(i, "entity id (16 bytes)", v))
     }
 
     /// Fails unless there are exactly `n` arguments.
@@ -147,9 +141,9 @@ fn wrong(i: usize, want: &str, got: &Value) -> CallError {
     CallError::BadArguments(format!("argument {i}: expected {want}, got {}", got.kind()))
 }
 
-/// An entity id as a call argument.
+/// An entity id as a call argument (`Value::id`; [`Args::id`] reads it back).
 pub fn id_value(id: oxworld_net::Id) -> Value {
-    Value::Bytes(id.0.to_vec())
+    Value::id(id)
 }
 
 /// Object-safe view of an entity for the world: the hooks plus downcasting.

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use log::{info, warn};
 use oxworld_net::app::{App, Event, Outbox, Signal};
-use oxworld_net::msg::{Msg, ProcKind};
+use oxworld_net::msg::{FreezeAck, FreezeGame, GameLoad, ProcKind, Thawed, ToGame};
 
 use crate::gate::internal_opts;
 use crate::links::{LinkEvent, Links};
@@ -76,6 +76,8 @@ pub struct GameApp {
     store: Option<Box<dyn StorePort>>,
     /// SIGTERM: waiting (until this deadline) for the final saves before exiting.
     stopping: Option<Instant>,
+    /// Messages from dispatchers that did not decode (dropped).
+    malformed: u64,
 }
 
 /// How long a stopping game waits for its last saves.
@@ -101,6 +103,7 @@ impl GameApp {
             frozen: false,
             store: None,
             stopping: None,
+            malformed: 0,
         }
     }
 
@@ -190,7 +193,7 @@ impl GameApp {
             self.world.entity_count()
         );
         for d in 0..self.links.len() {
-            self.links.send(d, &Msg::FreezeGame, out);
+            self.links.send(d, &FreezeGame {}, out);
         }
         self.phase = Phase::Freezing { acked: Default::default(), since: now };
         self.swap = Some(SwapReport { freeze_began: Some(now), ..Default::default() });
@@ -269,7 +272,7 @@ impl GameApp {
             self.world.drain_local(now);
         }
         for (d, msg) in self.world.drain_output() {
-            self.links.send(d, &msg, out);
+            self.links.send_with(d, msg.kind(), |origin, b| msg.encode(origin, b), out);
         }
         self.check_stopped();
     }
@@ -285,16 +288,26 @@ impl App for GameApp {
             }
             Event::Frame { conn, data } => match self.links.on_frame(conn, &data, out) {
                 Ok(Some((_, LinkEvent::Up { games }))) => self.world.set_online_games(&games),
-                Ok(Some((d, LinkEvent::Msg(Msg::FreezeAck { .. })))) => {
-                    if let Phase::Freezing { acked, .. } = &mut self.phase {
-                        acked.insert(d);
+                Ok(Some((d, LinkEvent::Frame(h, body)))) => match ToGame::decode_parts(&h, body) {
+                    Ok(ToGame::FreezeAck(FreezeAck { .. })) => {
+                        if let Phase::Freezing { acked, .. } = &mut self.phase {
+                            acked.insert(d);
+                        }
+                        self.try_finish_freeze(now, out);
                     }
-                    self.try_finish_freeze(now, out);
-                }
-                Ok(Some((d, LinkEvent::Msg(Msg::Thawed { released, failed, .. })))) => {
-                    self.on_thawed(d, released, failed)
-                }
-                Ok(Some((_, LinkEvent::Msg(m)))) => self.world.handle(now, m),
+                    Ok(ToGame::Thawed(Thawed { released, failed, .. })) => self.on_thawed(d, released, failed),
+                    Ok(m) => self.world.handle(now, m),
+                    Err(e) => {
+                        // One bad message from a peer that passed the handshake: dropped and
+                        // counted; the link (whose framing is intact) stays up.
+                        self.malformed += 1;
+                        warn!(
+                            "game{}: dispatcher{} sent a message that does not decode ({e}); dropped",
+                            self.id,
+                            d + 1
+                        );
+                    }
+                },
                 Ok(None) => {}
                 Err(refused) => {
                     self.fatal = Some(refused.to_string());
@@ -334,7 +347,7 @@ impl App for GameApp {
         self.try_finish_freeze(now, out);
         if now >= self.next_load_report {
             self.next_load_report = now + LOAD_REPORT_EVERY;
-            let msg = Msg::GameLoad { load: self.world.load() };
+            let msg = GameLoad { load: self.world.load() };
             for d in 0..self.links.len() {
                 self.links.send(d, &msg, out);
             }
@@ -391,15 +404,15 @@ mod tests {
     use oxworld_net::app::{CloseReason, ConnId};
     use oxworld_net::config::Config;
 
+    use oxworld_net::msg::{FromGame, HelloAck, Message};
+
     use super::*;
     use crate::entity::Registry;
 
     const CFG: &str = "[deployment]\ndesired_dispatchers=2\ndesired_games=1\ndesired_gates=1\nsecret=k\n";
 
-    fn enc(m: &Msg) -> Vec<u8> {
-        let mut b = Vec::new();
-        m.encode(&mut b);
-        b
+    fn enc<M: Message>(m: &M) -> Vec<u8> {
+        m.to_frame(0)
     }
 
     /// A game whose two dispatcher links are up; returns it with the link connections.
@@ -416,7 +429,7 @@ mod tests {
         assert_eq!(conns.len(), 2);
         for (d, &c) in conns.iter().enumerate() {
             app.handle(now, Event::Connected { conn: c }, &mut out);
-            let ack = Msg::HelloAck { dispatcher: d as u16 + 1, games: vec![1] };
+            let ack = HelloAck { dispatcher: d as u16 + 1, games: vec![1] };
             app.handle(now, Event::Frame { conn: c, data: enc(&ack) }, &mut out);
         }
         let _ = out.take_frames();
@@ -426,11 +439,15 @@ mod tests {
     struct Boot;
     impl crate::entity::Entity for Boot {}
 
-    fn sent(out: &mut Outbox) -> Vec<(ConnId, Msg)> {
+    fn sent(out: &mut Outbox) -> Vec<(ConnId, FromGame)> {
         out.take_frames()
             .into_iter()
-            .flat_map(|(c, fs)| fs.into_iter().map(move |f| (c, Msg::decode(&f).expect("valid"))))
+            .flat_map(|(c, fs)| fs.into_iter().map(move |f| (c, FromGame::decode(&f).expect("valid"))))
             .collect()
+    }
+
+    fn is_freeze(m: &FromGame) -> bool {
+        matches!(m, FromGame::FreezeGame(_))
     }
 
     /// SIGHUP: FreezeGame to every dispatcher; the world is written once, only after every
@@ -446,17 +463,19 @@ mod tests {
             Ok(())
         }));
         app.handle(now, Event::Signal(Signal::Hangup), &mut out);
-        let freeze: Vec<ConnId> =
-            sent(&mut out).into_iter().filter(|(_, m)| *m == Msg::FreezeGame).map(|(c, _)| c).collect();
+        let freeze: Vec<ConnId> = sent(&mut out).into_iter().filter(|(_, m)| is_freeze(m)).map(|(c, _)| c).collect();
         assert_eq!(freeze.len(), 2, "asked every dispatcher");
-        app.handle(now, Event::Frame { conn: conns[0], data: enc(&Msg::FreezeAck { dispatcher: 1 }) }, &mut out);
+        app.handle(now, Event::Frame { conn: conns[0], data: enc(&FreezeAck { dispatcher: 1 }) }, &mut out);
         app.tick(now, &mut out);
         assert!(writes.borrow().is_empty() && !app.done(), "one dispatcher still delivers");
-        app.handle(now, Event::Frame { conn: conns[1], data: enc(&Msg::FreezeAck { dispatcher: 2 }) }, &mut out);
+        app.handle(now, Event::Frame { conn: conns[1], data: enc(&FreezeAck { dispatcher: 2 }) }, &mut out);
         app.tick(now, &mut out);
         app.tick(now, &mut out);
         assert_eq!(writes.borrow().len(), 1, "written exactly once");
         assert!(app.done() && app.is_frozen());
+        assert_eq!(app.state(), ProcState::Frozen);
+        let swap = app.swap().expect("a swap report");
+        assert_eq!((swap.entities, swap.freeze_began), (writes.borrow()[0].records.len() as u64, Some(now)));
     }
 
     /// A sink error thaws: the game redials its dispatchers (which release what they held)
@@ -468,7 +487,7 @@ mod tests {
         let mut app = app.with_freeze_sink(Box::new(|_| Err("disk full".into())));
         app.handle(now, Event::Signal(Signal::Hangup), &mut out);
         for (d, &c) in conns.iter().enumerate() {
-            let ack = Msg::FreezeAck { dispatcher: d as u16 + 1 };
+            let ack = FreezeAck { dispatcher: d as u16 + 1 };
             app.handle(now, Event::Frame { conn: c, data: enc(&ack) }, &mut out);
         }
         assert!(!app.done());
@@ -478,11 +497,11 @@ mod tests {
         let conns: Vec<ConnId> = out.take_connects().into_iter().map(|(c, ..)| c).collect();
         for (d, &c) in conns.iter().enumerate() {
             app.handle(now, Event::Connected { conn: c }, &mut out);
-            let ack = Msg::HelloAck { dispatcher: d as u16 + 1, games: vec![1] };
+            let ack = HelloAck { dispatcher: d as u16 + 1, games: vec![1] };
             app.handle(now, Event::Frame { conn: c, data: enc(&ack) }, &mut out);
         }
         app.handle(now, Event::Signal(Signal::Hangup), &mut out);
-        assert!(sent(&mut out).iter().any(|(_, m)| *m == Msg::FreezeGame));
+        assert!(sent(&mut out).iter().any(|(_, m)| is_freeze(m)));
         app.handle(now, Event::Closed { conn: conns[0], reason: CloseReason::PeerClosed }, &mut out);
         assert!(!app.done());
         assert!(!out.take_closes().is_empty(), "the other dispatcher is redialled to thaw");
@@ -495,7 +514,7 @@ mod tests {
         let (app, mut out, conns) = linked(now);
         let mut app = app.restored(5);
         assert_eq!(app.state(), ProcState::Restoring);
-        let thawed = |d: u16, released, failed| enc(&Msg::Thawed { dispatcher: d, released, failed });
+        let thawed = |d: u16, released, failed| enc(&Thawed { dispatcher: d, released, failed });
         app.handle(now, Event::Frame { conn: conns[0], data: thawed(1, 3, 0) }, &mut out);
         assert_eq!(app.state(), ProcState::Restoring, "one dispatcher still holds traffic");
         let later = now + std::time::Duration::from_millis(7);

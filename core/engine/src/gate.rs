@@ -13,7 +13,10 @@ use log::{debug, info, warn};
 use oxworld_net::app::{App, CloseReason, ConnId, ConnOpts, Event, Outbox, Signal};
 use oxworld_net::client_proto::{CLIENT_PROTOCOL_VERSION, ClientMsg, ErrorCode, ServerMsg};
 use oxworld_net::config::{Config, GateConfig};
-use oxworld_net::msg::{Caller, Msg, ProcKind};
+use oxworld_net::msg::{
+    Call, Caller, ClientConnected, ClientDisconnected, ClientMove, FilteredCall, ProcKind, SetFilterProp, ToClients,
+    ToGate,
+};
 use oxworld_net::value::encode_args;
 use oxworld_net::{Id, IdGen};
 use rustc_hash::FxHashMap;
@@ -44,6 +47,8 @@ pub struct GateStats {
     pub calls: u64,
     /// Client messages refused (malformed, unaddressable target).
     pub refused: u64,
+    /// Messages from dispatchers that did not decode (dropped).
+    pub malformed_internal: u64,
 }
 
 /// One gate's state.
@@ -145,7 +150,7 @@ impl GateApp {
             &ServerMsg::Welcome { version: CLIENT_PROTOCOL_VERSION, client, idle_timeout_ms: idle_ms },
         );
         let d = boot.dispatcher_index(self.links.len());
-        self.links.send(d, &Msg::ClientConnected { gate: self.cfg.id, client, boot }, out);
+        self.links.send(d, &ClientConnected { boot, gate: self.cfg.id, client }, out);
     }
 
     fn on_client_frame(&mut self, conn: ConnId, data: &[u8], out: &mut Outbox) {
@@ -176,7 +181,7 @@ impl GateApp {
                 let mut enc = Vec::new();
                 encode_args(&args, &mut enc);
                 let msg =
-                    Msg::Call { target, method, args: enc, caller: Caller::Client { gate: self.cfg.id, client: c.id } };
+                    Call { target, method, caller: Caller::Client { gate: self.cfg.id, client: c.id }, args: enc };
                 self.stats.calls += 1;
                 self.links.send(target.dispatcher_index(self.links.len()), &msg, out);
                 self.gather.expedite(conn, self.now);
@@ -201,14 +206,14 @@ impl GateApp {
             r => info!("gate{}: client {} dropped: {r}", self.cfg.id, c.id),
         }
         if let Some(owner) = c.owner {
-            let msg = Msg::ClientDisconnected { gate: self.cfg.id, client: c.id, owner };
+            let msg = ClientDisconnected { owner, gate: self.cfg.id, client: c.id };
             self.links.send(owner.dispatcher_index(self.links.len()), &msg, out);
         }
     }
 
-    fn on_dispatcher_msg(&mut self, msg: Msg, out: &mut Outbox) {
-        let msg = match msg {
-            Msg::SetFilterProp { client, key, value, .. } => {
+    fn on_dispatcher_msg(&mut self, msg: ToGate, out: &mut Outbox) {
+        match msg {
+            ToGate::SetFilterProp(SetFilterProp { client, key, value, .. }) => {
                 if let Some(c) = self.by_client.get(&client).and_then(|conn| self.clients.get_mut(conn)) {
                     if value.is_empty() {
                         c.props.remove(&key);
@@ -216,48 +221,58 @@ impl GateApp {
                         c.props.insert(key, value);
                     }
                 }
-                return;
             }
-            Msg::FilteredCall { key, op, value, method, args } => {
-                // Checked once, encoded once; each client gets a copy with its owner's id.
-                let mut r = oxworld_net::wire::Reader::new(&args);
-                if let Err(e) = oxworld_net::value::decode_args(&mut r).and_then(|_| r.finish()) {
-                    warn!("gate{}: filtered call {method} with undecodable arguments: {e}", self.cfg.id);
-                    return;
+            ToGate::FilteredCall(fc) => self.on_filtered_call(fc, out),
+            ToGate::ToClients(ToClients { clients, payload, .. }) => {
+                let peek = ServerMsg::peek_entity(&payload);
+                for client in clients {
+                    self.deliver(client, peek, &payload, out);
                 }
-                let template = ServerMsg::call_template(&method, &args);
-                let id_at = oxworld_net::client_proto::CALL_ID_RANGE;
-                for (&conn, c) in &self.clients {
-                    let Some(owner) = c.owner else { continue };
-                    let hit = key.is_empty() || c.props.get(&key).is_some_and(|p| filter_matches(p, op, &value));
-                    if !hit {
-                        continue;
-                    }
-                    if self.gather.now_or_hold(conn, self.now, out) {
-                        out.send_with(conn, |b| {
-                            let at = b.len();
-                            b.extend_from_slice(&template);
-                            b[at + id_at.start..at + id_at.end].copy_from_slice(&owner.0);
-                        });
-                    } else {
-                        let mut m = template.clone();
-                        m[id_at.clone()].copy_from_slice(&owner.0);
-                        self.gather.hold(conn, m);
-                    }
-                }
-                return;
             }
-            other => other,
-        };
-        let Msg::ToClient { client, payload, .. } = msg else {
-            warn!("gate{}: unexpected {} from a dispatcher", self.cfg.id, msg.name());
+            ToGate::HelloAck(_) | ToGate::Refused(_) => {
+                debug!("gate{}: handshake message after the handshake; ignored", self.cfg.id);
+            }
+        }
+    }
+
+    /// Calls the method on the player entity of every matching client: checked once, encoded
+    /// once; each client gets a copy with its owner's id.
+    fn on_filtered_call(&mut self, fc: FilteredCall, out: &mut Outbox) {
+        let FilteredCall { key, op, value, method, args } = fc;
+        let mut r = oxworld_net::wire::Reader::new(&args);
+        if let Err(e) = oxworld_net::value::decode_args(&mut r).and_then(|_| r.finish()) {
+            warn!("gate{}: filtered call {method} with undecodable arguments: {e}", self.cfg.id);
             return;
-        };
-        let peek = ServerMsg::peek_entity(&payload);
+        }
+        let template = ServerMsg::call_template(&method, &args);
+        let id_at = oxworld_net::client_proto::CALL_ID_RANGE;
+        for (&conn, c) in &self.clients {
+            let Some(owner) = c.owner else { continue };
+            let hit = key.is_empty() || c.props.get(&key).is_some_and(|p| op.matches(p, &value));
+            if !hit {
+                continue;
+            }
+            if self.gather.now_or_hold(conn, self.now, out) {
+                out.send_with(conn, |b| {
+                    let at = b.len();
+                    b.extend_from_slice(&template);
+                    b[at + id_at.start..at + id_at.end].copy_from_slice(&owner.0);
+                });
+            } else {
+                let mut m = template.clone();
+                m[id_at.clone()].copy_from_slice(&owner.0);
+                self.gather.hold(conn, m);
+            }
+        }
+    }
+
+    /// Delivers one game message (`payload`, whose entity `peek` describes) to `client`,
+    /// tracking which entities it may address and which one it owns.
+    fn deliver(&mut self, client: Id, peek: Option<(bool, bool, Id)>, payload: &[u8], out: &mut Outbox) {
         let Some(&conn) = self.by_client.get(&client) else {
             // The client left before its owner was created: tell the owner's game now.
             if let Some((true, true, owner)) = peek {
-                let msg = Msg::ClientDisconnected { gate: self.cfg.id, client, owner };
+                let msg = ClientDisconnected { owner, gate: self.cfg.id, client };
                 self.links.send(owner.dispatcher_index(self.links.len()), &msg, out);
             }
             return;
@@ -281,11 +296,11 @@ impl GateApp {
     }
 
     /// Sends a game's message to a client: at once, or with the next flush.
-    fn send_client(&mut self, conn: ConnId, payload: Vec<u8>, out: &mut Outbox) {
+    fn send_client(&mut self, conn: ConnId, payload: &[u8], out: &mut Outbox) {
         if self.gather.now_or_hold(conn, self.now, out) {
-            out.send(conn, &payload);
+            out.send(conn, payload);
         } else {
-            self.gather.hold(conn, payload);
+            self.gather.hold(conn, payload.to_vec());
         }
     }
 }
@@ -426,7 +441,19 @@ impl App for GateApp {
                     return;
                 }
                 match self.links.on_frame(conn, &data, out) {
-                    Ok(Some((_, LinkEvent::Msg(m)))) => self.on_dispatcher_msg(m, out),
+                    Ok(Some((d, LinkEvent::Frame(h, body)))) => match ToGate::decode_parts(&h, body) {
+                        Ok(m) => self.on_dispatcher_msg(m, out),
+                        Err(e) => {
+                            // One bad message from a peer past the handshake: dropped, the link
+                            // (whose framing is intact) stays.
+                            self.stats.malformed_internal += 1;
+                            warn!(
+                                "gate{}: dispatcher{} sent a message that does not decode ({e}); dropped",
+                                self.cfg.id,
+                                d + 1
+                            );
+                        }
+                    },
                     Ok(_) => {}
                     Err(refused) => {
                         self.fatal = Some(refused.to_string());
@@ -444,7 +471,7 @@ impl App for GateApp {
                 self.gather.roll(now, true, out);
                 for (&conn, c) in &self.clients {
                     if let Some(owner) = c.owner {
-                        let msg = Msg::ClientDisconnected { gate: self.cfg.id, client: c.id, owner };
+                        let msg = ClientDisconnected { owner, gate: self.cfg.id, client: c.id };
                         self.links.send(owner.dispatcher_index(self.links.len()), &msg, out);
                     }
                     out.close(conn, "gate stopping");
@@ -463,8 +490,9 @@ impl App for GateApp {
         self.now = now;
         self.gather.tick(now, out);
         let n = self.links.len();
+        let gate = self.cfg.id;
         for (id, (client, pos)) in self.pending_moves.drain() {
-            self.links.send(id.dispatcher_index(n), &Msg::ClientMove { client, id, pos }, out);
+            self.links.send(id.dispatcher_index(n), &ClientMove { id, gate, client, pos }, out);
         }
     }
 
@@ -495,30 +523,13 @@ impl Report for GateApp {
     }
 }
 
-/// `prop <op> value`: numerically when both parse as numbers, else by string order.
-fn filter_matches(prop: &str, op: u8, value: &str) -> bool {
-    use std::cmp::Ordering;
-    let ord = match (prop.parse::<f64>(), value.parse::<f64>()) {
-        (Ok(a), Ok(b)) => a.partial_cmp(&b).unwrap_or(Ordering::Less),
-        _ => prop.cmp(value),
-    };
-    match op {
-        0 => ord == Ordering::Equal,
-        1 => ord != Ordering::Equal,
-        2 => ord == Ordering::Less,
-        3 => ord == Ordering::Greater,
-        4 => ord != Ordering::Greater,
-        5 => ord != Ordering::Less,
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests take one arbitrary base instant from the clock
 mod tests {
     use std::path::Path;
 
     use oxworld_net::Value;
+    use oxworld_net::msg::{FilterOp, FromGate, HelloAck, Message};
 
     use super::*;
 
@@ -545,8 +556,7 @@ mod tests {
         let links: Vec<ConnId> = out.take_connects().into_iter().map(|(c, _, _)| c).collect();
         for &l in &links {
             gate.handle(now, Event::Connected { conn: l }, &mut out);
-            let mut ack = Vec::new();
-            Msg::HelloAck { dispatcher: 1, games: vec![] }.encode(&mut ack);
+            let ack = HelloAck { dispatcher: 1, games: vec![] }.to_frame(0);
             gate.handle(now, Event::Frame { conn: l, data: ack }, &mut out);
         }
         out.take_frames();
@@ -563,8 +573,8 @@ mod tests {
                 for f in frames {
                     if let Ok(ServerMsg::Welcome { client: c, .. }) = ServerMsg::decode(&f) {
                         client = c;
-                    } else if let Ok(Msg::ClientConnected { boot: b, .. }) = Msg::decode(&f) {
-                        boot = b;
+                    } else if let Ok(FromGate::ClientConnected(cc)) = FromGate::decode(&f) {
+                        boot = cc.boot;
                     }
                 }
             }
@@ -572,10 +582,14 @@ mod tests {
         }
 
         fn deliver(&mut self, client: Id, m: &ServerMsg) {
+            self.deliver_to(&[client], m);
+        }
+
+        /// One game message for several clients, as a game fans it out.
+        fn deliver_to(&mut self, clients: &[Id], m: &ServerMsg) {
             let mut payload = Vec::new();
             m.encode(&mut payload);
-            let mut data = Vec::new();
-            Msg::ToClient { gate: 1, client, payload }.encode(&mut data);
+            let data = ToClients { gate: 1, clients: clients.to_vec(), payload }.to_frame(1);
             self.gate.handle(self.now, Event::Frame { conn: self.links[0], data }, &mut self.out);
         }
 
@@ -622,7 +636,10 @@ mod tests {
         let got = f.client_sends(100, &call);
         let link = f.links[boot.dispatcher_index(2)];
         assert_eq!(got[0].0, link);
-        assert!(matches!(Msg::decode(&got[0].1[0]), Ok(Msg::Call { caller: Caller::Client { .. }, .. })));
+        assert!(matches!(
+            FromGate::decode(&got[0].1[0]),
+            Ok(FromGate::Call(Call { caller: Caller::Client { .. }, .. }))
+        ));
         // After a destroy the entity is no longer addressable.
         f.deliver(client, &ServerMsg::DestroyEntity { id: boot });
         f.out.take_frames();
@@ -632,10 +649,6 @@ mod tests {
 
     #[test]
     fn filtered_calls_match_props_numerically_or_as_strings() {
-        assert!(filter_matches("10", 3, "9"), "10 > 9 as numbers");
-        assert!(!filter_matches("10", 3, "9x"), "'10' < '9x' as strings");
-        assert!(filter_matches("b", 2, "c") && filter_matches("a", 0, "a") && filter_matches("a", 1, "b"));
-        assert!(filter_matches("5", 4, "5") && filter_matches("5", 5, "5") && !filter_matches("5", 9, "5"));
         let mut f = fixture();
         let (c1, b1) = f.accept(100);
         let (c2, b2) = f.accept(101);
@@ -645,17 +658,15 @@ mod tests {
         }
         f.out.take_frames();
         let set = |f: &mut Fixture, client: Id, v: &str| {
-            let mut data = Vec::new();
-            Msg::SetFilterProp { gate: 1, client, key: "level".into(), value: v.into() }.encode(&mut data);
+            let data = SetFilterProp { gate: 1, client, key: "level".into(), value: v.into() }.to_frame(1);
             f.gate.handle(f.now, Event::Frame { conn: f.links[0], data }, &mut f.out);
         };
         set(&mut f, c1, "3");
         set(&mut f, c2, "12");
-        let mut data = Vec::new();
         let mut args = Vec::new();
         oxworld_net::value::encode_args(&[Value::Int(1)], &mut args);
-        Msg::FilteredCall { key: "level".into(), op: 5, value: "10".into(), method: "hi".into(), args }
-            .encode(&mut data);
+        let fc = FilteredCall { key: "level".into(), op: FilterOp::Ge, value: "10".into(), method: "hi".into(), args };
+        let data = fc.to_frame(1);
         f.gate.handle(f.now, Event::Frame { conn: f.links[0], data }, &mut f.out);
         let sent = f.out.take_frames();
         assert_eq!(sent.len(), 1, "{sent:?}");
@@ -688,8 +699,8 @@ mod tests {
         f.out.take_frames();
         f.gate.handle(f.now, Event::Closed { conn: ConnId(100), reason: CloseReason::Idle }, &mut f.out);
         let sent = f.out.take_frames();
-        let msg = Msg::decode(&sent[0].1[0]).expect("msg");
-        assert_eq!(msg, Msg::ClientDisconnected { gate: 1, client, owner: boot });
+        let msg = FromGate::decode(&sent[0].1[0]).expect("msg");
+        assert_eq!(msg, ClientDisconnected { owner: boot, gate: 1, client }.into());
         assert_eq!(f.gate.client_count(), 0);
     }
 
@@ -701,7 +712,38 @@ mod tests {
         f.out.take_frames();
         f.deliver(client, &player_create(boot));
         let sent = f.out.take_frames();
-        assert_eq!(Msg::decode(&sent[0].1[0]).expect("msg"), Msg::ClientDisconnected { gate: 1, client, owner: boot });
+        let msg = FromGate::decode(&sent[0].1[0]).expect("msg");
+        assert_eq!(msg, ClientDisconnected { owner: boot, gate: 1, client }.into());
+    }
+
+    /// One `ToClients` carries a game message to many clients: each gets the payload, and a
+    /// create or destroy in it updates what each may address.
+    #[test]
+    fn one_message_for_many_clients_reaches_each() {
+        let mut f = fixture();
+        let (c1, b1) = f.accept(100);
+        let (c2, b2) = f.accept(101);
+        f.deliver(c1, &player_create(b1));
+        f.deliver(c2, &player_create(b2));
+        f.out.take_frames();
+        let monster = Id([0x33; 16]);
+        let create = ServerMsg::CreateEntity {
+            is_player: false,
+            id: monster,
+            type_name: "Monster".into(),
+            attrs: Value::Nil,
+            pos: Default::default(),
+        };
+        f.deliver_to(&[c1, c2, Id([0x99; 16])], &create);
+        let sent = f.out.take_frames();
+        let to: Vec<ConnId> = sent.iter().map(|(c, _)| *c).collect();
+        assert_eq!(to.len(), 2, "one copy per connected client: {sent:?}");
+        assert!(to.contains(&ConnId(100)) && to.contains(&ConnId(101)));
+        for conn in [100, 101] {
+            let call = ClientMsg::Call { target: monster, method: 1, args: vec![] };
+            let got = f.client_sends(conn, &call);
+            assert!(got.iter().all(|(c, _)| f.links.contains(c)), "the monster is addressable now: {got:?}");
+        }
     }
 
     /// With `client_flush_ms`: a client that is not busy gets every message at once (a burst of
@@ -718,9 +760,14 @@ mod tests {
         let world = |f: &mut Fixture, n: i64| {
             let mut args = Vec::new();
             oxworld_net::value::encode_args(&[Value::Int(n)], &mut args);
-            let mut data = Vec::new();
-            Msg::FilteredCall { key: String::new(), op: 0, value: String::new(), method: "world".into(), args }
-                .encode(&mut data);
+            let fc = FilteredCall {
+                key: String::new(),
+                op: FilterOp::Eq,
+                value: String::new(),
+                method: "world".into(),
+                args,
+            };
+            let data = fc.to_frame(1);
             f.gate.handle(f.now, Event::Frame { conn: f.links[0], data }, &mut f.out);
         };
         let call = |n: i64| ServerMsg::Call { id: b1, method: "world".into(), args: vec![Value::Int(n)] };

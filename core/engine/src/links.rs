@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 use oxworld_net::Id;
 use oxworld_net::app::{CloseReason, ConnId, ConnOpts, Outbox};
-use oxworld_net::msg::{INTERNAL_PROTOCOL_VERSION, Msg, ProcKind};
+use oxworld_net::msg::{
+    ANNOUNCE_BATCH, Announce, HEADER_LEN, Header, Hello, HelloAck, INTERNAL_PROTOCOL_VERSION, Kind, Message, ProcKind,
+    Refused as RefusedMsg, origin_of,
+};
 
 /// Wait between attempts to reach a dispatcher.
 pub(crate) const RECONNECT_DELAY: Duration = Duration::from_secs(1);
@@ -26,11 +29,12 @@ enum State {
 
 /// What a frame on a dispatcher link meant.
 #[derive(Debug)]
-pub(crate) enum LinkEvent {
+pub(crate) enum LinkEvent<'a> {
     /// The handshake completed; `games` are the games that dispatcher knows.
     Up { games: Vec<u16> },
-    /// A routed message.
-    Msg(Msg),
+    /// A message for the process (its header parsed, its body for the caller to decode with
+    /// its direction's enum).
+    Frame(Header, &'a [u8]),
 }
 
 /// Fatal handshake outcome.
@@ -48,6 +52,8 @@ pub(crate) struct Links {
     name: String,
     kind: ProcKind,
     id: u16,
+    /// This process as the `origin` of its messages.
+    origin: u16,
     secret: String,
     addrs: Vec<SocketAddr>,
     opts: ConnOpts,
@@ -75,6 +81,7 @@ impl Links {
             name,
             kind,
             id,
+            origin: origin_of(kind, id),
             secret,
             addrs,
             opts,
@@ -135,52 +142,61 @@ impl Links {
         self.index_of(conn).is_some()
     }
 
-    /// A link connected: send the handshake, announcing `entities` (for games).
+    /// A link connected: send the handshake, then announce `entities` (a game's, routed by
+    /// this dispatcher) in batches, so the `Hello` stays small whatever the game's size.
     pub(crate) fn on_connected(&mut self, conn: ConnId, out: &mut Outbox, entities: impl FnOnce(usize) -> Vec<Id>) {
         let Some(d) = self.index_of(conn) else { return };
         self.states[d] = State::Handshaking(conn);
-        let hello = Msg::Hello {
-            version: INTERNAL_PROTOCOL_VERSION,
-            kind: self.kind,
-            id: self.id,
-            secret: self.secret.clone(),
-            entities: entities(d),
-        };
-        out.send_with(conn, |b| hello.encode(b));
+        let hello =
+            Hello { version: INTERNAL_PROTOCOL_VERSION, kind: self.kind, id: self.id, secret: self.secret.clone() };
+        out.send_with(conn, |b| hello.encode(self.origin, b));
+        for batch in entities(d).chunks(ANNOUNCE_BATCH) {
+            let ann = Announce { entities: batch.to_vec() };
+            out.send_with(conn, |b| ann.encode(self.origin, b));
+        }
     }
 
-    /// A frame arrived on a dispatcher link. `Ok(None)` for frames of other connections.
-    pub(crate) fn on_frame(
+    /// A frame arrived on a dispatcher link. `Ok(None)` for frames of other connections and
+    /// for frames that closed the link (garbage, or anything but the handshake before it).
+    pub(crate) fn on_frame<'a>(
         &mut self,
         conn: ConnId,
-        data: &[u8],
+        data: &'a [u8],
         out: &mut Outbox,
-    ) -> Result<Option<(usize, LinkEvent)>, Refused> {
+    ) -> Result<Option<(usize, LinkEvent<'a>)>, Refused> {
         let Some(d) = self.index_of(conn) else {
             return Ok(None);
         };
-        let msg = match Msg::decode(data) {
-            Ok(m) => m,
+        let (h, body) = match Header::parse(data) {
+            Ok(hb) => hb,
             Err(e) => {
-                warn!("{}: dispatcher{} sent a malformed message ({e}); reconnecting", self.name, d + 1);
-                out.close(conn, "malformed message from dispatcher");
+                warn!("{}: dispatcher{} sent a malformed frame ({e}); reconnecting", self.name, d + 1);
+                out.close(conn, "malformed frame from dispatcher");
                 return Ok(None);
             }
         };
-        match (self.states[d], msg) {
-            (State::Handshaking(c), Msg::HelloAck { games, .. }) => {
+        match (self.states[d], h.kind) {
+            (State::Handshaking(c), Kind::HelloAck) => {
+                let Ok(ack) = HelloAck::decode_body(&h, body) else {
+                    warn!("{}: dispatcher{} sent a malformed HelloAck; reconnecting", self.name, d + 1);
+                    out.close(conn, "malformed HelloAck");
+                    return Ok(None);
+                };
                 self.states[d] = State::Ready(c);
-                for payload in std::mem::take(&mut self.pending[d]) {
-                    self.pending_bytes -= payload.len();
-                    out.send(c, &payload);
+                for frame in std::mem::take(&mut self.pending[d]) {
+                    self.pending_bytes -= frame.len();
+                    out.send(c, &frame);
                 }
                 info!("{}: dispatcher{} link up", self.name, d + 1);
-                Ok(Some((d, LinkEvent::Up { games })))
+                Ok(Some((d, LinkEvent::Up { games: ack.games })))
             }
-            (_, Msg::Refused { reason }) => Err(Refused { dispatcher: (d + 1) as u16, reason }),
-            (State::Ready(_), m) => Ok(Some((d, LinkEvent::Msg(m)))),
-            (_, m) => {
-                warn!("{}: dispatcher{} sent {} before the handshake; reconnecting", self.name, d + 1, m.name());
+            (_, Kind::Refused) => {
+                let reason = RefusedMsg::decode_body(&h, body).map(|r| r.reason).unwrap_or_else(|e| e.to_string());
+                Err(Refused { dispatcher: (d + 1) as u16, reason })
+            }
+            (State::Ready(_), _) => Ok(Some((d, LinkEvent::Frame(h, body)))),
+            (_, kind) => {
+                warn!("{}: dispatcher{} sent {kind} before the handshake; reconnecting", self.name, d + 1);
                 out.close(conn, "message before handshake");
                 Ok(None)
             }
@@ -212,46 +228,49 @@ impl Links {
         self.announced_ready = false;
     }
 
-    /// Sends `msg` through dispatcher index `d`, or holds it until that link is up.
-    pub(crate) fn send(&mut self, d: usize, msg: &Msg, out: &mut Outbox) {
+    /// Sends the frame `encode` writes (given this process's `origin`) through dispatcher index
+    /// `d`, or holds it until that link is up.
+    pub(crate) fn send_with(&mut self, d: usize, kind: Kind, encode: impl FnOnce(u16, &mut Vec<u8>), out: &mut Outbox) {
+        let origin = self.origin;
         match self.states.get(d) {
-            Some(State::Ready(c)) => out.send_with(*c, |b| msg.encode(b)),
+            Some(State::Ready(c)) => out.send_with(*c, |b| encode(origin, b)),
             Some(_) => {
-                let mut payload = Vec::new();
-                msg.encode(&mut payload);
-                if self.pending_bytes + payload.len() > self.max_pending_bytes {
+                let mut frame = Vec::with_capacity(HEADER_LEN + 32);
+                encode(origin, &mut frame);
+                if self.pending_bytes + frame.len() > self.max_pending_bytes {
                     self.dropped += 1;
-                    warn!("{}: dispatcher{} unreachable and hold queue full: dropped {}", self.name, d + 1, msg.name());
+                    warn!("{}: dispatcher{} unreachable and hold queue full: dropped {kind}", self.name, d + 1);
                     return;
                 }
-                self.pending_bytes += payload.len();
-                self.pending[d].push(payload);
+                self.pending_bytes += frame.len();
+                self.pending[d].push(frame);
             }
             None => warn!("{}: no dispatcher index {d}", self.name),
         }
+    }
+
+    /// Sends one message through dispatcher index `d` (see [`Links::send_with`]).
+    pub(crate) fn send<M: Message>(&mut self, d: usize, msg: &M, out: &mut Outbox) {
+        self.send_with(d, M::KIND, |origin, b| msg.encode(origin, b), out);
     }
 }
 
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests take one arbitrary base instant from the clock
 mod tests {
+    use oxworld_net::msg::{EntityCreated, FromGame, GameLoad};
+
     use super::*;
 
-    const OPTS: ConnOpts = ConnOpts { max_frame: 1 << 20, max_queued: 64, idle_timeout: None };
+    const OPTS: ConnOpts = ConnOpts { max_frame: 1 << 20, max_queued: 200, idle_timeout: None };
 
     fn links(now: Instant) -> Links {
         let addrs = vec!["127.0.0.1:1".parse().expect("addr"), "127.0.0.1:2".parse().expect("addr")];
         Links::new("game1".into(), ProcKind::Game, 1, "s".into(), addrs, OPTS, now)
     }
 
-    fn encode(m: &Msg) -> Vec<u8> {
-        let mut b = Vec::new();
-        m.encode(&mut b);
-        b
-    }
-
     #[test]
-    fn handshake_holds_then_flushes_and_redials() {
+    fn handshake_announces_in_batches_holds_then_flushes_and_redials() {
         let now = Instant::now();
         let mut l = links(now);
         let mut out = Outbox::new();
@@ -259,13 +278,29 @@ mod tests {
         let conns: Vec<ConnId> = out.take_connects().into_iter().map(|(c, _, _)| c).collect();
         assert_eq!(conns.len(), 2);
         // Held while not up.
-        l.send(0, &Msg::GameUp { game: 9 }, &mut out);
+        l.send(0, &GameLoad { load: 9 }, &mut out);
         assert!(out.take_frames().is_empty());
-        l.on_connected(conns[0], &mut out, |_| vec![Id([1; 16])]);
-        let frames = out.take_frames();
-        assert!(matches!(Msg::decode(&frames[0].1[0]), Ok(Msg::Hello { kind: ProcKind::Game, id: 1, .. })));
+        let id = |i: u32| {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&(i + 1).to_le_bytes());
+            Id(b)
+        };
+        let hosted: Vec<Id> = (0..ANNOUNCE_BATCH as u32 + 3).map(id).collect();
+        let announced = hosted.clone();
+        l.on_connected(conns[0], &mut out, move |_| announced);
+        let frames = &out.take_frames()[0].1;
+        assert!(matches!(FromGame::decode(&frames[0]), Ok(FromGame::Hello(Hello { kind: ProcKind::Game, id: 1, .. }))));
+        assert!(frames[0].len() < 128, "a Hello is small whatever the game's size");
+        let mut got = Vec::new();
+        for f in &frames[1..] {
+            let Ok(FromGame::Announce(a)) = FromGame::decode(f) else { panic!("announce batches follow") };
+            assert!(a.entities.len() <= ANNOUNCE_BATCH);
+            got.extend(a.entities);
+        }
+        assert_eq!((frames.len(), got), (3, hosted));
         // Wrong order: a routed message before the ack closes the link.
-        let r = l.on_frame(conns[0], &encode(&Msg::GameUp { game: 2 }), &mut out);
+        let early = EntityCreated { id: Id([2; 16]) }.to_frame(0);
+        let r = l.on_frame(conns[0], &early, &mut out);
         assert!(matches!(r, Ok(None)));
         assert_eq!(out.take_closes().len(), 1);
         assert!(l.on_closed(conns[0], &CloseReason::PeerClosed, now));
@@ -273,12 +308,19 @@ mod tests {
         l.tick(now + RECONNECT_DELAY, &mut out);
         let c = out.take_connects()[0].0;
         l.on_connected(c, &mut out, |_| vec![]);
-        out.take_frames();
-        let r = l.on_frame(c, &encode(&Msg::HelloAck { dispatcher: 1, games: vec![1, 2] }), &mut out);
-        assert!(matches!(r, Ok(Some((0, LinkEvent::Up { .. })))));
+        assert_eq!(out.take_frames()[0].1.len(), 1, "nothing to announce: Hello alone");
+        let ack = HelloAck { dispatcher: 1, games: vec![1, 2] }.to_frame(0);
+        let r = l.on_frame(c, &ack, &mut out);
+        assert!(matches!(r, Ok(Some((0, LinkEvent::Up { ref games }))) if *games == vec![1, 2]));
         let frames = out.take_frames();
-        assert_eq!(Msg::decode(&frames[0].1[0]).expect("held msg"), Msg::GameUp { game: 9 });
+        assert_eq!(FromGame::decode(&frames[0].1[0]), Ok(FromGame::GameLoad(GameLoad { load: 9 })));
         assert!(matches!(l.states[0], State::Ready(_)) && !l.all_ready());
+        // Up: routed frames come back with their header parsed.
+        let frame = EntityCreated { id: Id([3; 16]) }.to_frame(0);
+        match l.on_frame(c, &frame, &mut out) {
+            Ok(Some((0, LinkEvent::Frame(h, body)))) => assert!(h.route == Id([3; 16]) && body.is_empty()),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -291,8 +333,9 @@ mod tests {
         l.on_connected(c, &mut out, |_| vec![]);
         assert!(matches!(l.on_frame(c, &[0xff; 9], &mut out), Ok(None)));
         assert_eq!(out.take_closes().len(), 1);
-        let r = l.on_frame(c, &encode(&Msg::Refused { reason: "bad secret".into() }), &mut out);
-        assert!(matches!(r, Err(Refused { dispatcher: 2, .. })));
+        let refused = RefusedMsg { reason: "bad secret".into() }.to_frame(0);
+        let r = l.on_frame(c, &refused, &mut out);
+        assert!(matches!(r, Err(Refused { dispatcher: 2, ref reason }) if reason == "bad secret"));
     }
 
     #[test]
@@ -301,9 +344,9 @@ mod tests {
         let mut l = links(now);
         let mut out = Outbox::new();
         for _ in 0..20 {
-            l.send(1, &Msg::GameUp { game: 1 }, &mut out);
+            l.send(1, &GameLoad { load: 1 }, &mut out);
         }
         assert!(l.dropped > 0);
-        assert!(l.pending_bytes <= 64);
+        assert!(l.pending_bytes <= 200);
     }
 }

@@ -92,10 +92,6 @@ fn ms(d: Duration) -> Value {
     Value::Int(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn id_bytes(id: Id) -> Value {
-    Value::Bytes(id.0.to_vec())
-}
-
 impl EntityImage {
     /// The encoded image.
     pub fn encode(&self) -> Vec<u8> {
@@ -135,10 +131,10 @@ impl EntityImage {
             m.insert("kind".to_owned(), Value::Int(k));
         }
         if let Some(c) = self.client {
-            m.insert("client".to_owned(), Value::List(vec![Value::Int(i64::from(c.gate)), id_bytes(c.client)]));
+            m.insert("client".to_owned(), Value::List(vec![Value::Int(i64::from(c.gate)), Value::id(c.client)]));
         }
         m.insert("pos".to_owned(), Value::List(self.pos.iter().map(|f| Value::Float(f64::from(*f))).collect()));
-        m.insert("space".to_owned(), id_bytes(self.space));
+        m.insert("space".to_owned(), Value::id(self.space));
         m.insert("state".to_owned(), self.state.clone());
         m.insert("client_move".to_owned(), Value::Bool(self.client_move));
         if let Some(r) = self.radius {
@@ -207,14 +203,7 @@ impl EntityImage {
             Some(Value::Int(k)) => Some(*k),
             Some(_) => return Err(ImageError::Field("kind")),
         };
-        let id_of = |v: Option<&Value>, what: &'static str| match v {
-            Some(Value::Bytes(b)) if b.len() == 16 => {
-                let mut a = [0u8; 16];
-                a.copy_from_slice(b);
-                Ok(Id(a))
-            }
-            _ => Err(ImageError::Field(what)),
-        };
+        let id_of = |v: Option<&Value>, what: &'static str| v.and_then(Value::as_id).ok_or(ImageError::Field(what));
         let client = match m.get("client") {
             None => None,
             Some(Value::List(l)) if l.len() == 2 => {

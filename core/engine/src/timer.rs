@@ -82,16 +82,17 @@ impl Timers {
         }
     }
 
-    /// Every live timer by entity, each entity's in creation order (one pass, for freezing).
-    pub(crate) fn by_entity(&self) -> FxHashMap<Id, Vec<(TimerId, &Timer)>> {
-        let mut m: FxHashMap<Id, Vec<(TimerId, &Timer)>> = FxHashMap::default();
-        for (entity, ids) in &self.owned {
-            let mut v: Vec<(TimerId, &Timer)> =
-                ids.iter().filter_map(|id| self.table.get(id).map(|t| (TimerId(*id), t))).collect();
-            v.sort_by_key(|(id, _)| *id);
-            m.insert(*entity, v);
-        }
-        m
+    /// The live timers of `entity` with their handles, in creation order.
+    pub(crate) fn of_entity(&self, entity: Id) -> Vec<(TimerId, &Timer)> {
+        let mut v: Vec<(TimerId, &Timer)> = self
+            .owned
+            .get(&entity)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.table.get(id).map(|t| (TimerId(*id), t)))
+            .collect();
+        v.sort_by_key(|(id, _)| *id);
+        v
     }
 
     /// Cancels `id` if it belongs to `entity`; true if it was live.
@@ -103,15 +104,6 @@ impl Timers {
             }
             _ => false,
         }
-    }
-
-    /// Removes and returns every timer of `entity` (for migration and freezing).
-    pub(crate) fn take_entity(&mut self, entity: Id) -> Vec<(TimerId, Timer)> {
-        let ids = self.owned.remove(&entity).unwrap_or_default();
-        let mut v: Vec<(TimerId, Timer)> =
-            ids.into_iter().filter_map(|id| self.table.remove(&id).map(|t| (TimerId(id), t))).collect();
-        v.sort_by_key(|(id, _)| *id);
-        v
     }
 
     /// Drops every timer of `entity`.
@@ -221,8 +213,9 @@ mod tests {
         ts.remove_entity(Id([1; 16]));
         assert!(!ts.owned.contains_key(&Id([1; 16])));
         assert_eq!(ts.len(), 1);
-        assert_eq!(ts.take_entity(Id([2; 16])).len(), 1);
+        assert_eq!(ts.of_entity(Id([2; 16])).iter().map(|(h, _)| *h).collect::<Vec<_>>(), vec![other]);
+        assert!(ts.of_entity(Id([1; 16])).is_empty());
+        ts.remove_entity(Id([2; 16]));
         assert!(ts.owned.is_empty() && ts.table.is_empty());
-        let _ = other;
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use oxworld_engine::world::Frozen;
 use oxworld_engine::{Args, CallError, Ctx, Entity, Expose, Id, Registry, World};
-use oxworld_net::msg::Msg;
+use oxworld_net::msg::CreateEntity;
 use oxworld_store::lmdb::FreezeDb;
 
 fn main() {
@@ -49,7 +49,7 @@ fn world(n: usize, now: Instant) -> World {
     for i in 0..n as u64 {
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&(i + 1).to_be_bytes());
-        let create = Msg::CreateEntity { game: 1, id: Id(id), type_name: "Npc".into(), data: vec![] };
+        let create = CreateEntity { id: Id(id), game: 1, type_name: "Npc".into(), space_kind: None };
         w.handle(now, create);
     }
     let _ = w.drain_output().count();

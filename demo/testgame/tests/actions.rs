@@ -23,10 +23,6 @@ fn wait_call(c: &mut BlockingClient, method: &str) -> Vec<Value> {
     }
 }
 
-fn oxworld_core_id(id: Id) -> Value {
-    Value::Bytes(id.0.to_vec())
-}
-
 fn attr(c: &mut BlockingClient, id: Id, path: &[&str]) -> Option<Value> {
     let mut v = c.conn().entity(id)?.attrs.clone();
     for key in path {
@@ -64,8 +60,8 @@ fn every_action_does_what_the_bots_expect() {
     // A call to every client around: ours is the only one; we answer it.
     c.call(avatar, "test_call_all", vec![]).expect("send");
     let from = wait_call(&mut c, "call_all_plz_echo");
-    assert_eq!(from, vec![oxworld_core_id(avatar)]);
-    c.call(avatar, "call_all_echo", vec![oxworld_core_id(avatar)]).expect("send");
+    assert_eq!(from, vec![Value::id(avatar)]);
+    c.call(avatar, "call_all_echo", vec![Value::id(avatar)]).expect("send");
     assert_eq!(wait_call(&mut c, "on_test_call_all"), vec![Value::Int(1)]);
     // Lists and nested attributes reach the replica.
     for seed in [5, 6, 7, 9, 3, 4] {

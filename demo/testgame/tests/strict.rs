@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use oxworld_bin::testkit::{TestCluster, cargo_build};
+use oxworld_bin::testkit::{TestCluster, fresh_bin};
 
 /// Bots and seconds; `OXWORLD_STRICT_BOTS` / `OXWORLD_STRICT_SECS` override them for a quick
 /// local run.
@@ -18,8 +18,7 @@ fn knob(name: &str, default: u64) -> u64 {
 fn strict_testgame_run_with_a_reload_in_the_middle() {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_testgame"));
     let cluster = TestCluster::start("strict", &exe, 2, 2, "").expect("cluster");
-    let stress = cluster.layout.bin_dir.join("oxworld-stress");
-    cargo_build("oxworld-stress", &cluster.layout.bin_dir).expect("building oxworld-stress");
+    let stress = fresh_bin(&cluster.layout.bin_dir, "oxworld-stress").expect("oxworld-stress is built");
     let (bots, secs) = (knob("OXWORLD_STRICT_BOTS", 200), knob("OXWORLD_STRICT_SECS", 60));
     let run = Command::new(&stress)
         .args(["--scenario", "testgame", "--strict", "--json", "--rate", "1"])

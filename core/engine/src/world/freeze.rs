@@ -15,15 +15,13 @@ use std::time::Instant;
 
 use log::info;
 use oxworld_net::client_proto::Pos;
+use oxworld_net::msg::Caller;
 use oxworld_net::{Id, Value, method_id};
-use rustc_hash::FxHashMap;
 use thiserror::Error;
 
-use super::{CronEntry, Slot, World, timer_images};
-use crate::attr::Attrs;
+use super::World;
 use crate::entity::{Registry, RegistryError};
-use crate::migrate::{CronImage, EntityImage};
-use oxworld_net::msg::Caller;
+use crate::migrate::EntityImage;
 
 /// Version of the freeze layout (the metadata record and how records are framed); entity
 /// records carry their own [`crate::migrate::ENTITY_IMAGE_VERSION`].
@@ -102,19 +100,8 @@ pub enum RestoreError {
     Registry(#[from] RegistryError),
 }
 
-fn id_value(id: Id) -> Value {
-    Value::Bytes(id.0.to_vec())
-}
-
 fn id_of(v: Option<&Value>) -> Option<Id> {
-    match v {
-        Some(Value::Bytes(b)) if b.len() == 16 => {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(b);
-            Some(Id(a))
-        }
-        _ => None,
-    }
+    v.and_then(Value::as_id)
 }
 
 fn int(v: Option<&Value>) -> Option<i64> {
@@ -161,7 +148,7 @@ impl Meta {
                 Value::List(vec![
                     Value::from(n.as_str()),
                     Value::Int(i64::from(*s)),
-                    id_value(*id),
+                    Value::id(*id),
                     Value::Int(i64::from(*g)),
                 ])
             })
@@ -170,14 +157,14 @@ impl Meta {
         let pending = self
             .pending_services
             .iter()
-            .map(|(n, s, id)| Value::List(vec![Value::from(n.as_str()), Value::Int(i64::from(*s)), id_value(*id)]))
+            .map(|(n, s, id)| Value::List(vec![Value::from(n.as_str()), Value::Int(i64::from(*s)), Value::id(*id)]))
             .collect();
         m.insert("pending_services".to_owned(), Value::List(pending));
         let migrations = self
             .migrations
             .iter()
             .map(|(e, sp, p, g)| {
-                Value::List(vec![id_value(*e), id_value(*sp), pos_value(*p), Value::Int(i64::from(*g))])
+                Value::List(vec![Value::id(*e), Value::id(*sp), pos_value(*p), Value::Int(i64::from(*g))])
             })
             .collect();
         m.insert("migrations".to_owned(), Value::List(migrations));
@@ -283,49 +270,13 @@ impl World {
         }
         self.core.next_sync = now;
         self.sync_spaces(now);
-        let timers = self.core.timers.by_entity();
-        let mut cron: FxHashMap<Id, Vec<&CronEntry>> = FxHashMap::default();
-        for c in &self.core.cron {
-            cron.entry(c.entity).or_default().push(c);
-        }
         // Spaces first, so members find them on restore.
         let mut order: Vec<(bool, Id)> =
             self.entities.keys().map(|id| (!self.core.spaces.is_space(*id), *id)).collect();
         order.sort_unstable();
         let mut records = Vec::with_capacity(order.len());
         for (_, id) in order {
-            let Some(slot) = self.entities.get(&id) else { continue };
-            let ty = &self.reg.types[slot.ty];
-            let spatial = self.core.spaces.spatial(id);
-            let pos = spatial.map(|s| s.pos).unwrap_or_default();
-            let cron_images = cron
-                .get(&id)
-                .map(|cs| {
-                    cs.iter()
-                        .filter_map(|c| {
-                            let &i = ty.by_id.get(&c.method)?;
-                            Some(CronImage {
-                                spec: c.text.clone(),
-                                method: ty.methods[i].name.to_owned(),
-                                args: c.args.clone(),
-                            })
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let image = EntityImage {
-                type_name: ty.name.to_owned(),
-                attrs: slot.attrs.value().clone(),
-                timers: timers.get(&id).map(|ts| timer_images(ty, ts.iter().copied(), now)).unwrap_or_default(),
-                client: slot.client,
-                pos: [pos.x, pos.y, pos.z, pos.yaw],
-                space: spatial.map(|s| s.space).unwrap_or(Id::NIL),
-                state: slot.obj.as_ref().map(|o| o.save()).unwrap_or(Value::Nil),
-                client_move: spatial.is_some_and(|s| s.client_move),
-                radius: spatial.and_then(|s| s.radius),
-                cron: cron_images,
-                space_kind: self.core.spaces.space(id).map(|s| s.kind),
-            };
+            let Some(image) = self.image_of(id) else { continue };
             let mut rec = Vec::with_capacity(256);
             rec.extend_from_slice(&id.0);
             rec.extend_from_slice(&image.encode());
@@ -412,28 +363,15 @@ impl World {
         let nil = w.core.nil_space;
         let mut sights = Vec::new();
         for (id, ty, image) in images {
-            if let Some(kind) = image.space_kind {
-                w.core.spaces.add_space(id, kind, id != nil);
+            let is_space = image.space_kind.is_some();
+            let place = w.rebuild(id, ty, image);
+            if is_space {
                 report.spaces += 1;
-            }
-            let mut obj = (w.reg.types[ty].factory)();
-            obj.load(image.state);
-            let mut attrs = Attrs::from_value(image.attrs);
-            if w.reg.types[ty].persistent {
-                attrs.mark_persistent_dirty();
-            }
-            w.entities.insert(id, Slot { ty, obj: Some(obj), client: image.client, attrs });
-            w.core.local_ids.insert(id);
-            if let Some(c) = image.client {
-                w.core.clients.insert(id, c);
-            }
-            w.add_image_schedules(id, ty, image.timers, image.cron);
-            if image.space_kind.is_none() {
-                let [x, y, z, yaw] = image.pos;
-                let space = if w.core.spaces.is_space(image.space) { image.space } else { nil };
-                w.core.spaces.join(id, space, Pos { x, y, z, yaw }, image.radius, &mut sights);
+            } else {
+                let space = if w.core.spaces.is_space(place.space) { place.space } else { nil };
+                w.core.spaces.join(id, space, place.pos, place.radius, &mut sights);
                 if let Some(sp) = w.core.spaces.spatial_mut(id) {
-                    sp.client_move = image.client_move;
+                    sp.client_move = place.client_move;
                 }
             }
             report.entities += 1;
@@ -480,12 +418,14 @@ mod tests {
     use std::time::Duration;
 
     use oxworld_net::client_proto::ServerMsg;
-    use oxworld_net::msg::Msg;
+    use oxworld_net::msg::{
+        Call, CreateBoot, CreateEntity, FromGame, MigrateAck, MigrateRequest, ServiceUpdate, SpaceGame,
+    };
     use oxworld_net::value::encode_args;
 
     use super::*;
     use crate::attr::AttrFlags;
-    use crate::entity::{Args, CallError, Entity, Expose, id_value};
+    use crate::entity::{Args, CallError, Entity, Expose};
     use crate::world::{ClientRef, Ctx};
 
     /// A player whose plain field `gold` survives through save/load.
@@ -574,8 +514,8 @@ mod tests {
     fn client_msgs(w: &mut World) -> Vec<(Id, ServerMsg)> {
         w.drain_output()
             .filter_map(|(_, m)| match m {
-                Msg::ToClient { client, payload, .. } => {
-                    Some((client, ServerMsg::decode(&payload).expect("valid client msg")))
+                FromGame::ToClients(tc) => {
+                    Some((tc.clients[0], ServerMsg::decode(&tc.payload).expect("valid client msg")))
                 }
                 _ => None,
             })
@@ -586,7 +526,7 @@ mod tests {
         let mut enc = Vec::new();
         encode_args(&a, &mut enc);
         let caller = Caller::Client { gate: GATE, client };
-        w.handle(now, Msg::Call { target, method: method_id(m), args: enc, caller });
+        w.handle(now, Call { target, method: method_id(m), caller, args: enc });
     }
 
     /// A game with a space of kind 5 holding two heroes that see each other, one far away;
@@ -596,18 +536,16 @@ mod tests {
         let heroes = [Id([0xa1; 16]), Id([0xa2; 16]), Id([0xa3; 16])];
         let clients = [Id([0xc1; 16]), Id([0xc2; 16]), Id([0xc3; 16])];
         for (h, c) in heroes.iter().zip(&clients) {
-            w.handle(t0, Msg::CreateBoot { gate: GATE, client: *c, boot: *h });
+            w.handle(t0, CreateBoot { boot: *h, gate: GATE, client: *c });
         }
         let space = Id([0x5a; 16]);
-        let mut kind = Vec::new();
-        encode_args(&[Value::Int(5)], &mut kind);
-        w.handle(t0, Msg::CreateEntity { game: 3, id: space, type_name: "Arena".into(), data: kind });
+        w.handle(t0, CreateEntity { id: space, game: 3, type_name: "Arena".into(), space_kind: Some(5) });
         for (i, x) in [0.0, 5.0, 500.0].into_iter().enumerate() {
-            call(&mut w, t0, clients[i], heroes[i], "go", vec![id_value(space), Value::Float(x)]);
+            call(&mut w, t0, clients[i], heroes[i], "go", vec![Value::id(space), Value::Float(x)]);
         }
         call(&mut w, t0, clients[0], heroes[0], "earn", vec![Value::Int(40)]);
         call(&mut w, t0, clients[0], heroes[0], "arm", vec![]);
-        w.handle(t0, Msg::ServiceUpdate { name: "Hub".into(), shard: 0, entity: Id([0x77; 16]), game: 2 });
+        w.handle(t0, ServiceUpdate { entity: Id([0x77; 16]), game: 2, name: "Hub".into(), shard: 0 });
         w.tick(t0);
         let _ = w.drain_output().count();
         (w, heroes, clients, space)
@@ -691,7 +629,7 @@ mod tests {
         assert!(msgs.contains(&(clients[1], ServerMsg::DestroyEntity { id: heroes[0] })), "{msgs:?}");
         // Crontab entries came back with the entity.
         assert_eq!(r.core.cron.len(), 1);
-        assert_eq!(r.core.cron[0].text, "*/5 * * * *");
+        assert_eq!(r.core.cron[&heroes[0]][0].text, "*/5 * * * *");
     }
 
     #[test]
@@ -755,18 +693,18 @@ mod tests {
         let t0 = Instant::now();
         let (mut w, heroes, clients, _) = populated(t0);
         let far = Id([0x5f; 16]);
-        call(&mut w, t0, clients[2], heroes[2], "go", vec![id_value(far), Value::Float(1.0)]);
+        call(&mut w, t0, clients[2], heroes[2], "go", vec![Value::id(far), Value::Float(1.0)]);
         let _ = w.drain_output().count();
         let frozen = w.freeze(t0);
         let (mut r, _) =
             World::restore(registry(true, true), 3, 2, None, 5, (t0, 1_700_000_000_000), &frozen).expect("restores");
-        r.handle(t0, Msg::SpaceGame { space: far, entity: heroes[2], game: 1 });
-        let out: Vec<Msg> = r.drain_output().map(|(_, m)| m).collect();
-        assert!(out.contains(&Msg::MigrateRequest { entity: heroes[2] }), "{out:?}");
-        r.handle(t0, Msg::MigrateAck { entity: heroes[2] });
-        let out: Vec<Msg> = r.drain_output().map(|(_, m)| m).collect();
+        r.handle(t0, SpaceGame { space: far, game: 1, entity: heroes[2] });
+        let out: Vec<FromGame> = r.drain_output().map(|(_, m)| m).collect();
+        assert!(out.contains(&MigrateRequest { entity: heroes[2] }.into()), "{out:?}");
+        r.handle(t0, MigrateAck { entity: heroes[2] });
+        let out: Vec<FromGame> = r.drain_output().map(|(_, m)| m).collect();
         assert!(
-            out.iter().any(|m| matches!(m, Msg::RealMigrate { entity, game: 1, .. } if *entity == heroes[2])),
+            out.iter().any(|m| matches!(m, FromGame::RealMigrate(rm) if rm.entity == heroes[2] && rm.game == 1)),
             "{out:?}"
         );
         assert!(!r.has_entity(heroes[2]));

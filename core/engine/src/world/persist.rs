@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use oxworld_net::client_proto::ErrorCode;
-use oxworld_net::msg::{Caller, Msg};
+use oxworld_net::msg::{Caller, EntityCreated, EntityDestroyed, LoadEntity};
 use oxworld_net::{Id, Value, method_id};
 use thiserror::Error;
 
@@ -181,7 +181,7 @@ impl Ctx<'_> {
     /// As [`Ctx::load_entity_anywhere`], on game `game` (0: anywhere).
     pub fn load_entity_on_game(&mut self, game: u16, type_name: &str, id: Id) -> Result<(), StoreCallError> {
         self.persistent_type(type_name)?;
-        self.core.send(id, Msg::LoadEntity { game, id, type_name: type_name.to_owned() });
+        self.core.send(id, LoadEntity { id, game, type_name: type_name.to_owned() });
         Ok(())
     }
 
@@ -280,7 +280,7 @@ impl World {
             Some(t) if self.reg.types[t].persistent => t,
             _ => {
                 warn!("game{}: cannot load {id}: {type_name:?} is not a persistent type here", self.core.game_id);
-                self.core.send(id, Msg::EntityDestroyed { id });
+                self.core.send(id, EntityDestroyed { id });
                 return;
             }
         };
@@ -320,7 +320,7 @@ impl World {
         match attrs {
             Ok(attrs) => {
                 self.create_with(loading.ty, id, None, Attrs::from_value(attrs));
-                self.core.send(id, Msg::EntityCreated { id });
+                self.core.send(id, EntityCreated { id });
                 for (method, args, caller) in loading.queued {
                     self.run_call(id, method, args, caller);
                 }
@@ -330,7 +330,7 @@ impl World {
                 for (method, _, caller) in loading.queued {
                     self.refuse(id, method, caller, ErrorCode::Unavailable, format!("loading {id} failed: {reason}"));
                 }
-                self.core.send(id, Msg::EntityDestroyed { id });
+                self.core.send(id, EntityDestroyed { id });
             }
         }
     }
@@ -371,6 +371,7 @@ impl World {
 #[allow(clippy::disallowed_methods)] // tests take one arbitrary base instant from the clock
 mod tests {
     use oxworld_net::client_proto::ServerMsg;
+    use oxworld_net::msg::{Call, CreateBoot, FromGame};
     use oxworld_net::value::encode_args;
 
     use super::*;
@@ -438,7 +439,7 @@ mod tests {
         );
         reg.boot("Clerk");
         let mut w = World::new(reg, 1, 1, None, 3, (t0, 1_700_000_000_000)).expect("registry");
-        w.handle(t0, Msg::CreateBoot { gate: 1, client: CLIENT, boot: CLERK });
+        w.handle(t0, CreateBoot { boot: CLERK, gate: 1, client: CLIENT });
         w
     }
 
@@ -460,7 +461,7 @@ mod tests {
     fn replies(w: &mut World) -> Vec<(String, Vec<Value>)> {
         w.drain_output()
             .filter_map(|(_, m)| match m {
-                Msg::ToClient { payload, .. } => match ServerMsg::decode(&payload).ok()? {
+                FromGame::ToClients(tc) => match ServerMsg::decode(&tc.payload).ok()? {
                     ServerMsg::Call { method, args, .. } => Some((method, args)),
                     _ => None,
                 },
@@ -479,7 +480,7 @@ mod tests {
     fn call(w: &mut World, now: Instant, target: Id, method: &str, args: Vec<Value>) {
         let mut enc = Vec::new();
         encode_args(&args, &mut enc);
-        w.handle(now, Msg::Call { target, method: method_id(method), args: enc, caller: Caller::Server(CLERK) });
+        w.handle(now, Call { target, method: method_id(method), caller: Caller::Server(CLERK), args: enc });
     }
 
     #[test]
@@ -558,7 +559,7 @@ mod tests {
         let mut store = MemStore::default();
         let a = Id([0xa1; 16]);
         // A first load of an id nobody stored: a fresh avatar, saved at once.
-        w.handle(t0, Msg::LoadEntity { game: 1, id: a, type_name: "Avatar".into() });
+        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into() });
         call(&mut w, t0, a, "earn", vec![Value::Int(10)]);
         call(&mut w, t0, a, "show", vec![crate::entity::id_value(CLERK)]);
         assert!(!w.has_entity(a), "still loading");
@@ -566,7 +567,7 @@ mod tests {
         assert!(w.has_entity(a));
         assert_eq!(replies(&mut w), vec![("shown".to_owned(), vec![Value::Int(11)])], "queued calls ran in order");
         // A second load while it lives: nothing happens.
-        w.handle(t0, Msg::LoadEntity { game: 1, id: a, type_name: "Avatar".into() });
+        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into() });
         assert!(w.take_store_ops().is_empty());
         // Not yet saved with gold 11 (interval not reached).
         let stored = |store: &mut MemStore| match store.execute(StoreOp::Load { type_name: "Avatar".into(), id: a }) {
@@ -591,7 +592,7 @@ mod tests {
         run_store(&mut w, &mut store, t0);
         assert_eq!(stored(&mut store), Value::Map([("gold".to_owned(), Value::Int(16))].into()));
         // Loading again brings it back as saved.
-        w.handle(t0, Msg::LoadEntity { game: 1, id: a, type_name: "Avatar".into() });
+        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into() });
         call(&mut w, t0, a, "show", vec![crate::entity::id_value(CLERK)]);
         run_store(&mut w, &mut store, t0);
         assert_eq!(replies(&mut w), vec![("shown".to_owned(), vec![Value::Int(16)])], "loaded as saved");
@@ -622,12 +623,12 @@ mod tests {
         let t0 = Instant::now();
         let mut w = world(t0);
         let a = Id([0xa1; 16]);
-        w.handle(t0, Msg::LoadEntity { game: 1, id: a, type_name: "Avatar".into() });
+        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into() });
         let mut enc = Vec::new();
         encode_args(&[Value::Int(1)], &mut enc);
         w.handle(
             t0,
-            Msg::Call {
+            Call {
                 target: a,
                 method: method_id("earn"),
                 args: enc,
@@ -636,10 +637,10 @@ mod tests {
         );
         let _ = w.drain_output().count();
         run_store(&mut w, &mut Broken, t0);
-        let out: Vec<Msg> = w.drain_output().map(|(_, m)| m).collect();
-        assert!(out.contains(&Msg::EntityDestroyed { id: a }), "{out:?}");
+        let out: Vec<FromGame> = w.drain_output().map(|(_, m)| m).collect();
+        assert!(out.contains(&EntityDestroyed { id: a }.into()), "{out:?}");
         let err = out.iter().find_map(|m| match m {
-            Msg::ToClient { payload, .. } => ServerMsg::decode(payload).ok(),
+            FromGame::ToClients(tc) => ServerMsg::decode(&tc.payload).ok(),
             _ => None,
         });
         assert!(matches!(err, Some(ServerMsg::Error { code, .. }) if code == ErrorCode::Unavailable as u16), "{err:?}");
@@ -647,7 +648,7 @@ mod tests {
         // Garbage in storage is a failed load too, not a panic.
         let mut store = MemStore::default();
         store.execute(StoreOp::Save { type_name: "Avatar".into(), id: a, data: vec![0xff, 0, 1] }).expect("save");
-        w.handle(t0, Msg::LoadEntity { game: 1, id: a, type_name: "Avatar".into() });
+        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into() });
         run_store(&mut w, &mut store, t0);
         assert!(!w.has_entity(a));
         assert!(decode_stored(&[]).is_err());

@@ -1,39 +1,50 @@
-//! A hot swap to a binary that cannot restore the freeze (an entity type was removed): `oxworld
+//! Hot swaps to binaries that cannot restore in time, with test-only builds of the test game
+//! (`demo/variants`) deployed as "the new binary": one without an entity type (`oxworld
 //! reload` fails naming the type, the freeze is kept and the dispatchers keep holding the
 //! game's traffic; `oxworld start` with the fixed binary restores it, and every call a client
-//! made meanwhile is answered, once, in order, without the client reconnecting.
+//! made meanwhile is answered, once, in order, without the client reconnecting), and one that
+//! restores slower than the hold bound (every held call is answered with an error).
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use oxworld_bin::launcher;
-use oxworld_bin::testkit::TestCluster;
+use oxworld_bin::testkit::{TestCluster, fresh_bin};
 use oxworld_client::BlockingClient;
 use oxworld_net::Value;
 use oxworld_net::client_proto::ServerMsg;
 
-fn cli(c: &TestCluster, args: &[&str], env: Option<(&str, &str)>) -> (bool, String) {
-    let mut cmd = Command::new(c.layout.bin_dir.join("oxworld"));
-    cmd.args(args)
-        .arg(&c.layout.game_bin)
-        .arg("--config")
-        .arg(&c.layout.config)
-        .arg("--run-dir")
-        .arg(&c.layout.run_dir)
-        .arg("--bin-dir")
-        .arg(&c.layout.bin_dir);
-    if let Some((k, v)) = env {
-        cmd.env(k, v);
+/// The test game (the cluster's binary), next to this crate's binaries.
+fn testgame() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_BIN_EXE_testgame-no-beacon")).parent().expect("bin dir").to_path_buf();
+    fresh_bin(&dir, "testgame").expect("the test game is built")
+}
+
+/// A bin dir deploying `variant` as the game binary `testgame` (with the real dispatcher, gate
+/// and CLI), as an operator deploys a new build before `oxworld reload`.
+fn deploy(c: &TestCluster, variant: &str, name: &str) -> PathBuf {
+    let dir = c.dir.join(name);
+    std::fs::create_dir_all(&dir).expect("bin dir");
+    let link = |from: &Path, to: &str| {
+        let _ = std::fs::remove_file(dir.join(to));
+        std::os::unix::fs::symlink(from, dir.join(to)).expect("symlink");
+    };
+    for b in ["oxworld", "oxworld-dispatcher", "oxworld-gate"] {
+        link(&c.layout.bin_dir.join(b), b);
     }
-    let out = cmd.output().expect("oxworld runs");
+    link(Path::new(variant), "testgame");
+    dir
+}
+
+/// Runs the CLI against the cluster, with `bin_dir` instead of the cluster's if given.
+fn cli(c: &TestCluster, args: &[&str], bin_dir: Option<&Path>) -> (bool, String) {
+    let out = c.cli_command(args, bin_dir.unwrap_or(&c.layout.bin_dir)).output().expect("oxworld runs");
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 #[test]
 fn a_failed_restore_keeps_the_freeze_and_start_brings_it_back() {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_testgame"));
-    let cluster = TestCluster::start("swap-fail", &exe, 2, 2, "").expect("cluster");
+    let cluster = TestCluster::start("swap-fail", &testgame(), 2, 2, "").expect("cluster");
     // Two players: boots go round robin, so one lives on each game.
     let mut clients: Vec<(BlockingClient, oxworld_net::Id, i64)> = (0..2)
         .map(|_| {
@@ -52,7 +63,8 @@ fn a_failed_restore_keeps_the_freeze_and_start_brings_it_back() {
     };
     call_all(&mut clients, 5);
     // The "new binary" lacks the Beacon type: the first game's restore fails.
-    let (ok, out) = cli(&cluster, &["reload"], Some(("OXWORLD_TESTGAME_WITHOUT", "Beacon")));
+    let without = deploy(&cluster, env!("CARGO_BIN_EXE_testgame-no-beacon"), "bin-no-beacon");
+    let (ok, out) = cli(&cluster, &["reload"], Some(&without));
     assert!(!ok, "reload must fail: {out}");
     assert!(out.contains("game1 could not restore") && out.contains("Beacon") && out.contains("kept"), "{out}");
     let game1 = launcher::Proc { kind: launcher::Kind::Game, id: 1 };
@@ -95,21 +107,13 @@ fn a_failed_restore_keeps_the_freeze_and_start_brings_it_back() {
 /// exits non-zero saying that held messages failed.
 #[test]
 fn a_restore_slower_than_the_hold_bound_fails_the_held_calls_loudly() {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_testgame"));
     let extra = "[deployment]\nfreeze_hold_timeout_s = 1\n";
-    let cluster = TestCluster::start("swap-slow", &exe, 1, 1, extra).expect("cluster");
+    let cluster = TestCluster::start("swap-slow", &testgame(), 1, 1, extra).expect("cluster");
     let mut c = BlockingClient::connect(cluster.gate, Duration::from_secs(3)).expect("connect");
     let me = c.wait_player(Duration::from_secs(10)).expect("player");
-    let layout =
-        (cluster.layout.bin_dir.join("oxworld"), cluster.layout.config.clone(), cluster.layout.run_dir.clone());
-    let game_bin = cluster.layout.game_bin.clone();
-    let reload = std::thread::spawn(move || {
-        let mut cmd = Command::new(&layout.0);
-        cmd.arg("reload").arg(&game_bin).arg("--config").arg(&layout.1).arg("--run-dir").arg(&layout.2);
-        cmd.arg("--bin-dir").arg(layout.0.parent().expect("bin dir"));
-        cmd.env("OXWORLD_TESTGAME_RESTORE_DELAY_MS", "2500");
-        cmd.output().expect("oxworld runs")
-    });
+    let slow = deploy(&cluster, env!("CARGO_BIN_EXE_testgame-slow-restore"), "bin-slow");
+    let mut cmd = cluster.cli_command(&["reload"], &slow);
+    let reload = std::thread::spawn(move || cmd.output().expect("oxworld runs"));
     // Calls while the game is away for longer than the 1 s bound.
     std::thread::sleep(Duration::from_millis(400));
     let sent = 5i64;

@@ -1,0 +1,405 @@
+//! [`Ctx`]: everything entity code can do, handed to each method and hook. It reaches the
+//! world's shared state (`WorldCore`) while the entity's own slot is checked out, so entity
+//! code never runs re-entrantly: local calls, creates, destroys and space changes are queued
+//! as `LocalOp`s and run after the handler returns. Storage calls are in `persist`, service
+//! calls in `services`.
+
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+use oxworld_net::client_proto::{Pos, ServerMsg};
+use oxworld_net::msg::{Call, Caller, CreateEntity, FilterOp, FilteredCall, QuerySpace, SetFilterProp};
+use oxworld_net::value::encode_args;
+use oxworld_net::{Id, Value, method_id};
+
+use super::{
+    ClientRef, CreateError, CronAddError, CronEntry, LocalOp, SpaceError, TimerError, WorldCore, nil_space_id,
+};
+use crate::attr::{AttrSchema, Attrs, MapMut};
+use crate::cron::CronSpec;
+use crate::entity::Registry;
+use crate::timer::{Timer, TimerId};
+
+/// What an entity method or hook gets to act on the world.
+pub struct Ctx<'a> {
+    pub(super) core: &'a mut WorldCore,
+    pub(super) reg: &'a Registry,
+    pub(super) id: Id,
+    pub(super) caller: Caller,
+    pub(super) client: &'a mut Option<ClientRef>,
+    pub(super) destroy: &'a mut bool,
+    pub(super) attrs: &'a mut Attrs,
+    pub(super) schema: &'a AttrSchema,
+    pub(super) ty: usize,
+}
+
+impl Ctx<'_> {
+    /// This entity's attributes, for reading and changing; changes reach the clients that may
+    /// see them (by the attribute's flags) in order, before any later call to those clients.
+    pub fn attrs(&mut self) -> MapMut<'_> {
+        self.attrs.root()
+    }
+
+    /// This entity's attributes, read-only.
+    pub fn attrs_ref(&self) -> &Attrs {
+        self.attrs
+    }
+
+    pub(super) fn flush_attrs(&mut self) {
+        self.core.flush_attrs(self.id, self.attrs, self.schema, *self.client);
+    }
+
+    fn timer(
+        &mut self,
+        first: Duration,
+        repeat: Option<Duration>,
+        method: &str,
+        args: Vec<Value>,
+    ) -> Result<TimerId, TimerError> {
+        let m = method_id(method);
+        if !self.reg.types[self.ty].by_id.contains_key(&m) {
+            return Err(TimerError::UnknownMethod(method.to_owned()));
+        }
+        let deadline = self.core.now + first;
+        Ok(self.core.timers.add(Timer { entity: self.id, method: m, args, deadline, repeat }))
+    }
+
+    /// Calls `method` of this entity once, `after` from now. The method must exist on the
+    /// entity's type (any exposure).
+    pub fn add_timer(&mut self, after: Duration, method: &str, args: Vec<Value>) -> Result<TimerId, TimerError> {
+        self.timer(after, None, method, args)
+    }
+
+    /// Calls `method` of this entity every `every` (at least [`crate::timer::MIN_REPEAT`]),
+    /// first after one interval, until cancelled or the entity is destroyed.
+    pub fn add_repeat_timer(&mut self, every: Duration, method: &str, args: Vec<Value>) -> Result<TimerId, TimerError> {
+        let every = every.max(crate::timer::MIN_REPEAT);
+        self.timer(every, Some(every), method, args)
+    }
+
+    /// Calls `method` of this entity after the current handler returns, in this same turn of
+    /// the loop (GoWorld's `Post`, typed).
+    pub fn post(&mut self, method: &str, args: Vec<Value>) {
+        let caller = Caller::Server(self.id);
+        self.core.local.push_back(LocalOp::Call { target: self.id, method: method_id(method), args, caller });
+    }
+
+    /// A game-wide timer: calls `method` of this game's nil space (an instance of the space
+    /// type) once after `after`, or every `repeat` if given. Lives as long as the game.
+    pub fn add_global_timer(
+        &mut self,
+        after: Duration,
+        repeat: Option<Duration>,
+        method: &str,
+        args: Vec<Value>,
+    ) -> Result<TimerId, TimerError> {
+        let m = method_id(method);
+        let space_ty = self.reg.space_type.ok_or_else(|| TimerError::UnknownMethod(method.to_owned()))?;
+        if !self.reg.types[space_ty].by_id.contains_key(&m) {
+            return Err(TimerError::UnknownMethod(method.to_owned()));
+        }
+        let repeat = repeat.map(|r| r.max(crate::timer::MIN_REPEAT));
+        let deadline = self.core.now + after;
+        Ok(self.core.timers.add(Timer { entity: self.core.nil_space, method: m, args, deadline, repeat }))
+    }
+
+    /// Calls `method` of this entity on a crontab schedule (`"*/5 * * * *"`: every five
+    /// minutes, UTC), until the entity is destroyed. Schedules stay on this game (they are not
+    /// carried by migration).
+    pub fn add_cron(&mut self, spec: &str, method: &str, args: Vec<Value>) -> Result<(), CronAddError> {
+        let s = CronSpec::parse(spec)?;
+        let m = method_id(method);
+        if !self.reg.types[self.ty].by_id.contains_key(&m) {
+            return Err(CronAddError::UnknownMethod(method.to_owned()));
+        }
+        self.core.cron.entry(self.id).or_default().push(CronEntry { spec: s, text: spec.to_owned(), method: m, args });
+        Ok(())
+    }
+
+    /// Cancels one of this entity's timers; false if it was not live.
+    pub fn cancel_timer(&mut self, id: TimerId) -> bool {
+        self.core.timers.cancel(self.id, id)
+    }
+
+    /// The space this entity is in (this game's nil space at first; `Id::NIL` for spaces).
+    pub fn space(&self) -> Id {
+        self.core.spaces.spatial(self.id).map(|s| s.space).unwrap_or(Id::NIL)
+    }
+
+    /// This game's nil space.
+    pub fn nil_space(&self) -> Id {
+        self.core.nil_space
+    }
+
+    /// Kind of space `space` if it is on this game.
+    pub fn space_kind(&self, space: Id) -> Option<i64> {
+        self.core.spaces.space(space).map(|s| s.kind)
+    }
+
+    /// Position and yaw.
+    pub fn position(&self) -> Pos {
+        self.core.spaces.spatial(self.id).map(|s| s.pos).unwrap_or_default()
+    }
+
+    /// Moves this entity (also in the nil space and without AOI). Neighbours are updated
+    /// after the current handler; clients get the new position at the next position sync.
+    pub fn set_position(&mut self, x: f32, y: f32, z: f32) {
+        let yaw = self.position().yaw;
+        self.core.spaces.move_to(self.id, Pos { x, y, z, yaw });
+    }
+
+    /// Turns this entity to `yaw` degrees.
+    pub fn set_yaw(&mut self, yaw: f32) {
+        let p = self.position();
+        self.core.spaces.move_to(self.id, Pos { yaw, ..p });
+    }
+
+    /// Turns this entity towards point (x, z): yaw 0 faces +Z, 90 faces +X.
+    pub fn face_to(&mut self, x: f32, z: f32) {
+        let p = self.position();
+        let (dx, dz) = (x - p.x, z - p.z);
+        if dx != 0.0 || dz != 0.0 {
+            self.set_yaw(dx.atan2(dz).to_degrees());
+        }
+    }
+
+    /// Lets (or stops letting) this entity's own client move it.
+    pub fn set_client_move(&mut self, on: bool) {
+        if let Some(sp) = self.core.spaces.spatial_mut(self.id) {
+            sp.client_move = on;
+        }
+    }
+
+    /// Changes this entity's AOI view radius (entities of types declared with `aoi` only).
+    pub fn set_aoi_radius(&mut self, radius: f32) {
+        self.core.spaces.set_radius(self.id, radius.max(0.0));
+    }
+
+    /// Entities this entity sees (its AOI neighbours).
+    pub fn neighbours(&self) -> Vec<Id> {
+        self.core.spaces.seen(self.id)
+    }
+
+    /// Enters `space` at `pos` once the current handler returns: the client (if any) sees the
+    /// old space and neighbours destroyed, then the new space and its neighbours created; the
+    /// spaces' and the entity's hooks run. A space on another game makes the entity migrate
+    /// there (see ARCHITECTURE.md, "Migration"); calls to it meanwhile are delivered after it
+    /// arrives, in order.
+    pub fn enter_space(&mut self, space: Id, pos: Pos) -> Result<(), SpaceError> {
+        if self.core.spaces.is_space(self.id) {
+            return Err(SpaceError::SpaceCannotEnter);
+        }
+        if self.core.migrations.contains_key(&self.id) {
+            return Err(SpaceError::Migrating);
+        }
+        if self.core.spaces.is_space(space) {
+            self.core.local.push_back(LocalOp::EnterSpace { entity: self.id, space, pos });
+        } else {
+            // Another game's space: find it, then migrate there (see `World::handle`).
+            self.core.migrations.insert(self.id, (space, pos, 0));
+            self.core.send(space, QuerySpace { space, entity: self.id });
+        }
+        Ok(())
+    }
+
+    /// Creates a space of kind `kind` on this game (an instance of the registered space
+    /// type); it exists once the current handler returns.
+    pub fn create_space_locally(&mut self, kind: i64) -> Id {
+        let id = self.core.ids.next(self.core.unix_ms());
+        self.core.local_ids.insert(id);
+        self.core.local.push_back(LocalOp::CreateSpace { id, kind });
+        id
+    }
+
+    /// The entities whose clients [`call_all_clients`](Self::call_all_clients) would reach now:
+    /// this one if it has a client, and every entity with a client that sees it.
+    pub fn clients_watching(&self) -> Vec<Id> {
+        self.reached_clients().into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// The own client, then the client of every entity that sees this one, with the entity
+    /// each is reached through.
+    fn reached_clients(&self) -> Vec<(Id, ClientRef)> {
+        let own = (*self.client).map(|c| (self.id, c));
+        let watchers = self.core.spaces.watchers(self.id);
+        own.into_iter().chain(watchers.into_iter().filter_map(|w| self.core.clients.get(&w).map(|&c| (w, c)))).collect()
+    }
+
+    /// Calls `method` on the own client and on the client of every entity that sees this one.
+    /// Returns how many clients it reached.
+    pub fn call_all_clients(&mut self, method: &str, args: Vec<Value>) -> usize {
+        self.flush_attrs();
+        let msg = ServerMsg::Call { id: self.id, method: method.to_owned(), args };
+        // Encoded once; one message per dispatcher and gate carries it to every client.
+        let mut payload = Vec::new();
+        msg.encode(&mut payload);
+        let reached = self.reached_clients();
+        self.core.send_to_clients(&reached, payload);
+        reached.len()
+    }
+
+    /// This entity's id.
+    pub fn id(&self) -> Id {
+        self.id
+    }
+
+    /// A fresh entity id (unique cluster-wide), e.g. for a persistent entity to be loaded
+    /// later with [`Ctx::load_entity_anywhere`].
+    pub fn new_id(&mut self) -> Id {
+        let ms = self.core.unix_ms();
+        self.core.ids.next(ms)
+    }
+
+    /// This game's id.
+    pub fn game_id(&self) -> u16 {
+        self.core.game_id
+    }
+
+    /// Who made the current call (`Caller::Server(Id::NIL)` inside hooks).
+    pub fn caller(&self) -> Caller {
+        self.caller
+    }
+
+    /// The current time, as passed in by the runtime.
+    pub fn now(&self) -> Instant {
+        self.core.now
+    }
+
+    /// The client bound to this entity, if any.
+    pub fn client(&self) -> Option<ClientRef> {
+        *self.client
+    }
+
+    /// Games currently known to be online (this one included).
+    pub fn online_games(&self) -> Vec<u16> {
+        self.core.online_games.iter().copied().collect()
+    }
+
+    /// Calls `method` on entity `target`, wherever it lives (same API for local and remote).
+    /// Local calls run after the current handler returns.
+    pub fn call(&mut self, target: Id, method: &str, args: Vec<Value>) {
+        self.call_id(target, method_id(method), args);
+    }
+
+    /// [`Ctx::call`] with a precomputed method id.
+    pub fn call_id(&mut self, target: Id, method: u32, args: Vec<Value>) {
+        let caller = Caller::Server(self.id);
+        if self.core.local_ids.contains(&target) {
+            self.core.local.push_back(LocalOp::Call { target, method, args, caller });
+        } else {
+            let mut enc = Vec::new();
+            encode_args(&args, &mut enc);
+            self.core.send(target, Call { target, method, caller, args: enc });
+        }
+    }
+
+    /// Calls `method` on this entity's client; a no-op (logged at debug) without a client.
+    pub fn call_client(&mut self, method: &str, args: Vec<Value>) {
+        self.flush_attrs();
+        match *self.client {
+            Some(c) => {
+                let msg = ServerMsg::Call { id: self.id, method: method.to_owned(), args };
+                self.core.send_to_client(self.id, c, &msg);
+            }
+            None => debug!("{}: call_client({method}) without a client", self.id),
+        }
+    }
+
+    /// Creates an entity of `type_name` on this game; it exists once the current handler
+    /// returns. Returns its id at once.
+    pub fn create_entity_locally(&mut self, type_name: &str) -> Result<Id, CreateError> {
+        let ty = self.reg.type_index(type_name).ok_or_else(|| CreateError::UnknownType(type_name.to_owned()))?;
+        let id = self.core.ids.next(self.core.unix_ms());
+        self.core.local_ids.insert(id);
+        self.core.local.push_back(LocalOp::Create { ty, id });
+        Ok(id)
+    }
+
+    /// Creates an entity of `type_name` on game `game`; calls sent to the returned id right
+    /// away are delivered after the creation, in order.
+    pub fn create_entity_on_game(&mut self, game: u16, type_name: &str) -> Result<Id, CreateError> {
+        if game == self.core.game_id {
+            return self.create_entity_locally(type_name);
+        }
+        if self.reg.type_index(type_name).is_none() {
+            return Err(CreateError::UnknownType(type_name.to_owned()));
+        }
+        if !self.core.online_games.contains(&game) {
+            return Err(CreateError::GameOffline(game));
+        }
+        let id = self.core.ids.next(self.core.unix_ms());
+        self.core.send(id, CreateEntity { id, game, type_name: type_name.to_owned(), space_kind: None });
+        Ok(id)
+    }
+
+    /// Creates an entity of `type_name` on the least-loaded live game (chosen by the new
+    /// entity's dispatcher from the loads games report every second).
+    pub fn create_entity_anywhere(&mut self, type_name: &str) -> Result<Id, CreateError> {
+        if self.reg.type_index(type_name).is_none() {
+            return Err(CreateError::UnknownType(type_name.to_owned()));
+        }
+        let id = self.core.ids.next(self.core.unix_ms());
+        self.core.send(id, CreateEntity { id, game: 0, type_name: type_name.to_owned(), space_kind: None });
+        Ok(id)
+    }
+
+    /// Creates a space of kind `kind` on the least-loaded live game.
+    pub fn create_space_anywhere(&mut self, kind: i64) -> Id {
+        let id = self.core.ids.next(self.core.unix_ms());
+        let type_name = self.reg.space_type.map(|t| self.reg.types[t].name).unwrap_or("__space__").to_owned();
+        self.core.send(id, CreateEntity { id, game: 0, type_name, space_kind: Some(kind) });
+        id
+    }
+
+    /// Calls `method` on the nil space of every online game (this one included), exactly once
+    /// each: one message per game through that nil space's dispatcher.
+    pub fn call_nil_spaces(&mut self, method: &str, args: Vec<Value>) {
+        let games: Vec<u16> = self.core.online_games.iter().copied().collect();
+        for g in games {
+            self.call(nil_space_id(g), method, args.clone());
+        }
+    }
+
+    /// Hands this entity's client to local entity `other` once the current handler returns:
+    /// the client first sees this entity's view destroyed (neighbours, space, the entity), then
+    /// `other` created as its player with its space and neighbours. Hooks: this entity's
+    /// `on_client_disconnected`, then `other`'s `on_client_connected`.
+    pub fn give_client_to(&mut self, other: Id) {
+        self.core.local.push_back(LocalOp::GiveClient { from: self.id, to: other });
+    }
+
+    /// Sets filter property `key` of this entity's client (empty `value` removes it); used by
+    /// [`Ctx::call_filtered_clients`]. No-op without a client.
+    pub fn set_client_filter_prop(&mut self, key: &str, value: &str) {
+        if let Some(c) = *self.client {
+            let msg = SetFilterProp { gate: c.gate, client: c.client, key: key.to_owned(), value: value.to_owned() };
+            self.core.send(self.id, msg);
+        }
+    }
+
+    /// Calls `method` (with `args`) on the player entity of every client, on every gate, whose
+    /// filter property `key` satisfies `op value` (`"="`, `"!="`, `"<"`, `">"`, `"<="`, `">="`;
+    /// numbers compare numerically); an empty `key` selects every client. Each gate gets it
+    /// exactly once, however many dispatchers there are. Unknown `op`: nothing is sent.
+    pub fn call_filtered_clients(&mut self, key: &str, op: &str, value: &str, method: &str, args: Vec<Value>) {
+        let Some(op) = FilterOp::parse(op) else {
+            warn!("call_filtered_clients: unknown operator {op:?}");
+            return;
+        };
+        let mut enc = Vec::new();
+        encode_args(&args, &mut enc);
+        let msg =
+            FilteredCall { key: key.to_owned(), op, value: value.to_owned(), method: method.to_owned(), args: enc };
+        self.core.send_idx(0, msg);
+    }
+
+    /// Calls `method` on every connected client's player entity.
+    pub fn call_all_clients_everywhere(&mut self, method: &str, args: Vec<Value>) {
+        self.call_filtered_clients("", "=", "", method, args);
+    }
+
+    /// Destroys this entity once the current handler returns.
+    pub fn destroy(&mut self) {
+        *self.destroy = true;
+    }
+}

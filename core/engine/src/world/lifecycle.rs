@@ -1,0 +1,200 @@
+//! The life of an entity inside one game: creating it (and the spaces), running a call or a
+//! hook on it with a [`Ctx`] (checked out of its slot, so entity code never re-enters the
+//! world), refusing calls it cannot serve, and destroying it.
+
+use log::{debug, warn};
+use oxworld_net::client_proto::{ErrorCode, Pos, ServerMsg};
+use oxworld_net::msg::{Caller, EntityCreated, EntityDestroyed};
+use oxworld_net::{Id, Value};
+
+use super::{ClientRef, Ctx, LocalOp, Slot, World};
+use crate::attr::Attrs;
+use crate::entity::{Args, CallError, EntityObj, Expose};
+
+impl World {
+    /// Creates space `id` of `kind` (an instance of the space type) on this game.
+    pub(super) fn create_space_now(&mut self, id: Id, kind: i64) {
+        let Some(ty) = self.reg.space_type else { return };
+        self.core.spaces.add_space(id, kind, id != self.core.nil_space);
+        let slot = Slot { ty, obj: Some((self.reg.types[ty].factory)()), client: None, attrs: Attrs::default() };
+        self.entities.insert(id, slot);
+        self.core.local_ids.insert(id);
+        self.core.send(id, EntityCreated { id });
+        self.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
+            e.on_created(ctx);
+            Ok(())
+        });
+    }
+
+    /// Creates entity `id` of type `ty` with empty attributes, bound to `client` if given.
+    pub(super) fn create(&mut self, ty: usize, id: Id, client: Option<ClientRef>) {
+        self.create_with(ty, id, client, Attrs::default());
+    }
+
+    /// Creates an entity with `attrs` already set (loaded entities); persistent types are
+    /// saved right after `on_created`, so `exists` sees them.
+    pub(super) fn create_with(&mut self, ty: usize, id: Id, client: Option<ClientRef>, attrs: Attrs) {
+        if self.entities.contains_key(&id) {
+            warn!("game{}: entity {id} already exists; create ignored", self.core.game_id);
+            return;
+        }
+        let obj = (self.reg.types[ty].factory)();
+        let slot = Slot { ty, obj: Some(obj), client: None, attrs };
+        self.entities.insert(id, slot);
+        self.core.local_ids.insert(id);
+        let radius = self.reg.types[ty].aoi_radius;
+        let mut sights = Vec::new();
+        self.core.spaces.join(id, self.core.nil_space, Pos::default(), radius, &mut sights);
+        self.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
+            e.on_created(ctx);
+            Ok(())
+        });
+        self.save_entity(id);
+        if let Some(c) = client {
+            self.attach_client(id, c);
+        }
+    }
+
+    pub(super) fn destroy_entity(&mut self, id: Id) {
+        if !self.entities.contains_key(&id) {
+            return;
+        }
+        if let Some(members) = self.core.spaces.space(id).map(|s| s.members.iter().copied().collect::<Vec<Id>>()) {
+            for m in members {
+                self.destroy_entity(m);
+            }
+            self.core.spaces.remove_space(id);
+        } else {
+            self.leave_space(id);
+            self.core.spaces.forget(id);
+        }
+        let Some(mut slot) = self.entities.remove(&id) else {
+            return;
+        };
+        self.core.clients.remove(&id);
+        self.core.local_ids.remove(&id);
+        self.core.timers.remove_entity(id);
+        self.core.cron.remove(&id);
+        if let Some(mut obj) = slot.obj.take() {
+            let mut destroy = true;
+            let schema = &self.reg.types[slot.ty].schema;
+            let mut ctx = Ctx {
+                core: &mut self.core,
+                reg: &self.reg,
+                id,
+                caller: Caller::Server(Id::NIL),
+                client: &mut slot.client,
+                destroy: &mut destroy,
+                attrs: &mut slot.attrs,
+                schema,
+                ty: slot.ty,
+            };
+            obj.on_destroy(&mut ctx);
+            ctx.flush_attrs();
+            ctx.save();
+        }
+        if let Some(c) = slot.client {
+            self.core.send_to_client(id, c, &ServerMsg::DestroyEntity { id });
+        }
+        self.core.send(id, EntityDestroyed { id });
+    }
+
+    /// Runs `f` on entity `id` with a [`Ctx`]; handles a destroy it requested.
+    pub(super) fn with_entity(
+        &mut self,
+        id: Id,
+        caller: Caller,
+        f: impl FnOnce(&mut dyn EntityObj, &mut Ctx<'_>) -> Result<(), CallError>,
+    ) -> Option<Result<(), CallError>> {
+        let slot = self.entities.get_mut(&id)?;
+        let mut obj = slot.obj.take()?;
+        let mut client = slot.client;
+        let mut attrs = std::mem::take(&mut slot.attrs);
+        let ty = slot.ty;
+        let schema = &self.reg.types[ty].schema;
+        let mut destroy = false;
+        let mut ctx = Ctx {
+            core: &mut self.core,
+            reg: &self.reg,
+            id,
+            caller,
+            client: &mut client,
+            destroy: &mut destroy,
+            attrs: &mut attrs,
+            schema,
+            ty,
+        };
+        let r = f(obj.as_mut(), &mut ctx);
+        ctx.flush_attrs();
+        if let Some(slot) = self.entities.get_mut(&id) {
+            slot.obj = Some(obj);
+            slot.client = client;
+            slot.attrs = attrs;
+        }
+        if destroy {
+            self.core.local.push_back(LocalOp::Destroy(id));
+        }
+        Some(r)
+    }
+
+    pub(super) fn run_call(&mut self, target: Id, method: u32, args: Vec<Value>, caller: Caller) {
+        self.core.stats.calls += 1;
+        let Some(slot) = self.entities.get(&target) else {
+            self.refuse(target, method, caller, ErrorCode::UnknownEntity, format!("no entity {target} on this game"));
+            return;
+        };
+        let ty = &self.reg.types[slot.ty];
+        let Some(&mi) = ty.by_id.get(&method) else {
+            let msg = format!("{} has no method with id {method:#010x}", ty.name);
+            self.refuse(target, method, caller, ErrorCode::UnknownMethod, msg);
+            return;
+        };
+        let m = &ty.methods[mi];
+        if let Caller::Client { client, .. } = caller {
+            let own = slot.client.is_some_and(|c| c.client == client);
+            let allowed = match m.expose {
+                Expose::Server => false,
+                Expose::OwnClient => own,
+                Expose::AnyClient => true,
+            };
+            if !allowed {
+                let msg = format!("{}.{} is not exposed to this client", ty.name, m.name);
+                self.refuse(target, method, caller, ErrorCode::NotExposed, msg);
+                return;
+            }
+        }
+        let (ty_idx, name) = (slot.ty, m.name);
+        let r = self.with_entity(target, caller, |e, ctx| {
+            let reg = ctx.reg;
+            (reg.types[ty_idx].methods[mi].handler)(e.as_any_mut(), ctx, Args(args))
+        });
+        match r {
+            Some(Ok(())) | None => {}
+            Some(Err(e)) => {
+                let code = match e {
+                    CallError::BadArguments(_) => ErrorCode::BadArguments,
+                    _ => ErrorCode::Failed,
+                };
+                let tn = self.reg.types[ty_idx].name;
+                self.refuse(target, method, caller, code, format!("{tn}.{name}: {e}"));
+            }
+        }
+    }
+
+    /// Reports a call that could not be served: to the client that made it, or to the log and
+    /// the undeliverable counter for server callers.
+    pub(super) fn refuse(&mut self, target: Id, method: u32, caller: Caller, code: ErrorCode, message: String) {
+        match caller {
+            Caller::Client { gate, client } => {
+                self.core.stats.refused_client_calls += 1;
+                debug!("game{}: refused client call: {message}", self.core.game_id);
+                let msg = ServerMsg::error(code, target, method, message);
+                self.core.send_to_client(target, ClientRef { gate, client }, &msg);
+            }
+            Caller::Server(from) => {
+                self.core.stats.undeliverable += 1;
+                warn!("game{}: call {method:#010x} from {from} to {target} failed: {message}", self.core.game_id);
+            }
+        }
+    }
+}
