@@ -1,8 +1,15 @@
-//! Repository hygiene checks that fail the build: every Rust file starts with a `//!` line
-//! saying what it is for, and no source file outside tests calls `.unwrap()`.
+//! Repository hygiene checks that fail the build (ARCHITECTURE.md, "Architecture invariants",
+//! names each): every Rust file starts with a `//!` line saying what it is for; no source file
+//! outside tests calls `.unwrap()`; no source file has more than `MAX_LINES` lines before its
+//! tests; the sans-IO crates (`oxworld-net`, `oxworld-engine`) depend on nothing that does IO;
+//! and the engine never switches its `clippy.toml` bans off outside tests.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+
+/// Lines a source file may have before its `#[cfg(test)]` module: past this it holds more than
+/// one job.
+const MAX_LINES: usize = 800;
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = fs::read_dir(dir) else {
@@ -13,7 +20,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
         let name = e.file_name();
         let name = name.to_string_lossy();
         if p.is_dir() {
-            if !matches!(name.as_ref(), "target" | "run" | ".git") && !name.starts_with('.') {
+            if !matches!(name.as_ref(), "target" | "run" | "node_modules") && !name.starts_with('.') {
                 rust_files(&p, out);
             }
         } else if name.ends_with(".rs") {
@@ -22,12 +29,40 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
 fn workspace_files() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
     let mut files = Vec::new();
-    rust_files(&root, &mut files);
+    rust_files(&root(), &mut files);
     assert!(files.len() > 10, "found the workspace's sources");
     files
+}
+
+/// Test code as a whole: integration tests, benches, and the test-only modules of a crate.
+fn is_test_file(p: &Path) -> bool {
+    let path = p.display().to_string();
+    path.contains("/tests/")
+        || path.contains("/benches/")
+        || p.file_name().is_some_and(|n| n == "tests.rs" || n == "sim.rs" || n == "testserver.rs" || n == "suite.rs")
+}
+
+/// The part of a source file before its unit tests (which sit at the bottom, after
+/// `#[cfg(test)]`).
+fn code_part(text: &str) -> &str {
+    text.split("#[cfg(test)]").next().unwrap_or("")
+}
+
+fn sources() -> Vec<(PathBuf, String)> {
+    workspace_files()
+        .into_iter()
+        .filter(|p| !is_test_file(p))
+        .map(|p| {
+            let text = fs::read_to_string(&p).unwrap_or_default();
+            (p, text)
+        })
+        .collect()
 }
 
 #[test]
@@ -42,18 +77,74 @@ fn every_rust_file_starts_with_a_module_doc() {
 
 #[test]
 fn no_unwrap_outside_tests() {
-    let mut offenders = Vec::new();
-    for p in workspace_files() {
-        let path = p.display().to_string();
-        if path.contains("/tests/") || path.contains("/benches/") {
-            continue;
-        }
-        let text = fs::read_to_string(&p).unwrap_or_default();
-        // Unit tests live at the bottom of a module, after `#[cfg(test)]`.
-        let code = text.split("#[cfg(test)]").next().unwrap_or("");
-        if code.contains(".unwrap()") {
-            offenders.push(path);
+    let offenders: Vec<String> = sources()
+        .into_iter()
+        .filter(|(_, text)| code_part(text).contains(".unwrap()"))
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "`.unwrap()` in non-test code: {offenders:?}");
+}
+
+#[test]
+fn no_source_file_holds_more_than_one_job() {
+    let long: Vec<String> = sources()
+        .into_iter()
+        .filter(|(_, text)| code_part(text).lines().count() > MAX_LINES)
+        .map(|(p, text)| format!("{} ({} lines)", p.display(), code_part(&text).lines().count()))
+        .collect();
+    assert!(long.is_empty(), "over {MAX_LINES} lines before the tests, split by job: {long:?}");
+}
+
+#[test]
+fn the_engine_keeps_its_clippy_bans_outside_tests() {
+    let engine = root().join("core/engine");
+    assert!(engine.join("clippy.toml").exists(), "core/engine/clippy.toml bans clock, threads, sockets and files");
+    let offenders: Vec<String> = sources()
+        .into_iter()
+        .filter(|(p, _)| p.starts_with(&engine))
+        .filter(|(_, text)| code_part(text).contains("clippy::disallowed"))
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "the engine allows a clippy.toml ban outside its tests: {offenders:?}");
+}
+
+/// The names in a manifest's `[dependencies]` section.
+fn dependencies(manifest: &Path) -> Vec<String> {
+    let text = fs::read_to_string(manifest).unwrap_or_default();
+    let mut in_deps = false;
+    let mut deps = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+        } else if in_deps && let Some((name, _)) = line.split_once('=') {
+            deps.push(name.trim().trim_end_matches(".workspace").to_owned());
         }
     }
-    assert!(offenders.is_empty(), "`.unwrap()` in non-test code: {offenders:?}");
+    deps
+}
+
+#[test]
+fn the_sans_io_crates_depend_on_nothing_that_does_io() {
+    let io = [
+        "mio",
+        "lmdb-rkv",
+        "redis",
+        "clap",
+        "env_logger",
+        "crossbeam-channel",
+        "socket2",
+        "signal-hook",
+        "signal-hook-mio",
+        "getrandom",
+        "oxworld-runtime",
+        "oxworld-host",
+        "oxworld-store",
+        "oxworld-client",
+    ];
+    for krate in ["net", "core/engine"] {
+        let deps = dependencies(&root().join(krate).join("Cargo.toml"));
+        assert!(deps.contains(&"log".to_owned()), "read {krate}/Cargo.toml: {deps:?}");
+        let bad: Vec<&String> = deps.iter().filter(|d| io.contains(&d.as_str())).collect();
+        assert!(bad.is_empty(), "{krate} is sans-IO but depends on {bad:?}");
+    }
 }

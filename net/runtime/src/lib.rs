@@ -17,20 +17,18 @@
 //! the peer through TCP). The logic thread may block briefly on a full worker command channel,
 //! which the worker always drains; so neither side can deadlock the other.
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
-use log::{debug, info, warn};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
+use log::{info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use oxworld_net::app::{App, CloseReason, ConnId, ConnOpts, Event, Outbox, Output, Signal};
-use oxworld_net::frame::Deframer;
+use oxworld_net::app::{App, ConnId, ConnOpts, Event, Outbox, Output, Signal};
 use rustc_hash::FxHashMap;
 
 /// Events a worker may send before the logic thread drains them; past this the worker parks
@@ -55,44 +53,6 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
 
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
-
-/// A `mio::Waker` that only makes the wake-up syscall when the other thread is (about to be)
-/// asleep in its poll; while it is busy it will find the new work in its channel anyway.
-/// Dekker-style handshake: the sleeper stores `sleeping = true`, fences, then re-checks its
-/// channel; the ringer pushes to the channel, fences, then swaps `sleeping` off.
-struct Bell {
-    waker: Waker,
-    sleeping: std::sync::atomic::AtomicBool,
-}
-
-impl Bell {
-    fn new(waker: Waker) -> Self {
-        Bell { waker, sleeping: std::sync::atomic::AtomicBool::new(false) }
-    }
-
-    fn ring(&self) -> io::Result<()> {
-        use std::sync::atomic::{Ordering, fence};
-        fence(Ordering::SeqCst);
-        if self.sleeping.swap(false, Ordering::SeqCst) { self.waker.wake() } else { Ok(()) }
-    }
-
-    /// Called before polling with a non-zero timeout; returns false if work already arrived
-    /// (`pending()`), in which case the caller must not sleep.
-    fn prepare_sleep(&self, pending: impl FnOnce() -> bool) -> bool {
-        use std::sync::atomic::{Ordering, fence};
-        self.sleeping.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if pending() {
-            self.sleeping.store(false, Ordering::SeqCst);
-            return false;
-        }
-        true
-    }
-
-    fn awake(&self) {
-        self.sleeping.store(false, std::sync::atomic::Ordering::SeqCst);
-    }
-}
 
 /// Lets a helper thread (see [`Runtime::spawn_helper`]) wake the logic thread with
 /// [`Event::Wake`]. Cheap to clone; many notifications before the app runs coalesce.
@@ -199,18 +159,7 @@ impl Runtime {
             let wpoll = Poll::new()?;
             let bell = Arc::new(Bell::new(Waker::new(wpoll.registry(), WAKER)?));
             let (tx, rx) = bounded(CMD_CHANNEL_CAP);
-            let worker = Worker {
-                poll: wpoll,
-                rx,
-                tx: events_tx.clone(),
-                main_bell: main_bell.clone(),
-                bell: bell.clone(),
-                conns: FxHashMap::default(),
-                backlog: VecDeque::new(),
-                paused: Vec::new(),
-                woke: false,
-                scratch: vec![0; READ_CHUNK],
-            };
+            let worker = Worker::new(wpoll, rx, events_tx.clone(), main_bell.clone(), bell.clone());
             let join = std::thread::Builder::new().name(format!("{}-io{w}", cfg.name)).spawn(move || worker.run())?;
             workers.push(WorkerHandle { tx, bell, join: Some(join) });
         }
@@ -462,346 +411,20 @@ fn dead_worker() -> io::Error {
     io::Error::other("an io worker exited")
 }
 
-struct Conn {
-    id: ConnId,
-    stream: TcpStream,
-    deframer: Deframer,
-    out: Vec<u8>,
-    out_pos: usize,
-    opts: ConnOpts,
-    last_read: Instant,
-    connecting: bool,
-    paused: bool,
-}
+mod bell;
+mod worker;
 
-struct Worker {
-    poll: Poll,
-    rx: Receiver<Cmd>,
-    tx: Sender<Event>,
-    main_bell: Arc<Bell>,
-    bell: Arc<Bell>,
-    conns: FxHashMap<usize, Conn>,
-    backlog: VecDeque<Event>,
-    paused: Vec<usize>,
-    woke: bool,
-    scratch: Vec<u8>,
-}
-
-impl Worker {
-    fn run(mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(1024);
-        let mut last_idle_check = Instant::now();
-        loop {
-            let mut timeout = if self.backlog.is_empty() { IDLE_CHECK_EVERY } else { Duration::from_millis(1) };
-            if !self.bell.prepare_sleep(|| !self.rx.is_empty()) {
-                timeout = Duration::ZERO;
-            }
-            let polled = self.poll.poll(&mut events, Some(timeout));
-            self.bell.awake();
-            match polled {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            for ev in events.iter() {
-                let Token(t) = ev.token();
-                if ev.token() == WAKER {
-                    continue;
-                }
-                if ev.is_writable() {
-                    self.on_writable(t);
-                }
-                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    self.read(t);
-                }
-            }
-            if self.commands()? {
-                self.shutdown();
-                return Ok(());
-            }
-            self.drain_backlog();
-            let now = Instant::now();
-            if now.duration_since(last_idle_check) >= IDLE_CHECK_EVERY {
-                last_idle_check = now;
-                let idle: Vec<usize> = self
-                    .conns
-                    .iter()
-                    .filter(|(_, c)| c.opts.idle_timeout.is_some_and(|t| now.duration_since(c.last_read) > t))
-                    .map(|(k, _)| *k)
-                    .collect();
-                for k in idle {
-                    self.close(k, CloseReason::Idle);
-                }
-            }
-            if self.woke {
-                self.woke = false;
-                self.main_bell.ring()?;
-            }
-        }
-    }
-
-    /// Applies queued commands; true on shutdown.
-    fn commands(&mut self) -> io::Result<bool> {
-        loop {
-            let cmd = match self.rx.try_recv() {
-                Ok(c) => c,
-                Err(TryRecvError::Empty) => return Ok(false),
-                Err(TryRecvError::Disconnected) => return Ok(true),
-            };
-            match cmd {
-                Cmd::Adopt { conn, mut stream, opts } => {
-                    let k = conn.0 as usize;
-                    self.poll.registry().register(&mut stream, Token(k), Interest::READABLE | Interest::WRITABLE)?;
-                    self.conns.insert(k, Conn::new(conn, stream, opts, false));
-                    // Data may have arrived before registration; edge-triggered polls would miss it.
-                    self.read(k);
-                }
-                Cmd::Connect { conn, addr, opts } => match TcpStream::connect(addr) {
-                    Ok(mut stream) => {
-                        let k = conn.0 as usize;
-                        self.poll.registry().register(
-                            &mut stream,
-                            Token(k),
-                            Interest::READABLE | Interest::WRITABLE,
-                        )?;
-                        self.conns.insert(k, Conn::new(conn, stream, opts, true));
-                    }
-                    Err(e) => self.emit(Event::Closed { conn, reason: CloseReason::ConnectFailed(e.to_string()) }),
-                },
-                Cmd::Write(batch) => {
-                    for (conn, bytes) in batch {
-                        let k = conn.0 as usize;
-                        let Some(c) = self.conns.get_mut(&k) else {
-                            continue;
-                        };
-                        if c.out_pos == c.out.len() {
-                            c.out.clear();
-                            c.out_pos = 0;
-                        }
-                        if c.out.is_empty() {
-                            c.out = bytes;
-                        } else {
-                            c.out.extend_from_slice(&bytes);
-                        }
-                        self.flush_conn(k);
-                    }
-                }
-                Cmd::Close(conn, reason) => {
-                    let k = conn.0 as usize;
-                    self.flush_conn(k);
-                    self.close(k, CloseReason::Requested(reason));
-                }
-                Cmd::Shutdown => return Ok(true),
-            }
-        }
-    }
-
-    fn shutdown(&mut self) {
-        let deadline = Instant::now() + SHUTDOWN_FLUSH;
-        while Instant::now() < deadline {
-            let keys: Vec<usize> =
-                self.conns.iter().filter(|(_, c)| c.out_pos < c.out.len()).map(|(k, _)| *k).collect();
-            if keys.is_empty() {
-                break;
-            }
-            for k in keys {
-                self.flush_conn(k);
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        for (_, c) in self.conns.drain() {
-            let _ = c.stream.shutdown(std::net::Shutdown::Both);
-        }
-    }
-
-    fn emit(&mut self, ev: Event) {
-        if !self.backlog.is_empty() {
-            self.backlog.push_back(ev);
-            return;
-        }
-        match self.tx.try_send(ev) {
-            Ok(()) => self.woke = true,
-            Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => self.backlog.push_back(ev),
-        }
-    }
-
-    fn drain_backlog(&mut self) {
-        while let Some(ev) = self.backlog.pop_front() {
-            match self.tx.try_send(ev) {
-                Ok(()) => self.woke = true,
-                Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => {
-                    self.backlog.push_front(ev);
-                    return;
-                }
-            }
-        }
-        for k in std::mem::take(&mut self.paused) {
-            if let Some(c) = self.conns.get_mut(&k) {
-                c.paused = false;
-                self.read(k);
-            }
-        }
-    }
-
-    fn on_writable(&mut self, k: usize) {
-        let Some(c) = self.conns.get_mut(&k) else {
-            return;
-        };
-        if c.connecting {
-            match c.stream.take_error() {
-                Ok(Some(e)) | Err(e) => {
-                    self.close(k, CloseReason::ConnectFailed(e.to_string()));
-                    return;
-                }
-                Ok(None) => {}
-            }
-            match c.stream.peer_addr() {
-                Ok(_) => {
-                    c.connecting = false;
-                    let _ = c.stream.set_nodelay(true);
-                    let id = c.id;
-                    c.last_read = Instant::now();
-                    self.emit(Event::Connected { conn: id });
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(e) => {
-                    self.close(k, CloseReason::ConnectFailed(e.to_string()));
-                    return;
-                }
-            }
-        }
-        self.flush_conn(k);
-    }
-
-    fn flush_conn(&mut self, k: usize) {
-        let Some(c) = self.conns.get_mut(&k) else {
-            return;
-        };
-        if c.connecting {
-            return;
-        }
-        while c.out_pos < c.out.len() {
-            match c.stream.write(&c.out[c.out_pos..]) {
-                Ok(0) => {
-                    self.close(k, CloseReason::Io("write returned 0".into()));
-                    return;
-                }
-                Ok(n) => c.out_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.close(k, CloseReason::Io(e.to_string()));
-                    return;
-                }
-            }
-        }
-        let queued = c.out.len() - c.out_pos;
-        if queued == 0 {
-            c.out.clear();
-            c.out_pos = 0;
-            if c.out.capacity() > 4 * READ_CHUNK {
-                c.out = Vec::new();
-            }
-        } else if queued > c.opts.max_queued {
-            self.close(k, CloseReason::QueueFull(queued));
-        }
-    }
-
-    fn read(&mut self, k: usize) {
-        loop {
-            let Some(c) = self.conns.get_mut(&k) else {
-                return;
-            };
-            if c.connecting || c.paused {
-                return;
-            }
-            // Read into the worker's scratch buffer: per-connection buffers stay as small as
-            // the largest partial frame, not one read chunk per idle client.
-            let n = match c.stream.read(&mut self.scratch) {
-                Ok(0) => {
-                    self.close(k, CloseReason::PeerClosed);
-                    return;
-                }
-                Ok(n) => n,
-                Err(e) => match e.kind() {
-                    io::ErrorKind::WouldBlock => return,
-                    io::ErrorKind::Interrupted => continue,
-                    _ => {
-                        self.close(k, CloseReason::Io(e.to_string()));
-                        return;
-                    }
-                },
-            };
-            c.deframer.push(&self.scratch[..n]);
-            c.last_read = Instant::now();
-            let id = c.id;
-            let mut frames = Vec::new();
-            let mut bad = None;
-            loop {
-                match c.deframer.next_frame() {
-                    Ok(Some(f)) => frames.push(f.to_vec()),
-                    Ok(None) => break,
-                    Err(e) => {
-                        bad = Some(e);
-                        break;
-                    }
-                }
-            }
-            c.deframer.shrink_if_idle();
-            for data in frames {
-                self.emit(Event::Frame { conn: id, data });
-            }
-            if let Some(e) = bad {
-                self.close(k, CloseReason::Frame(e));
-                return;
-            }
-            if self.backlog.len() > BACKLOG_PAUSE {
-                if let Some(c) = self.conns.get_mut(&k) {
-                    c.paused = true;
-                    self.paused.push(k);
-                }
-                return;
-            }
-            if n < READ_CHUNK {
-                // A short read drained the socket; the next edge will bring more.
-                return;
-            }
-        }
-    }
-
-    fn close(&mut self, k: usize, reason: CloseReason) {
-        let Some(mut c) = self.conns.remove(&k) else {
-            return;
-        };
-        let _ = self.poll.registry().deregister(&mut c.stream);
-        let _ = c.stream.shutdown(std::net::Shutdown::Both);
-        debug!("{}: closed: {reason}", c.id);
-        self.emit(Event::Closed { conn: c.id, reason });
-    }
-}
-
-impl Conn {
-    fn new(id: ConnId, stream: TcpStream, opts: ConnOpts, connecting: bool) -> Conn {
-        Conn {
-            id,
-            stream,
-            deframer: Deframer::new(opts.max_frame),
-            out: Vec::new(),
-            out_pos: 0,
-            opts,
-            last_read: Instant::now(),
-            connecting,
-            paused: false,
-        }
-    }
-}
+use bell::Bell;
+use worker::Worker;
 
 #[cfg(test)]
 mod tests {
     use std::io::Read as _;
 
-    use super::*;
+    use oxworld_net::app::CloseReason;
     use oxworld_net::frame::encode_frame;
+
+    use super::*;
 
     const OPTS: ConnOpts = ConnOpts { max_frame: 1024, max_queued: 1 << 20, idle_timeout: None };
 

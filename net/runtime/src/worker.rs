@@ -1,0 +1,376 @@
+//! An IO worker thread: its own `mio::Poll` over the sockets it was handed, reading frames
+//! until a short read or `WouldBlock`, writing the coalesced batches the logic thread sends,
+//! closing idle or slow connections, and parking events locally (and pausing reads) while the
+//! logic thread's channel is full. See the crate docs for how it and the logic thread hand work
+//! to each other.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use log::debug;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use oxworld_net::app::{CloseReason, ConnId, ConnOpts, Event};
+use oxworld_net::frame::Deframer;
+use rustc_hash::FxHashMap;
+
+use crate::bell::Bell;
+use crate::{BACKLOG_PAUSE, Cmd, IDLE_CHECK_EVERY, READ_CHUNK, SHUTDOWN_FLUSH, WAKER};
+
+struct Conn {
+    id: ConnId,
+    stream: TcpStream,
+    deframer: Deframer,
+    out: Vec<u8>,
+    out_pos: usize,
+    opts: ConnOpts,
+    last_read: Instant,
+    connecting: bool,
+    paused: bool,
+}
+
+pub(crate) struct Worker {
+    poll: Poll,
+    rx: Receiver<Cmd>,
+    tx: Sender<Event>,
+    main_bell: Arc<Bell>,
+    bell: Arc<Bell>,
+    conns: FxHashMap<usize, Conn>,
+    backlog: VecDeque<Event>,
+    paused: Vec<usize>,
+    woke: bool,
+    scratch: Vec<u8>,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        poll: Poll,
+        rx: Receiver<Cmd>,
+        tx: Sender<Event>,
+        main_bell: Arc<Bell>,
+        bell: Arc<Bell>,
+    ) -> Worker {
+        Worker {
+            poll,
+            rx,
+            tx,
+            main_bell,
+            bell,
+            conns: FxHashMap::default(),
+            backlog: VecDeque::new(),
+            paused: Vec::new(),
+            woke: false,
+            scratch: vec![0; READ_CHUNK],
+        }
+    }
+
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut last_idle_check = Instant::now();
+        loop {
+            let mut timeout = if self.backlog.is_empty() { IDLE_CHECK_EVERY } else { Duration::from_millis(1) };
+            if !self.bell.prepare_sleep(|| !self.rx.is_empty()) {
+                timeout = Duration::ZERO;
+            }
+            let polled = self.poll.poll(&mut events, Some(timeout));
+            self.bell.awake();
+            match polled {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for ev in events.iter() {
+                let Token(t) = ev.token();
+                if ev.token() == WAKER {
+                    continue;
+                }
+                if ev.is_writable() {
+                    self.on_writable(t);
+                }
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    self.read(t);
+                }
+            }
+            if self.commands()? {
+                self.shutdown();
+                return Ok(());
+            }
+            self.drain_backlog();
+            let now = Instant::now();
+            if now.duration_since(last_idle_check) >= IDLE_CHECK_EVERY {
+                last_idle_check = now;
+                let idle: Vec<usize> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.opts.idle_timeout.is_some_and(|t| now.duration_since(c.last_read) > t))
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in idle {
+                    self.close(k, CloseReason::Idle);
+                }
+            }
+            if self.woke {
+                self.woke = false;
+                self.main_bell.ring()?;
+            }
+        }
+    }
+
+    /// Applies queued commands; true on shutdown.
+    fn commands(&mut self) -> io::Result<bool> {
+        loop {
+            let cmd = match self.rx.try_recv() {
+                Ok(c) => c,
+                Err(TryRecvError::Empty) => return Ok(false),
+                Err(TryRecvError::Disconnected) => return Ok(true),
+            };
+            match cmd {
+                Cmd::Adopt { conn, mut stream, opts } => {
+                    let k = conn.0 as usize;
+                    self.poll.registry().register(&mut stream, Token(k), Interest::READABLE | Interest::WRITABLE)?;
+                    self.conns.insert(k, Conn::new(conn, stream, opts, false));
+                    // Data may have arrived before registration; edge-triggered polls would miss it.
+                    self.read(k);
+                }
+                Cmd::Connect { conn, addr, opts } => match TcpStream::connect(addr) {
+                    Ok(mut stream) => {
+                        let k = conn.0 as usize;
+                        self.poll.registry().register(
+                            &mut stream,
+                            Token(k),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )?;
+                        self.conns.insert(k, Conn::new(conn, stream, opts, true));
+                    }
+                    Err(e) => self.emit(Event::Closed { conn, reason: CloseReason::ConnectFailed(e.to_string()) }),
+                },
+                Cmd::Write(batch) => {
+                    for (conn, bytes) in batch {
+                        let k = conn.0 as usize;
+                        let Some(c) = self.conns.get_mut(&k) else {
+                            continue;
+                        };
+                        if c.out_pos == c.out.len() {
+                            c.out.clear();
+                            c.out_pos = 0;
+                        }
+                        if c.out.is_empty() {
+                            c.out = bytes;
+                        } else {
+                            c.out.extend_from_slice(&bytes);
+                        }
+                        self.flush_conn(k);
+                    }
+                }
+                Cmd::Close(conn, reason) => {
+                    let k = conn.0 as usize;
+                    self.flush_conn(k);
+                    self.close(k, CloseReason::Requested(reason));
+                }
+                Cmd::Shutdown => return Ok(true),
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        let deadline = Instant::now() + SHUTDOWN_FLUSH;
+        while Instant::now() < deadline {
+            let keys: Vec<usize> =
+                self.conns.iter().filter(|(_, c)| c.out_pos < c.out.len()).map(|(k, _)| *k).collect();
+            if keys.is_empty() {
+                break;
+            }
+            for k in keys {
+                self.flush_conn(k);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for (_, c) in self.conns.drain() {
+            let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn emit(&mut self, ev: Event) {
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(ev);
+            return;
+        }
+        match self.tx.try_send(ev) {
+            Ok(()) => self.woke = true,
+            Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => self.backlog.push_back(ev),
+        }
+    }
+
+    fn drain_backlog(&mut self) {
+        while let Some(ev) = self.backlog.pop_front() {
+            match self.tx.try_send(ev) {
+                Ok(()) => self.woke = true,
+                Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => {
+                    self.backlog.push_front(ev);
+                    return;
+                }
+            }
+        }
+        for k in std::mem::take(&mut self.paused) {
+            if let Some(c) = self.conns.get_mut(&k) {
+                c.paused = false;
+                self.read(k);
+            }
+        }
+    }
+
+    fn on_writable(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(&k) else {
+            return;
+        };
+        if c.connecting {
+            match c.stream.take_error() {
+                Ok(Some(e)) | Err(e) => {
+                    self.close(k, CloseReason::ConnectFailed(e.to_string()));
+                    return;
+                }
+                Ok(None) => {}
+            }
+            match c.stream.peer_addr() {
+                Ok(_) => {
+                    c.connecting = false;
+                    let _ = c.stream.set_nodelay(true);
+                    let id = c.id;
+                    c.last_read = Instant::now();
+                    self.emit(Event::Connected { conn: id });
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => {
+                    self.close(k, CloseReason::ConnectFailed(e.to_string()));
+                    return;
+                }
+            }
+        }
+        self.flush_conn(k);
+    }
+
+    fn flush_conn(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(&k) else {
+            return;
+        };
+        if c.connecting {
+            return;
+        }
+        while c.out_pos < c.out.len() {
+            match c.stream.write(&c.out[c.out_pos..]) {
+                Ok(0) => {
+                    self.close(k, CloseReason::Io("write returned 0".into()));
+                    return;
+                }
+                Ok(n) => c.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.close(k, CloseReason::Io(e.to_string()));
+                    return;
+                }
+            }
+        }
+        let queued = c.out.len() - c.out_pos;
+        if queued == 0 {
+            c.out.clear();
+            c.out_pos = 0;
+            if c.out.capacity() > 4 * READ_CHUNK {
+                c.out = Vec::new();
+            }
+        } else if queued > c.opts.max_queued {
+            self.close(k, CloseReason::QueueFull(queued));
+        }
+    }
+
+    fn read(&mut self, k: usize) {
+        loop {
+            let Some(c) = self.conns.get_mut(&k) else {
+                return;
+            };
+            if c.connecting || c.paused {
+                return;
+            }
+            // Read into the worker's scratch buffer: per-connection buffers stay as small as
+            // the largest partial frame, not one read chunk per idle client.
+            let n = match c.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    self.close(k, CloseReason::PeerClosed);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return,
+                    io::ErrorKind::Interrupted => continue,
+                    _ => {
+                        self.close(k, CloseReason::Io(e.to_string()));
+                        return;
+                    }
+                },
+            };
+            c.deframer.push(&self.scratch[..n]);
+            c.last_read = Instant::now();
+            let id = c.id;
+            let mut frames = Vec::new();
+            let mut bad = None;
+            loop {
+                match c.deframer.next_frame() {
+                    Ok(Some(f)) => frames.push(f.to_vec()),
+                    Ok(None) => break,
+                    Err(e) => {
+                        bad = Some(e);
+                        break;
+                    }
+                }
+            }
+            c.deframer.shrink_if_idle();
+            for data in frames {
+                self.emit(Event::Frame { conn: id, data });
+            }
+            if let Some(e) = bad {
+                self.close(k, CloseReason::Frame(e));
+                return;
+            }
+            if self.backlog.len() > BACKLOG_PAUSE {
+                if let Some(c) = self.conns.get_mut(&k) {
+                    c.paused = true;
+                    self.paused.push(k);
+                }
+                return;
+            }
+            if n < READ_CHUNK {
+                // A short read drained the socket; the next edge will bring more.
+                return;
+            }
+        }
+    }
+
+    fn close(&mut self, k: usize, reason: CloseReason) {
+        let Some(mut c) = self.conns.remove(&k) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        debug!("{}: closed: {reason}", c.id);
+        self.emit(Event::Closed { conn: c.id, reason });
+    }
+}
+
+impl Conn {
+    fn new(id: ConnId, stream: TcpStream, opts: ConnOpts, connecting: bool) -> Conn {
+        Conn {
+            id,
+            stream,
+            deframer: Deframer::new(opts.max_frame),
+            out: Vec::new(),
+            out_pos: 0,
+            opts,
+            last_read: Instant::now(),
+            connecting,
+            paused: false,
+        }
+    }
+}
