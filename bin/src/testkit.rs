@@ -138,7 +138,7 @@ impl TestCluster {
         let gate_port = ports[0];
         let mut ini = format!(
             "[deployment]\ndesired_dispatchers = {}\ndesired_games = {}\ndesired_gates = 1\nsecret = test\n\
-             [gate1]\nlisten_addr = 127.0.0.1:{gate_port}\nheartbeat_timeout_s = 60\n{}\n\
+             [gate1]\nlisten_addr = 127.0.0.1:{gate_port}\n{}\n\
              [storage]\ndir = {}\nfreeze_dir = {}\n",
             spec.dispatchers,
             spec.games,

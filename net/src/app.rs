@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 
@@ -28,8 +28,6 @@ pub struct ConnOpts {
     pub max_frame: usize,
     /// Bytes queued towards the peer before the connection is closed as too slow.
     pub max_queued: usize,
-    /// Close the connection when the peer sends nothing for this long.
-    pub idle_timeout: Option<Duration>,
 }
 
 /// Why a connection closed.
@@ -44,8 +42,6 @@ pub enum CloseReason {
     Frame(FrameError),
     /// More than `max_queued` bytes were waiting for a slow peer.
     QueueFull(usize),
-    /// Nothing received for the idle timeout.
-    Idle,
     /// The app asked for it.
     Requested(String),
     /// An outgoing connection could not be established.
@@ -63,7 +59,6 @@ impl fmt::Display for CloseReason {
             CloseReason::QueueFull(n) => {
                 write!(f, "outgoing queue over its limit ({n} bytes queued)")
             }
-            CloseReason::Idle => write!(f, "idle past the heartbeat timeout"),
             CloseReason::Requested(r) => write!(f, "closed by this process: {r}"),
             CloseReason::ConnectFailed(e) => write!(f, "connect failed: {e}"),
             CloseReason::TooManyConnections => write!(f, "too many connections"),

@@ -142,6 +142,9 @@ pub enum ErrorCode {
     Unavailable = 7,
     /// The method ran and returned an error.
     Failed = 8,
+    /// Nothing arrived from the client for `idle_timeout_ms` (see `Welcome`); the gate closes
+    /// the connection after sending this.
+    Idle = 9,
 }
 
 impl ErrorCode {
@@ -156,6 +159,7 @@ impl ErrorCode {
             6 => Self::Malformed,
             7 => Self::Unavailable,
             8 => Self::Failed,
+            9 => Self::Idle,
             _ => return None,
         })
     }

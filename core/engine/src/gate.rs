@@ -36,6 +36,10 @@ struct Client {
     /// Entities this client was told about; ids are chosen by clients when they call, so a
     /// SipHash set (not Fx) keeps hostile probes from degrading it.
     known: HashSet<Id>,
+    /// When the client last sent anything (heartbeats included).
+    last_heard: Instant,
+    /// The gate is closing it (its `Closed` event has not come yet): told once, closed once.
+    closing: bool,
 }
 
 /// Counters a gate keeps.
@@ -49,6 +53,8 @@ pub struct GateStats {
     pub refused: u64,
     /// Messages from dispatchers that did not decode (dropped).
     pub malformed_internal: u64,
+    /// Clients closed for sending nothing within `heartbeat_timeout`.
+    pub idle: u64,
 }
 
 /// One gate's state.
@@ -62,6 +68,8 @@ pub struct GateApp {
     by_client: FxHashMap<Id, ConnId>,
     stats: GateStats,
     pending_moves: FxHashMap<Id, (Id, [f32; 4])>,
+    /// When to look for clients past `heartbeat_timeout` next.
+    next_idle_check: Instant,
     /// Write gathering for clients (`client_flush`).
     gather: Gather,
     /// Time of the event or tick being handled.
@@ -70,18 +78,19 @@ pub struct GateApp {
     fatal: Option<String>,
 }
 
+/// How often the gate looks for idle clients: a quarter of the timeout, within 50 ms to 1 s.
+fn idle_check_every(timeout: std::time::Duration) -> std::time::Duration {
+    (timeout / 4).clamp(std::time::Duration::from_millis(50), std::time::Duration::from_secs(1))
+}
+
 /// Limits of a link to a dispatcher.
 pub(crate) fn internal_opts(cfg: &Config) -> ConnOpts {
-    ConnOpts { max_frame: cfg.max_internal_frame, max_queued: cfg.internal_queue_limit, idle_timeout: None }
+    ConnOpts { max_frame: cfg.max_internal_frame, max_queued: cfg.internal_queue_limit }
 }
 
 /// Limits of a client connection.
 pub fn client_opts(g: &GateConfig) -> ConnOpts {
-    ConnOpts {
-        max_frame: g.max_client_frame,
-        max_queued: g.client_queue_limit,
-        idle_timeout: Some(g.heartbeat_timeout),
-    }
+    ConnOpts { max_frame: g.max_client_frame, max_queued: g.client_queue_limit }
 }
 
 impl GateApp {
@@ -110,6 +119,7 @@ impl GateApp {
             by_client: FxHashMap::default(),
             stats: GateStats::default(),
             pending_moves: FxHashMap::default(),
+            next_idle_check: clock_base.0,
             gather: Gather::new(flush_period),
             now: clock_base.0,
             done: false,
@@ -141,7 +151,15 @@ impl GateApp {
         let client = self.ids.next(ms);
         let boot = self.ids.next(ms);
         self.stats.accepted += 1;
-        self.clients.insert(conn, Client { id: client, owner: None, props: HashMap::new(), known: HashSet::new() });
+        let c = Client {
+            id: client,
+            owner: None,
+            props: HashMap::new(),
+            known: HashSet::new(),
+            last_heard: now,
+            closing: false,
+        };
+        self.clients.insert(conn, c);
         self.by_client.insert(client, conn);
         let idle_ms = u32::try_from(self.cfg.heartbeat_timeout.as_millis()).unwrap_or(u32::MAX);
         Self::reply(
@@ -154,9 +172,11 @@ impl GateApp {
     }
 
     fn on_client_frame(&mut self, conn: ConnId, data: &[u8], out: &mut Outbox) {
-        let Some(c) = self.clients.get(&conn) else {
+        let Some(c) = self.clients.get_mut(&conn) else {
             return;
         };
+        c.last_heard = self.now;
+        let c = &*c;
         match ClientMsg::decode(data) {
             Ok(ClientMsg::Heartbeat) => {}
             Ok(ClientMsg::Move { id, pos }) => {
@@ -189,8 +209,7 @@ impl GateApp {
             Err(e) => {
                 self.stats.refused += 1;
                 info!("gate{}: client {} sent a malformed message ({e}); closing it", self.cfg.id, c.id);
-                Self::reply(out, conn, &ServerMsg::error(ErrorCode::Malformed, Id::NIL, 0, e.to_string()));
-                out.close(conn, format!("malformed message: {e}"));
+                self.drop_client(conn, ErrorCode::Malformed, &format!("malformed message: {e}"), out);
             }
         }
     }
@@ -293,6 +312,32 @@ impl GateApp {
             }
         }
         self.send_client(conn, payload, out);
+    }
+
+    /// Tells client `conn` why (an `Error` with `code`) and closes it, once.
+    fn drop_client(&mut self, conn: ConnId, code: ErrorCode, why: &str, out: &mut Outbox) {
+        let Some(c) = self.clients.get_mut(&conn) else { return };
+        if std::mem::replace(&mut c.closing, true) {
+            return;
+        }
+        Self::reply(out, conn, &ServerMsg::error(code, Id::NIL, 0, why));
+        out.close(conn, why.to_owned());
+    }
+
+    /// Closes every client that sent nothing for `heartbeat_timeout`, telling it so.
+    fn drop_idle(&mut self, now: Instant, out: &mut Outbox) {
+        let timeout = self.cfg.heartbeat_timeout;
+        let idle: Vec<ConnId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.closing && now.saturating_duration_since(c.last_heard) > timeout)
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in idle {
+            self.stats.idle += 1;
+            let why = format!("no message from the client for {} ms (send Heartbeat)", timeout.as_millis());
+            self.drop_client(conn, ErrorCode::Idle, &why, out);
+        }
     }
 
     /// Sends a game's message to a client: at once, or with the next flush.
@@ -469,11 +514,13 @@ impl App for GateApp {
             Event::Signal(Signal::Terminate) => {
                 info!("gate{}: stopping; closing {} clients", self.cfg.id, self.clients.len());
                 self.gather.roll(now, true, out);
+                let bye = ServerMsg::error(ErrorCode::Unavailable, Id::NIL, 0, "the gate is stopping");
                 for (&conn, c) in &self.clients {
                     if let Some(owner) = c.owner {
                         let msg = ClientDisconnected { owner, gate: self.cfg.id, client: c.id };
                         self.links.send(owner.dispatcher_index(self.links.len()), &msg, out);
                     }
+                    Self::reply(out, conn, &bye);
                     out.close(conn, "gate stopping");
                 }
                 self.clients.clear();
@@ -494,12 +541,17 @@ impl App for GateApp {
         for (id, (client, pos)) in self.pending_moves.drain() {
             self.links.send(id.dispatcher_index(n), &ClientMove { id, gate, client, pos }, out);
         }
+        if now >= self.next_idle_check {
+            self.next_idle_check = now + idle_check_every(self.cfg.heartbeat_timeout);
+            self.drop_idle(now, out);
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
         // A period with nothing held needs no wake-up: it is only bookkeeping.
         let flush = if self.gather.held.is_empty() { None } else { self.gather.period_end };
-        [self.links.next_deadline(), flush].into_iter().flatten().min()
+        let idle = (!self.clients.is_empty()).then_some(self.next_idle_check);
+        [self.links.next_deadline(), flush, idle].into_iter().flatten().min()
     }
 
     fn done(&self) -> bool {
@@ -697,7 +749,7 @@ mod tests {
         let (client, boot) = f.accept(100);
         f.deliver(client, &player_create(boot));
         f.out.take_frames();
-        f.gate.handle(f.now, Event::Closed { conn: ConnId(100), reason: CloseReason::Idle }, &mut f.out);
+        f.gate.handle(f.now, Event::Closed { conn: ConnId(100), reason: CloseReason::PeerClosed }, &mut f.out);
         let sent = f.out.take_frames();
         let msg = FromGate::decode(&sent[0].1[0]).expect("msg");
         assert_eq!(msg, ClientDisconnected { owner: boot, gate: 1, client }.into());
@@ -714,6 +766,37 @@ mod tests {
         let sent = f.out.take_frames();
         let msg = FromGate::decode(&sent[0].1[0]).expect("msg");
         assert_eq!(msg, ClientDisconnected { owner: boot, gate: 1, client }.into());
+    }
+
+    /// A client that sends nothing for `heartbeat_timeout` is told why (`Error` with code
+    /// `Idle`) and closed, once; heartbeats (any message) keep it; the others are untouched.
+    #[test]
+    fn idle_clients_are_told_and_closed_heartbeats_keep_them() {
+        use std::time::Duration;
+        let mut f = fixture_with(&format!("{CFG}[gate_common]\nheartbeat_timeout_s = 10\n"));
+        let t0 = f.now;
+        f.accept(100);
+        f.accept(101);
+        f.out.take_frames();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        assert!(f.gate.next_deadline().is_some_and(|d| d <= s(1)), "idle checks run while clients are connected");
+        f.now = s(6);
+        f.client_sends(101, &ClientMsg::Heartbeat);
+        f.gate.tick(s(10), &mut f.out);
+        assert!(f.out.take_closes().is_empty(), "not idle yet at the timeout itself");
+        f.gate.tick(s(11), &mut f.out);
+        let closes = f.out.take_closes();
+        assert_eq!(closes.iter().map(|(c, _)| *c).collect::<Vec<_>>(), vec![ConnId(100)]);
+        let told = f.take_client_msgs(100);
+        assert!(
+            matches!(&told[..], [ServerMsg::Error { code, message, .. }] if *code == ErrorCode::Idle as u16 && message.contains("Heartbeat")),
+            "{told:?}"
+        );
+        f.gate.tick(s(12), &mut f.out);
+        assert!(f.out.take_closes().is_empty(), "closed once, not again while its close is under way");
+        f.gate.tick(s(17), &mut f.out);
+        assert_eq!(f.out.take_closes().len(), 1, "the other one, 11 s after its heartbeat");
+        assert_eq!(f.gate.stats().idle, 2);
     }
 
     /// One `ToClients` carries a game message to many clients: each gets the payload, and a
@@ -785,7 +868,8 @@ mod tests {
         f.gate.tick(t0, &mut f.out);
         world(&mut f, 2);
         assert_eq!(to_client(&mut f), vec![call(2)], "a burst is not delayed");
-        assert_eq!(f.gate.next_deadline(), None, "nothing held: no wake-up needed");
+        let idle_check = Some(f.gate.next_idle_check);
+        assert_eq!(f.gate.next_deadline(), idle_check, "nothing held: no wake-up for gathering");
         // Three messages in that period: busy from the next one on.
         f.gate.tick(t0 + ms(5), &mut f.out);
         at(&mut f, 6);
@@ -876,6 +960,6 @@ mod tests {
             f.gate.tick(f.now, &mut f.out);
             assert_eq!(f.out.take_frames().len(), 1, "message {n} written in its own iteration");
         }
-        assert_eq!(f.gate.next_deadline(), None);
+        assert_eq!(f.gate.next_deadline(), Some(f.gate.next_idle_check), "only the idle check");
     }
 }

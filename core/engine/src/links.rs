@@ -262,7 +262,7 @@ mod tests {
 
     use super::*;
 
-    const OPTS: ConnOpts = ConnOpts { max_frame: 1 << 20, max_queued: 200, idle_timeout: None };
+    const OPTS: ConnOpts = ConnOpts { max_frame: 1 << 20, max_queued: 200 };
 
     fn links(now: Instant) -> Links {
         let addrs = vec!["127.0.0.1:1".parse().expect("addr"), "127.0.0.1:2".parse().expect("addr")];

@@ -33,7 +33,7 @@ pub fn run_dispatcher(args: &ProcArgs) -> anyhow::Result<()> {
     proc::init_logging(args.log.as_deref().unwrap_or(&dc.log_level));
     let name = format!("dispatcher{}", args.id);
     let mut status = StatusWriter::new(args.status_file.clone(), &name, "dispatcher", unix_clock());
-    let opts = ConnOpts { max_frame: cfg.max_internal_frame, max_queued: cfg.internal_queue_limit, idle_timeout: None };
+    let opts = ConnOpts { max_frame: cfg.max_internal_frame, max_queued: cfg.internal_queue_limit };
     let listen = ListenSpec { addr: dc.listen_addr, opts, max_conns: DISPATCHER_MAX_CONNS };
     let rt = Runtime::new(RuntimeConfig { name: name.clone(), io_threads: dc.io_threads, listeners: vec![listen] })
         .with_context(|| format!("{name}: cannot listen on {}", dc.listen_addr));

@@ -200,7 +200,10 @@ impl Entity for Avatar {
         ctx.attrs().set("chatroom", room.as_str());
         ctx.set_client_filter_prop("chatroom", &room);
         let name = ctx.attrs().str("name").to_owned();
-        ctx.call_client("show_info", vec![Value::from(format!("welcome {name}; you are in room {room}").as_str())]);
+        let hello = format!(
+            "welcome {name}; you are in chat room {room}: what you type goes to everyone in it (/join <room> to move)"
+        );
+        ctx.call_client("show_info", vec![Value::from(hello.as_str())]);
     }
 
     fn on_client_disconnected(&mut self, ctx: &mut Ctx<'_>) {
@@ -236,22 +239,24 @@ impl Avatar {
         Ok(())
     }
 
-    /// Own client: a chat line, or `/join <room>`.
+    /// Own client: `join_room(room)` moves the avatar to chat room `room`.
+    fn join_room(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        let room = args.str(0)?.trim().to_owned();
+        if !valid_name(&room, MAX_ROOM) {
+            ctx.call_client("show_error", vec![Value::from("rooms are 1-32 characters of A-Z a-z 0-9 _ -")]);
+            return Ok(());
+        }
+        ctx.attrs().set("chatroom", room.as_str());
+        ctx.set_client_filter_prop("chatroom", &room);
+        ctx.call_client("show_info", vec![Value::from(format!("you are in chat room {room}").as_str())]);
+        Ok(())
+    }
+
+    /// Own client: one line of chat for everyone in the avatar's room.
     fn send_chat(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
         let text = args.str(0)?.trim().to_owned();
         if text.is_empty() || text.len() > MAX_CHAT {
             return Err(CallError::BadArguments(format!("chat lines are 1-{MAX_CHAT} bytes")));
-        }
-        if let Some(room) = text.strip_prefix("/join") {
-            let room = room.trim();
-            if !valid_name(room, MAX_ROOM) {
-                ctx.call_client("show_error", vec![Value::from("rooms are 1-32 characters of A-Z a-z 0-9 _ -")]);
-                return Ok(());
-            }
-            ctx.attrs().set("chatroom", room);
-            ctx.set_client_filter_prop("chatroom", room);
-            ctx.call_client("show_info", vec![Value::from(format!("you are in room {room}").as_str())]);
-            return Ok(());
         }
         let room = ctx.attrs().str("chatroom").to_owned();
         let name = ctx.attrs().str("name").to_owned();
@@ -321,6 +326,7 @@ pub fn register_chat(reg: &mut Registry) {
         .attr("chatroom", AttrFlags::CLIENT | AttrFlags::PERSISTENT)
         .method("attach", Expose::Server, Avatar::attach)
         .method("send_chat", Expose::OwnClient, Avatar::send_chat)
+        .method("join_room", Expose::OwnClient, Avatar::join_room)
         .method("ping", Expose::OwnClient, Avatar::ping);
     reg.entity("Npc", Npc::default).attr("hp", AttrFlags::ALL_CLIENTS).method("wander", Expose::Server, Npc::wander);
     reg.boot("Account");

@@ -189,7 +189,7 @@ fn bots_never_notice_two_reloads_of_both_games() {
 fn a_killed_game_comes_back_with_what_was_saved() {
     let cluster = cluster("crash");
     let mut bot = login(cluster.gate, "carol", true);
-    bot.c.call(bot.avatar, "send_chat", vec![Value::from("/join blue")]).expect("send");
+    bot.c.call(bot.avatar, "join_room", vec![Value::from("blue")]).expect("send");
     let (err, text) = answer(&mut bot.c);
     assert!(!err && text.contains("blue"), "{text}");
     // Which game holds the avatar.
@@ -242,7 +242,7 @@ fn users_chat_in_rooms_and_passwords_are_not_stored_in_clear() {
     let want = vec![("ann".to_owned(), "hello".to_owned())];
     assert_eq!(hear(&mut bob), want, "bob hears ann with no /join");
     assert_eq!(hear(&mut ann), want, "ann hears herself");
-    bob.c.call(bob.avatar, "send_chat", vec![Value::from("/join red")]).expect("send");
+    bob.c.call(bob.avatar, "join_room", vec![Value::from("red")]).expect("send");
     let (err, text) = answer(&mut bob.c);
     assert!(!err && text.contains("red"), "{text}");
     ann.c.call(ann.avatar, "send_chat", vec![Value::from("anyone?")]).expect("send");

@@ -14,8 +14,12 @@ use oxworld_net::{Id, Value};
 const WAIT: Duration = Duration::from_secs(20);
 
 fn cluster(name: &str, dispatchers: usize, games: usize) -> TestCluster {
+    cluster_with_gate(name, dispatchers, games, "max_client_frame_bytes = 4096")
+}
+
+fn cluster_with_gate(name: &str, dispatchers: usize, games: usize, gate: &str) -> TestCluster {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_echo"));
-    let spec = Spec { dispatchers, games, gate: "max_client_frame_bytes = 4096", ..Spec::default() };
+    let spec = Spec { dispatchers, games, gate, ..Spec::default() };
     TestCluster::start_with(name, &exe, &spec).expect("cluster")
 }
 
@@ -143,4 +147,42 @@ fn dispatcher_refuses_wrong_secret_and_survives() {
     assert_eq!(reply(&mut c).1, vec![Value::Int(42)]);
     drop(c);
     cluster.stop().expect("every process exits 0 on SIGTERM");
+}
+
+/// With a 1 s heartbeat timeout: a client of ours that only waits (its library sends the
+/// heartbeats) stays connected for 3 s and is still served; a raw connection that sends nothing
+/// is told why (`Error` with code `Idle`) and closed, and the client library reports the reason.
+#[test]
+fn quiet_clients_are_kept_by_heartbeats_and_silent_ones_told_why() {
+    use std::io::Read;
+
+    use oxworld_client::ClientError;
+
+    let cluster = cluster_with_gate("idle", 1, 1, "heartbeat_timeout_s = 1");
+    let (mut quiet, me) = client(&cluster);
+    let mut silent = std::net::TcpStream::connect(cluster.gate).expect("connect");
+    silent.set_read_timeout(Some(WAIT)).expect("timeout");
+    // A client of ours whose reader only waits: `next` keeps the heartbeats going.
+    match quiet.next(Duration::from_secs(3)) {
+        Err(ClientError::Timeout(_)) => {}
+        other => panic!("nothing is sent to a quiet client, and it is not dropped: {other:?}"),
+    }
+    quiet.call(me, "echo", vec![Value::from("still here")]).expect("send");
+    assert_eq!(reply(&mut quiet).1, vec![Value::from("still here")]);
+    // The silent one got its welcome, then an `Idle` error, then the close.
+    let mut got = Vec::new();
+    let _ = silent.read_to_end(&mut got);
+    let mut conn = oxworld_client::ClientConn::new(1 << 20);
+    conn.handle_bytes(&got).expect("frames");
+    let mut codes = Vec::new();
+    while let Some(m) = conn.poll_event() {
+        if let ServerMsg::Error { code, .. } = m {
+            codes.push(code);
+        }
+    }
+    assert_eq!(codes, vec![ErrorCode::Idle as u16]);
+    let why = ClientError::Closed(conn.farewell().map(str::to_owned)).to_string();
+    assert!(why.contains("no message from the client for 1000 ms"), "{why}");
+    drop(quiet);
+    cluster.stop().expect("clean stop");
 }

@@ -48,7 +48,7 @@ impl BlockingClient {
         self.flush()
     }
 
-    /// Waits up to `timeout` for the next server message.
+    /// Waits up to `timeout` for the next server message, sending heartbeats meanwhile.
     pub fn next(&mut self, timeout: Duration) -> Result<ServerMsg, ClientError> {
         let deadline = Instant::now() + timeout;
         let mut buf = [0u8; 16 * 1024];
@@ -59,15 +59,24 @@ impl BlockingClient {
                 }
                 return Ok(m);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let now = Instant::now();
+            self.conn.handle_timeout(now);
+            if self.conn.wants_write() {
+                self.flush()?;
+            }
+            let left = deadline.saturating_duration_since(now);
             if left.is_zero() {
                 return Err(ClientError::Timeout("a server message".into()));
             }
-            self.stream.set_read_timeout(Some(left))?;
+            let wait = self.conn.poll_timeout().map_or(left, |t| left.min(t.saturating_duration_since(now)));
+            self.stream.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
             match self.stream.read(&mut buf) {
-                Ok(0) => return Err(ClientError::Io(io::ErrorKind::UnexpectedEof.into())),
+                Ok(0) => return Err(ClientError::Closed(self.conn.farewell().map(str::to_owned))),
                 Ok(n) => self.conn.handle_bytes(&buf[..n])?,
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Err(ClientError::Closed(self.conn.farewell().map(str::to_owned)));
+                }
                 Err(e) => return Err(e.into()),
             }
         }

@@ -43,7 +43,13 @@ pub struct BotNet {
     buf: Vec<u8>,
     /// Bots to reconnect, and when.
     later: Vec<(usize, SocketAddr, std::time::Instant)>,
+    /// When the bots' heartbeats are checked next (one pass over them a second).
+    next_heartbeats: std::time::Instant,
 }
+
+/// How often a `BotNet` lets its bots send the heartbeats due (a third of the gate's idle
+/// timeout is far longer).
+const HEARTBEAT_CHECK: Duration = Duration::from_secs(1);
 
 impl BotNet {
     /// An empty set.
@@ -54,6 +60,7 @@ impl BotNet {
             slots: Vec::new(),
             buf: vec![0; 64 * 1024],
             later: Vec::new(),
+            next_heartbeats: std::time::Instant::now(),
         })
     }
 
@@ -154,7 +161,20 @@ impl BotNet {
     /// Waits up to `timeout` for IO and appends what happened to `events`.
     pub fn poll(&mut self, timeout: Duration, events: &mut Vec<BotEvent>) -> io::Result<()> {
         let now = std::time::Instant::now();
-        let mut timeout = timeout;
+        let mut timeout = timeout.min(self.next_heartbeats.saturating_duration_since(now));
+        if now >= self.next_heartbeats {
+            self.next_heartbeats = now + HEARTBEAT_CHECK;
+            for i in 0..self.slots.len() {
+                if self.slots[i].open && self.slots[i].connected {
+                    self.slots[i].conn.handle_timeout(now);
+                    if self.slots[i].conn.wants_write() {
+                        let bytes = self.slots[i].conn.take_output();
+                        self.slots[i].out.extend_from_slice(&bytes);
+                        self.flush(i, events);
+                    }
+                }
+            }
+        }
         if !self.later.is_empty() {
             let due: Vec<(usize, SocketAddr)> =
                 self.later.iter().filter(|(_, _, t)| *t <= now).map(|(i, a, _)| (*i, *a)).collect();
@@ -218,7 +238,10 @@ impl BotNet {
         loop {
             let s = &mut self.slots[i];
             match s.stream.read(&mut self.buf) {
-                Ok(0) => return self.fail(i, "server closed the connection".into(), events),
+                Ok(0) => {
+                    let why = s.conn.farewell().map(|r| format!(": {r}")).unwrap_or_default();
+                    return self.fail(i, format!("server closed the connection{why}"), events);
+                }
                 Ok(n) => {
                     if let Err(e) = s.conn.handle_bytes(&self.buf[..n]) {
                         return self.fail(i, format!("protocol: {e}"), events);

@@ -1,8 +1,15 @@
 //! The client side of the client protocol as a sans-IO state machine ([`ClientConn`]) that
 //! tests, bots and tools share: bytes and time in, messages and bytes out.
+//!
+//! Drive order (quinn's shape): feed what the socket read to [`ClientConn::handle_bytes`];
+//! take messages with [`ClientConn::poll_event`]; call [`ClientConn::handle_timeout`] when
+//! [`ClientConn::poll_timeout`] passes (or on every turn of the loop: it is cheap); write what
+//! [`ClientConn::take_output`] returns. The connection sends `Heartbeat`s by itself, a third of
+//! the gate's idle timeout (from `Welcome`) after the last thing it sent.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -31,6 +38,9 @@ pub enum ClientError {
     /// Nothing arrived in time.
     #[error("timed out waiting for {0}")]
     Timeout(String),
+    /// The server closed the connection (with the reason it gave, if it gave one).
+    #[error("the server closed the connection{}", .0.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Closed(Option<String>),
 }
 
 /// Client protocol state: entities known to this client, its player entity, queued output.
@@ -45,7 +55,18 @@ pub struct ClientConn {
     /// A replica update that did not apply (client and server out of step), reported by the
     /// next `handle_bytes` or `take_error`.
     failed: Option<ClientError>,
+    /// A third of the gate's idle timeout, once welcomed.
+    heartbeat_every: Option<Duration>,
+    /// When the next heartbeat is due (set by the first `handle_timeout` after the welcome).
+    next_heartbeat: Option<Instant>,
+    /// Something was queued since the last `handle_timeout` (it counts as a heartbeat).
+    sent_since_check: bool,
+    /// What the server said before it closes the connection (an error on no entity).
+    farewell: Option<String>,
 }
+
+/// The shortest heartbeat interval, whatever the gate's timeout.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 
 /// The client's copy of one entity.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,7 +90,41 @@ impl ClientConn {
             player: None,
             entities: HashMap::new(),
             failed: None,
+            heartbeat_every: None,
+            next_heartbeat: None,
+            sent_since_check: false,
+            farewell: None,
         }
+    }
+
+    /// When [`ClientConn::handle_timeout`] has work (a heartbeat due), if it knows yet.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_heartbeat
+    }
+
+    /// Time passed: queues a `Heartbeat` if nothing was sent for a third of the gate's idle
+    /// timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(every) = self.heartbeat_every else { return };
+        if std::mem::take(&mut self.sent_since_check) {
+            self.next_heartbeat = Some(now + every);
+            return;
+        }
+        match self.next_heartbeat {
+            Some(due) if now < due => {}
+            Some(_) => {
+                self.send(&ClientMsg::Heartbeat);
+                self.sent_since_check = false;
+                self.next_heartbeat = Some(now + every);
+            }
+            None => self.next_heartbeat = Some(now + every),
+        }
+    }
+
+    /// Why the server is closing the connection, if it said so before closing (an idle
+    /// timeout, a malformed message, a gate stopping).
+    pub fn farewell(&self) -> Option<&str> {
+        self.farewell.as_deref()
     }
 
     /// Feeds bytes read from the socket; decoded messages become events.
@@ -90,7 +145,12 @@ impl ClientConn {
     pub fn poll_event(&mut self) -> Option<ServerMsg> {
         let msg = self.events.pop_front()?;
         match &msg {
-            ServerMsg::Welcome { client, .. } => self.client_id = Some(*client),
+            ServerMsg::Welcome { client, idle_timeout_ms, .. } => {
+                self.client_id = Some(*client);
+                self.heartbeat_every = (*idle_timeout_ms > 0)
+                    .then(|| (Duration::from_millis(u64::from(*idle_timeout_ms)) / 3).max(MIN_HEARTBEAT));
+            }
+            ServerMsg::Error { target, message, .. } if target.is_nil() => self.farewell = Some(message.clone()),
             ServerMsg::CreateEntity { is_player, id, type_name, attrs, pos } => {
                 let replica = Replica { type_name: type_name.clone(), attrs: attrs.clone(), pos: *pos };
                 self.entities.insert(*id, replica);
@@ -137,6 +197,7 @@ impl ClientConn {
 
     /// Queues any client message.
     pub fn send(&mut self, msg: &ClientMsg) {
+        self.sent_since_check = true;
         let at = begin_frame(&mut self.out);
         msg.encode(&mut self.out);
         finish_frame(&mut self.out, at);
@@ -175,8 +236,10 @@ impl ClientConn {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use oxworld_net::client_proto::ErrorCode;
     use oxworld_net::frame::encode_frame;
+
+    use super::*;
 
     #[test]
     fn tracks_player_and_entities() {
@@ -215,6 +278,61 @@ mod tests {
             ClientMsg::decode(&out[4..]).ok(),
             Some(ClientMsg::Call { target: Id([2; 16]), method: method_id("echo"), args: vec![] })
         );
+    }
+
+    fn welcome(c: &mut ClientConn, idle_timeout_ms: u32) {
+        let mut p = Vec::new();
+        ServerMsg::Welcome { version: 1, client: Id([1; 16]), idle_timeout_ms }.encode(&mut p);
+        let mut wire = Vec::new();
+        encode_frame(&p, &mut wire);
+        c.handle_bytes(&wire).expect("welcome");
+        assert!(matches!(c.poll_event(), Some(ServerMsg::Welcome { .. })));
+    }
+
+    /// Heartbeats go out a third of the idle timeout after the last thing sent, and only then.
+    #[test]
+    fn heartbeats_fill_the_silences() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut c = ClientConn::new(1024);
+        c.handle_timeout(t0);
+        assert_eq!(c.poll_timeout(), None, "no schedule before the welcome");
+        welcome(&mut c, 3000);
+        c.handle_timeout(t0);
+        assert_eq!(c.poll_timeout(), Some(ms(1000)));
+        c.handle_timeout(ms(999));
+        assert!(!c.wants_write());
+        c.handle_timeout(ms(1000));
+        let out = c.take_output();
+        assert_eq!(ClientMsg::decode(&out[4..]), Ok(ClientMsg::Heartbeat));
+        assert_eq!(c.poll_timeout(), Some(ms(2000)));
+        // A call counts: the next heartbeat waits a full interval after it is noticed.
+        c.call(Id([2; 16]), "echo", vec![]);
+        let _ = c.take_output();
+        c.handle_timeout(ms(1500));
+        c.handle_timeout(ms(2000));
+        assert!(!c.wants_write(), "sent at 1.5 s, so not due before 2.5 s");
+        c.handle_timeout(ms(2500));
+        assert!(c.wants_write());
+        // A gate without an idle timeout gets none.
+        let mut quiet = ClientConn::new(1024);
+        welcome(&mut quiet, 0);
+        quiet.handle_timeout(ms(100_000));
+        assert!(!quiet.wants_write() && quiet.poll_timeout().is_none());
+    }
+
+    #[test]
+    fn the_reason_of_a_close_is_kept() {
+        let mut c = ClientConn::new(1024);
+        let mut p = Vec::new();
+        ServerMsg::error(ErrorCode::Idle, Id::NIL, 0, "no message for 60000 ms").encode(&mut p);
+        let mut wire = Vec::new();
+        encode_frame(&p, &mut wire);
+        c.handle_bytes(&wire).expect("frame");
+        assert!(c.poll_event().is_some());
+        assert_eq!(c.farewell(), Some("no message for 60000 ms"));
+        let e = ClientError::Closed(c.farewell().map(str::to_owned));
+        assert_eq!(e.to_string(), "the server closed the connection: no message for 60000 ms");
     }
 
     #[test]

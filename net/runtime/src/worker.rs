@@ -1,6 +1,6 @@
 //! An IO worker thread: its own `mio::Poll` over the sockets it was handed, reading frames
 //! until a short read or `WouldBlock`, writing the coalesced batches the logic thread sends,
-//! closing idle or slow connections, and parking events locally (and pausing reads) while the
+//! closing slow connections, and parking events locally (and pausing reads) while the
 //! logic thread's channel is full. See the crate docs for how it and the logic thread hand work
 //! to each other.
 
@@ -18,7 +18,7 @@ use oxworld_net::frame::Deframer;
 use rustc_hash::FxHashMap;
 
 use crate::bell::Bell;
-use crate::{BACKLOG_PAUSE, Cmd, IDLE_CHECK_EVERY, READ_CHUNK, SHUTDOWN_FLUSH, WAKER};
+use crate::{BACKLOG_PAUSE, Cmd, READ_CHUNK, SHUTDOWN_FLUSH, WAKER, WORKER_POLL_EVERY};
 
 struct Conn {
     id: ConnId,
@@ -27,7 +27,6 @@ struct Conn {
     out: Vec<u8>,
     out_pos: usize,
     opts: ConnOpts,
-    last_read: Instant,
     connecting: bool,
     paused: bool,
 }
@@ -69,9 +68,8 @@ impl Worker {
 
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        let mut last_idle_check = Instant::now();
         loop {
-            let mut timeout = if self.backlog.is_empty() { IDLE_CHECK_EVERY } else { Duration::from_millis(1) };
+            let mut timeout = if self.backlog.is_empty() { WORKER_POLL_EVERY } else { Duration::from_millis(1) };
             if !self.bell.prepare_sleep(|| !self.rx.is_empty()) {
                 timeout = Duration::ZERO;
             }
@@ -99,19 +97,6 @@ impl Worker {
                 return Ok(());
             }
             self.drain_backlog();
-            let now = Instant::now();
-            if now.duration_since(last_idle_check) >= IDLE_CHECK_EVERY {
-                last_idle_check = now;
-                let idle: Vec<usize> = self
-                    .conns
-                    .iter()
-                    .filter(|(_, c)| c.opts.idle_timeout.is_some_and(|t| now.duration_since(c.last_read) > t))
-                    .map(|(k, _)| *k)
-                    .collect();
-                for k in idle {
-                    self.close(k, CloseReason::Idle);
-                }
-            }
             if self.woke {
                 self.woke = false;
                 self.main_bell.ring()?;
@@ -239,7 +224,6 @@ impl Worker {
                     c.connecting = false;
                     let _ = c.stream.set_nodelay(true);
                     let id = c.id;
-                    c.last_read = Instant::now();
                     self.emit(Event::Connected { conn: id });
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
@@ -312,7 +296,6 @@ impl Worker {
                 },
             };
             c.deframer.push(&self.scratch[..n]);
-            c.last_read = Instant::now();
             let id = c.id;
             let mut frames = Vec::new();
             let mut bad = None;
@@ -368,7 +351,6 @@ impl Conn {
             out: Vec::new(),
             out_pos: 0,
             opts,
-            last_read: Instant::now(),
             connecting,
             paused: false,
         }

@@ -1,16 +1,18 @@
-//! A terminal client for the chatroom demo: type `/register <user> <password>`,
-//! `/login <user> <password>`, `/join <room>`, `/quit`, or a line of chat.
+//! A terminal client for the chatroom demo. It handles its own commands (`/help`, `/register`,
+//! `/login`, `/join`, `/quit`), sends what you type as chat once you are logged in, says in
+//! plain words what the server answered, and why it was disconnected if it was.
 //!
-//! `cargo run -p oxworld-demo-chatroom --bin chatroom-client -- --gate 127.0.0.1:14000`
+//! `target/release/chatroom-client --gate 127.0.0.1:14000`
 
 use std::io::BufRead as _;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::Parser;
 use oxworld_client::{BlockingClient, ClientError};
-use oxworld_net::client_proto::ServerMsg;
+use oxworld_net::client_proto::{ErrorCode, ServerMsg};
 use oxworld_net::{Id, Value};
 
 /// Chat with an oxworld chatroom cluster.
@@ -21,17 +23,81 @@ struct Cli {
     gate: SocketAddr,
 }
 
+const HELP: &str = "\
+commands:
+  /register <user> <password>   make an account (then /login)
+  /login <user> <password>      log in; from then on, what you type goes to your chat room
+  /join <room>                  move to another chat room (letters, digits, _ and -)
+  /help                         this list
+  /quit                         leave
+anything else you type (once logged in) is a line of chat for everyone in your room";
+
+const LOG_IN_FIRST: &str = "log in first: /login <user> <password> (or /register <user> <password>)";
+
+/// Where the client stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Connected; the server has not created our account entity yet.
+    Connecting,
+    /// Talking to the account entity: register or log in.
+    Account(Id),
+    /// Logged in: the avatar owns the connection.
+    Chatting(Id),
+}
+
 fn text(v: &[Value], i: usize) -> &str {
     v.get(i).and_then(Value::as_str).unwrap_or("")
 }
 
-fn main() -> std::process::ExitCode {
+/// A server error in words a user understands (the server's message names methods and types).
+fn plain(code: u16, message: &str) -> String {
+    match ErrorCode::from_u16(code) {
+        Some(ErrorCode::UnknownMethod | ErrorCode::NotExposed | ErrorCode::NotAddressable) => {
+            "the server cannot do that now".to_owned()
+        }
+        Some(ErrorCode::Unavailable) => format!("the server is not available: {message}"),
+        Some(ErrorCode::UnknownEntity) => "your session on the server is gone; reconnect".to_owned(),
+        // Bad arguments or a failed call: the reason is after the method's name.
+        _ => message.rsplit(": ").next().unwrap_or(message).to_owned(),
+    }
+}
+
+/// What a typed line asks for.
+enum Action {
+    Send(&'static str, Vec<Value>),
+    Say(String),
+    Quit,
+    Nothing,
+}
+
+fn action(stage: Stage, line: &str) -> Action {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let logged_in = matches!(stage, Stage::Chatting(_));
+    match words.as_slice() {
+        [] => Action::Nothing,
+        ["/quit"] => Action::Quit,
+        ["/help"] => Action::Say(HELP.to_owned()),
+        ["/register" | "/login", ..] if logged_in => Action::Say("you are already logged in".into()),
+        ["/register", user, pwd] => Action::Send("register", vec![Value::from(*user), Value::from(*pwd)]),
+        ["/login", user, pwd] => Action::Send("login", vec![Value::from(*user), Value::from(*pwd)]),
+        ["/register" | "/login", ..] => Action::Say(format!("usage: {} <user> <password>", words[0])),
+        ["/join", room] if logged_in => Action::Send("join_room", vec![Value::from(*room)]),
+        ["/join", ..] if logged_in => Action::Say("usage: /join <room>".into()),
+        [cmd, ..] if cmd.starts_with('/') && *cmd != "/join" => {
+            Action::Say(format!("unknown command {cmd} (/help lists the commands)"))
+        }
+        _ if logged_in => Action::Send("send_chat", vec![Value::from(line)]),
+        _ => Action::Say(LOG_IN_FIRST.to_owned()),
+    }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut c = match BlockingClient::connect(cli.gate, Duration::from_secs(3)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cannot connect to {}: {e}", cli.gate);
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     };
     let (tx, rx) = mpsc::channel::<String>();
@@ -42,46 +108,54 @@ fn main() -> std::process::ExitCode {
             }
         }
     });
-    println!("connected; /register <user> <password>, /login <user> <password>, /join <room>, /quit");
-    let mut player: Option<Id> = None;
+    println!("connected to {}; /help lists the commands", cli.gate);
+    let mut stage = Stage::Connecting;
     loop {
         match c.next(Duration::from_millis(50)) {
             Ok(ServerMsg::CreateEntity { is_player: true, id, type_name, .. }) => {
-                player = Some(id);
                 if type_name == "Avatar" {
-                    println!("* logged in");
+                    stage = Stage::Chatting(id);
+                } else {
+                    stage = Stage::Account(id);
+                    println!("* /register <user> <password> to make an account, /login <user> <password> to log in");
                 }
             }
             Ok(ServerMsg::Call { method, args, .. }) => match method.as_str() {
                 "on_recv_chat" => println!("<{}> {}", text(&args, 0), text(&args, 1)),
                 "show_info" => println!("* {}", text(&args, 0)),
                 "show_error" => println!("! {}", text(&args, 0)),
-                other => println!("? {other} {args:?}"),
+                _ => {}
             },
-            Ok(ServerMsg::Error { message, .. }) => println!("! {message}"),
+            Ok(ServerMsg::Error { code, message, .. }) => println!("! {}", plain(code, &message)),
             Ok(_) | Err(ClientError::Timeout(_)) => {}
             Err(e) => {
                 eprintln!("disconnected: {e}");
-                return std::process::ExitCode::FAILURE;
+                return ExitCode::FAILURE;
             }
         }
-        for line in rx.try_iter() {
-            let line = line.trim().to_owned();
-            let Some(p) = player else {
-                println!("! not connected yet");
+        loop {
+            let line = match rx.try_recv() {
+                Ok(l) => l,
+                Err(mpsc::TryRecvError::Empty) => break,
+                // End of input (^D): as /quit.
+                Err(mpsc::TryRecvError::Disconnected) => return ExitCode::SUCCESS,
+            };
+            let (Stage::Account(target) | Stage::Chatting(target)) = stage else {
+                println!("! still connecting; try again in a moment");
                 continue;
             };
-            let words: Vec<&str> = line.split_whitespace().collect();
-            let sent = match words.as_slice() {
-                ["/quit"] => return std::process::ExitCode::SUCCESS,
-                ["/register", user, pwd] => c.call(p, "register", vec![Value::from(*user), Value::from(*pwd)]),
-                ["/login", user, pwd] => c.call(p, "login", vec![Value::from(*user), Value::from(*pwd)]),
-                [] => continue,
-                _ => c.call(p, "send_chat", vec![Value::from(line.as_str())]),
+            let sent = match action(stage, line.trim()) {
+                Action::Send(method, args) => c.call(target, method, args),
+                Action::Say(s) => {
+                    println!("{s}");
+                    Ok(())
+                }
+                Action::Quit => return ExitCode::SUCCESS,
+                Action::Nothing => Ok(()),
             };
             if let Err(e) = sent {
-                eprintln!("send failed: {e}");
-                return std::process::ExitCode::FAILURE;
+                eprintln!("disconnected: {e}");
+                return ExitCode::FAILURE;
             }
         }
     }
