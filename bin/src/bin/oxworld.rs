@@ -30,6 +30,10 @@ struct Common {
     /// Where the binaries are (default: the cargo target's release directory).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// The game binary's name, when it is not the game directory's name (e.g. a benchmark
+    /// build: `--game-bin chatroom-filled`).
+    #[arg(long)]
+    game_bin: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,12 +79,15 @@ enum Cmd {
 
 fn layout(c: &Common) -> anyhow::Result<(Layout, Config)> {
     let cfg = Config::load(&c.config)?;
-    let game_bin = c
-        .game_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .with_context(|| format!("{} has no directory name", c.game_dir.display()))?
-        .to_owned();
+    let game_bin = match &c.game_bin {
+        Some(b) => b.clone(),
+        None => c
+            .game_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{} has no directory name", c.game_dir.display()))?
+            .to_owned(),
+    };
     let bin_dir = match &c.bin_dir {
         Some(d) => d.clone(),
         None => {
