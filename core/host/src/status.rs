@@ -279,7 +279,6 @@ impl<A: App + Report> App for Hosted<A> {
 }
 
 #[cfg(test)]
-#[allow(clippy::disallowed_methods)] // one arbitrary base instant
 mod tests {
     use super::*;
 
