@@ -124,7 +124,7 @@ pub fn run_game(reg: Registry, args: &ProcArgs) -> anyhow::Result<()> {
     let mut hosted = Hosted::new(app, status)
         .swap_fields(Box::new(move |s: &SwapReport| swap_status(s, clock, written_at.get(), frozen_at)))
         .on_change(Box::new(move |from, to, _| {
-            if from == ProcState::Restoring && to != ProcState::Restoring {
+            if from == ProcState::Restoring && to == ProcState::Ready {
                 // Only now is the freeze consumed: clear it so a later --restore cannot go back.
                 if let Err(e) = FreezeDb::open(&clear_env, FREEZE_MAP_BYTES).and_then(|mut db| db.clear()) {
                     warn!("game{id}: clearing the consumed freeze failed: {e}");
