@@ -80,6 +80,9 @@ pub struct GameApp {
     malformed: u64,
 }
 
+/// How long a freeze waits for queued local work to finish before freezing without it.
+pub const FREEZE_LOCAL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How long a stopping game waits for its last saves.
 pub const STOP_SAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -202,7 +205,10 @@ impl GameApp {
     /// Finishes the freeze once every dispatcher holds our traffic and no work is pending.
     fn try_finish_freeze(&mut self, now: Instant, out: &mut Outbox) {
         let Phase::Freezing { acked, since } = &self.phase else { return };
-        if acked.len() < self.links.len() || !self.world.drain_local(now) || self.world.has_pending_io() {
+        // Queued local work runs first (over as many iterations as its budget needs), unless it
+        // never ends: an entity that keeps calling itself cannot hold a hot swap hostage.
+        let draining = now.saturating_duration_since(*since) < FREEZE_LOCAL_WAIT;
+        if acked.len() < self.links.len() || (self.world.has_local_work() && draining) || self.world.has_pending_io() {
             return;
         }
         let since = *since;
@@ -263,13 +269,12 @@ impl GameApp {
 
     fn pump(&mut self, out: &mut Outbox) {
         let now = self.last_now;
-        // Results handed back at once (no store) may produce more operations and messages.
-        for _ in 0..16 {
+        // Results handed back at once (no store) may queue more work; the world runs what this
+        // iteration's budget allows and leaves the rest for the next (`next_deadline` is now).
+        self.pump_store(now);
+        if self.world.has_local_work() {
+            self.world.run_local_now(now);
             self.pump_store(now);
-            if !self.world.has_local_work() {
-                break;
-            }
-            self.world.drain_local(now);
         }
         for (d, msg) in self.world.drain_output() {
             self.links.send_with(d, msg.kind(), |origin, b| msg.encode(origin, b), out);

@@ -134,13 +134,19 @@ impl Timers {
             let fired = (t.entity, t.method, t.args.clone());
             match t.repeat {
                 Some(every) => {
-                    let mut next = t.deadline + every;
-                    if next <= now {
-                        let behind = now.duration_since(t.deadline).as_nanos() / every.as_nanos().max(1);
-                        next = t.deadline + every * u32::try_from(behind + 1).unwrap_or(u32::MAX);
+                    let behind = now.saturating_duration_since(t.deadline).as_nanos() / every.as_nanos().max(1);
+                    let steps = u32::try_from(behind + 1).unwrap_or(u32::MAX);
+                    // A repeat too long for the clock's range ends the timer instead of wrapping.
+                    match every.checked_mul(steps).and_then(|d| t.deadline.checked_add(d)) {
+                        Some(next) => {
+                            t.deadline = next;
+                            self.heap.push(Reverse((next, id)));
+                        }
+                        None => {
+                            self.table.remove(&id);
+                            self.unlink(fired.0, id);
+                        }
                     }
-                    t.deadline = next;
-                    self.heap.push(Reverse((next, id)));
                 }
                 None => {
                     self.table.remove(&id);

@@ -5,6 +5,8 @@
 //!   changed: a hot swap to it must fail, naming the type, and keep the freeze).
 //! - `testgame-slow-restore`: the test game whose `Beacon` takes [`SLOW_RESTORE`] to restore
 //!   (a restart slower than the dispatchers' hold bound).
+//! - `runaway`: a game whose `Account.spin` posts itself forever (the loop budget must keep
+//!   the game serving and its status record fresh).
 //! - `chatroom-filled`: the chatroom whose games each create `OXWORLD_FILL` idle `Npc`s at
 //!   start (the hot-swap benchmark of BENCHMARKS.md measures freezes of big worlds with it).
 

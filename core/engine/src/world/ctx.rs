@@ -13,7 +13,8 @@ use oxworld_net::value::encode_args;
 use oxworld_net::{Id, Value, method_id};
 
 use super::{
-    ClientRef, CreateError, CronAddError, CronEntry, LocalOp, SpaceError, TimerError, WorldCore, nil_space_id,
+    ClientRef, CreateError, CronAddError, CronEntry, LocalOp, MAX_LOCAL_QUEUE, SpaceError, TimerError, WorldCore,
+    nil_space_id,
 };
 use crate::attr::{AttrSchema, Attrs, MapMut};
 use crate::cron::CronSpec;
@@ -45,6 +46,24 @@ impl Ctx<'_> {
         self.attrs
     }
 
+    /// Queues local work to run after the current handler; refused (counted, logged with a
+    /// threshold that doubles) when [`MAX_LOCAL_QUEUE`] operations are already queued.
+    fn queue(&mut self, op: LocalOp) {
+        if self.core.local.len() >= MAX_LOCAL_QUEUE {
+            self.core.stats.local_refused += 1;
+            if let Some(n) = self.core.queue_full.hit() {
+                log::error!(
+                    "game{}: {} {} queued local work past {MAX_LOCAL_QUEUE} operations ({n} refused so far); dropped",
+                    self.core.game_id,
+                    self.reg.types[self.ty].name,
+                    self.id
+                );
+            }
+            return;
+        }
+        self.core.local.push_back(op);
+    }
+
     pub(super) fn flush_attrs(&mut self) {
         self.core.flush_attrs(self.id, self.attrs, self.schema, *self.client);
     }
@@ -60,7 +79,7 @@ impl Ctx<'_> {
         if !self.reg.types[self.ty].by_id.contains_key(&m) {
             return Err(TimerError::UnknownMethod(method.to_owned()));
         }
-        let deadline = self.core.now + first;
+        let deadline = self.core.now.checked_add(first).ok_or(TimerError::TooLong(first))?;
         Ok(self.core.timers.add(Timer { entity: self.id, method: m, args, deadline, repeat }))
     }
 
@@ -81,7 +100,7 @@ impl Ctx<'_> {
     /// the loop (GoWorld's `Post`, typed).
     pub fn post(&mut self, method: &str, args: Vec<Value>) {
         let caller = Caller::Server(self.id);
-        self.core.local.push_back(LocalOp::Call { target: self.id, method: method_id(method), args, caller });
+        self.queue(LocalOp::Call { target: self.id, method: method_id(method), args, caller });
     }
 
     /// A game-wide timer: calls `method` of this game's nil space (an instance of the space
@@ -99,7 +118,7 @@ impl Ctx<'_> {
             return Err(TimerError::UnknownMethod(method.to_owned()));
         }
         let repeat = repeat.map(|r| r.max(crate::timer::MIN_REPEAT));
-        let deadline = self.core.now + after;
+        let deadline = self.core.now.checked_add(after).ok_or(TimerError::TooLong(after))?;
         Ok(self.core.timers.add(Timer { entity: self.core.nil_space, method: m, args, deadline, repeat }))
     }
 
@@ -193,7 +212,7 @@ impl Ctx<'_> {
             return Err(SpaceError::Migrating);
         }
         if self.core.spaces.is_space(space) {
-            self.core.local.push_back(LocalOp::EnterSpace { entity: self.id, space, pos });
+            self.queue(LocalOp::EnterSpace { entity: self.id, space, pos });
         } else {
             // Another game's space: find it, then migrate there (see `World::handle`).
             self.core.migrations.insert(self.id, (space, pos, 0));
@@ -207,7 +226,7 @@ impl Ctx<'_> {
     pub fn create_space_locally(&mut self, kind: i64) -> Id {
         let id = self.core.ids.next(self.core.unix_ms());
         self.core.local_ids.insert(id);
-        self.core.local.push_back(LocalOp::CreateSpace { id, kind });
+        self.queue(LocalOp::CreateSpace { id, kind });
         id
     }
 
@@ -285,7 +304,7 @@ impl Ctx<'_> {
     pub fn call_id(&mut self, target: Id, method: u32, args: Vec<Value>) {
         let caller = Caller::Server(self.id);
         if self.core.local_ids.contains(&target) {
-            self.core.local.push_back(LocalOp::Call { target, method, args, caller });
+            self.queue(LocalOp::Call { target, method, args, caller });
         } else {
             let mut enc = Vec::new();
             encode_args(&args, &mut enc);
@@ -311,7 +330,7 @@ impl Ctx<'_> {
         let ty = self.reg.type_index(type_name).ok_or_else(|| CreateError::UnknownType(type_name.to_owned()))?;
         let id = self.core.ids.next(self.core.unix_ms());
         self.core.local_ids.insert(id);
-        self.core.local.push_back(LocalOp::Create { ty, id });
+        self.queue(LocalOp::Create { ty, id });
         Ok(id)
     }
 
@@ -365,7 +384,7 @@ impl Ctx<'_> {
     /// `other` created as its player with its space and neighbours. Hooks: this entity's
     /// `on_client_disconnected`, then `other`'s `on_client_connected`.
     pub fn give_client_to(&mut self, other: Id) {
-        self.core.local.push_back(LocalOp::GiveClient { from: self.id, to: other });
+        self.queue(LocalOp::GiveClient { from: self.id, to: other });
     }
 
     /// Sets filter property `key` of this entity's client (empty `value` removes it); used by

@@ -19,18 +19,13 @@ use oxworld_net::msg::Caller;
 use oxworld_net::{Id, Value, method_id};
 use thiserror::Error;
 
-use super::World;
+use super::{FREEZE_DRAIN_OPS, World};
 use crate::entity::{Registry, RegistryError};
 use crate::migrate::EntityImage;
 
 /// Version of the freeze layout (the metadata record and how records are framed); entity
 /// records carry their own [`crate::migrate::ENTITY_IMAGE_VERSION`].
 pub const FREEZE_VERSION: i64 = 1;
-
-/// Local work drained before a freeze, in rounds of the per-tick budget; past it the freeze
-/// goes on with what is left queued reported as an error (a handler that posts to itself
-/// forever cannot hold a hot swap hostage).
-pub const FREEZE_DRAIN_ROUNDS: usize = 1_000;
 
 /// A frozen world: one metadata record and one record per entity (spaces first).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -233,16 +228,12 @@ impl Meta {
 }
 
 impl World {
-    /// Runs queued local work to the end (bounded by [`FREEZE_DRAIN_ROUNDS`]); true if none
-    /// is left.
-    pub fn drain_local(&mut self, now: Instant) -> bool {
-        self.core.now = now;
-        for _ in 0..FREEZE_DRAIN_ROUNDS {
-            if self.core.local.is_empty() {
-                return true;
-            }
-            self.run_local(super::LOCAL_OPS_PER_TICK);
-        }
+    /// Runs the local work queued by the `on_freeze` hooks, up to [`FREEZE_DRAIN_OPS`]
+    /// whatever is left of this iteration's budget; true if none is left.
+    fn drain_for_freeze(&mut self) -> bool {
+        let budget = std::mem::replace(&mut self.core.budget, FREEZE_DRAIN_OPS);
+        self.run_local();
+        self.core.budget = budget;
         self.core.local.is_empty()
     }
 
@@ -261,7 +252,7 @@ impl World {
                 Ok(())
             });
         }
-        if !self.drain_local(now) {
+        if !self.drain_for_freeze() {
             log::error!(
                 "game{}: {} local operations still queued at freeze; they are lost",
                 self.core.game_id,

@@ -47,9 +47,21 @@ pub use ctx::Ctx;
 pub use freeze::{Frozen, RestoreError, RestoreReport};
 pub use persist::StoreCallError;
 
-/// Local operations run per [`World::tick`] before yielding to IO, so an entity that keeps
-/// calling itself cannot starve the process (GoWorld's post queue drains without a bound).
-pub const LOCAL_OPS_PER_TICK: usize = 100_000;
+/// Local operations (local calls, posts, creates, destroys, space changes) the world runs per
+/// loop iteration, all events and timers of the iteration together: leftover work waits for the
+/// next iteration while the loop serves sockets and timers, so an entity that keeps calling
+/// itself cannot stall the game (GoWorld's post queue drains without a bound). Reset by
+/// [`World::tick`], which the game runs once per iteration.
+pub const LOCAL_OPS_PER_ITERATION: usize = 10_000;
+
+/// Local operations queued at most; past it a new one is refused (dropped, counted and logged
+/// with the entity type and method that queued it): an entity that queues two for each one it
+/// runs cannot grow memory without limit.
+pub const MAX_LOCAL_QUEUE: usize = 1_000_000;
+
+/// Local operations a freeze may still run after the `on_freeze` hooks (work they queued);
+/// anything beyond is lost, and logged.
+pub const FREEZE_DRAIN_OPS: usize = 1_000_000;
 
 /// The client bound to an entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +125,9 @@ pub enum TimerError {
     /// The entity's type has no such method.
     #[error("no method {0:?} on this entity type")]
     UnknownMethod(String),
+    /// The delay or interval does not fit the clock's range.
+    #[error("a timer of {0:?} is too long")]
+    TooLong(Duration),
 }
 
 /// Why an entity could not be created.
@@ -140,6 +155,8 @@ pub struct Stats {
     pub migrated_out: u64,
     /// Entities received from other games.
     pub migrated_in: u64,
+    /// Local operations refused because [`MAX_LOCAL_QUEUE`] were queued.
+    pub local_refused: u64,
 }
 
 pub(crate) enum LocalOp {
@@ -170,6 +187,14 @@ pub(crate) struct WorldCore {
     now: Instant,
     out: Vec<(usize, FromGame)>,
     local: VecDeque<LocalOp>,
+    /// Local operations this iteration may still run.
+    budget: usize,
+    /// This iteration already ran out of budget (counted once per iteration).
+    over_this_iteration: bool,
+    /// Iterations that ran out of budget, and local operations refused for a full queue (for
+    /// warnings whose threshold doubles, so a runaway entity cannot flood the log).
+    over_budget: Doubling,
+    queue_full: Doubling,
     online_games: BTreeSet<u16>,
     stats: Stats,
     local_ids: rustc_hash::FxHashSet<Id>,
@@ -266,6 +291,10 @@ impl World {
                 now: clock_base.0,
                 out: Vec::new(),
                 local: VecDeque::new(),
+                budget: LOCAL_OPS_PER_ITERATION,
+                over_this_iteration: false,
+                over_budget: Doubling::default(),
+                queue_full: Doubling::default(),
                 online_games: BTreeSet::from([game_id]),
                 stats: Stats::default(),
                 local_ids: Default::default(),
@@ -353,6 +382,7 @@ impl World {
         !self.core.local.is_empty()
     }
 
+
     /// Handles one internal message from a dispatcher. The handshake and hot-swap messages
     /// (`HelloAck`, `Refused`, `FreezeAck`, `Thawed`) belong to the game process, which never
     /// passes them here.
@@ -433,7 +463,7 @@ impl World {
                 debug!("game{}: handshake or hot-swap message reached the world; ignored", self.core.game_id);
             }
         }
-        self.run_local(LOCAL_OPS_PER_TICK);
+        self.run_local();
     }
 
     /// A dispatcher asks this game to create entity `id` (a space exactly when `space_kind` is
@@ -460,14 +490,17 @@ impl World {
         }
     }
 
-    /// Runs queued local work within the per-tick budget.
+    /// Starts a new loop iteration (a fresh budget of local operations), then runs queued local
+    /// work, due timers, the AOI and position sync, crontab entries, service checks and saves.
     pub fn tick(&mut self, now: Instant) {
         self.core.now = now;
-        self.run_local(LOCAL_OPS_PER_TICK);
+        self.core.budget = LOCAL_OPS_PER_ITERATION;
+        self.core.over_this_iteration = false;
+        self.run_local();
         for _ in 0..TIMERS_PER_TICK {
             let Some((entity, method, args)) = self.core.timers.pop_due(now) else { break };
             self.run_call(entity, method, args, Caller::Server(entity));
-            self.run_local(LOCAL_OPS_PER_TICK);
+            self.run_local();
         }
         self.sync_spaces(now);
         let minute = self.core.unix_ms() / 60_000;
@@ -484,7 +517,7 @@ impl World {
                 .collect();
             for (e, m, a) in due {
                 self.run_call(e, m, a, Caller::Server(e));
-                self.run_local(LOCAL_OPS_PER_TICK);
+                self.run_local();
             }
         }
         if now >= self.core.next_service_check {
@@ -525,18 +558,26 @@ impl World {
     /// Destroys every entity (graceful stop).
     pub fn shutdown(&mut self, now: Instant) {
         self.core.now = now;
-        self.run_local(LOCAL_OPS_PER_TICK);
+        self.run_local();
         let ids: Vec<Id> = self.entities.keys().copied().collect();
         for id in ids {
             self.destroy_entity(id);
         }
     }
 
-    fn run_local(&mut self, budget: usize) {
-        for _ in 0..budget {
+    /// Runs queued local work at `now`, while this iteration's budget lasts.
+    pub fn run_local_now(&mut self, now: Instant) {
+        self.core.now = now;
+        self.run_local();
+    }
+
+    /// Runs queued local work while this iteration's budget lasts.
+    pub(crate) fn run_local(&mut self) {
+        while self.core.budget > 0 {
             let Some(op) = self.core.local.pop_front() else {
                 return;
             };
+            self.core.budget -= 1;
             match op {
                 LocalOp::Call { target, method, args, caller } => {
                     let mut a = Some(args);
@@ -562,12 +603,61 @@ impl World {
                 LocalOp::GiveClient { from, to } => self.give_client_now(from, to),
             }
         }
-        if !self.core.local.is_empty() {
+        if self.core.local.is_empty() || std::mem::replace(&mut self.core.over_this_iteration, true) {
+            return;
+        }
+        if let Some(next) = self.core.local.front()
+            && let Some(n) = self.core.over_budget.hit()
+        {
+            let what = self.describe_op(next);
             warn!(
-                "game{}: local work over the per-tick budget; {} ops deferred",
+                "game{}: local work over the budget of {LOCAL_OPS_PER_ITERATION} per loop iteration ({n} times so \
+                 far); {} ops wait for the next iteration, the next being {what}",
                 self.core.game_id,
                 self.core.local.len()
             );
+        }
+    }
+
+    /// A local operation in words, for logs: the entity type and method of a call.
+    fn describe_op(&self, op: &LocalOp) -> String {
+        match op {
+            LocalOp::Call { target, method, .. } => {
+                let ty = self.entities.get(target).map(|s| &self.reg.types[s.ty]);
+                match ty {
+                    Some(t) => {
+                        let name = t.by_id.get(method).map(|&i| t.methods[i].name).unwrap_or("?");
+                        format!("a call of {}.{name}", t.name)
+                    }
+                    None => format!("a call of method {method:#010x} on {target}"),
+                }
+            }
+            LocalOp::Create { ty, .. } => format!("a create of {}", self.reg.types[*ty].name),
+            LocalOp::Destroy(id) => format!("a destroy of {id}"),
+            LocalOp::EnterSpace { entity, .. } => format!("{entity} entering a space"),
+            LocalOp::GiveClient { from, .. } => format!("{from} handing its client over"),
+            LocalOp::CreateSpace { .. } => "a space creation".to_owned(),
+        }
+    }
+}
+
+/// Counts events and says when to log one: at the 1st, 2nd, 4th, 8th... (a threshold that
+/// doubles), so a condition that repeats fast is reported with its count, never line by line.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Doubling {
+    count: u64,
+    next: u64,
+}
+
+impl Doubling {
+    /// Counts one more; the count if this one should be logged.
+    pub(crate) fn hit(&mut self) -> Option<u64> {
+        self.count += 1;
+        if self.count >= self.next.max(1) {
+            self.next = self.count.saturating_mul(2);
+            Some(self.count)
+        } else {
+            None
         }
     }
 }

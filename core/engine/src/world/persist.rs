@@ -267,7 +267,7 @@ impl World {
             }
             Waiter::Load { id } => self.finish_load(id, result),
         }
-        self.run_local(super::LOCAL_OPS_PER_TICK);
+        self.run_local();
     }
 
     /// A dispatcher asks this game to load `id`.

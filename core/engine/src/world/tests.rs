@@ -14,6 +14,8 @@ use crate::entity::{Args, CallError, Entity, Expose, Registry, id_value};
 struct Boot {
     created: bool,
     peer: Option<Id>,
+    /// Calls of `spin` so far.
+    spins: u64,
 }
 
 impl Entity for Boot {
@@ -77,6 +79,13 @@ impl Boot {
         ctx.call_client("stopped", vec![]);
         Ok(())
     }
+    /// A runaway: posts itself again, forever.
+    fn spin(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+        self.spins += 1;
+        ctx.post("spin", vec![]);
+        Ok(())
+    }
+
     fn pong(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
         ctx.call_client("pong", vec![Value::Int(args.int(0)?)]);
         Ok(())
@@ -161,6 +170,7 @@ fn world() -> World {
         .method("mine", Expose::OwnClient, Boot::mine)
         .method("spawn_local", Expose::OwnClient, Boot::spawn_local)
         .method("pong", Expose::Server, Boot::pong)
+        .method("spin", Expose::OwnClient, Boot::spin)
         .method("grow", Expose::OwnClient, Boot::grow)
         .method("start_ticking", Expose::OwnClient, Boot::start_ticking)
         .method("tock", Expose::Server, Boot::tock)
@@ -318,7 +328,7 @@ fn spaces_aoi_and_client_views() {
             ctx_space = ctx.create_space_locally(7);
             Ok(())
         });
-        w.run_local(10);
+        w.run_local();
         ctx_space
     };
     let call = |w: &mut World, client: Id, target: Id, m: &str, a: Vec<Value>| {
@@ -401,7 +411,7 @@ fn aoi_hooks_report_enters_and_leaves() {
             id = ctx.create_space_locally(1);
             Ok(())
         });
-        w.run_local(10);
+        w.run_local();
         id
     };
     for (e, x) in [(sentry, 0.0), (pa, 5.0), (pb, 50.0)] {
@@ -459,7 +469,7 @@ fn post_cron_and_global_timers() {
         assert!(ctx.add_global_timer(Duration::from_millis(5), None, "no_such_space_method", vec![]).is_err());
         Ok(())
     });
-    w.run_local(10);
+    w.run_local();
     let tocks = |w: &mut World| -> Vec<Value> {
         client_msgs(w)
             .into_iter()
@@ -488,13 +498,13 @@ fn give_client_to_destroys_old_view_before_creating_new_one_on_one_route() {
         helper = ctx.create_entity_locally("Helper").map_err(|e| CallError::Failed(e.to_string()))?;
         Ok(())
     });
-    w.run_local(10);
+    w.run_local();
     w.drain_output().for_each(drop);
     w.with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
         ctx.give_client_to(helper);
         Ok(())
     });
-    w.run_local(10);
+    w.run_local();
     let out: Vec<(usize, FromGame)> = w.drain_output().collect();
     let route = helper.dispatcher_index(2);
     let msgs: Vec<ServerMsg> = out
@@ -523,7 +533,7 @@ fn call_nil_spaces_reaches_each_game_once() {
         ctx.call_nil_spaces("hello", vec![]);
         Ok(())
     });
-    w.run_local(10);
+    w.run_local();
     let remote: Vec<Id> = w
         .drain_output()
         .filter_map(|(d, m)| match m {
@@ -668,4 +678,54 @@ fn remote_calls_go_to_the_targets_dispatcher() {
     // ping calls BOOT which is local: it runs at once and answers the client.
     let msgs = client_msgs(&mut w);
     assert_eq!(msgs, vec![ServerMsg::Call { id: BOOT, method: "pong".into(), args: vec![Value::Int(1)] }]);
+}
+
+/// The spins so far of boot entity `id`.
+fn spins(w: &mut World, id: Id) -> u64 {
+    let Some(slot) = w.entities.get_mut(&id) else { return 0 };
+    slot.obj.as_mut().and_then(|o| o.as_any_mut().downcast_mut::<Boot>()).map_or(0, |b| b.spins)
+}
+
+/// An entity that posts to itself forever from a client-callable method cannot stall the game:
+/// it gets the iteration's budget of local operations, the rest waits for the next iteration,
+/// and another client's calls are answered in the same iteration and every one after.
+#[test]
+fn a_self_posting_entity_cannot_stall_the_game() {
+    let mut w = booted();
+    let (other, other_client) = (Id([0xb1; 16]), Id([0xc2; 16]));
+    w.handle(Instant::now(), CreateBoot { boot: other, gate: GATE, client: other_client });
+    let t0 = Instant::now();
+    w.tick(t0);
+    client_msgs(&mut w);
+    client_call(&mut w, CLIENT, BOOT, "spin", vec![]);
+    assert!(w.has_local_work(), "the runaway's next post waits");
+    let per = LOCAL_OPS_PER_ITERATION as u64;
+    assert_eq!(spins(&mut w, BOOT), 1 + per, "the call, then this iteration's budget of posts");
+    for round in 0..5u32 {
+        // Another client is answered in the same iteration...
+        client_call(&mut w, other_client, other, "echo", vec![Value::Int(i64::from(round))]);
+        let got = client_msgs(&mut w);
+        let want = ServerMsg::Call { id: other, method: "echo_reply".into(), args: vec![Value::Int(i64::from(round))] };
+        assert_eq!(got, vec![want]);
+        // ...and each iteration runs one budget's worth of the runaway, no more.
+        w.tick(t0 + Duration::from_millis(u64::from(round) + 1));
+        assert_eq!(spins(&mut w, BOOT), 1 + (u64::from(round) + 2) * per);
+        assert_eq!(w.core.local.len(), 1, "one queued post at a time: memory does not grow");
+    }
+    assert_eq!(w.core.over_budget.count, 6, "each iteration over budget was counted (and logged at 1, 2, 4)");
+}
+
+/// A timer longer than the clock can represent is an error, not a panic; so is a repeat.
+#[test]
+fn a_timer_too_long_is_an_error() {
+    let mut w = booted();
+    let r = w
+        .with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
+            assert!(matches!(ctx.add_timer(Duration::MAX, "pong", vec![]), Err(TimerError::TooLong(_))));
+            assert!(matches!(ctx.add_repeat_timer(Duration::MAX, "pong", vec![]), Err(TimerError::TooLong(_))));
+            let far = Duration::from_secs(60 * 60 * 24 * 365 * 100);
+            ctx.add_repeat_timer(far, "pong", vec![]).map(|_| ()).map_err(|e| CallError::Failed(e.to_string()))
+        })
+        .expect("boot exists");
+    assert!(r.is_ok(), "a century is representable: {r:?}");
 }
