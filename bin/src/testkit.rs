@@ -242,6 +242,10 @@ fn wait_exit(pid: i32, timeout: Duration) -> anyhow::Result<WaitStatus> {
 impl Drop for TestCluster {
     fn drop(&mut self) {
         launcher::kill_all(&self.layout, &self.cfg);
+        // Kept when the test failed: its logs are there.
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

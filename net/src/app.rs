@@ -137,6 +137,7 @@ pub struct Outbox {
     write_index: FxHashMap<ConnId, usize>,
     closes: Vec<(ConnId, String)>,
     connects: Vec<(ConnId, SocketAddr, ConnOpts)>,
+    limits: Vec<(ConnId, usize)>,
 }
 
 impl Outbox {
@@ -183,6 +184,17 @@ impl Outbox {
         self.closes.push((conn, reason.into()));
     }
 
+    /// Changes the largest frame accepted from `conn` (applied by the runtime before this
+    /// iteration's writes, so a reply sent now is only seen by a peer that may already use it).
+    pub fn set_max_frame(&mut self, conn: ConnId, max_frame: usize) {
+        self.limits.push((conn, max_frame));
+    }
+
+    /// Takes the queued frame-limit changes (for tests of apps).
+    pub fn take_limits(&mut self) -> Vec<(ConnId, usize)> {
+        std::mem::take(&mut self.limits)
+    }
+
     /// Dials `addr`; [`Event::Connected`] or [`Event::Closed`] follows for the returned id.
     pub fn connect(&mut self, addr: SocketAddr, opts: ConnOpts) -> ConnId {
         let id = self.alloc_id();
@@ -221,6 +233,7 @@ impl Outbox {
     /// this outbox's buffers for reuse.
     pub fn drain_into(&mut self, into: &mut Output) {
         into.connects.append(&mut self.connects);
+        into.limits.append(&mut self.limits);
         into.writes.append(&mut self.writes);
         self.write_index.clear();
         into.closes.append(&mut self.closes);
@@ -228,12 +241,14 @@ impl Outbox {
 }
 
 /// What an [`Outbox`] held at the end of one loop iteration, in the order the runtime applies
-/// it: dials, then the coalesced writes (one buffer of frames per connection), then closes (each
+/// it: dials, frame-limit changes, then the coalesced writes (one buffer of frames per connection), then closes (each
 /// after that connection's writes).
 #[derive(Debug, Default)]
 pub struct Output {
     /// Connections to dial.
     pub connects: Vec<(ConnId, SocketAddr, ConnOpts)>,
+    /// Frame-limit changes, applied before the writes.
+    pub limits: Vec<(ConnId, usize)>,
     /// Framed bytes per connection.
     pub writes: Vec<(ConnId, Vec<u8>)>,
     /// Connections to close, with the reason.

@@ -39,6 +39,16 @@ pub struct DispatcherConfig {
     pub log_level: String,
     /// IO worker threads.
     pub io_threads: usize,
+    /// Connections accepted at once (`max_conns`, default 4096); more are refused at accept.
+    pub max_conns: usize,
+    /// Connections that have not completed the handshake (`max_pending_conns`, default 64);
+    /// when full, the oldest pending one is closed for the newcomer, so they never crowd out
+    /// games and gates.
+    pub max_pending_conns: usize,
+    /// A connection that has not sent a valid `Hello` within this long is closed
+    /// (`handshake_timeout_ms`, default 5000). Until then its frames are capped at
+    /// [`crate::msg::HANDSHAKE_MAX_FRAME`].
+    pub handshake_timeout: Duration,
 }
 
 /// One game process.
@@ -83,6 +93,20 @@ pub struct GateConfig {
     /// it gets its first message of a period at once and later ones together at the period's
     /// end; everyone else's leave at once (see `oxworld_core::gate`).
     pub client_flush: Duration,
+    /// Client calls (`Call`, `CallService`) accepted per second per client (`call_rate_per_s`,
+    /// default 1000), refilling a bucket of `call_burst` (default 2000). A call past it is
+    /// answered with error `RateLimited` and dropped.
+    pub call_rate: u32,
+    /// Bucket size for calls.
+    pub call_burst: u32,
+    /// `Move` messages accepted per second per client (`move_rate_per_s`, default 100, bucket
+    /// `move_burst` default 100); past it a move is dropped with `RateLimited`.
+    pub move_rate: u32,
+    /// Bucket size for moves.
+    pub move_burst: u32,
+    /// A client whose refused messages within one second exceed this (`rate_limit_disconnect`,
+    /// default 1000) is disconnected: it keeps going after being told.
+    pub rate_limit_disconnect: u32,
 }
 
 /// The whole validated cluster config.
@@ -250,6 +274,11 @@ impl Config {
                 advertise_addr,
                 log_level: s.log_level()?,
                 io_threads: s.uint("io_threads", Some(1), 1, 64)?,
+                max_conns: s.uint("max_conns", Some(4096), 2, 1_000_000)?,
+                max_pending_conns: s.uint("max_pending_conns", Some(64), 1, 1_000_000)?,
+                handshake_timeout: Duration::from_millis(
+                    s.uint("handshake_timeout_ms", Some(5000), 10, 600_000)? as u64
+                ),
             });
             s.deny_unknown()?;
         }
@@ -290,6 +319,11 @@ impl Config {
                 heartbeat_timeout: Duration::from_secs(s.uint("heartbeat_timeout_s", Some(60), 1, 86_400)? as u64),
                 max_clients: s.uint("max_clients", Some(20_000), 1, 1_000_000)?,
                 client_flush: Duration::from_millis(s.uint("client_flush_ms", Some(10), 0, 1000)? as u64),
+                call_rate: s.uint("call_rate_per_s", Some(1000), 1, 10_000_000)? as u32,
+                call_burst: s.uint("call_burst", Some(2000), 1, 10_000_000)? as u32,
+                move_rate: s.uint("move_rate_per_s", Some(100), 1, 10_000_000)? as u32,
+                move_burst: s.uint("move_burst", Some(100), 1, 10_000_000)? as u32,
+                rate_limit_disconnect: s.uint("rate_limit_disconnect", Some(1000), 1, 10_000_000)? as u32,
             });
             s.deny_unknown()?;
         }

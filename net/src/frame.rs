@@ -69,6 +69,12 @@ impl Deframer {
         Self { buf: Vec::new(), start: 0, max_frame }
     }
 
+    /// Changes the largest payload accepted from now on (a dispatcher raises it once a peer
+    /// has completed the handshake).
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
+    }
+
     /// Appends freshly read bytes.
     pub fn push(&mut self, data: &[u8]) {
         self.compact();

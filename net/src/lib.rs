@@ -10,6 +10,7 @@ pub mod config;
 pub mod frame;
 pub mod id;
 pub mod msg;
+pub mod ratelog;
 pub mod value;
 pub mod wire;
 

@@ -8,8 +8,11 @@
 //! decoded. Held traffic (a migrating entity's, a freezing game's) is held as frames.
 //!
 //! LIFECYCLE of an accepted connection: `Pending` (only `Hello` is accepted; anything else, a
-//! wrong secret, version or id is answered with `Refused` and closed) -> `Game(id)` or
-//! `Gate(id)` until it closes. A second connection with the id of a live one replaces it. A
+//! wrong secret, version or id is answered with `Refused` and closed; its frames are capped at
+//! `HANDSHAKE_MAX_FRAME` by the listener; it is closed if no `Hello` comes within
+//! `handshake_timeout_ms`, and the oldest pending connection is closed when more than
+//! `max_pending_conns` are pending, so unauthenticated peers never crowd out games and gates)
+//! -> `Game(id)` or `Gate(id)` (frame cap raised to `max_internal_frame_bytes`) until it closes. A second connection with the id of a live one replaces it. A
 //! frame that does not decode from a peer past the handshake is dropped and counted; the
 //! connection stays (its framing is intact).
 //!
@@ -23,7 +26,7 @@
 //! declared down, and the count is reported in `Thawed` when it does come back.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use oxworld_net::Id;
@@ -35,6 +38,7 @@ use oxworld_net::msg::{
     GameLoad, GameUp, GateDown, Header, Hello, HelloAck, INTERNAL_PROTOCOL_VERSION, Message, MigrateAck,
     MsgDecodeError, ProcKind, QuerySpace, Refused, ServiceRegister, ServiceUpdate, SpaceGame, Thawed, ToClients,
 };
+use oxworld_net::ratelog::RateLog;
 use rustc_hash::FxHashMap;
 
 use crate::status::{ProcState, Report};
@@ -42,11 +46,25 @@ use crate::status::{ProcState, Report};
 /// Messages held for one migrating entity; past this they fail (with an error to clients).
 pub const MAX_HELD_PER_ENTITY: usize = 100_000;
 
+/// Bytes held for one migrating entity; past this further messages fail like above.
+pub const MAX_HELD_BYTES_PER_ENTITY: usize = 64 << 20;
+
+/// A migration whose entity has not arrived (nor been cancelled) within this long: its held
+/// messages fail (errors to their senders) and later ones follow the route as usual.
+pub const MIGRATION_HOLD_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Client logins held while no game is connected; past this they are refused.
 pub const MAX_PENDING_BOOTS: usize = 10_000;
 
 /// Bookkeeping bytes counted per held frame, besides the frame itself (for the memory bound).
 const HELD_OVERHEAD: usize = 16;
+
+/// Traffic held for one migrating entity, as frames in arrival order.
+struct MigrationHold {
+    since: Instant,
+    bytes: usize,
+    queue: VecDeque<Vec<u8>>,
+}
 
 /// Traffic held for one freezing game, as frames in arrival order.
 struct Hold {
@@ -73,6 +91,10 @@ pub struct DispatcherStats {
     pub refused: u64,
     /// Frames from peers past the handshake that did not decode (dropped).
     pub malformed: u64,
+    /// Pending connections closed: no `Hello` in time, or pushed out by newer ones.
+    pub handshake_dropped: u64,
+    /// Migration holds that timed out.
+    pub migrations_expired: u64,
 }
 
 /// One dispatcher's routing state.
@@ -90,7 +112,14 @@ pub struct DispatcherApp {
     /// Service shards registered through this dispatcher: (name, shard) -> (entity, game).
     services: BTreeMap<(String, u16), (Id, u16)>,
     /// Entities being migrated: frames for them are held here, in order.
-    held: FxHashMap<Id, VecDeque<Vec<u8>>>,
+    held: FxHashMap<Id, MigrationHold>,
+    /// Connections that have not completed the handshake, by id (ids grow with accept time,
+    /// so the first is the oldest) with their accept time.
+    pending: BTreeMap<ConnId, Instant>,
+    max_pending: usize,
+    handshake_timeout: Duration,
+    max_frame: usize,
+    handshake_log: RateLog,
     /// Last load each live game reported, bumped by each placement until the next report.
     loads: BTreeMap<u16, u64>,
     /// Logins waiting for a game: (gate, client, boot entity).
@@ -123,6 +152,11 @@ impl DispatcherApp {
             boot_rr: 0,
             loads: BTreeMap::new(),
             held: FxHashMap::default(),
+            pending: BTreeMap::new(),
+            max_pending: cfg.dispatcher(id).map_or(64, |d| d.max_pending_conns),
+            handshake_timeout: cfg.dispatcher(id).map_or(Duration::from_secs(5), |d| d.handshake_timeout),
+            max_frame: cfg.max_internal_frame,
+            handshake_log: RateLog::per_second(),
             services: BTreeMap::new(),
             pending_boots: VecDeque::new(),
             frozen: BTreeMap::new(),
@@ -245,15 +279,36 @@ impl DispatcherApp {
         }
     }
 
+    /// Closes a connection that has not completed the handshake (already out of `pending`).
+    fn drop_pending(&mut self, conn: ConnId, reason: &str, out: &mut Outbox) {
+        self.stats.handshake_dropped += 1;
+        self.conns.remove(&conn);
+        out.close(conn, reason);
+        // A flood must not flood the log too: one line per second.
+        if let Some(left_out) = self.now.and_then(|t| self.handshake_log.allow(t)) {
+            warn!("dispatcher{}: closed {conn}: {reason} ({left_out} similar left out)", self.id);
+        }
+    }
+
+    /// A connection closed: forgets it, giving back what it was.
+    fn forget(&mut self, conn: ConnId) -> Option<Peer> {
+        self.pending.remove(&conn);
+        self.conns.remove(&conn)
+    }
+
     fn refuse(&mut self, conn: ConnId, reason: String, out: &mut Outbox) {
         self.stats.refused += 1;
-        warn!("dispatcher{}: refusing {conn}: {reason}", self.id);
+        // Anyone who can reach the port can send bad handshakes: one line per second.
+        if let Some(left_out) = self.now.and_then(|t| self.handshake_log.allow(t)) {
+            warn!("dispatcher{}: refusing {conn}: {reason} ({left_out} similar left out)", self.id);
+        }
         out.send_with(conn, |b| Refused { reason: reason.clone() }.encode(0, b));
         out.close(conn, reason);
         self.conns.remove(&conn);
     }
 
     fn on_hello(&mut self, conn: ConnId, frame: &[u8], out: &mut Outbox) {
+        self.pending.remove(&conn);
         let hello = match Header::parse(frame) {
             Ok((h, body)) if h.kind == oxworld_net::msg::Kind::Hello => Hello::decode_body(&h, body),
             Ok((h, _)) => {
@@ -290,6 +345,7 @@ impl DispatcherApp {
                     self.conns.remove(&old);
                 }
                 self.conns.insert(conn, Peer::Gate(id));
+                out.set_max_frame(conn, self.max_frame);
                 out.send_with(conn, |b| HelloAck { dispatcher: self.id, games: Vec::new() }.encode(0, b));
                 info!("dispatcher{}: gate{id} up", self.id);
             }
@@ -311,6 +367,7 @@ impl DispatcherApp {
         }
         self.conns.insert(conn, Peer::Game(id));
         self.games.insert(id, conn);
+        out.set_max_frame(conn, self.max_frame);
         let games: Vec<u16> = self.games.keys().chain(self.frozen.keys()).copied().collect();
         out.send_with(conn, |b| HelloAck { dispatcher: self.id, games }.encode(0, b));
         // Always sent (0, 0 for a game that was not frozen), so a restored game knows when
@@ -360,7 +417,7 @@ impl DispatcherApp {
         self.routes.retain(|_, g| *g != game);
         info!("dispatcher{}: game{game} down; {} routes dropped", self.id, before - self.routes.len());
         for e in stuck {
-            for frame in self.held.remove(&e).unwrap_or_default() {
+            for frame in self.held.remove(&e).map(|h| h.queue).unwrap_or_default() {
                 self.undeliverable(e, &frame, out);
             }
         }
@@ -408,13 +465,18 @@ impl DispatcherApp {
     /// Forwards a frame addressed to entity `target` to the entity's game (or holds it while
     /// the entity migrates).
     fn route(&mut self, target: Id, frame: Vec<u8>, out: &mut Outbox) {
-        if let Some(q) = self.held.get_mut(&target) {
-            if q.len() < MAX_HELD_PER_ENTITY {
-                q.push_back(frame);
+        if let Some(h) = self.held.get_mut(&target) {
+            if h.queue.len() < MAX_HELD_PER_ENTITY && h.bytes + frame.len() <= MAX_HELD_BYTES_PER_ENTITY {
+                h.bytes += frame.len() + HELD_OVERHEAD;
+                h.queue.push_back(frame);
                 return;
             }
-            warn!("dispatcher{}: more than {MAX_HELD_PER_ENTITY} messages held for migrating {target}", self.id);
-            self.undeliverable(target, &frame, out);
+            warn!(
+                "dispatcher{}: more than {MAX_HELD_PER_ENTITY} messages or {MAX_HELD_BYTES_PER_ENTITY} bytes held for \
+                 migrating {target}",
+                self.id
+            );
+            self.fail(&frame, &format!("too much traffic held while {target} migrates"), out);
             return;
         }
         let frame = match self.routes.get(&target).copied() {
@@ -462,7 +524,7 @@ impl DispatcherApp {
             FromGameKind::LoadEntity => self.place_load(h, frame, out),
             FromGameKind::RealMigrate => {
                 let (entity, target) = (h.route, h.aux);
-                let held = self.held.remove(&entity).unwrap_or_default();
+                let held = self.held.remove(&entity).map(|h| h.queue).unwrap_or_default();
                 self.routes.insert(entity, target);
                 if self.send_game(target, frame, out).is_err() {
                     self.routes.remove(&entity);
@@ -512,11 +574,14 @@ impl DispatcherApp {
                 Err(e) => self.malformed(Peer::Game(game), &e),
             },
             FromGameKind::MigrateRequest => {
-                self.held.entry(h.route).or_default();
+                // `now` is set by every `handle`, which is the only way here.
+                if let Some(since) = self.now {
+                    self.held.entry(h.route).or_insert(MigrationHold { since, bytes: 0, queue: VecDeque::new() });
+                }
                 let _ = self.send_game(game, MigrateAck { entity: h.route }.to_frame(0), out);
             }
             FromGameKind::CancelMigrate => {
-                for f in self.held.remove(&h.route).unwrap_or_default() {
+                for f in self.held.remove(&h.route).map(|h| h.queue).unwrap_or_default() {
                     self.route(h.route, f, out);
                 }
             }
@@ -643,6 +708,11 @@ impl App for DispatcherApp {
         match event {
             Event::Accepted { conn, .. } => {
                 self.conns.insert(conn, Peer::Pending);
+                self.pending.insert(conn, now);
+                while self.pending.len() > self.max_pending {
+                    let Some((old, _)) = self.pending.pop_first() else { break };
+                    self.drop_pending(old, "too many connections without a handshake", out);
+                }
             }
             Event::Frame { conn, data } => {
                 let Some(&peer) = self.conns.get(&conn) else {
@@ -662,7 +732,7 @@ impl App for DispatcherApp {
                     Peer::Pending => {}
                 }
             }
-            Event::Closed { conn, reason } => match self.conns.remove(&conn) {
+            Event::Closed { conn, reason } => match self.forget(conn) {
                 Some(Peer::Game(g)) if self.games.get(&g) == Some(&conn) => {
                     if self.frozen.contains_key(&g) {
                         info!("dispatcher{}: frozen game{g} exited ({reason}); holding its traffic", self.id);
@@ -696,10 +766,36 @@ impl App for DispatcherApp {
         for g in expired {
             self.expire_hold(g, out);
         }
+        while let Some((&conn, &at)) = self.pending.first_key_value() {
+            if now < at + self.handshake_timeout {
+                break;
+            }
+            self.pending.remove(&conn);
+            self.drop_pending(conn, "no handshake in time", out);
+        }
+        let stuck: Vec<Id> =
+            self.held.iter().filter(|(_, h)| now >= h.since + MIGRATION_HOLD_TIMEOUT).map(|(e, _)| *e).collect();
+        for e in stuck {
+            let Some(h) = self.held.remove(&e) else { continue };
+            self.stats.migrations_expired += 1;
+            warn!(
+                "dispatcher{}: {e} did not arrive within {MIGRATION_HOLD_TIMEOUT:?} of its migration; failing {} held \
+                 messages",
+                self.id,
+                h.queue.len()
+            );
+            let reason = format!("{e} did not finish migrating in time");
+            for frame in h.queue {
+                self.fail(&frame, &reason, out);
+            }
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.frozen.values().map(|h| h.since + self.hold_timeout).min()
+        let holds = self.frozen.values().map(|h| h.since + self.hold_timeout);
+        let pending = self.pending.values().next().map(|at| *at + self.handshake_timeout);
+        let migrations = self.held.values().map(|h| h.since + MIGRATION_HOLD_TIMEOUT);
+        holds.chain(pending).chain(migrations).min()
     }
 
     fn done(&self) -> bool {
@@ -1029,6 +1125,65 @@ mod tests {
         assert!(feed(&mut d, &mut out, 3, enc(&client_call(e, 2))).is_empty());
         let got = feed(&mut d, &mut out, 2, enc(&CancelMigrate { entity: e }));
         assert_eq!(got, vec![(ConnId(2), g(client_call(e, 2)))]);
+    }
+
+    /// A migration whose entity never arrives: past the time bound its held calls are answered
+    /// with an error and later calls follow the route again.
+    #[test]
+    fn a_migration_hold_past_its_time_bound_fails_its_calls() {
+        let (mut d, mut out) = cluster();
+        let e = Id([5; 16]);
+        feed(&mut d, &mut out, 1, enc(&EntityCreated { id: e }));
+        feed(&mut d, &mut out, 1, enc(&MigrateRequest { entity: e }));
+        assert!(feed(&mut d, &mut out, 3, enc(&client_call(e, 1))).is_empty(), "held");
+        let due = d.next_deadline().expect("the hold has a deadline");
+        d.tick(due - Duration::from_millis(1), &mut out);
+        assert!(sent(&mut out).is_empty(), "not yet");
+        d.tick(due, &mut out);
+        let got = sent(&mut out);
+        assert!(
+            matches!(got.as_slice(), [(GATE, e)] if matches!(client_error(e), Some(ServerMsg::Error { code, .. }) if code == ErrorCode::Unavailable as u16 )),
+            "{got:?}"
+        );
+        assert_eq!(d.stats().migrations_expired, 1);
+        let got = feed(&mut d, &mut out, 3, enc(&client_call(e, 2)));
+        assert_eq!(got, vec![(ConnId(1), g(client_call(e, 2)))], "routed again");
+    }
+
+    /// Unauthenticated connections: capped in number (the oldest goes), closed when no Hello
+    /// comes in time, frames capped until the handshake (raised when a Hello is accepted), and
+    /// games and gates that completed it are never touched.
+    #[test]
+    fn pending_connections_are_capped_and_timed_out() {
+        let text = format!("{CFG}[dispatcher_common]\nmax_pending_conns=3\nhandshake_timeout_ms=1000\n");
+        let (mut d, mut out) = cluster_with(&text);
+        let raised = out.take_limits();
+        assert_eq!(raised.len(), 3, "each completed handshake raises its frame cap: {raised:?}");
+        assert!(raised.iter().all(|(_, m)| *m == 32 << 20));
+        sent(&mut out);
+        let t0 = Instant::now();
+        let peer = "127.0.0.1:9".parse().expect("addr");
+        for c in 10..16 {
+            d.handle(t0, Event::Accepted { conn: ConnId(c), listener: 0, peer }, &mut out);
+        }
+        let closed: Vec<ConnId> = out.take_closes().into_iter().map(|(c, _)| c).collect();
+        assert_eq!(closed, vec![ConnId(10), ConnId(11), ConnId(12)], "the oldest pending ones go");
+        assert_eq!(d.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        // A gate that says Hello in time is promoted (replacing the old gate link).
+        d.handle(t0, Event::Frame { conn: ConnId(15), data: hello(ProcKind::Gate, 1, "k") }, &mut out);
+        assert_eq!(out.take_limits(), vec![(ConnId(15), 32 << 20)]);
+        out.take_closes();
+        sent(&mut out);
+        d.tick(t0 + Duration::from_secs(1), &mut out);
+        let closed: Vec<ConnId> = out.take_closes().into_iter().map(|(c, _)| c).collect();
+        assert_eq!(closed, vec![ConnId(13), ConnId(14)], "no Hello in time");
+        assert_eq!(d.stats().handshake_dropped, 5);
+        assert_eq!(d.next_deadline(), None);
+        // The games are still there.
+        let e = Id([6; 16]);
+        feed(&mut d, &mut out, 2, enc(&EntityCreated { id: e }));
+        let got = feed(&mut d, &mut out, 15, enc(&client_call(e, 1)));
+        assert_eq!(got, vec![(ConnId(2), g(client_call(e, 1)))]);
     }
 
     /// Game 2 freezes: its traffic (from the gate and from other games) is held, its link may

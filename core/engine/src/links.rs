@@ -295,6 +295,7 @@ mod tests {
         for f in &frames[1..] {
             let Ok(FromGame::Announce(a)) = FromGame::decode(f) else { panic!("announce batches follow") };
             assert!(a.entities.len() <= ANNOUNCE_BATCH);
+            assert!(f.len() <= oxworld_net::msg::HANDSHAKE_MAX_FRAME, "what a game sends before HelloAck fits the cap");
             got.extend(a.entities);
         }
         assert_eq!((frames.len(), got), (3, hosted));

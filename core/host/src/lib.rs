@@ -13,6 +13,7 @@ use oxworld_engine::dispatcher::DispatcherApp;
 use oxworld_engine::gate::{self, GateApp};
 use oxworld_engine::status::Report;
 use oxworld_net::app::{App, ConnOpts};
+use oxworld_net::msg::HANDSHAKE_MAX_FRAME;
 use oxworld_runtime::{ListenSpec, Runtime, RuntimeConfig};
 
 pub use game::{FREEZE_MAP_BYTES, freeze_env, run_game};
@@ -20,9 +21,6 @@ pub use proc::{ProcArgs, main};
 pub use status::{StatusRecord, SwapStatus};
 
 use crate::status::{Hosted, StatusWriter, UnixClock};
-
-/// Connections one dispatcher accepts at once (games and gates; there are few of each).
-pub const DISPATCHER_MAX_CONNS: usize = 4096;
 
 /// Runs a dispatcher process until SIGTERM or SIGINT.
 pub fn run_dispatcher(args: &ProcArgs) -> anyhow::Result<()> {
@@ -33,8 +31,9 @@ pub fn run_dispatcher(args: &ProcArgs) -> anyhow::Result<()> {
     proc::init_logging(args.log.as_deref().unwrap_or(&dc.log_level));
     let name = format!("dispatcher{}", args.id);
     let mut status = StatusWriter::new(args.status_file.clone(), &name, "dispatcher", unix_clock());
-    let opts = ConnOpts { max_frame: cfg.max_internal_frame, max_queued: cfg.internal_queue_limit };
-    let listen = ListenSpec { addr: dc.listen_addr, opts, max_conns: DISPATCHER_MAX_CONNS };
+    // Frames are capped small until a peer's Hello is accepted (the dispatcher raises the cap).
+    let opts = ConnOpts { max_frame: HANDSHAKE_MAX_FRAME, max_queued: cfg.internal_queue_limit };
+    let listen = ListenSpec { addr: dc.listen_addr, opts, max_conns: dc.max_conns };
     let rt = Runtime::new(RuntimeConfig { name: name.clone(), io_threads: dc.io_threads, listeners: vec![listen] })
         .with_context(|| format!("{name}: cannot listen on {}", dc.listen_addr));
     let rt = status.fail_on_err(rt)?;

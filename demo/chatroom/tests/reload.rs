@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use oxworld_bin::testkit::TestCluster;
@@ -82,11 +82,13 @@ struct Tally {
     disconnected: Option<String>,
 }
 
-/// Keeps up to `window` pings and chats in flight until `stop`, then drains the replies.
-fn run_bot(mut bot: Bot, stop: Arc<AtomicBool>, window: i64) -> Tally {
+/// Keeps up to `window` pings and chats in flight until `stop`, then drains the replies;
+/// `pongs` counts the answers as they come (what the test waits on instead of sleeping).
+fn run_bot(mut bot: Bot, stop: Arc<AtomicBool>, window: i64, pongs: Arc<AtomicU64>) -> Tally {
     let mut t = Tally::default();
     let handle = |t: &mut Tally, m: ServerMsg, name: &str| match m {
         ServerMsg::Call { method, args, .. } if method == "pong" => {
+            pongs.fetch_add(1, Ordering::Relaxed);
             t.pongs.push(args[0].as_int().unwrap_or(-1));
             *t.games.entry(args[1].as_int().unwrap_or(-1)).or_default() += 1;
         }
@@ -133,6 +135,39 @@ fn run_bot(mut bot: Bot, stop: Arc<AtomicBool>, window: i64) -> Tally {
     t
 }
 
+/// Waits until every counter in `pongs` has moved on by `more` from where it is now.
+fn wait_progress(pongs: &[Arc<AtomicU64>], more: u64) {
+    let from: Vec<u64> = pongs.iter().map(|p| p.load(Ordering::Relaxed)).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pongs.iter().zip(&from).any(|(p, f)| p.load(Ordering::Relaxed) < f + more) {
+        assert!(Instant::now() < deadline, "bots stopped getting answers");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Starts one thread per bot running [`run_bot`]; their answer counters.
+fn spawn_bots(bots: Vec<Bot>, stop: &Arc<AtomicBool>) -> (Vec<std::thread::JoinHandle<Tally>>, Vec<Arc<AtomicU64>>) {
+    let counters: Vec<Arc<AtomicU64>> = bots.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let threads = bots
+        .into_iter()
+        .zip(&counters)
+        .map(|(b, n)| {
+            let (stop, n) = (stop.clone(), n.clone());
+            std::thread::spawn(move || run_bot(b, stop, 4, n))
+        })
+        .collect();
+    (threads, counters)
+}
+
+/// Every ping answered once and in order, every chat heard once and in order, no error, no
+/// disconnect.
+fn check_tally(i: usize, t: &Tally) {
+    assert_eq!(t.disconnected, None, "bot{i} disconnected: {t:?}");
+    assert!(t.errors.is_empty(), "bot{i} got errors: {:?}", t.errors);
+    assert_eq!(t.pongs, (0..t.sent).collect::<Vec<_>>(), "bot{i}: every ping answered once, in order");
+    assert_eq!(t.own_chats, (0..t.sent).collect::<Vec<_>>(), "bot{i}: every chat delivered once, in order");
+}
+
 fn reload(c: &TestCluster) -> String {
     let out = c.cli(&["reload"]).expect("oxworld runs");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -146,26 +181,16 @@ fn bots_never_notice_two_reloads_of_both_games() {
     let cluster = cluster("reload");
     let bots: Vec<Bot> = (0..6).map(|i| login(cluster.gate, &format!("bot{i}"), true)).collect();
     let stop = Arc::new(AtomicBool::new(false));
-    let threads: Vec<_> = bots
-        .into_iter()
-        .map(|b| {
-            let stop = stop.clone();
-            std::thread::spawn(move || run_bot(b, stop, 4))
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    let (threads, pongs) = spawn_bots(bots, &stop);
+    // Each swap happens while every bot has calls in flight and after each got answers.
+    wait_progress(&pongs, 10);
     let first = reload(&cluster);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_progress(&pongs, 10);
     let second = reload(&cluster);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_progress(&pongs, 10);
     stop.store(true, Ordering::Relaxed);
     for (i, th) in threads.into_iter().enumerate() {
-        let t = th.join().expect("bot thread");
-        assert_eq!(t.disconnected, None, "bot{i} disconnected: {t:?}");
-        assert!(t.errors.is_empty(), "bot{i} got errors: {:?}", t.errors);
-        assert_eq!(t.pongs, (0..t.sent).collect::<Vec<_>>(), "bot{i}: every ping answered once, in order");
-        assert_eq!(t.own_chats, (0..t.sent).collect::<Vec<_>>(), "bot{i}: every chat delivered once, in order");
-        assert!(t.sent >= 20, "bot{i} only sent {}", t.sent);
+        check_tally(i, &th.join().expect("bot thread"));
     }
     // Both games were swapped twice and each reported its held traffic.
     for report in [&first, &second] {
@@ -201,15 +226,28 @@ fn a_killed_game_comes_back_with_what_was_saved() {
             break args[1].as_int().expect("game id");
         }
     };
-    // save_interval_s = 1: wait for a save, then kill -9 that game.
-    std::thread::sleep(Duration::from_millis(2500));
+    // save_interval_s = 1: wait until the room is in the store, then kill -9 that game.
+    let store = cluster.dir.join("store/data.mdb");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !fs::read(&store).is_ok_and(|d| String::from_utf8_lossy(&d).contains("blue")) {
+        assert!(Instant::now() < deadline, "the avatar was never saved");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let pid = cluster.game_pid(game as u16).expect("pid file");
     assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().expect("kill").success());
-    std::thread::sleep(Duration::from_millis(300));
-    // Calls to the lost avatar get a clear error, not silence.
-    bot.c.call(bot.avatar, "ping", vec![Value::Int(2)]).expect("send");
-    let (err, text) = answer(&mut bot.c);
-    assert!(err, "expected an error for a call to an entity of a dead game, got {text}");
+    // Calls to the lost avatar get a clear error, not silence: a call sent before the
+    // dispatcher saw the link close is lost with the process, so ask until one is answered.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        assert!(Instant::now() < deadline, "no error for calls to an entity of a dead game");
+        bot.c.call(bot.avatar, "ping", vec![Value::Int(2)]).expect("send");
+        match bot.c.next(Duration::from_millis(200)) {
+            Ok(ServerMsg::Error { message, .. }) => break message,
+            Ok(ServerMsg::Call { method, .. }) if method == "pong" => panic!("a killed game answered"),
+            _ => {}
+        }
+    };
+    assert!(text.contains("no entity"), "{text}");
     drop(bot);
     // `oxworld start` brings the game back; the next login loads the saved avatar.
     let out = cluster.cli(&["start", "--no-build"]).expect("oxworld runs");
@@ -262,4 +300,77 @@ fn users_chat_in_rooms_and_passwords_are_not_stored_in_clear() {
     let text = String::from_utf8_lossy(&data);
     assert!(text.contains("password$ann") && text.contains("$argon2id$"), "stored as a hash");
     assert!(!text.contains("\u{0}pw\u{0}") && !text.contains("other"), "no clear password");
+}
+
+/// Hostile peers on the internal port: a thousand idle connections per dispatcher and
+/// connections announcing 32 MiB frames, opened while a bot chats and both games are
+/// hot-swapped. The dispatchers close every one of them (pending connections are capped at
+/// `max_pending_conns` = 64 and timed out; frames before the handshake are capped at 64 KiB),
+/// stay small, and the bot never notices: every call answered once, in order.
+#[test]
+fn a_flooded_dispatcher_keeps_serving_and_reloading() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let cluster = cluster("flood");
+    let bot = login(cluster.gate, "flood0", true);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (threads, pongs) = spawn_bots(vec![bot], &stop);
+    wait_progress(&pongs, 10);
+    let targets: Vec<SocketAddr> = cluster.cfg.dispatchers.iter().map(|d| d.listen_addr).collect();
+    let flood = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        for i in 0..2000 {
+            let to = targets[i % targets.len()];
+            let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_secs(2)) else { continue };
+            if i % 50 == 0 {
+                // A frame claiming 32 MiB, trickled: refused at its length prefix.
+                let _ = s.write_all(&(32u32 << 20).to_le_bytes());
+                let _ = s.write_all(&[0x55; 1024]);
+            }
+            conns.push(s);
+        }
+        conns
+    });
+    let report = reload(&cluster);
+    assert!(report.contains("0 failed"), "{report}");
+    let conns = flood.join().expect("flood thread");
+    assert!(conns.len() >= 1900, "only {} flood connections opened", conns.len());
+    wait_progress(&pongs, 10);
+    // Every flood connection is closed by the dispatcher within the handshake timeout (5 s).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut open = 0;
+    for mut s in conns {
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        s.set_read_timeout(Some(left)).expect("timeout");
+        let mut buf = [0u8; 256];
+        let closed = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                    break false;
+                }
+                Err(_) => break true,
+            }
+        };
+        open += usize::from(!closed);
+    }
+    assert_eq!(open, 0, "flood connections the dispatchers left open");
+    // No dispatcher buffered a claimed 32 MiB frame.
+    for d in 1..=2 {
+        let pid = fs::read_to_string(cluster.layout.run_dir.join(format!("dispatcher{d}.pid"))).expect("pid file");
+        let status = fs::read_to_string(format!("/proc/{}/status", pid.trim())).expect("proc status");
+        let peak_kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmHWM");
+        assert!(peak_kb < 128 * 1024, "dispatcher{d} peaked at {peak_kb} KiB");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for (i, th) in threads.into_iter().enumerate() {
+        check_tally(i, &th.join().expect("bot thread"));
+    }
 }

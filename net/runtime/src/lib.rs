@@ -110,6 +110,7 @@ pub struct RuntimeConfig {
 enum Cmd {
     Adopt { conn: ConnId, stream: TcpStream, opts: ConnOpts },
     Connect { conn: ConnId, addr: SocketAddr, opts: ConnOpts },
+    SetMaxFrame(ConnId, usize),
     Write(Vec<(ConnId, Vec<u8>)>),
     Close(ConnId, String),
     Shutdown,
@@ -133,6 +134,7 @@ pub struct Runtime {
     events_rx: Receiver<Event>,
     events_tx: Sender<Event>,
     wake_pending: Arc<std::sync::atomic::AtomicBool>,
+    refuse_log: oxworld_net::ratelog::RateLog,
     bell: Arc<Bell>,
     out: Outbox,
     output: Output,
@@ -175,6 +177,7 @@ impl Runtime {
             events_rx,
             events_tx,
             wake_pending: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            refuse_log: oxworld_net::ratelog::RateLog::per_second(),
             bell: main_bell,
             out: Outbox::new(),
             output: Output::default(),
@@ -300,10 +303,13 @@ impl Runtime {
             match listener.accept() {
                 Ok((stream, peer)) => {
                     if *count >= spec.max_conns {
-                        warn!(
-                            "{}: refusing {peer}: listener at its limit of {} connections",
-                            self.name, spec.max_conns
-                        );
+                        if let Some(left_out) = self.refuse_log.allow(now) {
+                            warn!(
+                                "{}: refusing {peer}: listener at its limit of {} connections ({left_out} similar \
+                                 left out)",
+                                self.name, spec.max_conns
+                            );
+                        }
                         drop(stream);
                         continue;
                     }
@@ -338,6 +344,9 @@ impl Runtime {
         let idx = |c: ConnId| (c.0 % n as u64) as usize;
         for (conn, addr, opts) in self.output.connects.drain(..) {
             per_worker[idx(conn)].push(Cmd::Connect { conn, addr, opts });
+        }
+        for (conn, max) in self.output.limits.drain(..) {
+            per_worker[idx(conn)].push(Cmd::SetMaxFrame(conn, max));
         }
         if !self.output.writes.is_empty() {
             let mut batches: Vec<Vec<(ConnId, Vec<u8>)>> = (0..n).map(|_| Vec::new()).collect();

@@ -132,6 +132,11 @@ impl Worker {
                     }
                     Err(e) => self.emit(Event::Closed { conn, reason: CloseReason::ConnectFailed(e.to_string()) }),
                 },
+                Cmd::SetMaxFrame(conn, max) => {
+                    if let Some(c) = self.conns.get_mut(&(conn.0 as usize)) {
+                        c.deframer.set_max_frame(max);
+                    }
+                }
                 Cmd::Write(batch) => {
                     for (conn, bytes) in batch {
                         let k = conn.0 as usize;

@@ -39,8 +39,11 @@ pub const INTERNAL_PROTOCOL_VERSION: u32 = 3;
 pub const HEADER_LEN: usize = 48;
 /// Header flag: the `trace` slot holds a sampled trace id.
 pub const FLAG_TRACED: u8 = 1;
-/// Entities per [`Announce`] message (16 bytes each: 64 KiB).
-pub const ANNOUNCE_BATCH: usize = 4096;
+/// Entities per [`Announce`] message (16 bytes each: 32 KiB, under [`HANDSHAKE_MAX_FRAME`]).
+pub const ANNOUNCE_BATCH: usize = 2048;
+/// Largest frame a dispatcher accepts from a connection that has not completed the handshake
+/// (`Hello` and the `Announce` batches sent with it are all a peer sends before `HelloAck`).
+pub const HANDSHAKE_MAX_FRAME: usize = 64 << 10;
 
 /// The `origin` of a game (`id`) or a gate (`0x8000 | id`).
 pub const fn origin_of(kind: ProcKind, id: u16) -> u16 {

@@ -382,7 +382,6 @@ impl World {
         !self.core.local.is_empty()
     }
 
-
     /// Handles one internal message from a dispatcher. The handshake and hot-swap messages
     /// (`HelloAck`, `Refused`, `FreezeAck`, `Thawed`) belong to the game process, which never
     /// passes them here.

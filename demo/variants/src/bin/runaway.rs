@@ -31,9 +31,11 @@ impl Account {
 
 fn main() -> std::process::ExitCode {
     let mut reg = Registry::new();
-    reg.entity("Account", Account::default)
-        .method("echo", Expose::AnyClient, Account::echo)
-        .method("spin", Expose::OwnClient, Account::spin);
+    reg.entity("Account", Account::default).method("echo", Expose::AnyClient, Account::echo).method(
+        "spin",
+        Expose::OwnClient,
+        Account::spin,
+    );
     reg.boot("Account");
     oxworld_core::run(reg)
 }
