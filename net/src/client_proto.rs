@@ -145,6 +145,13 @@ pub enum ErrorCode {
     /// Nothing arrived from the client for `idle_timeout_ms` (see `Welcome`); the gate closes
     /// the connection after sending this.
     Idle = 9,
+    /// The client sent calls (or moves) faster than the gate's rate limit
+    /// (`call_rate_per_s`/`call_burst`, `move_rate_per_s`/`move_burst`); this one was dropped.
+    /// A client that keeps going (more than `rate_limit_disconnect` refusals in one second)
+    /// is disconnected after a last error with this code.
+    RateLimited = 10,
+    /// A `Move` whose position is not finite (NaN or infinite); it was dropped.
+    InvalidPosition = 11,
 }
 
 impl ErrorCode {
@@ -160,6 +167,8 @@ impl ErrorCode {
             7 => Self::Unavailable,
             8 => Self::Failed,
             9 => Self::Idle,
+            10 => Self::RateLimited,
+            11 => Self::InvalidPosition,
             _ => return None,
         })
     }

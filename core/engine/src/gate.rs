@@ -17,11 +17,13 @@ use oxworld_net::msg::{
     Call, Caller, ClientConnected, ClientDisconnected, ClientMove, FilteredCall, ProcKind, SetFilterProp, ToClients,
     ToGate,
 };
+use oxworld_net::ratelog::RateLog;
 use oxworld_net::value::encode_args;
 use oxworld_net::{Id, IdGen};
 use rustc_hash::FxHashMap;
 
 use crate::links::{LinkEvent, Links};
+use crate::ratelimit::{ClientLimits, Limited, Verdict};
 use crate::status::{ProcState, Report};
 
 /// Entities one client may know at once; a game that creates more for one client is buggy,
@@ -40,6 +42,8 @@ struct Client {
     last_heard: Instant,
     /// The gate is closing it (its `Closed` event has not come yet): told once, closed once.
     closing: bool,
+    /// Its call and move rate limits.
+    limits: ClientLimits,
 }
 
 /// Counters a gate keeps.
@@ -55,6 +59,10 @@ pub struct GateStats {
     pub malformed_internal: u64,
     /// Clients closed for sending nothing within `heartbeat_timeout`.
     pub idle: u64,
+    /// Client messages dropped by the rate limits.
+    pub rate_limited: u64,
+    /// Clients disconnected for going on past the rate limits.
+    pub rate_disconnected: u64,
 }
 
 /// One gate's state.
@@ -74,6 +82,8 @@ pub struct GateApp {
     gather: Gather,
     /// Time of the event or tick being handled.
     now: Instant,
+    /// Per-client problems are logged at most once a second.
+    client_log: RateLog,
     done: bool,
     fatal: Option<String>,
 }
@@ -122,6 +132,7 @@ impl GateApp {
             next_idle_check: clock_base.0,
             gather: Gather::new(flush_period),
             now: clock_base.0,
+            client_log: RateLog::per_second(),
             done: false,
             fatal: None,
         }
@@ -158,6 +169,7 @@ impl GateApp {
             known: HashSet::new(),
             last_heard: now,
             closing: false,
+            limits: ClientLimits::new(&self.cfg, now),
         };
         self.clients.insert(conn, c);
         self.by_client.insert(client, conn);
@@ -176,10 +188,51 @@ impl GateApp {
             return;
         };
         c.last_heard = self.now;
+        let msg = ClientMsg::decode(data);
+        let limited = match &msg {
+            Ok(ClientMsg::Call { .. }) => Some(Limited::Call),
+            Ok(ClientMsg::Move { .. }) => Some(Limited::Move),
+            _ => None,
+        };
+        if let Some(kind) = limited {
+            match c.limits.admit(kind, self.now) {
+                Verdict::Pass => {}
+                Verdict::Refuse => {
+                    self.stats.rate_limited += 1;
+                    let (target, method) = match &msg {
+                        Ok(ClientMsg::Call { target, method, .. }) => (*target, *method),
+                        Ok(ClientMsg::Move { id, .. }) => (*id, 0),
+                        _ => (Id::NIL, 0),
+                    };
+                    let err = ServerMsg::error(ErrorCode::RateLimited, target, method, "over the rate limit; dropped");
+                    Self::reply(out, conn, &err);
+                    return;
+                }
+                Verdict::Disconnect => {
+                    self.stats.rate_limited += 1;
+                    self.stats.rate_disconnected += 1;
+                    let id = c.id;
+                    if let Some(left_out) = self.client_log.allow(self.now) {
+                        info!(
+                            "gate{}: client {id} keeps going past its rate limit; closing it ({left_out} similar left out)",
+                            self.cfg.id
+                        );
+                    }
+                    self.drop_client(conn, ErrorCode::RateLimited, "too many messages over the rate limit", out);
+                    return;
+                }
+            }
+        }
         let c = &*c;
-        match ClientMsg::decode(data) {
+        match msg {
             Ok(ClientMsg::Heartbeat) => {}
             Ok(ClientMsg::Move { id, pos }) => {
+                if ![pos.x, pos.y, pos.z, pos.yaw].iter().all(|v| v.is_finite()) {
+                    self.stats.refused += 1;
+                    let err = ServerMsg::error(ErrorCode::InvalidPosition, id, 0, "position is not finite");
+                    Self::reply(out, conn, &err);
+                    return;
+                }
                 if c.owner != Some(id) {
                     self.stats.refused += 1;
                     let err =
@@ -208,7 +261,12 @@ impl GateApp {
             }
             Err(e) => {
                 self.stats.refused += 1;
-                info!("gate{}: client {} sent a malformed message ({e}); closing it", self.cfg.id, c.id);
+                if let Some(left_out) = self.client_log.allow(self.now) {
+                    info!(
+                        "gate{}: client {} sent a malformed message ({e}); closing it ({left_out} similar left out)",
+                        self.cfg.id, c.id
+                    );
+                }
                 self.drop_client(conn, ErrorCode::Malformed, &format!("malformed message: {e}"), out);
             }
         }
@@ -741,6 +799,67 @@ mod tests {
         let err = &f.out.take_frames()[0];
         assert!(matches!(ServerMsg::decode(&err.1[0]), Ok(ServerMsg::Error { code: 6, .. })));
         assert_eq!(f.gate.client_count(), 2, "the close event, not the refusal, removes the client");
+    }
+
+    /// Errors a client got in what `client_sends` returned.
+    fn error_codes(sent: &[(ConnId, Vec<Vec<u8>>)], conn: u64) -> Vec<u16> {
+        sent.iter()
+            .filter(|(c, _)| *c == ConnId(conn))
+            .flat_map(|(_, fs)| fs.iter())
+            .filter_map(|f| match ServerMsg::decode(f) {
+                Ok(ServerMsg::Error { code, .. }) => Some(code),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Calls past the bucket are dropped with `RateLimited`; a client that keeps going is
+    /// disconnected; a non-finite position is refused with `InvalidPosition` and never
+    /// forwarded; the other client is untouched.
+    #[test]
+    fn rate_limits_and_non_finite_positions_are_refused_with_their_codes() {
+        let mut f = fixture_with(&format!(
+            "{CFG}[gate_common]\ncall_rate_per_s = 10\ncall_burst = 3\nmove_burst = 4\nrate_limit_disconnect = 2\n"
+        ));
+        let (client, boot) = f.accept(100);
+        f.accept(101);
+        f.deliver(client, &player_create(boot));
+        f.out.take_frames();
+        let pos = |x: f32| oxworld_net::client_proto::Pos { x, y: 0.0, z: 0.0, yaw: 0.0 };
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let sent = f.client_sends(100, &ClientMsg::Move { id: boot, pos: pos(bad) });
+            assert_eq!(error_codes(&sent, 100), vec![ErrorCode::InvalidPosition as u16]);
+        }
+        f.gate.tick(f.now, &mut f.out);
+        assert!(f.out.take_frames().is_empty(), "no non-finite position forwarded");
+        // Bad moves count against the move bucket (4) too: one good move left, then refused.
+        let sent = f.client_sends(100, &ClientMsg::Move { id: boot, pos: pos(1.0) });
+        assert!(error_codes(&sent, 100).is_empty());
+        f.gate.tick(f.now, &mut f.out);
+        let moved = f.out.take_frames();
+        assert!(
+            moved.iter().flat_map(|(_, fs)| fs).any(|m| matches!(FromGate::decode(m), Ok(FromGate::ClientMove(_)))),
+            "the finite move is forwarded: {moved:?}"
+        );
+        let sent = f.client_sends(100, &ClientMsg::Move { id: boot, pos: pos(2.0) });
+        assert_eq!(error_codes(&sent, 100), vec![ErrorCode::RateLimited as u16]);
+        let call = ClientMsg::Call { target: boot, method: 1, args: vec![] };
+        for _ in 0..3 {
+            let sent = f.client_sends(100, &call);
+            assert!(error_codes(&sent, 100).is_empty() && sent.iter().any(|(c, _)| *c == f.links[0]), "forwarded");
+        }
+        let sent = f.client_sends(100, &call);
+        assert_eq!(error_codes(&sent, 100), vec![ErrorCode::RateLimited as u16], "the burst is spent");
+        assert!(f.out.take_closes().is_empty(), "told, not yet closed");
+        let sent = f.client_sends(100, &call);
+        assert_eq!(error_codes(&sent, 100), vec![ErrorCode::RateLimited as u16]);
+        assert_eq!(f.out.take_closes().iter().map(|(c, _)| *c).collect::<Vec<_>>(), vec![ConnId(100)]);
+        let st = f.gate.stats();
+        assert_eq!((st.rate_limited, st.rate_disconnected), (3, 1), "one move and two calls");
+        // 100 ms later the bucket has a token again (for a client that slowed down).
+        f.now += std::time::Duration::from_millis(100);
+        let sent = f.client_sends(101, &ClientMsg::Heartbeat);
+        assert!(error_codes(&sent, 101).is_empty());
     }
 
     #[test]

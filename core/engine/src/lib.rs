@@ -15,6 +15,7 @@ pub mod game;
 pub mod gate;
 mod links;
 pub mod migrate;
+pub mod ratelimit;
 pub mod space;
 pub mod status;
 pub mod store;
