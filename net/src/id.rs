@@ -4,6 +4,8 @@
 use std::fmt;
 
 use speedy::{Readable, Writable};
+use chacha20::ChaCha12Rng;
+use chacha20::rand_core::{Rng as _, SeedableRng as _};
 
 /// An entity or client id: 16 bytes, generated without coordination (see [`IdGen`]).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Readable, Writable)]
@@ -75,35 +77,61 @@ pub const fn method_id(name: &str) -> u32 {
     fnv1a32(name.as_bytes())
 }
 
+/// 256 bits of secret state for an [`IdGen`]: from the OS in processes
+/// (`oxworld_runtime::os_seed`), from a number in tests and simulations (`From<u64>`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct IdSeed(pub [u8; 32]);
+
+impl From<[u8; 32]> for IdSeed {
+    fn from(b: [u8; 32]) -> Self {
+        IdSeed(b)
+    }
+}
+
+impl From<u64> for IdSeed {
+    /// A reproducible seed for tests and simulations (never for a real process: 64 bits are
+    /// guessable).
+    fn from(n: u64) -> Self {
+        let mut b = [0u8; 32];
+        for (i, chunk) in b.chunks_mut(8).enumerate() {
+            chunk.copy_from_slice(&(n ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).to_le_bytes());
+        }
+        IdSeed(b)
+    }
+}
+
+impl fmt::Debug for IdSeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdSeed(..)")
+    }
+}
+
 /// Generates ids unique across processes without coordination: bytes 0..6 are the big-endian
 /// milliseconds since the Unix epoch given by the caller, bytes 6..16 are 80 bits from a
-/// per-process generator seeded with OS randomness by the runtime (tests pass a fixed seed).
-#[derive(Debug, Clone)]
+/// ChaCha12 stream whose 256-bit key is the generator's secret seed, so one id (or many) says
+/// nothing about the next: seeing ids does not let anyone predict others.
 pub struct IdGen {
-    state: u64,
+    rng: ChaCha12Rng,
+}
+
+impl fmt::Debug for IdGen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdGen(..)")
+    }
 }
 
 impl IdGen {
-    /// A generator from a 64-bit seed.
-    pub fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        // splitmix64: full period over u64, well mixed output.
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+    /// A generator keyed by `seed`.
+    pub fn new(seed: impl Into<IdSeed>) -> Self {
+        Self { rng: ChaCha12Rng::from_seed(seed.into().0) }
     }
 
     /// A fresh id stamped with `unix_ms`.
     pub fn next(&mut self, unix_ms: u64) -> Id {
         let mut b = [0u8; 16];
         b[..6].copy_from_slice(&unix_ms.to_be_bytes()[2..]);
-        b[6..14].copy_from_slice(&self.next_u64().to_le_bytes());
-        b[14..].copy_from_slice(&self.next_u64().to_le_bytes()[..2]);
+        b[6..14].copy_from_slice(&self.rng.next_u64().to_le_bytes());
+        b[14..].copy_from_slice(&self.rng.next_u64().to_le_bytes()[..2]);
         Id(b)
     }
 }
@@ -131,6 +159,23 @@ mod tests {
             per_disp[id.dispatcher_index(3)] += 1;
         }
         assert!(per_disp.iter().all(|&c| c > 800), "{per_disp:?}");
+    }
+
+    /// Two generators with seeds differing in one bit share nothing; the same seed repeats
+    /// (tests and simulations replay).
+    #[test]
+    fn ids_follow_the_whole_seed() {
+        let mut a = [7u8; 32];
+        let ids = |s: [u8; 32]| -> Vec<Id> {
+            let mut g = IdGen::new(s);
+            (0..4).map(|_| g.next(1)).collect()
+        };
+        let first = ids(a);
+        assert_eq!(first, ids(a));
+        a[31] ^= 1;
+        let other = ids(a);
+        assert!(first.iter().zip(&other).all(|(x, y)| x.0[6..] != y.0[6..]));
+        assert_eq!(format!("{:?}", IdGen::new(IdSeed([9; 32]))), "IdGen(..)", "the secret is not logged");
     }
 
     #[test]

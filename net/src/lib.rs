@@ -14,5 +14,5 @@ pub mod ratelog;
 pub mod value;
 pub mod wire;
 
-pub use id::{Id, IdGen, method_id};
+pub use id::{Id, IdGen, IdSeed, method_id};
 pub use value::Value;

@@ -19,7 +19,7 @@ use oxworld_net::msg::{
 };
 use oxworld_net::ratelog::RateLog;
 use oxworld_net::value::encode_args;
-use oxworld_net::{Id, IdGen};
+use oxworld_net::{Id, IdGen, IdSeed};
 use rustc_hash::FxHashMap;
 
 use crate::links::{LinkEvent, Links};
@@ -106,7 +106,7 @@ pub fn client_opts(g: &GateConfig) -> ConnOpts {
 impl GateApp {
     /// Gate `gc` of the cluster `cfg`; `seed` seeds client ids, `clock_base` pairs an instant
     /// with Unix ms.
-    pub fn new(cfg: &Config, gc: &GateConfig, seed: u64, clock_base: (Instant, u64)) -> Self {
+    pub fn new(cfg: &Config, gc: &GateConfig, seed: impl Into<IdSeed>, clock_base: (Instant, u64)) -> Self {
         let id = gc.id;
         let gc = gc.clone();
         let flush_period = gc.client_flush;

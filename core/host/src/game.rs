@@ -153,7 +153,7 @@ fn restore(
     reg: Registry,
     id: u16,
     cfg: &oxworld_net::config::Config,
-    seed: u64,
+    seed: oxworld_net::IdSeed,
     clock: (Instant, u64),
     env: &Path,
 ) -> Result<(World, usize), String> {

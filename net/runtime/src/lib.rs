@@ -375,18 +375,17 @@ impl Runtime {
     }
 }
 
-/// 64 bits from the operating system's randomness, for seeding generators (client and entity
-/// ids) of a process.
-pub fn os_seed() -> u64 {
-    let mut seed = [0u8; 8];
-    // A failure of the OS generator is not recoverable in any useful way; fall back to the pid
-    // and the address of a stack value so seeds still differ across processes.
-    if getrandom::fill(&mut seed).is_err() {
-        let local = 0u8;
-        let mix = (u64::from(std::process::id()) << 32) ^ (&local as *const u8 as u64);
-        seed = mix.to_le_bytes();
-    }
-    u64::from_le_bytes(seed)
+/// 256 bits from the operating system's randomness, the secret key of a process's id
+/// generator (client and entity ids).
+///
+/// # Panics
+/// If the OS has no randomness to give: ids would become guessable, so the process stops at
+/// start-up rather than run that way.
+pub fn os_seed() -> oxworld_net::IdSeed {
+    let mut seed = [0u8; 32];
+    #[allow(clippy::expect_used)] // start-up only; see Panics
+    getrandom::fill(&mut seed).expect("the OS random generator works");
+    oxworld_net::IdSeed(seed)
 }
 
 /// The monotonic clock's current reading, for code outside the runtime that must take one (a

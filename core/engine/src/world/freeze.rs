@@ -16,7 +16,7 @@ use std::time::Instant;
 use log::info;
 use oxworld_net::client_proto::Pos;
 use oxworld_net::msg::Caller;
-use oxworld_net::{Id, Value, method_id};
+use oxworld_net::{Id, IdSeed, Value, method_id};
 use thiserror::Error;
 
 use super::{FREEZE_DRAIN_OPS, World};
@@ -297,7 +297,7 @@ impl World {
         game_id: u16,
         n_dispatchers: usize,
         boot_override: Option<&str>,
-        seed: u64,
+        seed: impl Into<IdSeed>,
         clock_base: (Instant, u64),
         frozen: &Frozen,
     ) -> Result<(World, RestoreReport), RestoreError> {

@@ -24,7 +24,7 @@ use oxworld_net::client_proto::{ErrorCode, Pos};
 use oxworld_net::msg::{Call, Caller, ClientMove, EntityCreated, EntityDestroyed, FromGame, ToGame};
 use oxworld_net::value::{decode_args, encode_args};
 use oxworld_net::wire::Reader;
-use oxworld_net::{Id, IdGen, Value};
+use oxworld_net::{Id, IdGen, IdSeed, Value};
 use rustc_hash::FxHashMap;
 use thiserror::Error;
 
@@ -255,7 +255,7 @@ impl World {
         game_id: u16,
         n_dispatchers: usize,
         boot_override: Option<&str>,
-        seed: u64,
+        seed: impl Into<IdSeed>,
         clock_base: (Instant, u64),
     ) -> Result<World, RegistryError> {
         let mut w = World::build(reg, game_id, n_dispatchers, boot_override, seed, clock_base)?;
@@ -271,7 +271,7 @@ impl World {
         game_id: u16,
         n_dispatchers: usize,
         boot_override: Option<&str>,
-        seed: u64,
+        seed: impl Into<IdSeed>,
         clock_base: (Instant, u64),
     ) -> Result<World, RegistryError> {
         let mut reg = reg;
