@@ -4,7 +4,7 @@
 //! A path names a container from the root down: map keys and list indices. Every operation
 //! acts on the container its path names. PROTOCOL.md ("Attribute operations") is normative.
 
-use crate::value::Value;
+use crate::value::{DecodeBudget, Value};
 use crate::wire::{DecodeError, Reader, put_bytes, put_len};
 
 /// One step of a path: a map key or a list index.
@@ -155,6 +155,11 @@ impl AttrOp {
 
     /// Reads one operation.
     pub fn decode(r: &mut Reader<'_>) -> Result<AttrOp, DecodeError> {
+        Self::decode_with(r, &mut DecodeBudget::for_input(r.remaining()))
+    }
+
+    /// Reads one operation, its value spending from a budget shared with its message.
+    pub fn decode_with(r: &mut Reader<'_>, budget: &mut DecodeBudget) -> Result<AttrOp, DecodeError> {
         let tag = r.u8("attr op")?;
         // A path element is at least 5 bytes (tag + u32).
         let n = r.count("path length", 5)?;
@@ -170,11 +175,11 @@ impl AttrOp {
             });
         }
         Ok(match tag {
-            OP_MAP_SET => AttrOp::MapSet { path, key: r.str("key")?.to_owned(), value: Value::decode(r)? },
+            OP_MAP_SET => AttrOp::MapSet { path, key: r.str("key")?.to_owned(), value: Value::decode_with(r, budget)? },
             OP_MAP_DEL => AttrOp::MapDel { path, key: r.str("key")?.to_owned() },
             OP_MAP_CLEAR => AttrOp::MapClear { path },
-            OP_LIST_SET => AttrOp::ListSet { path, index: r.u32("index")?, value: Value::decode(r)? },
-            OP_LIST_APPEND => AttrOp::ListAppend { path, value: Value::decode(r)? },
+            OP_LIST_SET => AttrOp::ListSet { path, index: r.u32("index")?, value: Value::decode_with(r, budget)? },
+            OP_LIST_APPEND => AttrOp::ListAppend { path, value: Value::decode_with(r, budget)? },
             OP_LIST_POP => AttrOp::ListPop { path },
             _ => return Err(DecodeError::Invalid("attr op kind")),
         })
@@ -233,10 +238,11 @@ pub fn encode_ops(ops: &[AttrOp], out: &mut Vec<u8>) {
 /// Reads a list written by [`encode_ops`].
 pub fn decode_ops(r: &mut Reader<'_>) -> Result<Vec<AttrOp>, DecodeError> {
     // An op is at least 5 bytes (tag + path length).
+    let mut budget = DecodeBudget::for_input(r.remaining());
     let n = r.count("op count", 5)?;
     let mut v = Vec::with_capacity(n);
     for _ in 0..n {
-        v.push(AttrOp::decode(r)?);
+        v.push(AttrOp::decode_with(r, &mut budget)?);
     }
     Ok(v)
 }

@@ -3,9 +3,9 @@
 
 use std::fmt;
 
-use speedy::{Readable, Writable};
 use chacha20::ChaCha12Rng;
 use chacha20::rand_core::{Rng as _, SeedableRng as _};
+use speedy::{Readable, Writable};
 
 /// An entity or client id: 16 bytes, generated without coordination (see [`IdGen`]).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Readable, Writable)]

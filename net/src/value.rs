@@ -10,6 +10,48 @@ use crate::wire::{DecodeError, Reader, put_bytes, put_len};
 /// message cannot exhaust the stack.
 pub const MAX_DEPTH: usize = 32;
 
+/// Memory a decoder may spend on values per input byte, past [`DECODE_BUDGET_FLOOR`]. A value
+/// in memory is at least 32 bytes (a list element) for at least 1 byte on the wire, so without
+/// a budget a list of nils would take 32 times its bytes.
+pub const DECODE_BUDGET_PER_BYTE: usize = 8;
+
+/// Memory any input may take to decode whatever it holds (so small messages are never
+/// refused for their shape).
+pub const DECODE_BUDGET_FLOOR: usize = 64 << 10;
+
+/// Memory counted per decoded value besides its string or bytes (its slot in a list).
+const VALUE_COST: usize = std::mem::size_of::<Value>();
+
+/// Memory counted per map entry besides its value (key string, tree node share).
+const MAP_ENTRY_COST: usize = 40;
+
+/// The memory decoding values from `input_len` bytes may take: `8 x input_len + 64 KiB`.
+/// Anything more is refused with [`DecodeError::OverBudget`].
+pub const fn decode_budget(input_len: usize) -> usize {
+    input_len.saturating_mul(DECODE_BUDGET_PER_BYTE).saturating_add(DECODE_BUDGET_FLOOR)
+}
+
+/// What decoding may still allocate; one per message, shared by every value in it.
+#[derive(Debug)]
+pub struct DecodeBudget {
+    left: usize,
+    total: usize,
+}
+
+impl DecodeBudget {
+    /// The budget for a message of `len` bytes ([`decode_budget`]).
+    pub fn for_input(len: usize) -> Self {
+        let total = decode_budget(len);
+        DecodeBudget { left: total, total }
+    }
+
+    /// Counts `n` bytes about to be allocated; an error once the budget is spent.
+    pub fn spend(&mut self, n: usize) -> Result<(), DecodeError> {
+        self.left = self.left.checked_sub(n).ok_or(DecodeError::OverBudget(self.total))?;
+        Ok(())
+    }
+}
+
 const TAG_NIL: u8 = 0;
 const TAG_FALSE: u8 = 1;
 const TAG_TRUE: u8 = 2;
@@ -83,12 +125,19 @@ impl Value {
         }
     }
 
-    /// Reads one value.
+    /// Reads one value, allocating at most [`decode_budget`] of the bytes left in `r`.
     pub fn decode(r: &mut Reader<'_>) -> Result<Value, DecodeError> {
-        Self::decode_at(r, 0)
+        Self::decode_with(r, &mut DecodeBudget::for_input(r.remaining()))
     }
 
-    fn decode_at(r: &mut Reader<'_>, depth: usize) -> Result<Value, DecodeError> {
+    /// Reads one value, spending from a budget shared with the rest of its message.
+    pub fn decode_with(r: &mut Reader<'_>, budget: &mut DecodeBudget) -> Result<Value, DecodeError> {
+        budget.spend(VALUE_COST)?;
+        Self::decode_at(r, 0, budget)
+    }
+
+    /// One value whose own slot was already paid for.
+    fn decode_at(r: &mut Reader<'_>, depth: usize, budget: &mut DecodeBudget) -> Result<Value, DecodeError> {
         let tag = r.u8("value tag")?;
         Ok(match tag {
             TAG_NIL => Value::Nil,
@@ -96,16 +145,26 @@ impl Value {
             TAG_TRUE => Value::Bool(true),
             TAG_INT => Value::Int(r.i64("int value")?),
             TAG_FLOAT => Value::Float(r.f64("float value")?),
-            TAG_STR => Value::Str(r.str("string value")?.to_owned()),
-            TAG_BYTES => Value::Bytes(r.bytes("bytes value")?.to_vec()),
+            TAG_STR => {
+                let s = r.str("string value")?;
+                budget.spend(s.len())?;
+                Value::Str(s.to_owned())
+            }
+            TAG_BYTES => {
+                let b = r.bytes("bytes value")?;
+                budget.spend(b.len())?;
+                Value::Bytes(b.to_vec())
+            }
             TAG_LIST | TAG_MAP if depth >= MAX_DEPTH => {
                 return Err(DecodeError::TooDeep(MAX_DEPTH));
             }
             TAG_LIST => {
                 let n = r.count("list length", 1)?;
+                // Paid before reserving: the count is already bounded by the bytes left.
+                budget.spend(n.saturating_mul(VALUE_COST))?;
                 let mut l = Vec::with_capacity(n);
                 for _ in 0..n {
-                    l.push(Self::decode_at(r, depth + 1)?);
+                    l.push(Self::decode_at(r, depth + 1, budget)?);
                 }
                 Value::List(l)
             }
@@ -114,8 +173,10 @@ impl Value {
                 let n = r.count("map length", 5)?;
                 let mut m = BTreeMap::new();
                 for _ in 0..n {
-                    let k = r.str("map key")?.to_owned();
-                    let v = Self::decode_at(r, depth + 1)?;
+                    let k = r.str("map key")?;
+                    budget.spend(k.len() + MAP_ENTRY_COST + VALUE_COST)?;
+                    let k = k.to_owned();
+                    let v = Self::decode_at(r, depth + 1, budget)?;
                     m.insert(k, v);
                 }
                 Value::Map(m)
@@ -187,10 +248,12 @@ pub fn encode_args(args: &[Value], out: &mut Vec<u8>) {
 
 /// Reads an argument list written by [`encode_args`].
 pub fn decode_args(r: &mut Reader<'_>) -> Result<Vec<Value>, DecodeError> {
+    let mut budget = DecodeBudget::for_input(r.remaining());
     let n = r.count("argument count", 1)?;
+    budget.spend(n.saturating_mul(VALUE_COST))?;
     let mut v = Vec::with_capacity(n);
     for _ in 0..n {
-        v.push(Value::decode(r)?);
+        v.push(Value::decode_at(r, 0, &mut budget)?);
     }
     Ok(v)
 }
@@ -255,6 +318,39 @@ mod tests {
         let mut out = vec![TAG_LIST];
         out.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(Value::decode(&mut Reader::new(&out)), Err(DecodeError::LengthAttack { .. })));
+    }
+
+    /// The worst shapes for memory per input byte (a list of nils: 32 bytes each in memory,
+    /// 1 on the wire; a map of empty keys) are refused past the budget, and whatever decodes
+    /// stays within it; small messages decode whatever their shape.
+    #[test]
+    fn decoding_stays_within_its_memory_budget() {
+        let nils = |n: usize| {
+            let mut out = vec![TAG_LIST];
+            out.extend_from_slice(&(n as u32).to_le_bytes());
+            out.resize(5 + n, TAG_NIL);
+            out
+        };
+        let small = nils(1000);
+        assert!(Value::decode(&mut Reader::new(&small)).is_ok(), "under the floor: any shape");
+        let big = nils(1 << 20);
+        assert_eq!(Value::decode(&mut Reader::new(&big)), Err(DecodeError::OverBudget(decode_budget(big.len()))));
+        let mut map = vec![TAG_MAP];
+        let n = 200_000usize;
+        map.extend_from_slice(&(n as u32).to_le_bytes());
+        for _ in 0..n {
+            map.extend_from_slice(&0u32.to_le_bytes());
+            map.push(TAG_NIL);
+        }
+        assert!(matches!(Value::decode(&mut Reader::new(&map)), Err(DecodeError::OverBudget(_))));
+        // Many arguments share one budget.
+        let mut args = Vec::new();
+        put_len(&mut args, 1 << 20);
+        args.resize(4 + (1 << 20), TAG_NIL);
+        assert!(matches!(decode_args(&mut Reader::new(&args)), Err(DecodeError::OverBudget(_))));
+        // Strings and bytes cost what they hold: a 1 MiB string decodes.
+        let s = Value::Str("x".repeat(1 << 20));
+        assert_eq!(roundtrip(&s), Ok(s));
     }
 
     #[test]

@@ -39,6 +39,10 @@ pub enum DecodeError {
     /// Values nested deeper than [`crate::value::MAX_DEPTH`].
     #[error("value nested deeper than {0} levels")]
     TooDeep(usize),
+    /// Values whose decoded form would take more memory than the decoder allows for the
+    /// bytes it was given (see [`crate::value::decode_budget`]).
+    #[error("values would take more than {0} bytes of memory to decode")]
+    OverBudget(usize),
     /// Bytes left over after a complete message.
     #[error("{0} trailing bytes after the message")]
     Trailing(usize),
