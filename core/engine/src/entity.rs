@@ -32,6 +32,12 @@ pub trait Entity: Any {
     fn on_entity_leave_space(&mut self, _ctx: &mut Ctx<'_>, _entity: oxworld_net::Id) {}
     /// Just before this entity leaves for another game.
     fn on_migrate_out(&mut self, _ctx: &mut Ctx<'_>) {}
+    /// A migration of this entity was cancelled after `on_migrate_out` (its image exceeds
+    /// the internal frame limit): it stays on this game, back in the space it was in. The
+    /// default logs it.
+    fn on_migrate_failed(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
+        log::warn!("{}: migration cancelled: {reason}", ctx.id());
+    }
     /// Just after this entity arrived from another game (before it enters its space).
     fn on_migrate_in(&mut self, _ctx: &mut Ctx<'_>) {}
     /// State kept in plain struct fields that must survive migration (and freezing);

@@ -88,7 +88,8 @@ pub const STOP_SAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 
 impl GameApp {
     /// Game `id` of `cfg` running `world`.
-    pub fn new(cfg: &oxworld_net::config::Config, id: u16, world: World, now: Instant) -> Self {
+    pub fn new(cfg: &oxworld_net::config::Config, id: u16, mut world: World, now: Instant) -> Self {
+        world.set_max_frame(cfg.max_internal_frame);
         let addrs = cfg.dispatchers.iter().map(|d| d.advertise_addr).collect();
         let links =
             Links::new(format!("game{id}"), ProcKind::Game, id, cfg.secret.clone(), addrs, internal_opts(cfg), now);

@@ -308,6 +308,11 @@ impl Ctx<'_> {
         } else {
             let mut enc = Vec::new();
             encode_args(&args, &mut enc);
+            if !self.core.fits(enc.len(), || format!("a call from {} to {target}", self.id)) {
+                let reason = format!("arguments of {} bytes exceed the internal frame limit", enc.len());
+                self.queue(LocalOp::CallFailed { to: self.id, target, method, reason });
+                return;
+            }
             self.core.send(target, Call { target, method, caller, args: enc });
         }
     }
@@ -407,6 +412,9 @@ impl Ctx<'_> {
         };
         let mut enc = Vec::new();
         encode_args(&args, &mut enc);
+        if !self.core.fits(enc.len(), || format!("call_filtered_clients({method}) from {}", self.id)) {
+            return;
+        }
         let msg =
             FilteredCall { key: key.to_owned(), op, value: value.to_owned(), method: method.to_owned(), args: enc };
         self.core.send_idx(0, msg);

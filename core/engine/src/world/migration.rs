@@ -128,7 +128,10 @@ impl World {
 
     /// Sends `entity` to `game`, to enter `space` at `pos` there: its client keeps the entity
     /// but loses its space and neighbours; everything else travels in an [`EntityImage`].
+    /// An image too big for an internal frame cancels the migration instead: the entity goes
+    /// back into the space it left and its `on_migrate_failed` runs.
     pub(super) fn migrate_out(&mut self, entity: Id, game: u16, space: Id, pos: Pos) {
+        let before = self.core.spaces.spatial(entity).map(|s| (s.space, s.pos));
         self.leave_space(entity);
         self.with_entity(entity, Caller::Server(Id::NIL), |e, ctx| {
             e.on_migrate_out(ctx);
@@ -137,6 +140,19 @@ impl World {
         let Some(mut image) = self.image_of(entity) else { return };
         image.space = space;
         image.pos = [pos.x, pos.y, pos.z, pos.yaw];
+        let data = image.encode();
+        if !self.core.fits(data.len(), || format!("the migration of {entity}")) {
+            self.core.send(entity, CancelMigrate { entity });
+            if let Some((was_in, was_at)) = before {
+                self.enter_space_now(entity, was_in, was_at);
+            }
+            let reason = format!("its image of {} bytes exceeds the internal frame limit", data.len());
+            self.with_entity(entity, Caller::Server(Id::NIL), |e, ctx| {
+                e.on_migrate_failed(ctx, &reason);
+                Ok(())
+            });
+            return;
+        }
         self.entities.remove(&entity);
         self.core.timers.remove_entity(entity);
         self.core.cron.remove(&entity);
@@ -144,7 +160,7 @@ impl World {
         self.core.local_ids.remove(&entity);
         self.core.spaces.forget(entity);
         self.core.stats.migrated_out += 1;
-        self.core.send(entity, RealMigrate { entity, game, data: image.encode() });
+        self.core.send(entity, RealMigrate { entity, game, data });
     }
 
     /// Rebuilds an entity sent by another game and puts it into its target space.

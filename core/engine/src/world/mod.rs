@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use oxworld_net::client_proto::{ErrorCode, Pos};
-use oxworld_net::msg::{Call, Caller, ClientMove, EntityCreated, EntityDestroyed, FromGame, ToGame};
+use oxworld_net::msg::{Call, Caller, ClientMove, EntityCreated, EntityDestroyed, FromGame, HEADER_LEN, ToGame};
 use oxworld_net::value::{decode_args, encode_args};
 use oxworld_net::wire::Reader;
 use oxworld_net::{Id, IdGen, IdSeed, Value};
@@ -157,15 +157,50 @@ pub struct Stats {
     pub migrated_in: u64,
     /// Local operations refused because [`MAX_LOCAL_QUEUE`] were queued.
     pub local_refused: u64,
+    /// Messages refused before sending because they would exceed the internal frame limit
+    /// (`max_internal_frame_bytes`): calls (the caller is told), client messages (dropped,
+    /// logged), migrations (cancelled, the entity stays and is told).
+    pub oversized: u64,
 }
 
+/// The internal frame limit until [`World::set_max_frame`] (the config's default).
+const DEFAULT_MAX_FRAME: usize = 32 << 20;
+
+/// Bytes of an internal message besides its variable part (header, ids, lengths; generous).
+const MSG_OVERHEAD: usize = HEADER_LEN + 256;
+
 pub(crate) enum LocalOp {
-    Call { target: Id, method: u32, args: Vec<Value>, caller: Caller },
-    Create { ty: usize, id: Id },
+    Call {
+        target: Id,
+        method: u32,
+        args: Vec<Value>,
+        caller: Caller,
+    },
+    Create {
+        ty: usize,
+        id: Id,
+    },
     Destroy(Id),
-    EnterSpace { entity: Id, space: Id, pos: Pos },
-    GiveClient { from: Id, to: Id },
-    CreateSpace { id: Id, kind: i64 },
+    EnterSpace {
+        entity: Id,
+        space: Id,
+        pos: Pos,
+    },
+    GiveClient {
+        from: Id,
+        to: Id,
+    },
+    CreateSpace {
+        id: Id,
+        kind: i64,
+    },
+    /// A call `to` made could not be sent: runs its `on_call_failed`.
+    CallFailed {
+        to: Id,
+        target: Id,
+        method: u32,
+        reason: String,
+    },
 }
 
 /// One crontab entry of an entity.
@@ -186,6 +221,10 @@ pub(crate) struct WorldCore {
     clock_base: (Instant, u64),
     now: Instant,
     out: Vec<(usize, FromGame)>,
+    /// Largest internal frame the dispatchers accept; bigger messages are refused here.
+    max_frame: usize,
+    /// Oversized messages are logged at most once a second.
+    oversized_log: oxworld_net::ratelog::RateLog,
     local: VecDeque<LocalOp>,
     /// Local operations this iteration may still run.
     budget: usize,
@@ -290,6 +329,8 @@ impl World {
                 clock_base,
                 now: clock_base.0,
                 out: Vec::new(),
+                max_frame: DEFAULT_MAX_FRAME,
+                oversized_log: oxworld_net::ratelog::RateLog::per_second(),
                 local: VecDeque::new(),
                 budget: LOCAL_OPS_PER_ITERATION,
                 over_this_iteration: false,
@@ -370,6 +411,12 @@ impl World {
     pub fn set_online_games(&mut self, games: &[u16]) {
         self.core.online_games.extend(games.iter().copied());
         self.core.online_games.insert(self.core.game_id);
+    }
+
+    /// Sets the largest internal frame the dispatchers accept (`max_internal_frame_bytes`);
+    /// messages that would be bigger are refused before they are sent.
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.core.max_frame = max_frame;
     }
 
     /// Takes the messages to send, each with the index of the dispatcher it must go through.
@@ -597,6 +644,12 @@ impl World {
                     self.core.send(id, EntityCreated { id });
                 }
                 LocalOp::Destroy(id) => self.destroy_entity(id),
+                LocalOp::CallFailed { to, target, method, reason } => {
+                    self.with_entity(to, Caller::Server(Id::NIL), |e, ctx| {
+                        e.on_call_failed(ctx, target, method, &reason);
+                        Ok(())
+                    });
+                }
                 LocalOp::EnterSpace { entity, space, pos } => self.enter_space_now(entity, space, pos),
                 LocalOp::CreateSpace { id, kind } => self.create_space_now(id, kind),
                 LocalOp::GiveClient { from, to } => self.give_client_now(from, to),
@@ -633,6 +686,7 @@ impl World {
             }
             LocalOp::Create { ty, .. } => format!("a create of {}", self.reg.types[*ty].name),
             LocalOp::Destroy(id) => format!("a destroy of {id}"),
+            LocalOp::CallFailed { to, .. } => format!("a failed call of {to}"),
             LocalOp::EnterSpace { entity, .. } => format!("{entity} entering a space"),
             LocalOp::GiveClient { from, .. } => format!("{from} handing its client over"),
             LocalOp::CreateSpace { .. } => "a space creation".to_owned(),

@@ -20,6 +20,25 @@ impl WorldCore {
         base + u64::try_from(self.now.saturating_duration_since(start).as_millis()).unwrap_or(0)
     }
 
+    /// True if a message whose variable part is `bytes` long fits the internal frame limit;
+    /// otherwise counts and logs (at most once a second) what was refused.
+    pub(super) fn fits(&mut self, bytes: usize, what: impl FnOnce() -> String) -> bool {
+        if bytes.saturating_add(super::MSG_OVERHEAD) <= self.max_frame {
+            return true;
+        }
+        self.stats.oversized += 1;
+        if let Some(left_out) = self.oversized_log.allow(self.now) {
+            log::warn!(
+                "game{}: {} of {bytes} bytes exceeds the internal frame limit of {} bytes; not sent ({left_out} \
+                 similar left out)",
+                self.game_id,
+                what(),
+                self.max_frame
+            );
+        }
+        false
+    }
+
     /// Queues `msg` through dispatcher index `d`.
     pub(super) fn send_idx(&mut self, d: usize, msg: impl Into<FromGame>) {
         self.out.push((d % self.n_dispatchers, msg.into()));
@@ -35,6 +54,9 @@ impl WorldCore {
     pub(super) fn send_to_client(&mut self, route: Id, c: ClientRef, msg: &ServerMsg) {
         let mut payload = Vec::new();
         msg.encode(&mut payload);
+        if !self.fits(payload.len(), || format!("a message from {route} to its client")) {
+            return;
+        }
         self.send(route, ToClients { gate: c.gate, clients: vec![c.client], payload });
     }
 
@@ -42,6 +64,9 @@ impl WorldCore {
     /// `ToClients` per group of recipients sharing a dispatcher (their route's) and a gate.
     pub(super) fn send_to_clients(&mut self, recipients: &[(Id, ClientRef)], payload: Vec<u8>) {
         let n = self.n_dispatchers;
+        if !self.fits(payload.len() + 16 * recipients.len(), || format!("a message for {} clients", recipients.len())) {
+            return;
+        }
         // (dispatcher index, gate) -> clients; a handful of groups, so a small vector.
         let mut groups: Vec<((usize, u16), Vec<Id>)> = Vec::new();
         for (route, c) in recipients {

@@ -37,6 +37,12 @@ impl Entity for Walker {
     fn load(&mut self, state: Value) {
         self.next = state.as_int().unwrap_or(0);
     }
+    fn on_migrate_failed(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
+        ctx.attrs().set("migrate_failed", reason);
+    }
+    fn on_call_failed(&mut self, ctx: &mut Ctx<'_>, _target: Id, _method: u32, reason: &str) {
+        ctx.attrs().set("call_failed", reason);
+    }
 }
 
 impl Walker {
@@ -54,6 +60,17 @@ impl Walker {
     fn hop(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
         let space = args.id(0)?;
         ctx.enter_space(space, Pos::at(1.0, 0.0, 1.0)).map_err(|e| CallError::Failed(e.to_string()))
+    }
+    /// Grows an attribute to `args[0]` bytes.
+    fn bloat(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        ctx.attrs().set("ballast", "x".repeat(args.int(0)? as usize));
+        Ok(())
+    }
+    /// Calls `args[0]` with `args[1]` bytes of arguments.
+    fn send_big(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        let big = "y".repeat(args.int(1)? as usize);
+        ctx.call(args.id(0)?, "count", vec![Value::from(big.as_str())]);
+        Ok(())
     }
     fn tick(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
         let t = ctx.attrs().int("ticks");
@@ -94,6 +111,8 @@ fn registry() -> Registry {
         .attr("count", crate::attr::AttrFlags::CLIENT)
         .method("count", Expose::OwnClient, Walker::count)
         .method("hop", Expose::Server, Walker::hop)
+        .method("bloat", Expose::Server, Walker::bloat)
+        .method("send_big", Expose::Server, Walker::send_big)
         .method("tick", Expose::Server, Walker::tick);
     reg.boot("Walker");
     reg
@@ -283,6 +302,69 @@ fn services_are_created_once_reached_by_shard_and_recreated_when_their_game_dies
     }
     assert_eq!(sim.providers(), vec![1, 1, 1], "all shards on the surviving game (game 2 had {on_two})");
     assert_eq!(sim.online_instances(), 3);
+}
+
+/// Nothing is sent that the dispatcher would refuse: with a 64 KiB internal frame limit, an
+/// entity whose image outgrew it stays where it is (its migration cancelled, the entity told,
+/// back in its space, the calls held meanwhile answered in order), and a call with arguments
+/// too big fails back to its caller; the links and every other route are untouched.
+#[test]
+fn oversized_messages_are_refused_at_the_sender() {
+    let mut sim = Sim::new();
+    for w in &mut sim.worlds {
+        w.set_max_frame(64 << 10);
+    }
+    let spaces = [Id([0x51; 16]), Id([0x52; 16])];
+    for (i, s) in spaces.iter().enumerate() {
+        sim.worlds[i].create_space_now(*s, i as i64 + 1);
+    }
+    let m = ClientConnected { boot: WALKER, gate: 1, client: CLIENT };
+    sim.d.handle(sim.now, Event::Frame { conn: GATE, data: enc(&m) }, &mut sim.out);
+    sim.settle();
+    sim.server_call(WALKER, "hop", vec![id_value(spaces[0])]);
+    sim.settle();
+    sim.server_call(WALKER, "bloat", vec![Value::Int(100_000)]);
+    sim.server_call(WALKER, "hop", vec![id_value(spaces[1])]);
+    for seq in 1..=3 {
+        sim.client_call(WALKER, "count", vec![Value::Int(seq)]);
+    }
+    sim.settle();
+    assert_eq!(sim.holder(WALKER), vec![1], "the entity stayed");
+    let w = &mut sim.worlds[0];
+    let mut seen = None;
+    w.with_entity(WALKER, Caller::Server(Id::NIL), |_, ctx| {
+        seen = Some((ctx.space(), ctx.attrs().str("migrate_failed").to_owned()));
+        Ok(())
+    });
+    let (space, failed) = seen.expect("walker exists");
+    assert_eq!(space, spaces[0], "back in the space it left");
+    assert!(failed.contains("exceeds the internal frame limit"), "{failed}");
+    assert_eq!(w.stats().oversized, 1);
+    let counted: Vec<i64> = sim
+        .client
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::Call { method, args, .. } if method == "counted" => args[0].as_int(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(counted, vec![1, 2, 3], "calls held during the attempt are answered, in order");
+    // A call with arguments too big fails back to the caller.
+    let other = Id([0x7e; 16]);
+    sim.server_call(WALKER, "send_big", vec![id_value(other), Value::Int(100_000)]);
+    sim.settle();
+    let mut failed = String::new();
+    sim.worlds[0].with_entity(WALKER, Caller::Server(Id::NIL), |_, ctx| {
+        failed = ctx.attrs().str("call_failed").to_owned();
+        Ok(())
+    });
+    assert!(failed.contains("exceed the internal frame limit"), "{failed:?} {:?}", sim.worlds[0].stats());
+    // Still routable: a normal call is answered.
+    sim.client_call(WALKER, "count", vec![Value::Int(4)]);
+    sim.settle();
+    assert!(sim.client.iter().any(
+        |m| matches!(m, ServerMsg::Call { method, args, .. } if method == "counted" && args[0].as_int() == Some(4))
+    ));
 }
 
 #[test]
