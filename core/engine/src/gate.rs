@@ -110,6 +110,7 @@ impl GateApp {
         let id = gc.id;
         let gc = gc.clone();
         let flush_period = gc.client_flush;
+        let max_held = gc.client_queue_limit / 2;
         let addrs = cfg.dispatchers.iter().map(|d| d.advertise_addr).collect();
         let links = Links::new(
             format!("gate{id}"),
@@ -130,7 +131,7 @@ impl GateApp {
             stats: GateStats::default(),
             pending_moves: FxHashMap::default(),
             next_idle_check: clock_base.0,
-            gather: Gather::new(flush_period),
+            gather: Gather::new(flush_period, max_held),
             now: clock_base.0,
             client_log: RateLog::per_second(),
             done: false,
@@ -338,7 +339,7 @@ impl GateApp {
             } else {
                 let mut m = template.clone();
                 m[id_at.clone()].copy_from_slice(&owner.0);
-                self.gather.hold(conn, m);
+                self.gather.hold(conn, m, out);
             }
         }
     }
@@ -403,7 +404,7 @@ impl GateApp {
         if self.gather.now_or_hold(conn, self.now, out) {
             out.send(conn, payload);
         } else {
-            self.gather.hold(conn, payload.to_vec());
+            self.gather.hold(conn, payload.to_vec(), out);
         }
     }
 }
@@ -425,8 +426,11 @@ struct Gather {
     period: std::time::Duration,
     /// Clients that got messages in this period or are busy.
     conns: FxHashMap<ConnId, GatherConn>,
-    /// Messages held for the end of the period, per client, in order.
-    held: FxHashMap<ConnId, Vec<Vec<u8>>>,
+    /// Messages held for the end of the period, per client, in order, with their bytes.
+    held: FxHashMap<ConnId, (Vec<Vec<u8>>, usize)>,
+    /// Bytes held for one client at most (half its `client_queue_limit`); past it what is
+    /// held is written at once, where the connection's write queue enforces the limit.
+    max_held: usize,
     /// End of the current period; `None` while no client is tracked.
     period_end: Option<Instant>,
     /// Loop iterations seen (one `tick` each): writes within one iteration are one write anyway.
@@ -445,8 +449,15 @@ struct GatherConn {
 }
 
 impl Gather {
-    fn new(period: std::time::Duration) -> Self {
-        Gather { period, conns: FxHashMap::default(), held: FxHashMap::default(), period_end: None, iteration: 0 }
+    fn new(period: std::time::Duration, max_held: usize) -> Self {
+        Gather {
+            period,
+            conns: FxHashMap::default(),
+            held: FxHashMap::default(),
+            max_held,
+            period_end: None,
+            iteration: 0,
+        }
     }
 
     /// True if a message for `conn` should go into this iteration's output; false if it must be
@@ -460,7 +471,7 @@ impl Gather {
         let st = self.conns.entry(conn).or_default();
         st.msgs = st.msgs.saturating_add(1);
         if st.expedite_until.is_some_and(|t| now < t) {
-            if let Some(held) = self.held.remove(&conn) {
+            if let Some((held, _)) = self.held.remove(&conn) {
                 for m in held {
                     out.send(conn, &m);
                 }
@@ -492,8 +503,17 @@ impl Gather {
         self.conns.entry(conn).or_default().expedite_until = Some(now + self.period);
     }
 
-    fn hold(&mut self, conn: ConnId, payload: Vec<u8>) {
-        self.held.entry(conn).or_default().push(payload);
+    fn hold(&mut self, conn: ConnId, payload: Vec<u8>, out: &mut Outbox) {
+        let (msgs, bytes) = self.held.entry(conn).or_default();
+        *bytes += payload.len();
+        msgs.push(payload);
+        if *bytes > self.max_held
+            && let Some((msgs, _)) = self.held.remove(&conn)
+        {
+            for m in msgs {
+                out.send(conn, &m);
+            }
+        }
     }
 
     fn forget(&mut self, conn: ConnId) {
@@ -512,7 +532,7 @@ impl Gather {
             st.msgs = 0;
             st.written = None;
         }
-        for (conn, msgs) in self.held.drain() {
+        for (conn, (msgs, _)) in self.held.drain() {
             for m in msgs {
                 out.send(conn, &m);
             }
@@ -1029,6 +1049,40 @@ mod tests {
         f.gate.tick(t0 + ms(40), &mut f.out);
         assert!(to_client(&mut f).is_empty());
         assert_eq!(f.gate.next_deadline(), None);
+    }
+
+    /// What is held for a busy client is bounded by half its `client_queue_limit`: past it,
+    /// everything held is written at once (in order), where the write queue's limit applies.
+    #[test]
+    fn held_messages_are_bounded_by_the_client_queue_limit() {
+        use std::time::Duration;
+        let mut f =
+            fixture_with(&format!("{CFG}[gate_common]\nclient_flush_ms = 10\nclient_queue_limit_bytes = 2048\n"));
+        let (c1, b1) = f.accept(100);
+        f.deliver(c1, &player_create(b1));
+        let msg = |n: i64| ServerMsg::Call {
+            id: b1,
+            method: "m".into(),
+            args: vec![Value::Int(n), Value::from("z".repeat(300).as_str())],
+        };
+        f.deliver(c1, &msg(0));
+        f.out.take_frames();
+        // Busy from the next period on: its first message leaves, the next ones are held.
+        f.now += Duration::from_millis(10);
+        f.gate.tick(f.now, &mut f.out);
+        f.now += Duration::from_millis(1);
+        f.deliver(c1, &msg(1));
+        assert_eq!(f.take_client_msgs(100), vec![msg(1)], "the period's first message");
+        f.gate.tick(f.now, &mut f.out);
+        f.now += Duration::from_millis(1);
+        // 340 bytes each: three are held (1020 bytes), the fourth passes 1024: all four are
+        // written at once, in order.
+        for n in 2..=4 {
+            f.deliver(c1, &msg(n));
+        }
+        assert!(f.take_client_msgs(100).is_empty(), "held");
+        f.deliver(c1, &msg(5));
+        assert_eq!(f.take_client_msgs(100), vec![msg(2), msg(3), msg(4), msg(5)]);
     }
 
     /// A busy client that sends a call is expedited for a period: what it is sent next (its
