@@ -23,6 +23,14 @@ use crate::store::{StoreError, StoreOp, StoreReply};
 /// Default time between saves of changed persistent entities (`save_interval_s`).
 pub const DEFAULT_SAVE_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Storage operations game code may have in flight at once (reads, writes, loads; saves are
+/// bounded apart: at most one per entity). Past it, a stalled store (Redis down) cannot grow
+/// memory: new requests fail at once with `Unavailable`.
+pub const MAX_STORE_IN_FLIGHT: usize = 100_000;
+
+/// Calls held for one entity being loaded; past it they are refused with `Unavailable`.
+pub const MAX_QUEUED_PER_LOAD: usize = 10_000;
+
 /// Version of the stored form of a persistent entity.
 pub const STORED_ENTITY_VERSION: i64 = 1;
 
@@ -65,11 +73,26 @@ pub(crate) struct StoreState {
     pub(crate) loading: rustc_hash::FxHashMap<Id, Loading>,
     pub(crate) save_interval: Duration,
     pub(crate) next_save: Option<Instant>,
+    /// Entities with a save in flight (a periodic save skips them: they stay dirty).
+    pub(crate) saving: rustc_hash::FxHashSet<Id>,
+    /// Tickets refused for [`MAX_STORE_IN_FLIGHT`]: answered `Unavailable` on the next pump.
+    pub(crate) refused: Vec<u64>,
 }
 
 impl StoreState {
     pub(crate) fn queue(&mut self, op: StoreOp, waiter: Waiter) {
         self.next_ticket += 1;
+        match &waiter {
+            Waiter::Save { id } => {
+                self.saving.insert(*id);
+            }
+            _ if self.waiting.len().saturating_sub(self.saving.len()) >= MAX_STORE_IN_FLIGHT => {
+                self.refused.push(self.next_ticket);
+                self.waiting.insert(self.next_ticket, waiter);
+                return;
+            }
+            _ => {}
+        }
         self.outgoing.push((self.next_ticket, op));
         self.waiting.insert(self.next_ticket, waiter);
     }
@@ -204,7 +227,21 @@ impl World {
     }
 
     /// Takes the storage operations to run, each with its ticket for [`World::store_done`].
+    /// Requests refused because [`MAX_STORE_IN_FLIGHT`] are under way are answered here, with
+    /// `Unavailable`, before anything is handed out.
     pub fn take_store_ops(&mut self) -> Vec<(u64, StoreOp)> {
+        let refused = std::mem::take(&mut self.core.store.refused);
+        if !refused.is_empty() {
+            warn!(
+                "game{}: {} storage requests refused: {MAX_STORE_IN_FLIGHT} already in flight (is the store stalled?)",
+                self.core.game_id,
+                refused.len()
+            );
+        }
+        for ticket in refused {
+            let err = StoreError::unavailable("too many storage operations in flight");
+            self.store_done(self.core.now, ticket, Err(err));
+        }
         std::mem::take(&mut self.core.store.outgoing)
     }
 
@@ -257,6 +294,7 @@ impl World {
                 self.core.local.push_back(LocalOp::Call { target: entity, method, args: echo, caller });
             }
             Waiter::Save { id } => {
+                self.core.store.saving.remove(&id);
                 if let Err(e) = result {
                     // The data stays dirty in memory: the next interval tries again.
                     warn!("game{}: saving {id} failed: {e}", self.core.game_id);
@@ -297,6 +335,12 @@ impl World {
         caller: Caller,
     ) -> bool {
         match self.core.store.loading.get_mut(&target) {
+            Some(l) if l.queued.len() >= MAX_QUEUED_PER_LOAD => {
+                args.take();
+                let why = format!("more than {MAX_QUEUED_PER_LOAD} calls wait for {target} to load");
+                self.refuse(target, method, caller, ErrorCode::Unavailable, why);
+                true
+            }
             Some(l) => {
                 if let Some(a) = args.take() {
                     l.queued.push((method, a, caller));
@@ -358,7 +402,9 @@ impl World {
         let dirty: Vec<Id> = self
             .entities
             .iter()
-            .filter(|(_, s)| self.reg.types[s.ty].persistent && s.attrs.persistent_dirty())
+            .filter(|(id, s)| {
+                self.reg.types[s.ty].persistent && s.attrs.persistent_dirty() && !self.core.store.saving.contains(id)
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in dirty {
@@ -519,6 +565,42 @@ mod tests {
                 ("got".into(), vec![Value::List(vec![pair("a", "1"), pair("b", "2")]), Value::Nil]),
             ]
         );
+    }
+
+    /// A stalled store (nothing ever completes): requests past [`MAX_STORE_IN_FLIGHT`] are
+    /// answered `Unavailable` at once instead of queueing without bound; once the store
+    /// answers again, new requests are taken.
+    #[test]
+    fn a_stalled_store_refuses_requests_past_the_in_flight_bound() {
+        let t0 = Instant::now();
+        let mut w = world(t0);
+        let _ = replies(&mut w);
+        let mut handed_out = Vec::new();
+        with_clerk(&mut w, |ctx| {
+            for _ in 0..MAX_STORE_IN_FLIGHT + 3 {
+                ctx.kvdb_get("k", "got").expect("get");
+            }
+        });
+        handed_out.extend(w.take_store_ops());
+        assert_eq!(handed_out.len(), MAX_STORE_IN_FLIGHT, "the store got what the bound allows");
+        let got = replies(&mut w);
+        assert_eq!(got.len(), 3, "the rest were answered at once");
+        assert!(got.iter().all(|(_, a)| matches!(&a[..], [_, Value::Nil, Value::Str(e)] if e.contains("in flight"))));
+        // The store comes back: everything in flight is answered, and new requests go out.
+        let mut store = MemStore::default();
+        for (t, op) in handed_out {
+            let r = store.execute(op);
+            w.store_done(t0, t, r);
+        }
+        // (Replies are local calls: at most one budget of them per loop iteration.)
+        let mut answered = replies(&mut w).len();
+        while w.has_local_work() {
+            w.tick(t0);
+            answered += replies(&mut w).len();
+        }
+        assert_eq!(answered, MAX_STORE_IN_FLIGHT);
+        with_clerk(&mut w, |ctx| ctx.kvdb_get("k", "got").expect("get"));
+        assert_eq!(w.take_store_ops().len(), 1);
     }
 
     /// A store that fails everything.
