@@ -109,7 +109,7 @@ pub(crate) fn encode_stored(attrs: Value) -> Vec<u8> {
 }
 
 /// Reads what [`encode_stored`] wrote.
-pub(crate) fn decode_stored(bytes: &[u8]) -> Result<Value, String> {
+pub fn decode_stored(bytes: &[u8]) -> Result<Value, String> {
     let mut r = oxworld_net::wire::Reader::new(bytes);
     let v = Value::decode(&mut r).map_err(|e| e.to_string())?;
     r.finish().map_err(|e| e.to_string())?;
