@@ -14,6 +14,7 @@
 use std::time::Instant;
 
 use log::{info, warn};
+use oxworld_net::Value;
 use oxworld_net::app::{App, Event, Outbox, Signal};
 use oxworld_net::msg::{FreezeAck, FreezeGame, GameLoad, ProcKind, Thawed, ToGame};
 
@@ -21,6 +22,7 @@ use crate::gate::internal_opts;
 use crate::links::{LinkEvent, Links};
 use crate::status::{ProcState, Report, SwapReport};
 use crate::store::{StoreError, StoreOp, StoreReply};
+use crate::world::jobs::JobFn;
 use crate::world::{Frozen, World};
 
 /// How often a game reports its load to every dispatcher.
@@ -57,6 +59,14 @@ pub trait StorePort {
     fn poll(&mut self) -> Option<(u64, Result<StoreReply, StoreError>)>;
 }
 
+/// The game's side of its job threads (the host runs them; without a port jobs run inline).
+pub trait JobPort {
+    /// Hands a job to the threads; gives it back if they are gone.
+    fn submit(&mut self, ticket: u64, job: JobFn) -> Result<(), JobFn>;
+    /// A finished job, if one is ready.
+    fn poll(&mut self) -> Option<(u64, Result<Value, String>)>;
+}
+
 /// One game's logic: its world and its links to the dispatchers.
 pub struct GameApp {
     id: u16,
@@ -74,6 +84,8 @@ pub struct GameApp {
     frozen: bool,
     /// The store thread: operations out, results in.
     store: Option<Box<dyn StorePort>>,
+    /// The job threads: jobs out, results in.
+    jobs: Option<Box<dyn JobPort>>,
     /// SIGTERM: waiting (until this deadline) for the final saves before exiting.
     stopping: Option<Instant>,
     /// Messages from dispatchers that did not decode (dropped).
@@ -106,8 +118,37 @@ impl GameApp {
             swap: None,
             frozen: false,
             store: None,
+            jobs: None,
             stopping: None,
             malformed: 0,
+        }
+    }
+
+    /// Connects the world's off-loop jobs to job threads.
+    pub fn with_jobs(mut self, port: Box<dyn JobPort>) -> Self {
+        self.jobs = Some(port);
+        self
+    }
+
+    /// Hands queued jobs to the job threads (or runs them here if there are none).
+    fn pump_jobs(&mut self, now: Instant) {
+        match &mut self.jobs {
+            Some(port) => {
+                for (ticket, job) in self.world.take_jobs() {
+                    if let Err(job) = port.submit(ticket, job) {
+                        warn!("game{}: the job threads are gone; running a job on the loop", self.id);
+                        self.world.job_done(now, ticket, job());
+                    }
+                }
+            }
+            None => self.world.run_jobs_inline(now),
+        }
+    }
+
+    /// Takes the results the job threads have finished.
+    fn drain_jobs(&mut self, now: Instant) {
+        while let Some((ticket, r)) = self.jobs.as_mut().and_then(|p| p.poll()) {
+            self.world.job_done(now, ticket, r);
         }
     }
 
@@ -273,9 +314,11 @@ impl GameApp {
         // Results handed back at once (no store) may queue more work; the world runs what this
         // iteration's budget allows and leaves the rest for the next (`next_deadline` is now).
         self.pump_store(now);
+        self.pump_jobs(now);
         if self.world.has_local_work() {
             self.world.run_local_now(now);
             self.pump_store(now);
+            self.pump_jobs(now);
         }
         for (d, msg) in self.world.drain_output() {
             self.links.send_with(d, msg.kind(), |origin, b| msg.encode(origin, b), out);
@@ -339,6 +382,7 @@ impl App for GameApp {
             }
             Event::Wake => {
                 self.drain_store(now);
+                self.drain_jobs(now);
                 self.try_finish_freeze(now, out);
             }
             Event::Signal(Signal::Hangup) => self.start_freeze(now, out),

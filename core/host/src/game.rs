@@ -12,10 +12,12 @@ use anyhow::Context as _;
 use crossbeam_channel::{Receiver, Sender};
 use log::{info, warn};
 use oxworld_engine::entity::Registry;
-use oxworld_engine::game::{FreezeSink, GameApp, StorePort};
+use oxworld_engine::game::{FreezeSink, GameApp, JobPort, StorePort};
 use oxworld_engine::status::{ProcState, SwapReport};
 use oxworld_engine::store::{MAX_BATCH, StoreError, StoreOp, StoreReply};
+use oxworld_engine::world::jobs::JobFn;
 use oxworld_engine::world::{Frozen, World};
+use oxworld_net::Value;
 use oxworld_runtime::{Runtime, RuntimeConfig};
 use oxworld_store::lmdb::FreezeDb;
 
@@ -47,6 +49,46 @@ impl StorePort for ChannelPort {
     fn poll(&mut self) -> Option<StoreResult> {
         self.results.try_recv().ok()
     }
+}
+
+/// The game's side of its job threads.
+struct JobChannels {
+    jobs: Sender<(u64, JobFn)>,
+    results: Receiver<(u64, Result<Value, String>)>,
+}
+
+impl JobPort for JobChannels {
+    fn submit(&mut self, ticket: u64, job: JobFn) -> Result<(), JobFn> {
+        self.jobs.send((ticket, job)).map_err(|e| e.into_inner().1)
+    }
+
+    fn poll(&mut self) -> Option<(u64, Result<Value, String>)> {
+        self.results.try_recv().ok()
+    }
+}
+
+/// Starts the job threads (one per core, at most 4): they run what entities hand to
+/// `Ctx::run_off_loop` and wake the loop with each result. They end when the game drops its
+/// sender. The channels hold at most `MAX_JOBS_IN_FLIGHT` (the world's bound).
+fn start_job_threads(rt: &Runtime) -> std::io::Result<(JobChannels, Vec<std::thread::JoinHandle<()>>)> {
+    let (job_tx, job_rx) = crossbeam_channel::unbounded::<(u64, JobFn)>();
+    let (res_tx, res_rx) = crossbeam_channel::unbounded();
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    let mut threads = Vec::with_capacity(n);
+    for i in 0..n {
+        let (rx, tx) = (job_rx.clone(), res_tx.clone());
+        threads.push(rt.spawn_helper(&format!("job{i}"), move |notifier| {
+            while let Ok((ticket, job)) = rx.recv() {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
+                    .unwrap_or_else(|_| Err("the job panicked".to_owned()));
+                if tx.send((ticket, r)).is_err() {
+                    break;
+                }
+                notifier.notify();
+            }
+        })?);
+    }
+    Ok((JobChannels { jobs: job_tx, results: res_rx }, threads))
 }
 
 /// Runs a game process with the types of `reg` until SIGTERM/SIGINT (saves its persistent
@@ -114,8 +156,10 @@ pub fn run_game(reg: Registry, args: &ProcArgs) -> anyhow::Result<()> {
         written.set(Some(Instant::now()));
         Ok(())
     });
+    let (jobs, job_threads) = status.fail_on_err(start_job_threads(&rt).map_err(anyhow::Error::from))?;
     let mut app = GameApp::new(&cfg, id, world, clock.base)
         .with_store(Box::new(ChannelPort { ops: op_tx, results: res_rx }))
+        .with_jobs(Box::new(jobs))
         .with_freeze_sink(sink);
     if let Some(entities) = restored {
         app = app.restored(entities);
@@ -140,6 +184,11 @@ pub fn run_game(reg: Registry, args: &ProcArgs) -> anyhow::Result<()> {
     drop(hosted);
     if store_thread.join().is_err() {
         log::error!("{name}: the store thread panicked");
+    }
+    for t in job_threads {
+        if t.join().is_err() {
+            log::error!("{name}: a job thread panicked");
+        }
     }
     result?;
     if let Some(f) = fatal {

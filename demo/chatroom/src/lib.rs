@@ -97,11 +97,22 @@ impl Account {
     }
 
     /// Own client: `register(user, password)`; answers `show_info` or `show_error`.
+    /// Hashing (about 10 ms of Argon2id) runs off the game loop.
     fn register(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
         let Some((user, pwd)) = self.start(ctx, &args)? else { return Ok(()) };
-        let hash = password::hash(&pwd).map_err(failed)?;
-        self.user = Some(user.clone());
-        ctx.kvdb_get_or_put(&format!("password${user}"), &hash, "on_registered").map_err(failed)
+        self.user = Some(user);
+        ctx.run_off_loop(move || password::hash(&pwd).map(|h| Value::from(h.as_str())), "on_hashed", vec![])
+            .map_err(failed)
+    }
+
+    /// Job reply: (hash or nil, error or nil).
+    fn on_hashed(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        let (Some(hash), Some(user)) = (args.get(0)?.as_str(), self.user.clone()) else {
+            let why = args.get(1)?.as_str().unwrap_or("no user").to_owned();
+            self.error(ctx, &format!("hashing failed: {why}"));
+            return Ok(());
+        };
+        ctx.kvdb_get_or_put(&format!("password${user}"), hash, "on_registered").map_err(failed)
     }
 
     /// KVDB reply: (key, existing or nil, error or nil).
@@ -133,7 +144,18 @@ impl Account {
             return Ok(());
         }
         let typed = self.password.take().unwrap_or_default();
-        let ok = args.get(1)?.as_str().is_some_and(|stored| password::verify(&typed, stored));
+        let Some(stored) = args.get(1)?.as_str().map(str::to_owned) else {
+            self.error(ctx, "wrong user name or password");
+            return Ok(());
+        };
+        // Verifying (Argon2id) runs off the game loop.
+        ctx.run_off_loop(move || Ok(Value::Bool(password::verify(&typed, &stored))), "on_verified", vec![])
+            .map_err(failed)
+    }
+
+    /// Job reply: (whether the password matched, error or nil).
+    fn on_verified(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        let ok = args.get(0)?.as_bool() == Some(true);
         let Some(user) = self.user.clone().filter(|_| ok) else {
             self.error(ctx, "wrong user name or password");
             return Ok(());
@@ -315,8 +337,10 @@ pub fn register_chat(reg: &mut Registry) {
     reg.entity("Account", Account::default)
         .method("register", Expose::OwnClient, Account::register)
         .method("login", Expose::OwnClient, Account::login)
+        .method("on_hashed", Expose::Server, Account::on_hashed)
         .method("on_registered", Expose::Server, Account::on_registered)
         .method("on_password", Expose::Server, Account::on_password)
+        .method("on_verified", Expose::Server, Account::on_verified)
         .method("on_avatar_id", Expose::Server, Account::on_avatar_id)
         .method("attached", Expose::Server, Account::attached)
         .method("login_failed", Expose::Server, Account::login_failed);

@@ -36,6 +36,7 @@ use crate::timer::{TIMERS_PER_TICK, Timers};
 
 mod ctx;
 pub mod freeze;
+pub mod jobs;
 mod lifecycle;
 mod migration;
 pub mod persist;
@@ -261,6 +262,8 @@ pub(crate) struct WorldCore {
     cron_minute: u64,
     /// Storage operations under way, entities being loaded, the save schedule.
     store: persist::StoreState,
+    /// Off-loop jobs queued or running.
+    jobs: jobs::JobState,
 }
 
 /// One live entity: its type, its object (checked out while its code runs), its client and
@@ -358,6 +361,7 @@ impl World {
                     next_save: Some(clock_base.0 + persist::DEFAULT_SAVE_INTERVAL),
                     ..Default::default()
                 },
+                jobs: jobs::JobState::default(),
             },
             reg,
             entities: FxHashMap::default(),

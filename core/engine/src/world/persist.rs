@@ -129,7 +129,7 @@ fn err_value(e: &StoreError) -> Value {
 }
 
 impl Ctx<'_> {
-    fn reply_method(&self, reply: &str) -> Result<u32, StoreCallError> {
+    pub(super) fn reply_method(&self, reply: &str) -> Result<u32, StoreCallError> {
         let m = method_id(reply);
         if self.reg.types[self.ty].by_id.contains_key(&m) {
             Ok(m)
@@ -248,7 +248,7 @@ impl World {
     /// True while storage operations are queued or running (a freeze waits for them: their
     /// replies are not frozen).
     pub fn has_pending_io(&self) -> bool {
-        !self.core.store.outgoing.is_empty() || !self.core.store.waiting.is_empty()
+        !self.core.store.outgoing.is_empty() || !self.core.store.waiting.is_empty() || self.core.jobs.pending()
     }
 
     /// The result of the operation with `ticket`.
