@@ -76,6 +76,10 @@ struct Hold {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Peer {
     Pending,
+    /// A restored game's new connection whose old (frozen) connection is still open: its
+    /// handshake completes when the old one closes, so everything the old process sent is
+    /// routed before anything of the new one.
+    Parked(u16),
     Game(u16),
     Gate(u16),
 }
@@ -120,6 +124,8 @@ pub struct DispatcherApp {
     handshake_timeout: Duration,
     max_frame: usize,
     handshake_log: RateLog,
+    /// Restored games waiting for their frozen process's link to close, with what they sent.
+    parked: BTreeMap<u16, (ConnId, Vec<Vec<u8>>)>,
     /// Last load each live game reported, bumped by each placement until the next report.
     loads: BTreeMap<u16, u64>,
     /// Logins waiting for a game: (gate, client, boot entity).
@@ -157,6 +163,7 @@ impl DispatcherApp {
             handshake_timeout: cfg.dispatcher(id).map_or(Duration::from_secs(5), |d| d.handshake_timeout),
             max_frame: cfg.max_internal_frame,
             handshake_log: RateLog::per_second(),
+            parked: BTreeMap::new(),
             services: BTreeMap::new(),
             pending_boots: VecDeque::new(),
             frozen: BTreeMap::new(),
@@ -260,6 +267,15 @@ impl DispatcherApp {
         for frame in h.queue {
             self.fail(&frame, &reason, out);
         }
+        // A new process that was waiting for the old one's link comes up now.
+        if let Some((new, frames)) = self.parked.remove(&game) {
+            self.game_up(new, game, out);
+            for f in frames {
+                if let Ok((h, _)) = Header::parse(&f) {
+                    self.on_game_frame(game, h, f, out);
+                }
+            }
+        }
     }
 
     /// Answers a frame that will never be delivered: client calls get `Unavailable`, entity
@@ -337,7 +353,15 @@ impl DispatcherApp {
             return;
         }
         match kind {
-            ProcKind::Game if (1..=self.n_games).contains(&id) => self.game_up(conn, id, out),
+            ProcKind::Game if (1..=self.n_games).contains(&id) => {
+                if self.frozen.contains_key(&id) && self.games.contains_key(&id) {
+                    info!("dispatcher{}: game{id} is back; waiting for its frozen process's link to close", self.id);
+                    self.conns.insert(conn, Peer::Parked(id));
+                    self.parked.insert(id, (conn, Vec::new()));
+                } else {
+                    self.game_up(conn, id, out);
+                }
+            }
             ProcKind::Gate if (1..=self.n_gates).contains(&id) => {
                 if let Some(old) = self.gates.insert(id, conn) {
                     warn!("dispatcher{}: gate{id} connected again; dropping its old link", self.id);
@@ -526,9 +550,16 @@ impl DispatcherApp {
                 let (entity, target) = (h.route, h.aux);
                 let held = self.held.remove(&entity).map(|h| h.queue).unwrap_or_default();
                 self.routes.insert(entity, target);
-                if self.send_game(target, frame, out).is_err() {
-                    self.routes.remove(&entity);
-                    warn!("dispatcher{}: {entity} migrating to offline game{target}: lost", self.id);
+                if let Err(mut frame) = self.send_game(target, frame, out) {
+                    // The target went down (or its link did) while the entity was on its way:
+                    // it goes back to the game it left, which rebuilds it; never lost.
+                    warn!("dispatcher{}: {entity} migrating to offline game{target}: sent back to game{game}", self.id);
+                    Header::patch_aux(&mut frame, game);
+                    self.routes.insert(entity, game);
+                    if self.send_game(game, frame, out).is_err() {
+                        self.routes.remove(&entity);
+                        warn!("dispatcher{}: {entity}: its game{game} is gone too: lost", self.id);
+                    }
                 }
                 for f in held {
                     self.route(entity, f, out);
@@ -729,6 +760,11 @@ impl App for DispatcherApp {
                 match peer {
                     Peer::Game(g) => self.on_game_frame(g, h, data, out),
                     Peer::Gate(g) => self.on_gate_frame(g, h, data, out),
+                    Peer::Parked(g) => {
+                        if let Some((_, frames)) = self.parked.get_mut(&g) {
+                            frames.push(data);
+                        }
+                    }
                     Peer::Pending => {}
                 }
             }
@@ -737,10 +773,21 @@ impl App for DispatcherApp {
                     if self.frozen.contains_key(&g) {
                         info!("dispatcher{}: frozen game{g} exited ({reason}); holding its traffic", self.id);
                         self.games.remove(&g);
+                        if let Some((new, frames)) = self.parked.remove(&g) {
+                            self.game_up(new, g, out);
+                            for f in frames {
+                                if let Ok((h, _)) = Header::parse(&f) {
+                                    self.on_game_frame(g, h, f, out);
+                                }
+                            }
+                        }
                     } else {
                         warn!("dispatcher{}: game{g} link closed: {reason}", self.id);
                         self.game_down(g, out);
                     }
+                }
+                Some(Peer::Parked(g)) => {
+                    self.parked.remove(&g);
                 }
                 Some(Peer::Gate(g)) if self.gates.get(&g) == Some(&conn) => {
                     warn!("dispatcher{}: gate{g} link closed: {reason}", self.id);

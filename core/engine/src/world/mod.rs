@@ -400,7 +400,12 @@ impl World {
         self.entities.len()
     }
 
-    /// True if entity `id` lives here.
+    /// The attributes of entity `id` if it lives here (all of them, as one map).
+    pub fn attrs_of(&self, id: Id) -> Option<&Value> {
+        self.entities.get(&id).map(|s| s.attrs.value())
+    }
+
+    /// True if entity `id` lives on this game.
     pub fn has_entity(&self, id: Id) -> bool {
         self.entities.contains_key(&id)
     }
