@@ -46,6 +46,9 @@ use crate::status::{ProcState, Report};
 /// Messages held for one migrating entity; past this they fail (with an error to clients).
 pub const MAX_HELD_PER_ENTITY: usize = 100_000;
 
+/// How long a restored game's new link waits for its frozen process's link to close.
+pub const PARK_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Bytes held for one migrating entity; past this further messages fail like above.
 pub const MAX_HELD_BYTES_PER_ENTITY: usize = 64 << 20;
 
@@ -125,7 +128,7 @@ pub struct DispatcherApp {
     max_frame: usize,
     handshake_log: RateLog,
     /// Restored games waiting for their frozen process's link to close, with what they sent.
-    parked: BTreeMap<u16, (ConnId, Vec<Vec<u8>>)>,
+    parked: BTreeMap<u16, (ConnId, Vec<Vec<u8>>, Instant)>,
     /// Last load each live game reported, bumped by each placement until the next report.
     loads: BTreeMap<u16, u64>,
     /// Logins waiting for a game: (gate, client, boot entity).
@@ -268,14 +271,7 @@ impl DispatcherApp {
             self.fail(&frame, &reason, out);
         }
         // A new process that was waiting for the old one's link comes up now.
-        if let Some((new, frames)) = self.parked.remove(&game) {
-            self.game_up(new, game, out);
-            for f in frames {
-                if let Ok((h, _)) = Header::parse(&f) {
-                    self.on_game_frame(game, h, f, out);
-                }
-            }
-        }
+        self.unpark(game, out);
     }
 
     /// Answers a frame that will never be delivered: client calls get `Unavailable`, entity
@@ -292,6 +288,18 @@ impl DispatcherApp {
                 self.route(from, m.to_frame(0), out);
             }
             _ => warn!("dispatcher{}: {} dropped: {reason}", self.id, kind_name(frame)),
+        }
+    }
+
+    /// Completes the handshake of game `g`'s parked connection, if any, and routes what it
+    /// sent meanwhile. An old link still registered is closed first.
+    fn unpark(&mut self, g: u16, out: &mut Outbox) {
+        let Some((new, frames, _)) = self.parked.remove(&g) else { return };
+        self.game_up(new, g, out);
+        for f in frames {
+            if let Ok((h, _)) = Header::parse(&f) {
+                self.on_game_frame(g, h, f, out);
+            }
         }
     }
 
@@ -354,10 +362,11 @@ impl DispatcherApp {
         }
         match kind {
             ProcKind::Game if (1..=self.n_games).contains(&id) => {
-                if self.frozen.contains_key(&id) && self.games.contains_key(&id) {
+                if let Some(since) = self.now.filter(|_| self.frozen.contains_key(&id) && self.games.contains_key(&id))
+                {
                     info!("dispatcher{}: game{id} is back; waiting for its frozen process's link to close", self.id);
                     self.conns.insert(conn, Peer::Parked(id));
-                    self.parked.insert(id, (conn, Vec::new()));
+                    self.parked.insert(id, (conn, Vec::new(), since));
                 } else {
                     self.game_up(conn, id, out);
                 }
@@ -761,7 +770,7 @@ impl App for DispatcherApp {
                     Peer::Game(g) => self.on_game_frame(g, h, data, out),
                     Peer::Gate(g) => self.on_gate_frame(g, h, data, out),
                     Peer::Parked(g) => {
-                        if let Some((_, frames)) = self.parked.get_mut(&g) {
+                        if let Some((_, frames, _)) = self.parked.get_mut(&g) {
                             frames.push(data);
                         }
                     }
@@ -773,14 +782,7 @@ impl App for DispatcherApp {
                     if self.frozen.contains_key(&g) {
                         info!("dispatcher{}: frozen game{g} exited ({reason}); holding its traffic", self.id);
                         self.games.remove(&g);
-                        if let Some((new, frames)) = self.parked.remove(&g) {
-                            self.game_up(new, g, out);
-                            for f in frames {
-                                if let Ok((h, _)) = Header::parse(&f) {
-                                    self.on_game_frame(g, h, f, out);
-                                }
-                            }
-                        }
+                        self.unpark(g, out);
                     } else {
                         warn!("dispatcher{}: game{g} link closed: {reason}", self.id);
                         self.game_down(g, out);
@@ -813,6 +815,21 @@ impl App for DispatcherApp {
         for g in expired {
             self.expire_hold(g, out);
         }
+        // A parked connection waits at most PARK_TIMEOUT for the old link's close; then the
+        // old link is closed here (what it still carried is lost, as it always was).
+        let overdue: Vec<u16> =
+            self.parked.iter().filter(|(_, (_, _, since))| now >= *since + PARK_TIMEOUT).map(|(g, _)| *g).collect();
+        for g in overdue {
+            if let Some(old) = self.games.remove(&g) {
+                warn!(
+                    "dispatcher{}: game{g}'s frozen process's link did not close in {PARK_TIMEOUT:?}; closing it",
+                    self.id
+                );
+                out.close(old, "replaced by the restored process");
+                self.conns.remove(&old);
+            }
+            self.unpark(g, out);
+        }
         while let Some((&conn, &at)) = self.pending.first_key_value() {
             if now < at + self.handshake_timeout {
                 break;
@@ -842,7 +859,8 @@ impl App for DispatcherApp {
         let holds = self.frozen.values().map(|h| h.since + self.hold_timeout);
         let pending = self.pending.values().next().map(|at| *at + self.handshake_timeout);
         let migrations = self.held.values().map(|h| h.since + MIGRATION_HOLD_TIMEOUT);
-        holds.chain(pending).chain(migrations).min()
+        let parked = self.parked.values().map(|(_, _, since)| *since + PARK_TIMEOUT);
+        holds.chain(pending).chain(migrations).chain(parked).min()
     }
 
     fn done(&self) -> bool {

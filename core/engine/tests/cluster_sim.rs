@@ -309,13 +309,12 @@ impl Sim {
     fn close_link(&mut self, from: Node, conn: ConnId, reason: &str) {
         let Some(end) = self.ends.remove(&(from, conn)) else { return };
         let (to, pconn) = end.peer;
-        if let Some(back) = self.ends.remove(&(to, pconn)) {
+        if self.ends.remove(&(to, pconn)).is_some() {
             let at = (self.now + end.latency).max(end.last_delivery);
             self.seq += 1;
             let reason = CloseReason::Requested(reason.to_owned());
             self.queue.insert((at, self.seq), (to, Event::Closed { conn: pconn, reason }));
             // The closing side hears its own close at once, like the runtime reports it.
-            let _ = back;
             self.schedule(Duration::ZERO, from, Event::Closed { conn, reason: CloseReason::PeerClosed });
         }
     }

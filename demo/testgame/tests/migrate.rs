@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use oxworld_bin::testkit::TestCluster;
@@ -43,8 +43,14 @@ fn record(seen: &mut Seen, me: Id, m: ServerMsg) {
 }
 
 /// Hops `hops` times (until `stop`, if given), with `AROUND` seq calls before and after
-/// each hop, then waits for every reply.
-fn client(addr: std::net::SocketAddr, hops: usize, stop: Option<Arc<AtomicBool>>) -> Result<Seen, String> {
+/// each hop, then waits for every reply. `progress` counts finished hops (what a test waits
+/// on instead of sleeping).
+fn client(
+    addr: std::net::SocketAddr,
+    hops: usize,
+    stop: Option<Arc<AtomicBool>>,
+    progress: Arc<AtomicUsize>,
+) -> Result<Seen, String> {
     let mut c = BlockingClient::connect(addr, Duration::from_secs(3)).map_err(|e| e.to_string())?;
     let me = c.wait_player(Duration::from_secs(10)).map_err(|e| e.to_string())?;
     let mut seen = Seen::default();
@@ -82,6 +88,7 @@ fn client(addr: std::net::SocketAddr, hops: usize, stop: Option<Arc<AtomicBool>>
         }
         h += 1;
         seen.hops_done = h;
+        progress.fetch_add(1, Ordering::Relaxed);
     }
     Ok(seen)
 }
@@ -104,7 +111,13 @@ fn exe() -> PathBuf {
 fn players_hop_between_games_under_a_call_stream_and_lose_nothing() {
     let cluster = TestCluster::start("migrate", &exe(), 2, 2, "").expect("cluster");
     let gate = cluster.gate;
-    let threads: Vec<_> = (0..CLIENTS).map(|_| std::thread::spawn(move || client(gate, HOPS, None))).collect();
+    let progress = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let progress = progress.clone();
+            std::thread::spawn(move || client(gate, HOPS, None, progress))
+        })
+        .collect();
     for (i, t) in threads.into_iter().enumerate() {
         let seen = t.join().expect("client thread").unwrap_or_else(|e| panic!("client {i}: {e}"));
         assert_eq!(seen.hops_done, HOPS);
@@ -118,13 +131,23 @@ fn hops_survive_a_hot_swap() {
     let cluster = TestCluster::start("migrate-swap", &exe(), 2, 2, "").expect("cluster");
     let gate = cluster.gate;
     let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicUsize::new(0));
     let threads: Vec<_> = (0..4)
         .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || client(gate, 3, Some(stop)))
+            let (stop, progress) = (stop.clone(), progress.clone());
+            std::thread::spawn(move || client(gate, 3, Some(stop), progress))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Waits until the clients have finished `n` more hops (between them).
+    let hops_more = |n: usize| {
+        let from = progress.load(Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while progress.load(Ordering::Relaxed) < from + n {
+            assert!(Instant::now() < deadline, "the clients stopped hopping");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    hops_more(4);
     let out = cluster.cli(&["reload"]).expect("oxworld runs");
     assert!(
         out.status.success(),
@@ -132,7 +155,7 @@ fn hops_survive_a_hot_swap() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    std::thread::sleep(Duration::from_millis(300));
+    hops_more(4);
     stop.store(true, Ordering::Relaxed);
     for (i, t) in threads.into_iter().enumerate() {
         let seen = t.join().expect("client thread").unwrap_or_else(|e| panic!("client {i}: {e}"));

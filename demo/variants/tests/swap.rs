@@ -70,9 +70,10 @@ fn a_failed_restore_keeps_the_freeze_and_start_brings_it_back() {
     let game1 = launcher::Proc { kind: launcher::Kind::Game, id: 1 };
     let kept = launcher::frozen_state(&cluster.layout, game1);
     assert!(kept.is_some_and(|r| r.reason.is_some_and(|r| r.contains("Beacon"))), "freeze kept");
-    // Calls meanwhile: held for the player on game 1, answered at once on game 2.
+    // Calls meanwhile: held for the player on game 1 (its process is gone until `start`
+    // below, which takes longer than the calls need to reach the dispatchers; either way
+    // every call is answered once, in order), answered at once on game 2.
     call_all(&mut clients, 5);
-    std::thread::sleep(Duration::from_millis(300));
     // The fixed binary: `oxworld start` restores game 1 from its freeze.
     let (ok, out) = cli(&cluster, &["start", "--no-build"], None);
     assert!(ok, "{out}");
@@ -114,8 +115,15 @@ fn a_restore_slower_than_the_hold_bound_fails_the_held_calls_loudly() {
     let slow = deploy(&cluster, env!("CARGO_BIN_EXE_testgame-slow-restore"), "bin-slow");
     let mut cmd = cluster.cli_command(&["reload"], &slow);
     let reload = std::thread::spawn(move || cmd.output().expect("oxworld runs"));
-    // Calls while the game is away for longer than the 1 s bound.
-    std::thread::sleep(Duration::from_millis(400));
+    // Calls while the game is away (frozen, or its slow new binary restoring) for longer
+    // than the 1 s bound.
+    let game1 = launcher::Proc { kind: launcher::Kind::Game, id: 1 };
+    let away = |r: &oxworld_core::host::status::StatusRecord| matches!(r.state.as_str(), "frozen" | "restoring");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cluster.layout.record(game1).is_some_and(|r| away(&r)) {
+        assert!(Instant::now() < deadline, "the game never froze");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let sent = 5i64;
     for n in 0..sent {
         c.call(me, "seq", vec![Value::Int(n)]).expect("send");

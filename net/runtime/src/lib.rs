@@ -524,6 +524,34 @@ mod tests {
         assert_eq!(app.log.iter().filter(|l| l.starts_with("frame")).count(), 3, "{:?}", app.log);
     }
 
+    /// A peer that writes its last frame and closes at once (a frozen game exiting) sends
+    /// data and FIN in one edge: the frame and the close both reach the app, every time.
+    #[test]
+    fn last_bytes_and_close_in_one_edge_are_both_seen() {
+        const PEERS: usize = 8; // the listener's max_conns
+        let (rt, addr) = start(1);
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            let mut app = EchoApp { log: Vec::new(), closes: 0, stop_after: PEERS, dial: None };
+            let r = rt.run(&mut app);
+            let _ = done_tx.send((r.is_ok(), app.log));
+        });
+        let peers: Vec<std::net::TcpStream> =
+            (0..PEERS).map(|_| std::net::TcpStream::connect(addr).expect("connect")).collect();
+        // Registered by now (the scenario needs an edge after registration, not the adopt read).
+        std::thread::sleep(Duration::from_millis(50));
+        for mut p in peers {
+            use std::io::Write as _;
+            let mut wire = Vec::new();
+            encode_frame(b"last", &mut wire);
+            p.write_all(&wire).expect("write");
+            drop(p);
+        }
+        let (ok, log) = done_rx.recv_timeout(Duration::from_secs(20)).expect("every close was seen");
+        assert!(ok);
+        assert_eq!(log.iter().filter(|l| *l == "frame last").count(), PEERS, "{log:?}");
+    }
+
     #[test]
     fn dial_and_connect_failure() {
         let (rt, addr) = start(1);

@@ -89,7 +89,8 @@ impl Worker {
                     self.on_writable(t);
                 }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    self.read(t);
+                    // The peer's last bytes and its FIN can come in one edge: read to the end.
+                    self.read(t, ev.is_read_closed() || ev.is_error());
                 }
             }
             if self.commands()? {
@@ -117,8 +118,9 @@ impl Worker {
                     let k = conn.0 as usize;
                     self.poll.registry().register(&mut stream, Token(k), Interest::READABLE | Interest::WRITABLE)?;
                     self.conns.insert(k, Conn::new(conn, stream, opts, false));
-                    // Data may have arrived before registration; edge-triggered polls would miss it.
-                    self.read(k);
+                    // Data (even a FIN) may have arrived before registration; edge-triggered
+                    // polls would miss it.
+                    self.read(k, true);
                 }
                 Cmd::Connect { conn, addr, opts } => match TcpStream::connect(addr) {
                     Ok(mut stream) => {
@@ -207,7 +209,8 @@ impl Worker {
         for k in std::mem::take(&mut self.paused) {
             if let Some(c) = self.conns.get_mut(&k) {
                 c.paused = false;
-                self.read(k);
+                // Its edges while paused are gone: read until the socket says so.
+                self.read(k, true);
             }
         }
     }
@@ -275,7 +278,9 @@ impl Worker {
         }
     }
 
-    fn read(&mut self, k: usize) {
+    /// Reads what `k` has; `to_the_end`: until the socket would block or ends, even after a
+    /// short read (when a FIN may already be in).
+    fn read(&mut self, k: usize, to_the_end: bool) {
         loop {
             let Some(c) = self.conns.get_mut(&k) else {
                 return;
@@ -329,8 +334,9 @@ impl Worker {
                 }
                 return;
             }
-            if n < READ_CHUNK {
-                // A short read drained the socket; the next edge will bring more.
+            if n < READ_CHUNK && !to_the_end {
+                // A short read drained the socket; the next edge will bring more (a FIN with
+                // the last bytes comes as `read_closed`, read to the end above).
                 return;
             }
         }
