@@ -536,10 +536,10 @@ mod tests {
             let r = rt.run(&mut app);
             let _ = done_tx.send((r.is_ok(), app.log));
         });
+        // Whether a peer's bytes and FIN reach its worker before or after it is registered
+        // (the adopt read or an edge), both must be seen.
         let peers: Vec<std::net::TcpStream> =
             (0..PEERS).map(|_| std::net::TcpStream::connect(addr).expect("connect")).collect();
-        // Registered by now (the scenario needs an edge after registration, not the adopt read).
-        std::thread::sleep(Duration::from_millis(50));
         for mut p in peers {
             use std::io::Write as _;
             let mut wire = Vec::new();
