@@ -4,7 +4,6 @@
 //! directory's pid files are ever signalled.
 
 use std::fs;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use oxworld_client::BlockingClient;
+use oxworld_client::{BlockingClient, Dial, Transport};
 use oxworld_core::engine::status::ProcState;
 use oxworld_core::host::status::{self, StatusRecord};
 use oxworld_net::config::Config;
@@ -188,6 +187,9 @@ impl Default for Timeouts {
 /// ready; returns the names of the processes it started.
 pub fn start(layout: &Layout, cfg: &Config, t: Timeouts) -> anyhow::Result<Vec<String>> {
     fs::create_dir_all(&layout.run_dir).with_context(|| format!("creating {}", layout.run_dir.display()))?;
+    for k in ensure_gate_keys(cfg)? {
+        log::info!("created the gate key {}", k.display());
+    }
     let mut started = Vec::new();
     for p in procs(cfg) {
         if running_pid(layout, p).is_some() {
@@ -280,7 +282,7 @@ fn wait_ready(layout: &Layout, cfg: &Config, p: Proc, pid: i32, timeout: Duratio
         }
         let ready = own_record(layout, p, pid).and_then(|r| r.proc_state()) == Some(ProcState::Ready);
         // A gate is ready for clients when, besides its links, a client gets its boot entity.
-        let ready = ready && (p.kind != Kind::Gate || cfg.gate(p.id).is_some_and(|g| probe_boot(g.listen_addr)));
+        let ready = ready && (p.kind != Kind::Gate || cfg.gate(p.id).is_some_and(probe_boot));
         if ready {
             return Ok(());
         }
@@ -296,11 +298,30 @@ fn wait_ready(layout: &Layout, cfg: &Config, p: Proc, pid: i32, timeout: Duratio
     }
 }
 
-/// True if a client connecting to `addr` receives its boot entity.
-pub fn probe_boot(addr: SocketAddr) -> bool {
-    BlockingClient::connect(addr, Duration::from_millis(500))
+/// True if a client connecting to gate `gc` over TCP (through the same channel as every
+/// client: handshake, encryption) receives its boot entity.
+pub fn probe_boot(gc: &oxworld_net::config::GateConfig) -> bool {
+    let Ok(dial) = Dial::for_gate(gc, Transport::Tcp) else {
+        return false;
+    };
+    BlockingClient::connect(&dial, Duration::from_millis(500))
         .and_then(|mut c| c.wait_player(Duration::from_secs(2)))
         .is_ok()
+}
+
+/// Creates the key file of every encrypting gate that has none (owner-only permissions);
+/// returns the files it wrote.
+pub fn ensure_gate_keys(cfg: &Config) -> anyhow::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for g in cfg.gates.iter().filter(|g| g.encrypt) {
+        if g.key_file.exists() || written.contains(&g.key_file) {
+            continue;
+        }
+        let key = oxworld_net::channel::StaticKey::from_secret(oxworld_client::os_seed());
+        oxworld_net::channel::write_key_file(&g.key_file, &key).map_err(anyhow::Error::msg)?;
+        written.push(g.key_file.clone());
+    }
+    Ok(written)
 }
 
 /// What reloading one game did.

@@ -107,8 +107,11 @@ pub struct TestCluster {
     pub layout: Layout,
     /// Its config.
     pub cfg: Config,
-    /// The gate's client address.
-    pub gate: SocketAddr,
+    /// How clients reach the gate: TCP, with the gate's key (tests run encrypted, as
+    /// production does, unless their spec sets `encrypt = false`).
+    pub gate: oxworld_client::Dial,
+    /// The gate's TCP address.
+    pub gate_addr: SocketAddr,
     /// The test's directory (config, run/, store/, freeze/).
     pub dir: PathBuf,
 }
@@ -159,8 +162,12 @@ impl TestCluster {
         }
         let game_bin = game_exe.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
         let layout = Layout { config, run_dir: dir.join("run"), bin_dir, game_bin };
-        let c = TestCluster { layout, cfg, gate: SocketAddr::from(([127, 0, 0, 1], gate_port)), dir };
+        let gate_addr = SocketAddr::from(([127, 0, 0, 1], gate_port));
+        let mut c = TestCluster { layout, cfg, gate: oxworld_client::Dial::plain_tcp(gate_addr), gate_addr, dir };
+        // Dropped (and killed) if the start fails.
         launcher::start(&c.layout, &c.cfg, Timeouts::default())?;
+        let gc = c.cfg.gate(1).ok_or_else(|| anyhow::anyhow!("no gate1"))?;
+        c.gate = oxworld_client::Dial::for_gate(gc, oxworld_client::Transport::Tcp).map_err(anyhow::Error::msg)?;
         Ok(c)
     }
 

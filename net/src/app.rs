@@ -48,6 +48,9 @@ pub enum CloseReason {
     ConnectFailed(String),
     /// The listener is at its connection limit.
     TooManyConnections,
+    /// The peer broke the client channel (hello, handshake, a record: PROTOCOL.md section 2)
+    /// or the transport's own protocol (WebSocket, KCP).
+    Protocol(String),
 }
 
 impl fmt::Display for CloseReason {
@@ -62,6 +65,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Requested(r) => write!(f, "closed by this process: {r}"),
             CloseReason::ConnectFailed(e) => write!(f, "connect failed: {e}"),
             CloseReason::TooManyConnections => write!(f, "too many connections"),
+            CloseReason::Protocol(e) => write!(f, "protocol error: {e}"),
         }
     }
 }

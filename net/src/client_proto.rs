@@ -9,7 +9,7 @@ use crate::value::{Value, decode_args, encode_args};
 use crate::wire::{DecodeError, Reader, put_bytes};
 
 /// Version carried in [`ServerMsg::Welcome`]; bumped on any incompatible change.
-pub const CLIENT_PROTOCOL_VERSION: u16 = 1;
+pub const CLIENT_PROTOCOL_VERSION: u16 = 2;
 
 const C_CALL: u8 = 0x01;
 const C_HEARTBEAT: u8 = 0x02;

@@ -107,6 +107,48 @@ pub struct GateConfig {
     /// A client whose refused messages within one second exceed this (`rate_limit_disconnect`,
     /// default 1000) is disconnected: it keeps going after being told.
     pub rate_limit_disconnect: u32,
+    /// WebSocket address (`ws_addr`; off when absent).
+    pub ws_addr: Option<SocketAddr>,
+    /// KCP over UDP address (`kcp_addr`; off when absent).
+    pub kcp_addr: Option<SocketAddr>,
+    /// Encrypt every client connection (`encrypt`, default true): Noise NK, PROTOCOL.md 2.5.
+    pub encrypt: bool,
+    /// The gate's X25519 secret key file (`key_file`, default `gate.key`), resolved against
+    /// the config file's directory.
+    pub key_file: PathBuf,
+    /// Messages of at least this many bytes are lz4-compressed for clients that accept it
+    /// (`compress_threshold_bytes`, default 512; 0: no compression).
+    pub compress_threshold: usize,
+    /// Directory of static files the WebSocket port serves to plain GETs (`web_root`).
+    pub web_root: Option<PathBuf>,
+    /// Browser origins allowed to open a WebSocket (`ws_allowed_origins`, comma-separated;
+    /// empty: any). Requests without `Origin` are always accepted.
+    pub ws_allowed_origins: Vec<String>,
+    /// KCP parameters.
+    pub kcp: KcpConfig,
+}
+
+/// KCP tuning of a gate (`kcp_*` keys), defaults for low latency as kcp-go's "fast" mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KcpConfig {
+    /// `kcp_nodelay` (default true): RTO grows 1.5x instead of 2x, minimum RTO 30 ms.
+    pub nodelay: bool,
+    /// `kcp_interval_ms` (default 10): internal flush interval.
+    pub interval_ms: u32,
+    /// `kcp_resend` (default 2): fast retransmit after this many skipping ACKs (0: off).
+    pub resend: u32,
+    /// `kcp_nc` (default true): no congestion window.
+    pub no_congestion: bool,
+    /// `kcp_snd_wnd` (default 256) send window, in segments.
+    pub snd_wnd: u16,
+    /// `kcp_rcv_wnd` (default 256) receive window, in segments.
+    pub rcv_wnd: u16,
+    /// `kcp_mtu` (default 1200) bytes per datagram.
+    pub mtu: u32,
+    /// `udp_recv_buffer_bytes` (default 4 MiB): SO_RCVBUF of the gate's UDP socket.
+    pub udp_recv_buffer: usize,
+    /// `udp_send_buffer_bytes` (default 4 MiB): SO_SNDBUF of the gate's UDP socket.
+    pub udp_send_buffer: usize,
 }
 
 /// The whole validated cluster config.
@@ -303,6 +345,7 @@ impl Config {
             });
             s.deny_unknown()?;
         }
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut gates = Vec::new();
         for i in 1..=n_gates {
             let m = merged("gate", i);
@@ -324,6 +367,33 @@ impl Config {
                 move_rate: s.uint("move_rate_per_s", Some(100), 1, 10_000_000)? as u32,
                 move_burst: s.uint("move_burst", Some(100), 1, 10_000_000)? as u32,
                 rate_limit_disconnect: s.uint("rate_limit_disconnect", Some(1000), 1, 10_000_000)? as u32,
+                ws_addr: s.opt_addr("ws_addr")?,
+                kcp_addr: s.opt_addr("kcp_addr")?,
+                encrypt: s.bool("encrypt", true)?,
+                key_file: base_dir.join(s.string("key_file", Some("gate.key"))?),
+                compress_threshold: s.uint("compress_threshold_bytes", Some(512), 0, 1 << 28)?,
+                web_root: {
+                    let w = s.string("web_root", Some(""))?;
+                    (!w.is_empty()).then(|| base_dir.join(w))
+                },
+                ws_allowed_origins: s
+                    .string("ws_allowed_origins", Some(""))?
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                kcp: KcpConfig {
+                    nodelay: s.bool("kcp_nodelay", true)?,
+                    interval_ms: s.uint("kcp_interval_ms", Some(10), 1, 5000)? as u32,
+                    resend: s.uint("kcp_resend", Some(2), 0, 100)? as u32,
+                    no_congestion: s.bool("kcp_nc", true)?,
+                    snd_wnd: s.uint("kcp_snd_wnd", Some(256), 1, 65_535)? as u16,
+                    rcv_wnd: s.uint("kcp_rcv_wnd", Some(256), 128, 65_535)? as u16,
+                    mtu: s.uint("kcp_mtu", Some(1200), 100, 1500)? as u32,
+                    udp_recv_buffer: s.uint("udp_recv_buffer_bytes", Some(4 << 20), 4096, 1 << 30)?,
+                    udp_send_buffer: s.uint("udp_send_buffer_bytes", Some(4 << 20), 4096, 1 << 30)?,
+                },
             });
             s.deny_unknown()?;
         }
@@ -338,7 +408,8 @@ impl Config {
         let listens = dispatchers
             .iter()
             .map(|d| (format!("dispatcher{}", d.id), d.listen_addr))
-            .chain(gates.iter().map(|g| (format!("gate{}", g.id), g.listen_addr)));
+            .chain(gates.iter().map(|g| (format!("gate{}", g.id), g.listen_addr)))
+            .chain(gates.iter().filter_map(|g| g.ws_addr.map(|a| (format!("gate{}", g.id), a))));
         for (sec, addr) in listens {
             if let Some(other) = seen.insert(addr, sec.clone()) {
                 return Err(err(&sec, "listen_addr", format!("{addr} is also the listen_addr of [{other}]")));
@@ -435,6 +506,14 @@ impl<'a> Section<'a> {
             .ok()
             .and_then(|mut a| a.next())
             .ok_or_else(|| self.err(key, format!("{s:?} is not a host:port address")))
+    }
+
+    fn opt_addr(&self, key: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
+        match self.raw(key) {
+            None => Ok(None),
+            Some(v) if v.trim().is_empty() => Ok(None),
+            Some(_) => self.addr(key, None).map(Some),
+        }
     }
 
     fn log_level(&self) -> Result<String, ConfigError> {

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod attr_op;
+pub mod channel;
 pub mod client_proto;
 pub mod config;
 pub mod frame;
@@ -13,6 +14,7 @@ pub mod msg;
 pub mod ratelog;
 pub mod value;
 pub mod wire;
+pub mod ws;
 
 pub use id::{Id, IdGen, IdSeed, method_id};
 pub use value::Value;

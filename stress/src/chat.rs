@@ -7,11 +7,11 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use oxworld_client::Dial;
 use oxworld_client::botnet::{BotEvent, BotNet};
 use oxworld_net::client_proto::ServerMsg;
 use oxworld_net::{Id, Value};
@@ -44,7 +44,7 @@ struct ChatBot {
 /// Runs bots `first..first+count` for `duration` of chatting; returns what they measured
 /// (`calls` = lines sent, `replies` = own lines back, `deliveries` = others' lines).
 pub(crate) fn run_chat(
-    gates: &[SocketAddr],
+    gates: &[Dial],
     first: usize,
     count: usize,
     duration: Duration,
@@ -55,9 +55,9 @@ pub(crate) fn run_chat(
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (first as u64 + 1));
     let mut bots = Vec::with_capacity(count);
     for i in 0..count {
-        let addr = gates[(first + i) % gates.len()];
-        if let Err(e) = net.connect(addr) {
-            bail!("bot {}: connect to {addr}: {e}", first + i);
+        let dial = &gates[(first + i) % gates.len()];
+        if let Err(e) = net.connect(dial) {
+            bail!("bot {}: connect to {}: {e}", first + i, dial.addr);
         }
         bots.push(ChatBot {
             name: format!("s{}", first + i),
@@ -188,7 +188,7 @@ pub(crate) fn run_chat(
                 BotEvent::Message(..) => {}
                 BotEvent::Closed(i, reason) => {
                     if rep.live().reconnect {
-                        net.reconnect_after(i, gates[(first + i) % gates.len()], RECONNECT_DELAY);
+                        net.reconnect_after(i, &gates[(first + i) % gates.len()], RECONNECT_DELAY);
                         let b = &mut bots[i];
                         b.stage = Stage::Connecting;
                         b.player = None;

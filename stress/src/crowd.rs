@@ -9,11 +9,11 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use oxworld_client::Dial;
 use oxworld_client::botnet::{BotEvent, BotNet};
 use oxworld_net::client_proto::{ClientMsg, Pos, ServerMsg};
 use oxworld_net::{Id, Value, method_id};
@@ -43,7 +43,7 @@ struct Walker {
 
 /// Runs bots `first..first+count`; `total` bots take part (for the area and the check).
 pub(crate) fn run_crowd(
-    gates: &[SocketAddr],
+    gates: &[Dial],
     first: usize,
     count: usize,
     total: usize,
@@ -60,9 +60,9 @@ pub(crate) fn run_crowd(
     let tenths = |t: Instant| (t.duration_since(start).as_micros() / 100) as f32;
     let mut bots = Vec::with_capacity(count);
     for i in 0..count {
-        let addr = gates[(first + i) % gates.len()];
-        if let Err(e) = net.connect(addr) {
-            bail!("bot {}: connect to {addr}: {e}", first + i);
+        let dial = &gates[(first + i) % gates.len()];
+        if let Err(e) = net.connect(dial) {
+            bail!("bot {}: connect to {}: {e}", first + i, dial.addr);
         }
         bots.push(Walker {
             name: format!("crowd{}", first + i),
@@ -120,7 +120,7 @@ pub(crate) fn run_crowd(
                 BotEvent::Connected(_) => continue,
                 BotEvent::Closed(i, reason) => {
                     if rep.live().reconnect {
-                        net.reconnect_after(i, gates[(first + i) % gates.len()], RECONNECT_DELAY);
+                        net.reconnect_after(i, &gates[(first + i) % gates.len()], RECONNECT_DELAY);
                         let b = &mut bots[i];
                         b.avatar = None;
                         b.walking = false;

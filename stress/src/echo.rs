@@ -5,11 +5,11 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use oxworld_client::Dial;
 use oxworld_client::botnet::{BotEvent, BotNet};
 use oxworld_net::client_proto::{ClientMsg, ServerMsg};
 use oxworld_net::{Id, Value, method_id};
@@ -29,7 +29,7 @@ struct Bot {
 pub(crate) const PAYLOAD: &str = "oxworld-echo-payload";
 
 pub(crate) fn run_echo(
-    gates: &[SocketAddr],
+    gates: &[Dial],
     first: usize,
     count: usize,
     duration: Duration,
@@ -46,10 +46,10 @@ pub(crate) fn run_echo(
     let mut schedule: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     let mut events = Vec::new();
     for i in 0..count {
-        let addr = gates[(first + i) % gates.len()];
-        match net.connect(addr) {
+        let dial = &gates[(first + i) % gates.len()];
+        match net.connect(dial) {
             Ok(b) => debug_assert_eq!(b, i),
-            Err(e) => bail!("bot {}: connect to {addr}: {e}", first + i),
+            Err(e) => bail!("bot {}: connect to {}: {e}", first + i, dial.addr),
         }
         bots.push(Bot::default());
         // Spread the first calls over one interval so the bots do not fire in lockstep.
@@ -124,7 +124,7 @@ pub(crate) fn run_echo(
                 BotEvent::Message(..) => {}
                 BotEvent::Closed(i, reason) => {
                     if rep.live().reconnect {
-                        net.reconnect_after(i, gates[(first + i) % gates.len()], RECONNECT_DELAY);
+                        net.reconnect_after(i, &gates[(first + i) % gates.len()], RECONNECT_DELAY);
                         // Calls in flight are gone with the connection.
                         bots[i] = Bot::default();
                         rep.ok("reconnect", 1);

@@ -16,7 +16,6 @@ mod report;
 mod testgame;
 
 use std::io::IsTerminal as _;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -69,6 +68,10 @@ struct Cli {
     /// Write per-action latency percentiles as CSV and an SVG plot into this directory.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Client transport: `tcp`, `ws` (WebSocket) or `kcp` (the gate's `ws_addr` / `kcp_addr`).
+    /// Encryption and compression follow the gate's config (`encrypt`, its key file).
+    #[arg(long, default_value = "tcp")]
+    transport: oxworld_client::Transport,
     /// Run directory of the cluster (`oxworld start --run-dir`): report CPU% and RSS of every
     /// process with a pid file there, and of the bots themselves.
     #[arg(long)]
@@ -113,7 +116,12 @@ fn run(cli: &Cli, live: &Arc<Live>) -> anyhow::Result<Report> {
     }
     let board = crowd::Board::default();
     let cfg = Config::load(&cli.config)?;
-    let gates: Vec<SocketAddr> = cfg.gates.iter().map(|g| g.listen_addr).collect();
+    let gates: Vec<oxworld_client::Dial> = cfg
+        .gates
+        .iter()
+        .map(|g| oxworld_client::Dial::for_gate(g, cli.transport))
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
     let threads = cli.threads.clamp(1, cli.bots.max(1));
     let per = cli.bots.div_ceil(threads);
     let duration = Duration::from_secs(cli.duration);
@@ -205,9 +213,15 @@ fn main() -> ExitCode {
     let (mean, p50, p99, max) = report::summary(&rep.overall());
     let done: u64 = rep.actions.iter().filter(|(n, _)| !["reconnect", "aoi"].contains(n)).map(|(_, a)| a.count).sum();
     let per_s = done as f64 / cli.duration.max(1) as f64;
+    let encrypted = Config::load(&cli.config).is_ok_and(|c| c.gates.iter().all(|g| g.encrypt));
     let mut line = format!(
-        "scenario {} | {} bots for {} s | {done} actions, {} errors | {per_s:.0} actions/s | mean {mean} us p50 {p50} us p99 {p99} us max {max} us",
-        cli.scenario, cli.bots, cli.duration, rep.errors
+        "scenario {} over {}{} | {} bots for {} s | {done} actions, {} errors | {per_s:.0} actions/s | mean {mean} us p50 {p50} us p99 {p99} us max {max} us",
+        cli.scenario,
+        cli.transport,
+        if encrypted { ", encrypted" } else { ", unencrypted" },
+        cli.bots,
+        cli.duration,
+        rep.errors
     );
     if cli.scenario == "echo" {
         line.push_str(&format!(" | calls {} replies {}", rep.calls, rep.replies));
@@ -240,8 +254,9 @@ fn main() -> ExitCode {
             .map(|(n, cpu, rss)| format!("\"{n}\":{{\"cpu_pct\":{},\"rss_kib\":{rss}}}", cpu.round() as u64))
             .collect();
         println!(
-            "{{\"scenario\":\"{}\",\"bots\":{},\"duration_s\":{},\"errors\":{},\"calls\":{},\"replies\":{},\"deliveries\":{},\"mean_us\":{mean},\"p50_us\":{p50},\"p99_us\":{p99},\"max_us\":{max},\"actions\":{},\"procs\":{{{}}}}}",
+            "{{\"scenario\":\"{}\",\"transport\":\"{}\",\"encrypted\":{encrypted},\"bots\":{},\"duration_s\":{},\"errors\":{},\"calls\":{},\"replies\":{},\"deliveries\":{},\"mean_us\":{mean},\"p50_us\":{p50},\"p99_us\":{p99},\"max_us\":{max},\"actions\":{},\"procs\":{{{}}}}}",
             cli.scenario,
+            cli.transport,
             cli.bots,
             cli.duration,
             rep.errors,

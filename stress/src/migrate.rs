@@ -6,11 +6,11 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use oxworld_client::Dial;
 use oxworld_client::botnet::{BotEvent, BotNet};
 use oxworld_net::client_proto::{ClientMsg, ServerMsg};
 use oxworld_net::{Id, Value, method_id};
@@ -33,7 +33,7 @@ struct Hopper {
 
 /// Runs bots `first..first+count` for `duration`; `calls` = hops, `replies` = hops completed.
 pub(crate) fn run_migrate(
-    gates: &[SocketAddr],
+    gates: &[Dial],
     first: usize,
     count: usize,
     duration: Duration,
@@ -49,9 +49,9 @@ pub(crate) fn run_migrate(
     let mut schedule: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     let mut events = Vec::new();
     for i in 0..count {
-        let addr = gates[(first + i) % gates.len()];
-        if let Err(e) = net.connect(addr) {
-            bail!("bot {}: connect to {addr}: {e}", first + i);
+        let dial = &gates[(first + i) % gates.len()];
+        if let Err(e) = net.connect(dial) {
+            bail!("bot {}: connect to {}: {e}", first + i, dial.addr);
         }
         bots.push(Hopper::default());
         schedule.push(Reverse((start + interval.mul_f64(i as f64 / count.max(1) as f64), i)));
@@ -142,7 +142,7 @@ pub(crate) fn run_migrate(
                 BotEvent::Message(..) => {}
                 BotEvent::Closed(i, reason) => {
                     if rep.live().reconnect {
-                        net.reconnect_after(i, gates[(first + i) % gates.len()], RECONNECT_DELAY);
+                        net.reconnect_after(i, &gates[(first + i) % gates.len()], RECONNECT_DELAY);
                         bots[i] = Hopper::default();
                         rep.ok("reconnect", 1);
                     } else {

@@ -18,11 +18,11 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use oxworld_client::Dial;
 use oxworld_client::botnet::{BotEvent, BotNet};
 use oxworld_net::client_proto::ServerMsg;
 use oxworld_net::{Id, Value, method_id};
@@ -104,7 +104,7 @@ fn complex_expected() -> Value {
 const SCAN_EVERY: Duration = Duration::from_millis(50);
 
 pub(crate) fn run_testgame(
-    gates: &[SocketAddr],
+    gates: &[Dial],
     first: usize,
     count: usize,
     duration: Duration,
@@ -119,9 +119,9 @@ pub(crate) fn run_testgame(
     let mut bots = Vec::with_capacity(count);
     let start = Instant::now();
     for i in 0..count {
-        let addr = gates[(first + i) % gates.len()];
-        if let Err(e) = net.connect(addr) {
-            bail!("bot {}: connect to {addr}: {e}", first + i);
+        let dial = &gates[(first + i) % gates.len()];
+        if let Err(e) = net.connect(dial) {
+            bail!("bot {}: connect to {}: {e}", first + i, dial.addr);
         }
         bots.push(Bot {
             shadow: Default::default(),
@@ -266,7 +266,7 @@ pub(crate) fn run_testgame(
                 BotEvent::Connected(_) => continue,
                 BotEvent::Closed(i, reason) => {
                     if rep.live().reconnect {
-                        net.reconnect_after(i, gates[(first + i) % gates.len()], RECONNECT_DELAY);
+                        net.reconnect_after(i, &gates[(first + i) % gates.len()], RECONNECT_DELAY);
                         let b = &mut bots[i];
                         b.account = None;
                         b.avatar = None;

@@ -27,7 +27,11 @@ fn a_short_echo_run_reports_every_call_answered() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let json = stdout.lines().last().unwrap_or("");
-    assert!(json.starts_with("{\"scenario\":\"echo\",\"bots\":20,") && json.contains("\"errors\":0,"), "{json}");
+    assert!(
+        json.starts_with("{\"scenario\":\"echo\",\"transport\":\"tcp\",\"encrypted\":true,\"bots\":20,")
+            && json.contains("\"errors\":0,"),
+        "{json}"
+    );
     let field = |k: &str| -> u64 {
         let at = json.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("no {k} in {json}")) + k.len() + 3;
         json[at..].split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok()).unwrap_or(0)

@@ -62,6 +62,16 @@ enum Cmd {
     },
     /// SIGKILL every process now.
     Kill(Common),
+    /// Write the key file of every encrypting gate of the config that has none (owner-only
+    /// permissions), and print each gate's public key (hex), which clients pin.
+    Keygen {
+        /// Cluster config.
+        #[arg(long, default_value = "conf/oxworld.ini")]
+        config: PathBuf,
+        /// Only print the public keys of the existing key files.
+        #[arg(long)]
+        public: bool,
+    },
     /// Hot-swap every game in turn: freeze (SIGHUP), start the binary in the bin dir with
     /// --restore, wait until its traffic is released. Exits 0 only if every game restored
     /// and no held message failed.
@@ -165,6 +175,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             println!("reloaded {} games", reports.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Keygen { config, public } => {
+            let cfg = Config::load(&config)?;
+            if !public {
+                for k in launcher::ensure_gate_keys(&cfg)? {
+                    eprintln!("wrote {}", k.display());
+                }
+            }
+            for g in &cfg.gates {
+                if !g.encrypt {
+                    println!("gate{}: encrypt = false (no key)", g.id);
+                    continue;
+                }
+                let key = oxworld_net::channel::read_key_file(&g.key_file).map_err(anyhow::Error::msg)?;
+                println!("gate{}: {}  ({})", g.id, oxworld_net::channel::hex(&key.public()), g.key_file.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Kill(c) => {

@@ -13,6 +13,7 @@ use oxworld_engine::dispatcher::DispatcherApp;
 use oxworld_engine::gate::{self, GateApp};
 use oxworld_engine::status::Report;
 use oxworld_net::app::{App, ConnOpts};
+use oxworld_net::channel::{Mode, ServerSettings, read_key_file};
 use oxworld_net::msg::HANDSHAKE_MAX_FRAME;
 use oxworld_runtime::{ListenSpec, Runtime, RuntimeConfig};
 
@@ -33,7 +34,7 @@ pub fn run_dispatcher(args: &ProcArgs) -> anyhow::Result<()> {
     let mut status = StatusWriter::new(args.status_file.clone(), &name, "dispatcher", unix_clock());
     // Frames are capped small until a peer's Hello is accepted (the dispatcher raises the cap).
     let opts = ConnOpts { max_frame: HANDSHAKE_MAX_FRAME, max_queued: cfg.internal_queue_limit };
-    let listen = ListenSpec { addr: dc.listen_addr, opts, max_conns: dc.max_conns };
+    let listen = ListenSpec { addr: dc.listen_addr, opts, max_conns: dc.max_conns, channel: None };
     let rt = Runtime::new(RuntimeConfig { name: name.clone(), io_threads: dc.io_threads, listeners: vec![listen] })
         .with_context(|| format!("{name}: cannot listen on {}", dc.listen_addr));
     let rt = status.fail_on_err(rt)?;
@@ -48,13 +49,34 @@ pub fn run_gate(args: &ProcArgs) -> anyhow::Result<()> {
     proc::init_logging(args.log.as_deref().unwrap_or(&gc.log_level));
     let name = format!("gate{}", args.id);
     let mut status = StatusWriter::new(args.status_file.clone(), &name, "gate", unix_clock());
-    let listen = ListenSpec { addr: gc.listen_addr, opts: gate::client_opts(gc), max_conns: gc.max_clients };
+    let channel = status.fail_on_err(client_channel(gc))?;
+    let listen = ListenSpec {
+        addr: gc.listen_addr,
+        opts: gate::client_opts(gc),
+        max_conns: gc.max_clients,
+        channel: Some(channel.clone()),
+    };
     let rt = Runtime::new(RuntimeConfig { name: name.clone(), io_threads: gc.io_threads, listeners: vec![listen] })
         .with_context(|| format!("{name}: cannot listen on {}", gc.listen_addr));
     let rt = status.fail_on_err(rt)?;
-    log::info!("{name}: listening for clients on {}", rt.local_addr(0)?);
+    log::info!(
+        "{name}: listening for clients on {} ({})",
+        rt.local_addr(0)?,
+        if gc.encrypt { "encrypted" } else { "unencrypted" }
+    );
     let app = GateApp::new(&cfg, gc, oxworld_runtime::os_seed(), rt.unix_ms_base());
     run_hosted(rt, Hosted::new(app, status))
+}
+
+/// The client channel a gate runs on every transport (PROTOCOL.md section 2).
+fn client_channel(gc: &oxworld_net::config::GateConfig) -> anyhow::Result<std::sync::Arc<ServerSettings>> {
+    let key = if gc.encrypt { Some(read_key_file(&gc.key_file).map_err(anyhow::Error::msg)?) } else { None };
+    Ok(std::sync::Arc::new(ServerSettings {
+        mode: if gc.encrypt { Mode::NoiseNk } else { Mode::Plain },
+        key,
+        compress_threshold: gc.compress_threshold,
+        max_message: gc.max_client_frame,
+    }))
 }
 
 /// This process's clock pair for status records.

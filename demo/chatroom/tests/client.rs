@@ -20,9 +20,10 @@ struct Terminal {
 }
 
 impl Terminal {
-    fn start(gate: std::net::SocketAddr) -> Terminal {
+    fn start(config: &std::path::Path) -> Terminal {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chatroom-client"))
-            .args(["--gate", &gate.to_string()])
+            .arg("--config")
+            .arg(config)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -67,7 +68,7 @@ impl Terminal {
 fn the_chat_client_explains_refuses_plainly_and_chats() {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_chatroom"));
     let cluster = TestCluster::start("chat-client", &exe, 1, 1, "").expect("cluster");
-    let mut t = Terminal::start(cluster.gate);
+    let mut t = Terminal::start(&cluster.layout.config);
     t.expect("/help lists the commands");
     t.expect("/register <user> <password> to make an account");
     t.type_line("/help");

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use oxworld_bin::testkit::TestCluster;
-use oxworld_client::{BlockingClient, ClientError};
+use oxworld_client::{BlockingClient, ClientError, Dial};
 use oxworld_net::client_proto::ServerMsg;
 use oxworld_net::{Id, Value};
 
@@ -52,8 +52,8 @@ fn answer(c: &mut BlockingClient) -> (bool, String) {
     }
 }
 
-fn login(addr: SocketAddr, name: &str, register: bool) -> Bot {
-    let mut c = BlockingClient::connect(addr, Duration::from_secs(3)).expect("connect");
+fn login(dial: &Dial, name: &str, register: bool) -> Bot {
+    let mut c = BlockingClient::connect(dial, Duration::from_secs(3)).expect("connect");
     let account = c.wait_player(Duration::from_secs(10)).expect("account");
     if register {
         c.call(account, "register", vec![Value::from(name), Value::from("pw")]).expect("send");
@@ -183,7 +183,7 @@ fn reload(c: &TestCluster) -> String {
 #[test]
 fn bots_never_notice_two_reloads_of_both_games() {
     let cluster = cluster("reload");
-    let bots: Vec<Bot> = (0..6).map(|i| login(cluster.gate, &format!("bot{i}"), true)).collect();
+    let bots: Vec<Bot> = (0..6).map(|i| login(&cluster.gate, &format!("bot{i}"), true)).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let (threads, pongs) = spawn_bots(bots, &stop);
     // Each swap happens while every bot has calls in flight and after each got answers.
@@ -202,7 +202,7 @@ fn bots_never_notice_two_reloads_of_both_games() {
         assert!(report.contains("0 failed"), "{report}");
     }
     // Still serving new logins after the swaps.
-    let mut late = login(cluster.gate, "bot0", false);
+    let mut late = login(&cluster.gate, "bot0", false);
     late.c.call(late.avatar, "ping", vec![Value::Int(7)]).expect("send");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -217,7 +217,7 @@ fn bots_never_notice_two_reloads_of_both_games() {
 #[test]
 fn a_killed_game_comes_back_with_what_was_saved() {
     let cluster = cluster("crash");
-    let mut bot = login(cluster.gate, "carol", true);
+    let mut bot = login(&cluster.gate, "carol", true);
     bot.c.call(bot.avatar, "join_room", vec![Value::from("blue")]).expect("send");
     let (err, text) = answer(&mut bot.c);
     assert!(!err && text.contains("blue"), "{text}");
@@ -256,7 +256,7 @@ fn a_killed_game_comes_back_with_what_was_saved() {
     // `oxworld start` brings the game back; the next login loads the saved avatar.
     let out = cluster.cli(&["start", "--no-build"]).expect("oxworld runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let again = login(cluster.gate, "carol", false);
+    let again = login(&cluster.gate, "carol", false);
     assert!(again.welcome.contains("room blue"), "the saved room is back: {}", again.welcome);
 }
 
@@ -266,8 +266,8 @@ fn a_killed_game_comes_back_with_what_was_saved() {
 #[test]
 fn users_chat_in_rooms_and_passwords_are_not_stored_in_clear() {
     let cluster = cluster("chat");
-    let mut ann = login(cluster.gate, "ann", true);
-    let mut bob = login(cluster.gate, "bob", true);
+    let mut ann = login(&cluster.gate, "ann", true);
+    let mut bob = login(&cluster.gate, "bob", true);
     assert!(ann.welcome.contains("room 1") && bob.welcome.contains("room 1"));
     let hear = |b: &mut Bot| -> Vec<(String, String)> {
         let mut got = Vec::new();
@@ -291,7 +291,7 @@ fn users_chat_in_rooms_and_passwords_are_not_stored_in_clear() {
     assert!(hear(&mut bob).is_empty(), "bob left room 1");
     assert_eq!(hear(&mut ann).len(), 1);
     // Refusals.
-    let mut c = BlockingClient::connect(cluster.gate, Duration::from_secs(3)).expect("connect");
+    let mut c = BlockingClient::connect(&cluster.gate, Duration::from_secs(3)).expect("connect");
     let account = c.wait_player(Duration::from_secs(10)).expect("account");
     c.call(account, "register", vec![Value::from("ann"), Value::from("other")]).expect("send");
     assert_eq!(answer(&mut c), (true, "that user name is taken".to_owned()));
@@ -317,7 +317,7 @@ fn a_flooded_dispatcher_keeps_serving_and_reloading() {
     use std::net::TcpStream;
 
     let cluster = cluster("flood");
-    let bot = login(cluster.gate, "flood0", true);
+    let bot = login(&cluster.gate, "flood0", true);
     let stop = Arc::new(AtomicBool::new(false));
     let (threads, pongs) = spawn_bots(vec![bot], &stop);
     wait_progress(&pongs, 10);
@@ -395,15 +395,15 @@ fn login_spam_does_not_stall_a_chatting_user() {
         "[storage]\nsave_interval_s = 1\n",
     )
     .expect("cluster starts");
-    drop(login(cluster.gate, "victim", true));
-    let mut chatter = login(cluster.gate, "chatter", true);
+    drop(login(&cluster.gate, "victim", true));
+    let mut chatter = login(&cluster.gate, "chatter", true);
     let stop = Arc::new(AtomicBool::new(false));
     let verified = Arc::new(AtomicU64::new(0));
     let spammers: Vec<_> = (0..20)
         .map(|_| {
-            let (stop, verified, gate) = (stop.clone(), verified.clone(), cluster.gate);
+            let (stop, verified, gate) = (stop.clone(), verified.clone(), cluster.gate.clone());
             std::thread::spawn(move || {
-                let mut c = BlockingClient::connect(gate, Duration::from_secs(3)).expect("connect");
+                let mut c = BlockingClient::connect(&gate, Duration::from_secs(3)).expect("connect");
                 let account = c.wait_player(Duration::from_secs(10)).expect("account");
                 while !stop.load(Ordering::Relaxed) {
                     c.call(account, "login", vec![Value::from("victim"), Value::from("guess")]).expect("send");

@@ -25,7 +25,7 @@ fn cluster_with_gate(name: &str, dispatchers: usize, games: usize, gate: &str) -
 
 /// A client with its boot entity.
 fn client(c: &TestCluster) -> (BlockingClient, Id) {
-    let mut bc = BlockingClient::connect(c.gate, Duration::from_secs(3)).expect("connect");
+    let mut bc = BlockingClient::connect(&c.gate, Duration::from_secs(3)).expect("connect");
     let me = bc.wait_player(WAIT).expect("boot entity");
     (bc, me)
 }
@@ -97,12 +97,29 @@ fn echo_relay_and_hostile_input_across_two_games() {
 
     // Garbage and an oversized frame close only the offending connections.
     let (mut bad, _) = client(&cluster);
-    bad.write_raw(&[3, 0, 0, 0, 0x7f, 1, 2]).expect("send garbage");
+    bad.conn().send_raw(&[0x7f, 1, 2]);
+    bad.flush().expect("send garbage");
     assert_eq!(error(&mut bad).0, ErrorCode::Malformed as u16);
     assert!(bad.closed_within(WAIT), "malformed client was closed");
     let (mut big, _) = client(&cluster);
     big.write_raw(&(1u32 << 30).to_le_bytes()).expect("send huge prefix");
     assert!(big.closed_within(WAIT), "oversized frame closed the client");
+    // A record that does not authenticate closes the connection too.
+    let (mut forged, _) = client(&cluster);
+    forged.write_raw(&[20, 0, 0, 0]).expect("prefix");
+    forged.write_raw(&[0x5a; 20]).expect("send a forged record");
+    assert!(forged.closed_within(WAIT), "a forged record closed the client");
+    // A client that does not know the gate's key is refused with a reason, and closed.
+    let mut wrong = cluster.gate.clone();
+    wrong.settings.server_key = Some(oxworld_net::channel::StaticKey::from_secret([9; 32]).public());
+    let mut stranger = BlockingClient::connect(&wrong, WAIT).expect("tcp connect");
+    match stranger.next(WAIT) {
+        Err(oxworld_client::ClientError::Channel(oxworld_net::channel::ChannelError::Refused { status, reason })) => {
+            assert_eq!(status, oxworld_net::channel::Status::HandshakeFailed);
+            assert!(reason.contains("server key"), "{reason}");
+        }
+        other => panic!("expected a refused handshake, got {other:?}"),
+    }
 
     for (c, me) in &mut clients {
         c.call(*me, "relay_echo", vec![Value::from("after")]).expect("send");
@@ -160,8 +177,11 @@ fn quiet_clients_are_kept_by_heartbeats_and_silent_ones_told_why() {
 
     let cluster = cluster_with_gate("idle", 1, 1, "heartbeat_timeout_s = 1");
     let (mut quiet, me) = client(&cluster);
-    let mut silent = std::net::TcpStream::connect(cluster.gate).expect("connect");
+    let mut silent = std::net::TcpStream::connect(cluster.gate_addr).expect("connect");
     silent.set_read_timeout(Some(WAIT)).expect("timeout");
+    // The silent client says its hello (so the gate's messages can reach it), then nothing.
+    let mut conn = cluster.gate.new_conn();
+    std::io::Write::write_all(&mut silent, &conn.take_output()).expect("hello");
     // A client of ours whose reader only waits: `next` keeps the heartbeats going.
     match quiet.next(Duration::from_secs(3)) {
         Err(ClientError::Timeout(_)) => {}
@@ -172,8 +192,7 @@ fn quiet_clients_are_kept_by_heartbeats_and_silent_ones_told_why() {
     // The silent one got its welcome, then an `Idle` error, then the close.
     let mut got = Vec::new();
     let _ = silent.read_to_end(&mut got);
-    let mut conn = oxworld_client::ClientConn::new(1 << 20);
-    conn.handle_bytes(&got).expect("frames");
+    conn.handle_bytes(&got).expect("records");
     let mut codes = Vec::new();
     while let Some(m) = conn.poll_event() {
         if let ServerMsg::Error { code, .. } = m {

@@ -38,7 +38,7 @@ fn attr(c: &mut BlockingClient, id: Id, path: &[&str]) -> Option<Value> {
 fn every_action_does_what_the_bots_expect() {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_testgame"));
     let cluster = TestCluster::start("actions", &exe, 2, 2, "").expect("cluster");
-    let mut c = BlockingClient::connect(cluster.gate, Duration::from_secs(3)).expect("connect");
+    let mut c = BlockingClient::connect(&cluster.gate, Duration::from_secs(3)).expect("connect");
     let account = c.wait_player(Duration::from_secs(10)).expect("account");
     c.call(account, "login", vec![Value::from("ann"), Value::from("wrong")]).expect("send");
     assert_eq!(wait_call(&mut c, "on_login"), vec![Value::Bool(false)]);

@@ -46,12 +46,12 @@ fn record(seen: &mut Seen, me: Id, m: ServerMsg) {
 /// each hop, then waits for every reply. `progress` counts finished hops (what a test waits
 /// on instead of sleeping).
 fn client(
-    addr: std::net::SocketAddr,
+    dial: oxworld_client::Dial,
     hops: usize,
     stop: Option<Arc<AtomicBool>>,
     progress: Arc<AtomicUsize>,
 ) -> Result<Seen, String> {
-    let mut c = BlockingClient::connect(addr, Duration::from_secs(3)).map_err(|e| e.to_string())?;
+    let mut c = BlockingClient::connect(&dial, Duration::from_secs(3)).map_err(|e| e.to_string())?;
     let me = c.wait_player(Duration::from_secs(10)).map_err(|e| e.to_string())?;
     let mut seen = Seen::default();
     let send = |c: &mut BlockingClient, seen: &mut Seen| -> Result<(), String> {
@@ -110,11 +110,12 @@ fn exe() -> PathBuf {
 #[test]
 fn players_hop_between_games_under_a_call_stream_and_lose_nothing() {
     let cluster = TestCluster::start("migrate", &exe(), 2, 2, "").expect("cluster");
-    let gate = cluster.gate;
+    let gate = cluster.gate.clone();
     let progress = Arc::new(AtomicUsize::new(0));
     let threads: Vec<_> = (0..CLIENTS)
         .map(|_| {
             let progress = progress.clone();
+            let gate = gate.clone();
             std::thread::spawn(move || client(gate, HOPS, None, progress))
         })
         .collect();
@@ -129,12 +130,13 @@ fn players_hop_between_games_under_a_call_stream_and_lose_nothing() {
 #[test]
 fn hops_survive_a_hot_swap() {
     let cluster = TestCluster::start("migrate-swap", &exe(), 2, 2, "").expect("cluster");
-    let gate = cluster.gate;
+    let gate = cluster.gate.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(AtomicUsize::new(0));
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let (stop, progress) = (stop.clone(), progress.clone());
+            let gate = gate.clone();
             std::thread::spawn(move || client(gate, 3, Some(stop), progress))
         })
         .collect();

@@ -30,9 +30,9 @@ fn echo(c: &mut BlockingClient, me: oxworld_net::Id, n: i64) -> Duration {
 fn a_runaway_entity_does_not_stall_its_game() {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_runaway"));
     let cluster = TestCluster::start("runaway", &exe, 1, 1, "").expect("cluster");
-    let mut bad = BlockingClient::connect(cluster.gate, Duration::from_secs(3)).expect("connect");
+    let mut bad = BlockingClient::connect(&cluster.gate, Duration::from_secs(3)).expect("connect");
     let bad_me = bad.wait_player(Duration::from_secs(10)).expect("player");
-    let mut good = BlockingClient::connect(cluster.gate, Duration::from_secs(3)).expect("connect");
+    let mut good = BlockingClient::connect(&cluster.gate, Duration::from_secs(3)).expect("connect");
     let me = good.wait_player(Duration::from_secs(10)).expect("player");
     bad.call(bad_me, "spin", vec![]).expect("send");
     // For more than the 3 s after which a record counts as stalled: answers keep coming, and

@@ -48,7 +48,7 @@ fn a_failed_restore_keeps_the_freeze_and_start_brings_it_back() {
     // Two players: boots go round robin, so one lives on each game.
     let mut clients: Vec<(BlockingClient, oxworld_net::Id, i64)> = (0..2)
         .map(|_| {
-            let mut c = BlockingClient::connect(cluster.gate, Duration::from_secs(3)).expect("connect");
+            let mut c = BlockingClient::connect(&cluster.gate, Duration::from_secs(3)).expect("connect");
             let me = c.wait_player(Duration::from_secs(10)).expect("player");
             (c, me, 0)
         })
@@ -110,7 +110,7 @@ fn a_failed_restore_keeps_the_freeze_and_start_brings_it_back() {
 fn a_restore_slower_than_the_hold_bound_fails_the_held_calls_loudly() {
     let extra = "[deployment]\nfreeze_hold_timeout_s = 1\n";
     let cluster = TestCluster::start("swap-slow", &testgame(), 1, 1, extra).expect("cluster");
-    let mut c = BlockingClient::connect(cluster.gate, Duration::from_secs(3)).expect("connect");
+    let mut c = BlockingClient::connect(&cluster.gate, Duration::from_secs(3)).expect("connect");
     let me = c.wait_player(Duration::from_secs(10)).expect("player");
     let slow = deploy(&cluster, env!("CARGO_BIN_EXE_testgame-slow-restore"), "bin-slow");
     let mut cmd = cluster.cli_command(&["reload"], &slow);

@@ -2,13 +2,14 @@
 //! tests, probes and simple tools such as the chat client.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use oxworld_net::client_proto::ServerMsg;
 use oxworld_net::{Id, Value};
 
 use crate::conn::{ClientConn, ClientError};
+use crate::dial::{Dial, Transport};
 
 /// A blocking client over TCP, for tests and simple tools.
 pub struct BlockingClient {
@@ -17,11 +18,17 @@ pub struct BlockingClient {
 }
 
 impl BlockingClient {
-    /// Connects to a gate.
-    pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, ClientError> {
-        let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    /// Connects to a gate and sends the channel's hello (the handshake completes with the
+    /// first [`BlockingClient::next`]).
+    pub fn connect(dial: &Dial, timeout: Duration) -> Result<Self, ClientError> {
+        if dial.transport != Transport::Tcp {
+            return Err(ClientError::Io(io::Error::other(format!("{} is not supported here yet", dial.transport))));
+        }
+        let stream = TcpStream::connect_timeout(&dial.addr, timeout)?;
         stream.set_nodelay(true)?;
-        Ok(BlockingClient { stream, conn: ClientConn::new(16 << 20) })
+        let mut c = BlockingClient { stream, conn: dial.new_conn() };
+        c.flush()?;
+        Ok(c)
     }
 
     /// The protocol state.

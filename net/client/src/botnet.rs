@@ -3,7 +3,6 @@
 //! and writes at once; no thread per bot.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use mio::net::TcpStream;
@@ -12,9 +11,7 @@ use mio::{Events, Interest, Poll, Token};
 use oxworld_net::client_proto::{ClientMsg, ServerMsg};
 
 use crate::conn::ClientConn;
-
-/// Largest server frame a bot accepts.
-const BOT_MAX_FRAME: usize = 16 << 20;
+use crate::dial::{Dial, Transport};
 
 /// What happened to one bot's connection.
 #[derive(Debug)]
@@ -42,7 +39,7 @@ pub struct BotNet {
     slots: Vec<Slot>,
     buf: Vec<u8>,
     /// Bots to reconnect, and when.
-    later: Vec<(usize, SocketAddr, std::time::Instant)>,
+    later: Vec<(usize, std::rc::Rc<Dial>, std::time::Instant)>,
     /// When the bots' heartbeats are checked next (one pass over them a second).
     next_heartbeats: std::time::Instant,
 }
@@ -64,36 +61,40 @@ impl BotNet {
         })
     }
 
-    /// Starts connecting a new bot to `addr`; returns its index.
-    pub fn connect(&mut self, addr: SocketAddr) -> io::Result<usize> {
-        let mut stream = TcpStream::connect(addr)?;
+    /// Starts connecting a new bot as `dial` says; returns its index.
+    pub fn connect(&mut self, dial: &Dial) -> io::Result<usize> {
         let i = self.slots.len();
-        self.poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
-        self.slots.push(Slot {
-            stream,
-            conn: ClientConn::new(BOT_MAX_FRAME),
-            out: Vec::new(),
-            connected: false,
-            open: true,
-        });
+        let slot = self.open_slot(i, dial)?;
+        self.slots.push(slot);
         Ok(i)
     }
 
-    /// Closes bot `i` now and reconnects it to `addr` after `delay` (a back-off, so a gate
-    /// that is down is not hammered); a failed attempt shows up as `Closed` again.
-    pub fn reconnect_after(&mut self, i: usize, addr: SocketAddr, delay: Duration) {
-        self.close(i);
-        self.later.push((i, addr, std::time::Instant::now() + delay));
+    fn open_slot(&mut self, i: usize, dial: &Dial) -> io::Result<Slot> {
+        if dial.transport != Transport::Tcp {
+            return Err(io::Error::other(format!("{} is not supported by BotNet yet", dial.transport)));
+        }
+        let mut stream = TcpStream::connect(dial.addr)?;
+        self.poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+        let mut conn = dial.new_conn();
+        // The channel's hello goes out as soon as the socket is connected.
+        let out = conn.take_output();
+        Ok(Slot { stream, conn, out, connected: false, open: true })
     }
 
-    /// Replaces bot `i`'s connection (closed or not) with a new one to `addr`, with a fresh
-    /// protocol state; the index stays the same.
-    pub fn reconnect(&mut self, i: usize, addr: SocketAddr) -> io::Result<()> {
+    /// Closes bot `i` now and reconnects it as `dial` says after `delay` (a back-off, so a
+    /// gate that is down is not hammered); a failed attempt shows up as `Closed` again.
+    pub fn reconnect_after(&mut self, i: usize, dial: &Dial, delay: Duration) {
         self.close(i);
-        let mut stream = TcpStream::connect(addr)?;
-        self.poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+        self.later.push((i, std::rc::Rc::new(dial.clone()), std::time::Instant::now() + delay));
+    }
+
+    /// Replaces bot `i`'s connection (closed or not) with a new one, with a fresh protocol
+    /// state; the index stays the same.
+    pub fn reconnect(&mut self, i: usize, dial: &Dial) -> io::Result<()> {
+        self.close(i);
+        let slot = self.open_slot(i, dial)?;
         if let Some(s) = self.slots.get_mut(i) {
-            *s = Slot { stream, conn: ClientConn::new(BOT_MAX_FRAME), out: Vec::new(), connected: false, open: true };
+            *s = slot;
         }
         Ok(())
     }
@@ -176,11 +177,11 @@ impl BotNet {
             }
         }
         if !self.later.is_empty() {
-            let due: Vec<(usize, SocketAddr)> =
-                self.later.iter().filter(|(_, _, t)| *t <= now).map(|(i, a, _)| (*i, *a)).collect();
+            let due: Vec<(usize, std::rc::Rc<Dial>)> =
+                self.later.iter().filter(|(_, _, t)| *t <= now).map(|(i, d, _)| (*i, d.clone())).collect();
             self.later.retain(|(_, _, t)| *t > now);
-            for (i, addr) in due {
-                if let Err(e) = self.reconnect(i, addr) {
+            for (i, dial) in due {
+                if let Err(e) = self.reconnect(i, &dial) {
                     events.push(BotEvent::Closed(i, format!("reconnect: {e}")));
                 }
             }
@@ -248,6 +249,15 @@ impl BotNet {
                     }
                     while let Some(m) = s.conn.poll_event() {
                         events.push(BotEvent::Message(i, m));
+                    }
+                    if s.conn.wants_write() {
+                        // The handshake done: what the bot queued before it is sealed now.
+                        let bytes = s.conn.take_output();
+                        s.out.extend_from_slice(&bytes);
+                        self.flush(i, events);
+                        if !self.is_open(i) {
+                            return;
+                        }
                     }
                     if n < self.buf.len() {
                         return;

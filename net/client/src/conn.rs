@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use oxworld_net::channel::{ChannelError, ClientChannel, ClientSettings, MAX_RECORD};
 use oxworld_net::client_proto::{ClientMsg, Pos, ServerMsg};
-use oxworld_net::frame::{Deframer, FrameError, begin_frame, finish_frame};
+use oxworld_net::frame::{Deframer, FrameError};
 use oxworld_net::id::{Id, method_id};
 use oxworld_net::value::Value;
 use oxworld_net::wire::DecodeError;
@@ -32,6 +33,9 @@ pub enum ClientError {
     /// Socket trouble.
     #[error("io: {0}")]
     Io(#[from] io::Error),
+    /// The channel broke: the gate refused the hello or the handshake, or a record was bad.
+    #[error("channel: {0}")]
+    Channel(#[from] ChannelError),
     /// An attribute change did not fit the client's copy (client and server out of step).
     #[error("attribute replica: {0}")]
     Replica(oxworld_net::attr_op::ApplyError),
@@ -43,11 +47,17 @@ pub enum ClientError {
     Closed(Option<String>),
 }
 
-/// Client protocol state: entities known to this client, its player entity, queued output.
+/// Client protocol state: the channel (hello, handshake, records), the entities known to this
+/// client, its player entity, queued output.
 #[derive(Debug)]
 pub struct ClientConn {
+    channel: ClientChannel,
+    /// Cuts the TCP byte stream into records.
     deframer: Deframer,
+    /// Length-prefixed records to send (the hello first).
     out: Vec<u8>,
+    /// Scratch for encoding one message.
+    msg: Vec<u8>,
     events: VecDeque<ServerMsg>,
     client_id: Option<Id>,
     player: Option<Id>,
@@ -80,16 +90,22 @@ pub struct Replica {
 }
 
 impl ClientConn {
-    /// A fresh connection state accepting server frames up to `max_frame` bytes.
-    pub fn new(max_frame: usize) -> Self {
+    /// A fresh connection whose first output is the channel's hello; `seed` feeds the
+    /// handshake's ephemeral key (take it from the OS: [`crate::os_seed`]).
+    pub fn new(settings: ClientSettings, seed: [u8; 32]) -> Self {
+        let mut channel = ClientChannel::new(settings, seed);
+        let mut out = Vec::new();
+        let failed = channel.start(&mut out).err().map(ClientError::Channel);
         ClientConn {
-            deframer: Deframer::new(max_frame),
-            out: Vec::new(),
+            channel,
+            deframer: Deframer::new(MAX_RECORD),
+            out,
+            msg: Vec::new(),
             events: VecDeque::new(),
             client_id: None,
             player: None,
             entities: HashMap::new(),
-            failed: None,
+            failed,
             heartbeat_every: None,
             next_heartbeat: None,
             sent_since_check: false,
@@ -127,16 +143,49 @@ impl ClientConn {
         self.farewell.as_deref()
     }
 
-    /// Feeds bytes read from the socket; decoded messages become events.
+    /// Feeds bytes read from a TCP socket (length-prefixed records); decoded messages become
+    /// events.
     pub fn handle_bytes(&mut self, data: &[u8]) -> Result<(), ClientError> {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
         self.deframer.push(data);
-        while let Some(frame) = self.deframer.next_frame()? {
-            self.events.push_back(ServerMsg::decode(frame)?);
+        while let Some(record) = self.deframer.next_frame()? {
+            let mut msgs = Vec::new();
+            self.channel.handle_record(record, &mut self.out, |m| msgs.push(m))?;
+            for m in msgs {
+                self.events.push_back(ServerMsg::decode(&m)?);
+            }
         }
         Ok(())
+    }
+
+    /// Feeds one record from a message transport (a WebSocket message, a KCP message).
+    pub fn handle_record(&mut self, record: &[u8]) -> Result<(), ClientError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let mut msgs = Vec::new();
+        self.channel.handle_record(record, &mut self.out, |m| msgs.push(m))?;
+        for m in msgs {
+            self.events.push_back(ServerMsg::decode(&m)?);
+        }
+        Ok(())
+    }
+
+    /// True once the gate accepted the channel's handshake.
+    pub fn is_open(&self) -> bool {
+        self.channel.is_open()
+    }
+
+    /// True if the channel is encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.channel.mode() == oxworld_net::channel::Mode::NoiseNk
+    }
+
+    /// True if the gate agreed to lz4.
+    pub fn compression(&self) -> bool {
+        self.channel.compression()
     }
 
     /// The next message from the server. The client's state (player, entities, replicas) is
@@ -197,13 +246,24 @@ impl ClientConn {
 
     /// Queues any client message.
     pub fn send(&mut self, msg: &ClientMsg) {
-        self.sent_since_check = true;
-        let at = begin_frame(&mut self.out);
-        msg.encode(&mut self.out);
-        finish_frame(&mut self.out, at);
+        let mut m = std::mem::take(&mut self.msg);
+        m.clear();
+        msg.encode(&mut m);
+        self.send_raw(&m);
+        self.msg = m;
     }
 
-    /// Takes the bytes to write to the socket.
+    /// Queues an arbitrary message payload (tests of hostile input: the channel carries it
+    /// like any message).
+    pub fn send_raw(&mut self, payload: &[u8]) {
+        self.sent_since_check = true;
+        if let Err(e) = self.channel.send(payload, &mut self.out) {
+            self.failed.get_or_insert(ClientError::Channel(e));
+        }
+    }
+
+    /// Takes the bytes to write to a TCP socket: length-prefixed records (message transports
+    /// split them with [`oxworld_net::channel::next_prefixed`]).
     pub fn take_output(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.out)
     }
@@ -236,30 +296,72 @@ impl ClientConn {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use oxworld_net::channel::{Mode, ServerChannel, ServerSettings, next_prefixed};
     use oxworld_net::client_proto::ErrorCode;
-    use oxworld_net::frame::encode_frame;
 
     use super::*;
 
-    #[test]
-    fn tracks_player_and_entities() {
-        let mut c = ClientConn::new(1024);
+    /// A client and the gate's end of its channel, handshake done (plain mode: the channel's
+    /// own tests cover encryption).
+    fn pair() -> (ClientConn, ServerChannel) {
+        let settings = ClientSettings { mode: Mode::Plain, server_key: None, compress_threshold: 0, max_message: 1024 };
+        let mut c = ClientConn::new(settings, [1; 32]);
+        let mut s = ServerChannel::new(
+            Arc::new(ServerSettings { mode: Mode::Plain, key: None, compress_threshold: 0, max_message: 1024 }),
+            [2; 32],
+        );
+        let hello = c.take_output();
+        let mut reply = Vec::new();
+        let (r, _) = next_prefixed(&hello, 0).expect("hello record");
+        s.handle_record(r, &mut reply, |_| {}).expect("hello accepted");
+        c.handle_bytes(&reply).expect("server hello");
+        assert!(c.is_open());
+        (c, s)
+    }
+
+    /// What the server would send: `msgs` as records.
+    fn wire_of(s: &mut ServerChannel, msgs: &[ServerMsg]) -> Vec<u8> {
         let mut wire = Vec::new();
-        for m in [
-            ServerMsg::Welcome { version: 1, client: Id([1; 16]), idle_timeout_ms: 1000 },
-            ServerMsg::CreateEntity {
-                is_player: true,
-                id: Id([2; 16]),
-                type_name: "A".into(),
-                attrs: Value::Nil,
-                pos: Default::default(),
-            },
-        ] {
+        for m in msgs {
             let mut p = Vec::new();
             m.encode(&mut p);
-            encode_frame(&p, &mut wire);
+            s.send(&p, &mut wire).expect("seal");
         }
-        // Split mid-frame.
+        wire
+    }
+
+    /// The messages the client queued, as the gate sees them.
+    fn sent(c: &mut ClientConn, s: &mut ServerChannel) -> Vec<ClientMsg> {
+        let out = c.take_output();
+        let mut msgs = Vec::new();
+        let mut at = 0;
+        while let Some((r, next)) = next_prefixed(&out, at) {
+            s.handle_record(r, &mut Vec::new(), |m| msgs.push(ClientMsg::decode(&m).expect("decodes")))
+                .expect("record");
+            at = next;
+        }
+        msgs
+    }
+
+    #[test]
+    fn tracks_player_and_entities() {
+        let (mut c, mut s) = pair();
+        let wire = wire_of(
+            &mut s,
+            &[
+                ServerMsg::Welcome { version: 2, client: Id([1; 16]), idle_timeout_ms: 1000 },
+                ServerMsg::CreateEntity {
+                    is_player: true,
+                    id: Id([2; 16]),
+                    type_name: "A".into(),
+                    attrs: Value::Nil,
+                    pos: Default::default(),
+                },
+            ],
+        );
+        // Split mid-record.
         c.handle_bytes(&wire[..10]).expect("partial");
         assert!(c.poll_event().is_none());
         c.handle_bytes(&wire[10..]).expect("rest");
@@ -273,18 +375,14 @@ mod tests {
         assert_eq!(c.entity_type(Id([2; 16])), Some("A"));
         c.call(Id([2; 16]), "echo", vec![]);
         assert!(c.wants_write());
-        let out = c.take_output();
         assert_eq!(
-            ClientMsg::decode(&out[4..]).ok(),
-            Some(ClientMsg::Call { target: Id([2; 16]), method: method_id("echo"), args: vec![] })
+            sent(&mut c, &mut s),
+            vec![ClientMsg::Call { target: Id([2; 16]), method: method_id("echo"), args: vec![] }]
         );
     }
 
-    fn welcome(c: &mut ClientConn, idle_timeout_ms: u32) {
-        let mut p = Vec::new();
-        ServerMsg::Welcome { version: 1, client: Id([1; 16]), idle_timeout_ms }.encode(&mut p);
-        let mut wire = Vec::new();
-        encode_frame(&p, &mut wire);
+    fn welcome(c: &mut ClientConn, s: &mut ServerChannel, idle_timeout_ms: u32) {
+        let wire = wire_of(s, &[ServerMsg::Welcome { version: 2, client: Id([1; 16]), idle_timeout_ms }]);
         c.handle_bytes(&wire).expect("welcome");
         assert!(matches!(c.poll_event(), Some(ServerMsg::Welcome { .. })));
     }
@@ -294,17 +392,16 @@ mod tests {
     fn heartbeats_fill_the_silences() {
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
-        let mut c = ClientConn::new(1024);
+        let (mut c, mut s) = pair();
         c.handle_timeout(t0);
         assert_eq!(c.poll_timeout(), None, "no schedule before the welcome");
-        welcome(&mut c, 3000);
+        welcome(&mut c, &mut s, 3000);
         c.handle_timeout(t0);
         assert_eq!(c.poll_timeout(), Some(ms(1000)));
         c.handle_timeout(ms(999));
         assert!(!c.wants_write());
         c.handle_timeout(ms(1000));
-        let out = c.take_output();
-        assert_eq!(ClientMsg::decode(&out[4..]), Ok(ClientMsg::Heartbeat));
+        assert_eq!(sent(&mut c, &mut s), vec![ClientMsg::Heartbeat]);
         assert_eq!(c.poll_timeout(), Some(ms(2000)));
         // A call counts: the next heartbeat waits a full interval after it is noticed.
         c.call(Id([2; 16]), "echo", vec![]);
@@ -315,20 +412,17 @@ mod tests {
         c.handle_timeout(ms(2500));
         assert!(c.wants_write());
         // A gate without an idle timeout gets none.
-        let mut quiet = ClientConn::new(1024);
-        welcome(&mut quiet, 0);
+        let (mut quiet, mut qs) = pair();
+        welcome(&mut quiet, &mut qs, 0);
         quiet.handle_timeout(ms(100_000));
         assert!(!quiet.wants_write() && quiet.poll_timeout().is_none());
     }
 
     #[test]
     fn the_reason_of_a_close_is_kept() {
-        let mut c = ClientConn::new(1024);
-        let mut p = Vec::new();
-        ServerMsg::error(ErrorCode::Idle, Id::NIL, 0, "no message for 60000 ms").encode(&mut p);
-        let mut wire = Vec::new();
-        encode_frame(&p, &mut wire);
-        c.handle_bytes(&wire).expect("frame");
+        let (mut c, mut s) = pair();
+        let wire = wire_of(&mut s, &[ServerMsg::error(ErrorCode::Idle, Id::NIL, 0, "no message for 60000 ms")]);
+        c.handle_bytes(&wire).expect("record");
         assert!(c.poll_event().is_some());
         assert_eq!(c.farewell(), Some("no message for 60000 ms"));
         let e = ClientError::Closed(c.farewell().map(str::to_owned));
@@ -337,9 +431,18 @@ mod tests {
 
     #[test]
     fn garbage_from_server_is_an_error() {
-        let mut c = ClientConn::new(16);
-        assert!(matches!(c.handle_bytes(&[1, 0, 0, 0, 0x77]), Err(ClientError::Decode(_))));
-        let mut c = ClientConn::new(16);
-        assert!(matches!(c.handle_bytes(&[0xff, 0xff, 0, 0]), Err(ClientError::Frame(_))));
+        // An undecodable message inside a valid record.
+        let (mut c, _) = pair();
+        assert!(matches!(c.handle_bytes(&[2, 0, 0, 0, 0, 0x77]), Err(ClientError::Decode(_))));
+        // A record past the maximum.
+        let (mut c, _) = pair();
+        assert!(matches!(c.handle_bytes(&[0xff, 0xff, 0xff, 0]), Err(ClientError::Frame(_))));
+        // A record with unknown flags.
+        let (mut c, _) = pair();
+        assert!(matches!(c.handle_bytes(&[2, 0, 0, 0, 0x40, 0x81]), Err(ClientError::Channel(_))));
+        // A server hello that is not one.
+        let settings = ClientSettings { mode: Mode::Plain, server_key: None, compress_threshold: 0, max_message: 16 };
+        let mut c = ClientConn::new(settings, [1; 32]);
+        assert!(matches!(c.handle_bytes(&[3, 0, 0, 0, b'H', b'T', b'T']), Err(ClientError::Channel(_))));
     }
 }

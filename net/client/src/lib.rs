@@ -5,7 +5,9 @@
 pub mod blocking;
 pub mod botnet;
 pub mod conn;
+pub mod dial;
 
 pub use blocking::BlockingClient;
 pub use botnet::{BotEvent, BotNet};
 pub use conn::{ClientConn, ClientError, Replica};
+pub use dial::{Dial, Transport, os_seed};

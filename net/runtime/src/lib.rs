@@ -94,6 +94,10 @@ pub struct ListenSpec {
     pub opts: ConnOpts,
     /// Connections accepted at once; more are closed right after accept.
     pub max_conns: usize,
+    /// Client channel (PROTOCOL.md section 2) every accepted connection runs on its worker:
+    /// the hello, the handshake, decryption and decompression on the way in, sealing on the
+    /// way out. `None` for internal links: frames go to the app as they are.
+    pub channel: Option<Arc<oxworld_net::channel::ServerSettings>>,
 }
 
 /// How to build a [`Runtime`].
@@ -108,8 +112,17 @@ pub struct RuntimeConfig {
 }
 
 enum Cmd {
-    Adopt { conn: ConnId, stream: TcpStream, opts: ConnOpts },
-    Connect { conn: ConnId, addr: SocketAddr, opts: ConnOpts },
+    Adopt {
+        conn: ConnId,
+        stream: TcpStream,
+        opts: ConnOpts,
+        channel: Option<Arc<oxworld_net::channel::ServerSettings>>,
+    },
+    Connect {
+        conn: ConnId,
+        addr: SocketAddr,
+        opts: ConnOpts,
+    },
     SetMaxFrame(ConnId, usize),
     Write(Vec<(ConnId, Vec<u8>)>),
     Close(ConnId, String),
@@ -162,7 +175,7 @@ impl Runtime {
             let wpoll = Poll::new()?;
             let bell = Arc::new(Bell::new(Waker::new(wpoll.registry(), WAKER)?));
             let (tx, rx) = bounded(CMD_CHANNEL_CAP);
-            let worker = Worker::new(wpoll, rx, events_tx.clone(), main_bell.clone(), bell.clone());
+            let worker = Worker::new(wpoll, rx, events_tx.clone(), main_bell.clone(), bell.clone(), os_seed().0);
             let join = std::thread::Builder::new().name(format!("{}-io{w}", cfg.name)).spawn(move || worker.run())?;
             workers.push(WorkerHandle { tx, bell, join: Some(join) });
         }
@@ -315,10 +328,14 @@ impl Runtime {
                     }
                     *count += 1;
                     let opts = spec.opts;
+                    let channel = spec.channel.clone();
                     let _ = stream.set_nodelay(true);
                     let conn = self.out.alloc_id();
                     self.accepted.insert(conn, i);
-                    self.worker_for(conn).tx.send(Cmd::Adopt { conn, stream, opts }).map_err(|_| dead_worker())?;
+                    self.worker_for(conn)
+                        .tx
+                        .send(Cmd::Adopt { conn, stream, opts, channel })
+                        .map_err(|_| dead_worker())?;
                     self.worker_for(conn).bell.ring()?;
                     app.handle(now, Event::Accepted { conn, listener: i, peer }, &mut self.out);
                 }
@@ -480,7 +497,12 @@ mod tests {
         let rt = Runtime::new(RuntimeConfig {
             name: "test".into(),
             io_threads,
-            listeners: vec![ListenSpec { addr: "127.0.0.1:0".parse().expect("addr"), opts: OPTS, max_conns: 8 }],
+            listeners: vec![ListenSpec {
+                addr: "127.0.0.1:0".parse().expect("addr"),
+                opts: OPTS,
+                max_conns: 8,
+                channel: None,
+            }],
         })
         .expect("runtime");
         let addr = rt.local_addr(0).expect("bound");
@@ -600,7 +622,12 @@ mod tests {
         let rt = Runtime::new(RuntimeConfig {
             name: "limits".into(),
             io_threads: 1,
-            listeners: vec![ListenSpec { addr: "127.0.0.1:0".parse().expect("addr"), opts, max_conns: 8 }],
+            listeners: vec![ListenSpec {
+                addr: "127.0.0.1:0".parse().expect("addr"),
+                opts,
+                max_conns: 8,
+                channel: None,
+            }],
         })
         .expect("runtime");
         let addr = rt.local_addr(0).expect("bound");

@@ -14,6 +14,7 @@ use log::debug;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use oxworld_net::app::{CloseReason, ConnId, ConnOpts, Event};
+use oxworld_net::channel::{MAX_RECORD, ServerChannel, next_prefixed};
 use oxworld_net::frame::Deframer;
 use rustc_hash::FxHashMap;
 
@@ -29,6 +30,8 @@ struct Conn {
     opts: ConnOpts,
     connecting: bool,
     paused: bool,
+    /// The client channel of a client connection: records in, messages out, and back.
+    channel: Option<ServerChannel>,
 }
 
 pub(crate) struct Worker {
@@ -42,6 +45,8 @@ pub(crate) struct Worker {
     paused: Vec<usize>,
     woke: bool,
     scratch: Vec<u8>,
+    /// Seeds the channels' ephemeral keys (one draw per connection).
+    rng: chacha20::ChaCha12Rng,
 }
 
 impl Worker {
@@ -51,7 +56,9 @@ impl Worker {
         tx: Sender<Event>,
         main_bell: Arc<Bell>,
         bell: Arc<Bell>,
+        seed: [u8; 32],
     ) -> Worker {
+        use chacha20::rand_core::SeedableRng as _;
         Worker {
             poll,
             rx,
@@ -63,6 +70,7 @@ impl Worker {
             paused: Vec::new(),
             woke: false,
             scratch: vec![0; READ_CHUNK],
+            rng: chacha20::ChaCha12Rng::from_seed(seed),
         }
     }
 
@@ -114,10 +122,15 @@ impl Worker {
                 Err(TryRecvError::Disconnected) => return Ok(true),
             };
             match cmd {
-                Cmd::Adopt { conn, mut stream, opts } => {
+                Cmd::Adopt { conn, mut stream, opts, channel } => {
                     let k = conn.0 as usize;
                     self.poll.registry().register(&mut stream, Token(k), Interest::READABLE | Interest::WRITABLE)?;
-                    self.conns.insert(k, Conn::new(conn, stream, opts, false));
+                    let mut c = Conn::new(conn, stream, opts, false);
+                    if let Some(settings) = channel {
+                        c.channel = Some(ServerChannel::new(settings, self.seed()));
+                        c.deframer.set_max_frame(MAX_RECORD);
+                    }
+                    self.conns.insert(k, c);
                     // Data (even a FIN) may have arrived before registration; edge-triggered
                     // polls would miss it.
                     self.read(k, true);
@@ -136,7 +149,10 @@ impl Worker {
                 },
                 Cmd::SetMaxFrame(conn, max) => {
                     if let Some(c) = self.conns.get_mut(&(conn.0 as usize)) {
-                        c.deframer.set_max_frame(max);
+                        match c.channel.as_mut() {
+                            Some(ch) => ch.set_max_message(max),
+                            None => c.deframer.set_max_frame(max),
+                        }
                     }
                 }
                 Cmd::Write(batch) => {
@@ -149,7 +165,22 @@ impl Worker {
                             c.out.clear();
                             c.out_pos = 0;
                         }
-                        if c.out.is_empty() {
+                        if let Some(ch) = c.channel.as_mut() {
+                            // Our own app's frames: seal each message into records.
+                            let mut at = 0;
+                            let mut failed = None;
+                            while let Some((msg, next)) = next_prefixed(&bytes, at) {
+                                if let Err(e) = ch.send(msg, &mut c.out) {
+                                    failed = Some(e);
+                                    break;
+                                }
+                                at = next;
+                            }
+                            if let Some(e) = failed {
+                                self.close(k, CloseReason::Protocol(e.to_string()));
+                                continue;
+                            }
+                        } else if c.out.is_empty() {
                             c.out = bytes;
                         } else {
                             c.out.extend_from_slice(&bytes);
@@ -183,6 +214,13 @@ impl Worker {
         for (_, c) in self.conns.drain() {
             let _ = c.stream.shutdown(std::net::Shutdown::Both);
         }
+    }
+
+    fn seed(&mut self) -> [u8; 32] {
+        use chacha20::rand_core::Rng as _;
+        let mut s = [0u8; 32];
+        self.rng.fill_bytes(&mut s);
+        s
     }
 
     fn emit(&mut self, ev: Event) {
@@ -266,7 +304,7 @@ impl Worker {
                 }
             }
         }
-        let queued = c.out.len() - c.out_pos;
+        let queued = c.out.len() - c.out_pos + c.channel.as_ref().map_or(0, ServerChannel::pending_bytes);
         if queued == 0 {
             c.out.clear();
             c.out_pos = 0;
@@ -309,22 +347,36 @@ impl Worker {
             let id = c.id;
             let mut frames = Vec::new();
             let mut bad = None;
+            let had_output = c.out.len();
             loop {
                 match c.deframer.next_frame() {
-                    Ok(Some(f)) => frames.push(f.to_vec()),
+                    Ok(Some(f)) => match c.channel.as_mut() {
+                        None => frames.push(f.to_vec()),
+                        Some(ch) => {
+                            if let Err(e) = ch.handle_record(f, &mut c.out, |m| frames.push(m)) {
+                                bad = Some(CloseReason::Protocol(e.to_string()));
+                                break;
+                            }
+                        }
+                    },
                     Ok(None) => break,
                     Err(e) => {
-                        bad = Some(e);
+                        bad = Some(CloseReason::Frame(e));
                         break;
                     }
                 }
             }
             c.deframer.shrink_if_idle();
+            let replied = c.out.len() > had_output;
             for data in frames {
                 self.emit(Event::Frame { conn: id, data });
             }
-            if let Some(e) = bad {
-                self.close(k, CloseReason::Frame(e));
+            if replied {
+                // The handshake's answer (and what the app queued before it), or a refusal.
+                self.flush_conn(k);
+            }
+            if let Some(reason) = bad {
+                self.close(k, reason);
                 return;
             }
             if self.backlog.len() > BACKLOG_PAUSE {
@@ -364,6 +416,7 @@ impl Conn {
             opts,
             connecting,
             paused: false,
+            channel: None,
         }
     }
 }

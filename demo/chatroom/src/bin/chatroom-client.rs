@@ -2,7 +2,9 @@
 //! `/login`, `/join`, `/quit`), sends what you type as chat once you are logged in, says in
 //! plain words what the server answered, and why it was disconnected if it was.
 //!
-//! `target/release/chatroom-client --gate 127.0.0.1:14000`
+//! `target/release/chatroom-client --config conf/oxworld.ini [--transport tcp|ws|kcp]`: the gate's
+//! address for that transport, its public key and its compression setting come from the config
+//! (`--gate ADDR` overrides the address).
 
 use std::io::BufRead as _;
 use std::net::SocketAddr;
@@ -11,16 +13,38 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::Parser;
-use oxworld_client::{BlockingClient, ClientError};
+use std::path::PathBuf;
+
+use oxworld_client::{BlockingClient, ClientError, Dial, Transport};
 use oxworld_net::client_proto::{ErrorCode, ServerMsg};
+use oxworld_net::config::Config;
 use oxworld_net::{Id, Value};
 
 /// Chat with an oxworld chatroom cluster.
 #[derive(Debug, Parser)]
 struct Cli {
-    /// Gate address.
-    #[arg(long, default_value = "127.0.0.1:14000")]
-    gate: SocketAddr,
+    /// Cluster config: the gate's addresses, key file and compression.
+    #[arg(long, default_value = "conf/oxworld.ini")]
+    config: PathBuf,
+    /// Which gate of the config (1-based).
+    #[arg(long, default_value_t = 1)]
+    gate_id: u16,
+    /// Transport: tcp, ws or kcp.
+    #[arg(long, default_value = "tcp")]
+    transport: Transport,
+    /// Gate address for that transport, instead of the config's.
+    #[arg(long)]
+    gate: Option<SocketAddr>,
+}
+
+fn dial(cli: &Cli) -> Result<Dial, String> {
+    let cfg = Config::load(&cli.config).map_err(|e| e.to_string())?;
+    let gc = cfg.gate(cli.gate_id).ok_or_else(|| format!("no gate{} in {}", cli.gate_id, cli.config.display()))?;
+    let mut d = Dial::for_gate(gc, cli.transport)?;
+    if let Some(a) = cli.gate {
+        d.addr = a;
+    }
+    Ok(d)
 }
 
 const HELP: &str = "\
@@ -93,10 +117,17 @@ fn action(stage: Stage, line: &str) -> Action {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut c = match BlockingClient::connect(cli.gate, Duration::from_secs(3)) {
+    let dial = match dial(&cli) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("chatroom-client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut c = match BlockingClient::connect(&dial, Duration::from_secs(3)) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("cannot connect to {}: {e}", cli.gate);
+            eprintln!("cannot connect to {}: {e}", dial.addr);
             return ExitCode::FAILURE;
         }
     };
@@ -108,7 +139,12 @@ fn main() -> ExitCode {
             }
         }
     });
-    println!("connected to {}; /help lists the commands", cli.gate);
+    println!(
+        "connected to {} over {}{}; /help lists the commands",
+        dial.addr,
+        dial.transport,
+        if dial.encrypted() { ", encrypted" } else { "" }
+    );
     let mut stage = Stage::Connecting;
     loop {
         match c.next(Duration::from_millis(50)) {
