@@ -136,12 +136,14 @@ impl TestCluster {
         let dir = std::env::temp_dir().join(format!("oxworld-test-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
-        let ports = free_ports(spec.dispatchers + 1);
-        anyhow::ensure!(ports.len() == spec.dispatchers + 1, "no free loopback ports");
+        // The gate's TCP and WebSocket ports, then one per dispatcher.
+        let ports = free_ports(spec.dispatchers + 2);
+        anyhow::ensure!(ports.len() == spec.dispatchers + 2, "no free loopback ports");
         let gate_port = ports[0];
+        let ws_port = ports[1];
         let mut ini = format!(
             "[deployment]\ndesired_dispatchers = {}\ndesired_games = {}\ndesired_gates = 1\nsecret = test\n\
-             [gate1]\nlisten_addr = 127.0.0.1:{gate_port}\n{}\n\
+             [gate1]\nlisten_addr = 127.0.0.1:{gate_port}\nws_addr = 127.0.0.1:{ws_port}\n{}\n\
              [storage]\ndir = {}\nfreeze_dir = {}\n",
             spec.dispatchers,
             spec.games,
@@ -149,7 +151,7 @@ impl TestCluster {
             dir.join("store").display(),
             dir.join("freeze").display()
         );
-        for (d, port) in ports.iter().enumerate().skip(1) {
+        for (d, port) in ports.iter().enumerate().skip(2).map(|(i, p)| (i - 1, p)) {
             ini.push_str(&format!("[dispatcher{d}]\nlisten_addr = 127.0.0.1:{port}\n"));
         }
         ini.push_str(spec.extra);
@@ -169,6 +171,20 @@ impl TestCluster {
         let gc = c.cfg.gate(1).ok_or_else(|| anyhow::anyhow!("no gate1"))?;
         c.gate = oxworld_client::Dial::for_gate(gc, oxworld_client::Transport::Tcp).map_err(anyhow::Error::msg)?;
         Ok(c)
+    }
+
+    /// How clients reach the gate over `transport`.
+    pub fn dial(&self, transport: oxworld_client::Transport) -> oxworld_client::Dial {
+        let mut d = self.gate.clone();
+        d.transport = transport;
+        if let Some(g) = self.cfg.gate(1) {
+            d.addr = match transport {
+                oxworld_client::Transport::Tcp => g.listen_addr,
+                oxworld_client::Transport::Ws => g.ws_addr.unwrap_or(g.listen_addr),
+                oxworld_client::Transport::Kcp => g.kcp_addr.unwrap_or(g.listen_addr),
+            };
+        }
+        d
     }
 
     /// Runs the `oxworld` CLI against this cluster: `oxworld <args> <game dir> --config ..

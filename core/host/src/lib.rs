@@ -34,7 +34,7 @@ pub fn run_dispatcher(args: &ProcArgs) -> anyhow::Result<()> {
     let mut status = StatusWriter::new(args.status_file.clone(), &name, "dispatcher", unix_clock());
     // Frames are capped small until a peer's Hello is accepted (the dispatcher raises the cap).
     let opts = ConnOpts { max_frame: HANDSHAKE_MAX_FRAME, max_queued: cfg.internal_queue_limit };
-    let listen = ListenSpec { addr: dc.listen_addr, opts, max_conns: dc.max_conns, channel: None };
+    let listen = ListenSpec { addr: dc.listen_addr, opts, max_conns: dc.max_conns, channel: None, ws: None };
     let rt = Runtime::new(RuntimeConfig { name: name.clone(), io_threads: dc.io_threads, listeners: vec![listen] })
         .with_context(|| format!("{name}: cannot listen on {}", dc.listen_addr));
     let rt = status.fail_on_err(rt)?;
@@ -50,18 +50,39 @@ pub fn run_gate(args: &ProcArgs) -> anyhow::Result<()> {
     let name = format!("gate{}", args.id);
     let mut status = StatusWriter::new(args.status_file.clone(), &name, "gate", unix_clock());
     let channel = status.fail_on_err(client_channel(gc))?;
-    let listen = ListenSpec {
+    // One limit for all transports: `max_clients` per listener, and the gate itself closes
+    // clients past `max_clients` in all.
+    let mut listeners = vec![ListenSpec {
         addr: gc.listen_addr,
         opts: gate::client_opts(gc),
         max_conns: gc.max_clients,
         channel: Some(channel.clone()),
-    };
-    let rt = Runtime::new(RuntimeConfig { name: name.clone(), io_threads: gc.io_threads, listeners: vec![listen] })
-        .with_context(|| format!("{name}: cannot listen on {}", gc.listen_addr));
+        ws: None,
+    }];
+    if let Some(addr) = gc.ws_addr {
+        let ws = oxworld_net::ws::WsSettings {
+            allowed_origins: gc.ws_allowed_origins.clone(),
+            web_root: gc.web_root.clone(),
+            max_record: oxworld_net::channel::MAX_RECORD,
+        };
+        listeners.push(ListenSpec {
+            addr,
+            opts: gate::client_opts(gc),
+            max_conns: gc.max_clients,
+            channel: Some(channel.clone()),
+            ws: Some(std::sync::Arc::new(ws)),
+        });
+    }
+    let rt = Runtime::new(RuntimeConfig { name: name.clone(), io_threads: gc.io_threads, listeners })
+        .with_context(|| format!("{name}: cannot listen on {} / {:?}", gc.listen_addr, gc.ws_addr));
     let rt = status.fail_on_err(rt)?;
     log::info!(
-        "{name}: listening for clients on {} ({})",
+        "{name}: listening for clients on tcp {}{} ({})",
         rt.local_addr(0)?,
+        match gc.ws_addr {
+            Some(_) => format!(", websocket {}", rt.local_addr(1)?),
+            None => String::new(),
+        },
         if gc.encrypt { "encrypted" } else { "unencrypted" }
     );
     let app = GateApp::new(&cfg, gc, oxworld_runtime::os_seed(), rt.unix_ms_base());

@@ -205,3 +205,44 @@ fn quiet_clients_are_kept_by_heartbeats_and_silent_ones_told_why() {
     drop(quiet);
     cluster.stop().expect("clean stop");
 }
+
+/// The same calls over every transport and channel mode: TCP and WebSocket, encrypted (the
+/// default) and not, with lz4 on large messages; the WebSocket port also serves `web_root`.
+#[test]
+fn every_transport_and_mode_carries_the_same_calls() {
+    use std::io::{Read, Write};
+
+    use oxworld_client::Transport;
+
+    let web = std::env::temp_dir().join(format!("oxworld-web-{}", std::process::id()));
+    std::fs::create_dir_all(&web).expect("web root");
+    std::fs::write(web.join("index.html"), "<h1>oxworld</h1>").expect("page");
+    for encrypt in [true, false] {
+        let gate = format!("encrypt = {encrypt}\nweb_root = {}", web.display());
+        let cluster = cluster_with_gate(&format!("transports-{encrypt}"), 1, 1, &gate);
+        for transport in [Transport::Tcp, Transport::Ws] {
+            let dial = cluster.dial(transport);
+            assert_eq!(dial.encrypted(), encrypt);
+            let mut c = BlockingClient::connect(&dial, WAIT).expect("connect");
+            let me = c.wait_player(WAIT).unwrap_or_else(|e| panic!("{transport} {encrypt}: {e}"));
+            assert!(c.conn().is_open() && c.conn().encrypted() == encrypt);
+            assert!(c.conn().compression(), "the gate compresses by default");
+            // Small, large (compressed both ways) and past one record (fragmented).
+            for text in ["hi".to_owned(), "ab".repeat(3000), "xyz".repeat(30_000)] {
+                c.call(me, "echo", vec![Value::from(text.as_str())]).expect("send");
+                assert_eq!(reply(&mut c).1, vec![Value::from(text.as_str())], "{transport} {encrypt}");
+            }
+        }
+        // A plain GET on the WebSocket port gets the page.
+        let ws = cluster.cfg.gates[0].ws_addr.expect("ws_addr");
+        let mut http = std::net::TcpStream::connect(ws).expect("connect");
+        http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+        http.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut page = String::new();
+        let _ = http.read_to_string(&mut page);
+        assert!(page.starts_with("HTTP/1.1 200") && page.ends_with("<h1>oxworld</h1>"), "{page}");
+        assert_eq!(cluster.running().len(), 3);
+        cluster.stop().expect("clean stop");
+    }
+    let _ = std::fs::remove_dir_all(&web);
+}

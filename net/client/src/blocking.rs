@@ -10,23 +10,28 @@ use oxworld_net::{Id, Value};
 
 use crate::conn::{ClientConn, ClientError};
 use crate::dial::{Dial, Transport};
+use crate::link::StreamLink;
 
-/// A blocking client over TCP, for tests and simple tools.
+/// A blocking client over TCP or WebSocket, for tests and simple tools.
 pub struct BlockingClient {
     stream: TcpStream,
     conn: ClientConn,
+    link: StreamLink,
+    out: Vec<u8>,
 }
 
 impl BlockingClient {
     /// Connects to a gate and sends the channel's hello (the handshake completes with the
     /// first [`BlockingClient::next`]).
     pub fn connect(dial: &Dial, timeout: Duration) -> Result<Self, ClientError> {
-        if dial.transport != Transport::Tcp {
-            return Err(ClientError::Io(io::Error::other(format!("{} is not supported here yet", dial.transport))));
+        if dial.transport == Transport::Kcp {
+            return Err(ClientError::Io(io::Error::other("the blocking client speaks tcp and ws, not kcp")));
         }
         let stream = TcpStream::connect_timeout(&dial.addr, timeout)?;
         stream.set_nodelay(true)?;
-        let mut c = BlockingClient { stream, conn: dial.new_conn() };
+        let mut out = Vec::new();
+        let link = StreamLink::new(dial, &mut out)?;
+        let mut c = BlockingClient { stream, conn: dial.new_conn(), link, out };
         c.flush()?;
         Ok(c)
     }
@@ -44,8 +49,9 @@ impl BlockingClient {
 
     /// Sends queued output.
     pub fn flush(&mut self) -> Result<(), ClientError> {
-        let out = self.conn.take_output();
-        self.stream.write_all(&out)?;
+        self.link.outgoing(&mut self.conn, &mut self.out)?;
+        self.stream.write_all(&self.out)?;
+        self.out.clear();
         Ok(())
     }
 
@@ -79,7 +85,13 @@ impl BlockingClient {
             self.stream.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
             match self.stream.read(&mut buf) {
                 Ok(0) => return Err(ClientError::Closed(self.conn.farewell().map(str::to_owned))),
-                Ok(n) => self.conn.handle_bytes(&buf[..n])?,
+                Ok(n) => {
+                    self.link.incoming(&buf[..n], &mut self.conn, &mut self.out)?;
+                    if !self.out.is_empty() {
+                        self.stream.write_all(&self.out)?;
+                        self.out.clear();
+                    }
+                }
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
                     return Err(ClientError::Closed(self.conn.farewell().map(str::to_owned)));

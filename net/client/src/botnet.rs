@@ -12,6 +12,7 @@ use oxworld_net::client_proto::{ClientMsg, ServerMsg};
 
 use crate::conn::ClientConn;
 use crate::dial::{Dial, Transport};
+use crate::link::StreamLink;
 
 /// What happened to one bot's connection.
 #[derive(Debug)]
@@ -27,6 +28,7 @@ pub enum BotEvent {
 struct Slot {
     stream: TcpStream,
     conn: ClientConn,
+    link: StreamLink,
     out: Vec<u8>,
     connected: bool,
     open: bool,
@@ -70,15 +72,18 @@ impl BotNet {
     }
 
     fn open_slot(&mut self, i: usize, dial: &Dial) -> io::Result<Slot> {
-        if dial.transport != Transport::Tcp {
-            return Err(io::Error::other(format!("{} is not supported by BotNet yet", dial.transport)));
+        if dial.transport == Transport::Kcp {
+            return Err(io::Error::other("kcp is not supported by BotNet yet"));
         }
         let mut stream = TcpStream::connect(dial.addr)?;
         self.poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
         let mut conn = dial.new_conn();
-        // The channel's hello goes out as soon as the socket is connected.
-        let out = conn.take_output();
-        Ok(Slot { stream, conn, out, connected: false, open: true })
+        // The upgrade request (WebSocket) and the channel's hello go out as soon as the socket
+        // is connected.
+        let mut out = Vec::new();
+        let mut link = StreamLink::new(dial, &mut out).map_err(io::Error::other)?;
+        link.outgoing(&mut conn, &mut out).map_err(io::Error::other)?;
+        Ok(Slot { stream, conn, link, out, connected: false, open: true })
     }
 
     /// Closes bot `i` now and reconnects it as `dial` says after `delay` (a back-off, so a
@@ -118,8 +123,9 @@ impl BotNet {
             return;
         }
         s.conn.send(msg);
-        let bytes = s.conn.take_output();
-        s.out.extend_from_slice(&bytes);
+        if let Err(e) = s.link.outgoing(&mut s.conn, &mut s.out) {
+            return self.fail(i, format!("send: {e}"), events);
+        }
         self.flush(i, events);
     }
 
@@ -169,8 +175,11 @@ impl BotNet {
                 if self.slots[i].open && self.slots[i].connected {
                     self.slots[i].conn.handle_timeout(now);
                     if self.slots[i].conn.wants_write() {
-                        let bytes = self.slots[i].conn.take_output();
-                        self.slots[i].out.extend_from_slice(&bytes);
+                        let s = &mut self.slots[i];
+                        if let Err(e) = s.link.outgoing(&mut s.conn, &mut s.out) {
+                            self.fail(i, format!("send: {e}"), events);
+                            continue;
+                        }
                         self.flush(i, events);
                     }
                 }
@@ -244,16 +253,16 @@ impl BotNet {
                     return self.fail(i, format!("server closed the connection{why}"), events);
                 }
                 Ok(n) => {
-                    if let Err(e) = s.conn.handle_bytes(&self.buf[..n]) {
+                    let had = s.out.len();
+                    if let Err(e) = s.link.incoming(&self.buf[..n], &mut s.conn, &mut s.out) {
                         return self.fail(i, format!("protocol: {e}"), events);
                     }
                     while let Some(m) = s.conn.poll_event() {
                         events.push(BotEvent::Message(i, m));
                     }
-                    if s.conn.wants_write() {
-                        // The handshake done: what the bot queued before it is sealed now.
-                        let bytes = s.conn.take_output();
-                        s.out.extend_from_slice(&bytes);
+                    if s.out.len() > had {
+                        // The handshake done (what the bot queued before it is sealed now),
+                        // or a pong.
                         self.flush(i, events);
                         if !self.is_open(i) {
                             return;

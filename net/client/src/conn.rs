@@ -33,6 +33,9 @@ pub enum ClientError {
     /// Socket trouble.
     #[error("io: {0}")]
     Io(#[from] io::Error),
+    /// The WebSocket layer broke (refused upgrade, protocol error, closed).
+    #[error("websocket: {0}")]
+    Ws(#[from] oxworld_net::ws::WsError),
     /// The channel broke: the gate refused the hello or the handshake, or a record was bad.
     #[error("channel: {0}")]
     Channel(#[from] ChannelError),

@@ -6,6 +6,7 @@ pub mod blocking;
 pub mod botnet;
 pub mod conn;
 pub mod dial;
+mod link;
 
 pub use blocking::BlockingClient;
 pub use botnet::{BotEvent, BotNet};

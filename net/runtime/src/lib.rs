@@ -98,6 +98,9 @@ pub struct ListenSpec {
     /// the hello, the handshake, decryption and decompression on the way in, sealing on the
     /// way out. `None` for internal links: frames go to the app as they are.
     pub channel: Option<Arc<oxworld_net::channel::ServerSettings>>,
+    /// WebSocket framing (with `channel`): records are binary messages, and plain GETs are
+    /// answered from the settings' `web_root`.
+    pub ws: Option<Arc<oxworld_net::ws::WsSettings>>,
 }
 
 /// How to build a [`Runtime`].
@@ -117,6 +120,7 @@ enum Cmd {
         stream: TcpStream,
         opts: ConnOpts,
         channel: Option<Arc<oxworld_net::channel::ServerSettings>>,
+        ws: Option<Arc<oxworld_net::ws::WsSettings>>,
     },
     Connect {
         conn: ConnId,
@@ -329,12 +333,13 @@ impl Runtime {
                     *count += 1;
                     let opts = spec.opts;
                     let channel = spec.channel.clone();
+                    let ws = spec.ws.clone();
                     let _ = stream.set_nodelay(true);
                     let conn = self.out.alloc_id();
                     self.accepted.insert(conn, i);
                     self.worker_for(conn)
                         .tx
-                        .send(Cmd::Adopt { conn, stream, opts, channel })
+                        .send(Cmd::Adopt { conn, stream, opts, channel, ws })
                         .map_err(|_| dead_worker())?;
                     self.worker_for(conn).bell.ring()?;
                     app.handle(now, Event::Accepted { conn, listener: i, peer }, &mut self.out);
@@ -502,6 +507,7 @@ mod tests {
                 opts: OPTS,
                 max_conns: 8,
                 channel: None,
+                ws: None,
             }],
         })
         .expect("runtime");
@@ -627,6 +633,7 @@ mod tests {
                 opts,
                 max_conns: 8,
                 channel: None,
+                ws: None,
             }],
         })
         .expect("runtime");

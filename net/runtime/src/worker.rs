@@ -16,6 +16,7 @@ use mio::{Events, Interest, Poll, Token};
 use oxworld_net::app::{CloseReason, ConnId, ConnOpts, Event};
 use oxworld_net::channel::{MAX_RECORD, ServerChannel, next_prefixed};
 use oxworld_net::frame::Deframer;
+use oxworld_net::ws::{WsServer, WsStatus};
 use rustc_hash::FxHashMap;
 
 use crate::bell::Bell;
@@ -30,8 +31,55 @@ struct Conn {
     opts: ConnOpts,
     connecting: bool,
     paused: bool,
-    /// The client channel of a client connection: records in, messages out, and back.
-    channel: Option<ServerChannel>,
+    /// The client side of a client connection: records in, messages out, and back.
+    client: Option<ClientLayers>,
+    /// Close once everything queued is written (a WebSocket port served a plain HTTP GET).
+    close_after_flush: bool,
+}
+
+/// What runs between a client's socket bytes and the app's messages: the transport's record
+/// framing (length prefixes on TCP, WebSocket messages) and the client channel.
+struct ClientLayers {
+    channel: ServerChannel,
+    ws: Option<WsServer>,
+    /// The channel's output (length-prefixed records) before WebSocket framing.
+    wire: Vec<u8>,
+}
+
+impl ClientLayers {
+    /// Moves what the channel produced into `out`, framed for the transport.
+    fn frame_wire(&mut self, out: &mut Vec<u8>) -> Result<(), CloseReason> {
+        match self.ws.as_mut() {
+            None => out.append(&mut self.wire),
+            Some(ws) => {
+                let mut at = 0;
+                while let Some((r, next)) = next_prefixed(&self.wire, at) {
+                    ws.send_record(r, out).map_err(|e| CloseReason::Protocol(e.to_string()))?;
+                    at = next;
+                }
+                self.wire.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// One record from the client: whole messages to `frames`, replies to `out`.
+    fn record(&mut self, record: &[u8], frames: &mut Vec<Vec<u8>>, out: &mut Vec<u8>) -> Result<(), CloseReason> {
+        let r = self.channel.handle_record(record, &mut self.wire, |m| frames.push(m));
+        // A refusal is written before the close.
+        self.frame_wire(out)?;
+        r.map_err(|e| CloseReason::Protocol(e.to_string()))
+    }
+
+    /// Seals each of the app's length-prefixed messages in `bytes` into `out`.
+    fn seal(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), CloseReason> {
+        let mut at = 0;
+        while let Some((msg, next)) = next_prefixed(bytes, at) {
+            self.channel.send(msg, &mut self.wire).map_err(|e| CloseReason::Protocol(e.to_string()))?;
+            at = next;
+        }
+        self.frame_wire(out)
+    }
 }
 
 pub(crate) struct Worker {
@@ -122,12 +170,16 @@ impl Worker {
                 Err(TryRecvError::Disconnected) => return Ok(true),
             };
             match cmd {
-                Cmd::Adopt { conn, mut stream, opts, channel } => {
+                Cmd::Adopt { conn, mut stream, opts, channel, ws } => {
                     let k = conn.0 as usize;
                     self.poll.registry().register(&mut stream, Token(k), Interest::READABLE | Interest::WRITABLE)?;
                     let mut c = Conn::new(conn, stream, opts, false);
                     if let Some(settings) = channel {
-                        c.channel = Some(ServerChannel::new(settings, self.seed()));
+                        c.client = Some(ClientLayers {
+                            channel: ServerChannel::new(settings, self.seed()),
+                            ws: ws.map(WsServer::new),
+                            wire: Vec::new(),
+                        });
                         c.deframer.set_max_frame(MAX_RECORD);
                     }
                     self.conns.insert(k, c);
@@ -149,8 +201,8 @@ impl Worker {
                 },
                 Cmd::SetMaxFrame(conn, max) => {
                     if let Some(c) = self.conns.get_mut(&(conn.0 as usize)) {
-                        match c.channel.as_mut() {
-                            Some(ch) => ch.set_max_message(max),
+                        match c.client.as_mut() {
+                            Some(l) => l.channel.set_max_message(max),
                             None => c.deframer.set_max_frame(max),
                         }
                     }
@@ -165,19 +217,10 @@ impl Worker {
                             c.out.clear();
                             c.out_pos = 0;
                         }
-                        if let Some(ch) = c.channel.as_mut() {
+                        if let Some(l) = c.client.as_mut() {
                             // Our own app's frames: seal each message into records.
-                            let mut at = 0;
-                            let mut failed = None;
-                            while let Some((msg, next)) = next_prefixed(&bytes, at) {
-                                if let Err(e) = ch.send(msg, &mut c.out) {
-                                    failed = Some(e);
-                                    break;
-                                }
-                                at = next;
-                            }
-                            if let Some(e) = failed {
-                                self.close(k, CloseReason::Protocol(e.to_string()));
+                            if let Err(reason) = l.seal(&bytes, &mut c.out) {
+                                self.close(k, reason);
                                 continue;
                             }
                         } else if c.out.is_empty() {
@@ -304,7 +347,11 @@ impl Worker {
                 }
             }
         }
-        let queued = c.out.len() - c.out_pos + c.channel.as_ref().map_or(0, ServerChannel::pending_bytes);
+        let queued = c.out.len() - c.out_pos + c.client.as_ref().map_or(0, |l| l.channel.pending_bytes());
+        if queued == 0 && c.close_after_flush {
+            self.close(k, CloseReason::Requested("HTTP request served".into()));
+            return;
+        }
         if queued == 0 {
             c.out.clear();
             c.out_pos = 0;
@@ -343,30 +390,48 @@ impl Worker {
                     }
                 },
             };
-            c.deframer.push(&self.scratch[..n]);
             let id = c.id;
             let mut frames = Vec::new();
             let mut bad = None;
             let had_output = c.out.len();
-            loop {
-                match c.deframer.next_frame() {
-                    Ok(Some(f)) => match c.channel.as_mut() {
-                        None => frames.push(f.to_vec()),
-                        Some(ch) => {
-                            if let Err(e) = ch.handle_record(f, &mut c.out, |m| frames.push(m)) {
-                                bad = Some(CloseReason::Protocol(e.to_string()));
-                                break;
-                            }
-                        }
-                    },
-                    Ok(None) => break,
-                    Err(e) => {
-                        bad = Some(CloseReason::Frame(e));
-                        break;
+            if let Some(l) = c.client.as_mut()
+                && let Some(ws) = l.ws.as_mut()
+            {
+                let mut records = Vec::new();
+                match ws.handle_bytes(&self.scratch[..n], &mut c.out, &mut records) {
+                    Ok(WsStatus::Open) => {}
+                    Ok(WsStatus::Done) => c.close_after_flush = true,
+                    Err(e) => bad = Some(CloseReason::Protocol(e.to_string())),
+                }
+                for r in records {
+                    if bad.is_none()
+                        && let Err(reason) = l.record(&r, &mut frames, &mut c.out)
+                    {
+                        bad = Some(reason);
                     }
                 }
+            } else {
+                c.deframer.push(&self.scratch[..n]);
+                loop {
+                    match c.deframer.next_frame() {
+                        Ok(Some(f)) => match c.client.as_mut() {
+                            None => frames.push(f.to_vec()),
+                            Some(l) => {
+                                if let Err(reason) = l.record(f, &mut frames, &mut c.out) {
+                                    bad = Some(reason);
+                                    break;
+                                }
+                            }
+                        },
+                        Ok(None) => break,
+                        Err(e) => {
+                            bad = Some(CloseReason::Frame(e));
+                            break;
+                        }
+                    }
+                }
+                c.deframer.shrink_if_idle();
             }
-            c.deframer.shrink_if_idle();
             let replied = c.out.len() > had_output;
             for data in frames {
                 self.emit(Event::Frame { conn: id, data });
@@ -416,7 +481,8 @@ impl Conn {
             opts,
             connecting,
             paused: false,
-            channel: None,
+            client: None,
+            close_after_flush: false,
         }
     }
 }
