@@ -136,14 +136,15 @@ impl TestCluster {
         let dir = std::env::temp_dir().join(format!("oxworld-test-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
-        // The gate's TCP and WebSocket ports, then one per dispatcher.
-        let ports = free_ports(spec.dispatchers + 2);
-        anyhow::ensure!(ports.len() == spec.dispatchers + 2, "no free loopback ports");
+        // The gate's TCP, WebSocket and KCP (UDP) ports, then one per dispatcher.
+        let ports = free_ports(spec.dispatchers + 3);
+        anyhow::ensure!(ports.len() == spec.dispatchers + 3, "no free loopback ports");
         let gate_port = ports[0];
         let ws_port = ports[1];
+        let kcp_port = ports[2];
         let mut ini = format!(
             "[deployment]\ndesired_dispatchers = {}\ndesired_games = {}\ndesired_gates = 1\nsecret = test\n\
-             [gate1]\nlisten_addr = 127.0.0.1:{gate_port}\nws_addr = 127.0.0.1:{ws_port}\n{}\n\
+             [gate1]\nlisten_addr = 127.0.0.1:{gate_port}\nws_addr = 127.0.0.1:{ws_port}\nkcp_addr = 127.0.0.1:{kcp_port}\n{}\n\
              [storage]\ndir = {}\nfreeze_dir = {}\n",
             spec.dispatchers,
             spec.games,
@@ -151,7 +152,7 @@ impl TestCluster {
             dir.join("store").display(),
             dir.join("freeze").display()
         );
-        for (d, port) in ports.iter().enumerate().skip(2).map(|(i, p)| (i - 1, p)) {
+        for (d, port) in ports.iter().enumerate().skip(3).map(|(i, p)| (i - 2, p)) {
             ini.push_str(&format!("[dispatcher{d}]\nlisten_addr = 127.0.0.1:{port}\n"));
         }
         ini.push_str(spec.extra);

@@ -454,11 +454,17 @@ mod tests {
         fn hex(s: &str) -> Vec<u8> {
             s.split_whitespace().map(|b| u8::from_str_radix(b, 16).expect("hex byte")).collect()
         }
+        /// What the gate's channel puts on a TCP connection in mode 0 for one message (PROTOCOL.md
+        /// 11 shows these bytes): the record's length, flags 0, the message.
         fn framed(encode: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+            use crate::channel::{Mode, ServerChannel, ServerSettings};
+            let settings = ServerSettings { mode: Mode::Plain, key: None, compress_threshold: 0, max_message: 1 << 20 };
+            let mut ch = ServerChannel::new(std::sync::Arc::new(settings), [0; 32]);
+            ch.handle_record(b"OXW\x02\x00\x00", &mut Vec::new(), |_| {}).expect("a plain hello");
+            let mut msg = Vec::new();
+            encode(&mut msg);
             let mut out = Vec::new();
-            let at = crate::frame::begin_frame(&mut out);
-            encode(&mut out);
-            crate::frame::finish_frame(&mut out, at);
+            ch.send(&msg, &mut out).expect("seal");
             out
         }
         let id = Id::parse_hex("00112233445566778899aabbccddeeff").expect("id");
@@ -469,7 +475,7 @@ mod tests {
         assert_eq!(
             call,
             hex(
-                "20 00 00 00 01 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 84 d4 9d d4 01 00 00 00 05 02 00 00 00 68 69"
+                "21 00 00 00 00 01 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 84 d4 9d d4 01 00 00 00 05 02 00 00 00 68 69"
             )
         );
         let reply =
@@ -477,7 +483,7 @@ mod tests {
         assert_eq!(
             reply,
             hex(
-                "2a 00 00 00 84 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 0a 00 00 00 65 63 68 6f 5f 72 65 70 6c 79 01 00 00 00 05 02 00 00 00 68 69"
+                "2b 00 00 00 00 84 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 0a 00 00 00 65 63 68 6f 5f 72 65 70 6c 79 01 00 00 00 05 02 00 00 00 68 69"
             )
         );
         let create = framed(|b| {
@@ -493,10 +499,10 @@ mod tests {
         assert_eq!(
             create,
             hex(
-                "32 00 00 00 82 01 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 07 00 00 00 41 63 63 6f 75 6e 74 08 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00"
+                "33 00 00 00 00 82 01 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 07 00 00 00 41 63 63 6f 75 6e 74 08 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00"
             )
         );
-        assert_eq!(framed(|b| ClientMsg::Heartbeat.encode(b)), hex("01 00 00 00 02"));
+        assert_eq!(framed(|b| ClientMsg::Heartbeat.encode(b)), hex("02 00 00 00 00 02"));
     }
 
     #[test]

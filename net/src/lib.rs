@@ -10,6 +10,7 @@ pub mod client_proto;
 pub mod config;
 pub mod frame;
 pub mod id;
+pub mod kcp;
 pub mod msg;
 pub mod ratelog;
 pub mod value;

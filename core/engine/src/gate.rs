@@ -159,6 +159,11 @@ impl GateApp {
     }
 
     fn on_accept(&mut self, now: Instant, conn: ConnId, out: &mut Outbox) {
+        // Each transport's listener stops at `max_clients`; this bounds them together.
+        if self.clients.len() >= self.cfg.max_clients {
+            out.close(conn, "the gate is at max_clients");
+            return;
+        }
         let ms = self.unix_ms(now);
         let client = self.ids.next(ms);
         let boot = self.ids.next(ms);

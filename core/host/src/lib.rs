@@ -34,7 +34,7 @@ pub fn run_dispatcher(args: &ProcArgs) -> anyhow::Result<()> {
     let mut status = StatusWriter::new(args.status_file.clone(), &name, "dispatcher", unix_clock());
     // Frames are capped small until a peer's Hello is accepted (the dispatcher raises the cap).
     let opts = ConnOpts { max_frame: HANDSHAKE_MAX_FRAME, max_queued: cfg.internal_queue_limit };
-    let listen = ListenSpec { addr: dc.listen_addr, opts, max_conns: dc.max_conns, channel: None, ws: None };
+    let listen = ListenSpec { addr: dc.listen_addr, opts, max_conns: dc.max_conns, channel: None, ws: None, kcp: None };
     let rt = Runtime::new(RuntimeConfig { name: name.clone(), io_threads: dc.io_threads, listeners: vec![listen] })
         .with_context(|| format!("{name}: cannot listen on {}", dc.listen_addr));
     let rt = status.fail_on_err(rt)?;
@@ -58,6 +58,7 @@ pub fn run_gate(args: &ProcArgs) -> anyhow::Result<()> {
         max_conns: gc.max_clients,
         channel: Some(channel.clone()),
         ws: None,
+        kcp: None,
     }];
     if let Some(addr) = gc.ws_addr {
         let ws = oxworld_net::ws::WsSettings {
@@ -71,18 +72,51 @@ pub fn run_gate(args: &ProcArgs) -> anyhow::Result<()> {
             max_conns: gc.max_clients,
             channel: Some(channel.clone()),
             ws: Some(std::sync::Arc::new(ws)),
+            kcp: None,
         });
     }
-    let rt = Runtime::new(RuntimeConfig { name: name.clone(), io_threads: gc.io_threads, listeners })
-        .with_context(|| format!("{name}: cannot listen on {} / {:?}", gc.listen_addr, gc.ws_addr));
+    if let Some(addr) = gc.kcp_addr {
+        let k = &gc.kcp;
+        let params = oxworld_net::kcp::KcpParams {
+            nodelay: k.nodelay,
+            interval: k.interval_ms,
+            resend: k.resend,
+            no_congestion: k.no_congestion,
+            snd_wnd: k.snd_wnd,
+            rcv_wnd: k.rcv_wnd,
+            mtu: k.mtu,
+            dead_link: 20,
+        };
+        listeners.push(ListenSpec {
+            addr,
+            opts: gate::client_opts(gc),
+            max_conns: gc.max_clients,
+            channel: Some(channel.clone()),
+            ws: None,
+            kcp: Some(oxworld_runtime::KcpListen {
+                params,
+                recv_buffer: k.udp_recv_buffer,
+                send_buffer: k.udp_send_buffer,
+            }),
+        });
+    }
+    let rt =
+        Runtime::new(RuntimeConfig { name: name.clone(), io_threads: gc.io_threads, listeners }).with_context(|| {
+            format!("{name}: cannot listen on {} / ws {:?} / kcp {:?}", gc.listen_addr, gc.ws_addr, gc.kcp_addr)
+        });
     let rt = status.fail_on_err(rt)?;
+    let mut transports = vec![format!("tcp {}", rt.local_addr(0)?)];
+    let mut i = 1;
+    if gc.ws_addr.is_some() {
+        transports.push(format!("websocket {}", rt.local_addr(i)?));
+        i += 1;
+    }
+    if gc.kcp_addr.is_some() {
+        transports.push(format!("kcp {}", rt.local_addr(i)?));
+    }
     log::info!(
-        "{name}: listening for clients on tcp {}{} ({})",
-        rt.local_addr(0)?,
-        match gc.ws_addr {
-            Some(_) => format!(", websocket {}", rt.local_addr(1)?),
-            None => String::new(),
-        },
+        "{name}: listening for clients on {} ({})",
+        transports.join(", "),
         if gc.encrypt { "encrypted" } else { "unencrypted" }
     );
     let app = GateApp::new(&cfg, gc, oxworld_runtime::os_seed(), rt.unix_ms_base());

@@ -121,6 +121,41 @@ fn echo_relay_and_hostile_input_across_two_games() {
         other => panic!("expected a refused handshake, got {other:?}"),
     }
 
+    // Hostile datagrams at the KCP port: garbage, a forged CONNECT, a short HELLO, data for
+    // conversations that do not exist. The gate answers none with more than it got, and a
+    // KCP client still gets in afterwards.
+    let kcp_addr = cluster.cfg.gates[0].kcp_addr.expect("kcp_addr");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    udp.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    let mut forged = vec![0, 0, 0, 0, 3];
+    forged.extend_from_slice(&[0x42; 60]);
+    let mut seed = 0x9e37_79b9u32;
+    let mut junk = Vec::new();
+    for len in [0usize, 1, 3, 4, 5, 24, 25, 200, 1400] {
+        let d: Vec<u8> = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                seed as u8
+            })
+            .collect();
+        junk.push(d);
+    }
+    junk.push(forged);
+    junk.push(vec![0, 0, 0, 0, 1, 7, 7]);
+    for d in &junk {
+        let _ = udp.send_to(d, kcp_addr);
+        let mut buf = [0u8; 2048];
+        if let Ok((n, _)) = udp.recv_from(&mut buf) {
+            assert!(n <= d.len().max(9), "{n}-byte answer to a {}-byte datagram", d.len());
+        }
+    }
+    let mut k = BlockingClient::connect(&cluster.dial(oxworld_client::Transport::Kcp), WAIT).expect("kcp");
+    let kme = k.wait_player(WAIT).expect("a KCP client gets in after the junk");
+    k.call(kme, "echo", vec![Value::from("over kcp")]).expect("send");
+    assert_eq!(reply(&mut k).1, vec![Value::from("over kcp")]);
+
     for (c, me) in &mut clients {
         c.call(*me, "relay_echo", vec![Value::from("after")]).expect("send");
         assert_eq!(reply(c).1[1], Value::from("after"));
@@ -206,8 +241,9 @@ fn quiet_clients_are_kept_by_heartbeats_and_silent_ones_told_why() {
     cluster.stop().expect("clean stop");
 }
 
-/// The same calls over every transport and channel mode: TCP and WebSocket, encrypted (the
-/// default) and not, with lz4 on large messages; the WebSocket port also serves `web_root`.
+/// The same calls over every transport and channel mode: TCP, WebSocket and KCP, encrypted
+/// (the default) and not, with lz4 on large messages and messages of several records; the
+/// WebSocket port also serves `web_root`.
 #[test]
 fn every_transport_and_mode_carries_the_same_calls() {
     use std::io::{Read, Write};
@@ -220,7 +256,7 @@ fn every_transport_and_mode_carries_the_same_calls() {
     for encrypt in [true, false] {
         let gate = format!("encrypt = {encrypt}\nweb_root = {}", web.display());
         let cluster = cluster_with_gate(&format!("transports-{encrypt}"), 1, 1, &gate);
-        for transport in [Transport::Tcp, Transport::Ws] {
+        for transport in [Transport::Tcp, Transport::Ws, Transport::Kcp] {
             let dial = cluster.dial(transport);
             assert_eq!(dial.encrypted(), encrypt);
             let mut c = BlockingClient::connect(&dial, WAIT).expect("connect");

@@ -5,14 +5,14 @@
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
-use mio::net::TcpStream;
+use mio::net::{TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 
 use oxworld_net::client_proto::{ClientMsg, ServerMsg};
 
 use crate::conn::ClientConn;
 use crate::dial::{Dial, Transport};
-use crate::link::StreamLink;
+use crate::link::{DatagramLink, StreamLink};
 
 /// What happened to one bot's connection.
 #[derive(Debug)]
@@ -25,10 +25,14 @@ pub enum BotEvent {
     Closed(usize, String),
 }
 
+enum SlotIo {
+    Stream(TcpStream, StreamLink),
+    Kcp(UdpSocket, DatagramLink),
+}
+
 struct Slot {
-    stream: TcpStream,
+    io: SlotIo,
     conn: ClientConn,
-    link: StreamLink,
     out: Vec<u8>,
     connected: bool,
     open: bool,
@@ -44,7 +48,12 @@ pub struct BotNet {
     later: Vec<(usize, std::rc::Rc<Dial>, std::time::Instant)>,
     /// When the bots' heartbeats are checked next (one pass over them a second).
     next_heartbeats: std::time::Instant,
+    /// When the KCP bots' timers run next (every `KCP_TICK`), if there are any.
+    next_kcp: Option<std::time::Instant>,
 }
+
+/// How often KCP bots run their timers (the gate's default `kcp_interval_ms`).
+const KCP_TICK: Duration = Duration::from_millis(10);
 
 /// How often a `BotNet` lets its bots send the heartbeats due (a third of the gate's idle
 /// timeout is far longer).
@@ -60,6 +69,7 @@ impl BotNet {
             buf: vec![0; 64 * 1024],
             later: Vec::new(),
             next_heartbeats: std::time::Instant::now(),
+            next_kcp: None,
         })
     }
 
@@ -72,18 +82,29 @@ impl BotNet {
     }
 
     fn open_slot(&mut self, i: usize, dial: &Dial) -> io::Result<Slot> {
+        let mut conn = dial.new_conn();
         if dial.transport == Transport::Kcp {
-            return Err(io::Error::other("kcp is not supported by BotNet yet"));
+            let any: std::net::SocketAddr =
+                if dial.addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+            let mut socket = UdpSocket::bind(any)?;
+            socket.connect(dial.addr)?;
+            self.poll.registry().register(&mut socket, Token(i), Interest::READABLE)?;
+            let mut link = DatagramLink::new(std::time::Instant::now());
+            link.outgoing(&mut conn);
+            for d in link.transmits() {
+                let _ = socket.send(&d);
+            }
+            self.next_kcp.get_or_insert_with(std::time::Instant::now);
+            return Ok(Slot { io: SlotIo::Kcp(socket, link), conn, out: Vec::new(), connected: true, open: true });
         }
         let mut stream = TcpStream::connect(dial.addr)?;
         self.poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
-        let mut conn = dial.new_conn();
         // The upgrade request (WebSocket) and the channel's hello go out as soon as the socket
         // is connected.
         let mut out = Vec::new();
         let mut link = StreamLink::new(dial, &mut out).map_err(io::Error::other)?;
         link.outgoing(&mut conn, &mut out).map_err(io::Error::other)?;
-        Ok(Slot { stream, conn, link, out, connected: false, open: true })
+        Ok(Slot { io: SlotIo::Stream(stream, link), conn, out, connected: false, open: true })
     }
 
     /// Closes bot `i` now and reconnects it as `dial` says after `delay` (a back-off, so a
@@ -123,10 +144,7 @@ impl BotNet {
             return;
         }
         s.conn.send(msg);
-        if let Err(e) = s.link.outgoing(&mut s.conn, &mut s.out) {
-            return self.fail(i, format!("send: {e}"), events);
-        }
-        self.flush(i, events);
+        self.push_out(i, events);
     }
 
     /// Closes bot `i`.
@@ -135,8 +153,18 @@ impl BotNet {
             && s.open
         {
             s.open = false;
-            let _ = self.poll.registry().deregister(&mut s.stream);
-            let _ = s.stream.shutdown(std::net::Shutdown::Both);
+            match &mut s.io {
+                SlotIo::Stream(stream, _) => {
+                    let _ = self.poll.registry().deregister(stream);
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                }
+                SlotIo::Kcp(socket, link) => {
+                    if let Some(bye) = link.close() {
+                        let _ = socket.send(&bye);
+                    }
+                    let _ = self.poll.registry().deregister(socket);
+                }
+            }
         }
     }
 
@@ -147,14 +175,37 @@ impl BotNet {
         }
     }
 
+    /// Moves what bot `i`'s protocol state queued to its transport and writes it.
+    fn push_out(&mut self, i: usize, events: &mut Vec<BotEvent>) {
+        let s = &mut self.slots[i];
+        match &mut s.io {
+            SlotIo::Stream(_, link) => {
+                if let Err(e) = link.outgoing(&mut s.conn, &mut s.out) {
+                    return self.fail(i, format!("send: {e}"), events);
+                }
+            }
+            SlotIo::Kcp(socket, link) => {
+                link.outgoing(&mut s.conn);
+                for d in link.transmits() {
+                    let _ = socket.send(&d);
+                }
+                return;
+            }
+        }
+        self.flush(i, events);
+    }
+
     fn flush(&mut self, i: usize, events: &mut Vec<BotEvent>) {
         let s = &mut self.slots[i];
         if !s.connected || s.out.is_empty() {
             return;
         }
+        let SlotIo::Stream(stream, _) = &mut s.io else {
+            return;
+        };
         let mut written = 0;
         while written < s.out.len() {
-            match s.stream.write(&s.out[written..]) {
+            match stream.write(&s.out[written..]) {
                 Ok(0) => return self.fail(i, "write returned 0".into(), events),
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -175,15 +226,17 @@ impl BotNet {
                 if self.slots[i].open && self.slots[i].connected {
                     self.slots[i].conn.handle_timeout(now);
                     if self.slots[i].conn.wants_write() {
-                        let s = &mut self.slots[i];
-                        if let Err(e) = s.link.outgoing(&mut s.conn, &mut s.out) {
-                            self.fail(i, format!("send: {e}"), events);
-                            continue;
-                        }
-                        self.flush(i, events);
+                        self.push_out(i, events);
                     }
                 }
             }
+        }
+        if let Some(due) = self.next_kcp {
+            if now >= due {
+                self.kcp_timers(now, events);
+                self.next_kcp = Some(now + KCP_TICK);
+            }
+            timeout = timeout.min(self.next_kcp.map_or(timeout, |t| t.saturating_duration_since(now)));
         }
         if !self.later.is_empty() {
             let due: Vec<(usize, std::rc::Rc<Dial>)> =
@@ -212,19 +265,26 @@ impl BotNet {
             if !self.is_open(i) {
                 continue;
             }
+            if let SlotIo::Kcp(..) = self.slots[i].io {
+                if readable {
+                    self.read_datagrams(i, events);
+                }
+                continue;
+            }
             if writable && !self.slots[i].connected {
                 let s = &mut self.slots[i];
-                match s.stream.take_error() {
+                let SlotIo::Stream(stream, _) = &mut s.io else { continue };
+                match stream.take_error() {
                     Ok(Some(e)) | Err(e) => {
                         self.fail(i, format!("connect: {e}"), events);
                         continue;
                     }
                     Ok(None) => {}
                 }
-                match s.stream.peer_addr() {
+                match stream.peer_addr() {
                     Ok(_) => {
                         s.connected = true;
-                        let _ = s.stream.set_nodelay(true);
+                        let _ = stream.set_nodelay(true);
                         events.push(BotEvent::Connected(i));
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotConnected => continue,
@@ -244,17 +304,63 @@ impl BotNet {
         Ok(())
     }
 
+    /// Runs every KCP bot's timers: exchange retries, retransmissions, dead links.
+    fn kcp_timers(&mut self, now: std::time::Instant, events: &mut Vec<BotEvent>) {
+        for i in 0..self.slots.len() {
+            let s = &mut self.slots[i];
+            if !s.open {
+                continue;
+            }
+            let SlotIo::Kcp(socket, link) = &mut s.io else { continue };
+            let r = link.update(now);
+            for d in link.transmits() {
+                let _ = socket.send(&d);
+            }
+            if let Err(e) = r {
+                self.fail(i, format!("kcp: {e}"), events);
+            }
+        }
+    }
+
+    fn read_datagrams(&mut self, i: usize, events: &mut Vec<BotEvent>) {
+        loop {
+            let s = &mut self.slots[i];
+            let SlotIo::Kcp(socket, link) = &mut s.io else { return };
+            match socket.recv(&mut self.buf) {
+                Ok(n) => {
+                    let r = link.incoming(&self.buf[..n], &mut s.conn, std::time::Instant::now());
+                    for d in link.transmits() {
+                        let _ = socket.send(&d);
+                    }
+                    while let Some(m) = s.conn.poll_event() {
+                        events.push(BotEvent::Message(i, m));
+                    }
+                    if let Err(e) = r {
+                        let why = s.conn.farewell().map(|r| format!(": {r}")).unwrap_or_default();
+                        return self.fail(i, format!("{e}{why}"), events);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // ICMP port unreachable: the gate is not there (yet); KCP retries.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                Err(e) => return self.fail(i, format!("read: {e}"), events),
+            }
+        }
+    }
+
     fn read(&mut self, i: usize, events: &mut Vec<BotEvent>) {
         loop {
             let s = &mut self.slots[i];
-            match s.stream.read(&mut self.buf) {
+            let SlotIo::Stream(stream, link) = &mut s.io else { return };
+            match stream.read(&mut self.buf) {
                 Ok(0) => {
                     let why = s.conn.farewell().map(|r| format!(": {r}")).unwrap_or_default();
                     return self.fail(i, format!("server closed the connection{why}"), events);
                 }
                 Ok(n) => {
                     let had = s.out.len();
-                    if let Err(e) = s.link.incoming(&self.buf[..n], &mut s.conn, &mut s.out) {
+                    if let Err(e) = link.incoming(&self.buf[..n], &mut s.conn, &mut s.out) {
                         return self.fail(i, format!("protocol: {e}"), events);
                     }
                     while let Some(m) = s.conn.poll_event() {

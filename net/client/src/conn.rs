@@ -33,6 +33,9 @@ pub enum ClientError {
     /// Socket trouble.
     #[error("io: {0}")]
     Io(#[from] io::Error),
+    /// The KCP layer broke (no answer, refused, dead link, ended by the gate).
+    #[error("kcp: {0}")]
+    Kcp(oxworld_net::kcp::link::KcpLinkError),
     /// The WebSocket layer broke (refused upgrade, protocol error, closed).
     #[error("websocket: {0}")]
     Ws(#[from] oxworld_net::ws::WsError),

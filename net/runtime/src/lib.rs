@@ -49,6 +49,9 @@ const MAX_POLL_SLEEP: Duration = Duration::from_millis(500);
 /// Longest a worker sleeps in its poll (its commands and wake-ups come sooner; this only bounds
 /// a missed wake-up).
 const WORKER_POLL_EVERY: Duration = Duration::from_millis(250);
+/// How long a client connection may take to complete its channel's handshake (PROTOCOL.md
+/// 2.4) before its worker closes it; until then the app does not know it exists.
+const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stopping worker keeps trying to flush queued output.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
 
@@ -101,6 +104,8 @@ pub struct ListenSpec {
     /// WebSocket framing (with `channel`): records are binary messages, and plain GETs are
     /// answered from the settings' `web_root`.
     pub ws: Option<Arc<oxworld_net::ws::WsSettings>>,
+    /// A KCP listener over UDP instead of TCP (with `channel`), run by one IO worker.
+    pub kcp: Option<KcpListen>,
 }
 
 /// How to build a [`Runtime`].
@@ -121,6 +126,13 @@ enum Cmd {
         opts: ConnOpts,
         channel: Option<Arc<oxworld_net::channel::ServerSettings>>,
         ws: Option<Arc<oxworld_net::ws::WsSettings>>,
+        /// Listener index and peer, for the `Accepted` the worker sends after the handshake.
+        announce: (usize, SocketAddr),
+    },
+    AdoptUdp {
+        listener: usize,
+        socket: mio::net::UdpSocket,
+        spec: (Arc<oxworld_net::channel::ServerSettings>, KcpListen, ConnOpts, usize),
     },
     Connect {
         conn: ConnId,
@@ -144,7 +156,9 @@ struct WorkerHandle {
 pub struct Runtime {
     name: String,
     poll: Poll,
-    listeners: Vec<(TcpListener, ListenSpec, usize)>,
+    listeners: Vec<(Option<TcpListener>, ListenSpec, usize)>,
+    /// Bound addresses of the listeners (TCP and UDP), in order.
+    bound: Vec<SocketAddr>,
     accepted: FxHashMap<ConnId, usize>,
     signals: signal_hook_mio::v1_0::Signals,
     workers: Vec<WorkerHandle>,
@@ -165,10 +179,20 @@ impl Runtime {
         let poll = Poll::new()?;
         let main_bell = Arc::new(Bell::new(Waker::new(poll.registry(), WAKER)?));
         let mut listeners = Vec::new();
+        let mut bound = Vec::new();
+        let mut udps = Vec::new();
         for (i, spec) in cfg.listeners.iter().enumerate() {
+            if let Some(k) = &spec.kcp {
+                let socket = bind_udp(spec.addr, k)?;
+                bound.push(socket.local_addr()?);
+                udps.push((i, socket));
+                listeners.push((None, spec.clone(), 0));
+                continue;
+            }
             let mut l = bind_listener(spec.addr)?;
             poll.registry().register(&mut l, Token(i), Interest::READABLE)?;
-            listeners.push((l, spec.clone(), 0));
+            bound.push(l.local_addr()?);
+            listeners.push((Some(l), spec.clone(), 0));
         }
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let mut signals = signal_hook_mio::v1_0::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
@@ -179,15 +203,34 @@ impl Runtime {
             let wpoll = Poll::new()?;
             let bell = Arc::new(Bell::new(Waker::new(wpoll.registry(), WAKER)?));
             let (tx, rx) = bounded(CMD_CHANNEL_CAP);
-            let worker = Worker::new(wpoll, rx, events_tx.clone(), main_bell.clone(), bell.clone(), os_seed().0);
+            let worker = Worker::new(
+                wpoll,
+                rx,
+                events_tx.clone(),
+                main_bell.clone(),
+                bell.clone(),
+                os_seed().0,
+                (w, cfg.io_threads.max(1)),
+            );
             let join = std::thread::Builder::new().name(format!("{}-io{w}", cfg.name)).spawn(move || worker.run())?;
             workers.push(WorkerHandle { tx, bell, join: Some(join) });
+        }
+        for (i, socket) in udps {
+            let spec = &cfg.listeners[i];
+            let (Some(channel), Some(k)) = (spec.channel.clone(), spec.kcp.clone()) else {
+                return Err(io::Error::other("a KCP listener needs a client channel"));
+            };
+            let w = &workers[i % workers.len()];
+            w.tx.send(Cmd::AdoptUdp { listener: i, socket, spec: (channel, k, spec.opts, spec.max_conns) })
+                .map_err(|_| dead_worker())?;
+            w.bell.ring()?;
         }
         let (start, start_unix_ms) = unix_clock();
         Ok(Runtime {
             name: cfg.name,
             poll,
             listeners,
+            bound,
             accepted: FxHashMap::default(),
             signals,
             workers,
@@ -205,10 +248,7 @@ impl Runtime {
 
     /// The bound address of listener `i` (useful with port 0).
     pub fn local_addr(&self, i: usize) -> io::Result<SocketAddr> {
-        match self.listeners.get(i) {
-            Some((l, _, _)) => l.local_addr(),
-            None => Err(io::Error::new(io::ErrorKind::NotFound, "no such listener")),
-        }
+        self.bound.get(i).copied().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such listener"))
     }
 
     /// Starts a named helper thread (storage, async jobs) running `body`. The body gets a
@@ -314,7 +354,7 @@ impl Runtime {
 
     fn accept<A: App>(&mut self, i: usize, now: Instant, app: &mut A) -> io::Result<()> {
         loop {
-            let Some((listener, spec, count)) = self.listeners.get_mut(i) else {
+            let Some((Some(listener), spec, count)) = self.listeners.get_mut(i) else {
                 return Ok(());
             };
             match listener.accept() {
@@ -337,12 +377,17 @@ impl Runtime {
                     let _ = stream.set_nodelay(true);
                     let conn = self.out.alloc_id();
                     self.accepted.insert(conn, i);
+                    // A client connection is announced by its worker once its channel's
+                    // handshake is done: an unauthenticated socket costs the app nothing.
+                    let announce_now = channel.is_none();
                     self.worker_for(conn)
                         .tx
-                        .send(Cmd::Adopt { conn, stream, opts, channel, ws })
+                        .send(Cmd::Adopt { conn, stream, opts, channel, ws, announce: (i, peer) })
                         .map_err(|_| dead_worker())?;
                     self.worker_for(conn).bell.ring()?;
-                    app.handle(now, Event::Accepted { conn, listener: i, peer }, &mut self.out);
+                    if announce_now {
+                        app.handle(now, Event::Accepted { conn, listener: i, peer }, &mut self.out);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -438,12 +483,27 @@ fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(TcpListener::from_std(socket.into()))
 }
 
+fn bind_udp(addr: SocketAddr, k: &KcpListen) -> io::Result<mio::net::UdpSocket> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    // Best effort: the kernel caps them at net.core.rmem_max / wmem_max.
+    let _ = socket.set_recv_buffer_size(k.recv_buffer);
+    let _ = socket.set_send_buffer_size(k.send_buffer);
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(mio::net::UdpSocket::from_std(socket.into()))
+}
+
 fn dead_worker() -> io::Error {
     io::Error::other("an io worker exited")
 }
 
 mod bell;
+mod kcp_io;
+mod layers;
 mod worker;
+
+pub use kcp_io::KcpListen;
 
 use bell::Bell;
 use worker::Worker;
@@ -498,6 +558,87 @@ mod tests {
         }
     }
 
+    /// A client connection reaches the app only once its channel's handshake is done: a
+    /// socket that never says its hello costs the app nothing. The app's messages are sealed
+    /// by the worker and the client's are opened there.
+    #[test]
+    fn client_connections_are_announced_after_their_handshake_only() {
+        use std::io::{Read as _, Write as _};
+
+        use oxworld_net::channel::{
+            ClientChannel, ClientSettings, MAX_RECORD, Mode, ServerSettings, StaticKey, next_prefixed,
+        };
+        use oxworld_net::frame::Deframer;
+
+        let key = StaticKey::from_secret([4; 32]);
+        let settings = Arc::new(ServerSettings {
+            mode: Mode::NoiseNk,
+            key: Some(key.clone()),
+            compress_threshold: 64,
+            max_message: 4096,
+        });
+        let rt = Runtime::new(RuntimeConfig {
+            name: "test".into(),
+            io_threads: 1,
+            listeners: vec![ListenSpec {
+                addr: "127.0.0.1:0".parse().expect("addr"),
+                opts: OPTS,
+                max_conns: 8,
+                channel: Some(settings),
+                ws: None,
+                kcp: None,
+            }],
+        })
+        .expect("runtime");
+        let addr = rt.local_addr(0).expect("bound");
+        let mut app = EchoApp { log: Vec::new(), closes: 0, stop_after: 2, dial: None };
+        let client = std::thread::spawn(move || -> io::Result<Vec<Vec<u8>>> {
+            let silent = std::net::TcpStream::connect(addr)?;
+            let mut s = std::net::TcpStream::connect(addr)?;
+            let mut ch = ClientChannel::new(
+                ClientSettings {
+                    mode: Mode::NoiseNk,
+                    server_key: Some(key.public()),
+                    compress_threshold: 64,
+                    max_message: 1 << 20,
+                },
+                [1; 32],
+            );
+            let mut wire = Vec::new();
+            ch.start(&mut wire).map_err(io::Error::other)?;
+            ch.send(b"ping", &mut wire).map_err(io::Error::other)?;
+            ch.send(&[b'z'; 3000], &mut wire).map_err(io::Error::other)?;
+            s.write_all(&wire)?;
+            let mut d = Deframer::new(MAX_RECORD);
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while got.len() < 2 {
+                let n = s.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                d.push(&buf[..n]);
+                while let Some(r) = d.next_frame().map_err(io::Error::other)? {
+                    let mut back = Vec::new();
+                    ch.handle_record(r, &mut back, |m| got.push(m)).map_err(io::Error::other)?;
+                    // After the server hello: the two messages queued before it, sealed.
+                    if next_prefixed(&back, 0).is_some() {
+                        s.write_all(&back)?;
+                    }
+                }
+            }
+            drop(s);
+            drop(silent);
+            Ok(got)
+        });
+        rt.run(&mut app).expect("runtime ran");
+        let got = client.join().expect("client thread").expect("client io");
+        assert_eq!(got, vec![b"ping".to_vec(), vec![b'z'; 3000]], "echoed through the channel, lz4 included");
+        let accepted = app.log.iter().filter(|l| *l == "accepted").count();
+        assert_eq!(accepted, 1, "only the connection that did its handshake: {:?}", app.log);
+        assert_eq!(app.log[0], "accepted", "announced before its first message: {:?}", app.log);
+    }
+
     fn start(io_threads: usize) -> (Runtime, SocketAddr) {
         let rt = Runtime::new(RuntimeConfig {
             name: "test".into(),
@@ -508,6 +649,7 @@ mod tests {
                 max_conns: 8,
                 channel: None,
                 ws: None,
+                kcp: None,
             }],
         })
         .expect("runtime");
@@ -634,6 +776,7 @@ mod tests {
                 max_conns: 8,
                 channel: None,
                 ws: None,
+                kcp: None,
             }],
         })
         .expect("runtime");

@@ -14,13 +14,15 @@ use log::debug;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use oxworld_net::app::{CloseReason, ConnId, ConnOpts, Event};
-use oxworld_net::channel::{MAX_RECORD, ServerChannel, next_prefixed};
+use oxworld_net::channel::{MAX_RECORD, ServerChannel};
 use oxworld_net::frame::Deframer;
 use oxworld_net::ws::{WsServer, WsStatus};
 use rustc_hash::FxHashMap;
 
 use crate::bell::Bell;
-use crate::{BACKLOG_PAUSE, Cmd, READ_CHUNK, SHUTDOWN_FLUSH, WAKER, WORKER_POLL_EVERY};
+use crate::kcp_io::KcpIo;
+use crate::layers::ClientLayers;
+use crate::{BACKLOG_PAUSE, CLIENT_HANDSHAKE_TIMEOUT, Cmd, READ_CHUNK, SHUTDOWN_FLUSH, WAKER, WORKER_POLL_EVERY};
 
 struct Conn {
     id: ConnId,
@@ -37,51 +39,6 @@ struct Conn {
     close_after_flush: bool,
 }
 
-/// What runs between a client's socket bytes and the app's messages: the transport's record
-/// framing (length prefixes on TCP, WebSocket messages) and the client channel.
-struct ClientLayers {
-    channel: ServerChannel,
-    ws: Option<WsServer>,
-    /// The channel's output (length-prefixed records) before WebSocket framing.
-    wire: Vec<u8>,
-}
-
-impl ClientLayers {
-    /// Moves what the channel produced into `out`, framed for the transport.
-    fn frame_wire(&mut self, out: &mut Vec<u8>) -> Result<(), CloseReason> {
-        match self.ws.as_mut() {
-            None => out.append(&mut self.wire),
-            Some(ws) => {
-                let mut at = 0;
-                while let Some((r, next)) = next_prefixed(&self.wire, at) {
-                    ws.send_record(r, out).map_err(|e| CloseReason::Protocol(e.to_string()))?;
-                    at = next;
-                }
-                self.wire.clear();
-            }
-        }
-        Ok(())
-    }
-
-    /// One record from the client: whole messages to `frames`, replies to `out`.
-    fn record(&mut self, record: &[u8], frames: &mut Vec<Vec<u8>>, out: &mut Vec<u8>) -> Result<(), CloseReason> {
-        let r = self.channel.handle_record(record, &mut self.wire, |m| frames.push(m));
-        // A refusal is written before the close.
-        self.frame_wire(out)?;
-        r.map_err(|e| CloseReason::Protocol(e.to_string()))
-    }
-
-    /// Seals each of the app's length-prefixed messages in `bytes` into `out`.
-    fn seal(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), CloseReason> {
-        let mut at = 0;
-        while let Some((msg, next)) = next_prefixed(bytes, at) {
-            self.channel.send(msg, &mut self.wire).map_err(|e| CloseReason::Protocol(e.to_string()))?;
-            at = next;
-        }
-        self.frame_wire(out)
-    }
-}
-
 pub(crate) struct Worker {
     poll: Poll,
     rx: Receiver<Cmd>,
@@ -95,6 +52,12 @@ pub(crate) struct Worker {
     scratch: Vec<u8>,
     /// Seeds the channels' ephemeral keys (one draw per connection).
     rng: chacha20::ChaCha12Rng,
+    /// KCP listeners handed to this worker, and their sessions.
+    kcp: KcpIo,
+    /// Scratch for events from the KCP side.
+    kcp_events: Vec<Event>,
+    /// When client connections are next checked for an overdue handshake.
+    next_sweep: Instant,
 }
 
 impl Worker {
@@ -105,8 +68,12 @@ impl Worker {
         main_bell: Arc<Bell>,
         bell: Arc<Bell>,
         seed: [u8; 32],
+        (index, count): (usize, usize),
     ) -> Worker {
-        use chacha20::rand_core::SeedableRng as _;
+        use chacha20::rand_core::{Rng as _, SeedableRng as _};
+        let mut rng = chacha20::ChaCha12Rng::from_seed(seed);
+        let mut kcp_seed = [0u8; 32];
+        rng.fill_bytes(&mut kcp_seed);
         Worker {
             poll,
             rx,
@@ -118,7 +85,10 @@ impl Worker {
             paused: Vec::new(),
             woke: false,
             scratch: vec![0; READ_CHUNK],
-            rng: chacha20::ChaCha12Rng::from_seed(seed),
+            rng,
+            kcp: KcpIo::new(index, count, kcp_seed),
+            kcp_events: Vec::new(),
+            next_sweep: Instant::now(),
         }
     }
 
@@ -126,6 +96,9 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         loop {
             let mut timeout = if self.backlog.is_empty() { WORKER_POLL_EVERY } else { Duration::from_millis(1) };
+            if let Some(t) = self.kcp.timeout(Instant::now()) {
+                timeout = timeout.min(t);
+            }
             if !self.bell.prepare_sleep(|| !self.rx.is_empty()) {
                 timeout = Duration::ZERO;
             }
@@ -141,6 +114,11 @@ impl Worker {
                 if ev.token() == WAKER {
                     continue;
                 }
+                if let Some(u) = self.kcp.udp_of(ev.token()) {
+                    self.kcp.readable(u, Instant::now(), &mut self.kcp_events);
+                    self.emit_kcp();
+                    continue;
+                }
                 if ev.is_writable() {
                     self.on_writable(t);
                 }
@@ -152,6 +130,23 @@ impl Worker {
             if self.commands()? {
                 self.shutdown();
                 return Ok(());
+            }
+            let now = Instant::now();
+            self.kcp.tick(now, &mut self.kcp_events);
+            self.emit_kcp();
+            if now >= self.next_sweep {
+                self.next_sweep = now + Duration::from_secs(1);
+                let overdue: Vec<usize> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| {
+                        c.client.as_ref().is_some_and(|l| l.handshake_overdue(now, CLIENT_HANDSHAKE_TIMEOUT))
+                    })
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in overdue {
+                    self.close(k, CloseReason::Protocol("no completed handshake in time".into()));
+                }
             }
             self.drain_backlog();
             if self.woke {
@@ -170,16 +165,17 @@ impl Worker {
                 Err(TryRecvError::Disconnected) => return Ok(true),
             };
             match cmd {
-                Cmd::Adopt { conn, mut stream, opts, channel, ws } => {
+                Cmd::Adopt { conn, mut stream, opts, channel, ws, announce } => {
                     let k = conn.0 as usize;
                     self.poll.registry().register(&mut stream, Token(k), Interest::READABLE | Interest::WRITABLE)?;
                     let mut c = Conn::new(conn, stream, opts, false);
                     if let Some(settings) = channel {
-                        c.client = Some(ClientLayers {
-                            channel: ServerChannel::new(settings, self.seed()),
-                            ws: ws.map(WsServer::new),
-                            wire: Vec::new(),
-                        });
+                        c.client = Some(ClientLayers::new(
+                            ServerChannel::new(settings, self.seed()),
+                            ws.map(WsServer::new),
+                            announce.0,
+                            announce.1,
+                        ));
                         c.deframer.set_max_frame(MAX_RECORD);
                     }
                     self.conns.insert(k, c);
@@ -199,7 +195,13 @@ impl Worker {
                     }
                     Err(e) => self.emit(Event::Closed { conn, reason: CloseReason::ConnectFailed(e.to_string()) }),
                 },
+                Cmd::AdoptUdp { listener, socket, spec } => {
+                    self.kcp.adopt(self.poll.registry(), listener, socket, spec)?;
+                }
                 Cmd::SetMaxFrame(conn, max) => {
+                    if self.kcp.set_max(conn, max) {
+                        continue;
+                    }
                     if let Some(c) = self.conns.get_mut(&(conn.0 as usize)) {
                         match c.client.as_mut() {
                             Some(l) => l.channel.set_max_message(max),
@@ -209,6 +211,10 @@ impl Worker {
                 }
                 Cmd::Write(batch) => {
                     for (conn, bytes) in batch {
+                        if self.kcp.write(conn, &bytes, &mut self.kcp_events) {
+                            self.emit_kcp();
+                            continue;
+                        }
                         let k = conn.0 as usize;
                         let Some(c) = self.conns.get_mut(&k) else {
                             continue;
@@ -232,6 +238,10 @@ impl Worker {
                     }
                 }
                 Cmd::Close(conn, reason) => {
+                    if self.kcp.close(conn, reason.clone(), &mut self.kcp_events) {
+                        self.emit_kcp();
+                        continue;
+                    }
                     let k = conn.0 as usize;
                     self.flush_conn(k);
                     self.close(k, CloseReason::Requested(reason));
@@ -241,7 +251,14 @@ impl Worker {
         }
     }
 
+    fn emit_kcp(&mut self) {
+        for ev in std::mem::take(&mut self.kcp_events) {
+            self.emit(ev);
+        }
+    }
+
     fn shutdown(&mut self) {
+        self.kcp.shutdown();
         let deadline = Instant::now() + SHUTDOWN_FLUSH;
         while Instant::now() < deadline {
             let keys: Vec<usize> =
@@ -398,16 +415,20 @@ impl Worker {
                 && let Some(ws) = l.ws.as_mut()
             {
                 let mut records = Vec::new();
-                match ws.handle_bytes(&self.scratch[..n], &mut c.out, &mut records) {
-                    Ok(WsStatus::Open) => {}
-                    Ok(WsStatus::Done) => c.close_after_flush = true,
-                    Err(e) => bad = Some(CloseReason::Protocol(e.to_string())),
-                }
+                let status = ws.handle_bytes(&self.scratch[..n], &mut c.out, &mut records);
+                // Records that came before a fault are still delivered, as on TCP.
                 for r in records {
                     if bad.is_none()
                         && let Err(reason) = l.record(&r, &mut frames, &mut c.out)
                     {
                         bad = Some(reason);
+                    }
+                }
+                match status {
+                    Ok(WsStatus::Open) => {}
+                    Ok(WsStatus::Done) => c.close_after_flush = true,
+                    Err(e) => {
+                        bad.get_or_insert(CloseReason::Protocol(e.to_string()));
                     }
                 }
             } else {
@@ -433,6 +454,9 @@ impl Worker {
                 c.deframer.shrink_if_idle();
             }
             let replied = c.out.len() > had_output;
+            if let Some(ev) = c.client.as_mut().and_then(|l| l.take_announcement(id)) {
+                self.emit(ev);
+            }
             for data in frames {
                 self.emit(Event::Frame { conn: id, data });
             }
