@@ -7,7 +7,7 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
-targets=(client_msg value internal_msg attr_ops entity_record freeze_image)
+targets=(client_msg value internal_msg attr_ops entity_record freeze_image kcp_input ws_input channel_handshake channel_records)
 cargo fuzz build --fuzz-dir core/fuzz --sanitizer none -O
 log="$(mktemp)"
 for t in "${targets[@]}"; do

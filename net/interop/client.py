@@ -4,9 +4,9 @@
 Written from PROTOCOL.md alone; imports nothing from the oxworld repository. It is a
 small library (values, messages, the channel, transports, a session) and a CLI:
 
-    client.py --transport tcp|ws --addr HOST:PORT [--pubkey HEX | --gate-key-file PATH | --plain]
+    client.py --transport tcp|ws|kcp --addr HOST:PORT [--pubkey HEX | --gate-key-file PATH | --plain]
               [--lz4] --echo TEXT
-    client.py --transport tcp|ws --addr HOST:PORT --pubkey OTHER_HEX --expect-refusal
+    client.py --transport tcp|ws|kcp --addr HOST:PORT --pubkey OTHER_HEX --expect-refusal
     client.py --self-test
 
 The echo run connects, says hello (mode 1 Noise NK with the gate's public key, or mode 0
@@ -620,26 +620,305 @@ class WsTransport(Transport):
             pass
 
 
-class KcpTransport(Transport):
-    """Section 2.3 / 2.9 (KCP over UDP): not implemented yet.
+# Section 2.9: control datagrams (conv = 0) of the connect exchange.
+KCP_HELLO = 0x01
+KCP_COOKIE = 0x02
+KCP_CONNECT = 0x03
+KCP_ACCEPT = 0x04
+KCP_BYE = 0x05
+KCP_REFUSED = 0x06
+KCP_CTRL_NAMES = {1: "HELLO", 2: "COOKIE", 3: "CONNECT", 4: "ACCEPT", 5: "BYE", 6: "REFUSED"}
+KCP_PADDED_LEN = 64                 # HELLO and CONNECT: zeros up to 64 bytes in all
+KCP_RETRY_S = 0.3                   # retry every 300 ms ...
+KCP_TRIES = 10                      # ... 10 tries in all
+KCP_COOKIE_LEN = 20                 # u32 issue time + 16 bytes of HMAC
+# The gate's settings (2.9), which a client "should use": ikcp_nodelay(kcp, 1, 10, 2, 1),
+# ikcp_wndsize(kcp, 256, 256), ikcp_setmtu(kcp, 1200).
+KCP_MTU = 1200
+KCP_INTERVAL_MS = 10
+KCP_RESEND = 2
+KCP_WND = 256
+KCP_MAX_FRAGMENTS = 127             # 2.9: one message is at most 127 fragments
 
-    To add it: implement connect(host, port, timeout) (the connect exchange of section 2.9)
-    and send_record / recv_record / close carrying one record per KCP message (the `kcp`
-    PyPI package is installed by setup.sh), then nothing else in this file changes.
+
+class KcpRefused(ConnectionClosed):
+    """The gate answered the connect exchange with REFUSED (2.9, e.g. at max_clients)."""
+
+
+def kcp_control(kind: int, body: bytes, pad_to: int = 0) -> bytes:
+    d = b"\x00\x00\x00\x00" + bytes([kind]) + body
+    return d + bytes(max(0, pad_to - len(d)))
+
+
+def kcp_parse_control(d: bytes) -> tuple[int, bytes] | None:
+    """(type, bytes after the type byte) of a control datagram, None if it is not one."""
+    if len(d) < 5 or d[:4] != b"\x00\x00\x00\x00":
+        return None
+    return d[4], d[5:]
+
+
+class KcpTransport(Transport):
+    """Section 2.9: KCP over UDP, one record per KCP message.
+
+    The connect exchange (HELLO -> COOKIE -> CONNECT -> ACCEPT) runs on the caller's thread;
+    then a pump thread owns the receiving side of the UDP socket and the ikcp object (the C
+    ikcp of the `kcp` PyPI package, under a lock): it feeds datagrams to ikcp_input, calls
+    ikcp_update every 10 ms and moves whole messages to a queue that recv_record reads.
+    send_record is ikcp_send + ikcp_flush on the caller's thread. close() sends BYE.
     """
 
     name = "kcp"
 
+    def __init__(self, sock: socket.socket, conv: int, *, log=None, dead_after: float = 10.0):
+        from kcp.extension import KCP   # the `kcp` PyPI package (setup.sh)
+        self.sock = sock
+        self.conv = conv
+        self.log = log or (lambda s: None)
+        self.dead_after = dead_after
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.inbox = []                 # whole KCP messages = records
+        self.closed_reason = None       # set once: the transport is closed for receiving
+        self.bye_received = False
+        self.t0 = time.monotonic()
+        self.last_rx = time.monotonic()
+        self.stats = {"datagrams_in": 0, "datagrams_out": 0, "bytes_in": 0, "bytes_out": 0,
+                      "unparsed_in": 0}
+        # The package declares conv_id as a C int (signed 32-bit) although ikcp_create takes
+        # IUINT32: a conv >= 2^31 raises OverflowError, so pass its two's-complement value
+        # (same 32 bits once ikcp stores it).
+        signed_conv = conv - (1 << 32) if conv >= (1 << 31) else conv
+        self.kcp = KCP(signed_conv, max_transmission=KCP_MTU, no_delay=True,
+                       update_interval=KCP_INTERVAL_MS, resend_count=KCP_RESEND,
+                       no_congestion_control=True, send_window_size=KCP_WND,
+                       receive_window_size=KCP_WND)
+        self.kcp.include_outbound_handler(self._output)
+        with self.lock:
+            self.kcp.update(self._now_ms())   # ikcp_flush does nothing before the first update
+        self.stop = False
+        self.pump = threading.Thread(target=self._pump, name=f"kcp-pump-{conv:08x}", daemon=True)
+        self.pump.start()
+
+    # -- connect exchange ------------------------------------------------------------
+
     @classmethod
-    def connect(cls, host: str, port: int, timeout: float) -> "KcpTransport":
-        raise NotImplementedError("the KCP transport (PROTOCOL.md section 2.9) is not implemented yet")
+    def connect(cls, host: str, port: int, timeout: float, log=None) -> "KcpTransport":
+        log = log or (lambda s: None)
+        deadline = time.monotonic() + timeout
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        if not infos:
+            raise ConnectionClosed(f"cannot resolve {host}")
+        family, _, _, _, sockaddr = infos[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            # A connected UDP socket: datagrams from anyone but the gate are dropped by the
+            # kernel, and an ICMP port unreachable surfaces as ConnectionRefusedError.
+            sock.connect(sockaddr)
+            nonce = os.urandom(8)
+            hello = kcp_control(KCP_HELLO, nonce, KCP_PADDED_LEN)
+            body = cls._exchange(sock, hello, KCP_COOKIE, nonce, deadline, log)
+            if len(body) != 8 + KCP_COOKIE_LEN:
+                raise ProtocolError(f"KCP COOKIE of {5 + len(body)} bytes, expected 33: {body.hex()}")
+            cookie = body[8:]
+            connect = kcp_control(KCP_CONNECT, nonce + cookie, KCP_PADDED_LEN)
+            body = cls._exchange(sock, connect, KCP_ACCEPT, nonce, deadline, log)
+            if len(body) != 8 + 4:
+                raise ProtocolError(f"KCP ACCEPT of {5 + len(body)} bytes, expected 17: {body.hex()}")
+            conv = struct.unpack_from("<I", body, 8)[0]
+            if conv == 0:
+                raise ProtocolError("KCP ACCEPT with conv 0")
+            log(f"kcp: conversation {conv:#010x} accepted")
+            sock.settimeout(None)           # blocking sends; the pump reads with MSG_DONTWAIT
+            return cls(sock, conv, log=log)
+        except BaseException:
+            sock.close()
+            raise
+
+    @staticmethod
+    def _exchange(sock, datagram: bytes, want: int, nonce: bytes, deadline: float, log) -> bytes:
+        """Send `datagram` up to 10 times, 300 ms apart, until the answer of type `want` with
+        our nonce arrives; returns the bytes after the type byte (nonce included)."""
+        name = KCP_CTRL_NAMES[datagram[4]]
+        for attempt in range(KCP_TRIES):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"KCP connect exchange: no {KCP_CTRL_NAMES[want]} in time")
+            try:
+                sock.send(datagram)
+            except ConnectionRefusedError:
+                raise ConnectionClosed("KCP: nothing listens on that UDP port (ICMP unreachable)") from None
+            log(f"kcp -> {name} ({len(datagram)} bytes, try {attempt + 1}): {datagram[:40].hex()}")
+            until = time.monotonic() + min(KCP_RETRY_S, left)
+            while True:
+                wait = until - time.monotonic()
+                if wait <= 0:
+                    break
+                sock.settimeout(wait)
+                try:
+                    d = sock.recv(65536)
+                except socket.timeout:
+                    break
+                except ConnectionRefusedError:
+                    raise ConnectionClosed("KCP: nothing listens on that UDP port (ICMP unreachable)") from None
+                ctl = kcp_parse_control(d)
+                log(f"kcp <- {len(d)} bytes: {d[:64].hex()}")
+                if ctl is None:
+                    continue                    # not a control datagram: ignore
+                kind, body = ctl
+                if body[:8] != nonce:
+                    continue                    # an answer to another attempt or client
+                if kind == KCP_REFUSED:
+                    reason = body[8:].decode("utf-8", errors="replace")
+                    raise KcpRefused(f"the gate refused the KCP connection: {reason!r}")
+                if kind == want:
+                    return bytes(body)
+        raise TimeoutError(f"KCP connect exchange: no {KCP_CTRL_NAMES[want]} after "
+                           f"{KCP_TRIES} {name}s")
+
+    # -- pump ------------------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return int((time.monotonic() - self.t0) * 1000) & 0xFFFFFFFF
+
+    def _output(self, _kcp, data: bytes) -> None:
+        # Called by ikcp (under self.lock) with one datagram; exceptions cannot cross the C
+        # callback, so they are recorded instead.
+        try:
+            self.sock.send(data)
+            self.stats["datagrams_out"] += 1
+            self.stats["bytes_out"] += len(data)
+        except ConnectionRefusedError:
+            self._close_locked("ICMP port unreachable: the gate's KCP port is closed")
+        except OSError:
+            self.stats["send_errors"] = self.stats.get("send_errors", 0) + 1   # lost; ikcp resends
+
+    def _pump(self) -> None:
+        import select
+        from kcp.exceptions import KCPException
+        next_tick = time.monotonic()
+        while not self.stop:
+            wait = max(0.0, next_tick - time.monotonic())
+            try:
+                readable, _, _ = select.select([self.sock], [], [], wait)
+            except (OSError, ValueError):
+                break                           # socket closed under us
+            datagrams = []
+            if readable:
+                while len(datagrams) < 1024:
+                    try:
+                        datagrams.append(self.sock.recv(65536, socket.MSG_DONTWAIT))
+                    except BlockingIOError:
+                        break
+                    except ConnectionRefusedError:
+                        # ICMP port unreachable: the gate's UDP port is gone.
+                        with self.cond:
+                            self._close_locked("ICMP port unreachable: the gate's KCP port is closed")
+                        break
+                    except OSError:
+                        break
+            with self.cond:
+                now = time.monotonic()
+                for d in datagrams:
+                    self.stats["datagrams_in"] += 1
+                    self.stats["bytes_in"] += len(d)
+                    self.last_rx = now
+                    ctl = kcp_parse_control(d)
+                    if ctl is not None:
+                        kind, body = ctl
+                        if kind == KCP_BYE and len(body) >= 4 and struct.unpack_from("<I", body)[0] == self.conv:
+                            self.log(f"kcp <- BYE {d.hex()}")
+                            self.bye_received = True
+                            self._close_locked("the gate sent BYE")
+                        else:
+                            self.log(f"kcp <- control datagram ignored: {d[:64].hex()}")
+                        continue
+                    try:
+                        self.kcp.receive(d)
+                    except KCPException as e:
+                        self.stats["unparsed_in"] += 1
+                        self.log(f"kcp: ikcp_input refused a datagram ({e}): {d[:32].hex()}")
+                if now >= next_tick or datagrams:
+                    self.kcp.update(self._now_ms())
+                    if now >= next_tick:
+                        next_tick = now + KCP_INTERVAL_MS / 1000.0
+                got = [bytes(m) for m in self.kcp.get_all_received()]
+                if got:
+                    self.inbox.extend(got)
+                    self.cond.notify_all()
+                if (self.closed_reason is None and self.kcp.get_outbound_packets() > 0
+                        and now - self.last_rx > self.dead_after):
+                    self._close_locked(f"the gate acknowledged nothing for {self.dead_after:.0f} s")
+
+    def _close_locked(self, reason: str) -> None:
+        if self.closed_reason is None:
+            self.closed_reason = reason
+        self.cond.notify_all()
+
+    # -- Transport -------------------------------------------------------------------
+
+    def send_record(self, record: bytes) -> None:
+        if not 0 < len(record) <= MAX_RECORD:
+            raise ValueError(f"record of {len(record)} bytes")
+        from kcp.exceptions import KCPException
+        with self.cond:
+            if self.closed_reason is not None:
+                raise ConnectionClosed(self.closed_reason)
+            try:
+                self.kcp.enqueue(bytes(record))
+            except KCPException as e:
+                raise ProtocolError(f"ikcp_send refused a record of {len(record)} bytes: {e}") from None
+            self.kcp.flush()              # send now rather than at the next 10 ms tick
+
+    def recv_record(self, timeout: float | None) -> bytes:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.cond:
+            while True:
+                if self.inbox:
+                    return self.inbox.pop(0)
+                if self.closed_reason is not None:
+                    raise ConnectionClosed(self.closed_reason)
+                if deadline is None:
+                    self.cond.wait()
+                else:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError("no record")
+                    self.cond.wait(left)
+
+    def close(self, linger: float = 1.0) -> None:
+        """Wait (up to `linger` s) until what was sent is acknowledged, then send BYE."""
+        if self.stop:
+            return
+        end = time.monotonic() + linger
+        while time.monotonic() < end:
+            with self.cond:
+                if self.closed_reason is not None or self.kcp.get_outbound_packets() == 0:
+                    break
+            time.sleep(0.005)
+        self.stop = True
+        self.pump.join(1)
+        with self.cond:
+            self._close_locked("closed by the client")
+        if not self.bye_received:
+            bye = kcp_control(KCP_BYE, struct.pack("<I", self.conv))
+            try:
+                self.sock.send(bye)
+                self.log(f"kcp -> BYE {bye.hex()}")
+            except OSError:
+                pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
 
 TRANSPORTS = {"tcp": TcpTransport, "ws": WsTransport, "kcp": KcpTransport}
 
 
-def open_transport(kind: str, addr: str, timeout: float) -> Transport:
+def open_transport(kind: str, addr: str, timeout: float, log=None) -> Transport:
     host, port = parse_addr(addr)
+    if kind == "kcp":
+        return KcpTransport.connect(host, port, timeout, log=log)
     return TRANSPORTS[kind].connect(host, port, timeout)
 
 
@@ -688,9 +967,14 @@ class Channel:
         self.noise = None
         self.frag = bytearray()
         self.frag_lz4 = None
+        self.frag_records = 0            # fragments with MORE buffered for the current message
         self.sent_at = time.monotonic()
         self.client_hello = b""          # kept for tests
         self.server_hello = b""
+        # Counters after the hello: records, and messages sent/received compressed or in
+        # more than one fragment.
+        self.stats = {"records_out": 0, "records_in": 0, "lz4_out": 0, "lz4_in": 0,
+                      "fragmented_out": 0, "fragmented_in": 0}
 
     # -- hello ------------------------------------------------------------------------
 
@@ -788,10 +1072,13 @@ class Channel:
             if 4 + len(block) < len(msg):
                 body = struct.pack("<I", len(msg)) + block
                 flags = REC_LZ4
+        self.stats["lz4_out"] += bool(flags & REC_LZ4)
+        self.stats["fragmented_out"] += len(body) > MAX_FRAGMENT
         for off in range(0, len(body), MAX_FRAGMENT):
             piece = body[off:off + MAX_FRAGMENT]
             more = REC_MORE if off + MAX_FRAGMENT < len(body) else 0
             self._send_raw(self._seal(bytes([flags | more]) + piece))
+            self.stats["records_out"] += 1
 
     def recv_message(self, timeout: float | None) -> bytes:
         """The next whole application message (reassembled and decompressed)."""
@@ -801,6 +1088,7 @@ class Channel:
             if left is not None and left <= 0:
                 raise TimeoutError("no message")
             plain = self._open(self.t.recv_record(left))
+            self.stats["records_in"] += 1
             if not plain:
                 raise ProtocolError("record without a flags byte")
             flags = plain[0]
@@ -820,10 +1108,14 @@ class Channel:
             self.frag += piece
             self.frag_lz4 = lz
             if flags & REC_MORE:
+                self.frag_records += 1
                 continue
             body = bytes(self.frag)
+            self.stats["fragmented_in"] += self.frag_records > 0
+            self.stats["lz4_in"] += lz
             self.frag = bytearray()
             self.frag_lz4 = None
+            self.frag_records = 0
             if lz:
                 body = self._decompress(body)
             if not body:
@@ -906,6 +1198,9 @@ class Session:
         if t == "Welcome":
             if self.welcome is not None:
                 raise ProtocolError("a second Welcome")
+            if msg["version"] != CHANNEL_VERSION:
+                raise ProtocolError(f"Welcome carries protocol version {msg['version']}, expected "
+                                    f"{CHANNEL_VERSION} (section 7)")
             self.welcome = msg
             self.idle_timeout_ms = msg["idle_timeout_ms"]
         elif self.welcome is None:
@@ -963,7 +1258,7 @@ def describe(msg: dict) -> str:
 def connect(kind: str, addr: str, *, gate_public_key: bytes | None, lz4: bool,
             timeout: float, log=None) -> Session:
     deadline = time.monotonic() + timeout
-    t = open_transport(kind, addr, timeout)
+    t = open_transport(kind, addr, timeout, log=log)
     ch = Channel(t, gate_public_key=gate_public_key, lz4=lz4)
     try:
         ch.hello(max(0.001, deadline - time.monotonic()))
@@ -973,29 +1268,60 @@ def connect(kind: str, addr: str, *, gate_public_key: bytes | None, lz4: bool,
     return Session(ch, log)
 
 
+def make_text(n: int, seed: int = 1) -> str:
+    """A deterministic ASCII text of n chars that lz4 shrinks to about 70 %: in every 1000
+    chars, 300 of a repeated phrase and 700 pseudo-random hex digits. So 100 000 chars are
+    sent as two fragments both without lz4 (100 001 bytes) and with it (about 70 000)."""
+    import random
+    rnd = random.Random(seed)
+    phrase = "oxworld interop echo, compressible part. "
+    out = []
+    size = 0
+    while size < n:
+        block = (phrase * 8)[:300] + "%0700x" % rnd.getrandbits(2800)
+        out.append(block)
+        size += len(block)
+    return "".join(out)[:n]
+
+
 def run_echo(kind: str, addr: str, *, gate_public_key: bytes | None, lz4: bool, text: str,
              timeout: float, log=None) -> dict:
-    deadline = time.monotonic() + timeout
+    t0 = time.monotonic()
+    deadline = t0 + timeout
     s = connect(kind, addr, gate_public_key=gate_public_key, lz4=lz4, timeout=timeout, log=log)
     try:
         player = s.wait_for_player(deadline)
+        t_ready = time.monotonic()
         s.call(player, "echo", [text])
         args = s.wait_for_call(player, "echo_reply", deadline)
+        t_reply = time.monotonic()
         if args != [text]:
-            raise ProtocolError(f"echo_reply arguments {args!r}, expected {[text]!r}")
+            got = args[0] if len(args) == 1 and isinstance(args[0], str) else None
+            if got is None:
+                raise ProtocolError(f"echo_reply arguments {str(args)[:200]}, expected [a string of "
+                                    f"{len(text)} chars]")
+            first = next((i for i in range(min(len(got), len(text))) if got[i] != text[i]),
+                         min(len(got), len(text)))
+            raise ProtocolError(f"echo_reply string of {len(got)} chars differs from the {len(text)} "
+                                f"sent, from char {first}: {got[first:first + 40]!r}")
         if log:
             log(f"welcome version {s.welcome['version']}, client id {s.welcome['client_id'].hex()}, "
-                f"idle timeout {s.welcome['idle_timeout_ms']} ms, lz4 accepted {s.ch.lz4}")
-        return {"ok": True, "transport": kind, "encrypted": s.ch.mode == MODE_NOISE, "reply": args[0]}
+                f"idle timeout {s.welcome['idle_timeout_ms']} ms, lz4 accepted {s.ch.lz4}, "
+                f"channel {s.ch.stats}")
+        reply = args[0] if len(args[0]) <= 64 else args[0][:61] + "..."
+        return {"ok": True, "transport": kind, "encrypted": s.ch.mode == MODE_NOISE,
+                "lz4": s.ch.lz4, "reply": reply, "chars": len(args[0]),
+                "login_ms": round((t_ready - t0) * 1000, 1),
+                "echo_ms": round((t_reply - t_ready) * 1000, 1), "channel": dict(s.ch.stats)}
     finally:
         s.ch.close()
 
 
 def run_expect_refusal(kind: str, addr: str, *, gate_public_key: bytes | None, lz4: bool,
-                       timeout: float, expect_status: int = 4) -> dict:
+                       timeout: float, expect_status: int = 4, log=None) -> dict:
     """Hello with (typically) a wrong gate key: expect status `expect_status`, a reason, a close."""
     deadline = time.monotonic() + timeout
-    t = open_transport(kind, addr, timeout)
+    t = open_transport(kind, addr, timeout, log=log)
     ch = Channel(t, gate_public_key=gate_public_key, lz4=lz4)
     try:
         try:
@@ -1037,7 +1363,8 @@ def _h(s: str) -> bytes:
     return bytes.fromhex("".join(s.split()))
 
 
-# Section 11 (bytes with the TCP prefix as printed there; see README for the framing note).
+# Section 11's messages, each preceded here by its length as u32 LE (the message only: no flags
+# byte; a convenience of these tests, not a wire format).
 S11_CREATE = _h("32 00 00 00 82 01 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff"
                 "07 00 00 00 41 63 63 6f 75 6e 74 08 00 00 00 00"
                 "00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00")
@@ -1045,7 +1372,7 @@ S11_CALL = _h("20 00 00 00 01 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 84
               "01 00 00 00 05 02 00 00 00 68 69")
 S11_REPLY = _h("2a 00 00 00 84 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 0a 00 00 00"
                "65 63 68 6f 5f 72 65 70 6c 79 01 00 00 00 05 02 00 00 00 68 69")
-S11_WELCOME = _h("17 00 00 00 81 01 00 01 93 b2 c4 d5 e6 a1 b2 c3 d4 e5 f6 07 18 29 3a 60 ea 00 00")
+S11_WELCOME = _h("17 00 00 00 81 02 00 01 93 b2 c4 d5 e6 a1 b2 c3 d4 e5 f6 07 18 29 3a 60 ea 00 00")
 S11_EXACT_CALL = _h("01 ab ab ab ab ab ab ab ab ab ab ab ab ab ab ab ab 04 03 02 01"
                     "01 00 00 00 03 05 00 00 00 00 00 00 00")
 S4_MAP = _h("08 02 00 00 00 01 00 00 00 61 07 03 00 00 00 00 02"
@@ -1148,7 +1475,8 @@ def _codec_tests(check: _Check) -> None:
     check("section 11 Welcome decodes",
           wel["type"] == "Welcome" and wel["client_id"] == _h("0193b2c4d5e6a1b2c3d4e5f60718293a")
           and wel["idle_timeout_ms"] == 60000, repr(wel))
-    check("section 11 Welcome carries version 1 (section 7 says '= 1')", wel.get("version") == 1)
+    check("section 11 Welcome carries version 2 (section 7: '= 2, CLIENT_PROTOCOL_VERSION')",
+          wel.get("version") == 2)
     check.raises("CreateEntity with is_player = 2", lambda: decode_server_message(
         b"\x82\x02" + S11_CREATE[6:]), "BadBool")
     check.raises("CreateEntity with a trailing byte", lambda: decode_server_message(
@@ -1434,8 +1762,12 @@ def _session_tests(check: _Check) -> None:
             res = run_echo(kind, addr, gate_public_key=copts["pub"], lz4=copts["lz4"],
                            text=copts["text"], timeout=10)
             join(5)
-            ok = (res == {"ok": True, "transport": kind, "encrypted": copts["pub"] is not None,
-                          "reply": copts["text"]} and gate.error is None)
+            text = copts["text"]
+            ok = (res["ok"] is True and res["transport"] == kind
+                  and res["encrypted"] == (copts["pub"] is not None)
+                  and res["chars"] == len(text)
+                  and res["reply"] == (text if len(text) <= 64 else text[:61] + "...")
+                  and gate.error is None)
             check(label, ok, f"{gate.error or ''} {str(res)[:200]}")
             if copts["text"] == "hi":
                 check("the client's Call plaintext is section 11's (after flags 00)",
@@ -1502,6 +1834,8 @@ def main(argv=None) -> int:
     key.add_argument("--plain", action="store_true", help="mode 0: no encryption")
     ap.add_argument("--lz4", action="store_true", help="offer lz4 compression")
     ap.add_argument("--echo", metavar="TEXT", help="call echo(TEXT) on the player, expect echo_reply(TEXT)")
+    ap.add_argument("--echo-size", metavar="N", type=int,
+                    help="echo a generated text of N chars (about 70 %% lz4-compressible; see make_text)")
     ap.add_argument("--expect-refusal", action="store_true",
                     help="expect the hello to be refused (status --expect-status) and the connection closed")
     ap.add_argument("--expect-status", type=lambda s: int(s, 16), default=4,
@@ -1544,12 +1878,13 @@ def main(argv=None) -> int:
     try:
         if a.expect_refusal:
             res = run_expect_refusal(a.transport, a.addr, gate_public_key=pub, lz4=a.lz4,
-                                     timeout=a.timeout, expect_status=a.expect_status)
-        elif a.echo is not None:
-            res = run_echo(a.transport, a.addr, gate_public_key=pub, lz4=a.lz4, text=a.echo,
+                                     timeout=a.timeout, expect_status=a.expect_status, log=log)
+        elif a.echo is not None or a.echo_size is not None:
+            text = a.echo if a.echo is not None else make_text(a.echo_size)
+            res = run_echo(a.transport, a.addr, gate_public_key=pub, lz4=a.lz4, text=text,
                            timeout=a.timeout, log=log)
         else:
-            ap.error("nothing to do: give --echo TEXT, --expect-refusal or --self-test")
+            ap.error("nothing to do: give --echo TEXT, --echo-size N, --expect-refusal or --self-test")
     except (Exception, TimeoutError) as e:  # noqa: BLE001 - every failure is reported the same way
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

@@ -12,6 +12,7 @@ mod chat;
 mod crowd;
 mod echo;
 mod migrate;
+mod relay;
 mod report;
 mod testgame;
 
@@ -72,6 +73,16 @@ struct Cli {
     /// Encryption and compression follow the gate's config (`encrypt`, its key file).
     #[arg(long, default_value = "tcp")]
     transport: oxworld_client::Transport,
+    /// Put a lossy link between the bots and the gate: percent of UDP datagrams dropped (KCP
+    /// only: a user-space relay cannot drop TCP segments).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// One-way delay of that link in ms (every transport).
+    #[arg(long, default_value_t = 0)]
+    delay: u64,
+    /// Each packet's delay varies uniformly by this much either way, in ms (UDP reorders).
+    #[arg(long, default_value_t = 0)]
+    jitter: u64,
     /// Run directory of the cluster (`oxworld start --run-dir`): report CPU% and RSS of every
     /// process with a pid file there, and of the bots themselves.
     #[arg(long)]
@@ -122,6 +133,23 @@ fn run(cli: &Cli, live: &Arc<Live>) -> anyhow::Result<Report> {
         .map(|g| oxworld_client::Dial::for_gate(g, cli.transport))
         .collect::<Result<_, _>>()
         .map_err(anyhow::Error::msg)?;
+    let mut gates = gates;
+    if cli.loss > 0.0 || cli.delay > 0 || cli.jitter > 0 {
+        if cli.loss > 0.0 && cli.transport != oxworld_client::Transport::Kcp {
+            bail!("--loss needs --transport kcp (TCP's losses are repaired below any user-space relay)");
+        }
+        let link = relay::LinkCfg {
+            loss_pct: cli.loss,
+            delay: Duration::from_millis(cli.delay),
+            jitter: Duration::from_millis(cli.jitter),
+        };
+        for d in &mut gates {
+            d.addr = match cli.transport {
+                oxworld_client::Transport::Kcp => relay::start_udp(d.addr, link)?,
+                _ => relay::start_tcp(d.addr, link)?,
+            };
+        }
+    }
     let threads = cli.threads.clamp(1, cli.bots.max(1));
     let per = cli.bots.div_ceil(threads);
     let duration = Duration::from_secs(cli.duration);
@@ -254,9 +282,12 @@ fn main() -> ExitCode {
             .map(|(n, cpu, rss)| format!("\"{n}\":{{\"cpu_pct\":{},\"rss_kib\":{rss}}}", cpu.round() as u64))
             .collect();
         println!(
-            "{{\"scenario\":\"{}\",\"transport\":\"{}\",\"encrypted\":{encrypted},\"bots\":{},\"duration_s\":{},\"errors\":{},\"calls\":{},\"replies\":{},\"deliveries\":{},\"mean_us\":{mean},\"p50_us\":{p50},\"p99_us\":{p99},\"max_us\":{max},\"actions\":{},\"procs\":{{{}}}}}",
+            "{{\"scenario\":\"{}\",\"transport\":\"{}\",\"encrypted\":{encrypted},\"link\":{{\"loss_pct\":{},\"delay_ms\":{},\"jitter_ms\":{}}},\"bots\":{},\"duration_s\":{},\"errors\":{},\"calls\":{},\"replies\":{},\"deliveries\":{},\"mean_us\":{mean},\"p50_us\":{p50},\"p99_us\":{p99},\"max_us\":{max},\"actions\":{},\"procs\":{{{}}}}}",
             cli.scenario,
             cli.transport,
+            cli.loss,
+            cli.delay,
+            cli.jitter,
             cli.bots,
             cli.duration,
             rep.errors,
