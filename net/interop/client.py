@@ -1505,6 +1505,15 @@ def _nest(n: int):
     return v
 
 
+def _wait_for(cond, timeout: float = 2.0) -> bool:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 class FakeGate:
     """A minimal gate written separately from the client code above: it speaks the hello,
     Noise NK (as responder, with the noiseprotocol package) and the record layer, sends the
@@ -1520,6 +1529,7 @@ class FakeGate:
         self.seen_call = None           # plaintext of the client's Call message
         self.seen_flags = []            # flags of every record received after the hello
         self.client_hello = None
+        self.kcp_link = None            # the _KcpLink when served over KCP
 
     def run(self, link) -> None:
         try:
@@ -1664,8 +1674,75 @@ class _WsLink:
         self.conn.close()
 
 
+class _KcpLink:
+    """The fake gate's end of a KCP conversation (2.9): the connect exchange written here, then
+    the same ikcp plumbing as the client (KcpTransport over a socket connected to the client)."""
+
+    CONV = 0xDEADBEEF   # >= 2^31: exercises the signed conv_id of the kcp package
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.t = None
+        self.control_in = []        # (type, length) of every control datagram received
+
+    def accept(self) -> None:
+        import hashlib
+        import hmac
+        key = os.urandom(16)
+        while True:
+            d, addr = self.sock.recvfrom(65536)
+            ctl = kcp_parse_control(d)
+            if ctl is None:
+                continue
+            kind, body = ctl
+            self.control_in.append((kind, len(d)))
+            if len(d) < 64 or len(body) < 8:
+                continue                                    # short HELLO / CONNECT: ignored
+            nonce = body[:8]
+            mac = hmac.new(key, repr(addr).encode() + nonce, hashlib.sha256).digest()[:16]
+            cookie = struct.pack("<I", 0) + mac
+            if kind == KCP_HELLO:
+                self.sock.sendto(kcp_control(KCP_COOKIE, nonce + cookie), addr)
+            elif kind == KCP_CONNECT and body[8:28] == cookie:
+                self.sock.sendto(kcp_control(KCP_ACCEPT, nonce + struct.pack("<I", self.CONV)), addr)
+                self.sock.connect(addr)
+                self.t = KcpTransport(self.sock, self.CONV)
+                return
+
+    def send(self, rec: bytes):
+        self.t.send_record(rec)
+
+    def recv(self):
+        try:
+            return self.t.recv_record(10)
+        except ConnectionClosed:
+            return None
+
+    def close(self):
+        self.t.close()
+
+
 def _serve_once(kind: str, gate: FakeGate):
-    """Start a one-connection fake gate on 127.0.0.1:<ephemeral>; returns (addr, stop)."""
+    """Start a one-connection fake gate on 127.0.0.1:<ephemeral>; returns (addr, join, stop)."""
+    if kind == "kcp":
+        us = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        us.bind(("127.0.0.1", 0))
+        addr = f"127.0.0.1:{us.getsockname()[1]}"
+        link = _KcpLink(us)
+        gate.kcp_link = link
+
+        def body():
+            try:
+                link.accept()
+                gate.run(link)
+            finally:
+                if link.t is not None:
+                    link.t.close()
+                us.close()
+
+        th = threading.Thread(target=body, daemon=True)
+        th.start()
+        return addr, th.join, lambda: None
     if kind == "tcp":
         ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         ls.bind(("127.0.0.1", 0))
@@ -1752,6 +1829,11 @@ def _session_tests(check: _Check) -> None:
         ("ws", dict(mode=1, accept_lz4=True), dict(pub=gate_pub, lz4=True, text="héllo wörld"), False, False),
         ("ws", dict(mode=0, accept_lz4=False, big_first=True), dict(pub=None, lz4=False, text="x" * 70000),
          False, True),
+        ("kcp", dict(mode=1, accept_lz4=False), dict(pub=gate_pub, lz4=False, text="hi"), False, False),
+        ("kcp", dict(mode=1, accept_lz4=True, big_first=True), dict(pub=gate_pub, lz4=True,
+                                                                     text=make_text(100000)), True, True),
+        ("kcp", dict(mode=0, accept_lz4=False, big_first=True), dict(pub=None, lz4=False, text="y" * 70000),
+         False, True),
     ]
     for kind, gopts, copts, want_lz4, want_frag in scenarios:
         label = (f"{kind} {'noise' if copts['pub'] else 'plain'} lz4={copts['lz4']} "
@@ -1776,6 +1858,13 @@ def _session_tests(check: _Check) -> None:
                   any(f & 1 for f in gate.seen_flags) == want_lz4, repr(gate.seen_flags))
             check(f"{label}: the client's Call {'was' if want_frag else 'was not'} fragmented",
                   any(f & 2 for f in gate.seen_flags) == want_frag, repr(gate.seen_flags))
+            if kind == "kcp":
+                ctl = gate.kcp_link.control_in
+                link = gate.kcp_link
+                check(f"{label}: HELLO and CONNECT of 64 bytes, then the client's BYE (2.9)",
+                      ctl == [(KCP_HELLO, 64), (KCP_CONNECT, 64)]
+                      and _wait_for(lambda: link.t is not None and link.t.bye_received),
+                      f"{ctl!r} bye_received={link.t and link.t.bye_received}")
         except Exception as e:  # noqa: BLE001
             check(label, False, f"{e!r} {gate.error or ''}")
         finally:
@@ -1785,6 +1874,7 @@ def _session_tests(check: _Check) -> None:
     other_pub = noise_public_key(bytes(range(1, 33)))
     for kind, pub, status, label in [("tcp", other_pub, 4, "wrong key -> status 04"),
                                      ("ws", other_pub, 4, "wrong key -> status 04"),
+                                     ("kcp", other_pub, 4, "wrong key -> status 04, then BYE"),
                                      ("tcp", None, 3, "plain client to a Noise gate -> status 03")]:
         gate = FakeGate(mode=1, accept_lz4=False)
         addr, join, stop = _serve_once(kind, gate)

@@ -212,6 +212,11 @@ impl Kcp {
         self.conv
     }
 
+    /// The flush interval in ms.
+    pub fn interval(&self) -> u32 {
+        self.interval
+    }
+
     /// True once a segment was sent `dead_link` times without an acknowledgement.
     pub fn is_dead(&self) -> bool {
         self.dead
@@ -220,6 +225,18 @@ impl Kcp {
     /// Bytes of messages not yet acknowledged by the peer.
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes
+    }
+
+    /// True when an [`Kcp::update`] would do nothing: nothing to send, retransmit, acknowledge
+    /// or probe. An idle conversation's timers can be skipped (thousands of idle clients cost
+    /// nothing per tick); its clock catches up at the next update.
+    pub fn is_idle(&self) -> bool {
+        self.snd_queue.is_empty()
+            && self.snd_buf.is_empty()
+            && self.acklist.is_empty()
+            && self.probe == 0
+            && self.rmt_wnd != 0
+            && self.buffer.is_empty()
     }
 
     /// Segments waiting to be sent or acknowledged.

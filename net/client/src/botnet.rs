@@ -385,3 +385,13 @@ impl BotNet {
         }
     }
 }
+
+impl Drop for BotNet {
+    /// KCP has no FIN: every open KCP bot tells the gate with a `BYE`, so its session (and
+    /// the player's login) ends now rather than at the gate's idle timeout.
+    fn drop(&mut self) {
+        for i in 0..self.slots.len() {
+            self.close(i);
+        }
+    }
+}

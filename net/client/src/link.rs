@@ -104,9 +104,10 @@ impl DatagramLink {
     /// Moves what `conn` queued into the conversation.
     pub(crate) fn outgoing(&mut self, conn: &mut ClientConn) {
         let bytes = conn.take_output();
+        let ms = self.ms(std::time::Instant::now());
         let mut at = 0;
         while let Some((r, next)) = next_prefixed(&bytes, at) {
-            self.kcp.send_record(r);
+            self.kcp.send_record(r, ms);
             at = next;
         }
     }

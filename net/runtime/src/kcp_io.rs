@@ -162,7 +162,13 @@ impl KcpIo {
                     if let Some(&k) = udp.by_addr.get(&peer)
                         && self.sessions.get(&k).is_some_and(|s| s.kcp.conv() == conv)
                     {
-                        self.end(k, CloseReason::PeerClosed, events, false);
+                        // No BYE back: the client already knows.
+                        if let Some(s) = self.sessions.get(&k)
+                            && s.closing.is_none()
+                        {
+                            events.push(Event::Closed { conn: s.id, reason: CloseReason::PeerClosed });
+                        }
+                        self.forget(k);
                     }
                 }
                 Control::Drop => {}
@@ -172,8 +178,11 @@ impl KcpIo {
         let Some(udp) = self.udps.get(u) else { return };
         let Some(&k) = udp.by_addr.get(&peer) else {
             // A conversation this gate does not have (it restarted, or the session ended):
-            // tell the client, in fewer bytes than it sent.
-            send(&udp.socket, &bye(conv), peer);
+            // tell the client, but only for a whole segment, so the answer (9 bytes) is always
+            // smaller than what an unverified address sent.
+            if d.len() >= oxworld_net::kcp::OVERHEAD {
+                send(&udp.socket, &bye(conv), peer);
+            }
             return;
         };
         let Some(s) = self.sessions.get_mut(&k) else { return };
@@ -204,6 +213,10 @@ impl KcpIo {
         // Acknowledge (and answer the handshake) at once rather than on the next tick.
         s.kcp.flush();
         transmit(&self.udps, s);
+        if !s.kcp.is_idle() {
+            let interval = Duration::from_millis(u64::from(s.params_interval()));
+            soon(&mut self.next_tick, interval);
+        }
         let id = s.id;
         if let Some(ev) = s.layers.take_announcement(id) {
             events.push(ev);
@@ -258,7 +271,10 @@ impl KcpIo {
 
     /// The app's messages for session `conn` (length-prefixed); false if not ours.
     pub(crate) fn write(&mut self, conn: ConnId, bytes: &[u8], events: &mut Vec<Event>) -> bool {
+        let ms = self.ms(Instant::now());
         let Some(s) = self.sessions.get_mut(&conn.0) else { return false };
+        // An idle session's clock is not kept up to date by the tick.
+        s.kcp.set_current(ms);
         if s.closing.is_some() {
             return true;
         }
@@ -268,6 +284,8 @@ impl KcpIo {
         }
         s.kcp.flush();
         transmit(&self.udps, s);
+        let interval = Duration::from_millis(u64::from(s.params_interval()));
+        soon(&mut self.next_tick, interval);
         let queued = s.kcp.queued_bytes() + s.layers.channel.pending_bytes();
         if queued > s.opts.max_queued {
             self.end(conn.0, CloseReason::QueueFull(queued), events, true);
@@ -305,6 +323,15 @@ impl KcpIo {
         }
     }
 
+    /// Drops a session the client ended itself (no `BYE` back).
+    fn forget(&mut self, k: u64) {
+        if let Some(s) = self.sessions.remove(&k)
+            && let Some(udp) = self.udps.get_mut(s.udp)
+        {
+            udp.by_addr.remove(&s.peer);
+        }
+    }
+
     fn remove(&mut self, k: u64) {
         if let Some(s) = self.sessions.remove(&k)
             && let Some(udp) = self.udps.get_mut(s.udp)
@@ -330,6 +357,12 @@ impl KcpIo {
         let mut dead = Vec::new();
         let mut done = Vec::new();
         for (k, s) in &mut self.sessions {
+            if s.kcp.is_idle() && s.closing.is_none() {
+                if s.layers.handshake_overdue(now, crate::CLIENT_HANDSHAKE_TIMEOUT) {
+                    dead.push(*k);
+                }
+                continue;
+            }
             s.kcp.update(ms);
             transmit(&self.udps, s);
             interval = interval.min(s.kcp.check(ms).max(1));
@@ -371,6 +404,21 @@ impl KcpIo {
             }
             self.remove(k);
         }
+    }
+}
+
+/// Brings the next tick to within `interval` (a session just got work: its retransmission
+/// timers must run on time even if every other session is idle).
+fn soon(next_tick: &mut Option<Instant>, interval: Duration) {
+    let due = Instant::now() + interval;
+    if next_tick.is_none_or(|t| t > due) {
+        *next_tick = Some(due);
+    }
+}
+
+impl Session {
+    fn params_interval(&self) -> u32 {
+        self.kcp.interval()
     }
 }
 

@@ -427,6 +427,10 @@ impl Worker {
                 match status {
                     Ok(WsStatus::Open) => {}
                     Ok(WsStatus::Done) => c.close_after_flush = true,
+                    // A WebSocket close from the client is an ordinary goodbye.
+                    Err(oxworld_net::ws::WsError::Closed) => {
+                        bad.get_or_insert(CloseReason::PeerClosed);
+                    }
                     Err(e) => {
                         bad.get_or_insert(CloseReason::Protocol(e.to_string()));
                     }

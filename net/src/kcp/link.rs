@@ -267,6 +267,9 @@ impl KcpClient {
     pub fn update(&mut self, now: u32) {
         match &mut self.state {
             ClientState::Open(k) => {
+                if k.is_idle() {
+                    return;
+                }
                 k.update(now);
                 if k.is_dead() {
                     self.fail(KcpLinkError::Dead);
@@ -365,10 +368,11 @@ impl KcpClient {
         }
     }
 
-    /// Sends one record (queued until the conversation is open).
-    pub fn send_record(&mut self, record: &[u8]) {
+    /// Sends one record at `now` (queued until the conversation is open).
+    pub fn send_record(&mut self, record: &[u8], now: u32) {
         match &mut self.state {
             ClientState::Open(k) => {
+                k.set_current(now);
                 let _ = k.send(record);
                 k.flush();
                 while let Some(d) = k.poll_transmit() {
@@ -414,7 +418,7 @@ mod tests {
     fn the_exchange_opens_a_conversation_and_carries_records() {
         let mut gate = KcpAcceptor::new([5; 32]).expect("sha256");
         let mut c = KcpClient::new(KcpParams::default(), [1; 8], 0);
-        c.send_record(b"early record");
+        c.send_record(b"early record", 0);
         let hello = c.take_transmits();
         assert_eq!(hello.len(), 1);
         assert!(hello[0].len() >= MIN_CLIENT_CONTROL);
