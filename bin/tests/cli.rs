@@ -180,3 +180,47 @@ fn bad_config_is_reported_with_file_section_and_key() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("[gate1] listen_adr: unknown key"), "{}", text(&o));
 }
+
+/// `oxworld keygen` needs no game dir: it writes every encrypting gate's key file (owner-only),
+/// refuses nothing on a second run (the key stays), prints the public key, and `--public` prints
+/// the same key without writing; a gate with `encrypt = false` needs none.
+#[test]
+fn keygen_writes_owner_only_keys_and_prints_the_public_half() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = std::env::temp_dir().join(format!("oxworld-keygen-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("dir");
+    let ini = dir.join("k.ini");
+    fs::write(
+        &ini,
+        "[deployment]\ndesired_dispatchers = 1\ndesired_games = 1\ndesired_gates = 2\nsecret = s\n\
+         [gate1]\nkey_file = keys/g1.key\n[gate2]\nencrypt = false\n",
+    )
+    .expect("config");
+    let keygen = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_oxworld"))
+            .arg("keygen")
+            .arg("--config")
+            .arg(&ini)
+            .args(extra)
+            .output()
+            .expect("runs")
+    };
+    let first = keygen(&[]);
+    assert!(first.status.success(), "{}", text(&first));
+    let key = dir.join("keys/g1.key");
+    let mode = fs::metadata(&key).expect("written").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "owner-only");
+    let public = String::from_utf8_lossy(&first.stdout).lines().find(|l| l.starts_with("gate1: ")).map(str::to_owned);
+    let public = public.expect("gate1's public key printed");
+    assert_eq!(public.split_whitespace().nth(1).map(str::len), Some(64), "{public}");
+    assert!(String::from_utf8_lossy(&first.stdout).contains("gate2: encrypt = false"));
+    let secret = fs::read_to_string(&key).expect("key");
+    let again = keygen(&["--public"]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains(&public), "the same key");
+    assert!(keygen(&[]).status.success(), "a second run keeps the existing key");
+    assert_eq!(fs::read_to_string(&key).expect("key"), secret, "never overwritten");
+    let _ = fs::remove_dir_all(&dir);
+}

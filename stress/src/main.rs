@@ -219,6 +219,10 @@ fn main() -> ExitCode {
     let t0 = Instant::now();
     let live = Live::new(cli.strict, cli.reconnect);
     let result = run(&cli, &live);
+    if cli.delay > 0 || cli.jitter > 0 {
+        // The relay still holds the bots' last packets (KCP BYEs among them): let them through.
+        std::thread::sleep(Duration::from_millis(cli.delay + cli.jitter + 200));
+    }
     let wall = t0.elapsed().as_secs_f64();
     let usage: Vec<(String, f64, u64)> = watch
         .iter()
