@@ -366,6 +366,11 @@ impl GateApp {
                     c.known.insert(id);
                 }
                 if is_player {
+                    // A client handed to another entity starts with no filter properties (as in
+                    // GoWorld): the new owner sets its own.
+                    if c.owner.is_some_and(|o| o != id) {
+                        c.props.clear();
+                    }
                     c.owner = Some(id);
                 }
             } else {
@@ -810,6 +815,39 @@ mod tests {
             ServerMsg::decode(&sent[0].1[0]),
             Ok(ServerMsg::Call { id: b2, method: "hi".into(), args: vec![Value::Int(1)] })
         );
+    }
+
+    /// Filter properties belong to the client's owner: handing the client to another entity
+    /// clears them.
+    #[test]
+    fn filter_props_are_cleared_when_the_client_changes_owner() {
+        let mut f = fixture();
+        let (c1, b1) = f.accept(100);
+        f.deliver(c1, &player_create(b1));
+        let data = SetFilterProp { gate: 1, client: c1, key: "level".into(), value: "9".into() }.to_frame(1);
+        f.gate.handle(f.now, Event::Frame { conn: f.links[0], data }, &mut f.out);
+        f.out.take_frames();
+        let call = |f: &mut Fixture| {
+            let fc = FilteredCall {
+                key: "level".into(),
+                op: FilterOp::Eq,
+                value: "9".into(),
+                method: "hi".into(),
+                args: vec![0, 0, 0, 0],
+            };
+            f.gate.handle(f.now, Event::Frame { conn: f.links[0], data: fc.to_frame(1) }, &mut f.out);
+            f.out.take_frames().len()
+        };
+        assert_eq!(call(&mut f), 1, "the owner's prop matches");
+        // The same owner created again (a re-sent view) keeps them.
+        f.deliver(c1, &player_create(b1));
+        f.out.take_frames();
+        assert_eq!(call(&mut f), 1);
+        // Handed to another entity: the old player's destroy, the new player's create.
+        let other = Id([0x42; 16]);
+        f.deliver(c1, &player_create(other));
+        f.out.take_frames();
+        assert_eq!(call(&mut f), 0, "cleared with the change of owner");
     }
 
     #[test]

@@ -135,6 +135,20 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// Removes this entity's crontab entries that call `method` (all of them with `spec: None`,
+    /// or only those with that schedule as written); returns how many were removed.
+    pub fn remove_cron(&mut self, spec: Option<&str>, method: &str) -> usize {
+        let m = method_id(method);
+        let Some(entries) = self.core.cron.get_mut(&self.id) else { return 0 };
+        let before = entries.len();
+        entries.retain(|e| !(e.method == m && spec.is_none_or(|s| s == e.text)));
+        let removed = before - entries.len();
+        if entries.is_empty() {
+            self.core.cron.remove(&self.id);
+        }
+        removed
+    }
+
     /// Cancels one of this entity's timers; false if it was not live.
     pub fn cancel_timer(&mut self, id: TimerId) -> bool {
         self.core.timers.cancel(self.id, id)
@@ -180,6 +194,54 @@ impl Ctx<'_> {
         if dx != 0.0 || dz != 0.0 {
             self.set_yaw(dx.atan2(dz).to_degrees());
         }
+    }
+
+    /// Position and yaw of `other` if it is an entity of this game (GoWorld's
+    /// `GetEntity(id).Position`); `None` for spaces and for entities elsewhere, which stay
+    /// reachable by calls only.
+    pub fn position_of(&self, other: Id) -> Option<Pos> {
+        self.core.spaces.spatial(other).map(|s| s.pos)
+    }
+
+    /// Distance (3D, as GoWorld's `DistanceTo`) from this entity to `other` of this game.
+    pub fn distance_to(&self, other: Id) -> Option<f32> {
+        let there = self.position_of(other)?;
+        Some(crate::geom::Vec3::from(self.position()).distance(there.into()))
+    }
+
+    /// Turns this entity towards `other` of this game (GoWorld's `FaceTo`); false if `other` is
+    /// not here or stands exactly above or below.
+    pub fn face_to_entity(&mut self, other: Id) -> bool {
+        let Some(there) = self.position_of(other) else { return false };
+        let here = crate::geom::Vec3::from(self.position());
+        match (crate::geom::Vec3::from(there) - here).yaw() {
+            Some(yaw) => {
+                self.set_yaw(yaw);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True if this entity is a space.
+    pub fn is_space(&self) -> bool {
+        self.reg.types[self.ty].is_space
+    }
+
+    /// True if this entity's type takes part in AOI (declared with a radius).
+    pub fn uses_aoi(&self) -> bool {
+        self.reg.types[self.ty].aoi_radius.is_some()
+    }
+
+    /// True if this entity's type is persistent (saved and loadable).
+    pub fn is_persistent(&self) -> bool {
+        self.reg.types[self.ty].persistent
+    }
+
+    /// True once this entity asked to be destroyed (`destroy` in this handler); it goes when
+    /// the handler returns.
+    pub fn is_destroyed(&self) -> bool {
+        *self.destroy
     }
 
     /// Lets (or stops letting) this entity's own client move it.
@@ -332,7 +394,7 @@ impl Ctx<'_> {
     /// Creates an entity of `type_name` on this game; it exists once the current handler
     /// returns. Returns its id at once.
     pub fn create_entity_locally(&mut self, type_name: &str) -> Result<Id, CreateError> {
-        let ty = self.reg.type_index(type_name).ok_or_else(|| CreateError::UnknownType(type_name.to_owned()))?;
+        let ty = self.entity_type(type_name)?;
         let id = self.core.ids.next(self.core.unix_ms());
         self.core.local_ids.insert(id);
         self.queue(LocalOp::Create { ty, id });
@@ -345,9 +407,7 @@ impl Ctx<'_> {
         if game == self.core.game_id {
             return self.create_entity_locally(type_name);
         }
-        if self.reg.type_index(type_name).is_none() {
-            return Err(CreateError::UnknownType(type_name.to_owned()));
-        }
+        self.entity_type(type_name)?;
         if !self.core.online_games.contains(&game) {
             return Err(CreateError::GameOffline(game));
         }
@@ -359,11 +419,33 @@ impl Ctx<'_> {
     /// Creates an entity of `type_name` on the least-loaded live game (chosen by the new
     /// entity's dispatcher from the loads games report every second).
     pub fn create_entity_anywhere(&mut self, type_name: &str) -> Result<Id, CreateError> {
-        if self.reg.type_index(type_name).is_none() {
-            return Err(CreateError::UnknownType(type_name.to_owned()));
-        }
+        self.entity_type(type_name)?;
         let id = self.core.ids.next(self.core.unix_ms());
         self.core.send(id, CreateEntity { id, game: 0, type_name: type_name.to_owned(), space_kind: None });
+        Ok(id)
+    }
+
+    /// The registered, non-space type `type_name`.
+    fn entity_type(&self, type_name: &str) -> Result<usize, CreateError> {
+        let ty = self.reg.type_index(type_name).ok_or_else(|| CreateError::UnknownType(type_name.to_owned()))?;
+        if self.reg.types[ty].is_space {
+            return Err(CreateError::SpaceType(type_name.to_owned()));
+        }
+        Ok(ty)
+    }
+
+    /// Creates a space of kind `kind` on game `game` (GoWorld's `CreateSpaceOnGame`); this
+    /// game's own id creates it here.
+    pub fn create_space_on_game(&mut self, game: u16, kind: i64) -> Result<Id, CreateError> {
+        if game == self.core.game_id {
+            return Ok(self.create_space_locally(kind));
+        }
+        if !self.core.online_games.contains(&game) {
+            return Err(CreateError::GameOffline(game));
+        }
+        let id = self.core.ids.next(self.core.unix_ms());
+        let type_name = self.reg.space_type.map(|t| self.reg.types[t].name).unwrap_or("__space__").to_owned();
+        self.core.send(id, CreateEntity { id, game, type_name, space_kind: Some(kind) });
         Ok(id)
     }
 

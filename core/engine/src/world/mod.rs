@@ -141,6 +141,10 @@ pub enum CreateError {
     /// The target game is not online.
     #[error("game {0} is not online")]
     GameOffline(u16),
+    /// A space type given to `create_entity_*` (GoWorld would make an ordinary entity here and
+    /// a space of kind 0 elsewhere): spaces are made with `create_space_*`.
+    #[error("entity type {0:?} is a space type: create spaces with create_space_locally / _on_game / _anywhere")]
+    SpaceType(String),
 }
 
 /// Counters a game exposes in its logs (and later its metrics).
