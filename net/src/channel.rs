@@ -226,6 +226,16 @@ impl Codec {
         result
     }
 
+    /// Seals every message of a buffer of length-prefixed messages, in order.
+    fn seal_all(&mut self, prefixed: &[u8], wire: &mut Vec<u8>) -> Result<(), ChannelError> {
+        let mut at = 0;
+        while let Some((m, next)) = next_prefixed(prefixed, at) {
+            self.seal(m, wire)?;
+            at = next;
+        }
+        Ok(())
+    }
+
     fn seal_record(&mut self, flags: u8, chunk: &[u8], wire: &mut Vec<u8>) -> Result<(), ChannelError> {
         let at = begin_frame(wire);
         match self.cipher.as_mut() {
@@ -403,14 +413,8 @@ impl ServerChannel {
             }
             ServerState::Failed => Err(ChannelError::Hello("the channel already failed")),
             ServerState::AwaitHello => match self.accept_hello(record, wire) {
-                Ok(codec) => {
-                    let mut codec = codec;
-                    let pending = std::mem::take(&mut self.pending);
-                    let mut at = 0;
-                    while let Some((m, next)) = next_prefixed(&pending, at) {
-                        codec.seal(m, wire)?;
-                        at = next;
-                    }
+                Ok(mut codec) => {
+                    codec.seal_all(&std::mem::take(&mut self.pending), wire)?;
                     self.state = ServerState::Open(Box::new(codec));
                     Ok(())
                 }
@@ -480,6 +484,19 @@ impl ServerChannel {
                 finish_frame(wire, at);
                 Ok(Codec::new(Some(transport), lz4, s.compress_threshold, s.max_message))
             }
+        }
+    }
+
+    /// Seals each message of `prefixed` (length-prefixed messages, as an app's outbox writes
+    /// them) into `wire`, or queues them until the handshake is done.
+    pub fn send_all(&mut self, prefixed: &[u8], wire: &mut Vec<u8>) -> Result<(), ChannelError> {
+        match &mut self.state {
+            ServerState::Open(codec) => codec.seal_all(prefixed, wire),
+            ServerState::AwaitHello => {
+                self.pending.extend_from_slice(prefixed);
+                Ok(())
+            }
+            ServerState::Failed => Ok(()),
         }
     }
 
@@ -593,12 +610,7 @@ impl ClientChannel {
                 let hs = hs.take();
                 match self.finish(hs, record) {
                     Ok(mut codec) => {
-                        let pending = std::mem::take(&mut self.pending);
-                        let mut at = 0;
-                        while let Some((m, next)) = next_prefixed(&pending, at) {
-                            codec.seal(m, wire)?;
-                            at = next;
-                        }
+                        codec.seal_all(&std::mem::take(&mut self.pending), wire)?;
                         self.state = ClientState::Open(Box::new(codec));
                         Ok(())
                     }

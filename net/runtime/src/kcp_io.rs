@@ -424,11 +424,7 @@ impl Session {
 
 /// Seals the app's length-prefixed messages into records and queues them on the conversation.
 fn seal(s: &mut Session, bytes: &[u8]) -> Result<(), CloseReason> {
-    let mut at = 0;
-    while let Some((msg, next)) = next_prefixed(bytes, at) {
-        s.layers.channel.send(msg, &mut s.layers.wire).map_err(|e| CloseReason::Protocol(e.to_string()))?;
-        at = next;
-    }
+    s.layers.channel.send_all(bytes, &mut s.layers.wire).map_err(|e| CloseReason::Protocol(e.to_string()))?;
     queue_wire(s);
     Ok(())
 }

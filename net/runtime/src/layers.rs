@@ -82,11 +82,7 @@ impl ClientLayers {
 
     /// Seals each of the app's length-prefixed messages in `bytes` into `out`.
     pub(crate) fn seal(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), CloseReason> {
-        let mut at = 0;
-        while let Some((msg, next)) = next_prefixed(bytes, at) {
-            self.channel.send(msg, &mut self.wire).map_err(|e| CloseReason::Protocol(e.to_string()))?;
-            at = next;
-        }
+        self.channel.send_all(bytes, &mut self.wire).map_err(|e| CloseReason::Protocol(e.to_string()))?;
         self.frame_wire(out)
     }
 }

@@ -129,7 +129,10 @@ fn messages_sent_before_the_handshake_arrive_after_it_in_order() {
     let mut client = ClientChannel::new(client_settings(Mode::NoiseNk, 64), [1; 32]);
     let mut early = Vec::new();
     server.send(b"welcome", &mut early).expect("queued");
-    server.send(&sample(5000, 1), &mut early).expect("queued");
+    // As an app's outbox writes them: length-prefixed messages.
+    let mut prefixed = Vec::new();
+    crate::frame::encode_frame(&sample(5000, 1), &mut prefixed);
+    server.send_all(&prefixed, &mut early).expect("queued");
     assert!(early.is_empty(), "nothing leaves before the handshake");
     assert!(server.pending_bytes() > 5000);
     let mut hello = Vec::new();
