@@ -133,11 +133,13 @@ impl KcpIo {
     /// Reads what socket `u` has (bounded), feeding sessions; events for the app go to `events`.
     pub(crate) fn readable(&mut self, u: usize, now: Instant, events: &mut Vec<Event>) {
         let ms = self.ms(now);
+        // The receive buffer is taken out for the loop so datagrams are handled in place.
+        let mut buf = std::mem::take(&mut self.buf);
         for _ in 0..DATAGRAM_BUDGET {
-            let Some(udp) = self.udps.get(u) else { return };
-            let (n, peer) = match udp.socket.recv_from(&mut self.buf) {
+            let Some(udp) = self.udps.get(u) else { break };
+            let (n, peer) = match udp.socket.recv_from(&mut buf) {
                 Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // ICMP errors from earlier sends surface here: not this socket's end.
                 Err(e) => {
@@ -145,12 +147,12 @@ impl KcpIo {
                     continue;
                 }
             };
-            let d = self.buf[..n].to_vec();
-            self.datagram(u, peer, &d, now, ms, events);
+            self.datagram(u, peer, &buf[..n], ms, events);
         }
+        self.buf = buf;
     }
 
-    fn datagram(&mut self, u: usize, peer: SocketAddr, d: &[u8], now: Instant, ms: u32, events: &mut Vec<Event>) {
+    fn datagram(&mut self, u: usize, peer: SocketAddr, d: &[u8], ms: u32, events: &mut Vec<Event>) {
         let Some(conv) = Kcp::conv_of(d) else { return };
         if conv == 0 {
             let secs = ms / 1000;
@@ -214,7 +216,7 @@ impl KcpIo {
         s.kcp.flush();
         transmit(&self.udps, s);
         if !s.kcp.is_idle() {
-            let interval = Duration::from_millis(u64::from(s.params_interval()));
+            let interval = Duration::from_millis(u64::from(s.kcp.interval()));
             soon(&mut self.next_tick, interval);
         }
         let id = s.id;
@@ -227,7 +229,6 @@ impl KcpIo {
         if let Some(reason) = bad {
             self.end(k, reason, events, true);
         }
-        let _ = now;
     }
 
     fn connect(&mut self, u: usize, peer: SocketAddr, nonce: [u8; 8], ms: u32) {
@@ -284,7 +285,7 @@ impl KcpIo {
         }
         s.kcp.flush();
         transmit(&self.udps, s);
-        let interval = Duration::from_millis(u64::from(s.params_interval()));
+        let interval = Duration::from_millis(u64::from(s.kcp.interval()));
         soon(&mut self.next_tick, interval);
         let queued = s.kcp.queued_bytes() + s.layers.channel.pending_bytes();
         if queued > s.opts.max_queued {
@@ -413,12 +414,6 @@ fn soon(next_tick: &mut Option<Instant>, interval: Duration) {
     let due = Instant::now() + interval;
     if next_tick.is_none_or(|t| t > due) {
         *next_tick = Some(due);
-    }
-}
-
-impl Session {
-    fn params_interval(&self) -> u32 {
-        self.kcp.interval()
     }
 }
 
