@@ -123,8 +123,8 @@ impl Ctx<'_> {
     }
 
     /// Calls `method` of this entity on a crontab schedule (`"*/5 * * * *"`: every five
-    /// minutes, UTC), until the entity is destroyed. Schedules stay on this game (they are not
-    /// carried by migration).
+    /// minutes, UTC), until the entity is destroyed or the entry removed (`remove_cron`).
+    /// Schedules travel with the entity (migration, freeze).
     pub fn add_cron(&mut self, spec: &str, method: &str, args: Vec<Value>) -> Result<(), CronAddError> {
         let s = CronSpec::parse(spec)?;
         let m = method_id(method);
