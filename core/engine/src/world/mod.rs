@@ -729,6 +729,8 @@ impl Doubling {
 }
 
 #[cfg(test)]
+mod local_tests;
+#[cfg(test)]
 #[allow(clippy::disallowed_methods)] // one arbitrary base instant from the clock
 mod sim;
 #[cfg(test)]

@@ -194,10 +194,10 @@ fn world() -> World {
 
 const GATE: u16 = 1;
 const CLIENT: Id = Id([0xc1; 16]);
-const BOOT: Id = Id([0xb0; 16]);
+pub(super) const BOOT: Id = Id([0xb0; 16]);
 
 /// Client messages the world produced, decoded.
-fn client_msgs(w: &mut World) -> Vec<ServerMsg> {
+pub(super) fn client_msgs(w: &mut World) -> Vec<ServerMsg> {
     w.drain_output()
         .flat_map(|(_, m)| match m {
             FromGame::ToClients(tc) => {
@@ -216,7 +216,7 @@ fn client_call(w: &mut World, client: Id, target: Id, method: &str, args: Vec<Va
     w.handle(Instant::now(), Call { target, method: method_id(method), args: enc, caller });
 }
 
-fn booted() -> World {
+pub(super) fn booted() -> World {
     let mut w = world();
     w.handle(Instant::now(), CreateBoot { boot: BOOT, gate: GATE, client: CLIENT });
     let msgs = client_msgs(&mut w);
@@ -454,86 +454,6 @@ fn set_position_works_without_aoi_and_client_moves_need_permission() {
     assert_eq!(w.position_of(BOOT).map(|p| p.x), Some(1.0), "another client's move is refused");
     w.handle(t0, ClientMove { id: BOOT, gate: GATE, client: CLIENT, pos: [3.0, 0.0, 4.0, 90.0] });
     assert_eq!(w.position_of(BOOT), Some(Pos { x: 3.0, y: 0.0, z: 4.0, yaw: 90.0 }));
-}
-
-#[test]
-fn distance_facing_and_self_queries_for_local_entities() {
-    let mut w = booted();
-    let mut helper = Id::NIL;
-    w.with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
-        helper = ctx.create_entity_locally("Helper").map_err(|e| CallError::Failed(e.to_string()))?;
-        ctx.set_position(1.0, 0.0, 1.0);
-        Ok(())
-    });
-    w.run_local();
-    w.with_entity(helper, Caller::Server(Id::NIL), |_, ctx| {
-        ctx.set_position(4.0, 0.0, 5.0);
-        Ok(())
-    });
-    w.with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
-        assert_eq!(ctx.position_of(helper), Some(Pos { x: 4.0, y: 0.0, z: 5.0, yaw: 0.0 }));
-        assert_eq!(ctx.distance_to(helper), Some(5.0));
-        assert!(ctx.face_to_entity(helper));
-        assert!((ctx.position().yaw - 36.869_9).abs() < 1e-3, "{}", ctx.position().yaw);
-        assert_eq!(ctx.distance_to(Id([0x77; 16])), None, "not on this game");
-        assert!(!ctx.face_to_entity(Id([0x77; 16])));
-        assert!(!ctx.is_space() && !ctx.is_destroyed());
-        assert_eq!(ctx.position_of(ctx.nil_space()), None, "spaces have no position");
-        ctx.destroy();
-        assert!(ctx.is_destroyed());
-        Ok(())
-    });
-}
-
-#[test]
-fn space_types_are_refused_by_create_entity_and_spaces_go_to_a_named_game() {
-    let mut w = booted();
-    let space_type = w.reg.space_type.map(|t| w.reg.types[t].name).expect("the test registry has a space type");
-    w.with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
-        for r in [
-            ctx.create_entity_locally(space_type),
-            ctx.create_entity_on_game(2, space_type),
-            ctx.create_entity_anywhere(space_type),
-        ] {
-            assert_eq!(r, Err(CreateError::SpaceType(space_type.to_owned())));
-        }
-        assert_eq!(ctx.create_space_on_game(99, 3), Err(CreateError::GameOffline(99)));
-        Ok(())
-    });
-    let mut here = Id::NIL;
-    w.with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
-        here = ctx.create_space_on_game(ctx.game_id(), 4).expect("here");
-        Ok(())
-    });
-    w.run_local();
-    w.with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
-        assert_eq!(ctx.space_kind(here), Some(4), "created on this game after the handler");
-        Ok(())
-    });
-}
-
-#[test]
-fn crontab_entries_can_be_removed() {
-    let mut w = booted();
-    let t0 = w.core.clock_base.0;
-    w.with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
-        ctx.add_cron("* * * * *", "tock", vec![Value::Int(1)]).expect("cron");
-        ctx.add_cron("*/2 * * * *", "tock", vec![Value::Int(2)]).expect("cron");
-        assert_eq!(ctx.remove_cron(Some("*/2 * * * *"), "tock"), 1);
-        assert_eq!(ctx.remove_cron(Some("*/2 * * * *"), "tock"), 0);
-        assert_eq!(ctx.remove_cron(None, "nope"), 0);
-        Ok(())
-    });
-    w.tick(t0 + Duration::from_secs(41));
-    let n =
-        client_msgs(&mut w).iter().filter(|m| matches!(m, ServerMsg::Call { method, .. } if method == "tock")).count();
-    assert_eq!(n, 1, "the remaining entry fired");
-    w.with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
-        assert_eq!(ctx.remove_cron(None, "tock"), 1);
-        Ok(())
-    });
-    w.tick(t0 + Duration::from_secs(200));
-    assert!(client_msgs(&mut w).iter().all(|m| !matches!(m, ServerMsg::Call { method, .. } if method == "tock")));
 }
 
 #[test]
