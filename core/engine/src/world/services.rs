@@ -56,6 +56,25 @@ impl Ctx<'_> {
         (0..self.shards(name)).filter(|&s| self.call_service_shard_index(name, s, method, args.clone())).count()
     }
 
+    /// The entity serving shard `shard` of service `name` right now (GoWorld's
+    /// `GetServiceEntityID`, per shard); `None` while that shard has no provider.
+    pub fn service_entity(&self, name: &str, shard: u16) -> Option<Id> {
+        self.service(name, shard)
+    }
+
+    /// How many shards service `name` has (GoWorld's `GetServiceShardCount`); 0 for a name
+    /// that is not a registered service.
+    pub fn service_shard_count(&self, name: &str) -> u16 {
+        self.shards(name)
+    }
+
+    /// True when every shard of service `name` has a provider (GoWorld's
+    /// `CheckServiceEntitiesReady`); false for a name that is not a service.
+    pub fn service_ready(&self, name: &str) -> bool {
+        let n = self.shards(name);
+        n > 0 && (0..n).all(|s| self.service(name, s).is_some())
+    }
+
     /// The current providers of service `name`, by shard (missing shards left out).
     pub fn service_providers(&self, name: &str) -> Vec<Id> {
         (0..self.shards(name)).filter_map(|s| self.service(name, s)).collect()

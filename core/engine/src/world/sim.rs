@@ -281,6 +281,18 @@ fn services_are_created_once_reached_by_shard_and_recreated_when_their_game_dies
     assert_eq!(sim.online_instances(), 3, "exactly one instance per shard");
     // Reach them: all shards, and by key.
     let any = sim.worlds[0].core.services[&("Online".to_owned(), 0)].0;
+    // The typed queries agree with the registry (GoWorld's GetServiceEntityID,
+    // GetServiceShardCount, CheckServiceEntitiesReady).
+    let nil = sim.worlds[0].core.nil_space;
+    sim.worlds[0].with_entity(nil, Caller::Server(Id::NIL), |_, ctx| {
+        assert_eq!(ctx.service_shard_count("Online"), 3);
+        assert!(ctx.service_ready("Online"));
+        assert_eq!(ctx.service_entity("Online", 0), Some(any));
+        assert_eq!(ctx.service_entity("Online", 7), None);
+        assert_eq!(ctx.service_shard_count("Nope"), 0);
+        assert!(!ctx.service_ready("Nope"));
+        Ok(())
+    });
     sim.server_call(any, "spread", vec![]);
     sim.settle();
     let pings: i64 = sim
@@ -297,6 +309,15 @@ fn services_are_created_once_reached_by_shard_and_recreated_when_their_game_dies
     // Game 2 dies: its shards come back on game 1.
     let on_two = p.iter().filter(|&&g| g == 2).count();
     sim.kill(1);
+    sim.settle();
+    assert!(on_two > 0, "the shards are spread over both games");
+    {
+        let nil = sim.worlds[0].core.nil_space;
+        sim.worlds[0].with_entity(nil, Caller::Server(Id::NIL), |_, ctx| {
+            assert!(!ctx.service_ready("Online"), "game 2's shards are gone until re-created");
+            Ok(())
+        });
+    }
     for _ in 0..(SERVICE_FALLBACK_CHECKS + 2) {
         sim.advance(Duration::from_secs(1));
     }
