@@ -155,10 +155,14 @@ pub fn id_value(id: oxworld_net::Id) -> Value {
 /// Object-safe view of an entity for the world: the hooks plus downcasting.
 pub(crate) trait EntityObj: Entity {
     fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn as_any(&self) -> &dyn Any;
 }
 
 impl<E: Entity> EntityObj for E {
     fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn as_any(&self) -> &dyn Any {
         self
     }
 }

@@ -32,6 +32,8 @@ pub struct Ctx<'a> {
     pub(super) attrs: &'a mut Attrs,
     pub(super) schema: &'a AttrSchema,
     pub(super) ty: usize,
+    /// The other entities of this game (this one's slot is empty while its code runs).
+    pub(super) entities: &'a super::Entities,
 }
 
 impl Ctx<'_> {

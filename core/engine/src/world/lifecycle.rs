@@ -88,6 +88,7 @@ impl World {
                 attrs: &mut slot.attrs,
                 schema,
                 ty: slot.ty,
+                entities: &self.entities,
             };
             obj.on_destroy(&mut ctx);
             ctx.flush_attrs();
@@ -123,6 +124,7 @@ impl World {
             attrs: &mut attrs,
             schema,
             ty,
+            entities: &self.entities,
         };
         let r = f(obj.as_mut(), &mut ctx);
         ctx.flush_attrs();

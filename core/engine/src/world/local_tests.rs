@@ -8,7 +8,7 @@ use oxworld_net::client_proto::{Pos, ServerMsg};
 use oxworld_net::msg::Caller;
 use oxworld_net::{Id, Value};
 
-use super::tests::{BOOT, booted, client_msgs};
+use super::tests::{BOOT, Helper, Player, booted, client_msgs};
 use super::*;
 use crate::entity::CallError;
 
@@ -90,4 +90,62 @@ fn crontab_entries_can_be_removed() {
     });
     w.tick(t0 + Duration::from_secs(200));
     assert!(client_msgs(&mut w).iter().all(|m| !matches!(m, ServerMsg::Call { method, .. } if method == "tock")));
+}
+
+#[test]
+fn entity_code_reads_other_local_entities_and_spaces() {
+    let mut w = booted();
+    let (mut arena, mut p1, mut p2, mut helper) = (Id::NIL, Id::NIL, Id::NIL, Id::NIL);
+    w.with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
+        arena = ctx.create_space_locally(7);
+        p1 = ctx.create_entity_locally("Player").map_err(|e| CallError::Failed(e.to_string()))?;
+        p2 = ctx.create_entity_locally("Player").map_err(|e| CallError::Failed(e.to_string()))?;
+        helper = ctx.create_entity_locally("Helper").map_err(|e| CallError::Failed(e.to_string()))?;
+        Ok(())
+    });
+    w.run_local();
+    for (p, x) in [(p1, 1.0), (p2, 6.0)] {
+        w.with_entity(p, Caller::Server(Id::NIL), |_, ctx| {
+            ctx.attrs().set("mood", if x < 2.0 { "calm" } else { "loud" });
+            ctx.enter_space(arena, Pos::at(x, 0.0, 0.0)).map_err(|e| CallError::Failed(e.to_string()))
+        });
+    }
+    w.run_local();
+    w.tick(w.core.now + Duration::from_millis(200));
+    w.with_entity(p1, Caller::Server(Id::NIL), |_, ctx| {
+        let other = ctx.entity(p2).expect("p2 lives here");
+        assert_eq!(other.type_name(), "Player");
+        assert_eq!(other.position(), Some(Pos::at(6.0, 0.0, 0.0)));
+        assert_eq!(other.space(), Some(arena));
+        assert_eq!(other.attrs().get("mood"), Some(&Value::from("loud")));
+        assert!(!other.has_client() && !other.is_space());
+        assert!(other.get::<Player>().is_some(), "typed read of another entity");
+        assert!(other.get::<Helper>().is_none(), "wrong type");
+        let me = ctx.entity(ctx.id()).expect("self");
+        assert_eq!(me.attrs().get("mood"), Some(&Value::from("calm")), "own view reads the live attributes");
+        assert!(me.get::<Player>().is_none(), "own object is checked out: use self");
+        let boot = ctx.entity(BOOT).expect("boot");
+        assert!(boot.has_client(), "boot is bound to the test client");
+        assert!(ctx.entity(Id([0x55; 16])).is_none(), "not on this game");
+
+        let space = ctx.my_space().expect("in a space");
+        assert_eq!((space.id(), space.kind(), space.member_count()), (arena, 7, 2));
+        assert!(!space.is_nil());
+        assert_eq!(space.count_of_type("Player"), 2);
+        assert_eq!(space.count_of_type("Helper"), 0);
+        assert_eq!(space.count_of_type("NoSuchType"), 0);
+        let mut members: Vec<Id> = space.members().collect();
+        members.sort();
+        let mut want = vec![p1, p2];
+        want.sort();
+        assert_eq!(members, want);
+        let nil = ctx.space_view(ctx.nil_space()).expect("nil space");
+        assert!(nil.is_nil());
+        assert_eq!(nil.count_of_type("Helper"), 1);
+        assert!(ctx.entities_of_type("Player").count() == 2);
+        assert_eq!(ctx.entities().count(), ctx.entities.len(), "every slot, this one included");
+        assert_eq!(ctx.nearest_neighbour_of_type("Player"), Some((p2, 5.0)));
+        assert_eq!(ctx.nearest_neighbour_of_type("Helper"), None, "not a neighbour");
+        Ok(())
+    });
 }

@@ -38,6 +38,7 @@ mod ctx;
 pub mod freeze;
 pub mod jobs;
 mod lifecycle;
+pub mod local;
 mod migration;
 pub mod persist;
 mod sends;
@@ -46,6 +47,7 @@ mod view;
 
 pub use ctx::Ctx;
 pub use freeze::{Frozen, RestoreError, RestoreReport};
+pub use local::{EntityView, SpaceView};
 pub use persist::StoreCallError;
 
 /// Local operations (local calls, posts, creates, destroys, space changes) the world runs per
@@ -279,6 +281,9 @@ struct Slot {
     attrs: Attrs,
 }
 
+/// The live entities of one game by id.
+type Entities = FxHashMap<Id, Slot>;
+
 /// The space type used when a game registers none.
 struct BuiltinSpace;
 
@@ -288,7 +293,7 @@ impl crate::entity::Entity for BuiltinSpace {}
 pub struct World {
     core: WorldCore,
     reg: Registry,
-    entities: FxHashMap<Id, Slot>,
+    entities: Entities,
     boot_ty: usize,
 }
 

@@ -94,7 +94,7 @@ impl Boot {
 
 /// A player in spaces: aoi radius 10, an all_clients attribute, space hooks recorded.
 #[derive(Default)]
-struct Player;
+pub(super) struct Player;
 impl Entity for Player {
     fn on_enter_space(&mut self, ctx: &mut Ctx<'_>) {
         let kind = ctx.space_kind(ctx.space()).unwrap_or(-1);
@@ -153,7 +153,7 @@ impl Entity for Sentry {
     }
 }
 
-struct Helper;
+pub(super) struct Helper;
 impl Entity for Helper {}
 impl Helper {
     fn ping(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
