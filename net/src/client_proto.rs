@@ -152,6 +152,9 @@ pub enum ErrorCode {
     RateLimited = 10,
     /// A `Move` whose position is not finite (NaN or infinite); it was dropped.
     InvalidPosition = 11,
+    /// The server let go of this client: its entity kicked it (the message says why) or was
+    /// shut down after an internal error. The gate closes the connection after sending this.
+    Kicked = 12,
 }
 
 impl ErrorCode {
@@ -169,6 +172,7 @@ impl ErrorCode {
             9 => Self::Idle,
             10 => Self::RateLimited,
             11 => Self::InvalidPosition,
+            12 => Self::Kicked,
             _ => return None,
         })
     }
@@ -353,6 +357,12 @@ impl ServerMsg {
         };
         r.finish()?;
         Ok(msg)
+    }
+
+    /// For a gate: true if an encoded message is an `Error` with code `Kicked` (after which
+    /// the gate closes the connection).
+    pub fn is_kick(payload: &[u8]) -> bool {
+        payload.first() == Some(&S_ERROR) && payload.get(1..3) == Some(&(ErrorCode::Kicked as u16).to_le_bytes()[..])
     }
 
     /// Peeks at an encoded server message: `Some((is_create, is_player, id))` for create and

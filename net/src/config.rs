@@ -67,6 +67,9 @@ pub struct GameConfig {
     /// How often moved entities' positions are sent to the clients that see them
     /// (`position_sync_interval_ms`, 5..=10000, default 100).
     pub position_sync_interval: Duration,
+    /// What happens to an entity whose code panicked (`on_panic`: `quarantine`, the default,
+    /// destroys it without saving and kicks its client; `keep` leaves it as it was).
+    pub quarantine_on_panic: bool,
 }
 
 /// One gate process.
@@ -342,6 +345,11 @@ impl Config {
                     5,
                     10_000,
                 )? as u64),
+                quarantine_on_panic: match s.string("on_panic", Some("quarantine"))?.as_str() {
+                    "quarantine" => true,
+                    "keep" => false,
+                    other => return Err(s.err("on_panic", format!("{other:?}: expected quarantine or keep"))),
+                },
             });
             s.deny_unknown()?;
         }
@@ -561,6 +569,7 @@ boot_entity = Account
 ban_boot_entity = true
 io_threads = 2
 position_sync_interval_ms = 20
+on_panic = keep
 
 [gate1]
 listen_addr = 127.0.0.1:17100
@@ -584,6 +593,7 @@ heartbeat_timeout_s = 5
         assert_eq!(c.games[1].io_threads, 2);
         assert_eq!(c.games[0].position_sync_interval, Duration::from_millis(100), "default");
         assert_eq!(c.games[1].position_sync_interval, Duration::from_millis(20));
+        assert!(c.games[0].quarantine_on_panic && !c.games[1].quarantine_on_panic);
         assert_eq!(c.gates[0].client_flush, Duration::from_millis(10), "default");
         assert_eq!(c.games[1].boot_entity.as_deref(), Some("Account"), "inherited from game_common");
         assert_eq!(c.gates[0].heartbeat_timeout, Duration::from_secs(5));

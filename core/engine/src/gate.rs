@@ -59,6 +59,8 @@ pub struct GateStats {
     pub malformed_internal: u64,
     /// Clients closed for sending nothing within `heartbeat_timeout`.
     pub idle: u64,
+    /// Clients closed because their entity kicked them (`ErrorCode::Kicked`).
+    pub kicked: u64,
     /// Client messages dropped by the rate limits.
     pub rate_limited: u64,
     /// Clients disconnected for going on past the rate limits.
@@ -380,6 +382,19 @@ impl GateApp {
                 }
             }
         }
+        if ServerMsg::is_kick(payload) {
+            // The game let go of this client and tells it why: what was held goes first, then
+            // the connection closes and nothing else may reach it.
+            if let Some(c) = self.clients.get_mut(&conn)
+                && !std::mem::replace(&mut c.closing, true)
+            {
+                self.stats.kicked += 1;
+                self.gather.flush_conn(conn, out);
+                out.send(conn, payload);
+                out.close(conn, "kicked by its entity".to_owned());
+            }
+            return;
+        }
         self.send_client(conn, payload, out);
     }
 
@@ -520,6 +535,15 @@ impl Gather {
         if *bytes > self.max_held
             && let Some((msgs, _)) = self.held.remove(&conn)
         {
+            for m in msgs {
+                out.send(conn, &m);
+            }
+        }
+    }
+
+    /// Writes what is held for `conn` now.
+    fn flush_conn(&mut self, conn: ConnId, out: &mut Outbox) {
+        if let Some((msgs, _)) = self.held.remove(&conn) {
             for m in msgs {
                 out.send(conn, &m);
             }
@@ -979,6 +1003,29 @@ mod tests {
         f.gate.tick(s(17), &mut f.out);
         assert_eq!(f.out.take_closes().len(), 1, "the other one, 11 s after its heartbeat");
         assert_eq!(f.gate.stats().idle, 2);
+    }
+
+    /// An `Error` with code `Kicked` from a game reaches the client last: the gate closes the
+    /// connection after it, once, and tells no game (the client owns nothing any more).
+    #[test]
+    fn a_kick_is_delivered_then_the_client_is_closed() {
+        let mut f = fixture();
+        let (client, boot) = f.accept(100);
+        f.deliver(client, &player_create(boot));
+        f.out.take_frames();
+        f.deliver(client, &ServerMsg::DestroyEntity { id: boot });
+        let kick = ServerMsg::error(ErrorCode::Kicked, boot, 0, "bye: you were idle in the lobby");
+        f.deliver(client, &kick);
+        let told = f.take_client_msgs(100);
+        assert!(
+            matches!(told.last(), Some(ServerMsg::Error { code: 12, message, .. }) if message.starts_with("bye")),
+            "{told:?}"
+        );
+        assert_eq!(f.out.take_closes().iter().map(|(c, _)| *c).collect::<Vec<_>>(), vec![ConnId(100)]);
+        f.deliver(client, &kick);
+        assert!(f.out.take_closes().is_empty() && f.take_client_msgs(100).is_empty(), "nothing after the kick");
+        assert_eq!(f.gate.stats().kicked, 1);
+        assert!(!ServerMsg::is_kick(&[]) && !ServerMsg::is_kick(&[0x85, 12]), "truncated: not a kick");
     }
 
     /// One `ToClients` carries a game message to many clients: each gets the payload, and a

@@ -16,6 +16,7 @@ pub mod gate;
 pub mod geom;
 mod links;
 pub mod migrate;
+pub mod panics;
 pub mod ratelimit;
 pub mod space;
 pub mod status;

@@ -16,7 +16,7 @@ use oxworld_engine::game::{FreezeSink, GameApp, JobPort, StorePort};
 use oxworld_engine::status::{ProcState, SwapReport};
 use oxworld_engine::store::{MAX_BATCH, StoreError, StoreOp, StoreReply};
 use oxworld_engine::world::jobs::JobFn;
-use oxworld_engine::world::{Frozen, World};
+use oxworld_engine::world::{Frozen, PanicPolicy, World};
 use oxworld_net::Value;
 use oxworld_runtime::{Runtime, RuntimeConfig};
 use oxworld_store::lmdb::FreezeDb;
@@ -122,6 +122,8 @@ pub fn run_game(reg: Registry, args: &ProcArgs) -> anyhow::Result<()> {
     };
     world.set_save_interval(storage.save_interval);
     world.set_position_sync_interval(gc.position_sync_interval);
+    world.set_panic_policy(if gc.quarantine_on_panic { PanicPolicy::Quarantine } else { PanicPolicy::Keep });
+    oxworld_engine::panics::install_hook();
     let store = oxworld_store::open(&storage).with_context(|| format!("{name}: opening the {} store", storage.backend));
     let mut store = status.fail_on_err(store)?;
     let rt = Runtime::new(RuntimeConfig { name: name.clone(), io_threads: gc.io_threads, listeners: vec![] });

@@ -1,7 +1,8 @@
-//! A runaway entity in a real game process (`runaway`: `spin` posts itself forever): the game
+//! Buggy entities in a real game process (`runaway`). `spin` posts itself forever: the game
 //! keeps answering another client, and `oxworld status` keeps showing it `ready`, never
 //! `stalled` (its status record is written from the same loop, so it would age if the loop
-//! stalled).
+//! stalled). `crash` panics: each crashing client is answered and kicked, everyone else keeps
+//! being served, and the process never exits.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -52,4 +53,50 @@ fn a_runaway_entity_does_not_stall_its_game() {
     assert!(!text.contains("stalled"), "{text}");
     drop((bad, good));
     cluster.stop().expect("the game stops on SIGTERM even with work queued");
+}
+
+#[test]
+fn a_panicking_method_does_not_end_its_game() {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_runaway"));
+    let cluster = TestCluster::start("panics", &exe, 1, 1, "").expect("cluster");
+    let mut good = BlockingClient::connect(&cluster.gate, Duration::from_secs(3)).expect("connect");
+    let me = good.wait_player(Duration::from_secs(10)).expect("player");
+    let mut crashers = Vec::new();
+    for _ in 0..20 {
+        let mut c = BlockingClient::connect(&cluster.gate, Duration::from_secs(3)).expect("connect");
+        let id = c.wait_player(Duration::from_secs(10)).expect("player");
+        crashers.push((c, id));
+    }
+    let mut n = 0;
+    for (bad, bad_me) in &mut crashers {
+        // Under load: the crash call lands between echoes of the good client.
+        bad.call(*bad_me, "crash", vec![Value::Int(7)]).expect("send");
+        n += 1;
+        echo(&mut good, me, n);
+        let mut codes = Vec::new();
+        loop {
+            match bad.next(Duration::from_secs(5)) {
+                Ok(ServerMsg::Error { code, message, .. }) => {
+                    codes.push(code);
+                    if code == 12 {
+                        assert!(message.contains("internal error"), "{message}");
+                    }
+                }
+                Ok(ServerMsg::Call { method, .. }) => panic!("the crash was not supposed to finish: {method}"),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        assert_eq!(codes, vec![8, 12], "the call failed (Failed), then the client was kicked (Kicked)");
+    }
+    for _ in 0..20 {
+        n += 1;
+        echo(&mut good, me, n);
+    }
+    let out = cluster.cli(&["status"]).expect("oxworld status runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.starts_with("game") && l.ends_with(" ready")), "{text}");
+    drop(good);
+    drop(crashers);
+    cluster.stop().expect("the game never exited: it stops on SIGTERM with exit code 0");
 }

@@ -396,6 +396,18 @@ pub enum FilterOp {
     Le,
     /// `>=`.
     Ge,
+    /// `=` comparing as strings.
+    StrEq,
+    /// `!=` comparing as strings.
+    StrNe,
+    /// `<` comparing as strings.
+    StrLt,
+    /// `>` comparing as strings.
+    StrGt,
+    /// `<=` comparing as strings.
+    StrLe,
+    /// `>=` comparing as strings.
+    StrGe,
 }
 
 impl FilterOp {
@@ -412,20 +424,37 @@ impl FilterOp {
         })
     }
 
-    /// `prop <op> value`: numerically when both parse as numbers, else by string order.
+    /// The same comparison made on strings (byte order) even for numbers, as GoWorld does.
+    pub fn as_string(self) -> FilterOp {
+        match self {
+            FilterOp::Eq | FilterOp::StrEq => FilterOp::StrEq,
+            FilterOp::Ne | FilterOp::StrNe => FilterOp::StrNe,
+            FilterOp::Lt | FilterOp::StrLt => FilterOp::StrLt,
+            FilterOp::Gt | FilterOp::StrGt => FilterOp::StrGt,
+            FilterOp::Le | FilterOp::StrLe => FilterOp::StrLe,
+            FilterOp::Ge | FilterOp::StrGe => FilterOp::StrGe,
+        }
+    }
+
+    /// `prop <op> value`: for `Eq`..`Ge` numerically when both parse as numbers, else by
+    /// string order; for `StrEq`..`StrGe` always by string order.
     pub fn matches(self, prop: &str, value: &str) -> bool {
         use std::cmp::Ordering;
+        let numeric = !matches!(
+            self,
+            FilterOp::StrEq | FilterOp::StrNe | FilterOp::StrLt | FilterOp::StrGt | FilterOp::StrLe | FilterOp::StrGe
+        );
         let ord = match (prop.parse::<f64>(), value.parse::<f64>()) {
-            (Ok(a), Ok(b)) => a.partial_cmp(&b).unwrap_or(Ordering::Less),
+            (Ok(a), Ok(b)) if numeric => a.partial_cmp(&b).unwrap_or(Ordering::Less),
             _ => prop.cmp(value),
         };
         match self {
-            FilterOp::Eq => ord == Ordering::Equal,
-            FilterOp::Ne => ord != Ordering::Equal,
-            FilterOp::Lt => ord == Ordering::Less,
-            FilterOp::Gt => ord == Ordering::Greater,
-            FilterOp::Le => ord != Ordering::Greater,
-            FilterOp::Ge => ord != Ordering::Less,
+            FilterOp::Eq | FilterOp::StrEq => ord == Ordering::Equal,
+            FilterOp::Ne | FilterOp::StrNe => ord != Ordering::Equal,
+            FilterOp::Lt | FilterOp::StrLt => ord == Ordering::Less,
+            FilterOp::Gt | FilterOp::StrGt => ord == Ordering::Greater,
+            FilterOp::Le | FilterOp::StrLe => ord != Ordering::Greater,
+            FilterOp::Ge | FilterOp::StrGe => ord != Ordering::Less,
         }
     }
 }
@@ -774,8 +803,10 @@ mod tests {
         call[HEADER_LEN + 4] = 9;
         assert!(ToGame::decode(&call).is_err());
         let mut fc = FilteredCall::default().to_frame(0);
-        fc[HEADER_LEN + 4] = 6;
-        assert!(ToGate::decode(&fc).is_err(), "filter op 6 does not exist");
+        fc[HEADER_LEN + 4] = 11;
+        assert!(ToGate::decode(&fc).is_ok(), "filter op 11 is StrGe");
+        fc[HEADER_LEN + 4] = 12;
+        assert!(ToGate::decode(&fc).is_err(), "filter op 12 does not exist");
     }
 
     #[test]
@@ -787,5 +818,18 @@ mod tests {
         assert!(!FilterOp::Gt.matches("10", "9x"), "'10' < '9x' as strings");
         assert!(FilterOp::Lt.matches("b", "c") && FilterOp::Eq.matches("a", "a") && FilterOp::Ne.matches("a", "b"));
         assert!(FilterOp::Le.matches("5", "5") && FilterOp::Ge.matches("5", "5"));
+    }
+
+    #[test]
+    fn string_filter_ops_compare_as_goworld_does() {
+        assert_eq!(FilterOp::Gt.as_string(), FilterOp::StrGt);
+        assert_eq!(FilterOp::StrGt.as_string(), FilterOp::StrGt);
+        assert!(!FilterOp::StrGt.matches("10", "9"), "'10' < '9' as strings");
+        assert!(FilterOp::StrLt.matches("10", "9"));
+        assert!(!FilterOp::StrEq.matches("1.0", "1"), "not equal as strings");
+        assert!(FilterOp::Eq.matches("1.0", "1"), "equal as numbers");
+        assert!(
+            FilterOp::StrNe.matches("a", "b") && FilterOp::StrLe.matches("a", "a") && FilterOp::StrGe.matches("b", "a")
+        );
     }
 }

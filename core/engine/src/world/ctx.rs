@@ -476,6 +476,17 @@ impl Ctx<'_> {
         self.queue(LocalOp::GiveClient { from: self.id, to: other });
     }
 
+    /// Lets go of this entity's client once the current handler returns (GoWorld's
+    /// `SetClient(nil)`): the client gets an `Error` with code `Kicked` and `reason`, then its
+    /// gate closes the connection; this entity's `on_client_disconnected` runs. A connection
+    /// without an entity could do nothing in our protocol, so letting go always closes it.
+    /// No-op without a client.
+    pub fn kick_client(&mut self, reason: &str) {
+        if self.client.is_some() {
+            self.queue(LocalOp::Kick { entity: self.id, reason: reason.to_owned() });
+        }
+    }
+
     /// Sets filter property `key` of this entity's client (empty `value` removes it); used by
     /// [`Ctx::call_filtered_clients`]. No-op without a client.
     pub fn set_client_filter_prop(&mut self, key: &str, value: &str) {
@@ -487,11 +498,30 @@ impl Ctx<'_> {
 
     /// Calls `method` (with `args`) on the player entity of every client, on every gate, whose
     /// filter property `key` satisfies `op value` (`"="`, `"!="`, `"<"`, `">"`, `"<="`, `">="`;
-    /// numbers compare numerically); an empty `key` selects every client. Each gate gets it
-    /// exactly once, however many dispatchers there are. Unknown `op`: nothing is sent.
+    /// numbers compare numerically, anything else as strings); an empty `key` selects every
+    /// client. Each gate gets it exactly once, however many dispatchers there are. Unknown
+    /// `op`: nothing is sent. GoWorld compares as strings always: see
+    /// [`Ctx::call_filtered_clients_by_string`].
     pub fn call_filtered_clients(&mut self, key: &str, op: &str, value: &str, method: &str, args: Vec<Value>) {
-        let Some(op) = FilterOp::parse(op) else {
-            warn!("call_filtered_clients: unknown operator {op:?}");
+        self.filtered(key, FilterOp::parse(op), op, value, method, args);
+    }
+
+    /// [`Ctx::call_filtered_clients`] comparing as strings (byte order) even when both sides
+    /// are numbers, as GoWorld's `CallFilteredClients` does (`"10" < "9"`).
+    pub fn call_filtered_clients_by_string(
+        &mut self,
+        key: &str,
+        op: &str,
+        value: &str,
+        method: &str,
+        args: Vec<Value>,
+    ) {
+        self.filtered(key, FilterOp::parse(op).map(FilterOp::as_string), op, value, method, args);
+    }
+
+    fn filtered(&mut self, key: &str, op: Option<FilterOp>, text: &str, value: &str, method: &str, args: Vec<Value>) {
+        let Some(op) = op else {
+            warn!("call_filtered_clients: unknown operator {text:?}");
             return;
         };
         let mut enc = Vec::new();

@@ -7,7 +7,7 @@ use oxworld_net::client_proto::{ErrorCode, Pos, ServerMsg};
 use oxworld_net::msg::{Caller, EntityCreated, EntityDestroyed};
 use oxworld_net::{Id, Value};
 
-use super::{ClientRef, Ctx, LocalOp, Slot, World};
+use super::{ClientRef, Ctx, LocalOp, PanicPolicy, Slot, World};
 use crate::attr::Attrs;
 use crate::entity::{Args, CallError, EntityObj, Expose};
 
@@ -49,6 +49,14 @@ impl World {
             e.on_created(ctx);
             Ok(())
         });
+        if !self.entities.contains_key(&id) {
+            // `on_created` panicked and the entity was quarantined: its client is let go.
+            if let Some(c) = client {
+                let why = format!("{} could not be created (internal error); try again", self.reg.types[ty].name);
+                self.core.send_to_client(id, c, &ServerMsg::error(ErrorCode::Kicked, id, 0, why));
+            }
+            return;
+        }
         self.save_entity(id);
         if let Some(c) = client {
             self.attach_client(id, c);
@@ -56,6 +64,12 @@ impl World {
     }
 
     pub(super) fn destroy_entity(&mut self, id: Id) {
+        self.destroy_entity_with(id, true);
+    }
+
+    /// Removes entity `id`; with `hooks`, runs its `on_destroy` and saves it (a quarantined
+    /// entity gets neither: its state may be half-changed).
+    fn destroy_entity_with(&mut self, id: Id, hooks: bool) {
         if !self.entities.contains_key(&id) {
             return;
         }
@@ -75,7 +89,7 @@ impl World {
         self.core.local_ids.remove(&id);
         self.core.timers.remove_entity(id);
         self.core.cron.remove(&id);
-        if let Some(mut obj) = slot.obj.take() {
+        if let Some(mut obj) = slot.obj.take().filter(|_| hooks) {
             let mut destroy = true;
             let schema = &self.reg.types[slot.ty].schema;
             let mut ctx = Ctx {
@@ -90,9 +104,18 @@ impl World {
                 ty: slot.ty,
                 entities: &self.entities,
             };
-            obj.on_destroy(&mut ctx);
-            ctx.flush_attrs();
-            ctx.save();
+            match crate::panics::catch(|| obj.on_destroy(&mut ctx)) {
+                Ok(()) => {
+                    ctx.flush_attrs();
+                    ctx.save();
+                }
+                Err(msg) => {
+                    // Destroyed anyway; the half-changed state is not saved (the last save stands).
+                    self.core.stats.panics += 1;
+                    let what = format!("{}.on_destroy of {id}", self.reg.types[slot.ty].name);
+                    self.core.log_panic(&what, &msg, "destroyed without saving");
+                }
+            }
         }
         if let Some(c) = slot.client {
             self.core.send_to_client(id, c, &ServerMsg::DestroyEntity { id });
@@ -100,13 +123,28 @@ impl World {
         self.core.send(id, EntityDestroyed { id });
     }
 
-    /// Runs `f` on entity `id` with a [`Ctx`]; handles a destroy it requested.
+    /// Runs `f` on entity `id` with a [`Ctx`]; handles a destroy it requested, and a panic
+    /// (caught, logged; by the [`PanicPolicy`] the entity is quarantined).
     pub(super) fn with_entity(
         &mut self,
         id: Id,
         caller: Caller,
         f: impl FnOnce(&mut dyn EntityObj, &mut Ctx<'_>) -> Result<(), CallError>,
     ) -> Option<Result<(), CallError>> {
+        let (r, quarantine) = self.run_entity_code(id, caller, f)?;
+        if quarantine {
+            self.quarantine(id);
+        }
+        Some(r)
+    }
+
+    /// [`World::with_entity`] leaving a quarantine to the caller (true: quarantine `id` now).
+    fn run_entity_code(
+        &mut self,
+        id: Id,
+        caller: Caller,
+        f: impl FnOnce(&mut dyn EntityObj, &mut Ctx<'_>) -> Result<(), CallError>,
+    ) -> Option<(Result<(), CallError>, bool)> {
         let slot = self.entities.get_mut(&id)?;
         let mut obj = slot.obj.take()?;
         let mut client = slot.client;
@@ -126,17 +164,58 @@ impl World {
             ty,
             entities: &self.entities,
         };
-        let r = f(obj.as_mut(), &mut ctx);
-        ctx.flush_attrs();
+        let (r, panicked) = match crate::panics::catch(|| f(obj.as_mut(), &mut ctx)) {
+            Ok(r) => (r, None),
+            Err(msg) => (Err(CallError::Failed("internal error".to_owned())), Some(msg)),
+        };
+        let quarantine = panicked.is_some() && ctx.core.panic_policy == PanicPolicy::Quarantine;
+        if !quarantine {
+            ctx.flush_attrs();
+        }
         if let Some(slot) = self.entities.get_mut(&id) {
             slot.obj = Some(obj);
             slot.client = client;
             slot.attrs = attrs;
         }
+        if let Some(msg) = panicked {
+            self.core.stats.panics += 1;
+            let tn = self.reg.types[ty].name;
+            let what = match self.core.running {
+                Some(m) => format!("{tn}.{m} of {id}"),
+                None => format!("a hook of {tn} {id}"),
+            };
+            if quarantine {
+                self.core.log_panic(&what, &msg, "the entity is destroyed without saving and its client kicked");
+                return Some((r, true));
+            }
+            self.core.log_panic(&what, &msg, "the entity is kept as it was left");
+        }
         if destroy {
             self.core.local.push_back(LocalOp::Destroy(id));
         }
-        Some(r)
+        Some((r, false))
+    }
+
+    /// Destroys `id` after a panic in its code: its client (if any) is kicked with a message
+    /// saying why, then it is removed without hooks and without saving.
+    fn quarantine(&mut self, id: Id) {
+        self.core.stats.quarantined += 1;
+        if let Some(c) = self.core.clients.remove(&id) {
+            if let Some(s) = self.entities.get_mut(&id) {
+                s.client = None;
+            }
+            let tn = self.entities.get(&id).map(|s| self.reg.types[s.ty].name).unwrap_or("entity");
+            let why = format!("your {tn} hit an internal error on the server and was shut down; log in again");
+            self.core.send_to_client(id, c, &ServerMsg::error(ErrorCode::Kicked, id, 0, why));
+        }
+        self.destroy_entity_with(id, false);
+    }
+
+    /// Lets go of `entity`'s client, telling it `reason`; runs `on_client_disconnected`.
+    pub(super) fn kick_now(&mut self, entity: Id, reason: &str) {
+        let Some(&c) = self.core.clients.get(&entity) else { return };
+        self.core.send_to_client(entity, c, &ServerMsg::error(ErrorCode::Kicked, entity, 0, reason.to_owned()));
+        self.detach_client(entity);
     }
 
     pub(super) fn run_call(&mut self, target: Id, method: u32, args: Vec<Value>, caller: Caller) {
@@ -166,10 +245,16 @@ impl World {
             }
         }
         let (ty_idx, name) = (slot.ty, m.name);
-        let r = self.with_entity(target, caller, |e, ctx| {
+        self.core.running = Some(name);
+        let r = self.run_entity_code(target, caller, |e, ctx| {
             let reg = ctx.reg;
             (reg.types[ty_idx].methods[mi].handler)(e.as_any_mut(), ctx, Args(args))
         });
+        self.core.running = None;
+        let (r, quarantine) = match r {
+            Some((r, q)) => (Some(r), q),
+            None => (None, false),
+        };
         match r {
             Some(Ok(())) | None => {}
             Some(Err(e)) => {
@@ -180,6 +265,10 @@ impl World {
                 let tn = self.reg.types[ty_idx].name;
                 self.refuse(target, method, caller, code, format!("{tn}.{name}: {e}"));
             }
+        }
+        if quarantine {
+            // After the caller's answer, so the client sees why its call failed, then the kick.
+            self.quarantine(target);
         }
     }
 

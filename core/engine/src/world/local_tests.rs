@@ -149,3 +149,24 @@ fn entity_code_reads_other_local_entities_and_spaces() {
         Ok(())
     });
 }
+
+#[test]
+fn filtered_calls_compare_numbers_or_strings_as_asked() {
+    let mut w = booted();
+    w.with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
+        ctx.call_filtered_clients("level", ">", "9", "hi", vec![]);
+        ctx.call_filtered_clients_by_string("level", ">", "9", "hi", vec![]);
+        ctx.call_filtered_clients_by_string("level", "=>", "9", "hi", vec![]);
+        Ok(())
+    });
+    let ops: Vec<oxworld_net::msg::FilterOp> = w
+        .drain_output()
+        .filter_map(|(_, m)| match m {
+            oxworld_net::msg::FromGame::FilteredCall(fc) => Some(fc.op),
+            _ => None,
+        })
+        .collect();
+    use oxworld_net::msg::FilterOp;
+    assert_eq!(ops, vec![FilterOp::Gt, FilterOp::StrGt], "an unknown operator sends nothing");
+    assert!(FilterOp::Gt.matches("10", "9") && !ops[1].matches("10", "9"), "GoWorld's '10' < '9'");
+}

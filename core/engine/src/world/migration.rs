@@ -89,7 +89,7 @@ impl World {
             client: slot.client,
             pos: [pos.x, pos.y, pos.z, pos.yaw],
             space: spatial.map(|s| s.space).unwrap_or(Id::NIL),
-            state: slot.obj.as_ref().map(|o| o.save()).unwrap_or(Value::Nil),
+            state: slot.obj.as_ref().map(|o| save_caught(o.as_ref(), ty.name, id)).unwrap_or(Value::Nil),
             client_move: spatial.is_some_and(|s| s.client_move),
             radius: spatial.and_then(|s| s.radius),
             cron,
@@ -106,7 +106,13 @@ impl World {
             self.core.spaces.add_space(id, kind, id != self.core.nil_space);
         }
         let mut obj = (self.reg.types[ty].factory)();
-        obj.load(image.state);
+        if let Err(msg) = crate::panics::catch(|| obj.load(image.state)) {
+            // Its attributes, timers and client still come back; plain fields start fresh.
+            self.core.stats.panics += 1;
+            let what = format!("{}.load of {id}", self.reg.types[ty].name);
+            self.core.log_panic(&what, &msg, "its plain fields start fresh (attributes are kept)");
+            obj = (self.reg.types[ty].factory)();
+        }
         let mut attrs = Attrs::from_value(image.attrs);
         if self.reg.types[ty].persistent {
             attrs.mark_persistent_dirty();
@@ -246,4 +252,13 @@ impl World {
             }
         }
     }
+}
+
+/// `Entity::save` of `obj`, a panic caught: logged, and the plain state is left out (`Nil`);
+/// attributes, timers and the client travel anyway.
+fn save_caught(obj: &dyn crate::entity::EntityObj, type_name: &str, id: Id) -> Value {
+    crate::panics::catch(|| obj.save()).unwrap_or_else(|msg| {
+        log::error!("{type_name}.save of {id} panicked: {msg}; its plain fields are left out of its image");
+        Value::Nil
+    })
 }

@@ -168,6 +168,23 @@ pub struct Stats {
     /// (`max_internal_frame_bytes`): calls (the caller is told), client messages (dropped,
     /// logged), migrations (cancelled, the entity stays and is told).
     pub oversized: u64,
+    /// Entity handlers, hooks and timers that panicked (caught; the game went on).
+    pub panics: u64,
+    /// Entities destroyed without saving after a panic ([`PanicPolicy::Quarantine`]).
+    pub quarantined: u64,
+}
+
+/// What happens to an entity whose code panicked (`[game_common] on_panic`). Either way the
+/// panic is caught at the handler's boundary, logged (rate-limited) with the entity's type, id
+/// and method, the caller gets an error, and the game goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PanicPolicy {
+    /// Its state may be half-changed: destroy it without saving (its last save stands) and
+    /// without hooks, and kick its client with a message saying so (the default).
+    #[default]
+    Quarantine,
+    /// Keep it as the panic left it (changes made before the panic stay).
+    Keep,
 }
 
 /// The internal frame limit until [`World::set_max_frame`] (the config's default).
@@ -200,6 +217,11 @@ pub(crate) enum LocalOp {
     CreateSpace {
         id: Id,
         kind: i64,
+    },
+    /// Lets go of `entity`'s client, telling it `reason` (the gate then closes it).
+    Kick {
+        entity: Id,
+        reason: String,
     },
     /// A call `to` made could not be sent: runs its `on_call_failed`.
     CallFailed {
@@ -270,6 +292,10 @@ pub(crate) struct WorldCore {
     store: persist::StoreState,
     /// Off-loop jobs queued or running.
     jobs: jobs::JobState,
+    /// Name of the method running (for panic reports); `None` while a hook runs.
+    running: Option<&'static str>,
+    panic_policy: PanicPolicy,
+    panic_log: oxworld_net::ratelog::RateLog,
 }
 
 /// One live entity: its type, its object (checked out while its code runs), its client and
@@ -371,6 +397,9 @@ impl World {
                     ..Default::default()
                 },
                 jobs: jobs::JobState::default(),
+                running: None,
+                panic_policy: PanicPolicy::default(),
+                panic_log: oxworld_net::ratelog::RateLog::per_second(),
             },
             reg,
             entities: FxHashMap::default(),
@@ -382,6 +411,11 @@ impl World {
     /// Sets how often moved entities' positions are sent to clients (`position_sync_interval_ms`).
     pub fn set_position_sync_interval(&mut self, every: Duration) {
         self.core.sync_interval = every.max(Duration::from_millis(5));
+    }
+
+    /// Sets what happens to an entity whose code panicked (`on_panic`).
+    pub fn set_panic_policy(&mut self, policy: PanicPolicy) {
+        self.core.panic_policy = policy;
     }
 
     /// This game's nil space.
@@ -671,6 +705,7 @@ impl World {
                 LocalOp::EnterSpace { entity, space, pos } => self.enter_space_now(entity, space, pos),
                 LocalOp::CreateSpace { id, kind } => self.create_space_now(id, kind),
                 LocalOp::GiveClient { from, to } => self.give_client_now(from, to),
+                LocalOp::Kick { entity, reason } => self.kick_now(entity, &reason),
             }
         }
         if self.core.local.is_empty() || std::mem::replace(&mut self.core.over_this_iteration, true) {
@@ -708,6 +743,7 @@ impl World {
             LocalOp::EnterSpace { entity, .. } => format!("{entity} entering a space"),
             LocalOp::GiveClient { from, .. } => format!("{from} handing its client over"),
             LocalOp::CreateSpace { .. } => "a space creation".to_owned(),
+            LocalOp::Kick { entity, .. } => format!("{entity} kicking its client"),
         }
     }
 }
@@ -735,6 +771,8 @@ impl Doubling {
 
 #[cfg(test)]
 mod local_tests;
+#[cfg(test)]
+mod panic_tests;
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // one arbitrary base instant from the clock
 mod sim;

@@ -20,6 +20,19 @@ impl WorldCore {
         base + u64::try_from(self.now.saturating_duration_since(start).as_millis()).unwrap_or(0)
     }
 
+    /// Logs a panic caught in entity code (`what` ran, `msg` says where), at most once a second
+    /// with the count of those left out.
+    pub(super) fn log_panic(&mut self, what: &str, msg: &str, outcome: &str) {
+        if let Some(left_out) = self.panic_log.allow(self.now) {
+            log::error!(
+                "game{}: {what} panicked: {msg}; the caller got an error, {outcome}, the game goes on \
+                 ({left_out} similar left out, {} panics so far)",
+                self.game_id,
+                self.stats.panics
+            );
+        }
+    }
+
     /// True if a message whose variable part is `bytes` long fits the internal frame limit;
     /// otherwise counts and logs (at most once a second) what was refused.
     pub(super) fn fits(&mut self, bytes: usize, what: impl FnOnce() -> String) -> bool {

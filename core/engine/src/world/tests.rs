@@ -86,6 +86,18 @@ impl Boot {
         Ok(())
     }
 
+    /// A bug: changes an attribute, then panics.
+    fn boom(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+        ctx.attrs().set("level", 99i64);
+        let v: Vec<u8> = Vec::new();
+        let _ = v[usize::from(ctx.game_id())];
+        Ok(())
+    }
+    fn kick_me(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        ctx.kick_client(args.str(0)?);
+        Ok(())
+    }
+
     fn pong(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
         ctx.call_client("pong", vec![Value::Int(args.int(0)?)]);
         Ok(())
@@ -170,6 +182,8 @@ fn world() -> World {
         .method("mine", Expose::OwnClient, Boot::mine)
         .method("spawn_local", Expose::OwnClient, Boot::spawn_local)
         .method("pong", Expose::Server, Boot::pong)
+        .method("boom", Expose::OwnClient, Boot::boom)
+        .method("kick_me", Expose::OwnClient, Boot::kick_me)
         .method("spin", Expose::OwnClient, Boot::spin)
         .method("grow", Expose::OwnClient, Boot::grow)
         .method("start_ticking", Expose::OwnClient, Boot::start_ticking)
@@ -193,7 +207,7 @@ fn world() -> World {
 }
 
 const GATE: u16 = 1;
-const CLIENT: Id = Id([0xc1; 16]);
+pub(super) const CLIENT: Id = Id([0xc1; 16]);
 pub(super) const BOOT: Id = Id([0xb0; 16]);
 
 /// Client messages the world produced, decoded.
@@ -209,7 +223,7 @@ pub(super) fn client_msgs(w: &mut World) -> Vec<ServerMsg> {
         .collect()
 }
 
-fn client_call(w: &mut World, client: Id, target: Id, method: &str, args: Vec<Value>) {
+pub(super) fn client_call(w: &mut World, client: Id, target: Id, method: &str, args: Vec<Value>) {
     let mut enc = Vec::new();
     encode_args(&args, &mut enc);
     let caller = Caller::Client { gate: GATE, client };

@@ -1,5 +1,6 @@
-//! A game with a runaway entity for tests: `Account.spin` posts itself again forever (a bug a
-//! studio could ship); the loop budget must keep the game serving (tests only).
+//! A game with buggy entities for tests: `Account.spin` posts itself again forever and
+//! `Account.crash` panics (bugs a studio could ship); the loop budget and the per-handler panic
+//! boundary must keep the game serving everyone else (tests only).
 
 use oxworld_core::{Args, CallError, Ctx, Entity, Expose, Registry};
 
@@ -21,6 +22,15 @@ impl Account {
         Ok(())
     }
 
+    /// Own client: a bug that panics (an index out of range), after changing an attribute.
+    fn crash(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        ctx.attrs().set("half_done", true);
+        let slots = [1u8, 2, 3];
+        let i = usize::try_from(args.int(0)?).unwrap_or(usize::MAX);
+        ctx.call_client("crash_survived", vec![oxworld_core::Value::Int(i64::from(slots[i]))]);
+        Ok(())
+    }
+
     /// Own client: never stops calling itself.
     fn spin(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
         self.spins += 1;
@@ -31,11 +41,10 @@ impl Account {
 
 fn main() -> std::process::ExitCode {
     let mut reg = Registry::new();
-    reg.entity("Account", Account::default).method("echo", Expose::AnyClient, Account::echo).method(
-        "spin",
-        Expose::OwnClient,
-        Account::spin,
-    );
+    reg.entity("Account", Account::default)
+        .method("echo", Expose::AnyClient, Account::echo)
+        .method("spin", Expose::OwnClient, Account::spin)
+        .method("crash", Expose::OwnClient, Account::crash);
     reg.boot("Account");
     oxworld_core::run(reg)
 }
