@@ -23,11 +23,12 @@
 use std::process::ExitCode;
 
 pub use oxworld_engine as engine;
-pub use oxworld_engine::world::{SpaceError, StoreCallError, nil_space_id};
+pub use oxworld_engine::world::{EntityView, PanicPolicy, SpaceError, SpaceView, StoreCallError, nil_space_id};
 pub use oxworld_engine::{
     Args, AttrError, AttrFlags, Attrs, CallError, ClientRef, CreateError, Ctx, Entity, Expose, Id, ListMut, MapMut,
     Pos, Registry, TimerError, TimerId, Value, World, fnv1a32, id_value,
 };
+pub use oxworld_engine::{panics, pubsub};
 pub use oxworld_host as host;
 pub use oxworld_store as store;
 

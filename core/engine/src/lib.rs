@@ -17,6 +17,7 @@ pub mod geom;
 mod links;
 pub mod migrate;
 pub mod panics;
+pub mod pubsub;
 pub mod ratelimit;
 pub mod space;
 pub mod status;
