@@ -41,6 +41,13 @@ impl Entity for Account {
         ctx.destroy();
     }
 
+    /// The avatar of a returning user could not be loaded (nothing stored: the store was
+    /// wiped or the id is corrupt): the user is told, never handed an empty avatar.
+    fn on_call_failed(&mut self, ctx: &mut Ctx<'_>, _target: Id, _method: u32, reason: &str) {
+        log::warn!("{}: {reason}", ctx.id());
+        self.error(ctx, "your avatar could not be loaded; ask an operator");
+    }
+
     fn save(&self) -> Value {
         let mut m = std::collections::BTreeMap::new();
         if let Some(u) = &self.user {
@@ -175,14 +182,21 @@ impl Account {
             return Ok(());
         }
         let proposed = self.proposed.take().unwrap_or_default();
-        let hex = args.get(1)?.as_str().map(str::to_owned).unwrap_or(proposed);
+        let existing = args.get(1)?.as_str().map(str::to_owned);
+        let is_new = existing.is_none();
+        let hex = existing.unwrap_or(proposed);
         let Some(avatar) = Id::parse_hex(&hex) else {
             self.error(ctx, "stored avatar id is corrupt");
             return Ok(());
         };
         // Loaded here (never a second copy if it already lives somewhere); the call waits
-        // for the load.
-        ctx.load_entity_on_game(ctx.game_id(), "Avatar", avatar).map_err(failed)?;
+        // for the load. A new user's avatar is made; a returning user's must be stored (if
+        // it is not, `on_call_failed` tells the user instead of handing out an empty avatar).
+        if is_new {
+            ctx.load_or_create_entity_on_game(ctx.game_id(), "Avatar", avatar).map_err(failed)?;
+        } else {
+            ctx.load_entity_on_game(ctx.game_id(), "Avatar", avatar).map_err(failed)?;
+        }
         let user = self.user.clone().unwrap_or_default();
         let me = ctx.id();
         ctx.call(

@@ -146,6 +146,12 @@ impl Entity for Account {
         ctx.destroy();
     }
 
+    /// The stored avatar could not be loaded: the login fails.
+    fn on_call_failed(&mut self, ctx: &mut Ctx<'_>, _target: Id, _method: u32, reason: &str) {
+        log::warn!("{}: {reason}", ctx.id());
+        ctx.call_client("on_login", vec![Value::Bool(false)]);
+    }
+
     fn on_migrate_in(&mut self, ctx: &mut Ctx<'_>) {
         let n = ctx.attrs().int("hops");
         ctx.attrs().set("hops", n + 1);
@@ -211,9 +217,15 @@ impl Account {
             ctx.call_client("on_login", vec![Value::Bool(false)]);
             return Ok(());
         }
-        let hex = args.get(1)?.as_str().map(str::to_owned).or_else(|| self.proposed.take()).unwrap_or_default();
+        let existing = args.get(1)?.as_str().map(str::to_owned);
+        let is_new = existing.is_none();
+        let hex = existing.or_else(|| self.proposed.take()).unwrap_or_default();
         let avatar = Id::parse_hex(&hex).ok_or_else(|| failed("stored avatar id is corrupt"))?;
-        ctx.load_entity_on_game(ctx.game_id(), "Avatar", avatar).map_err(failed)?;
+        if is_new {
+            ctx.load_or_create_entity_on_game(ctx.game_id(), "Avatar", avatar).map_err(failed)?;
+        } else {
+            ctx.load_entity_on_game(ctx.game_id(), "Avatar", avatar).map_err(failed)?;
+        }
         let name = self.user.clone().unwrap_or_default();
         let me = ctx.id();
         ctx.call(

@@ -123,11 +123,15 @@ message! {
     /// lives somewhere (`game` 0 = least-loaded live game). The dispatcher records the route at
     /// once, so a second load of the same id while the first runs is a no-op, and forwards it
     /// with `game` set to the chosen game, which reads storage and creates it.
-    LoadEntity route id aux game {
+    LoadEntity route id aux game flag must_exist = super::FLAG_MUST_EXIST {
         /// Entity id (header `route`).
         @skip id: Id,
         /// Target game, 0 for anywhere (header `aux`).
         @skip game: u16,
+        /// Fail when nothing is stored under `id` instead of creating a fresh entity (header
+        /// flag [`super::FLAG_MUST_EXIST`]; a flag, not a body field, so games of the previous
+        /// version still decode it during a rolling swap).
+        @skip must_exist: bool,
         /// Registered type name.
         type_name: String,
     }

@@ -9,7 +9,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 1 | `kind` ([`Kind`]) |
-//! | 1 | 1 | `flags` (bit 0 [`FLAG_TRACED`]; other bits 0) |
+//! | 1 | 1 | `flags` (bit 0 [`FLAG_TRACED`]; bit 1 [`FLAG_MUST_EXIST`] on `LoadEntity`; other bits 0) |
 //! | 2 | 2 | `aux`: the game, gate or dispatcher a message names (see each kind), else 0 |
 //! | 4 | 16 | `route`: the entity id the message is about (its routing key), else zeros |
 //! | 20 | 2 | `origin`: the sender, [`origin_of`] (games `id`, gates `0x8000 \| id`) |
@@ -39,6 +39,8 @@ pub const INTERNAL_PROTOCOL_VERSION: u32 = 3;
 pub const HEADER_LEN: usize = 48;
 /// Header flag: the `trace` slot holds a sampled trace id.
 pub const FLAG_TRACED: u8 = 1;
+/// Header flag of `LoadEntity`: fail when nothing is stored instead of creating the entity.
+pub const FLAG_MUST_EXIST: u8 = 2;
 /// Entities per [`Announce`] message (16 bytes each: 32 KiB, under [`HANDSHAKE_MAX_FRAME`]).
 pub const ANNOUNCE_BATCH: usize = 2048;
 /// Largest frame a dispatcher accepts from a connection that has not completed the handshake
@@ -271,6 +273,10 @@ pub trait Message: Sized + Writable<LittleEndian> + for<'a> Readable<'a, LittleE
     fn aux(&self) -> u16 {
         0
     }
+    /// The header's `flags` a message sets itself (besides tracing).
+    fn flags(&self) -> u8 {
+        0
+    }
     /// Takes the header's fields into the decoded body.
     fn take_header(&mut self, _h: &Header) {}
 
@@ -278,6 +284,7 @@ pub trait Message: Sized + Writable<LittleEndian> + for<'a> Readable<'a, LittleE
     fn encode(&self, origin: u16, out: &mut Vec<u8>) {
         let mut h = Header::new(Self::KIND, self.route(), self.aux());
         h.origin = origin;
+        h.flags = self.flags();
         h.write(out);
         // Writing to a Vec cannot fail (short of allocation failure, which aborts).
         let _ = self.write_to_stream(&mut *out);
@@ -318,7 +325,7 @@ pub trait Message: Sized + Writable<LittleEndian> + for<'a> Readable<'a, LittleE
 macro_rules! message {
     (
         $(#[$m:meta])*
-        $name:ident $(route $route:ident)? $(aux $aux:ident)? {
+        $name:ident $(route $route:ident)? $(aux $aux:ident)? $(flag $flag:ident = $bit:path)? {
             $($(#[$fm:meta])* $(@$skip:ident)? $field:ident : $ty:ty,)*
         }
     ) => {
@@ -336,10 +343,14 @@ macro_rules! message {
             $(fn aux(&self) -> u16 {
                 self.$aux
             })?
+            $(fn flags(&self) -> u8 {
+                if self.$flag { $bit } else { 0 }
+            })?
             #[allow(unused_variables)]
             fn take_header(&mut self, h: &Header) {
                 $(self.$route = h.route;)?
                 $(self.$aux = h.aux;)?
+                $(self.$flag = h.flags & $bit != 0;)?
             }
         }
     };
@@ -626,7 +637,8 @@ mod tests {
             ClientMove { id: B, gate: 1, client: A, pos: [1.0, 2.0, 3.0, 90.0] }.into(),
             CreateEntity { id: A, game: 2, type_name: "Relay".into(), space_kind: None }.into(),
             CreateEntity { id: A, game: 0, type_name: "Arena".into(), space_kind: Some(-7) }.into(),
-            LoadEntity { id: A, game: 0, type_name: "Avatar".into() }.into(),
+            LoadEntity { id: A, game: 0, type_name: "Avatar".into(), must_exist: false }.into(),
+            LoadEntity { id: A, game: 2, type_name: "Avatar".into(), must_exist: true }.into(),
             SpaceGame { space: A, game: 2, entity: B }.into(),
             MigrateAck { entity: A }.into(),
             RealMigrate { entity: A, game: 2, data: vec![8, 0, 0, 0, 0] }.into(),

@@ -1185,7 +1185,7 @@ mod tests {
     fn load_never_makes_a_second_copy() {
         let (mut d, mut out) = cluster();
         let e = Id([7; 16]);
-        let load = LoadEntity { id: e, game: 0, type_name: "Avatar".into() };
+        let load = LoadEntity { id: e, game: 0, type_name: "Avatar".into(), must_exist: true };
         let got = feed(&mut d, &mut out, 1, enc(&load));
         assert_eq!(got.len(), 1);
         let placed = d.route_of(e).expect("route recorded at once");

@@ -492,7 +492,7 @@ impl World {
                 self.create(self.boot_ty, m.boot, Some(c));
             }
             ToGame::CreateEntity(m) => self.on_create_entity(m.id, m.game, &m.type_name, m.space_kind),
-            ToGame::LoadEntity(m) => self.start_load(m.id, &m.type_name),
+            ToGame::LoadEntity(m) => self.start_load(m.id, &m.type_name, m.must_exist),
             ToGame::Call(Call { target, method, caller, args }) => {
                 let mut r = Reader::new(&args);
                 match decode_args(&mut r).and_then(|a| r.finish().map(|()| a)) {

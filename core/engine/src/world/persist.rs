@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use oxworld_net::client_proto::ErrorCode;
-use oxworld_net::msg::{Caller, EntityCreated, EntityDestroyed, LoadEntity};
+use oxworld_net::msg::{CallFailed, Caller, EntityCreated, EntityDestroyed, LoadEntity};
 use oxworld_net::{Id, Value, method_id};
 use thiserror::Error;
 
@@ -62,6 +62,8 @@ pub(crate) enum Waiter {
 pub(crate) struct Loading {
     pub(crate) ty: usize,
     pub(crate) queued: Vec<(u32, Vec<Value>, Caller)>,
+    /// Nothing stored is an error (not a fresh entity).
+    pub(crate) must_exist: bool,
 }
 
 /// Storage state of one world.
@@ -194,17 +196,35 @@ impl Ctx<'_> {
         self.store_op(op, Some(reply), vec![Value::from(type_name)])
     }
 
-    /// Makes persistent entity `id` live somewhere: if it already lives on a game, nothing
-    /// happens (never a second copy); otherwise the least-loaded game loads it from storage
-    /// (a fresh one if nothing is stored). Calls to `id` sent meanwhile wait for it.
+    /// Makes stored persistent entity `id` live somewhere: if it already lives on a game,
+    /// nothing happens (never a second copy); otherwise the least-loaded game loads it from
+    /// storage. Calls to `id` sent meanwhile wait for it. If nothing is stored under `id` (a
+    /// mistyped id), no entity is made: every call that waited for it fails, and each calling
+    /// entity's `on_call_failed` says "nothing stored" (clients get `UnknownEntity`). To make
+    /// a fresh entity when nothing is stored, use [`Ctx::load_or_create_entity_anywhere`].
     pub fn load_entity_anywhere(&mut self, type_name: &str, id: Id) -> Result<(), StoreCallError> {
         self.load_entity_on_game(0, type_name, id)
     }
 
     /// As [`Ctx::load_entity_anywhere`], on game `game` (0: anywhere).
     pub fn load_entity_on_game(&mut self, game: u16, type_name: &str, id: Id) -> Result<(), StoreCallError> {
+        self.load(game, type_name, id, true)
+    }
+
+    /// As [`Ctx::load_entity_anywhere`], but a fresh entity (empty attributes) is created
+    /// when nothing is stored under `id`: the explicit form of "load my avatar, or make it".
+    pub fn load_or_create_entity_anywhere(&mut self, type_name: &str, id: Id) -> Result<(), StoreCallError> {
+        self.load(0, type_name, id, false)
+    }
+
+    /// As [`Ctx::load_or_create_entity_anywhere`], on game `game` (0: anywhere).
+    pub fn load_or_create_entity_on_game(&mut self, game: u16, type_name: &str, id: Id) -> Result<(), StoreCallError> {
+        self.load(game, type_name, id, false)
+    }
+
+    fn load(&mut self, game: u16, type_name: &str, id: Id, must_exist: bool) -> Result<(), StoreCallError> {
         self.persistent_type(type_name)?;
-        self.core.send(id, LoadEntity { id, game, type_name: type_name.to_owned() });
+        self.core.send(id, LoadEntity { id, game, type_name: type_name.to_owned(), must_exist });
         Ok(())
     }
 
@@ -309,7 +329,7 @@ impl World {
     }
 
     /// A dispatcher asks this game to load `id`.
-    pub(crate) fn start_load(&mut self, id: Id, type_name: &str) {
+    pub(crate) fn start_load(&mut self, id: Id, type_name: &str, must_exist: bool) {
         if self.entities.contains_key(&id) || self.core.store.loading.contains_key(&id) {
             debug!("game{}: {type_name} {id} is already here or loading", self.core.game_id);
             return;
@@ -322,7 +342,7 @@ impl World {
                 return;
             }
         };
-        self.core.store.loading.insert(id, Loading { ty, queued: Vec::new() });
+        self.core.store.loading.insert(id, Loading { ty, queued: Vec::new(), must_exist });
         self.core.store.queue(StoreOp::Load { type_name: type_name.to_owned(), id }, Waiter::Load { id });
     }
 
@@ -357,6 +377,9 @@ impl World {
             Ok(StoreReply::Data(Some(bytes))) => {
                 decode_stored(&bytes).map_err(|e| format!("stored data unreadable: {e}"))
             }
+            Ok(StoreReply::Data(None)) if loading.must_exist => {
+                Err(format!("nothing stored for {} {id}", self.reg.types[loading.ty].name))
+            }
             Ok(StoreReply::Data(None)) => Ok(Value::Map(BTreeMap::new())),
             Ok(other) => Err(format!("unexpected storage reply {other:?}")),
             Err(e) => Err(e.to_string()),
@@ -371,8 +394,22 @@ impl World {
             }
             Err(reason) => {
                 warn!("game{}: loading {id} failed: {reason}", self.core.game_id);
+                let code = if loading.must_exist { ErrorCode::UnknownEntity } else { ErrorCode::Unavailable };
                 for (method, _, caller) in loading.queued {
-                    self.refuse(id, method, caller, ErrorCode::Unavailable, format!("loading {id} failed: {reason}"));
+                    let why = format!("loading {id} failed: {reason}");
+                    match caller {
+                        // The calling entity is told (its `on_call_failed`), wherever it is.
+                        Caller::Server(from) if from != Id::NIL => {
+                            self.core.stats.undeliverable += 1;
+                            if self.entities.contains_key(&from) {
+                                let op = LocalOp::CallFailed { to: from, target: id, method, reason: why };
+                                self.core.local.push_back(op);
+                            } else {
+                                self.core.send(from, CallFailed { to: from, target: id, method, reason: why });
+                            }
+                        }
+                        _ => self.refuse(id, method, caller, code, why),
+                    }
                 }
                 self.core.send(id, EntityDestroyed { id });
             }
@@ -454,7 +491,11 @@ mod tests {
     /// Records every storage reply it gets, as a client call to itself.
     #[derive(Default)]
     struct Clerk;
-    impl Entity for Clerk {}
+    impl Entity for Clerk {
+        fn on_call_failed(&mut self, ctx: &mut Ctx<'_>, target: Id, _method: u32, reason: &str) {
+            ctx.call_client("call_failed", vec![crate::entity::id_value(target), Value::from(reason)]);
+        }
+    }
     impl Clerk {
         fn got(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
             ctx.call_client("got", args.into_vec());
@@ -630,6 +671,51 @@ mod tests {
         assert!(matches!(&got[1].1[..], [_, Value::Str(e)] if e.contains("disk on fire")), "{got:?}");
     }
 
+    /// GoWorld's load fails for an id with nothing stored; so does ours (a mistyped id must not
+    /// make a new avatar): the calls that waited fail back to their callers, no entity is made,
+    /// nothing is saved. The explicit load-or-create makes the fresh entity.
+    #[test]
+    fn a_load_of_nothing_stored_fails_to_the_callers_unless_load_or_create() {
+        let t0 = Instant::now();
+        let mut w = world(t0);
+        let mut store = MemStore::default();
+        let _ = replies(&mut w);
+        let a = Id([0xa7; 16]);
+        with_clerk(&mut w, |ctx| {
+            ctx.load_entity_on_game(1, "Avatar", a).expect("persistent");
+            assert_eq!(ctx.load_entity_anywhere("Clerk", a), Err(StoreCallError::NotPersistent("Clerk".into())));
+        });
+        let sent: Vec<FromGame> = w.drain_output().map(|(_, m)| m).collect();
+        assert!(matches!(&sent[..], [FromGame::LoadEntity(l)] if l.must_exist && l.id == a), "{sent:?}");
+        let mut frame = Vec::new();
+        oxworld_net::msg::Message::encode(
+            &LoadEntity { id: a, game: 1, type_name: "Avatar".into(), must_exist: true },
+            0,
+            &mut frame,
+        );
+        assert_eq!(frame[1] & oxworld_net::msg::FLAG_MUST_EXIST, oxworld_net::msg::FLAG_MUST_EXIST, "a header flag");
+        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into(), must_exist: true });
+        call(&mut w, t0, a, "earn", vec![Value::Int(10)]);
+        run_store(&mut w, &mut store, t0);
+        assert!(!w.has_entity(a), "nothing stored: no entity");
+        w.run_local_now(t0);
+        let got = replies(&mut w);
+        assert!(
+            matches!(&got[..], [(m, args)] if m == "call_failed" && matches!(&args[1], Value::Str(r) if r.contains("nothing stored for Avatar"))),
+            "the waiting caller is told: {got:?}"
+        );
+        assert!(store.execute(StoreOp::Exists { type_name: "Avatar".into(), id: a }) == Ok(StoreReply::Exists(false)));
+        // Load-or-create: a fresh avatar, saved at once.
+        with_clerk(&mut w, |ctx| ctx.load_or_create_entity_on_game(1, "Avatar", a).expect("persistent"));
+        let sent: Vec<FromGame> = w.drain_output().map(|(_, m)| m).collect();
+        assert!(matches!(&sent[..], [FromGame::LoadEntity(l)] if !l.must_exist), "{sent:?}");
+        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into(), must_exist: false });
+        run_store(&mut w, &mut store, t0);
+        assert!(w.has_entity(a));
+        run_store(&mut w, &mut store, t0);
+        assert!(store.execute(StoreOp::Exists { type_name: "Avatar".into(), id: a }) == Ok(StoreReply::Exists(true)));
+    }
+
     /// Persistent entities: saved on create, on the interval when changed, on destroy; loaded
     /// with what was saved; calls sent while loading wait and run after, in order; a second
     /// load makes no copy; exists and list see them.
@@ -641,7 +727,7 @@ mod tests {
         let mut store = MemStore::default();
         let a = Id([0xa1; 16]);
         // A first load of an id nobody stored: a fresh avatar, saved at once.
-        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into() });
+        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into(), must_exist: false });
         call(&mut w, t0, a, "earn", vec![Value::Int(10)]);
         call(&mut w, t0, a, "show", vec![crate::entity::id_value(CLERK)]);
         assert!(!w.has_entity(a), "still loading");
@@ -649,7 +735,7 @@ mod tests {
         assert!(w.has_entity(a));
         assert_eq!(replies(&mut w), vec![("shown".to_owned(), vec![Value::Int(11)])], "queued calls ran in order");
         // A second load while it lives: nothing happens.
-        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into() });
+        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into(), must_exist: false });
         assert!(w.take_store_ops().is_empty());
         // Not yet saved with gold 11 (interval not reached).
         let stored = |store: &mut MemStore| match store.execute(StoreOp::Load { type_name: "Avatar".into(), id: a }) {
@@ -674,7 +760,7 @@ mod tests {
         run_store(&mut w, &mut store, t0);
         assert_eq!(stored(&mut store), Value::Map([("gold".to_owned(), Value::Int(16))].into()));
         // Loading again brings it back as saved.
-        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into() });
+        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into(), must_exist: false });
         call(&mut w, t0, a, "show", vec![crate::entity::id_value(CLERK)]);
         run_store(&mut w, &mut store, t0);
         assert_eq!(replies(&mut w), vec![("shown".to_owned(), vec![Value::Int(16)])], "loaded as saved");
@@ -705,7 +791,7 @@ mod tests {
         let t0 = Instant::now();
         let mut w = world(t0);
         let a = Id([0xa1; 16]);
-        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into() });
+        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into(), must_exist: false });
         let mut enc = Vec::new();
         encode_args(&[Value::Int(1)], &mut enc);
         w.handle(
@@ -730,7 +816,7 @@ mod tests {
         // Garbage in storage is a failed load too, not a panic.
         let mut store = MemStore::default();
         store.execute(StoreOp::Save { type_name: "Avatar".into(), id: a, data: vec![0xff, 0, 1] }).expect("save");
-        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into() });
+        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into(), must_exist: false });
         run_store(&mut w, &mut store, t0);
         assert!(!w.has_entity(a));
         assert!(decode_stored(&[]).is_err());
