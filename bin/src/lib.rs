@@ -1,5 +1,6 @@
 //! Glue shared by the `oxworld` CLI and the process binaries: process control (`launcher`),
 //! and real clusters for integration tests (`testkit`).
 
+pub mod import_config;
 pub mod launcher;
 pub mod testkit;

@@ -224,3 +224,41 @@ fn keygen_writes_owner_only_keys_and_prints_the_public_half() {
     assert_eq!(fs::read_to_string(&key).expect("key"), secret, "never overwritten");
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// `oxworld import-config`: GoWorld's config in, ours on standard output (which our parser
+/// accepts: unknown keys stay errors there), a note per key on standard error.
+#[test]
+fn import_config_converts_a_goworld_ini() {
+    let dir = std::env::temp_dir().join(format!("oxworld-import-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("dir");
+    let ini = dir.join("goworld.ini");
+    fs::write(
+        &ini,
+        "[deployment]\ndesired_dispatchers=1\ndesired_games=2\ndesired_gates=1\n\n\
+         [dispatcher_common]\nlog_level=debug\nhttp_addr=127.0.0.1:23000\n[dispatcher1]\nlisten_addr=127.0.0.1:13000\n\
+         advertise_addr=127.0.0.1:13000\n\n[game_common]\nboot_entity=Account\nsave_interval=600\nlog_file=game.log\n\
+         [game1]\nhttp_addr=127.0.0.1:25000\n[game2]\nban_boot_entity=true\n\n[gate_common]\ncompress_connection=1\n\
+         encrypt_connection=1\nrsa_key=rsa.key\nheartbeat_check_interval=60\n[gate1]\nlisten_addr=0.0.0.0:14000\n\
+         http_addr=127.0.0.1:24000\n\n[storage]\ntype=mongodb\nurl=mongodb://127.0.0.1:27017/goworld\ndb=goworld\n\
+         [kvdb]\ntype=redis\nurl=redis://127.0.0.1:6379\n[mystery]\nfoo=1\n",
+    )
+    .expect("goworld.ini");
+    let out = Command::new(env!("CARGO_BIN_EXE_oxworld")).arg("import-config").arg(&ini).output().expect("runs");
+    assert!(out.status.success(), "{}", text(&out));
+    let config = String::from_utf8_lossy(&out.stdout).to_string();
+    let notes = String::from_utf8_lossy(&out.stderr).to_string();
+    let cfg = oxworld_net::config::Config::parse(&dir.join("oxworld.ini"), &config)
+        .unwrap_or_else(|e| panic!("our parser accepts the output: {e}\n{config}"));
+    assert_eq!((cfg.dispatchers.len(), cfg.games.len(), cfg.gates.len()), (1, 2, 1));
+    assert_eq!(cfg.games[0].boot_entity.as_deref(), Some("Account"));
+    assert!(cfg.games[1].ban_boot_entity);
+    assert_eq!(cfg.gates[0].listen_addr.port(), 14000);
+    for key in ["http_addr", "compress_connection", "rsa_key", "log_file", "mongodb", "mystery"] {
+        assert!(notes.contains(key), "a note about {key}:\n{notes}");
+    }
+    assert!(!config.contains("compress_connection") && !config.contains("mystery"), "{config}");
+    let missing = Command::new(env!("CARGO_BIN_EXE_oxworld")).arg("import-config").arg(dir.join("nope.ini")).output();
+    assert!(!missing.expect("runs").status.success(), "a missing file is an error");
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -72,6 +72,13 @@ enum Cmd {
         #[arg(long)]
         public: bool,
     },
+    /// Convert a GoWorld config (goworld.ini) into ours: the converted config on standard
+    /// output, and on standard error what became of each GoWorld key (mapped, or dropped and
+    /// why).
+    ImportConfig {
+        /// The GoWorld config file.
+        goworld_ini: PathBuf,
+    },
     /// Hot-swap every game in turn: freeze (SIGHUP), start the binary in the bin dir with
     /// --restore, wait until its traffic is released. Exits 0 only if every game restored
     /// and no held message failed.
@@ -192,6 +199,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let key = oxworld_net::channel::read_key_file(&g.key_file).map_err(anyhow::Error::msg)?;
                 println!("gate{}: {}  ({})", g.id, oxworld_net::channel::hex(&key.public()), g.key_file.display());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::ImportConfig { goworld_ini } => {
+            let text =
+                std::fs::read_to_string(&goworld_ini).with_context(|| format!("reading {}", goworld_ini.display()))?;
+            let out = oxworld_bin::import_config::convert(&text);
+            for n in &out.notes {
+                eprintln!("{n}");
+            }
+            print!("{}", out.config);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Kill(c) => {
