@@ -14,8 +14,21 @@ use crate::world::Ctx;
 /// logic thread; they receive a [`Ctx`] to act on the world (call, create, destroy, reach the
 /// client) and never block.
 pub trait Entity: Any {
+    /// An entity is being created or loaded: first hook of its life, before its stored
+    /// attributes are set (`ctx.attrs()` is empty; values set here are defaults that stored
+    /// ones replace). GoWorld's `OnInit`; not run on migration or restore (see
+    /// `on_migrate_in`, `on_restored`).
+    fn on_init(&mut self, _ctx: &mut Ctx<'_>) {}
+    /// Its attributes are set (stored ones of a loaded entity merged over `on_init`'s), before
+    /// `on_created`. GoWorld's `OnAttrsReady`.
+    fn on_attrs_ready(&mut self, _ctx: &mut Ctx<'_>) {}
     /// After the entity exists and is routable, before any call reaches it.
     fn on_created(&mut self, _ctx: &mut Ctx<'_>) {}
+    /// Nil spaces only (instances of the space type): every dispatcher, game and gate of the
+    /// config is up, once per game process started fresh (a game restored by a hot swap does
+    /// not get it again). GoWorld's `OnGameReady`: where a game starts its world (creates
+    /// its spaces, monsters, services).
+    fn on_game_ready(&mut self, _ctx: &mut Ctx<'_>) {}
     /// Just before the entity is removed.
     fn on_destroy(&mut self, _ctx: &mut Ctx<'_>) {}
     /// A client was bound to this entity (boot entities: right after `on_created`).

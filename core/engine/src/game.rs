@@ -336,7 +336,10 @@ impl App for GameApp {
                 self.links.on_connected(conn, out, |d| world.entities_for_dispatcher(d));
             }
             Event::Frame { conn, data } => match self.links.on_frame(conn, &data, out) {
-                Ok(Some((_, LinkEvent::Up { games }))) => self.world.set_online_games(&games),
+                Ok(Some((d, LinkEvent::Up { games }))) => {
+                    self.world.set_online_games(&games);
+                    self.world.dispatcher_linked(now, d);
+                }
                 Ok(Some((d, LinkEvent::Frame(h, body)))) => match ToGame::decode_parts(&h, body) {
                     Ok(ToGame::FreezeAck(FreezeAck { .. })) => {
                         if let Phase::Freezing { acked, .. } = &mut self.phase {

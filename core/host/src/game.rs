@@ -122,6 +122,7 @@ pub fn run_game(reg: Registry, args: &ProcArgs) -> anyhow::Result<()> {
     };
     world.set_save_interval(storage.save_interval);
     world.set_position_sync_interval(gc.position_sync_interval);
+    world.set_deployment(cfg.games.len() as u16, cfg.gates.len() as u16);
     world.set_panic_policy(if gc.quarantine_on_panic { PanicPolicy::Quarantine } else { PanicPolicy::Keep });
     oxworld_engine::panics::install_hook();
     let store = oxworld_store::open(&storage).with_context(|| format!("{name}: opening the {} store", storage.backend));

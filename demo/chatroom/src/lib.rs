@@ -197,6 +197,12 @@ impl Account {
         } else {
             ctx.load_entity_on_game(ctx.game_id(), "Avatar", avatar).map_err(failed)?;
         }
+        // Already live on this game with a client: refused at once, read locally instead of
+        // asking the avatar by a call (on another game, the avatar's `attach` refuses).
+        if ctx.entity(avatar).is_some_and(|a| a.has_client()) {
+            self.error(ctx, "already logged in elsewhere");
+            return Ok(());
+        }
         let user = self.user.clone().unwrap_or_default();
         let me = ctx.id();
         ctx.call(

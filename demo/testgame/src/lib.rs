@@ -47,6 +47,13 @@ fn spot(id: Id, salt: i64) -> Pos {
 struct Arena;
 
 impl Entity for Arena {
+    /// Nil spaces: every process of the config is up (what GoWorld games start their world
+    /// in); recorded for `Account.ready`, which reads it locally.
+    fn on_game_ready(&mut self, ctx: &mut Ctx<'_>) {
+        log::info!("game{}: deployment ready", ctx.game_id());
+        ctx.attrs().set("ready", true);
+    }
+
     fn on_created(&mut self, ctx: &mut Ctx<'_>) {
         let game = ctx.game_id();
         if ctx.id() == ctx.nil_space() {
@@ -226,6 +233,12 @@ impl Account {
         } else {
             ctx.load_entity_on_game(ctx.game_id(), "Avatar", avatar).map_err(failed)?;
         }
+        // Already live on this game with a client (a second login): refused at once, read
+        // locally instead of asking the avatar by a call.
+        if ctx.entity(avatar).is_some_and(|a| a.has_client()) {
+            ctx.call_client("on_login", vec![Value::Bool(false)]);
+            return Ok(());
+        }
         let name = self.user.clone().unwrap_or_default();
         let me = ctx.id();
         ctx.call(
@@ -233,6 +246,15 @@ impl Account {
             "attach",
             vec![id_value(me), Value::Int(i64::from(ctx.game_id())), Value::from(name.as_str())],
         );
+        Ok(())
+    }
+
+    /// Own client: `on_ready(bool)`: whether this game's nil space heard that every process
+    /// of the deployment is up (read locally from the nil space, no call).
+    fn ready(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+        let nil = ctx.nil_space();
+        let ready = ctx.entity(nil).and_then(|e| e.attrs().get("ready").cloned()).unwrap_or(Value::Bool(false));
+        ctx.call_client("on_ready", vec![ready]);
         Ok(())
     }
 
@@ -426,6 +448,22 @@ impl Avatar {
         // A timer due now fires after this turn's local work (the tester's create and space
         // entry), so the client hears of the tester first.
         ctx.add_timer(std::time::Duration::ZERO, "aoi_check", vec![id_value(tester)]).map_err(failed)?;
+        Ok(())
+    }
+
+    /// Own client: turns towards the nearest monster of its space and tells the client
+    /// `on_nearest(monster, distance, yaw, name)`: local access (the monster's attributes) and
+    /// geometry, no call (what an arena's monsters do to pick a player).
+    fn nearest_monster(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+        let (monster, distance) =
+            ctx.nearest_in_space_of_type("Monster").ok_or_else(|| failed("no monster in this space"))?;
+        ctx.face_to_entity(monster);
+        let name = ctx.entity(monster).and_then(|m| m.attrs().get("name").cloned()).unwrap_or(Value::Nil);
+        let yaw = f64::from(ctx.position().yaw);
+        ctx.call_client(
+            "on_nearest",
+            vec![id_value(monster), Value::Float(f64::from(distance)), Value::Float(yaw), name],
+        );
         Ok(())
     }
 
@@ -674,7 +712,8 @@ pub fn register_game(reg: &mut Registry) {
         .method("login", Expose::OwnClient, Account::login)
         .method("on_avatar_id", Expose::Server, Account::on_avatar_id)
         .method("attached", Expose::Server, Account::attached)
-        .method("login_failed", Expose::Server, Account::login_failed);
+        .method("login_failed", Expose::Server, Account::login_failed)
+        .method("ready", Expose::OwnClient, Account::ready);
     let persistent_all = AttrFlags::ALL_CLIENTS | AttrFlags::PERSISTENT;
     let persistent_own = AttrFlags::CLIENT | AttrFlags::PERSISTENT;
     reg.entity("Avatar", Avatar::default)
@@ -698,6 +737,7 @@ pub fn register_game(reg: &mut Registry) {
         .method("test_complex", Expose::OwnClient, Avatar::test_complex)
         .method("test_aoi", Expose::OwnClient, Avatar::test_aoi)
         .method("aoi_check", Expose::Server, Avatar::aoi_check)
+        .method("nearest_monster", Expose::OwnClient, Avatar::nearest_monster)
         .method("mail", Expose::OwnClient, Avatar::mail)
         .method("on_mails", Expose::Server, Avatar::on_mails)
         .method("online", Expose::OwnClient, Avatar::online)

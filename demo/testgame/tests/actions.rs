@@ -40,12 +40,29 @@ fn every_action_does_what_the_bots_expect() {
     let cluster = TestCluster::start("actions", &exe, 2, 2, "").expect("cluster");
     let mut c = BlockingClient::connect(&cluster.gate, Duration::from_secs(3)).expect("connect");
     let account = c.wait_player(Duration::from_secs(10)).expect("account");
+    // The game heard that every process is up (its nil space's on_game_ready), read locally.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        c.call(account, "ready", vec![]).expect("send");
+        if wait_call(&mut c, "on_ready") == vec![Value::Bool(true)] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "on_game_ready never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     c.call(account, "login", vec![Value::from("ann"), Value::from("wrong")]).expect("send");
     assert_eq!(wait_call(&mut c, "on_login"), vec![Value::Bool(false)]);
     c.call(account, "login", vec![Value::from("ann"), Value::from("123456")]).expect("send");
     assert_eq!(wait_call(&mut c, "on_login"), vec![Value::Bool(true)]);
     let avatar = c.conn().player().expect("player");
     assert_eq!(c.conn().entity_type(avatar), Some("Avatar"));
+    // A second login of the same user while the first holds the avatar is refused (read
+    // locally when the avatar lives on the second account's game, by a call otherwise).
+    let mut twin = BlockingClient::connect(&cluster.gate, Duration::from_secs(3)).expect("connect");
+    let twin_account = twin.wait_player(Duration::from_secs(10)).expect("account");
+    twin.call(twin_account, "login", vec![Value::from("ann"), Value::from("123456")]).expect("send");
+    assert_eq!(wait_call(&mut twin, "on_login"), vec![Value::Bool(false)]);
+    drop(twin);
     assert_eq!(attr(&mut c, avatar, &["name"]), Some(Value::from("ann")));
 
     // A space by kind, through the Spaces service (retried until the service is up).
@@ -57,6 +74,29 @@ fn every_action_does_what_the_bots_expect() {
     let Some(Value::Bytes(b)) = tester.first() else { panic!("{tester:?}") };
     let tester = Id(<[u8; 16]>::try_from(b.as_slice()).expect("16 bytes"));
     assert!(c.conn().entity(tester).is_some(), "the client was told about the AOI tester");
+    // The nearest monster, found and faced through local access; the client's replica agrees
+    // (once a position sync, every 100 ms, brought it the avatar's place in this space).
+    let settle = Instant::now() + Duration::from_millis(400);
+    while Instant::now() < settle {
+        let _ = c.next(Duration::from_millis(50));
+    }
+    c.call(avatar, "nearest_monster", vec![]).expect("send");
+    let near = wait_call(&mut c, "on_nearest");
+    let Some(Value::Bytes(b)) = near.first() else { panic!("{near:?}") };
+    let monster = Id(<[u8; 16]>::try_from(b.as_slice()).expect("16 bytes"));
+    assert_eq!(near.get(3), Some(&Value::from("monster")), "its attribute, read locally");
+    let told = near.get(1).and_then(Value::as_float).unwrap_or(-1.0);
+    // Monsters stand at random spots; the client sees those within the avatar's AOI (100).
+    match c.conn().entity(monster).map(|m| m.pos) {
+        Some(seen) => {
+            let me = c.conn().entity(avatar).expect("own replica").pos;
+            let (dx, dz) = (seen.x - me.x, seen.z - me.z);
+            assert!((f64::from((dx * dx + dz * dz).sqrt()) - told).abs() < 0.01, "distance {told} vs {dx},{dz}");
+            let yaw = near.get(2).and_then(Value::as_float).unwrap_or(f64::NAN);
+            assert!((f64::from(dx.atan2(dz).to_degrees()) - yaw).abs() < 0.01, "faces it: yaw {yaw}");
+        }
+        None => assert!(told > 99.0, "a monster {told} away is in sight but unknown to the client"),
+    }
     // A call to every client around: ours is the only one; we answer it.
     c.call(avatar, "test_call_all", vec![]).expect("send");
     let from = wait_call(&mut c, "call_all_plz_echo");

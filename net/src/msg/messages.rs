@@ -322,6 +322,15 @@ message! {
 }
 
 message! {
+    /// Dispatcher -> games: a gate completed its handshake (also sent to a game for every gate
+    /// already linked, right after its `HelloAck`), for the deployment-ready hook.
+    GateUp aux gate {
+        /// Gate id (header `aux`).
+        @skip gate: u16,
+    }
+}
+
+message! {
     /// Dispatcher -> games: a gate left; every client it held is gone.
     GateDown aux gate {
         /// Gate id (header `aux`).

@@ -148,6 +148,8 @@ kinds! {
     SetFilterProp = 0x31,
     /// [`FilteredCall`].
     FilteredCall = 0x32,
+    /// [`GateUp`].
+    GateUp = 0x33,
 }
 
 impl fmt::Display for Kind {
@@ -587,6 +589,7 @@ direction! {
         FreezeAck,
         GameUp,
         GameDown,
+        GateUp,
         GateDown,
         CreateBoot,
         Call,
@@ -629,6 +632,7 @@ mod tests {
             GameUp { game: 3 }.into(),
             GameDown { game: 3 }.into(),
             GateDown { gate: 2 }.into(),
+            GateUp { gate: 2 }.into(),
             CreateBoot { boot: B, gate: 1, client: A }.into(),
             Call { target: A, method: 7, caller: Caller::Server(B), args: vec![0, 0, 0, 0] }.into(),
             Call { target: A, method: 7, caller: Caller::Client { gate: 1, client: B }, args: vec![] }.into(),

@@ -6,8 +6,8 @@ use log::{info, warn};
 use oxworld_net::app::{ConnId, Outbox};
 use oxworld_net::client_proto::{ErrorCode, ServerMsg};
 use oxworld_net::msg::{
-    Call, CallFailed, Caller, GameUp, Header, Hello, HelloAck, INTERNAL_PROTOCOL_VERSION, Message, ProcKind, Refused,
-    ServiceUpdate, Thawed,
+    Call, CallFailed, Caller, GameUp, GateUp, Header, Hello, HelloAck, INTERNAL_PROTOCOL_VERSION, Message, ProcKind,
+    Refused, ServiceUpdate, Thawed,
 };
 
 use super::{DispatcherApp, Peer, constant_time_eq, kind_name};
@@ -143,6 +143,7 @@ impl DispatcherApp {
                 self.conns.insert(conn, Peer::Gate(id));
                 out.set_max_frame(conn, self.max_frame);
                 out.send_with(conn, |b| HelloAck { dispatcher: self.id, games: Vec::new() }.encode(0, b));
+                self.broadcast_games(&GateUp { gate: id }.to_frame(0), None, out);
                 info!("dispatcher{}: gate{id} up", self.id);
             }
             _ => self.refuse(conn, format!("{kind:?} id {id} is not in the config"), out),
@@ -180,6 +181,9 @@ impl DispatcherApp {
             self.stats.routed += 1;
         }
         self.broadcast_games(&GameUp { game: id }.to_frame(0), Some(id), out);
+        for &gate in self.gates.keys() {
+            out.send_with(conn, |b| GateUp { gate }.encode(0, b));
+        }
         info!("dispatcher{}: game{id} up ({} games)", self.id, self.games.len());
         for ((name, shard), (entity, game)) in &self.services {
             let m = ServiceUpdate { entity: *entity, game: *game, name: name.clone(), shard: *shard };

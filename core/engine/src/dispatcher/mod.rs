@@ -713,8 +713,8 @@ mod tests {
 
     use oxworld_net::app::CloseReason;
     use oxworld_net::msg::{
-        CancelMigrate, ClientDisconnected, CreateEntity, EntityCreated, EntityDestroyed, FreezeGame, GameUp, Hello,
-        HelloAck, INTERNAL_PROTOCOL_VERSION, LoadEntity, MigrateRequest, ProcKind, RealMigrate, Refused, Thawed,
+        CancelMigrate, ClientDisconnected, CreateEntity, EntityCreated, EntityDestroyed, FreezeGame, GameUp, GateUp,
+        Hello, HelloAck, INTERNAL_PROTOCOL_VERSION, LoadEntity, MigrateRequest, ProcKind, RealMigrate, Refused, Thawed,
         ToGame, ToGate,
     };
 
@@ -968,6 +968,22 @@ mod tests {
         let m = CreateEntity { id: Id([9; 16]), game: 0, type_name: "X".into(), space_kind: None };
         let got = feed(&mut d, &mut out, 1, enc(&m));
         assert_eq!(got[0].0, ConnId(1), "a dead game is never chosen");
+    }
+
+    /// Games hear of every gate that is up: at its handshake, and (a game linking later) right
+    /// after their own `HelloAck`, for their deployment-ready hook.
+    #[test]
+    fn gate_up_reaches_every_game_even_one_that_links_later() {
+        let mut d = DispatcherApp::new(&Config::parse(Path::new("t.ini"), CFG).expect("config"), 1);
+        let mut out = Outbox::new();
+        for c in 1..=3 {
+            accept(&mut d, &mut out, c);
+        }
+        feed(&mut d, &mut out, 1, hello(ProcKind::Game, 1, "k"));
+        let got = feed(&mut d, &mut out, 3, hello(ProcKind::Gate, 1, "k"));
+        assert!(got.contains(&(ConnId(1), g(GateUp { gate: 1 }))), "broadcast to the linked game: {got:?}");
+        let got = feed(&mut d, &mut out, 2, hello(ProcKind::Game, 2, "k"));
+        assert!(got.contains(&(ConnId(2), g(GateUp { gate: 1 }))), "told to the game linking later: {got:?}");
     }
 
     #[test]

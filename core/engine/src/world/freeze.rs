@@ -316,6 +316,8 @@ impl World {
             )));
         }
         let mut w = World::build(reg, game_id, n_dispatchers, boot_override, seed, clock_base)?;
+        // This world was started before the swap: its game-ready hook ran (or will not matter).
+        w.core.ready_fired = true;
         // Check everything first.
         let mut images = Vec::with_capacity(frozen.records.len());
         let mut missing = std::collections::BTreeSet::new();

@@ -9,7 +9,12 @@ use oxworld_net::{Id, Value};
 
 use super::{ClientRef, Ctx, LocalOp, PanicPolicy, Slot, World};
 use crate::attr::Attrs;
-use crate::entity::{Args, CallError, EntityObj, Expose};
+use crate::entity::{Args, CallError, Entity, EntityObj, Expose};
+
+/// The hooks a new entity gets, in order (a loaded one gets its stored attributes after the
+/// first).
+const HOOKS_OF_A_NEW_ENTITY: [fn(&mut dyn EntityObj, &mut Ctx<'_>); 3] =
+    [Entity::on_init, Entity::on_attrs_ready, Entity::on_created];
 
 impl World {
     /// Creates space `id` of `kind` (an instance of the space type) on this game.
@@ -20,10 +25,12 @@ impl World {
         self.entities.insert(id, slot);
         self.core.local_ids.insert(id);
         self.core.send(id, EntityCreated { id });
-        self.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
-            e.on_created(ctx);
-            Ok(())
-        });
+        for hook in HOOKS_OF_A_NEW_ENTITY {
+            self.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
+                hook(e, ctx);
+                Ok(())
+            });
+        }
     }
 
     /// Creates entity `id` of type `ty` with empty attributes, bound to `client` if given.
@@ -39,16 +46,34 @@ impl World {
             return;
         }
         let obj = (self.reg.types[ty].factory)();
-        let slot = Slot { ty, obj: Some(obj), client: None, attrs };
+        let slot = Slot { ty, obj: Some(obj), client: None, attrs: Attrs::default() };
         self.entities.insert(id, slot);
         self.core.local_ids.insert(id);
         let radius = self.reg.types[ty].aoi_radius;
         let mut sights = Vec::new();
         self.core.spaces.join(id, self.core.nil_space, Pos::default(), radius, &mut sights);
         self.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
-            e.on_created(ctx);
+            e.on_init(ctx);
             Ok(())
         });
+        // Stored attributes replace the defaults `on_init` set.
+        if let Some(slot) = self.entities.get_mut(&id)
+            && let Value::Map(stored) = attrs.value()
+            && !stored.is_empty()
+        {
+            let mut root = slot.attrs.root();
+            for (k, v) in stored {
+                root.set(k, v.clone());
+            }
+            slot.attrs.take_ops();
+            slot.attrs.clear_persistent_dirty();
+        }
+        for hook in &HOOKS_OF_A_NEW_ENTITY[1..] {
+            self.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
+                hook(e, ctx);
+                Ok(())
+            });
+        }
         if !self.entities.contains_key(&id) {
             // `on_created` panicked and the entity was quarantined: its client is let go.
             if let Some(c) = client {

@@ -199,13 +199,21 @@ impl Ctx<'_> {
     /// The nearest entity of type `type_name` among those this entity sees (its AOI
     /// neighbours), with its distance; ties go to the smaller id.
     pub fn nearest_neighbour_of_type(&self, type_name: &str) -> Option<(Id, f32)> {
-        let here = crate::geom::Vec3::from(self.position());
         let ty = self.reg.type_index(type_name)?;
-        self.core
-            .spaces
-            .seen(self.id)
-            .into_iter()
-            .filter(|n| self.entities.get(n).is_some_and(|s| s.ty == ty))
+        let seen = self.core.spaces.seen(self.id);
+        self.nearest(seen.into_iter().filter(|n| self.entities.get(n).is_some_and(|s| s.ty == ty)))
+    }
+
+    /// The nearest other entity of type `type_name` in this entity's space, seen or not,
+    /// with its distance; ties go to the smaller id. Scans the space's members of that type.
+    pub fn nearest_in_space_of_type(&self, type_name: &str) -> Option<(Id, f32)> {
+        let space = self.my_space()?;
+        self.nearest(space.members_of_type(type_name).filter(|m| *m != self.id))
+    }
+
+    fn nearest(&self, candidates: impl Iterator<Item = Id>) -> Option<(Id, f32)> {
+        let here = crate::geom::Vec3::from(self.position());
+        candidates
             .filter_map(|n| self.position_of(n).map(|p| (n, here.distance(p.into()))))
             .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
     }

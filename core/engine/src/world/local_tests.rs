@@ -146,6 +146,8 @@ fn entity_code_reads_other_local_entities_and_spaces() {
         assert_eq!(ctx.entities().count(), ctx.entities.len(), "every slot, this one included");
         assert_eq!(ctx.nearest_neighbour_of_type("Player"), Some((p2, 5.0)));
         assert_eq!(ctx.nearest_neighbour_of_type("Helper"), None, "not a neighbour");
+        assert_eq!(ctx.nearest_in_space_of_type("Player"), Some((p2, 5.0)), "itself left out");
+        assert_eq!(ctx.nearest_in_space_of_type("Helper"), None, "not in this space");
         Ok(())
     });
 }
@@ -169,4 +171,29 @@ fn filtered_calls_compare_numbers_or_strings_as_asked() {
     use oxworld_net::msg::FilterOp;
     assert_eq!(ops, vec![FilterOp::Gt, FilterOp::StrGt], "an unknown operator sends nothing");
     assert!(FilterOp::Gt.matches("10", "9") && !ops[1].matches("10", "9"), "GoWorld's '10' < '9'");
+}
+
+#[test]
+fn the_nil_space_hears_once_that_every_process_is_up() {
+    use oxworld_net::msg::{GameUp, GateDown, GateUp};
+    let mut w = booted();
+    let t = w.core.now;
+    let ready = |w: &World| match w.attrs_of(w.nil_space()) {
+        Some(Value::Map(m)) => m.get("ready").and_then(Value::as_int).unwrap_or(0),
+        _ => 0,
+    };
+    w.set_deployment(2, 2);
+    w.dispatcher_linked(t, 0);
+    w.handle(t, GameUp { game: 2 });
+    w.handle(t, GateUp { gate: 1 });
+    w.handle(t, GateUp { gate: 2 });
+    assert_eq!(ready(&w), 0, "one of the two dispatcher links is not up yet");
+    assert!(!w.deployment_ready());
+    w.dispatcher_linked(t, 1);
+    assert_eq!(ready(&w), 1);
+    assert!(w.deployment_ready());
+    w.handle(t, GateDown { gate: 2 });
+    w.handle(t, GateUp { gate: 2 });
+    w.dispatcher_linked(t, 1);
+    assert_eq!(ready(&w), 1, "once per game process");
 }

@@ -264,6 +264,14 @@ pub(crate) struct WorldCore {
     over_budget: Doubling,
     queue_full: Doubling,
     online_games: BTreeSet<u16>,
+    /// Gates that completed their handshake with a dispatcher (and did not go down).
+    online_gates: BTreeSet<u16>,
+    /// Dispatcher links that completed their handshake at least once.
+    linked: BTreeSet<usize>,
+    /// Games and gates of the config (`None`: never ready, e.g. in unit tests).
+    deployment: Option<(u16, u16)>,
+    /// `on_game_ready` ran (or this world was restored: it ran before the swap).
+    ready_fired: bool,
     stats: Stats,
     local_ids: rustc_hash::FxHashSet<Id>,
     timers: Timers,
@@ -375,6 +383,10 @@ impl World {
                 over_budget: Doubling::default(),
                 queue_full: Doubling::default(),
                 online_games: BTreeSet::from([game_id]),
+                online_gates: BTreeSet::new(),
+                linked: BTreeSet::new(),
+                deployment: None,
+                ready_fired: false,
                 stats: Stats::default(),
                 local_ids: Default::default(),
                 timers: Timers::starting_at(u64::from(game_id) << 40),
@@ -459,10 +471,47 @@ impl World {
         self.entities.keys().filter(|id| id.dispatcher_index(self.core.n_dispatchers) == d).copied().collect()
     }
 
-    /// Replaces the set of online games (from a dispatcher's handshake answer).
+    /// Adds to the set of online games (from the handshake answer of dispatcher index `d`,
+    /// whose link is now up).
     pub fn set_online_games(&mut self, games: &[u16]) {
         self.core.online_games.extend(games.iter().copied());
         self.core.online_games.insert(self.core.game_id);
+    }
+
+    /// The link to dispatcher index `d` completed its handshake.
+    pub fn dispatcher_linked(&mut self, now: Instant, d: usize) {
+        self.core.now = now;
+        self.core.linked.insert(d);
+        self.check_ready();
+    }
+
+    /// The config's numbers of games and gates: once every dispatcher link, game and gate is
+    /// up, the nil space gets `on_game_ready` (once).
+    pub fn set_deployment(&mut self, games: u16, gates: u16) {
+        self.core.deployment = Some((games, gates));
+    }
+
+    /// True once `on_game_ready` ran (or the world was restored).
+    pub fn deployment_ready(&self) -> bool {
+        self.core.ready_fired
+    }
+
+    fn check_ready(&mut self) {
+        let Some((games, gates)) = self.core.deployment else { return };
+        let c = &self.core;
+        let up = !c.ready_fired
+            && c.linked.len() >= c.n_dispatchers
+            && (1..=games).all(|g| c.online_games.contains(&g))
+            && (1..=gates).all(|g| c.online_gates.contains(&g));
+        if up {
+            self.core.ready_fired = true;
+            log::info!("game{}: every dispatcher, game and gate is up: on_game_ready", self.core.game_id);
+            let nil = self.core.nil_space;
+            self.with_entity(nil, Caller::Server(Id::NIL), |e, ctx| {
+                e.on_game_ready(ctx);
+                Ok(())
+            });
+        }
     }
 
     /// Sets the largest internal frame the dispatchers accept (`max_internal_frame_bytes`);
@@ -518,7 +567,12 @@ impl World {
                     self.detach_client(owner);
                 }
             }
+            ToGame::GateUp(m) => {
+                self.core.online_gates.insert(m.gate);
+                self.check_ready();
+            }
             ToGame::GateDown(m) => {
+                self.core.online_gates.remove(&m.gate);
                 let ids: Vec<Id> = self
                     .entities
                     .iter()
@@ -551,6 +605,7 @@ impl World {
             }
             ToGame::GameUp(m) => {
                 self.core.online_games.insert(m.game);
+                self.check_ready();
             }
             ToGame::GameDown(m) => {
                 if m.game != self.core.game_id {

@@ -466,8 +466,14 @@ mod tests {
     #[derive(Default)]
     struct Avatar;
     impl Entity for Avatar {
-        fn on_created(&mut self, ctx: &mut Ctx<'_>) {
-            ctx.attrs().set_default("gold", 1i64);
+        fn on_init(&mut self, ctx: &mut Ctx<'_>) {
+            assert!(ctx.attrs_ref().value() == &Value::Map(Default::default()), "on_init runs before attributes");
+            ctx.attrs().set("gold", 1i64);
+            ctx.attrs().set("rank", "novice");
+        }
+        fn on_attrs_ready(&mut self, ctx: &mut Ctx<'_>) {
+            let g = ctx.attrs().int("gold");
+            ctx.attrs().set("gold_when_ready", g);
         }
     }
     impl Avatar {
@@ -764,6 +770,12 @@ mod tests {
         call(&mut w, t0, a, "show", vec![crate::entity::id_value(CLERK)]);
         run_store(&mut w, &mut store, t0);
         assert_eq!(replies(&mut w), vec![("shown".to_owned(), vec![Value::Int(16)])], "loaded as saved");
+        let attr = |w: &World, k: &str| match w.attrs_of(a) {
+            Some(Value::Map(m)) => m.get(k).cloned(),
+            _ => None,
+        };
+        assert_eq!(attr(&w, "gold_when_ready"), Some(Value::Int(16)), "on_attrs_ready sees the stored attributes");
+        assert_eq!(attr(&w, "rank"), Some(Value::from("novice")), "on_init's defaults stay where nothing is stored");
         with_clerk(&mut w, |ctx| {
             ctx.exists("Avatar", a, "got").expect("exists");
             ctx.exists("Avatar", Id([0xa2; 16]), "got").expect("exists");

@@ -141,6 +141,10 @@ impl Player {
 #[derive(Default)]
 struct Arena;
 impl Entity for Arena {
+    fn on_game_ready(&mut self, ctx: &mut Ctx<'_>) {
+        let n = ctx.attrs().int("ready");
+        ctx.attrs().set("ready", n + 1);
+    }
     fn on_entity_enter_space(&mut self, ctx: &mut Ctx<'_>, _entity: Id) {
         let n = ctx.attrs().int("entered");
         ctx.attrs().set("entered", n + 1);
