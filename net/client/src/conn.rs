@@ -206,6 +206,9 @@ impl ClientConn {
                     .then(|| (Duration::from_millis(u64::from(*idle_timeout_ms)) / 3).max(MIN_HEARTBEAT));
             }
             ServerMsg::Error { target, message, .. } if target.is_nil() => self.farewell = Some(message.clone()),
+            ServerMsg::Error { code, message, .. } if *code == oxworld_net::client_proto::ErrorCode::Kicked as u16 => {
+                self.farewell = Some(message.clone());
+            }
             ServerMsg::CreateEntity { is_player, id, type_name, attrs, pos } => {
                 let replica = Replica { type_name: type_name.clone(), attrs: attrs.clone(), pos: *pos };
                 self.entities.insert(*id, replica);
@@ -433,6 +436,11 @@ mod tests {
         assert_eq!(c.farewell(), Some("no message for 60000 ms"));
         let e = ClientError::Closed(c.farewell().map(str::to_owned));
         assert_eq!(e.to_string(), "the server closed the connection: no message for 60000 ms");
+        let player = Id([7; 16]);
+        let wire = wire_of(&mut s, &[ServerMsg::error(ErrorCode::Kicked, player, 0, "see you tomorrow")]);
+        c.handle_bytes(&wire).expect("record");
+        assert!(c.poll_event().is_some());
+        assert_eq!(c.farewell(), Some("see you tomorrow"), "a kick is the server's last word too");
     }
 
     #[test]
