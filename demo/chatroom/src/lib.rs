@@ -302,7 +302,8 @@ impl Avatar {
         }
         let room = ctx.attrs().str("chatroom").to_owned();
         let name = ctx.attrs().str("name").to_owned();
-        ctx.call_filtered_clients(
+        // Room names compare as strings ("1" and "01" are different rooms).
+        ctx.call_filtered_clients_by_string(
             "chatroom",
             "=",
             &room,

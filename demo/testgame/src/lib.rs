@@ -301,6 +301,9 @@ impl Entity for Avatar {
         let key = ctx.id().to_string();
         let me = id_value(ctx.id());
         ctx.call_service_shard_key("Online", &key, "check_out", vec![me]);
+        if let Err(e) = oxworld_core::pubsub::unsubscribe_all(ctx) {
+            log::warn!("{}: pubsub: {e}", ctx.id());
+        }
     }
 
     fn on_leave_aoi(&mut self, ctx: &mut Ctx<'_>, other: Id) {
@@ -464,6 +467,25 @@ impl Avatar {
             "on_nearest",
             vec![id_value(monster), Value::Float(f64::from(distance)), Value::Float(yaw), name],
         );
+        Ok(())
+    }
+
+    /// Own client: `subscribe(subject)` to the engine's publish/subscribe service (`chat.*`
+    /// is a wildcard).
+    fn subscribe(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        oxworld_core::pubsub::subscribe(ctx, args.str(0)?).map_err(failed)
+    }
+
+    /// Own client: `publish(subject, content)`; every subscriber's client gets
+    /// `on_publish(subject, content)`.
+    fn publish(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        let subject = args.str(0)?.to_owned();
+        oxworld_core::pubsub::publish(ctx, &subject, args.get(1)?.clone()).map_err(failed)
+    }
+
+    /// Server (the PubSub service): a publish this avatar subscribed to.
+    fn on_publish(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        ctx.call_client("on_publish", args.into_vec());
         Ok(())
     }
 
@@ -738,6 +760,9 @@ pub fn register_game(reg: &mut Registry) {
         .method("test_aoi", Expose::OwnClient, Avatar::test_aoi)
         .method("aoi_check", Expose::Server, Avatar::aoi_check)
         .method("nearest_monster", Expose::OwnClient, Avatar::nearest_monster)
+        .method("subscribe", Expose::OwnClient, Avatar::subscribe)
+        .method("publish", Expose::OwnClient, Avatar::publish)
+        .method(oxworld_core::pubsub::ON_PUBLISH, Expose::Server, Avatar::on_publish)
         .method("mail", Expose::OwnClient, Avatar::mail)
         .method("on_mails", Expose::Server, Avatar::on_mails)
         .method("online", Expose::OwnClient, Avatar::online)
@@ -751,5 +776,6 @@ pub fn register_game(reg: &mut Registry) {
         .method("check_out", Expose::Server, Online::check_out)
         .method("count", Expose::Server, Online::count);
     reg.service("Spaces", Spaces::default, 3).method("want", Expose::Server, Spaces::want);
+    oxworld_core::pubsub::register(reg, 3);
     reg.boot("Account");
 }

@@ -127,6 +127,35 @@ fn every_action_does_what_the_bots_expect() {
     c.call(avatar, "mail", vec![Value::from("m2")]).expect("send");
     wait_call(&mut c, "on_mails");
     assert_eq!(wait_call(&mut c, "on_mails"), vec![Value::List(vec![Value::from("m1"), Value::from("m2")])]);
+    // Publish/subscribe through the engine's sharded PubSub service: a wildcard and an exact
+    // subscription, one delivery per publish (retried while the service registers).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        c.call(avatar, "subscribe", vec![Value::from("news.*")]).expect("send");
+        c.call(avatar, "subscribe", vec![Value::from("news.today")]).expect("send");
+        c.call(avatar, "publish", vec![Value::from("news.today"), Value::from("rain")]).expect("send");
+        match c.next(Duration::from_secs(2)) {
+            Ok(ServerMsg::Call { method, args, .. }) if method == "on_publish" => break args,
+            Ok(ServerMsg::Error { message, .. }) if message.contains("PubSub") || message.contains("reach") => {
+                assert!(Instant::now() < deadline, "PubSub never came up: {message}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Ok(m) => panic!("unexpected {m:?}"),
+            Err(e) => panic!("no on_publish: {e}"),
+        }
+    };
+    assert_eq!(got, vec![Value::from("news.today"), Value::from("rain")]);
+    c.call(avatar, "publish", vec![Value::from("sports.today"), Value::from("goal")]).expect("send");
+    c.call(avatar, "publish", vec![Value::from("news.tomorrow"), Value::from("sun")]).expect("send");
+    loop {
+        // (Earlier publishes of a retried first round may still arrive: never sports.)
+        let got = wait_call(&mut c, "on_publish");
+        assert_ne!(got.first(), Some(&Value::from("sports.today")), "not subscribed to sports");
+        if got.first() == Some(&Value::from("news.tomorrow")) {
+            assert_eq!(got, vec![Value::from("news.tomorrow"), Value::from("sun")]);
+            break;
+        }
+    }
     c.call(avatar, "online", vec![]).expect("send");
     assert!(wait_call(&mut c, "on_online")[0].as_int().is_some_and(|n| n >= 1));
     // Nil spaces of both games (one of them is a migration), and back into a space.
