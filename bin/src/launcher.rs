@@ -64,6 +64,9 @@ pub struct Layout {
     pub bin_dir: PathBuf,
     /// File name of the game binary.
     pub game_bin: String,
+    /// The game's directory (absolute), passed to gates: a relative `web_root` resolves
+    /// against it.
+    pub game_dir: Option<PathBuf>,
 }
 
 impl Layout {
@@ -226,6 +229,10 @@ fn spawn(layout: &Layout, p: Proc, extra: &[&str]) -> anyhow::Result<i32> {
         let _ = fs::rename(&log_path, layout.run_dir.join(format!("{}.prev.log", p.name())));
     }
     let log = fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let game_dir: Vec<&std::ffi::OsStr> = match (&layout.game_dir, p.kind) {
+        (Some(d), Kind::Gate) => vec!["--game-dir".as_ref(), d.as_os_str()],
+        _ => Vec::new(),
+    };
     let child = Command::new(&exe)
         .arg("--config")
         .arg(&layout.config)
@@ -234,6 +241,7 @@ fn spawn(layout: &Layout, p: Proc, extra: &[&str]) -> anyhow::Result<i32> {
         .arg("--status-file")
         .arg(layout.status_file(p))
         .args(extra)
+        .args(game_dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -93,11 +93,13 @@ pub struct Spec<'a> {
     pub gate: &'a str,
     /// Extra config appended at the end (whole sections).
     pub extra: &'a str,
+    /// The game's directory, for a relative `web_root` (as `oxworld start <game-dir>`).
+    pub game_dir: Option<PathBuf>,
 }
 
 impl Default for Spec<'_> {
     fn default() -> Self {
-        Spec { dispatchers: 1, games: 1, gate: "", extra: "" }
+        Spec { dispatchers: 1, games: 1, gate: "", extra: "", game_dir: None }
     }
 }
 
@@ -164,7 +166,7 @@ impl TestCluster {
             fresh_bin(&bin_dir, b)?;
         }
         let game_bin = game_exe.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        let layout = Layout { config, run_dir: dir.join("run"), bin_dir, game_bin };
+        let layout = Layout { config, run_dir: dir.join("run"), bin_dir, game_bin, game_dir: spec.game_dir.clone() };
         let gate_addr = SocketAddr::from(([127, 0, 0, 1], gate_port));
         let mut c = TestCluster { layout, cfg, gate: oxworld_client::Dial::plain_tcp(gate_addr), gate_addr, dir };
         // Dropped (and killed) if the start fails.

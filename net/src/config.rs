@@ -122,13 +122,26 @@ pub struct GateConfig {
     /// Messages of at least this many bytes are lz4-compressed for clients that accept it
     /// (`compress_threshold_bytes`, default 512; 0: no compression).
     pub compress_threshold: usize,
-    /// Directory of static files the WebSocket port serves to plain GETs (`web_root`).
+    /// Directory of static files the WebSocket port serves to plain GETs (`web_root`) as
+    /// written; see [`GateConfig::web_root_in`] for where a relative one points.
     pub web_root: Option<PathBuf>,
+    /// The config file's directory (what a relative `web_root` falls back to).
+    pub config_dir: PathBuf,
     /// Browser origins allowed to open a WebSocket (`ws_allowed_origins`, comma-separated;
     /// empty: any). Requests without `Origin` are always accepted.
     pub ws_allowed_origins: Vec<String>,
     /// KCP parameters.
     pub kcp: KcpConfig,
+}
+
+impl GateConfig {
+    /// The directory `web_root` names: as written if absolute; a relative one resolves against
+    /// `game_dir` (the game directory `oxworld start` was given, so each demo serves its own
+    /// pages from one shared config), or without one against the config file's directory.
+    pub fn web_root_in(&self, game_dir: Option<&Path>) -> Option<PathBuf> {
+        let w = self.web_root.as_ref()?;
+        Some(if w.is_absolute() { w.clone() } else { game_dir.unwrap_or(&self.config_dir).join(w) })
+    }
 }
 
 /// KCP tuning of a gate (`kcp_*` keys), defaults for low latency as kcp-go's "fast" mode.
@@ -382,8 +395,9 @@ impl Config {
                 compress_threshold: s.uint("compress_threshold_bytes", Some(512), 0, 1 << 28)?,
                 web_root: {
                     let w = s.string("web_root", Some(""))?;
-                    (!w.is_empty()).then(|| base_dir.join(w))
+                    (!w.is_empty()).then(|| PathBuf::from(w))
                 },
+                config_dir: base_dir.clone(),
                 ws_allowed_origins: s
                     .string("ws_allowed_origins", Some(""))?
                     .split(',')
@@ -598,6 +612,19 @@ heartbeat_timeout_s = 5
         assert_eq!(c.games[1].boot_entity.as_deref(), Some("Account"), "inherited from game_common");
         assert_eq!(c.gates[0].heartbeat_timeout, Duration::from_secs(5));
         assert_eq!(c.gates[0].max_client_frame, 1 << 20);
+        assert_eq!(c.gates[0].web_root_in(None), None, "no web_root");
+    }
+
+    #[test]
+    fn a_relative_web_root_follows_the_game_directory() {
+        let c = Config::parse(Path::new("/etc/ox/c.ini"), &format!("{BASE}\n[gate_common]\nweb_root = web\n"))
+            .expect("valid");
+        let g = &c.gates[0];
+        assert_eq!(g.web_root_in(Some(Path::new("/src/demo/chat"))), Some(PathBuf::from("/src/demo/chat/web")));
+        assert_eq!(g.web_root_in(None), Some(PathBuf::from("/etc/ox/web")), "else the config's directory");
+        let abs =
+            Config::parse(Path::new("c.ini"), &format!("{BASE}\n[gate_common]\nweb_root = /srv/www\n")).expect("valid");
+        assert_eq!(abs.gates[0].web_root_in(Some(Path::new("/x"))), Some(PathBuf::from("/srv/www")));
     }
 
     #[test]

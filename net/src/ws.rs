@@ -31,7 +31,13 @@ pub struct WsSettings {
     pub web_root: Option<PathBuf>,
     /// Largest message (record) accepted.
     pub max_record: usize,
+    /// What a plain `GET /oxworld.json` answers (the gate's connection details for a page it
+    /// served: its public key, whether it encrypts); `None`: 404.
+    pub site_info: Option<String>,
 }
+
+/// The path of [`WsSettings::site_info`].
+pub const SITE_INFO_PATH: &str = "/oxworld.json";
 
 /// Why a WebSocket connection ended.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -267,7 +273,12 @@ impl WsServer {
         let path = req.path.unwrap_or("/");
         let upgrade = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
         if !upgrade {
-            serve_static(self.settings.web_root.as_deref(), path, out);
+            match &self.settings.site_info {
+                Some(info) if path.split(['?', '#']).next() == Some(SITE_INFO_PATH) => {
+                    respond(out, "application/json", info.as_bytes());
+                }
+                _ => serve_static(self.settings.web_root.as_deref(), path, out),
+            }
             return Err(Served);
         }
         if path.split('?').next() != Some("/") {
@@ -351,16 +362,12 @@ fn serve_static(root: Option<&Path>, path: &str, out: &mut Vec<u8>) {
         respond_error(out, 404, "not found");
         return;
     };
-    let ctype = match file.extension().and_then(|e| e.to_str()) {
-        Some("html") => "text/html; charset=utf-8",
-        Some("js" | "mjs") => "text/javascript; charset=utf-8",
-        Some("css") => "text/css; charset=utf-8",
-        Some("json" | "map") => "application/json",
-        Some("png") => "image/png",
-        Some("svg") => "image/svg+xml",
-        Some("wasm") => "application/wasm",
-        _ => "application/octet-stream",
-    };
+    let ctype = content_type(&file);
+    respond(out, ctype, &body);
+}
+
+/// A `200 OK` with `body`.
+fn respond(out: &mut Vec<u8>, ctype: &str, body: &[u8]) {
     out.extend_from_slice(
         format!(
             "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: \
@@ -369,7 +376,21 @@ fn serve_static(root: Option<&Path>, path: &str, out: &mut Vec<u8>) {
         )
         .as_bytes(),
     );
-    out.extend_from_slice(&body);
+    out.extend_from_slice(body);
+}
+
+/// The `Content-Type` of a served file, by its extension.
+fn content_type(file: &Path) -> &'static str {
+    match file.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json" | "map") => "application/json",
+        Some("png") => "image/png",
+        Some("svg") => "image/svg+xml",
+        Some("wasm") => "application/wasm",
+        _ => "application/octet-stream",
+    }
 }
 
 enum ClientState {

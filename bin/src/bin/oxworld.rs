@@ -114,7 +114,13 @@ fn layout(c: &Common) -> anyhow::Result<(Layout, Config)> {
         }
     };
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let layout = Layout { config: abs(&c.config), run_dir: abs(&c.run_dir), bin_dir: abs(&bin_dir), game_bin };
+    let layout = Layout {
+        config: abs(&c.config),
+        run_dir: abs(&c.run_dir),
+        bin_dir: abs(&bin_dir),
+        game_bin,
+        game_dir: Some(abs(&c.game_dir)),
+    };
     Ok((layout, cfg))
 }
 
@@ -137,6 +143,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let gates: Vec<String> = cfg.gates.iter().map(|g| g.listen_addr.to_string()).collect();
             println!("cluster ready; clients connect to {}", gates.join(", "));
+            for g in &cfg.gates {
+                let page = g.web_root_in(layout.game_dir.as_deref()).filter(|d| d.join("index.html").is_file());
+                if let (Some(ws), Some(_)) = (g.ws_addr, page) {
+                    println!("gate{}: open http://{ws}/ in a browser", g.id);
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Status(c) => {

@@ -9,7 +9,8 @@ use libfuzzer_sys::fuzz_target;
 use oxworld_net::ws::{WsClient, WsServer, WsSettings};
 
 fuzz_target!(|data: &[u8]| {
-    let settings = Arc::new(WsSettings { allowed_origins: vec!["http://a".into()], web_root: None, max_record: 4096 });
+    let settings =
+        Arc::new(WsSettings { allowed_origins: vec!["http://a".into()], web_root: None, max_record: 4096, site_info: None });
     let step = 1 + usize::from(data.first().copied().unwrap_or(0) % 97);
     // Raw bytes as a fresh connection (an HTTP request, or not).
     let mut fresh = WsServer::new(settings.clone());

@@ -63,8 +63,9 @@ pub fn run_gate(args: &ProcArgs) -> anyhow::Result<()> {
     if let Some(addr) = gc.ws_addr {
         let ws = oxworld_net::ws::WsSettings {
             allowed_origins: gc.ws_allowed_origins.clone(),
-            web_root: gc.web_root.clone(),
+            web_root: gc.web_root_in(args.game_dir.as_deref()),
             max_record: oxworld_net::channel::MAX_RECORD,
+            site_info: Some(site_info(&channel)),
         };
         listeners.push(ListenSpec {
             addr,
@@ -124,6 +125,19 @@ pub fn run_gate(args: &ProcArgs) -> anyhow::Result<()> {
 }
 
 /// The client channel a gate runs on every transport (PROTOCOL.md section 2).
+/// What `GET /oxworld.json` on the WebSocket port answers: the details a page served by this
+/// gate needs to connect back (trust on first use of the key; a public deployment puts TLS in
+/// front of the page).
+fn site_info(channel: &ServerSettings) -> String {
+    let key = channel.key.as_ref().map(|k| format!("\"{}\"", oxworld_net::channel::hex(&k.public())));
+    format!(
+        "{{\"protocol\":{},\"encrypt\":{},\"server_key\":{}}}",
+        oxworld_net::client_proto::CLIENT_PROTOCOL_VERSION,
+        key.is_some(),
+        key.unwrap_or_else(|| "null".to_owned())
+    )
+}
+
 fn client_channel(gc: &oxworld_net::config::GateConfig) -> anyhow::Result<std::sync::Arc<ServerSettings>> {
     let key = if gc.encrypt { Some(read_key_file(&gc.key_file).map_err(anyhow::Error::msg)?) } else { None };
     Ok(std::sync::Arc::new(ServerSettings {

@@ -28,6 +28,10 @@ pub struct ProcArgs {
     /// at every change of state); `oxworld` passes `run/<name>.status`.
     #[arg(long)]
     pub status_file: Option<PathBuf>,
+    /// Gates: the game directory `oxworld start` was given; a relative `web_root` resolves
+    /// against it.
+    #[arg(long)]
+    pub game_dir: Option<PathBuf>,
 }
 
 impl ProcArgs {

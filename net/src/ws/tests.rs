@@ -6,7 +6,12 @@ use std::sync::Arc;
 use super::*;
 
 fn settings() -> Arc<WsSettings> {
-    Arc::new(WsSettings { allowed_origins: vec!["http://good.example".into()], web_root: None, max_record: 1000 })
+    Arc::new(WsSettings {
+        allowed_origins: vec!["http://good.example".into()],
+        web_root: None,
+        max_record: 1000,
+        site_info: Some("{\"encrypt\":false}".into()),
+    })
 }
 
 /// A server and a client wired together in memory, upgraded.
@@ -176,6 +181,9 @@ fn static_files_are_served_from_the_root_only() {
     assert!(get("/index.html?v=1").starts_with("HTTP/1.1 200"));
     assert!(get("/../etc/passwd").starts_with("HTTP/1.1 404"));
     assert!(get("/missing.js").starts_with("HTTP/1.1 404"));
+    let info = get("/oxworld.json?x");
+    assert!(info.starts_with("HTTP/1.1 200") && info.contains("application/json"), "{info}");
+    assert!(info.ends_with("{\"encrypt\":false}"), "the gate's connection details: {info}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
