@@ -4,6 +4,8 @@
 //! properties. The room is set once the avatar has its client, so chat arrives without an
 //! explicit `/join` (GoWorld's quirk fixed).
 
+use std::collections::BTreeMap;
+
 use oxworld_core::{Args, AttrFlags, CallError, Ctx, Entity, Expose, Id, Registry, Value, id_value};
 
 mod password;
@@ -246,11 +248,104 @@ impl Entity for Avatar {
             "welcome {name}; you are in chat room {room}: what you type goes to everyone in it (/join <room> to move)"
         );
         ctx.call_client("show_info", vec![Value::from(hello.as_str())]);
+        arrive(ctx, &room, &name);
     }
 
     fn on_client_disconnected(&mut self, ctx: &mut Ctx<'_>) {
+        let (room, name) = (ctx.attrs().str("chatroom").to_owned(), ctx.attrs().str("name").to_owned());
+        leave(ctx, &room, &name);
+        let me = id_value(ctx.id());
+        ctx.call_service_shard_index(ROOMS, 0, "gone", vec![me]);
         // Destroy saves it.
         ctx.destroy();
+    }
+}
+
+/// Tells everyone in `room` that `name` arrived (`on_arrive(name, room)`), and the `Rooms`
+/// service where this avatar is now.
+fn arrive(ctx: &mut Ctx<'_>, room: &str, name: &str) {
+    sync_room(ctx);
+    let args = vec![Value::from(name), Value::from(room)];
+    ctx.call_filtered_clients_by_string("chatroom", "=", room, "on_arrive", args);
+}
+
+/// Tells everyone in `room` that `name` left it (`on_leave(name, room)`).
+fn leave(ctx: &mut Ctx<'_>, room: &str, name: &str) {
+    let args = vec![Value::from(name), Value::from(room)];
+    ctx.call_filtered_clients_by_string("chatroom", "=", room, "on_leave", args);
+}
+
+/// The service counting who is in which room (for `/rooms`).
+const ROOMS: &str = "Rooms";
+
+/// How often a report to `Rooms` is retried while the service is not up yet (right after the
+/// cluster starts).
+const ROOMS_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+/// Retries of `rooms()` before giving up.
+const ROOMS_ATTEMPTS: i64 = 50;
+
+/// Reports this avatar's current room to `Rooms` with the next sequence number (the service
+/// keeps the newest report per avatar, so reports may arrive in any order); while the service
+/// is not up, retried from a timer, which reports whatever the room is by then.
+fn sync_room(ctx: &mut Ctx<'_>) {
+    let seq = ctx.attrs().int("room_seq") + 1;
+    ctx.attrs().set("room_seq", seq);
+    let room = ctx.attrs().str("chatroom").to_owned();
+    let me = ctx.id();
+    let args = vec![id_value(me), Value::from(room.as_str()), Value::Int(seq)];
+    if !ctx.call_service_shard_index(ROOMS, 0, "set", args)
+        && let Err(e) = ctx.add_timer(ROOMS_RETRY, "retry_rooms", vec![])
+    {
+        log::warn!("{me}: {e}");
+    }
+}
+
+/// Which avatar is in which room, cluster-wide: one shard, in attributes (kept over hot swaps):
+/// `members`: avatar id (hex) -> `[room, seq]`.
+#[derive(Default)]
+struct Rooms;
+
+impl Entity for Rooms {}
+
+impl Rooms {
+    /// Server: `set(avatar, room, seq)`: the avatar is in `room`, unless a newer report came.
+    fn set(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        let (avatar, room, seq) = (args.id(0)?.to_string(), args.str(1)?.to_owned(), args.int(2)?);
+        let mut a = ctx.attrs();
+        let mut members = a.map_at("members").map_err(failed)?;
+        let newer = match members.get(&avatar) {
+            Some(Value::List(p)) => p.get(1).and_then(Value::as_int).is_none_or(|s| s < seq),
+            _ => true,
+        };
+        if newer {
+            members.set(&avatar, Value::List(vec![Value::from(room.as_str()), Value::Int(seq)]));
+        }
+        Ok(())
+    }
+
+    /// Server: `gone(avatar)`: the avatar logged out.
+    fn gone(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        let avatar = args.id(0)?.to_string();
+        ctx.attrs().map_at("members").map_err(failed)?.delete(&avatar);
+        Ok(())
+    }
+
+    /// Server: `list(avatar)`: calls the avatar's `on_rooms([[room, members], ...])`.
+    fn list(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        let avatar = args.id(0)?;
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        if let Some(Value::Map(m)) = ctx.attrs_ref().get("members") {
+            for p in m.values() {
+                if let Value::List(p) = p
+                    && let Some(room) = p.first().and_then(Value::as_str)
+                {
+                    *counts.entry(room.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        let rooms = counts.into_iter().map(|(r, n)| Value::List(vec![Value::from(r.as_str()), Value::Int(n)]));
+        ctx.call(avatar, "on_rooms", vec![Value::List(rooms.collect())]);
+        Ok(())
     }
 }
 
@@ -288,9 +383,43 @@ impl Avatar {
             ctx.call_client("show_error", vec![Value::from("rooms are 1-32 characters of A-Z a-z 0-9 _ -")]);
             return Ok(());
         }
+        let (old, name) = (ctx.attrs().str("chatroom").to_owned(), ctx.attrs().str("name").to_owned());
+        if old == room {
+            ctx.call_client("show_info", vec![Value::from(format!("you are in chat room {room}").as_str())]);
+            return Ok(());
+        }
+        leave(ctx, &old, &name);
         ctx.attrs().set("chatroom", room.as_str());
         ctx.set_client_filter_prop("chatroom", &room);
         ctx.call_client("show_info", vec![Value::from(format!("you are in chat room {room}").as_str())]);
+        arrive(ctx, &room, &name);
+        Ok(())
+    }
+
+    /// Own client: `rooms()`: the client gets `on_rooms([[room, members], ...])` (retried
+    /// while the `Rooms` service is not up yet).
+    fn rooms(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        let me = ctx.id();
+        let attempt = args.get(0).ok().and_then(Value::as_int).unwrap_or(0);
+        if ctx.call_service_shard_index(ROOMS, 0, "list", vec![id_value(me)]) {
+            return Ok(());
+        }
+        if attempt >= ROOMS_ATTEMPTS {
+            return Err(failed("the room list is not available"));
+        }
+        ctx.add_timer(ROOMS_RETRY, "rooms", vec![Value::Int(attempt + 1)]).map_err(failed)?;
+        Ok(())
+    }
+
+    /// Server (its own timer): the room report retried.
+    fn retry_rooms(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
+        sync_room(ctx);
+        Ok(())
+    }
+
+    /// Server: the `Rooms` service's answer, for the client.
+    fn on_rooms(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        ctx.call_client("on_rooms", args.into_vec());
         Ok(())
     }
 
@@ -372,7 +501,14 @@ pub fn register_chat(reg: &mut Registry) {
         .method("attach", Expose::Server, Avatar::attach)
         .method("send_chat", Expose::OwnClient, Avatar::send_chat)
         .method("join_room", Expose::OwnClient, Avatar::join_room)
-        .method("ping", Expose::OwnClient, Avatar::ping);
+        .method("ping", Expose::OwnClient, Avatar::ping)
+        .method("rooms", Expose::OwnClient, Avatar::rooms)
+        .method("on_rooms", Expose::Server, Avatar::on_rooms)
+        .method("retry_rooms", Expose::Server, Avatar::retry_rooms);
+    reg.service(ROOMS, Rooms::default, 1)
+        .method("set", Expose::Server, Rooms::set)
+        .method("gone", Expose::Server, Rooms::gone)
+        .method("list", Expose::Server, Rooms::list);
     reg.entity("Npc", Npc::default).attr("hp", AttrFlags::ALL_CLIENTS).method("wander", Expose::Server, Npc::wander);
     reg.boot("Account");
 }

@@ -92,8 +92,27 @@ fn the_chat_client_explains_refuses_plainly_and_chats() {
     t.expect("unknown command /nope");
     t.type_line("/join blue");
     t.expect("* you are in chat room blue");
+    t.expect("* ann joined chat room blue");
+    t.type_line("/rooms");
+    t.expect("* rooms: blue (1)");
     t.type_line("hi all");
     t.expect("<ann> hi all");
+    // A second user arrives in the room, talks, leaves: ann sees all of it.
+    let mut bob = Terminal::start(&cluster.layout.config);
+    bob.expect("/register <user> <password> to make an account");
+    bob.type_line("/register bob pw2");
+    bob.expect("* registered; now log in");
+    bob.type_line("/login bob pw2");
+    bob.expect("* welcome bob");
+    bob.type_line("/join blue");
+    t.expect("* bob joined chat room blue");
+    bob.type_line("/rooms");
+    bob.expect("* rooms: blue (2)");
+    bob.type_line("hello ann");
+    t.expect("<bob> hello ann");
+    bob.type_line("/quit");
+    assert!(bob.child.wait().expect("bob exits").success());
+    t.expect("* bob left chat room blue");
     t.type_line("/quit");
     let status = t.child.wait().expect("client exits");
     assert!(status.success(), "{status}");

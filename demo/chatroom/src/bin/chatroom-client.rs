@@ -52,6 +52,7 @@ commands:
   /register <user> <password>   make an account (then /login)
   /login <user> <password>      log in; from then on, what you type goes to your chat room
   /join <room>                  move to another chat room (letters, digits, _ and -)
+  /rooms                        the chat rooms and how many are in each
   /help                         this list
   /quit                         leave
 anything else you type (once logged in) is a line of chat for everyone in your room";
@@ -71,6 +72,19 @@ enum Stage {
 
 fn text(v: &[Value], i: usize) -> &str {
     v.get(i).and_then(Value::as_str).unwrap_or("")
+}
+
+/// `on_rooms([[room, members], ...])` as `blue (2), red (1)`.
+fn rooms_line(args: &[Value]) -> String {
+    let Some(Value::List(rooms)) = args.first() else { return "none".to_owned() };
+    let parts: Vec<String> = rooms
+        .iter()
+        .filter_map(|r| match r {
+            Value::List(p) => Some(format!("{} ({})", text(p, 0), p.get(1).and_then(Value::as_int).unwrap_or(0))),
+            _ => None,
+        })
+        .collect();
+    if parts.is_empty() { "none".to_owned() } else { parts.join(", ") }
 }
 
 /// A server error in words a user understands (the server's message names methods and types).
@@ -107,7 +121,8 @@ fn action(stage: Stage, line: &str) -> Action {
         ["/register" | "/login", ..] => Action::Say(format!("usage: {} <user> <password>", words[0])),
         ["/join", room] if logged_in => Action::Send("join_room", vec![Value::from(*room)]),
         ["/join", ..] if logged_in => Action::Say("usage: /join <room>".into()),
-        [cmd, ..] if cmd.starts_with('/') && *cmd != "/join" => {
+        ["/rooms"] if logged_in => Action::Send("rooms", Vec::new()),
+        [cmd, ..] if cmd.starts_with('/') && !matches!(*cmd, "/join" | "/rooms") => {
             Action::Say(format!("unknown command {cmd} (/help lists the commands)"))
         }
         _ if logged_in => Action::Send("send_chat", vec![Value::from(line)]),
@@ -160,6 +175,9 @@ fn main() -> ExitCode {
                 "on_recv_chat" => println!("<{}> {}", text(&args, 0), text(&args, 1)),
                 "show_info" => println!("* {}", text(&args, 0)),
                 "show_error" => println!("! {}", text(&args, 0)),
+                "on_arrive" => println!("* {} joined chat room {}", text(&args, 0), text(&args, 1)),
+                "on_leave" => println!("* {} left chat room {}", text(&args, 0), text(&args, 1)),
+                "on_rooms" => println!("* rooms: {}", rooms_line(&args)),
                 _ => {}
             },
             Ok(ServerMsg::Error { code, message, .. }) => println!("! {}", plain(code, &message)),
