@@ -197,3 +197,26 @@ fn the_nil_space_hears_once_that_every_process_is_up() {
     w.dispatcher_linked(t, 1);
     assert_eq!(ready(&w), 1, "once per game process");
 }
+
+#[test]
+fn a_player_entering_a_space_is_told_where_it_stands() {
+    let mut w = booted();
+    let mut arena = Id::NIL;
+    w.with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
+        arena = ctx.create_space_locally(7);
+        ctx.set_client_move(true);
+        Ok(())
+    });
+    w.run_local();
+    client_msgs(&mut w);
+    w.with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
+        ctx.enter_space(arena, Pos::at(3.0, 0.0, 4.0)).map_err(|e| CallError::Failed(e.to_string()))
+    });
+    w.run_local();
+    let msgs = client_msgs(&mut w);
+    assert!(
+        msgs.iter()
+            .any(|m| matches!(m, ServerMsg::Positions { entries } if entries == &vec![(BOOT, Pos::at(3.0, 0.0, 4.0))])),
+        "even a client-driven player learns its place in the new space: {msgs:?}"
+    );
+}

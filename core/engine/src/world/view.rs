@@ -91,6 +91,11 @@ impl World {
         }
         let mut sights = Vec::new();
         self.core.spaces.join(entity, space, pos, radius, &mut sights);
+        if let Some(&c) = self.core.clients.get(&entity) {
+            // Its own client learns where it stands now (a client-driven entity gets no
+            // position sync of itself).
+            self.core.send_to_client(entity, c, &ServerMsg::Positions { entries: vec![(entity, pos)] });
+        }
         self.dispatch_sights(&sights);
         self.with_entity(space, Caller::Server(Id::NIL), |e, ctx| {
             e.on_entity_enter_space(ctx, entity);
