@@ -1,13 +1,15 @@
 //! `oxworld-stress`: load bots against a running cluster; reports what it measured.
 //!
 //! Scenarios (each in its own module): `echo` (against `demo/echo`), `chat`
-//! (`demo/chatroom`), `migrate`, `testgame` and `crowd` (`demo/testgame`). Every scenario records, per action, a
-//! count, errors and a latency histogram (`report`). While running, a progress line shows
-//! actions/s, errors and p99 (on a terminal, without `--json`); at the end a summary, with
+//! (`demo/chatroom`), `migrate`, `testgame` and `crowd` (`demo/testgame`), `arena`
+//! (`demo/arena`). Every scenario records, per action, a count, errors and a latency histogram,
+//! some also counters (arena: moves, shots, hits...) (`report`). While running, a progress line
+//! shows actions/s, errors and p99 (on a terminal, without `--json`); at the end a summary, with
 //! `--json` one JSON object as the last stdout line, with `--report DIR` CSVs and an SVG plot.
 //! Exit code: 0 without errors, 1 with errors, 2 if the run could not happen. `--strict` stops
 //! the run at the first error and prints it (which bot, which action, what was expected).
 
+mod arena;
 mod chat;
 mod crowd;
 mod echo;
@@ -38,7 +40,7 @@ pub(crate) const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Parser)]
 #[command(name = "oxworld-stress", version)]
 struct Cli {
-    /// Scenario to run (`echo`, `chat`, `migrate`, `testgame`, `crowd`).
+    /// Scenario to run (`echo`, `chat`, `migrate`, `testgame`, `crowd`, `arena`).
     #[arg(long, default_value = "echo")]
     scenario: String,
     /// Number of bots.
@@ -47,8 +49,8 @@ struct Cli {
     /// Seconds of sending.
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Actions per second per bot (echo: calls; migrate: hops; testgame: on average; chat
-    /// ignores it).
+    /// Actions per second per bot (echo: calls; migrate: hops; testgame: on average; chat,
+    /// crowd and arena ignore it).
     #[arg(long, default_value_t = 10.0)]
     rate: f64,
     /// Cluster config (the gates' addresses are read from it).
@@ -122,10 +124,11 @@ fn watched(run_dir: &Option<PathBuf>) -> Vec<(String, String)> {
 }
 
 fn run(cli: &Cli, live: &Arc<Live>) -> anyhow::Result<Report> {
-    if !["echo", "chat", "migrate", "testgame", "crowd"].contains(&cli.scenario.as_str()) {
-        bail!("unknown scenario {:?} (available: echo, chat, migrate, testgame, crowd)", cli.scenario);
+    if !["echo", "chat", "migrate", "testgame", "crowd", "arena"].contains(&cli.scenario.as_str()) {
+        bail!("unknown scenario {:?} (available: echo, chat, migrate, testgame, crowd, arena)", cli.scenario);
     }
     let board = crowd::Board::default();
+    let run_id = arena::run_id();
     let cfg = Config::load(&cli.config)?;
     let gates: Vec<oxworld_client::Dial> = cfg
         .gates
@@ -163,11 +166,13 @@ fn run(cli: &Cli, live: &Arc<Live>) -> anyhow::Result<Report> {
         let live = live.clone();
         let total = cli.bots;
         let board = board.clone();
+        let run_id = run_id.clone();
         handles.push(std::thread::Builder::new().name(format!("bots{t}")).spawn(move || match scenario.as_str() {
             "chat" => chat::run_chat(&gates, first, count, duration, live),
             "migrate" => migrate::run_migrate(&gates, first, count, duration, rate, live),
             "testgame" => testgame::run_testgame(&gates, first, count, duration, rate, total, live),
             "crowd" => crowd::run_crowd(&gates, first, count, total, duration, board, live),
+            "arena" => arena::run_arena(&gates, first, count, duration, &run_id, live),
             _ => echo::run_echo(&gates, first, count, duration, rate, live),
         })?);
     }
@@ -261,6 +266,10 @@ fn main() -> ExitCode {
     if cli.scenario == "chat" {
         line.push_str(&format!(" | {:.0} deliveries/s", rep.deliveries as f64 / cli.duration.max(1) as f64));
     }
+    if !rep.counts.is_empty() {
+        let counts: Vec<String> = rep.counts.iter().map(|(name, n)| format!("{name} {n}")).collect();
+        line.push_str(&format!(" | {}", counts.join(" ")));
+    }
     println!("{line}");
     for l in report::action_lines(&rep) {
         println!("{l}");
@@ -286,7 +295,7 @@ fn main() -> ExitCode {
             .map(|(n, cpu, rss)| format!("\"{n}\":{{\"cpu_pct\":{},\"rss_kib\":{rss}}}", cpu.round() as u64))
             .collect();
         println!(
-            "{{\"scenario\":\"{}\",\"transport\":\"{}\",\"encrypted\":{encrypted},\"link\":{{\"loss_pct\":{},\"delay_ms\":{},\"jitter_ms\":{}}},\"bots\":{},\"duration_s\":{},\"errors\":{},\"calls\":{},\"replies\":{},\"deliveries\":{},\"mean_us\":{mean},\"p50_us\":{p50},\"p99_us\":{p99},\"max_us\":{max},\"actions\":{},\"procs\":{{{}}}}}",
+            "{{\"scenario\":\"{}\",\"transport\":\"{}\",\"encrypted\":{encrypted},\"link\":{{\"loss_pct\":{},\"delay_ms\":{},\"jitter_ms\":{}}},\"bots\":{},\"duration_s\":{},\"errors\":{},\"calls\":{},\"replies\":{},\"deliveries\":{},{}\"mean_us\":{mean},\"p50_us\":{p50},\"p99_us\":{p99},\"max_us\":{max},\"actions\":{},\"procs\":{{{}}}}}",
             cli.scenario,
             cli.transport,
             cli.loss,
@@ -298,6 +307,7 @@ fn main() -> ExitCode {
             rep.calls,
             rep.replies,
             rep.deliveries,
+            report::counts_json(&rep),
             report::actions_json(&rep),
             procs.join(",")
         );

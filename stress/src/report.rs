@@ -1,6 +1,7 @@
-//! What a run measured: per action a count, errors and a latency histogram; the run's first
-//! errors (bot, action, what was expected); live counters for the progress bar and `--strict`;
-//! and the outputs: the text summary, the JSON line and the `--report` directory (CSV per
+//! What a run measured: per action a count, errors and a latency histogram; counters of things
+//! that are not round trips (a scenario's moves, shots...); the run's first errors (bot,
+//! action, what was expected); live counters for the progress bar and `--strict`; and the
+//! outputs: the text summary, the JSON line and the `--report` directory (CSV per
 //! action and an SVG plot of the latency percentiles).
 
 use std::collections::BTreeMap;
@@ -109,6 +110,9 @@ pub(crate) struct Report {
     pub(crate) replies: u64,
     /// Chat: lines of other bots received.
     pub(crate) deliveries: u64,
+    /// Scenario counters that are not round trips (arena: moves, shots, hits...), written as
+    /// top-level fields of the JSON line.
+    pub(crate) counts: BTreeMap<&'static str, u64>,
     pub(crate) errors: u64,
     pub(crate) samples: Vec<String>,
     pub(crate) actions: BTreeMap<&'static str, Action>,
@@ -117,7 +121,21 @@ pub(crate) struct Report {
 
 impl Report {
     pub(crate) fn new(live: Arc<Live>) -> Self {
-        Report { calls: 0, replies: 0, deliveries: 0, errors: 0, samples: Vec::new(), actions: BTreeMap::new(), live }
+        Report {
+            calls: 0,
+            replies: 0,
+            deliveries: 0,
+            counts: BTreeMap::new(),
+            errors: 0,
+            samples: Vec::new(),
+            actions: BTreeMap::new(),
+            live,
+        }
+    }
+
+    /// Adds `n` to counter `name` (0 makes it appear in the outputs).
+    pub(crate) fn count(&mut self, name: &'static str, n: u64) {
+        *self.counts.entry(name).or_default() += n;
     }
 
     /// The shared live counters.
@@ -160,6 +178,9 @@ impl Report {
         self.calls += o.calls;
         self.replies += o.replies;
         self.deliveries += o.deliveries;
+        for (name, n) in o.counts {
+            self.count(name, n);
+        }
         self.errors += o.errors;
         self.samples.extend(o.samples.into_iter().take(MAX_SAMPLES.saturating_sub(self.samples.len())));
         for (name, a) in o.actions {
@@ -207,6 +228,12 @@ pub(crate) fn actions_json(rep: &Report) -> String {
         })
         .collect();
     format!("{{{}}}", items.join(","))
+}
+
+/// The counters as JSON fields, each followed by a comma (nothing without counters).
+pub(crate) fn counts_json(rep: &Report) -> String {
+    let items: Vec<String> = rep.counts.iter().map(|(name, n)| format!("\"{name}\":{n},")).collect();
+    items.concat()
 }
 
 /// Text lines: one per action.

@@ -1,4 +1,4 @@
-// Integration test against a real oxworld cluster running demo/echo; runs only when OXWORLD_WS_URL and OXWORLD_SERVER_KEY are set.
+// Integration test against a real oxworld cluster running demo/echo: one it starts itself, or the one OXWORLD_WS_URL and OXWORLD_SERVER_KEY name.
 //
 //   OXWORLD_WS_URL=ws://127.0.0.1:14100/ OXWORLD_SERVER_KEY=<64 hex, `oxworld keygen --public`> npm run test:integration
 //
@@ -9,10 +9,20 @@ import { test } from "node:test";
 
 import { ClosedError, connect, Float, float, HandshakeError, ServerError } from "../dist/node.js";
 
-const URL_ = process.env.OXWORLD_WS_URL;
-const KEY = process.env.OXWORLD_SERVER_KEY;
-const skip = !URL_ || !KEY ? "set OXWORLD_WS_URL and OXWORLD_SERVER_KEY to run against a real demo/echo cluster" : false;
-if (skip) console.log(`# integration tests skipped: ${skip}`);
+import { after } from "node:test";
+import { startCluster } from "./browser/cluster.mjs";
+
+// Without OXWORLD_WS_URL and OXWORLD_SERVER_KEY, a demo/echo cluster of the built binaries is
+// started on free ports (idle timeout 2 s, so the heartbeat test runs) and stopped after.
+let URL_ = process.env.OXWORLD_WS_URL;
+let KEY = process.env.OXWORLD_SERVER_KEY;
+if (!URL_ || !KEY) {
+  const cluster = await startCluster({ gameDir: "demo/echo", gate: ["heartbeat_timeout_s = 2"] });
+  after(() => cluster.stop());
+  URL_ = cluster.wsUrl;
+  KEY = cluster.serverKey;
+}
+const skip = false;
 
 const opts = () => (KEY === "plain" ? { encrypt: false } : { serverKey: KEY });
 
