@@ -7,10 +7,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { ClosedError, connect, Float, float, HandshakeError, ServerError } from "../dist/node.js";
+import { ClosedError, connect, Float, float, HandshakeError, ServerError } from "../../dist/node.js";
 
 import { after } from "node:test";
-import { startCluster } from "./browser/cluster.mjs";
+import { startCluster } from "../browser/cluster.mjs";
 
 // Without OXWORLD_WS_URL and OXWORLD_SERVER_KEY, a demo/echo cluster of the built binaries is
 // started on free ports (idle timeout 2 s, so the heartbeat test runs) and stopped after.
