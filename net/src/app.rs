@@ -142,6 +142,8 @@ pub struct Outbox {
     closes: Vec<(ConnId, String)>,
     connects: Vec<(ConnId, SocketAddr, ConnOpts)>,
     limits: Vec<(ConnId, usize)>,
+    /// Frames queued since the last [`Outbox::take_sent_frames`] (for the loop's counters).
+    sent_frames: u64,
 }
 
 impl Outbox {
@@ -177,6 +179,7 @@ impl Outbox {
 
     /// Queues one frame whose payload `encode` appends in place (no intermediate buffer).
     pub fn send_with(&mut self, conn: ConnId, encode: impl FnOnce(&mut Vec<u8>)) {
+        self.sent_frames += 1;
         let buf = self.buf(conn);
         let at = begin_frame(buf);
         encode(buf);
@@ -231,6 +234,11 @@ impl Outbox {
     /// Takes the queued connect requests (for tests of apps).
     pub fn take_connects(&mut self) -> Vec<(ConnId, SocketAddr, ConnOpts)> {
         std::mem::take(&mut self.connects)
+    }
+
+    /// Frames queued since the last call (the runtime's messages-out counter).
+    pub fn take_sent_frames(&mut self) -> u64 {
+        std::mem::take(&mut self.sent_frames)
     }
 
     /// Moves everything queued into `into` (the runtime, once per loop iteration), keeping

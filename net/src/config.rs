@@ -49,6 +49,8 @@ pub struct DispatcherConfig {
     /// (`handshake_timeout_ms`, default 5000). Until then its frames are capped at
     /// [`crate::msg::HANDSHAKE_MAX_FRAME`].
     pub handshake_timeout: Duration,
+    /// Where the Prometheus endpoint listens (`metrics_addr`; off when absent).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// One game process.
@@ -70,6 +72,8 @@ pub struct GameConfig {
     /// What happens to an entity whose code panicked (`on_panic`: `quarantine`, the default,
     /// destroys it without saving and kicks its client; `keep` leaves it as it was).
     pub quarantine_on_panic: bool,
+    /// Where the Prometheus endpoint listens (`metrics_addr`; off when absent).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// One gate process.
@@ -132,6 +136,8 @@ pub struct GateConfig {
     pub ws_allowed_origins: Vec<String>,
     /// KCP parameters.
     pub kcp: KcpConfig,
+    /// Where the Prometheus endpoint listens (`metrics_addr`; off when absent).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl GateConfig {
@@ -328,6 +334,7 @@ impl Config {
             let advertise_addr = s.addr("advertise_addr", Some(&listen_addr.to_string()))?;
             dispatchers.push(DispatcherConfig {
                 id: i as u16,
+                metrics_addr: s.opt_addr("metrics_addr")?,
                 listen_addr,
                 advertise_addr,
                 log_level: s.log_level()?,
@@ -347,6 +354,7 @@ impl Config {
             let s = Section::new(&file, &name, &m);
             let boot = s.string("boot_entity", Some(""))?;
             games.push(GameConfig {
+                metrics_addr: s.opt_addr("metrics_addr")?,
                 id: i as u16,
                 boot_entity: (!boot.is_empty()).then_some(boot),
                 ban_boot_entity: s.bool("ban_boot_entity", false)?,
@@ -374,6 +382,7 @@ impl Config {
             let s = Section::new(&file, &name, &m);
             let default_listen = format!("127.0.0.1:{}", 14000 + i - 1);
             gates.push(GateConfig {
+                metrics_addr: s.opt_addr("metrics_addr")?,
                 id: i as u16,
                 listen_addr: s.addr("listen_addr", Some(&default_listen))?,
                 log_level: s.log_level()?,

@@ -447,6 +447,13 @@ impl Report for GameApp {
     }
 }
 
+impl crate::metrics::Metrics for GameApp {
+    fn metrics(&self, m: &mut crate::metrics::MetricSet) {
+        self.world.metrics(m);
+        m.counter("malformed_internal_total", "Messages from dispatchers that did not decode", &[], self.malformed);
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests take one arbitrary base instant from the clock
 mod tests {

@@ -687,6 +687,31 @@ impl Report for GateApp {
     }
 }
 
+impl crate::metrics::Metrics for GateApp {
+    fn metrics(&self, m: &mut crate::metrics::MetricSet) {
+        let st = &self.stats;
+        m.gauge("clients", "Client connections this gate holds", &[], self.clients.len() as f64);
+        m.counter("clients_accepted_total", "Client connections accepted", &[], st.accepted);
+        m.counter("client_calls_total", "Calls from clients forwarded to the cluster", &[], st.calls);
+        m.counter("client_refused_total", "Client messages refused (malformed, not addressable)", &[], st.refused);
+        m.counter("clients_idle_total", "Clients closed for sending nothing", &[], st.idle);
+        m.counter("clients_kicked_total", "Clients closed because their entity kicked them", &[], st.kicked);
+        m.counter("rate_limited_total", "Client messages dropped by the rate limits", &[], st.rate_limited);
+        m.counter(
+            "rate_disconnected_total",
+            "Clients disconnected for going on past the rate limits",
+            &[],
+            st.rate_disconnected,
+        );
+        m.counter(
+            "malformed_internal_total",
+            "Messages from dispatchers that did not decode",
+            &[],
+            st.malformed_internal,
+        );
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests take one arbitrary base instant from the clock
 mod tests {

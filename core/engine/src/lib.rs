@@ -15,6 +15,7 @@ pub mod game;
 pub mod gate;
 pub mod geom;
 mod links;
+pub mod metrics;
 pub mod migrate;
 pub mod panics;
 pub mod pubsub;

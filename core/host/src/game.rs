@@ -178,6 +178,7 @@ pub fn run_game(reg: Registry, args: &ProcArgs) -> anyhow::Result<()> {
                 }
             }
         }));
+    crate::serve_metrics(&rt, &mut hosted, gc.metrics_addr)?;
     info!("{name}: starting ({n_disp} dispatchers{})", if restored.is_some() { ", restored" } else { "" });
     let result = rt.run(&mut hosted);
     let err = result.as_ref().err().map(ToString::to_string);

@@ -5,6 +5,7 @@
 //! is thin; the logic it runs lives in `oxworld-engine`.
 
 mod game;
+pub mod metrics;
 pub mod proc;
 pub mod status;
 
@@ -22,6 +23,7 @@ pub use proc::{ProcArgs, main};
 pub use status::{StatusRecord, SwapStatus};
 
 use crate::status::{Hosted, StatusWriter, UnixClock};
+use oxworld_engine::metrics::Metrics;
 
 /// Runs a dispatcher process until SIGTERM or SIGINT.
 pub fn run_dispatcher(args: &ProcArgs) -> anyhow::Result<()> {
@@ -39,7 +41,7 @@ pub fn run_dispatcher(args: &ProcArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{name}: cannot listen on {}", dc.listen_addr));
     let rt = status.fail_on_err(rt)?;
     log::info!("{name}: listening on {}", rt.local_addr(0)?);
-    run_hosted(rt, Hosted::new(DispatcherApp::new(&cfg, args.id), status))
+    run_hosted(rt, Hosted::new(DispatcherApp::new(&cfg, args.id), status), dc.metrics_addr)
 }
 
 /// Runs a gate process until SIGTERM or SIGINT (or a dispatcher refuses it).
@@ -121,7 +123,7 @@ pub fn run_gate(args: &ProcArgs) -> anyhow::Result<()> {
         if gc.encrypt { "encrypted" } else { "unencrypted" }
     );
     let app = GateApp::new(&cfg, gc, oxworld_runtime::os_seed(), rt.unix_ms_base());
-    run_hosted(rt, Hosted::new(app, status))
+    run_hosted(rt, Hosted::new(app, status), gc.metrics_addr)
 }
 
 /// The client channel a gate runs on every transport (PROTOCOL.md section 2).
@@ -154,8 +156,30 @@ pub(crate) fn unix_clock() -> UnixClock {
     UnixClock { base, base_ms }
 }
 
+/// Starts the process's Prometheus endpoint on `addr` (if set) and has `hosted` publish to it.
+pub(crate) fn serve_metrics<A: App + Report + Metrics>(
+    rt: &Runtime,
+    hosted: &mut Hosted<A>,
+    addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    let Some(addr) = addr else { return Ok(()) };
+    let name = hosted.status.record().name.clone();
+    let shared = std::sync::Arc::new(metrics::Shared::default());
+    let bound = metrics::serve(addr, &name, shared.clone(), rt.loop_stats())
+        .with_context(|| format!("{name}: cannot serve metrics on {addr}"));
+    let bound = hosted.status.fail_on_err(bound)?;
+    log::info!("{name}: metrics on http://{bound}/metrics");
+    hosted.publish_metrics(metrics::Publisher::new(shared));
+    Ok(())
+}
+
 /// Runs `hosted` on `rt` until it is done, then writes its final record.
-fn run_hosted<A: App + Report>(rt: Runtime, mut hosted: Hosted<A>) -> anyhow::Result<()> {
+fn run_hosted<A: App + Report + Metrics>(
+    rt: Runtime,
+    mut hosted: Hosted<A>,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    serve_metrics(&rt, &mut hosted, metrics_addr)?;
     let result = rt.run(&mut hosted);
     let err = result.as_ref().err().map(ToString::to_string);
     hosted.finish(oxworld_runtime::clock_now(), err.as_deref());

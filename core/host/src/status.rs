@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use log::warn;
+use oxworld_engine::metrics::Metrics;
 use oxworld_engine::status::{ProcState, Report, SwapReport};
 use oxworld_net::app::{App, Event, Outbox};
 use serde::{Deserialize, Serialize};
@@ -206,12 +207,18 @@ pub struct Hosted<A> {
     pub status: StatusWriter,
     on_change: Option<OnChange>,
     swap_fields: Option<SwapFields>,
+    metrics: Option<crate::metrics::Publisher>,
 }
 
-impl<A: App + Report> Hosted<A> {
+impl<A: App + Report + Metrics> Hosted<A> {
     /// `app` reporting through `status`.
     pub fn new(app: A, status: StatusWriter) -> Self {
-        Hosted { app, status, on_change: None, swap_fields: None }
+        Hosted { app, status, on_change: None, swap_fields: None, metrics: None }
+    }
+
+    /// Publishes the app's metrics through `p` once a second.
+    pub fn publish_metrics(&mut self, p: crate::metrics::Publisher) {
+        self.metrics = Some(p);
     }
 
     /// Runs `f` on every change of state (before the record is written).
@@ -239,6 +246,10 @@ impl<A: App + Report> Hosted<A> {
             self.status.set_swap(Some(f(&swap)));
         }
         self.status.maybe_write(now, state);
+        if let Some(p) = &mut self.metrics {
+            let app = &self.app;
+            p.maybe_publish(now, |m| app.metrics(m));
+        }
     }
 
     /// Writes the final record of a process whose loop ended: `stopped`, `frozen`, or `failed`
@@ -256,7 +267,7 @@ impl<A: App + Report> Hosted<A> {
     }
 }
 
-impl<A: App + Report> App for Hosted<A> {
+impl<A: App + Report + Metrics> App for Hosted<A> {
     fn handle(&mut self, now: Instant, event: Event, out: &mut Outbox) {
         self.app.handle(now, event, out);
         if self.status.last != Some(self.app.state()) {
@@ -270,7 +281,8 @@ impl<A: App + Report> App for Hosted<A> {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        [self.app.next_deadline(), self.status.next_deadline()].into_iter().flatten().min()
+        let metrics = self.metrics.as_ref().and_then(crate::metrics::Publisher::next_deadline);
+        [self.app.next_deadline(), self.status.next_deadline(), metrics].into_iter().flatten().min()
     }
 
     fn done(&self) -> bool {
@@ -285,6 +297,12 @@ mod tests {
     struct Toy {
         state: ProcState,
         ticks: u32,
+    }
+
+    impl Metrics for Toy {
+        fn metrics(&self, m: &mut oxworld_engine::metrics::MetricSet) {
+            m.counter("toy_ticks_total", "ticks", &[], u64::from(self.ticks));
+        }
     }
 
     impl App for Toy {

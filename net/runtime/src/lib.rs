@@ -155,6 +155,8 @@ struct WorkerHandle {
 /// [`Runtime::new`], driven by [`Runtime::run`].
 pub struct Runtime {
     name: String,
+    /// What the logic loop measures about itself (read by metrics and status threads).
+    loop_stats: Arc<loopstats::LoopStats>,
     poll: Poll,
     listeners: Vec<(Option<TcpListener>, ListenSpec, usize)>,
     /// Bound addresses of the listeners (TCP and UDP), in order.
@@ -228,6 +230,7 @@ impl Runtime {
         let (start, start_unix_ms) = unix_clock();
         Ok(Runtime {
             name: cfg.name,
+            loop_stats: Arc::default(),
             poll,
             listeners,
             bound,
@@ -271,6 +274,11 @@ impl Runtime {
         (self.start, self.start_unix_ms)
     }
 
+    /// The logic loop's own counters, to be read from other threads.
+    pub fn loop_stats(&self) -> Arc<loopstats::LoopStats> {
+        self.loop_stats.clone()
+    }
+
     /// Runs `app` until [`App::done`]; then flushes output, stops and joins the workers.
     pub fn run<A: App>(mut self, app: &mut A) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
@@ -296,6 +304,7 @@ impl Runtime {
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
+            let mut handled = 0u64;
             for ev in events.iter() {
                 match ev.token() {
                     WAKER => {}
@@ -322,6 +331,7 @@ impl Runtime {
                             // drain rings again.
                             self.wake_pending.store(false, std::sync::atomic::Ordering::SeqCst);
                         }
+                        handled += 1;
                         app.handle(now, ev, &mut self.out);
                     }
                     Err(TryRecvError::Empty) => break,
@@ -331,7 +341,9 @@ impl Runtime {
                 }
             }
             app.tick(now, &mut self.out);
+            let frames = self.out.take_sent_frames();
             self.flush()?;
+            self.loop_stats.record(Instant::now().saturating_duration_since(now), handled, frames);
         }
         self.flush()?;
         for w in &self.workers {
@@ -501,6 +513,7 @@ fn dead_worker() -> io::Error {
 mod bell;
 mod kcp_io;
 mod layers;
+pub mod loopstats;
 mod worker;
 
 pub use kcp_io::KcpListen;

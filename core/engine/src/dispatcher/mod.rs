@@ -705,6 +705,24 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+impl crate::metrics::Metrics for DispatcherApp {
+    fn metrics(&self, m: &mut crate::metrics::MetricSet) {
+        let st = &self.stats;
+        m.counter("routed_total", "Messages forwarded", &[], st.routed);
+        m.counter("undeliverable_total", "Messages with no route (answered or dropped)", &[], st.undeliverable);
+        m.counter("refused_total", "Connections refused at the handshake", &[], st.refused);
+        m.counter("malformed_internal_total", "Frames from linked peers that did not decode", &[], st.malformed);
+        m.counter("handshake_dropped_total", "Connections dropped before their handshake", &[], st.handshake_dropped);
+        m.counter("migrations_expired_total", "Migrations whose hold expired", &[], st.migrations_expired);
+        m.gauge("routes", "Entity routes this dispatcher knows", &[], self.routes.len() as f64);
+        m.gauge("linked_games", "Games linked", &[], self.games.len() as f64);
+        m.gauge("linked_gates", "Gates linked", &[], self.gates.len() as f64);
+        let held: usize = self.held.values().map(|h| h.queue.len()).sum::<usize>()
+            + self.frozen.values().map(|h| h.queue.len()).sum::<usize>();
+        m.gauge("held_messages", "Messages held for migrating entities and freezing games", &[], held as f64);
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests take one arbitrary base instant from the clock
 mod tests {

@@ -270,6 +270,9 @@ impl World {
             }
         }
         let (ty_idx, name) = (slot.ty, m.name);
+        if let Some(n) = self.core.method_calls.get_mut(ty_idx).and_then(|t| t.get_mut(mi)) {
+            *n += 1;
+        }
         self.core.running = Some(name);
         let r = self.run_entity_code(target, caller, |e, ctx| {
             let reg = ctx.reg;
@@ -300,6 +303,9 @@ impl World {
     /// Reports a call that could not be served: to the client that made it, or to the log and
     /// the undeliverable counter for server callers.
     pub(super) fn refuse(&mut self, target: Id, method: u32, caller: Caller, code: ErrorCode, message: String) {
+        if let Some(n) = self.core.call_errors.get_mut(code as usize) {
+            *n += 1;
+        }
         match caller {
             Caller::Client { gate, client } => {
                 self.core.stats.refused_client_calls += 1;

@@ -41,7 +41,7 @@ mod lifecycle;
 pub mod local;
 mod migration;
 pub mod persist;
-mod ready;
+mod report;
 mod sends;
 mod services;
 mod view;
@@ -303,6 +303,10 @@ pub(crate) struct WorldCore {
     jobs: jobs::JobState,
     /// Name of the method running (for panic reports); `None` while a hook runs.
     running: Option<&'static str>,
+    /// Calls run, per type and method index (for metrics).
+    method_calls: Vec<Vec<u64>>,
+    /// Calls answered with an error, per error code (index = code).
+    call_errors: [u64; 16],
     panic_policy: PanicPolicy,
     panic_log: oxworld_net::ratelog::RateLog,
 }
@@ -411,6 +415,8 @@ impl World {
                 },
                 jobs: jobs::JobState::default(),
                 running: None,
+                method_calls: reg.types.iter().map(|t| vec![0; t.methods.len()]).collect(),
+                call_errors: [0; 16],
                 panic_policy: PanicPolicy::default(),
                 panic_log: oxworld_net::ratelog::RateLog::per_second(),
             },

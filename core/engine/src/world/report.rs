@@ -1,0 +1,90 @@
+//! What a game's world tells about the cluster and itself: the deployment-ready hook (it hears
+//! which dispatcher links, games and gates are up, and runs `on_game_ready` on its nil space
+//! once all of the config's are; ARCHITECTURE.md, "Deployment ready") and its metrics.
+
+use std::time::Instant;
+
+use oxworld_net::Id;
+use oxworld_net::msg::Caller;
+
+use super::World;
+use crate::metrics::{MetricSet, Metrics};
+
+impl World {
+    /// The link to dispatcher index `d` completed its handshake.
+    pub fn dispatcher_linked(&mut self, now: Instant, d: usize) {
+        self.core.now = now;
+        self.core.linked.insert(d);
+        self.check_ready();
+    }
+
+    /// The config's numbers of games and gates: once every dispatcher link, game and gate is
+    /// up, the nil space gets `on_game_ready` (once).
+    pub fn set_deployment(&mut self, games: u16, gates: u16) {
+        self.core.deployment = Some((games, gates));
+    }
+
+    /// True once `on_game_ready` ran (or the world was restored).
+    pub fn deployment_ready(&self) -> bool {
+        self.core.ready_fired
+    }
+
+    pub(super) fn check_ready(&mut self) {
+        let Some((games, gates)) = self.core.deployment else { return };
+        let c = &self.core;
+        let up = !c.ready_fired
+            && c.linked.len() >= c.n_dispatchers
+            && (1..=games).all(|g| c.online_games.contains(&g))
+            && (1..=gates).all(|g| c.online_gates.contains(&g));
+        if up {
+            self.core.ready_fired = true;
+            log::info!("game{}: every dispatcher, game and gate is up: on_game_ready", self.core.game_id);
+            let nil = self.core.nil_space;
+            self.with_entity(nil, Caller::Server(Id::NIL), |e, ctx| {
+                e.on_game_ready(ctx);
+                Ok(())
+            });
+        }
+    }
+}
+
+impl Metrics for World {
+    fn metrics(&self, m: &mut MetricSet) {
+        let st = &self.core.stats;
+        m.counter("game_calls_total", "Calls run or refused by this game's entities", &[], st.calls);
+        for (ty, counts) in self.reg.types.iter().zip(&self.core.method_calls) {
+            for (method, n) in ty.methods.iter().zip(counts).filter(|(_, n)| **n > 0) {
+                let labels = [("type", ty.name), ("method", method.name)];
+                m.counter("entity_calls_total", "Calls run, by entity type and method", &labels, *n);
+            }
+        }
+        for (code, n) in self.core.call_errors.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let name = oxworld_net::client_proto::ErrorCode::from_u16(code as u16).map(|c| format!("{c:?}"));
+            let name = name.unwrap_or_else(|| code.to_string());
+            m.counter("call_errors_total", "Calls answered with an error, by error code", &[("code", &name)], *n);
+        }
+        m.counter("undeliverable_total", "Calls between entities that found no target", &[], st.undeliverable);
+        m.counter("migrations_out_total", "Entities sent to other games", &[], st.migrated_out);
+        m.counter("migrations_in_total", "Entities received from other games", &[], st.migrated_in);
+        m.counter("local_refused_total", "Local operations refused for a full queue", &[], st.local_refused);
+        m.counter("oversized_total", "Messages refused for exceeding the internal frame limit", &[], st.oversized);
+        m.counter("panics_total", "Panics caught in entity code", &[], st.panics);
+        m.counter("quarantined_total", "Entities destroyed unsaved after a panic", &[], st.quarantined);
+        let mut by_type = vec![0u64; self.reg.types.len()];
+        for slot in self.entities.values() {
+            by_type[slot.ty] += 1;
+        }
+        for (ty, n) in self.reg.types.iter().zip(by_type) {
+            m.gauge("entities", "Live entities of this game, by type", &[("type", ty.name)], n as f64);
+        }
+        m.gauge("timers", "Live timers", &[], self.core.timers.len() as f64);
+        m.gauge(
+            "local_queue",
+            "Local operations queued for the next loop iterations",
+            &[],
+            self.core.local.len() as f64,
+        );
+        m.gauge("store_pending", "Storage operations queued or running", &[], self.core.store.waiting.len() as f64);
+        m.gauge("clients_bound", "Entities of this game with a client", &[], self.core.clients.len() as f64);
+    }
+}
