@@ -129,6 +129,8 @@ pub struct ProcStatus {
     /// What its status record says: its state, or `stalled` if the record is more than 3 s old
     /// while the process runs (its logic loop is not turning), or `no status` without one.
     pub state: String,
+    /// Its last status record (the one that matches the running pid, or the last one left).
+    pub record: Option<StatusRecord>,
 }
 
 impl ProcStatus {
@@ -164,7 +166,7 @@ pub fn status(layout: &Layout, cfg: &Config) -> Vec<ProcStatus> {
                 }
                 (_, None) => "not running".to_owned(),
             };
-            ProcStatus { proc: p, pid, state }
+            ProcStatus { proc: p, pid, state, record: rec }
         })
         .collect()
 }

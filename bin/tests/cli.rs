@@ -106,6 +106,29 @@ fn start_status_restart_stop() {
     let st = env.oxworld("status", &[]);
     assert!(st.status.success(), "status: {}", text(&st));
     assert_eq!(text(&st).matches(" ready").count(), 4, "{}", text(&st));
+    // --json: one object per process, with the figures each process measured of itself over
+    // its last second (from its second record on).
+    let rows = loop {
+        let st = env.oxworld("status", &["--json"]);
+        assert!(st.status.success(), "{}", text(&st));
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&st.stdout).expect("a JSON array");
+        if rows.iter().all(|r| r["rss_kib"].as_u64().is_some()) {
+            break rows;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert_eq!(names, ["dispatcher1", "game1", "game2", "gate1"]);
+    for r in &rows {
+        assert_eq!(r["state"], "ready", "{r}");
+        assert!(r["metrics_addr"].is_null(), "metrics are off in this config: {r}");
+        assert!(r["host"].as_str().is_some() && r["kind"].as_str().is_some(), "{r}");
+        assert!(r["rss_kib"].as_u64().unwrap_or(0) > 0 && r["cpu_pct"].as_f64().is_some(), "{r}");
+        assert!(r["msgs_in_per_s"].as_f64().is_some() && r["busy_pct"].as_f64().is_some(), "{r}");
+    }
+    // Games report their load to the dispatcher every second: it hears messages.
+    assert!(rows[0]["msgs_in_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{:?}", rows[0]);
+    assert!(rows[1]["entities"].as_u64().is_some() && rows[3]["clients"].as_u64().is_some(), "{rows:?}");
 
     // A game whose loop stops turning (SIGSTOP) is reported stalled within a few seconds, and
     // ready again once it runs.
@@ -126,7 +149,7 @@ fn start_status_restart_stop() {
     }
     let st = env.oxworld("status", &[]);
     assert!(!st.status.success(), "status fails with game2 down: {}", text(&st));
-    assert!(text(&st).contains("not running"), "{}", text(&st));
+    assert!(text(&st).contains("game2") && text(&st).contains(" down "), "{}", text(&st));
     let o = env.oxworld("start", &["--no-build"]);
     assert!(o.status.success(), "restart: {}", text(&o));
     assert!(text(&o).contains("started game2\n"), "{}", text(&o));

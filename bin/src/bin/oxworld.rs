@@ -48,10 +48,20 @@ enum Cmd {
         #[arg(long)]
         no_build: bool,
     },
-    /// One line per process with its state (from its status record; `stalled` if its logic
-    /// loop has not written one for 3 s); exits 0 only if every configured process runs and
-    /// none is stalled.
-    Status(Common),
+    /// One line per process: kind and id, host, state (from its status record; `stalled` if its
+    /// logic loop has not written one for 3 s, `down` if it does not run), uptime, clients or
+    /// entities, messages per second in and out, loop busy %, CPU %, RSS. Exits 0 only if every
+    /// configured process runs and none is stalled (with --watch: when interrupted).
+    Status {
+        #[command(flatten)]
+        common: Common,
+        /// The same as a JSON array, one object per process.
+        #[arg(long)]
+        json: bool,
+        /// Refresh every second (a `top` for the cluster), until interrupted.
+        #[arg(long)]
+        watch: bool,
+    },
     /// Stop gracefully: gates, then games, then dispatchers.
     Stop {
         #[command(flatten)]
@@ -124,6 +134,88 @@ fn layout(c: &Common) -> anyhow::Result<(Layout, Config)> {
     Ok((layout, cfg))
 }
 
+/// One process in `oxworld status` (and its `--json`).
+#[derive(Debug, serde::Serialize)]
+struct StatusRow {
+    name: String,
+    kind: String,
+    host: String,
+    state: String,
+    pid: Option<i32>,
+    uptime_s: Option<u64>,
+    metrics_addr: Option<String>,
+    clients: Option<u64>,
+    entities: Option<u64>,
+    routes: Option<u64>,
+    msgs_in_per_s: Option<f64>,
+    msgs_out_per_s: Option<f64>,
+    busy_pct: Option<f64>,
+    cpu_pct: Option<f64>,
+    rss_kib: Option<u64>,
+}
+
+impl StatusRow {
+    fn of(s: &launcher::ProcStatus, cfg: &Config) -> StatusRow {
+        let running = s.pid.is_some();
+        let rec = s.record.as_ref();
+        // Figures of a process that does not run are not shown (they are its last words).
+        let load = rec.and_then(|r| r.load.as_ref()).filter(|_| running);
+        let holds = |what: &str| load.and_then(|l| l.holds.as_ref()).filter(|(k, _)| k == what).map(|(_, n)| *n);
+        let state = if running { s.state.clone() } else { "down".to_owned() };
+        let configured = match s.proc.kind {
+            launcher::Kind::Dispatcher => cfg.dispatcher(s.proc.id).and_then(|d| d.metrics_addr),
+            launcher::Kind::Game => cfg.game(s.proc.id).and_then(|g| g.metrics_addr),
+            launcher::Kind::Gate => cfg.gate(s.proc.id).and_then(|g| g.metrics_addr),
+        };
+        StatusRow {
+            name: s.proc.name(),
+            kind: s.proc.name().trim_end_matches(char::is_numeric).to_owned(),
+            host: rec.map(|r| r.host.clone()).unwrap_or_default(),
+            state,
+            pid: s.pid,
+            uptime_s: rec.filter(|_| running).map(|r| launcher::unix_ms().saturating_sub(r.started_ms) / 1000),
+            metrics_addr: rec.and_then(|r| r.metrics_addr.clone()).or(configured.map(|a| a.to_string())),
+            clients: holds("clients"),
+            entities: holds("entities"),
+            routes: holds("routes"),
+            msgs_in_per_s: load.map(|l| l.msgs_in_per_s),
+            msgs_out_per_s: load.map(|l| l.msgs_out_per_s),
+            busy_pct: load.map(|l| l.busy_pct),
+            cpu_pct: load.map(|l| l.cpu_pct),
+            rss_kib: load.map(|l| l.rss_kib),
+        }
+    }
+}
+
+fn print_table(rows: &[StatusRow]) {
+    let num = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+    println!(
+        "{:<12} {:<12} {:<16} {:>8} {:>16} {:>9} {:>9} {:>6} {:>6} {:>9}",
+        "process", "host", "state", "uptime", "holds", "in/s", "out/s", "busy%", "cpu%", "rss MiB"
+    );
+    for r in rows {
+        let uptime = r.uptime_s.map(|s| format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)).unwrap_or("-".into());
+        let holds = [("clients", r.clients), ("entities", r.entities), ("routes", r.routes)]
+            .into_iter()
+            .find_map(|(k, v)| v.map(|n| format!("{n} {k}")))
+            .unwrap_or_else(|| "-".into());
+        let rss = r.rss_kib.map(|k| format!("{:.1}", k as f64 / 1024.0)).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<12} {:<12} {:<16} {:>8} {:>16} {:>9} {:>9} {:>6} {:>6} {:>9}",
+            r.name,
+            r.host,
+            r.state,
+            uptime,
+            holds,
+            num(r.msgs_in_per_s),
+            num(r.msgs_out_per_s),
+            num(r.busy_pct),
+            num(r.cpu_pct),
+            rss
+        );
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Build(c) => {
@@ -151,15 +243,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Status(c) => {
-            let (layout, cfg) = layout(&c)?;
-            let st = launcher::status(&layout, &cfg);
-            for s in &st {
-                let kind = s.proc.name().trim_end_matches(char::is_numeric).to_owned();
-                let pid = s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-                println!("{kind:<10} {:>3}  pid {pid:<8} {}", s.proc.id, s.state);
+        Cmd::Status { common, json, watch } => {
+            let (layout, cfg) = layout(&common)?;
+            loop {
+                let st = launcher::status(&layout, &cfg);
+                let rows: Vec<StatusRow> = st.iter().map(|s| StatusRow::of(s, &cfg)).collect();
+                if watch {
+                    // Clear the screen and go home, as `top` does.
+                    print!("\x1b[2J\x1b[H");
+                }
+                if json {
+                    println!("{}", serde_json::to_string(&rows)?);
+                } else {
+                    print_table(&rows);
+                }
+                if !watch {
+                    let healthy = st.iter().all(launcher::ProcStatus::healthy);
+                    return Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+                }
+                std::thread::sleep(Duration::from_secs(1));
             }
-            Ok(if st.iter().all(launcher::ProcStatus::healthy) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Cmd::Stop { common, grace } => {
             let (layout, cfg) = layout(&common)?;

@@ -427,6 +427,10 @@ impl App for GameApp {
 }
 
 impl Report for GameApp {
+    fn holds(&self) -> Option<(&'static str, u64)> {
+        Some(("entities", self.world.entity_count() as u64))
+    }
+
     fn state(&self) -> ProcState {
         match self.phase {
             _ if self.stopping.is_some() => ProcState::Stopping,

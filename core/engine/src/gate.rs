@@ -672,6 +672,10 @@ impl App for GateApp {
 }
 
 impl Report for GateApp {
+    fn holds(&self) -> Option<(&'static str, u64)> {
+        Some(("clients", self.clients.len() as u64))
+    }
+
     fn state(&self) -> ProcState {
         if self.done {
             ProcState::Stopping

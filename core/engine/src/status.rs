@@ -104,6 +104,11 @@ pub trait Report {
     fn swap(&self) -> Option<SwapReport> {
         None
     }
+    /// What the process holds, for its status record: `("clients", n)` for gates,
+    /// `("entities", n)` for games, `("routes", n)` for dispatchers.
+    fn holds(&self) -> Option<(&'static str, u64)> {
+        None
+    }
     /// Why the process stopped on its own, if it did.
     fn fatal(&self) -> Option<&str> {
         None

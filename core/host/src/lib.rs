@@ -156,12 +156,14 @@ pub(crate) fn unix_clock() -> UnixClock {
     UnixClock { base, base_ms }
 }
 
-/// Starts the process's Prometheus endpoint on `addr` (if set) and has `hosted` publish to it.
+/// Has `hosted`'s status records measure the loop's load, and starts the process's Prometheus
+/// endpoint on `addr` (if set) with `hosted` publishing to it.
 pub(crate) fn serve_metrics<A: App + Report + Metrics>(
     rt: &Runtime,
     hosted: &mut Hosted<A>,
     addr: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
+    hosted.status.sample_load(rt.loop_stats());
     let Some(addr) = addr else { return Ok(()) };
     let name = hosted.status.record().name.clone();
     let shared = std::sync::Arc::new(metrics::Shared::default());
@@ -169,6 +171,7 @@ pub(crate) fn serve_metrics<A: App + Report + Metrics>(
         .with_context(|| format!("{name}: cannot serve metrics on {addr}"));
     let bound = hosted.status.fail_on_err(bound)?;
     log::info!("{name}: metrics on http://{bound}/metrics");
+    hosted.status.set_metrics_addr(bound);
     hosted.publish_metrics(metrics::Publisher::new(shared));
     Ok(())
 }

@@ -22,13 +22,18 @@ use oxworld_engine::status::{ProcState, Report, SwapReport};
 use oxworld_net::app::{App, Event, Outbox};
 use serde::{Deserialize, Serialize};
 
+/// This machine's host name (empty if it cannot be read).
+fn hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default()
+}
+
 /// How often the logic loop rewrites its record.
 pub const WRITE_EVERY: Duration = Duration::from_secs(1);
 /// A record older than this is `stalled` to its readers: the loop has not run for 3 s.
 pub const STALLED_AFTER_MS: u64 = 3_000;
 
 /// One process's status record (the boundary type of the status file).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusRecord {
     /// `dispatcher1`, `game2`, `gate1`, ...
     pub name: String,
@@ -48,6 +53,86 @@ pub struct StatusRecord {
     /// Why the process failed or could not restore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The machine it runs on (its host name).
+    #[serde(default)]
+    pub host: String,
+    /// Its Prometheus endpoint, when `metrics_addr` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<String>,
+    /// How busy it was over the last second (from the second record on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadStatus>,
+}
+
+/// What a process measured of itself over the last second (from its loop's own counters and
+/// `/proc/self`), so `oxworld status` works with metrics off.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LoadStatus {
+    /// CPU of the whole process (all threads), percent of one core.
+    pub cpu_pct: f64,
+    /// Resident memory, KiB.
+    pub rss_kib: u64,
+    /// Events the logic loop handled per second (frames in, connections, wake-ups).
+    pub msgs_in_per_s: f64,
+    /// Frames the logic loop sent per second.
+    pub msgs_out_per_s: f64,
+    /// Share of the time the logic loop was busy, percent.
+    pub busy_pct: f64,
+    /// What it holds: `clients` (gates), `entities` (games), `routes` (dispatchers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holds: Option<(String, u64)>,
+}
+
+/// Measures [`LoadStatus`] between two writes.
+struct LoadSampler {
+    stats: std::sync::Arc<oxworld_runtime::loopstats::LoopStats>,
+    process: prometheus::process_collector::ProcessCollector,
+    last: Option<(Instant, oxworld_runtime::loopstats::LoopSnapshot, f64)>,
+}
+
+impl LoadSampler {
+    /// The process's CPU seconds and resident bytes, from its collector.
+    fn cpu_and_rss(&self) -> (f64, f64) {
+        use prometheus::core::Collector as _;
+        let mut cpu = 0.0;
+        let mut rss = 0.0;
+        for f in self.process.collect() {
+            let v = f.get_metric().first().map(|m| {
+                if f.get_field_type() == prometheus::proto::MetricType::COUNTER {
+                    m.get_counter().get_value()
+                } else {
+                    m.get_gauge().get_value()
+                }
+            });
+            match (f.name(), v) {
+                ("process_cpu_seconds_total", Some(v)) => cpu = v,
+                ("process_resident_memory_bytes", Some(v)) => rss = v,
+                _ => {}
+            }
+        }
+        (cpu, rss)
+    }
+
+    /// The load since the last call (`None` the first time).
+    fn sample(&mut self, now: Instant) -> Option<LoadStatus> {
+        let snap = self.stats.snapshot();
+        let (cpu, rss) = self.cpu_and_rss();
+        let prev = self.last.replace((now, snap.clone(), cpu))?;
+        let secs = now.saturating_duration_since(prev.0).as_secs_f64();
+        if secs < 0.1 {
+            self.last = Some(prev);
+            return None;
+        }
+        let per_s = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
+        Some(LoadStatus {
+            cpu_pct: ((cpu - prev.2).max(0.0) / secs * 1000.0).round() / 10.0,
+            rss_kib: (rss / 1024.0) as u64,
+            msgs_in_per_s: (per_s(snap.events_in, prev.1.events_in) * 10.0).round() / 10.0,
+            msgs_out_per_s: (per_s(snap.frames_out, prev.1.frames_out) * 10.0).round() / 10.0,
+            busy_pct: (per_s(snap.busy_ns, prev.1.busy_ns) / 1e7 * 10.0).round() / 10.0,
+            holds: None,
+        })
+    }
 }
 
 /// A game's hot swap in a status record (milliseconds).
@@ -127,6 +212,8 @@ pub struct StatusWriter {
     clock: UnixClock,
     last: Option<ProcState>,
     next_write: Option<Instant>,
+    sampler: Option<LoadSampler>,
+    holds: Option<(&'static str, u64)>,
 }
 
 impl StatusWriter {
@@ -141,8 +228,27 @@ impl StatusWriter {
             updated_ms: clock.base_ms,
             swap: None,
             reason: None,
+            host: hostname(),
+            metrics_addr: None,
+            load: None,
         };
-        StatusWriter { path, rec, clock, last: None, next_write: None }
+        StatusWriter { path, rec, clock, last: None, next_write: None, sampler: None, holds: None }
+    }
+
+    /// Measures the process's load from `stats` (its loop's counters) into every record.
+    pub fn sample_load(&mut self, stats: std::sync::Arc<oxworld_runtime::loopstats::LoopStats>) {
+        let process = prometheus::process_collector::ProcessCollector::for_self();
+        self.sampler = Some(LoadSampler { stats, process, last: None });
+    }
+
+    /// Names the process's metrics endpoint in its records.
+    pub fn set_metrics_addr(&mut self, addr: std::net::SocketAddr) {
+        self.rec.metrics_addr = Some(addr.to_string());
+    }
+
+    /// What the process holds (`clients`, `entities`, `routes`), for the next records.
+    pub fn set_holds(&mut self, holds: Option<(&'static str, u64)>) {
+        self.holds = holds;
     }
 
     /// The record as last written (or about to be).
@@ -166,6 +272,12 @@ impl StatusWriter {
 
     /// Writes `state` now (with `reason`, if any).
     pub fn write(&mut self, now: Instant, state: ProcState, reason: Option<&str>) {
+        if let Some(s) = &mut self.sampler
+            && let Some(mut load) = s.sample(now)
+        {
+            load.holds = self.holds.map(|(k, n)| (k.to_owned(), n));
+            self.rec.load = Some(load);
+        }
         self.rec.state = state.as_str().to_owned();
         self.rec.updated_ms = self.clock.ms(now);
         self.rec.reason = reason.map(str::to_owned);
@@ -245,6 +357,7 @@ impl<A: App + Report + Metrics> Hosted<A> {
         if let (Some(f), Some(swap)) = (&self.swap_fields, self.app.swap()) {
             self.status.set_swap(Some(f(&swap)));
         }
+        self.status.set_holds(self.app.holds());
         self.status.maybe_write(now, state);
         if let Some(p) = &mut self.metrics {
             let app = &self.app;

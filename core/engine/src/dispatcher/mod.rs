@@ -692,6 +692,10 @@ impl App for DispatcherApp {
 }
 
 impl Report for DispatcherApp {
+    fn holds(&self) -> Option<(&'static str, u64)> {
+        Some(("routes", self.routes.len() as u64))
+    }
+
     fn state(&self) -> ProcState {
         if self.done { ProcState::Stopping } else { ProcState::Ready }
     }
