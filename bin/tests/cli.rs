@@ -126,6 +126,24 @@ fn start_status_restart_stop() {
         assert!(r["rss_kib"].as_u64().unwrap_or(0) > 0 && r["cpu_pct"].as_f64().is_some(), "{r}");
         assert!(r["msgs_in_per_s"].as_f64().is_some() && r["busy_pct"].as_f64().is_some(), "{r}");
     }
+    // --watch redraws the table every second until interrupted.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_oxworld"))
+        .current_dir(root)
+        .args(["status", "demo/echo", "--watch", "--config"])
+        .arg(env.dir.join("oxworld.ini"))
+        .arg("--run-dir")
+        .arg(env.dir.join("run"))
+        .arg("--bin-dir")
+        .arg(&env.bins)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("status --watch");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let _ = watch.kill();
+    let out = watch.wait_with_output().expect("watch output");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.matches("process ").count() >= 2, "at least two refreshes: {shown}");
     // Games report their load to the dispatcher every second: it hears messages.
     assert!(rows[0]["msgs_in_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{:?}", rows[0]);
     assert!(rows[1]["entities"].as_u64().is_some() && rows[3]["clients"].as_u64().is_some(), "{rows:?}");
