@@ -1,6 +1,8 @@
 //! The game's logic per client call, in the sans-IO world: one `Call` from a client decoded,
 //! its entity's method run (inside the per-handler panic boundary), its reply to the client
-//! encoded into a `ToClients`. No sockets: the CPU one call costs a game loop besides IO.
+//! encoded into a `ToClients`. No sockets: the CPU one call costs a game loop besides IO. Also
+//! what the loop's own metrics cost per iteration (`LoopStats::record`: one relaxed add each
+//! for iterations, busy time, events, frames and a histogram bucket).
 //! Run: `cargo bench -p oxworld-engine --bench world`.
 
 use divan::Bencher;
@@ -53,4 +55,12 @@ fn client_call_and_reply(b: Bencher) {
         w.handle(now, divan::black_box(call.clone()));
         w.drain_output().count()
     });
+}
+
+/// The loop's metrics per iteration: what every iteration of every process pays for them.
+#[divan::bench(sample_count = 200, sample_size = 1024)]
+fn loop_stats_record(b: Bencher) {
+    let stats = oxworld_runtime::loopstats::LoopStats::default();
+    let busy = std::time::Duration::from_micros(37);
+    b.bench_local(|| stats.record(divan::black_box(busy), divan::black_box(3), divan::black_box(2)));
 }
