@@ -76,6 +76,22 @@ pub enum StoreOp {
     },
 }
 
+impl StoreOp {
+    /// Its name, for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StoreOp::Save { .. } => "save",
+            StoreOp::Load { .. } => "load",
+            StoreOp::Exists { .. } => "exists",
+            StoreOp::List { .. } => "list",
+            StoreOp::KvGet { .. } => "kv_get",
+            StoreOp::KvPut { .. } => "kv_put",
+            StoreOp::KvGetOrPut { .. } => "kv_get_or_put",
+            StoreOp::KvRange { .. } => "kv_range",
+        }
+    }
+}
+
 /// The answer to one [`StoreOp`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreReply {

@@ -117,6 +117,9 @@ pub struct DispatcherApp {
     games: BTreeMap<u16, ConnId>,
     gates: BTreeMap<u16, ConnId>,
     routes: FxHashMap<Id, u16>,
+    /// Frames and bytes received from linked peers, by message kind (the header's first byte).
+    frames_in: [u64; 256],
+    bytes_in: [u64; 256],
     boot_rr: usize,
     /// Service shards registered through this dispatcher: (name, shard) -> (entity, game).
     services: BTreeMap<(String, u16), (Id, u16)>,
@@ -160,6 +163,8 @@ impl DispatcherApp {
             games: BTreeMap::new(),
             gates: BTreeMap::new(),
             routes: FxHashMap::default(),
+            frames_in: [0; 256],
+            bytes_in: [0; 256],
             boot_rr: 0,
             loads: BTreeMap::new(),
             held: FxHashMap::default(),
@@ -589,6 +594,10 @@ impl App for DispatcherApp {
                     Ok((h, _)) => h,
                     Err(e) => return self.malformed(peer, &e),
                 };
+                if let Some(n) = self.frames_in.get_mut(h.kind as usize) {
+                    *n += 1;
+                    self.bytes_in[h.kind as usize] += data.len() as u64;
+                }
                 match peer {
                     Peer::Game(g) => self.on_game_frame(g, h, data, out),
                     Peer::Gate(g) => self.on_gate_frame(g, h, data, out),
@@ -719,6 +728,16 @@ impl crate::metrics::Metrics for DispatcherApp {
         m.counter("handshake_dropped_total", "Connections dropped before their handshake", &[], st.handshake_dropped);
         m.counter("migrations_expired_total", "Migrations whose hold expired", &[], st.migrations_expired);
         m.gauge("routes", "Entity routes this dispatcher knows", &[], self.routes.len() as f64);
+        for (kind, (n, b)) in self.frames_in.iter().zip(&self.bytes_in).enumerate().filter(|(_, (n, _))| **n > 0) {
+            let name = oxworld_net::msg::Kind::from_u8(kind as u8).map(|k| k.name()).unwrap_or("unknown");
+            m.counter("frames_in_total", "Frames received from linked peers, by message kind", &[("kind", name)], *n);
+            m.counter(
+                "frame_bytes_in_total",
+                "Bytes of frames received from linked peers, by message kind",
+                &[("kind", name)],
+                *b,
+            );
+        }
         m.gauge("linked_games", "Games linked", &[], self.games.len() as f64);
         m.gauge("linked_gates", "Gates linked", &[], self.gates.len() as f64);
         let held: usize = self.held.values().map(|h| h.queue.len()).sum::<usize>()

@@ -79,6 +79,10 @@ pub(crate) struct StoreState {
     pub(crate) saving: rustc_hash::FxHashSet<Id>,
     /// Tickets refused for [`MAX_STORE_IN_FLIGHT`]: answered `Unavailable` on the next pump.
     pub(crate) refused: Vec<u64>,
+    /// Operations handed to the store: when, and which kind (for the latency histogram).
+    pub(crate) since: rustc_hash::FxHashMap<u64, (Instant, &'static str)>,
+    /// From hand-out to result, by operation kind.
+    pub(crate) latency: BTreeMap<&'static str, crate::metrics::Hist>,
 }
 
 impl StoreState {
@@ -262,7 +266,12 @@ impl World {
             let err = StoreError::unavailable("too many storage operations in flight");
             self.store_done(self.core.now, ticket, Err(err));
         }
-        std::mem::take(&mut self.core.store.outgoing)
+        let ops = std::mem::take(&mut self.core.store.outgoing);
+        let now = self.core.now;
+        for (ticket, op) in &ops {
+            self.core.store.since.insert(*ticket, (now, op.name()));
+        }
+        ops
     }
 
     /// True while storage operations are queued or running (a freeze waits for them: their
@@ -274,6 +283,10 @@ impl World {
     /// The result of the operation with `ticket`.
     pub fn store_done(&mut self, now: Instant, ticket: u64, result: Result<StoreReply, StoreError>) {
         self.core.now = now;
+        if let Some((t0, name)) = self.core.store.since.remove(&ticket) {
+            let secs = now.saturating_duration_since(t0).as_secs_f64();
+            self.core.store.latency.entry(name).or_default().observe(secs);
+        }
         let Some(waiter) = self.core.store.waiting.remove(&ticket) else {
             warn!("game{}: storage result for unknown ticket {ticket}", self.core.game_id);
             return;
@@ -599,6 +612,10 @@ mod tests {
         assert!(w.has_pending_io());
         run_store(&mut w, &mut store, t0);
         assert!(!w.has_pending_io());
+        let mut m = crate::metrics::MetricSet::default();
+        crate::metrics::Metrics::metrics(&w, &mut m);
+        let lat = m.families.iter().find(|f| f.name == "oxworld_store_op_seconds").expect("store latency");
+        assert!(lat.samples.iter().any(|s| s.labels == vec![("op", "kv_get".to_owned())]), "{lat:?}");
         let s = |v: &str| Value::from(v);
         let pair = |k: &str, v: &str| Value::List(vec![s(k), s(v)]);
         assert_eq!(

@@ -86,5 +86,13 @@ impl Metrics for World {
         );
         m.gauge("store_pending", "Storage operations queued or running", &[], self.core.store.waiting.len() as f64);
         m.gauge("clients_bound", "Entities of this game with a client", &[], self.core.clients.len() as f64);
+        for (op, h) in &self.core.store.latency {
+            m.histogram(
+                "store_op_seconds",
+                "Storage operations, from hand-out to the store thread to result",
+                &[("op", op)],
+                h,
+            );
+        }
     }
 }
