@@ -1,5 +1,6 @@
 //! Per-client rate limits at the gate: a token bucket for calls and one for moves, and the
-//! rule that disconnects a client that keeps going after being refused. Sans-IO (time is a
+//! rule that disconnects a client that keeps going after being refused; and [`Doubling`], the
+//! count-and-log-rarely rule for warnings one runaway can repeat. Sans-IO (time is a
 //! parameter), configured by `[gate]` keys `call_rate_per_s`, `call_burst`, `move_rate_per_s`,
 //! `move_burst` and `rate_limit_disconnect`.
 
@@ -95,6 +96,32 @@ impl ClientLimits {
         }
         self.refused_in_window += 1;
         if self.refused_in_window > self.disconnect_after { Verdict::Disconnect } else { Verdict::Refuse }
+    }
+}
+
+/// Counts events and says when to log one: at the 1st, 2nd, 4th, 8th... (a threshold that
+/// doubles), so a condition that repeats fast is reported with its count, never line by line.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Doubling {
+    count: u64,
+    next: u64,
+}
+
+impl Doubling {
+    /// Events counted so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Counts one more; the count if this one should be logged.
+    pub(crate) fn hit(&mut self) -> Option<u64> {
+        self.count += 1;
+        if self.count >= self.next.max(1) {
+            self.next = self.count.saturating_mul(2);
+            Some(self.count)
+        } else {
+            None
+        }
     }
 }
 

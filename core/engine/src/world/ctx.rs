@@ -280,6 +280,7 @@ impl Ctx<'_> {
         } else {
             // Another game's space: find it, then migrate there (see `World::handle`).
             self.core.migrations.insert(self.id, (space, pos, 0));
+            self.core.migration_started.insert(self.id, self.core.now);
             self.core.send(space, QuerySpace { space, entity: self.id });
         }
         Ok(())

@@ -112,6 +112,7 @@ impl World {
         };
         self.core.clients.remove(&id);
         self.core.local_ids.remove(&id);
+        self.core.migration_started.remove(&id);
         self.core.timers.remove_entity(id);
         self.core.cron.remove(&id);
         if let Some(mut obj) = slot.obj.take().filter(|_| hooks) {

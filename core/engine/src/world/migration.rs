@@ -30,8 +30,10 @@ impl World {
         if game == 0 || !self.entities.contains_key(&entity) {
             warn!("game{}: {entity} cannot enter {space}: no such space", self.core.game_id);
             self.core.migrations.remove(&entity);
+            self.core.migration_started.remove(&entity);
         } else if game == self.core.game_id {
             self.core.migrations.remove(&entity);
+            self.core.migration_started.remove(&entity);
             self.enter_space_now(entity, space, pos);
         } else {
             self.core.migrations.insert(entity, (space, pos, game));
@@ -44,7 +46,10 @@ impl World {
             Some((space, pos, game)) if game != 0 && self.entities.contains_key(&entity) => {
                 self.migrate_out(entity, game, space, pos);
             }
-            _ => self.core.send(entity, CancelMigrate { entity }),
+            _ => {
+                self.core.migration_started.remove(&entity);
+                self.core.send(entity, CancelMigrate { entity });
+            }
         }
     }
 
@@ -166,6 +171,9 @@ impl World {
         self.core.local_ids.remove(&entity);
         self.core.spaces.forget(entity);
         self.core.stats.migrated_out += 1;
+        if let Some(t0) = self.core.migration_started.remove(&entity) {
+            self.core.migration_time.observe(self.core.now.saturating_duration_since(t0).as_secs_f64());
+        }
         self.core.send(entity, RealMigrate { entity, game, data });
     }
 

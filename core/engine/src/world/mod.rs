@@ -31,6 +31,7 @@ use thiserror::Error;
 use crate::attr::Attrs;
 use crate::cron::CronSpec;
 use crate::entity::{EntityObj, Registry, RegistryError};
+use crate::ratelimit::Doubling;
 use crate::space::Spaces;
 use crate::timer::{TIMERS_PER_TICK, Timers};
 
@@ -303,6 +304,10 @@ pub(crate) struct WorldCore {
     jobs: jobs::JobState,
     /// Name of the method running (for panic reports); `None` while a hook runs.
     running: Option<&'static str>,
+    /// When each outgoing migration was asked for (for the migration time histogram).
+    migration_started: FxHashMap<Id, Instant>,
+    /// From `enter_space` to the entity sent to the other game.
+    migration_time: crate::metrics::Hist,
     /// Calls run, per type and method index (for metrics).
     method_calls: Vec<Vec<u64>>,
     /// Calls answered with an error, per error code (index = code).
@@ -415,6 +420,8 @@ impl World {
                 },
                 jobs: jobs::JobState::default(),
                 running: None,
+                migration_started: FxHashMap::default(),
+                migration_time: crate::metrics::Hist::default(),
                 method_calls: reg.types.iter().map(|t| vec![0; t.methods.len()]).collect(),
                 call_errors: [0; 16],
                 panic_policy: PanicPolicy::default(),
@@ -770,27 +777,6 @@ impl World {
             LocalOp::GiveClient { from, .. } => format!("{from} handing its client over"),
             LocalOp::CreateSpace { .. } => "a space creation".to_owned(),
             LocalOp::Kick { entity, .. } => format!("{entity} kicking its client"),
-        }
-    }
-}
-
-/// Counts events and says when to log one: at the 1st, 2nd, 4th, 8th... (a threshold that
-/// doubles), so a condition that repeats fast is reported with its count, never line by line.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Doubling {
-    count: u64,
-    next: u64,
-}
-
-impl Doubling {
-    /// Counts one more; the count if this one should be logged.
-    pub(crate) fn hit(&mut self) -> Option<u64> {
-        self.count += 1;
-        if self.count >= self.next.max(1) {
-            self.next = self.count.saturating_mul(2);
-            Some(self.count)
-        } else {
-            None
         }
     }
 }

@@ -86,6 +86,18 @@ impl Metrics for World {
         );
         m.gauge("store_pending", "Storage operations queued or running", &[], self.core.store.waiting.len() as f64);
         m.gauge("clients_bound", "Entities of this game with a client", &[], self.core.clients.len() as f64);
+        m.histogram(
+            "migration_seconds",
+            "Outgoing migrations, from enter_space to the entity sent to its new game",
+            &[],
+            &self.core.migration_time,
+        );
+        m.counter(
+            "budget_overruns_total",
+            "Loop iterations whose local work ran past the per-iteration budget",
+            &[],
+            self.core.over_budget.count(),
+        );
         for (op, h) in &self.core.store.latency {
             m.histogram(
                 "store_op_seconds",

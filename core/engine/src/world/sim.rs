@@ -456,6 +456,9 @@ fn migration_back_and_forth_under_a_stream_of_calls_loses_nothing() {
     let Value::Map(m) = attrs else { panic!("attrs are a map") };
     assert_eq!(m.get("bad"), None, "no call out of order");
     assert_eq!(m.get("count"), Some(&Value::Int(seq)), "attributes travelled");
+    let timed: u64 = sim.worlds.iter().map(|w| w.core.migration_time.count()).sum();
+    assert!(timed >= 1, "every outgoing migration is timed for the metrics");
+    assert!(sim.worlds.iter().all(|w| w.core.migration_started.is_empty()), "no migration left half-timed");
     assert!(m.get("ticks").and_then(Value::as_int).unwrap_or(0) >= 5, "the timer kept firing across games: {m:?}");
     assert_eq!(w.space_of(WALKER), Some(spaces[sim.holder(WALKER)[0] as usize - 1]));
     assert_eq!(w.core.clients.get(&WALKER).map(|c| c.client), Some(CLIENT), "client binding travelled");

@@ -730,7 +730,7 @@ fn a_self_posting_entity_cannot_stall_the_game() {
         assert_eq!(spins(&mut w, BOOT), 1 + (u64::from(round) + 2) * per);
         assert_eq!(w.core.local.len(), 1, "one queued post at a time: memory does not grow");
     }
-    assert_eq!(w.core.over_budget.count, 6, "each iteration over budget was counted (and logged at 1, 2, 4)");
+    assert_eq!(w.core.over_budget.count(), 6, "each iteration over budget was counted (and logged at 1, 2, 4)");
 }
 
 /// A timer longer than the clock can represent is an error, not a panic; so is a repeat.
