@@ -44,6 +44,8 @@ struct Client {
     closing: bool,
     /// Its call and move rate limits.
     limits: ClientLimits,
+    /// The listener it came through (index into `GateApp::transports`).
+    listener: usize,
 }
 
 /// Counters a gate keeps.
@@ -61,6 +63,10 @@ pub struct GateStats {
     pub idle: u64,
     /// Clients closed because their entity kicked them (`ErrorCode::Kicked`).
     pub kicked: u64,
+    /// Client messages (and their bytes) received: calls, heartbeats, moves, undecodable.
+    pub client_msgs: [u64; 4],
+    /// Bytes of those messages.
+    pub client_bytes: [u64; 4],
     /// Client messages dropped by the rate limits.
     pub rate_limited: u64,
     /// Clients disconnected for going on past the rate limits.
@@ -82,6 +88,8 @@ pub struct GateApp {
     next_idle_check: Instant,
     /// Write gathering for clients (`client_flush`).
     gather: Gather,
+    /// The transport of each client listener, by listener index.
+    transports: Vec<&'static str>,
     /// Time of the event or tick being handled.
     now: Instant,
     /// Per-client problems are logged at most once a second.
@@ -111,6 +119,8 @@ impl GateApp {
     pub fn new(cfg: &Config, gc: &GateConfig, seed: impl Into<IdSeed>, clock_base: (Instant, u64)) -> Self {
         let id = gc.id;
         let gc = gc.clone();
+        let transports =
+            std::iter::once("tcp").chain(gc.ws_addr.map(|_| "ws")).chain(gc.kcp_addr.map(|_| "kcp")).collect();
         let flush_period = gc.client_flush;
         let max_held = gc.client_queue_limit / 2;
         let addrs = cfg.dispatchers.iter().map(|d| d.advertise_addr).collect();
@@ -134,6 +144,7 @@ impl GateApp {
             pending_moves: FxHashMap::default(),
             next_idle_check: clock_base.0,
             gather: Gather::new(flush_period, max_held),
+            transports,
             now: clock_base.0,
             client_log: RateLog::per_second(),
             done: false,
@@ -160,7 +171,7 @@ impl GateApp {
         out.send_with(conn, |b| msg.encode(b));
     }
 
-    fn on_accept(&mut self, now: Instant, conn: ConnId, out: &mut Outbox) {
+    fn on_accept(&mut self, now: Instant, conn: ConnId, listener: usize, out: &mut Outbox) {
         // Each transport's listener stops at `max_clients`; this bounds them together.
         if self.clients.len() >= self.cfg.max_clients {
             out.close(conn, "the gate is at max_clients");
@@ -178,6 +189,7 @@ impl GateApp {
             last_heard: now,
             closing: false,
             limits: ClientLimits::new(&self.cfg, now),
+            listener,
         };
         self.clients.insert(conn, c);
         self.by_client.insert(client, conn);
@@ -197,6 +209,14 @@ impl GateApp {
         };
         c.last_heard = self.now;
         let msg = ClientMsg::decode(data);
+        let kind = match &msg {
+            Ok(ClientMsg::Call { .. }) => 0,
+            Ok(ClientMsg::Heartbeat) => 1,
+            Ok(ClientMsg::Move { .. }) => 2,
+            Err(_) => 3,
+        };
+        self.stats.client_msgs[kind] += 1;
+        self.stats.client_bytes[kind] += data.len() as u64;
         let limited = match &msg {
             Ok(ClientMsg::Call { .. }) => Some(Limited::Call),
             Ok(ClientMsg::Move { .. }) => Some(Limited::Move),
@@ -590,7 +610,7 @@ impl App for GateApp {
         self.now = now;
         self.gather.roll(now, false, out);
         match event {
-            Event::Accepted { conn, .. } => self.on_accept(now, conn, out),
+            Event::Accepted { conn, listener, .. } => self.on_accept(now, conn, listener, out),
             Event::Connected { conn } => self.links.on_connected(conn, out, |_| Vec::new()),
             Event::Frame { conn, data } => {
                 if !self.links.owns(conn) {
@@ -694,7 +714,25 @@ impl Report for GateApp {
 impl crate::metrics::Metrics for GateApp {
     fn metrics(&self, m: &mut crate::metrics::MetricSet) {
         let st = &self.stats;
-        m.gauge("clients", "Client connections this gate holds", &[], self.clients.len() as f64);
+        let mut per = vec![0u64; self.transports.len()];
+        for c in self.clients.values() {
+            if let Some(n) = per.get_mut(c.listener) {
+                *n += 1;
+            }
+        }
+        for (t, n) in self.transports.iter().zip(per) {
+            m.gauge("clients", "Client connections this gate holds, by transport", &[("transport", t)], n as f64);
+        }
+        for (i, kind) in ["call", "heartbeat", "move", "undecodable"].iter().enumerate() {
+            let labels = [("kind", *kind)];
+            m.counter("client_msgs_in_total", "Client messages received, by kind", &labels, st.client_msgs[i]);
+            m.counter(
+                "client_bytes_in_total",
+                "Bytes of client messages received, by kind",
+                &labels,
+                st.client_bytes[i],
+            );
+        }
         m.counter("clients_accepted_total", "Client connections accepted", &[], st.accepted);
         m.counter("client_calls_total", "Calls from clients forwarded to the cluster", &[], st.calls);
         m.counter("client_refused_total", "Client messages refused (malformed, not addressable)", &[], st.refused);

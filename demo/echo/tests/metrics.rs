@@ -85,6 +85,8 @@ fn every_process_exports_metrics_that_promtool_and_prometheus_accept() {
     assert!(total(&d, "oxworld_routed_total") >= 200.0, "{d}");
     assert!(total(&d, "oxworld_frames_in_total{kind=\"Call\"}") >= 100.0, "calls by kind: {d}");
     assert!(total(&gt, "oxworld_client_calls_total") >= 100.0, "{gt}");
+    assert!(total(&gt, "oxworld_client_msgs_in_total{kind=\"call\"}") >= 100.0, "client messages by kind: {gt}");
+    assert!(gt.contains("oxworld_clients{transport=\"tcp\"}") && gt.contains("transport=\"kcp\""), "{gt}");
     for (kind, text) in [("dispatcher", &d), ("game", &g1), ("gate", &gt)] {
         assert!(total(text, "oxworld_loop_iteration_seconds_count") > 0.0, "{kind}: the loop histogram:\n{text}");
         assert!(text.contains("oxworld_loop_iteration_seconds_bucket{le=\"0.001\"}"), "{kind}");
