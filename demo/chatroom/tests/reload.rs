@@ -237,6 +237,10 @@ fn a_killed_game_comes_back_with_what_was_saved() {
         assert!(Instant::now() < deadline, "the avatar was never saved");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // LMDB writes a transaction's data pages before its meta page: the bytes can be in the
+    // file a moment before the save is committed. Give that commit (well under a millisecond)
+    // ample time, so the kill lands after it: this test is about what was saved.
+    std::thread::sleep(Duration::from_millis(500));
     let pid = cluster.game_pid(game as u16).expect("pid file");
     assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().expect("kill").success());
     // Calls to the lost avatar get a clear error, not silence: a call sent before the
