@@ -50,7 +50,7 @@ impl Entity for ArenaSpace {
 
 impl ArenaSpace {
     /// Server (its timer): spawns monsters while the arena holds fewer than
-    /// [`MONSTERS_PER_PLAYER`] per player, each near a random player.
+    /// [`MONSTERS_PER_PLAYER`] per player, near each player in turn.
     fn populate(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
         let me = ctx.id();
         let Some(view) = ctx.space_view(me) else { return Ok(()) };
@@ -63,8 +63,11 @@ impl ArenaSpace {
         }
         self.spawns += 1;
         let mut rng = Rng::new(seed_of(&[me], self.spawns));
-        for _ in 0..missing {
-            let near = players.get(rng.below(players.len())).and_then(|p| ctx.position_of(*p)).map(Vec3::from);
+        for i in 0..missing {
+            // Near each player in turn (not a random one), so every player gets monsters to
+            // fight, however far apart the players stand.
+            let turn = (self.spawns as usize).wrapping_add(i) % players.len().max(1);
+            let near = players.get(turn).and_then(|p| ctx.position_of(*p)).map(Vec3::from);
             let at = spawn_point(&mut rng, near);
             match ctx.create_entity_locally("Monster") {
                 Ok(m) => {
