@@ -48,6 +48,15 @@ struct Client {
     listener: usize,
 }
 
+impl GateStats {
+    /// Counts one error the gate sent a client.
+    fn error(&mut self, code: ErrorCode) {
+        if let Some(n) = self.client_errors.get_mut(code as usize) {
+            *n += 1;
+        }
+    }
+}
+
 /// Counters a gate keeps.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GateStats {
@@ -65,6 +74,8 @@ pub struct GateStats {
     pub kicked: u64,
     /// Client messages (and their bytes) received: calls, heartbeats, moves, undecodable.
     pub client_msgs: [u64; 4],
+    /// Errors the gate itself sent to clients, by error code (index = code).
+    pub client_errors: [u64; 16],
     /// Bytes of those messages.
     pub client_bytes: [u64; 4],
     /// Client messages dropped by the rate limits.
@@ -232,6 +243,7 @@ impl GateApp {
                         Ok(ClientMsg::Move { id, .. }) => (*id, 0),
                         _ => (Id::NIL, 0),
                     };
+                    self.stats.error(ErrorCode::RateLimited);
                     let err = ServerMsg::error(ErrorCode::RateLimited, target, method, "over the rate limit; dropped");
                     Self::reply(out, conn, &err);
                     return;
@@ -257,12 +269,14 @@ impl GateApp {
             Ok(ClientMsg::Move { id, pos }) => {
                 if ![pos.x, pos.y, pos.z, pos.yaw].iter().all(|v| v.is_finite()) {
                     self.stats.refused += 1;
+                    self.stats.error(ErrorCode::InvalidPosition);
                     let err = ServerMsg::error(ErrorCode::InvalidPosition, id, 0, "position is not finite");
                     Self::reply(out, conn, &err);
                     return;
                 }
                 if c.owner != Some(id) {
                     self.stats.refused += 1;
+                    self.stats.error(ErrorCode::NotAddressable);
                     let err =
                         ServerMsg::error(ErrorCode::NotAddressable, id, 0, "a client may only move its own entity");
                     Self::reply(out, conn, &err);
@@ -274,6 +288,7 @@ impl GateApp {
             Ok(ClientMsg::Call { target, method, args }) => {
                 if !c.known.contains(&target) {
                     self.stats.refused += 1;
+                    self.stats.error(ErrorCode::NotAddressable);
                     let err =
                         ServerMsg::error(ErrorCode::NotAddressable, target, method, "entity not known to this client");
                     Self::reply(out, conn, &err);
@@ -424,6 +439,7 @@ impl GateApp {
         if std::mem::replace(&mut c.closing, true) {
             return;
         }
+        self.stats.error(code);
         Self::reply(out, conn, &ServerMsg::error(code, Id::NIL, 0, why));
         out.close(conn, why.to_owned());
     }
@@ -723,6 +739,10 @@ impl crate::metrics::Metrics for GateApp {
         for (t, n) in self.transports.iter().zip(per) {
             m.gauge("clients", "Client connections this gate holds, by transport", &[("transport", t)], n as f64);
         }
+        for (code, n) in st.client_errors.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let name = ErrorCode::from_u16(code as u16).map(|c| format!("{c:?}")).unwrap_or_else(|| code.to_string());
+            m.counter("client_errors_total", "Errors the gate sent to clients, by code", &[("code", &name)], *n);
+        }
         for (i, kind) in ["call", "heartbeat", "move", "undecodable"].iter().enumerate() {
             let labels = [("kind", *kind)];
             m.counter("client_msgs_in_total", "Client messages received, by kind", &labels, st.client_msgs[i]);
@@ -862,6 +882,11 @@ mod tests {
         let got = f.client_sends(100, &call);
         assert!(matches!(ServerMsg::decode(&got[0].1[0]), Ok(ServerMsg::Error { code: 5, .. })));
         assert!(f.out.take_closes().is_empty());
+        assert_eq!(f.gate.stats().client_errors[ErrorCode::NotAddressable as usize], 1, "counted for the metrics");
+        let mut m = crate::metrics::MetricSet::default();
+        crate::metrics::Metrics::metrics(&f.gate, &mut m);
+        let errors = m.families.iter().find(|f| f.name == "oxworld_client_errors_total").expect("client errors");
+        assert_eq!(errors.samples[0].labels, vec![("code", "NotAddressable".to_owned())]);
         f.deliver(client, &player_create(boot));
         assert_eq!(f.out.take_frames()[0].0, ConnId(100));
         let got = f.client_sends(100, &call);
