@@ -27,6 +27,9 @@ mod player;
 pub mod rules;
 mod world;
 
+/// The most one `damaged` or `add_score` call may carry (a bound on what a caller can do).
+const MAX_DAMAGE: i64 = 1000;
+
 /// Longest user name accepted (bytes).
 const MAX_NAME: usize = 32;
 
@@ -55,6 +58,20 @@ fn set_action(ctx: &mut Ctx<'_>, action: &str) {
     if ctx.attrs_ref().get("action").and_then(Value::as_str) != Some(action) {
         ctx.attrs().set("action", action);
     }
+}
+
+/// The shared half of `damaged(amount, attacker)` (players and monsters): lowers the running
+/// entity's `hp` by `amount` (clamped to 0..=[`MAX_DAMAGE`]); `None` if it was already
+/// dead, else the hp left and the attacker.
+fn take_damage(ctx: &mut Ctx<'_>, args: &Args) -> Result<Option<(i64, Id)>, CallError> {
+    let (amount, attacker) = (args.int(0)?.clamp(0, MAX_DAMAGE), args.id(1)?);
+    let hp = int_attr(ctx, "hp");
+    if hp <= 0 {
+        return Ok(None);
+    }
+    let left = (hp - amount).max(0);
+    ctx.attrs().set("hp", left);
+    Ok(Some((left, attacker)))
 }
 
 /// Argument `i` as a finite number (integers widen).

@@ -11,7 +11,7 @@ use crate::rules::{
     MONSTER_ATTACK_EVERY, MONSTER_DAMAGE, MONSTER_HP, MONSTER_KILL_SCORE, MONSTER_REACH, MONSTER_SPEED, MONSTER_TICK,
     VIEW_RADIUS, step_toward,
 };
-use crate::{credit, failed, float_arg, hp_of, int_attr, set_action};
+use crate::{credit, failed, float_arg, hp_of, int_attr, set_action, take_damage};
 
 /// Ticks between two bites.
 const ATTACK_TICKS: u32 = (MONSTER_ATTACK_EVERY.as_millis() / MONSTER_TICK.as_millis()) as u32;
@@ -21,8 +21,6 @@ const HIT_TICKS: u32 = 3;
 const KEEP: f32 = MONSTER_REACH * 0.8;
 /// How long a dead monster lies before it goes.
 const CORPSE_TIME: Duration = Duration::from_secs(2);
-/// Largest damage one call may deal (server callers only; bounds a mistake).
-const MAX_DAMAGE: i64 = 1000;
 
 /// A monster. Plain state survives freezes through `save`/`load`.
 #[derive(Default)]
@@ -150,13 +148,7 @@ impl Monster {
     /// Server: `damaged(amount, attacker)`: loses hp ("hit"); at 0 it is "dead", the attacker
     /// (a player) scores, and it goes after [`CORPSE_TIME`].
     fn damaged(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
-        let (amount, attacker) = (args.int(0)?.clamp(0, MAX_DAMAGE), args.id(1)?);
-        let hp = int_attr(ctx, "hp");
-        if hp <= 0 {
-            return Ok(());
-        }
-        let left = (hp - amount).max(0);
-        ctx.attrs().set("hp", left);
+        let Some((left, attacker)) = take_damage(ctx, &args)? else { return Ok(()) };
         if left > 0 {
             self.hit_ticks = HIT_TICKS;
             set_action(ctx, "hit");

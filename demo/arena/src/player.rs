@@ -12,7 +12,7 @@ use crate::rules::{
     ARENA_KINDS, PLAYER_HP, PLAYER_KILL_SCORE, RESPAWN_AFTER, Rng, SCORE_PER_LEVEL, SHOOT_RANGE, SHOT_COOLDOWN,
     SHOT_DAMAGE, VIEW_RADIUS, random_spot, seed_of, shot_hits,
 };
-use crate::{credit, failed, float_arg, hp_of, int_attr, set_action};
+use crate::{MAX_DAMAGE, credit, failed, float_arg, hp_of, int_attr, set_action, take_damage};
 
 /// Arena a player enters at login.
 const FIRST_ARENA: i64 = 1;
@@ -26,8 +26,6 @@ const HOLD_STILL: Duration = Duration::from_millis(300);
 /// starts), and the pause between them.
 const SERVICE_RETRIES: i64 = 50;
 const SERVICE_RETRY: Duration = Duration::from_millis(200);
-/// Largest damage one call may deal (server callers only; bounds a mistake).
-const MAX_DAMAGE: i64 = 1000;
 /// Farthest a test monster may be put from its player (x and z).
 const TEST_MONSTER_REACH: f32 = 50.0;
 
@@ -285,13 +283,7 @@ impl Player {
     /// stops moving it, the attacker (a player) scores, and it respawns after
     /// [`RESPAWN_AFTER`].
     fn damaged(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
-        let (amount, attacker) = (args.int(0)?.clamp(0, MAX_DAMAGE), args.id(1)?);
-        let hp = int_attr(ctx, "hp");
-        if hp <= 0 {
-            return Ok(());
-        }
-        let left = (hp - amount).max(0);
-        ctx.attrs().set("hp", left);
+        let Some((left, attacker)) = take_damage(ctx, &args)? else { return Ok(()) };
         if left > 0 {
             self.show_action(ctx, "hit");
             return Ok(());
