@@ -102,6 +102,10 @@ pub enum Event {
         conn: ConnId,
         /// The payload (without the length prefix).
         data: Vec<u8>,
+        /// When the IO worker handed it to the loop (`None` for frames an app or test made up,
+        /// which count as arriving at `now`). `now - at` is how long it waited for the loop: the
+        /// residence time that a traced call adds per hop.
+        at: Option<Instant>,
     },
     /// A connection is gone (also sent for connections the app closed itself).
     Closed {

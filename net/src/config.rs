@@ -74,6 +74,9 @@ pub struct GameConfig {
     pub quarantine_on_panic: bool,
     /// Where the Prometheus endpoint listens (`metrics_addr`; off when absent).
     pub metrics_addr: Option<SocketAddr>,
+    /// A client call that waits and runs longer than this at the game has its reply traced
+    /// even when the gate did not sample it (`slow_call_ms`, default 100).
+    pub slow_call: Duration,
 }
 
 /// One gate process.
@@ -138,6 +141,12 @@ pub struct GateConfig {
     pub kcp: KcpConfig,
     /// Where the Prometheus endpoint listens (`metrics_addr`; off when absent).
     pub metrics_addr: Option<SocketAddr>,
+    /// One client call in this many is traced hop by hop (`trace_sample`, default 1000; 0:
+    /// none sampled, slow replies from games are still logged).
+    pub trace_sample: u32,
+    /// A traced call whose reply took longer than this end to end is logged
+    /// (`slow_call_ms`, default 100).
+    pub slow_call: Duration,
 }
 
 impl GateConfig {
@@ -371,6 +380,7 @@ impl Config {
                     "keep" => false,
                     other => return Err(s.err("on_panic", format!("{other:?}: expected quarantine or keep"))),
                 },
+                slow_call: Duration::from_millis(s.uint("slow_call_ms", Some(100), 1, 3_600_000)? as u64),
             });
             s.deny_unknown()?;
         }
@@ -392,6 +402,8 @@ impl Config {
                 heartbeat_timeout: Duration::from_secs(s.uint("heartbeat_timeout_s", Some(60), 1, 86_400)? as u64),
                 max_clients: s.uint("max_clients", Some(20_000), 1, 1_000_000)?,
                 client_flush: Duration::from_millis(s.uint("client_flush_ms", Some(10), 0, 1000)? as u64),
+                trace_sample: s.uint("trace_sample", Some(1000), 0, 1 << 30)? as u32,
+                slow_call: Duration::from_millis(s.uint("slow_call_ms", Some(100), 1, 3_600_000)? as u64),
                 call_rate: s.uint("call_rate_per_s", Some(1000), 1, 10_000_000)? as u32,
                 call_burst: s.uint("call_burst", Some(2000), 1, 10_000_000)? as u32,
                 move_rate: s.uint("move_rate_per_s", Some(100), 1, 10_000_000)? as u32,

@@ -105,7 +105,7 @@ fn dispatcher_route_one_call(b: Bencher) {
     let hello = |kind, id| Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: "k".into() }.to_frame(0);
     for (c, kind, id) in [(1, ProcKind::Game, 1), (2, ProcKind::Game, 2), (3, ProcKind::Gate, 1)] {
         d.handle(now, Event::Accepted { conn: ConnId(c), listener: 0, peer }, &mut out);
-        d.handle(now, Event::Frame { conn: ConnId(c), data: hello(kind, id) }, &mut out);
+        d.handle(now, Event::Frame { conn: ConnId(c), data: hello(kind, id), at: None }, &mut out);
     }
     for game in 1..=2u64 {
         let entities: Vec<Id> = (0..100_000u64)
@@ -118,7 +118,7 @@ fn dispatcher_route_one_call(b: Bencher) {
             .collect();
         for batch in entities.chunks(4096) {
             let v = Announce { entities: batch.to_vec() }.to_frame(game as u16);
-            d.handle(now, Event::Frame { conn: ConnId(game), data: v }, &mut out);
+            d.handle(now, Event::Frame { conn: ConnId(game), data: v, at: None }, &mut out);
         }
     }
     let _ = out.take_frames();
@@ -130,7 +130,7 @@ fn dispatcher_route_one_call(b: Bencher) {
         Call { target: Id(target), method: 1, caller: Caller::Client { gate: 1, client: Id([9; 16]) }, args: a }
             .to_frame(0x8001);
     b.bench_local(|| {
-        d.handle(now, Event::Frame { conn: ConnId(3), data: bytes.clone() }, &mut out);
+        d.handle(now, Event::Frame { conn: ConnId(3), data: bytes.clone(), at: None }, &mut out);
         out.take_frames().len()
     });
 }

@@ -55,7 +55,7 @@ impl Cluster {
                     moved = true;
                     let mut data = Vec::new();
                     m.encode(i as u16 + 1, &mut data);
-                    self.d.handle(self.now, Event::Frame { conn, data }, &mut self.out);
+                    self.d.handle(self.now, Event::Frame { conn, data, at: None }, &mut self.out);
                 }
             }
             for (conn, frames) in self.out.take_frames() {
@@ -86,7 +86,7 @@ fn main() {
     for (c, id) in [(1u64, 1u16), (2, 2)] {
         d.handle(now, Event::Accepted { conn: ConnId(c), listener: 0, peer }, &mut out);
         let hello = Hello { version: INTERNAL_PROTOCOL_VERSION, kind: ProcKind::Game, id, secret: "s".into() };
-        d.handle(now, Event::Frame { conn: ConnId(c), data: enc(&hello) }, &mut out);
+        d.handle(now, Event::Frame { conn: ConnId(c), data: enc(&hello), at: None }, &mut out);
     }
     out.take_frames();
     let mk = |g: u16| World::new(registry(), g, 1, None, u64::from(g), (now, 0)).expect("world");
@@ -98,7 +98,7 @@ fn main() {
     let spaces = [Id([0x51; 16]), Id([0x52; 16])];
     for (i, s) in spaces.iter().enumerate() {
         let m = CreateEntity { id: *s, game: i as u16 + 1, type_name: "__space__".into(), space_kind: Some(1) };
-        c.d.handle(now, Event::Frame { conn: ConnId(1), data: enc(&m) }, &mut c.out);
+        c.d.handle(now, Event::Frame { conn: ConnId(1), data: enc(&m), at: None }, &mut c.out);
     }
     let movers: Vec<Id> = (0..1000u32)
         .map(|i| {
@@ -109,7 +109,7 @@ fn main() {
         .collect();
     for m in &movers {
         let msg = CreateEntity { id: *m, game: 1, type_name: "Mover".into(), space_kind: None };
-        c.d.handle(now, Event::Frame { conn: ConnId(1), data: enc(&msg) }, &mut c.out);
+        c.d.handle(now, Event::Frame { conn: ConnId(1), data: enc(&msg), at: None }, &mut c.out);
     }
     c.pump();
     let mut times = Vec::with_capacity(movers.len());
@@ -118,7 +118,7 @@ fn main() {
         encode_args(&[id_value(spaces[1])], &mut args);
         let call = Call { target: *m, method: method_id("hop"), caller: Caller::Server(Id::NIL), args };
         let t0 = oxworld_runtime::clock_now();
-        c.d.handle(c.now, Event::Frame { conn: ConnId(1), data: enc(&call) }, &mut c.out);
+        c.d.handle(c.now, Event::Frame { conn: ConnId(1), data: enc(&call), at: None }, &mut c.out);
         c.pump();
         times.push(oxworld_runtime::clock_now() - t0);
         assert!(c.w[1].has_entity(*m) && !c.w[0].has_entity(*m), "migrated");

@@ -16,7 +16,8 @@ use std::time::Instant;
 use log::{info, warn};
 use oxworld_net::Value;
 use oxworld_net::app::{App, Event, Outbox, Signal};
-use oxworld_net::msg::{FreezeAck, FreezeGame, GameLoad, ProcKind, Thawed, ToGame};
+use oxworld_net::msg::trace::Trace;
+use oxworld_net::msg::{FLAG_TRACED, FreezeAck, FreezeGame, GameLoad, ProcKind, Thawed, ToGame};
 
 use crate::gate::internal_opts;
 use crate::links::{LinkEvent, Links};
@@ -90,6 +91,9 @@ pub struct GameApp {
     stopping: Option<Instant>,
     /// Messages from dispatchers that did not decode (dropped).
     malformed: u64,
+    /// Internal frames received and sent, by kind.
+    frames_in: crate::metrics::KindCounts,
+    frames_out: crate::metrics::KindCounts,
 }
 
 /// How long a freeze waits for queued local work to finish before freezing without it.
@@ -121,6 +125,8 @@ impl GameApp {
             jobs: None,
             stopping: None,
             malformed: 0,
+            frames_in: Default::default(),
+            frames_out: Default::default(),
         }
     }
 
@@ -320,8 +326,21 @@ impl GameApp {
             self.pump_store(now);
             self.pump_jobs(now);
         }
-        for (d, msg) in self.world.drain_output() {
-            self.links.send_with(d, msg.kind(), |origin, b| msg.encode(origin, b), out);
+        let frames_out = &mut self.frames_out;
+        for (d, msg, trace) in self.world.drain_output_traced() {
+            self.links.send_with(
+                d,
+                msg.kind(),
+                |origin, b| {
+                    let start = b.len();
+                    msg.encode(origin, b);
+                    if let Some(t) = trace {
+                        t.stamp(&mut b[start..]);
+                    }
+                    frames_out.add(msg.kind() as u8, b.len() - start);
+                },
+                out,
+            );
         }
         self.check_stopped();
     }
@@ -335,31 +354,40 @@ impl App for GameApp {
                 let world = &self.world;
                 self.links.on_connected(conn, out, |d| world.entities_for_dispatcher(d));
             }
-            Event::Frame { conn, data } => match self.links.on_frame(conn, &data, out) {
+            Event::Frame { conn, data, at } => match self.links.on_frame(conn, &data, out) {
                 Ok(Some((d, LinkEvent::Up { games }))) => {
                     self.world.set_online_games(&games);
                     self.world.dispatcher_linked(now, d);
                 }
-                Ok(Some((d, LinkEvent::Frame(h, body)))) => match ToGame::decode_parts(&h, body) {
-                    Ok(ToGame::FreezeAck(FreezeAck { .. })) => {
-                        if let Phase::Freezing { acked, .. } = &mut self.phase {
-                            acked.insert(d);
+                Ok(Some((d, LinkEvent::Frame(h, body)))) => {
+                    self.frames_in.add(h.kind as u8, data.len());
+                    match ToGame::decode_parts(&h, body) {
+                        Ok(ToGame::FreezeAck(FreezeAck { .. })) => {
+                            if let Phase::Freezing { acked, .. } = &mut self.phase {
+                                acked.insert(d);
+                            }
+                            self.try_finish_freeze(now, out);
                         }
-                        self.try_finish_freeze(now, out);
+                        Ok(ToGame::Thawed(Thawed { released, failed, .. })) => self.on_thawed(d, released, failed),
+                        Ok(m) => {
+                            if let ToGame::Call(_) = m {
+                                let trace = (h.flags & FLAG_TRACED != 0).then(|| Trace::from_u64(h.trace));
+                                self.world.set_arrival(at.unwrap_or(now), trace);
+                            }
+                            self.world.handle(now, m)
+                        }
+                        Err(e) => {
+                            // One bad message from a peer that passed the handshake: dropped and
+                            // counted; the link (whose framing is intact) stays up.
+                            self.malformed += 1;
+                            warn!(
+                                "game{}: dispatcher{} sent a message that does not decode ({e}); dropped",
+                                self.id,
+                                d + 1
+                            );
+                        }
                     }
-                    Ok(ToGame::Thawed(Thawed { released, failed, .. })) => self.on_thawed(d, released, failed),
-                    Ok(m) => self.world.handle(now, m),
-                    Err(e) => {
-                        // One bad message from a peer that passed the handshake: dropped and
-                        // counted; the link (whose framing is intact) stays up.
-                        self.malformed += 1;
-                        warn!(
-                            "game{}: dispatcher{} sent a message that does not decode ({e}); dropped",
-                            self.id,
-                            d + 1
-                        );
-                    }
-                },
+                }
                 Ok(None) => {}
                 Err(refused) => {
                     self.fatal = Some(refused.to_string());
@@ -455,6 +483,8 @@ impl crate::metrics::Metrics for GameApp {
     fn metrics(&self, m: &mut crate::metrics::MetricSet) {
         self.world.metrics(m);
         m.counter("malformed_internal_total", "Messages from dispatchers that did not decode", &[], self.malformed);
+        self.frames_in.export(m, false);
+        self.frames_out.export(m, true);
     }
 }
 
@@ -494,7 +524,7 @@ mod tests {
         for (d, &c) in conns.iter().enumerate() {
             app.handle(now, Event::Connected { conn: c }, &mut out);
             let ack = HelloAck { dispatcher: d as u16 + 1, games: vec![1] };
-            app.handle(now, Event::Frame { conn: c, data: enc(&ack) }, &mut out);
+            app.handle(now, Event::Frame { conn: c, data: enc(&ack), at: None }, &mut out);
         }
         let _ = out.take_frames();
         (app, out, conns)
@@ -529,10 +559,10 @@ mod tests {
         app.handle(now, Event::Signal(Signal::Hangup), &mut out);
         let freeze: Vec<ConnId> = sent(&mut out).into_iter().filter(|(_, m)| is_freeze(m)).map(|(c, _)| c).collect();
         assert_eq!(freeze.len(), 2, "asked every dispatcher");
-        app.handle(now, Event::Frame { conn: conns[0], data: enc(&FreezeAck { dispatcher: 1 }) }, &mut out);
+        app.handle(now, Event::Frame { conn: conns[0], data: enc(&FreezeAck { dispatcher: 1 }), at: None }, &mut out);
         app.tick(now, &mut out);
         assert!(writes.borrow().is_empty() && !app.done(), "one dispatcher still delivers");
-        app.handle(now, Event::Frame { conn: conns[1], data: enc(&FreezeAck { dispatcher: 2 }) }, &mut out);
+        app.handle(now, Event::Frame { conn: conns[1], data: enc(&FreezeAck { dispatcher: 2 }), at: None }, &mut out);
         app.tick(now, &mut out);
         app.tick(now, &mut out);
         assert_eq!(writes.borrow().len(), 1, "written exactly once");
@@ -552,7 +582,7 @@ mod tests {
         app.handle(now, Event::Signal(Signal::Hangup), &mut out);
         for (d, &c) in conns.iter().enumerate() {
             let ack = FreezeAck { dispatcher: d as u16 + 1 };
-            app.handle(now, Event::Frame { conn: c, data: enc(&ack) }, &mut out);
+            app.handle(now, Event::Frame { conn: c, data: enc(&ack), at: None }, &mut out);
         }
         assert!(!app.done());
         assert_eq!(out.take_closes().len(), 2, "links redialled: a fresh Hello thaws each dispatcher");
@@ -562,7 +592,7 @@ mod tests {
         for (d, &c) in conns.iter().enumerate() {
             app.handle(now, Event::Connected { conn: c }, &mut out);
             let ack = HelloAck { dispatcher: d as u16 + 1, games: vec![1] };
-            app.handle(now, Event::Frame { conn: c, data: enc(&ack) }, &mut out);
+            app.handle(now, Event::Frame { conn: c, data: enc(&ack), at: None }, &mut out);
         }
         app.handle(now, Event::Signal(Signal::Hangup), &mut out);
         assert!(sent(&mut out).iter().any(|(_, m)| is_freeze(m)));
@@ -579,10 +609,10 @@ mod tests {
         let mut app = app.restored(5);
         assert_eq!(app.state(), ProcState::Restoring);
         let thawed = |d: u16, released, failed| enc(&Thawed { dispatcher: d, released, failed });
-        app.handle(now, Event::Frame { conn: conns[0], data: thawed(1, 3, 0) }, &mut out);
+        app.handle(now, Event::Frame { conn: conns[0], data: thawed(1, 3, 0), at: None }, &mut out);
         assert_eq!(app.state(), ProcState::Restoring, "one dispatcher still holds traffic");
         let later = now + std::time::Duration::from_millis(7);
-        app.handle(later, Event::Frame { conn: conns[1], data: thawed(2, 4, 1) }, &mut out);
+        app.handle(later, Event::Frame { conn: conns[1], data: thawed(2, 4, 1), at: None }, &mut out);
         assert_eq!(app.state(), ProcState::Ready);
         let swap = app.swap().expect("a swap report");
         assert_eq!((swap.entities, swap.released, swap.failed, swap.thawed_at), (5, 7, 1, Some(later)));

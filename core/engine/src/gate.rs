@@ -13,9 +13,10 @@ use log::{debug, info, warn};
 use oxworld_net::app::{App, CloseReason, ConnId, ConnOpts, Event, Outbox, Signal};
 use oxworld_net::client_proto::{CLIENT_PROTOCOL_VERSION, ClientMsg, ErrorCode, ServerMsg};
 use oxworld_net::config::{Config, GateConfig};
+use oxworld_net::msg::trace::Trace;
 use oxworld_net::msg::{
-    Call, Caller, ClientConnected, ClientDisconnected, ClientMove, FilteredCall, ProcKind, SetFilterProp, ToClients,
-    ToGate,
+    Call, Caller, ClientConnected, ClientDisconnected, ClientMove, FLAG_TRACED, FilteredCall, Kind, Message, ProcKind,
+    SetFilterProp, ToClients, ToGate,
 };
 use oxworld_net::ratelog::RateLog;
 use oxworld_net::value::encode_args;
@@ -24,6 +25,7 @@ use rustc_hash::FxHashMap;
 
 use crate::links::{LinkEvent, Links};
 use crate::ratelimit::{ClientLimits, Limited, Verdict};
+use crate::slowcalls::GateTracer;
 use crate::status::{ProcState, Report};
 
 /// Entities one client may know at once; a game that creates more for one client is buggy,
@@ -105,6 +107,8 @@ pub struct GateApp {
     now: Instant,
     /// Per-client problems are logged at most once a second.
     client_log: RateLog,
+    /// Which calls are traced, and what their replies measured.
+    tracer: GateTracer,
     done: bool,
     fatal: Option<String>,
 }
@@ -130,6 +134,7 @@ impl GateApp {
     pub fn new(cfg: &Config, gc: &GateConfig, seed: impl Into<IdSeed>, clock_base: (Instant, u64)) -> Self {
         let id = gc.id;
         let gc = gc.clone();
+        let tracer = GateTracer::new(gc.id, gc.trace_sample, gc.slow_call);
         let transports =
             std::iter::once("tcp").chain(gc.ws_addr.map(|_| "ws")).chain(gc.kcp_addr.map(|_| "kcp")).collect();
         let flush_period = gc.client_flush;
@@ -158,6 +163,7 @@ impl GateApp {
             transports,
             now: clock_base.0,
             client_log: RateLog::per_second(),
+            tracer,
             done: false,
             fatal: None,
         }
@@ -214,7 +220,7 @@ impl GateApp {
         self.links.send(d, &ClientConnected { boot, gate: self.cfg.id, client }, out);
     }
 
-    fn on_client_frame(&mut self, conn: ConnId, data: &[u8], out: &mut Outbox) {
+    fn on_client_frame(&mut self, conn: ConnId, data: &[u8], at: Option<Instant>, out: &mut Outbox) {
         let Some(c) = self.clients.get_mut(&conn) else {
             return;
         };
@@ -299,7 +305,20 @@ impl GateApp {
                 let msg =
                     Call { target, method, caller: Caller::Client { gate: self.cfg.id, client: c.id }, args: enc };
                 self.stats.calls += 1;
-                self.links.send(target.dispatcher_index(self.links.len()), &msg, out);
+                let d = target.dispatcher_index(self.links.len());
+                match self.tracer.sample(self.now.saturating_duration_since(at.unwrap_or(self.now))) {
+                    None => self.links.send(d, &msg, out),
+                    Some(trace) => self.links.send_with(
+                        d,
+                        Kind::Call,
+                        |origin, b| {
+                            let start = b.len();
+                            msg.encode(origin, b);
+                            trace.stamp(&mut b[start..]);
+                        },
+                        out,
+                    ),
+                }
                 self.gather.expedite(conn, self.now);
             }
             Err(e) => {
@@ -628,13 +647,19 @@ impl App for GateApp {
         match event {
             Event::Accepted { conn, listener, .. } => self.on_accept(now, conn, listener, out),
             Event::Connected { conn } => self.links.on_connected(conn, out, |_| Vec::new()),
-            Event::Frame { conn, data } => {
+            Event::Frame { conn, data, at } => {
                 if !self.links.owns(conn) {
-                    self.on_client_frame(conn, &data, out);
+                    self.on_client_frame(conn, &data, at, out);
                     return;
                 }
                 match self.links.on_frame(conn, &data, out) {
                     Ok(Some((d, LinkEvent::Frame(h, body)))) => match ToGate::decode_parts(&h, body) {
+                        Ok(ToGate::ToClients(tc)) if h.flags & FLAG_TRACED != 0 => {
+                            let client = tc.clients.first().copied();
+                            self.on_dispatcher_msg(ToGate::ToClients(tc), out);
+                            let waited = now.saturating_duration_since(at.unwrap_or(now));
+                            self.tracer.on_reply(now, Trace::from_u64(h.trace), waited, client);
+                        }
                         Ok(m) => self.on_dispatcher_msg(m, out),
                         Err(e) => {
                             // One bad message from a peer past the handshake: dropped, the link
@@ -753,6 +778,7 @@ impl crate::metrics::Metrics for GateApp {
                 st.client_bytes[i],
             );
         }
+        self.tracer.metrics(m);
         m.counter("clients_accepted_total", "Client connections accepted", &[], st.accepted);
         m.counter("client_calls_total", "Calls from clients forwarded to the cluster", &[], st.calls);
         m.counter("client_refused_total", "Client messages refused (malformed, not addressable)", &[], st.refused);
@@ -808,7 +834,7 @@ mod tests {
         for &l in &links {
             gate.handle(now, Event::Connected { conn: l }, &mut out);
             let ack = HelloAck { dispatcher: 1, games: vec![] }.to_frame(0);
-            gate.handle(now, Event::Frame { conn: l, data: ack }, &mut out);
+            gate.handle(now, Event::Frame { conn: l, data: ack, at: None }, &mut out);
         }
         out.take_frames();
         Fixture { gate, out, links, now }
@@ -841,7 +867,7 @@ mod tests {
             let mut payload = Vec::new();
             m.encode(&mut payload);
             let data = ToClients { gate: 1, clients: clients.to_vec(), payload }.to_frame(1);
-            self.gate.handle(self.now, Event::Frame { conn: self.links[0], data }, &mut self.out);
+            self.gate.handle(self.now, Event::Frame { conn: self.links[0], data, at: None }, &mut self.out);
         }
 
         /// Takes the queued output and decodes what went to client connection `conn`.
@@ -857,7 +883,7 @@ mod tests {
         fn client_sends(&mut self, conn: u64, m: &ClientMsg) -> Vec<(ConnId, Vec<Vec<u8>>)> {
             let mut data = Vec::new();
             m.encode(&mut data);
-            self.gate.handle(self.now, Event::Frame { conn: ConnId(conn), data }, &mut self.out);
+            self.gate.handle(self.now, Event::Frame { conn: ConnId(conn), data, at: None }, &mut self.out);
             self.out.take_frames()
         }
     }
@@ -915,7 +941,7 @@ mod tests {
         f.out.take_frames();
         let set = |f: &mut Fixture, client: Id, v: &str| {
             let data = SetFilterProp { gate: 1, client, key: "level".into(), value: v.into() }.to_frame(1);
-            f.gate.handle(f.now, Event::Frame { conn: f.links[0], data }, &mut f.out);
+            f.gate.handle(f.now, Event::Frame { conn: f.links[0], data, at: None }, &mut f.out);
         };
         set(&mut f, c1, "3");
         set(&mut f, c2, "12");
@@ -923,7 +949,7 @@ mod tests {
         oxworld_net::value::encode_args(&[Value::Int(1)], &mut args);
         let fc = FilteredCall { key: "level".into(), op: FilterOp::Ge, value: "10".into(), method: "hi".into(), args };
         let data = fc.to_frame(1);
-        f.gate.handle(f.now, Event::Frame { conn: f.links[0], data }, &mut f.out);
+        f.gate.handle(f.now, Event::Frame { conn: f.links[0], data, at: None }, &mut f.out);
         let sent = f.out.take_frames();
         assert_eq!(sent.len(), 1, "{sent:?}");
         assert_eq!(sent[0].0, ConnId(101));
@@ -941,7 +967,7 @@ mod tests {
         let (c1, b1) = f.accept(100);
         f.deliver(c1, &player_create(b1));
         let data = SetFilterProp { gate: 1, client: c1, key: "level".into(), value: "9".into() }.to_frame(1);
-        f.gate.handle(f.now, Event::Frame { conn: f.links[0], data }, &mut f.out);
+        f.gate.handle(f.now, Event::Frame { conn: f.links[0], data, at: None }, &mut f.out);
         f.out.take_frames();
         let call = |f: &mut Fixture| {
             let fc = FilteredCall {
@@ -951,7 +977,7 @@ mod tests {
                 method: "hi".into(),
                 args: vec![0, 0, 0, 0],
             };
-            f.gate.handle(f.now, Event::Frame { conn: f.links[0], data: fc.to_frame(1) }, &mut f.out);
+            f.gate.handle(f.now, Event::Frame { conn: f.links[0], data: fc.to_frame(1), at: None }, &mut f.out);
             f.out.take_frames().len()
         };
         assert_eq!(call(&mut f), 1, "the owner's prop matches");
@@ -971,7 +997,7 @@ mod tests {
         let mut f = fixture();
         f.accept(100);
         f.accept(101);
-        f.gate.handle(f.now, Event::Frame { conn: ConnId(100), data: vec![0x01, 0x02] }, &mut f.out);
+        f.gate.handle(f.now, Event::Frame { conn: ConnId(100), data: vec![0x01, 0x02], at: None }, &mut f.out);
         let closes = f.out.take_closes();
         assert_eq!(closes.len(), 1);
         assert_eq!(closes[0].0, ConnId(100));
@@ -1172,7 +1198,7 @@ mod tests {
                 args,
             };
             let data = fc.to_frame(1);
-            f.gate.handle(f.now, Event::Frame { conn: f.links[0], data }, &mut f.out);
+            f.gate.handle(f.now, Event::Frame { conn: f.links[0], data, at: None }, &mut f.out);
         };
         let call = |n: i64| ServerMsg::Call { id: b1, method: "world".into(), args: vec![Value::Int(n)] };
         let to_client = |f: &mut Fixture| f.take_client_msgs(100);

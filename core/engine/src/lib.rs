@@ -20,6 +20,7 @@ pub mod migrate;
 pub mod panics;
 pub mod pubsub;
 pub mod ratelimit;
+mod slowcalls;
 pub mod space;
 pub mod status;
 pub mod store;

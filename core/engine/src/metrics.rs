@@ -143,6 +143,51 @@ impl Default for Hist {
     }
 }
 
+/// Internal frames and their bytes by message kind, one direction (dispatchers and games).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KindCounts {
+    frames: [u64; 256],
+    bytes: [u64; 256],
+}
+
+impl Default for KindCounts {
+    fn default() -> Self {
+        KindCounts { frames: [0; 256], bytes: [0; 256] }
+    }
+}
+
+impl KindCounts {
+    /// Counts one frame of `kind` (the header's first byte) and `len` bytes.
+    pub fn add(&mut self, kind: u8, len: usize) {
+        self.frames[kind as usize] += 1;
+        self.bytes[kind as usize] += len as u64;
+    }
+
+    /// Exports `frames_in_total` and `frame_bytes_in_total` by kind (`_out_` when `outgoing`).
+    pub fn export(&self, m: &mut MetricSet, outgoing: bool) {
+        let (frames, bytes, fh, bh) = if outgoing {
+            (
+                "frames_out_total",
+                "frame_bytes_out_total",
+                "Frames sent to linked peers, by message kind",
+                "Bytes of frames sent to linked peers, by message kind",
+            )
+        } else {
+            (
+                "frames_in_total",
+                "frame_bytes_in_total",
+                "Frames received from linked peers, by message kind",
+                "Bytes of frames received from linked peers, by message kind",
+            )
+        };
+        for (kind, (n, b)) in self.frames.iter().zip(&self.bytes).enumerate().filter(|(_, (n, _))| **n > 0) {
+            let name = oxworld_net::msg::Kind::from_u8(kind as u8).map(|k| k.name()).unwrap_or("unknown");
+            m.counter(frames, fh, &[("kind", name)], *n);
+            m.counter(bytes, bh, &[("kind", name)], *b);
+        }
+    }
+}
+
 /// Something that exports metrics (each app).
 pub trait Metrics {
     /// Appends this process's metrics.

@@ -302,7 +302,7 @@ impl Sim {
         end.last_delivery = at;
         let (to, pconn) = end.peer;
         self.seq += 1;
-        self.queue.insert((at, self.seq), (to, Event::Frame { conn: pconn, data }));
+        self.queue.insert((at, self.seq), (to, Event::Frame { conn: pconn, data, at: None }));
     }
 
     /// Closes a link from `from`'s side: the peer hears it after what was already in flight.

@@ -102,7 +102,9 @@ pub fn run_game(reg: Registry, args: &ProcArgs) -> anyhow::Result<()> {
     let clock = crate::unix_clock();
     // When the freeze being restored began, from the record the frozen process left (kept
     // across failed restores): the pause clients saw is measured from it.
-    let frozen_at = args.status_file.as_deref().and_then(status::read).and_then(|r| r.swap).and_then(|s| s.at_ms);
+    let prev_swap = args.status_file.as_deref().and_then(status::read).and_then(|r| r.swap);
+    // (And how long that freeze took, so the restored process reports the whole swap.)
+    let frozen_at = prev_swap.and_then(|s| s.at_ms).map(|at| (at, prev_swap.and_then(|s| s.freeze_ms)));
     let mut status = StatusWriter::new(args.status_file.clone(), &name, "game", clock);
     let storage = cfg.storage.clone();
     let env = freeze_env(&storage.freeze_dir, id);
@@ -110,7 +112,11 @@ pub fn run_game(reg: Registry, args: &ProcArgs) -> anyhow::Result<()> {
     let seed = oxworld_runtime::os_seed();
     let clock_pair = (clock.base, clock.base_ms);
     let (mut world, restored) = if args.restore {
-        status.set_swap(Some(SwapStatus { at_ms: frozen_at, ..Default::default() }));
+        status.set_swap(Some(SwapStatus {
+            at_ms: frozen_at.map(|f| f.0),
+            freeze_ms: frozen_at.and_then(|f| f.1),
+            ..Default::default()
+        }));
         let restored = restore(reg, id, &cfg, seed, clock_pair, &env).map_err(|reason| {
             status.write(Instant::now(), ProcState::RestoreFailed, Some(&reason.replace('\n', " ")));
             anyhow::anyhow!("{name}: restore failed: {reason} (the frozen data in {} is kept)", env.display())
@@ -124,6 +130,8 @@ pub fn run_game(reg: Registry, args: &ProcArgs) -> anyhow::Result<()> {
     world.set_position_sync_interval(gc.position_sync_interval);
     world.set_deployment(cfg.games.len() as u16, cfg.gates.len() as u16);
     world.set_panic_policy(if gc.quarantine_on_panic { PanicPolicy::Quarantine } else { PanicPolicy::Keep });
+    world.set_clock(Box::new(oxworld_runtime::clock_now));
+    world.set_slow_call(gc.slow_call);
     oxworld_engine::panics::install_hook();
     let store = oxworld_store::open(&storage).with_context(|| format!("{name}: opening the {} store", storage.backend));
     let mut store = status.fail_on_err(store)?;
@@ -223,14 +231,21 @@ fn restore(
 }
 
 /// The status record's hot-swap fields from the game's report.
-fn swap_status(s: &SwapReport, clock: UnixClock, written_at: Option<Instant>, frozen_at: Option<u64>) -> SwapStatus {
+/// `frozen_at`: when the freeze this process restored began (Unix ms), and how long it took.
+fn swap_status(
+    s: &SwapReport,
+    clock: UnixClock,
+    written_at: Option<Instant>,
+    frozen_at: Option<(u64, Option<u64>)>,
+) -> SwapStatus {
     let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let at_ms = s.freeze_began.map(|t| clock.ms(t)).or(frozen_at);
+    let at_ms = s.freeze_began.map(|t| clock.ms(t)).or(frozen_at.map(|f| f.0));
     let thawed = s.thawed_at;
+    let froze = s.freeze_began.zip(written_at).map(|(a, b)| ms(b.saturating_duration_since(a)));
     SwapStatus {
         entities: s.entities,
         at_ms,
-        freeze_ms: s.freeze_began.zip(written_at).map(|(a, b)| ms(b.saturating_duration_since(a))),
+        freeze_ms: froze.or(frozen_at.and_then(|f| f.1)),
         restore_ms: thawed.map(|t| ms(t.saturating_duration_since(clock.base))),
         released: thawed.map(|_| s.released),
         failed: thawed.map(|_| s.failed),

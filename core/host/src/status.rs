@@ -361,7 +361,13 @@ impl<A: App + Report + Metrics> Hosted<A> {
         self.status.maybe_write(now, state);
         if let Some(p) = &mut self.metrics {
             let app = &self.app;
-            p.maybe_publish(now, |m| app.metrics(m));
+            let swap = self.status.record().swap;
+            p.maybe_publish(now, |m| {
+                app.metrics(m);
+                if let Some(s) = swap {
+                    swap_metrics(&s, m);
+                }
+            });
         }
     }
 
@@ -376,6 +382,29 @@ impl<A: App + Report + Metrics> Hosted<A> {
             (_, Some(r)) => self.status.write(now, ProcState::Failed, Some(&r)),
             (ProcState::Frozen, None) => self.status.write(now, ProcState::Frozen, None),
             (_, None) => self.status.write(now, ProcState::Stopped, None),
+        }
+    }
+}
+
+/// A game's last hot swap as gauges (the restored process exports the whole swap: its
+/// record keeps when the freeze began).
+fn swap_metrics(s: &SwapStatus, m: &mut oxworld_engine::metrics::MetricSet) {
+    m.gauge("swap_entities", "Entities frozen or restored by the last hot swap", &[], s.entities as f64);
+    let secs = |v: Option<u64>| v.map(|ms| ms as f64 / 1000.0);
+    let timed = [
+        ("swap_freeze_seconds", "Last hot swap: from the freeze's start to the freeze written", secs(s.freeze_ms)),
+        (
+            "swap_restore_seconds",
+            "Last hot swap: from the restoring process's start to its traffic released",
+            secs(s.restore_ms),
+        ),
+        ("swap_pause_seconds", "Last hot swap: how long clients' calls waited (freeze to release)", secs(s.pause_ms)),
+        ("swap_released", "Last hot swap: held messages delivered after the restore", s.released.map(|n| n as f64)),
+        ("swap_failed", "Last hot swap: held messages answered with an error", s.failed.map(|n| n as f64)),
+    ];
+    for (name, help, v) in timed {
+        if let Some(v) = v {
+            m.gauge(name, help, &[], v);
         }
     }
 }

@@ -28,6 +28,16 @@ impl Account {
         Ok(())
     }
 
+    /// Own client: sleeps `args[0]` milliseconds (at most 1000) on the game's loop, then
+    /// answers `nap_reply`: a deliberately slow call, to see it traced and logged
+    /// (`slow_call_ms`). A real game never blocks its loop; it hands such work to `ctx.run_off_loop`.
+    fn nap(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        let ms = args.int(0)?.clamp(0, 1000) as u64;
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        ctx.call_client("nap_reply", vec![Value::Int(ms as i64)]);
+        Ok(())
+    }
+
     /// Own client: answers `whoami_reply(game_id)`.
     fn whoami(&mut self, ctx: &mut Ctx<'_>, _args: Args) -> Result<(), CallError> {
         ctx.call_client("whoami_reply", vec![Value::Int(i64::from(ctx.game_id()))]);
@@ -92,6 +102,7 @@ fn registry() -> Registry {
     reg.entity("Account", Account::default)
         .method("echo", Expose::AnyClient, Account::echo)
         .method("whoami", Expose::OwnClient, Account::whoami)
+        .method("nap", Expose::OwnClient, Account::nap)
         .method("relay_echo", Expose::OwnClient, Account::relay_echo)
         .method("relay_reply", Expose::Server, Account::relay_reply)
         .method("admin_reset", Expose::Server, Account::admin_reset);

@@ -39,7 +39,8 @@ fn every_process_exports_metrics_that_promtool_and_prometheus_accept() {
     let ports = free_ports(5);
     assert_eq!(ports.len(), 5, "free loopback ports");
     let (disp, game1, game2, gate, prom) = (ports[0], ports[1], ports[2], ports[3], ports[4]);
-    let gate_lines = format!("metrics_addr = 127.0.0.1:{gate}");
+    // Every fifth client call is traced hop by hop; a reply later than 100 ms is logged.
+    let gate_lines = format!("metrics_addr = 127.0.0.1:{gate}\ntrace_sample = 5\nslow_call_ms = 100");
     let extra = format!(
         "[dispatcher1]\nmetrics_addr = 127.0.0.1:{disp}\n[game1]\nmetrics_addr = 127.0.0.1:{game1}\n\
          [game2]\nmetrics_addr = 127.0.0.1:{game2}\n"
@@ -59,6 +60,18 @@ fn every_process_exports_metrics_that_promtool_and_prometheus_accept() {
                     _ => {}
                 }
             }
+        }
+    }
+    // One call that sleeps 150 ms on its game: slow at the game, so traced whether sampled
+    // or not, and logged by the gate with the time at each hop.
+    let mut c = BlockingClient::connect(&cluster.gate, Duration::from_secs(3)).expect("connect");
+    let me = c.wait_player(Duration::from_secs(10)).expect("player");
+    c.call(me, "nap", vec![Value::Int(150)]).expect("send");
+    loop {
+        match c.next(Duration::from_secs(5)).expect("reply") {
+            ServerMsg::Call { method, .. } if method == "nap_reply" => break,
+            ServerMsg::Error { message, .. } => panic!("{message}"),
+            _ => {}
         }
     }
     // Sets are published once a second: wait for the calls to show.
@@ -85,6 +98,34 @@ fn every_process_exports_metrics_that_promtool_and_prometheus_accept() {
     assert!(total(&d, "oxworld_routed_total") >= 200.0, "{d}");
     assert!(total(&d, "oxworld_frames_in_total{kind=\"Call\"}") >= 100.0, "calls by kind: {d}");
     assert!(total(&gt, "oxworld_client_calls_total") >= 100.0, "{gt}");
+    // Handler time by type and method at the games; traced calls' hops at the gate.
+    let echo_timed = total(&g1, "oxworld_entity_call_seconds_count{type=\"Account\",method=\"echo\"}")
+        + total(&g2, "oxworld_entity_call_seconds_count{type=\"Account\",method=\"echo\"}");
+    assert!(echo_timed >= 100.0, "the handler time histogram:\n{g1}\n{g2}");
+    assert!(total(&g1, "oxworld_slow_calls_total") + total(&g2, "oxworld_slow_calls_total") >= 1.0, "the nap");
+    assert!(total(&gt, "oxworld_traced_calls_total") >= 20.0, "1 in 5 of 101 calls sampled: {gt}");
+    let game_in =
+        total(&g1, "oxworld_frames_in_total{kind=\"Call\"}") + total(&g2, "oxworld_frames_in_total{kind=\"Call\"}");
+    let game_out = total(&g1, "oxworld_frames_out_total{kind=\"ToClients\"}")
+        + total(&g2, "oxworld_frames_out_total{kind=\"ToClients\"}");
+    assert!(game_in >= 100.0 && game_out >= 100.0, "games' messages by kind:\n{g1}\n{g2}");
+    assert!(g1.contains("oxworld_aoi_step_seconds_count"), "{g1}");
+    for hop in ["gate_in", "dispatcher_in", "game_queue", "handler", "dispatcher_back", "gate_out"] {
+        let n = total(&gt, &format!("oxworld_call_hop_seconds_count{{hop=\"{hop}\"}}"));
+        assert!(n >= 19.0, "sampled calls that came back, at {hop}: {gt}");
+    }
+    assert!(total(&gt, "oxworld_slow_calls_total") >= 1.0, "the nap reached the gate slow: {gt}");
+    let gate_log = std::fs::read_to_string(cluster.layout.run_dir.join("gate1.log")).expect("gate log");
+    let line = gate_log.lines().find(|l| l.contains("slow call from client")).unwrap_or_else(|| panic!("{gate_log}"));
+    // The 150 ms are the handler's; the log scale rounds down by at most an eighth.
+    let handler_ms: f64 = line
+        .split("handler ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("the handler hop: {line}"));
+    assert!((130.0..1000.0).contains(&handler_ms), "{line}");
+    assert!(line.contains("gate_out"), "{line}");
     assert!(total(&gt, "oxworld_client_msgs_in_total{kind=\"call\"}") >= 100.0, "client messages by kind: {gt}");
     assert!(gt.contains("oxworld_clients{transport=\"tcp\"}") && gt.contains("transport=\"kcp\""), "{gt}");
     for (kind, text) in [("dispatcher", &d), ("game", &g1), ("gate", &gt)] {

@@ -44,7 +44,10 @@ fn cli(c: &TestCluster, args: &[&str], bin_dir: Option<&Path>) -> (bool, String)
 
 #[test]
 fn a_failed_restore_keeps_the_freeze_and_start_brings_it_back() {
-    let cluster = TestCluster::start("swap-fail", &testgame(), 2, 2, "").expect("cluster");
+    // Game 2 exports metrics: after its hot swap they show the swap's pause.
+    let metrics_port = oxworld_bin::testkit::free_port();
+    let extra = format!("[game2]\nmetrics_addr = 127.0.0.1:{metrics_port}\n");
+    let cluster = TestCluster::start("swap-fail", &testgame(), 2, 2, &extra).expect("cluster");
     // Two players: boots go round robin, so one lives on each game.
     let mut clients: Vec<(BlockingClient, oxworld_net::Id, i64)> = (0..2)
         .map(|_| {
@@ -101,6 +104,35 @@ fn a_failed_restore_keeps_the_freeze_and_start_brings_it_back() {
     // And the cluster can be swapped again as usual.
     let (ok, out) = cli(&cluster, &["reload"], None);
     assert!(ok && out.contains("reloaded 2 games"), "{out}");
+    // The restored game 2 exports its swap: entities, the freeze, the restore and the pause.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut text = String::new();
+    while Instant::now() < deadline && !text.contains("oxworld_swap_pause_seconds ") {
+        std::thread::sleep(Duration::from_millis(200));
+        text = scrape(metrics_port);
+    }
+    for name in ["oxworld_swap_entities ", "oxworld_swap_freeze_seconds ", "oxworld_swap_restore_seconds "] {
+        assert!(text.contains(name), "{name}in:\n{text}");
+    }
+    let pause: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("oxworld_swap_pause_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the pause:\n{text}"));
+    assert!(pause > 0.0 && pause < 30.0, "{pause}");
+}
+
+/// The body of `GET /metrics` on loopback `port` (empty while nothing listens).
+fn scrape(port: u16) -> String {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if write!(s, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
 }
 
 /// A restart slower than the hold bound: every call held meanwhile is answered with

@@ -223,8 +223,9 @@ impl KcpIo {
         if let Some(ev) = s.layers.take_announcement(id) {
             events.push(ev);
         }
+        let at = (!frames.is_empty()).then(Instant::now);
         for data in frames {
-            events.push(Event::Frame { conn: id, data });
+            events.push(Event::Frame { conn: id, data, at });
         }
         if let Some(reason) = bad {
             self.end(k, reason, events, true);

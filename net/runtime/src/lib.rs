@@ -541,7 +541,7 @@ mod tests {
     impl App for EchoApp {
         fn handle(&mut self, _now: Instant, ev: Event, out: &mut Outbox) {
             match ev {
-                Event::Frame { conn, data } => {
+                Event::Frame { conn, data, .. } => {
                     self.log.push(format!("frame {}", String::from_utf8_lossy(&data)));
                     out.send(conn, &data);
                 }

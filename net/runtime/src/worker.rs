@@ -461,8 +461,9 @@ impl Worker {
             if let Some(ev) = c.client.as_mut().and_then(|l| l.take_announcement(id)) {
                 self.emit(ev);
             }
+            let at = (!frames.is_empty()).then(Instant::now);
             for data in frames {
-                self.emit(Event::Frame { conn: id, data });
+                self.emit(Event::Frame { conn: id, data, at });
             }
             if replied {
                 // The handshake's answer (and what the app queued before it), or a refusal.

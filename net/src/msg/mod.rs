@@ -16,7 +16,7 @@
 //! | 22 | 2 | reserved, 0 |
 //! | 24 | 8 | `seq`: the origin's sequence number, 0 = unnumbered (reserved for failover) |
 //! | 32 | 8 | `ack`: reserved for end-to-end acknowledgement (failover), 0 |
-//! | 40 | 8 | `trace`: sampled trace id when [`FLAG_TRACED`], else 0 (reserved) |
+//! | 40 | 8 | `trace`: per-hop residence times when [`FLAG_TRACED`] ([`trace`]), else 0 |
 //! | 48 | .. | body: the kind's fields after `route` and `aux`, speedy-encoded |
 //!
 //! A dispatcher parses the header of every frame and decodes the body only of what is
@@ -37,7 +37,8 @@ use crate::id::Id;
 pub const INTERNAL_PROTOCOL_VERSION: u32 = 3;
 /// Bytes of the fixed header.
 pub const HEADER_LEN: usize = 48;
-/// Header flag: the `trace` slot holds a sampled trace id.
+/// Header flag: the `trace` slot holds a [`trace::Trace`] (set on sampled or slow client calls
+/// and their replies only).
 pub const FLAG_TRACED: u8 = 1;
 /// Header flag of `LoadEntity`: fail when nothing is stored instead of creating the entity.
 pub const FLAG_MUST_EXIST: u8 = 2;
@@ -203,7 +204,7 @@ pub struct Header {
     pub seq: u64,
     /// Acknowledgement (reserved).
     pub ack: u64,
-    /// Sampled trace id (reserved).
+    /// The trace slot when [`FLAG_TRACED`] (a [`trace::Trace`]), else 0.
     pub trace: u64,
 }
 
@@ -473,6 +474,7 @@ impl FilterOp {
 }
 
 mod messages;
+pub mod trace;
 pub use messages::*;
 
 /// Declares the closed enum of the messages one direction carries, and the enum of their kinds

@@ -33,10 +33,11 @@ use oxworld_net::Id;
 use oxworld_net::app::{App, ConnId, Event, Outbox, Signal};
 use oxworld_net::client_proto::{ErrorCode, ServerMsg};
 use oxworld_net::config::Config;
+use oxworld_net::msg::trace::{Hop, Trace};
 use oxworld_net::msg::{
-    Announce, Call, Caller, ClientConnected, CreateBoot, FreezeAck, FromGameKind, FromGateKind, GameDown, GameLoad,
-    GateDown, Header, Message, MigrateAck, MsgDecodeError, QuerySpace, ServiceRegister, ServiceUpdate, SpaceGame,
-    ToClients,
+    Announce, Call, Caller, ClientConnected, CreateBoot, FLAG_TRACED, FreezeAck, FromGameKind, FromGateKind, GameDown,
+    GameLoad, GateDown, Header, Kind, Message, MigrateAck, MsgDecodeError, QuerySpace, ServiceRegister, ServiceUpdate,
+    SpaceGame, ToClients,
 };
 use oxworld_net::ratelog::RateLog;
 use rustc_hash::FxHashMap;
@@ -118,8 +119,7 @@ pub struct DispatcherApp {
     gates: BTreeMap<u16, ConnId>,
     routes: FxHashMap<Id, u16>,
     /// Frames and bytes received from linked peers, by message kind (the header's first byte).
-    frames_in: [u64; 256],
-    bytes_in: [u64; 256],
+    frames_in: crate::metrics::KindCounts,
     boot_rr: usize,
     /// Service shards registered through this dispatcher: (name, shard) -> (entity, game).
     services: BTreeMap<(String, u16), (Id, u16)>,
@@ -163,8 +163,7 @@ impl DispatcherApp {
             games: BTreeMap::new(),
             gates: BTreeMap::new(),
             routes: FxHashMap::default(),
-            frames_in: [0; 256],
-            bytes_in: [0; 256],
+            frames_in: Default::default(),
             boot_rr: 0,
             loads: BTreeMap::new(),
             held: FxHashMap::default(),
@@ -582,7 +581,7 @@ impl App for DispatcherApp {
                     self.drop_pending(old, "too many connections without a handshake", out);
                 }
             }
-            Event::Frame { conn, data } => {
+            Event::Frame { conn, mut data, at } => {
                 let Some(&peer) = self.conns.get(&conn) else {
                     return;
                 };
@@ -594,9 +593,11 @@ impl App for DispatcherApp {
                     Ok((h, _)) => h,
                     Err(e) => return self.malformed(peer, &e),
                 };
-                if let Some(n) = self.frames_in.get_mut(h.kind as usize) {
-                    *n += 1;
-                    self.bytes_in[h.kind as usize] += data.len() as u64;
+                self.frames_in.add(h.kind as u8, data.len());
+                if h.flags & FLAG_TRACED != 0 {
+                    // A sampled client call or its reply: add the time it waited here.
+                    let hop = if h.kind == Kind::ToClients { Hop::DispatcherBack } else { Hop::DispatcherIn };
+                    Trace::add_to_frame(&mut data, hop, now.saturating_duration_since(at.unwrap_or(now)));
                 }
                 match peer {
                     Peer::Game(g) => self.on_game_frame(g, h, data, out),
@@ -728,16 +729,7 @@ impl crate::metrics::Metrics for DispatcherApp {
         m.counter("handshake_dropped_total", "Connections dropped before their handshake", &[], st.handshake_dropped);
         m.counter("migrations_expired_total", "Migrations whose hold expired", &[], st.migrations_expired);
         m.gauge("routes", "Entity routes this dispatcher knows", &[], self.routes.len() as f64);
-        for (kind, (n, b)) in self.frames_in.iter().zip(&self.bytes_in).enumerate().filter(|(_, (n, _))| **n > 0) {
-            let name = oxworld_net::msg::Kind::from_u8(kind as u8).map(|k| k.name()).unwrap_or("unknown");
-            m.counter("frames_in_total", "Frames received from linked peers, by message kind", &[("kind", name)], *n);
-            m.counter(
-                "frame_bytes_in_total",
-                "Bytes of frames received from linked peers, by message kind",
-                &[("kind", name)],
-                *b,
-            );
-        }
+        self.frames_in.export(m, false);
         m.gauge("linked_games", "Games linked", &[], self.games.len() as f64);
         m.gauge("linked_gates", "Gates linked", &[], self.gates.len() as f64);
         let held: usize = self.held.values().map(|h| h.queue.len()).sum::<usize>()
@@ -808,7 +800,7 @@ mod tests {
 
     /// Feeds `data` as a frame on `conn` and returns the decoded messages sent per connection.
     fn feed(d: &mut DispatcherApp, out: &mut Outbox, conn: u64, data: Vec<u8>) -> Vec<(ConnId, Got)> {
-        d.handle(Instant::now(), Event::Frame { conn: ConnId(conn), data }, out);
+        d.handle(Instant::now(), Event::Frame { conn: ConnId(conn), data, at: None }, out);
         sent(out)
     }
 
@@ -947,7 +939,7 @@ mod tests {
         feed(&mut d, &mut out, 2, enc(&EntityCreated { id: e }));
         let call = Call { target: e, method: 1, caller: Caller::Client { gate: 1, client: Id([1; 16]) }, args: vec![] };
         let frame = call.to_frame(origin_of_gate());
-        d.handle(Instant::now(), Event::Frame { conn: GATE, data: frame.clone() }, &mut out);
+        d.handle(Instant::now(), Event::Frame { conn: GATE, data: frame.clone(), at: None }, &mut out);
         let raw = out.take_frames();
         assert_eq!(raw, vec![(ConnId(2), vec![frame])], "forwarded byte for byte");
         feed(&mut d, &mut out, 2, enc(&EntityDestroyed { id: e }));
@@ -1116,7 +1108,7 @@ mod tests {
         assert_eq!(closed, vec![ConnId(10), ConnId(11), ConnId(12)], "the oldest pending ones go");
         assert_eq!(d.next_deadline(), Some(t0 + Duration::from_secs(1)));
         // A gate that says Hello in time is promoted (replacing the old gate link).
-        d.handle(t0, Event::Frame { conn: ConnId(15), data: hello(ProcKind::Gate, 1, "k") }, &mut out);
+        d.handle(t0, Event::Frame { conn: ConnId(15), data: hello(ProcKind::Gate, 1, "k"), at: None }, &mut out);
         assert_eq!(out.take_limits(), vec![(ConnId(15), 32 << 20)]);
         out.take_closes();
         sent(&mut out);

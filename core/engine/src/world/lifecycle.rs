@@ -244,17 +244,25 @@ impl World {
         self.detach_client(entity);
     }
 
-    pub(super) fn run_call(&mut self, target: Id, method: u32, args: Vec<Value>, caller: Caller) {
+    /// Runs one call: refuses what cannot be served, else runs the handler. The type and
+    /// method index of a handler that ran, for its timing (`calls::run_call`).
+    pub(super) fn run_call_untimed(
+        &mut self,
+        target: Id,
+        method: u32,
+        args: Vec<Value>,
+        caller: Caller,
+    ) -> Option<(usize, usize)> {
         self.core.stats.calls += 1;
         let Some(slot) = self.entities.get(&target) else {
             self.refuse(target, method, caller, ErrorCode::UnknownEntity, format!("no entity {target} on this game"));
-            return;
+            return None;
         };
         let ty = &self.reg.types[slot.ty];
         let Some(&mi) = ty.by_id.get(&method) else {
             let msg = format!("{} has no method with id {method:#010x}", ty.name);
             self.refuse(target, method, caller, ErrorCode::UnknownMethod, msg);
-            return;
+            return None;
         };
         let m = &ty.methods[mi];
         if let Caller::Client { client, .. } = caller {
@@ -267,11 +275,11 @@ impl World {
             if !allowed {
                 let msg = format!("{}.{} is not exposed to this client", ty.name, m.name);
                 self.refuse(target, method, caller, ErrorCode::NotExposed, msg);
-                return;
+                return None;
             }
         }
         let (ty_idx, name) = (slot.ty, m.name);
-        if let Some(n) = self.core.method_calls.get_mut(ty_idx).and_then(|t| t.get_mut(mi)) {
+        if let Some((n, _)) = self.core.calls.per_method.get_mut(ty_idx).and_then(|t| t.get_mut(mi)) {
             *n += 1;
         }
         self.core.running = Some(name);
@@ -299,6 +307,7 @@ impl World {
             // After the caller's answer, so the client sees why its call failed, then the kick.
             self.quarantine(target);
         }
+        Some((ty_idx, mi))
     }
 
     /// Reports a call that could not be served: to the client that made it, or to the log and

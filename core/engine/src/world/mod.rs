@@ -35,6 +35,7 @@ use crate::ratelimit::Doubling;
 use crate::space::Spaces;
 use crate::timer::{TIMERS_PER_TICK, Timers};
 
+mod calls;
 mod ctx;
 pub mod freeze;
 pub mod jobs;
@@ -47,6 +48,7 @@ mod sends;
 mod services;
 mod view;
 
+pub use calls::{Clock, DEFAULT_SLOW_CALL};
 pub use ctx::Ctx;
 pub use freeze::{Frozen, RestoreError, RestoreReport};
 pub use local::{EntityView, SpaceView};
@@ -308,8 +310,8 @@ pub(crate) struct WorldCore {
     migration_started: FxHashMap<Id, Instant>,
     /// From `enter_space` to the entity sent to the other game.
     migration_time: crate::metrics::Hist,
-    /// Calls run, per type and method index (for metrics).
-    method_calls: Vec<Vec<u64>>,
+    /// Calls run and their handler time, per type and method; traces of client calls.
+    calls: calls::CallTiming,
     /// Calls answered with an error, per error code (index = code).
     call_errors: [u64; 16],
     panic_policy: PanicPolicy,
@@ -422,7 +424,7 @@ impl World {
                 running: None,
                 migration_started: FxHashMap::default(),
                 migration_time: crate::metrics::Hist::default(),
-                method_calls: reg.types.iter().map(|t| vec![0; t.methods.len()]).collect(),
+                calls: calls::CallTiming::new(reg.types.iter().map(|t| t.methods.len())),
                 call_errors: [0; 16],
                 panic_policy: PanicPolicy::default(),
                 panic_log: oxworld_net::ratelog::RateLog::per_second(),
@@ -500,6 +502,7 @@ impl World {
 
     /// Takes the messages to send, each with the index of the dispatcher it must go through.
     pub fn drain_output(&mut self) -> std::vec::Drain<'_, (usize, FromGame)> {
+        self.clear_traces();
         self.core.out.drain(..)
     }
 
@@ -594,6 +597,7 @@ impl World {
                 debug!("game{}: handshake or hot-swap message reached the world; ignored", self.core.game_id);
             }
         }
+        self.clear_arrival();
         self.run_local();
     }
 
@@ -633,7 +637,11 @@ impl World {
             self.run_call(entity, method, args, Caller::Server(entity));
             self.run_local();
         }
-        self.sync_spaces(now);
+        let t0 = self.core.read_clock();
+        if self.sync_spaces(now) {
+            let t = self.core.read_clock().saturating_duration_since(t0);
+            self.core.calls.aoi_step.observe(t.as_secs_f64());
+        }
         let minute = self.core.unix_ms() / 60_000;
         if minute > self.core.cron_minute {
             // A stalled loop runs the current minute's entries once, not every missed minute.

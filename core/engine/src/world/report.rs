@@ -52,12 +52,25 @@ impl Metrics for World {
     fn metrics(&self, m: &mut MetricSet) {
         let st = &self.core.stats;
         m.counter("game_calls_total", "Calls run or refused by this game's entities", &[], st.calls);
-        for (ty, counts) in self.reg.types.iter().zip(&self.core.method_calls) {
-            for (method, n) in ty.methods.iter().zip(counts).filter(|(_, n)| **n > 0) {
+        for (ty, counts) in self.reg.types.iter().zip(&self.core.calls.per_method) {
+            for (method, (n, h)) in ty.methods.iter().zip(counts).filter(|(_, (n, _))| *n > 0) {
                 let labels = [("type", ty.name), ("method", method.name)];
                 m.counter("entity_calls_total", "Calls run, by entity type and method", &labels, *n);
+                m.histogram("entity_call_seconds", "Time in the handler, by entity type and method", &labels, h);
             }
         }
+        m.counter(
+            "slow_calls_total",
+            "Client calls that waited and ran longer than slow_call_ms at this game",
+            &[],
+            self.core.calls.slow_calls,
+        );
+        m.counter(
+            "traced_replies_total",
+            "Replies to client calls sent with a trace (sampled by the gate, or slow here)",
+            &[],
+            self.core.calls.traced_replies,
+        );
         for (code, n) in self.core.call_errors.iter().enumerate().filter(|(_, n)| **n > 0) {
             let name = oxworld_net::client_proto::ErrorCode::from_u16(code as u16).map(|c| format!("{c:?}"));
             let name = name.unwrap_or_else(|| code.to_string());
@@ -86,6 +99,12 @@ impl Metrics for World {
         );
         m.gauge("store_pending", "Storage operations queued or running", &[], self.core.store.waiting.len() as f64);
         m.gauge("clients_bound", "Entities of this game with a client", &[], self.core.clients.len() as f64);
+        m.histogram(
+            "aoi_step_seconds",
+            "Loop turns with AOI work: who-sees-whom updates and the position sync",
+            &[],
+            &self.core.calls.aoi_step,
+        );
         m.histogram(
             "migration_seconds",
             "Outgoing migrations, from enter_space to the entity sent to its new game",

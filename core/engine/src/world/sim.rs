@@ -147,7 +147,7 @@ impl Sim {
         for (conn, kind, id) in [(G1, ProcKind::Game, 1), (G2, ProcKind::Game, 2), (GATE, ProcKind::Gate, 1)] {
             d.handle(now, Event::Accepted { conn, listener: 0, peer }, &mut out);
             let hello = Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: "s".into() };
-            d.handle(now, Event::Frame { conn, data: enc(&hello) }, &mut out);
+            d.handle(now, Event::Frame { conn, data: enc(&hello), at: None }, &mut out);
         }
         out.take_frames();
         let mk = |g: u16| World::new(registry(), g, 1, None, u64::from(g), (now, 1_700_000_000_000)).expect("world");
@@ -173,7 +173,7 @@ impl Sim {
                     moved = true;
                     let mut data = Vec::new();
                     m.encode(origin_of(ProcKind::Game, i as u16 + 1), &mut data);
-                    self.d.handle(self.now, Event::Frame { conn, data }, &mut self.out);
+                    self.d.handle(self.now, Event::Frame { conn, data, at: None }, &mut self.out);
                 }
             }
             for (conn, frames) in self.out.take_frames() {
@@ -252,14 +252,14 @@ impl Sim {
         encode_args(&args, &mut a);
         let caller = Caller::Client { gate: 1, client: CLIENT };
         let m = Call { target, method: method_id(method), caller, args: a };
-        self.d.handle(self.now, Event::Frame { conn: GATE, data: enc(&m) }, &mut self.out);
+        self.d.handle(self.now, Event::Frame { conn: GATE, data: enc(&m), at: None }, &mut self.out);
     }
 
     fn server_call(&mut self, target: Id, method: &str, args: Vec<Value>) {
         let mut a = Vec::new();
         encode_args(&args, &mut a);
         let m = Call { target, method: method_id(method), caller: Caller::Server(Id::NIL), args: a };
-        self.d.handle(self.now, Event::Frame { conn: G1, data: enc(&m) }, &mut self.out);
+        self.d.handle(self.now, Event::Frame { conn: G1, data: enc(&m), at: None }, &mut self.out);
     }
 
     fn holder(&self, id: Id) -> Vec<u16> {
@@ -340,7 +340,7 @@ fn oversized_messages_are_refused_at_the_sender() {
         sim.worlds[i].create_space_now(*s, i as i64 + 1);
     }
     let m = ClientConnected { boot: WALKER, gate: 1, client: CLIENT };
-    sim.d.handle(sim.now, Event::Frame { conn: GATE, data: enc(&m) }, &mut sim.out);
+    sim.d.handle(sim.now, Event::Frame { conn: GATE, data: enc(&m), at: None }, &mut sim.out);
     sim.settle();
     sim.server_call(WALKER, "hop", vec![id_value(spaces[0])]);
     sim.settle();
@@ -397,7 +397,7 @@ fn migration_back_and_forth_under_a_stream_of_calls_loses_nothing() {
         sim.worlds[i].create_space_now(*s, i as i64 + 1);
     }
     let m = ClientConnected { boot: WALKER, gate: 1, client: CLIENT };
-    sim.d.handle(sim.now, Event::Frame { conn: GATE, data: enc(&m) }, &mut sim.out);
+    sim.d.handle(sim.now, Event::Frame { conn: GATE, data: enc(&m), at: None }, &mut sim.out);
     sim.settle();
     assert_eq!(sim.holder(WALKER), vec![1]);
     // A repeating timer that must survive every hop.

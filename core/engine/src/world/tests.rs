@@ -446,6 +446,7 @@ fn aoi_hooks_report_enters_and_leaves() {
         ctx.set_position(90.0, 0.0, 0.0);
         Ok(())
     });
+    let timed = w.core.calls.aoi_step.count();
     w.tick(t0);
     let got = log(&w);
     let Some(Value::List(l)) = got else { panic!("{got:?}") };
@@ -453,6 +454,10 @@ fn aoi_hooks_report_enters_and_leaves() {
     assert!(l[1..].contains(&Value::from("+11")) && l[1..].contains(&Value::from("-10")), "{l:?}");
     // Players (no aoi_hooks) were not called: their attributes have no log.
     assert!(w.entities[&pa].attrs.get("log").is_none());
+    // The moves' AOI step was timed for the AOI step histogram; a tick with nothing to do is not.
+    assert_eq!(w.core.calls.aoi_step.count(), timed + 1);
+    w.tick(t0);
+    assert_eq!(w.core.calls.aoi_step.count(), timed + 1, "a tick with nothing to do is not observed");
 }
 
 #[test]

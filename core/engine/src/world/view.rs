@@ -195,17 +195,19 @@ impl World {
 
     /// Applies pending moves (AOI) and, every sync interval, sends moved positions to the
     /// clients that see them.
-    pub(super) fn sync_spaces(&mut self, now: Instant) {
+    /// Runs the AOI (who sees whom changed) and, when due, the position sync. False when
+    /// there was nothing to do (for the AOI step histogram).
+    pub(super) fn sync_spaces(&mut self, now: Instant) -> bool {
         let mut sights = Vec::new();
         self.core.spaces.flush(&mut sights);
         self.dispatch_sights(&sights);
         if now < self.core.next_sync {
-            return;
+            return !sights.is_empty();
         }
         self.core.next_sync = now + self.core.sync_interval;
         let moved = self.core.spaces.take_moved();
         if moved.is_empty() {
-            return;
+            return !sights.is_empty();
         }
         // Per recipient (the owner entity of a client): the entries it must get.
         let mut per: FxHashMap<Id, (ClientRef, Vec<(Id, Pos)>)> = FxHashMap::default();
@@ -223,5 +225,6 @@ impl World {
         for (owner, (c, entries)) in per {
             self.core.send_to_client(owner, c, &ServerMsg::Positions { entries });
         }
+        true
     }
 }
