@@ -13,6 +13,7 @@ pub mod dispatcher;
 pub mod entity;
 pub mod game;
 pub mod gate;
+mod gather;
 pub mod geom;
 mod links;
 pub mod metrics;
