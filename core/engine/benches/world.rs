@@ -57,6 +57,19 @@ fn client_call_and_reply(b: Bencher) {
     });
 }
 
+/// The same with the clock a game process gives its world: every handler timed for the call
+/// latency histogram, and the output drained as the game does (with traces).
+#[divan::bench(sample_count = 200, sample_size = 64)]
+fn client_call_and_reply_timed(b: Bencher) {
+    let (mut w, call) = world();
+    w.set_clock(Box::new(oxworld_runtime::clock_now));
+    let now = oxworld_runtime::clock_now();
+    b.bench_local(|| {
+        w.handle(now, divan::black_box(call.clone()));
+        w.drain_output_traced().count()
+    });
+}
+
 /// The loop's metrics per iteration: what every iteration of every process pays for them.
 #[divan::bench(sample_count = 200, sample_size = 1024)]
 fn loop_stats_record(b: Bencher) {
