@@ -370,6 +370,7 @@ pub(crate) fn run_arena(
     let mut events = Vec::new();
     // Play starts when every bot is in the arena (or at the login deadline).
     let mut until: Option<Instant> = None;
+    let mut sent_marked = false;
     let mut next_scan = start;
     loop {
         let now = Instant::now();
@@ -380,6 +381,7 @@ pub(crate) fn run_arena(
             && (bots.iter().all(|b| b.closed || b.stage == Stage::Playing) || now.duration_since(start) > LOGIN_TIMEOUT)
         {
             until = Some(now + duration);
+            rep.live().began_sending();
             for (i, b) in bots.iter_mut().enumerate() {
                 if b.closed {
                     continue;
@@ -394,6 +396,10 @@ pub(crate) fn run_arena(
                 b.begin(now, &mut rng);
                 schedule.push(Reverse((now + TICK.mul_f64(rng.unit()), i, b.session)));
             }
+        }
+        if !sent_marked && until.is_some_and(|u| now >= u) {
+            sent_marked = true;
+            rep.live().done_sending();
         }
         if let Some(u) = until {
             let idle = bots.iter().all(|b| b.closed || (b.shot.is_none() && b.scores_asked.is_none()));

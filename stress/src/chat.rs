@@ -73,6 +73,7 @@ pub(crate) fn run_chat(
     let mut events = Vec::new();
     // Sending starts when every bot is in (or at the login deadline).
     let mut send_until: Option<Instant> = None;
+    let mut sent_marked = false;
     loop {
         let now = Instant::now();
         if send_until.is_none()
@@ -80,6 +81,7 @@ pub(crate) fn run_chat(
                 || now.duration_since(start) > CHAT_LOGIN_TIMEOUT)
         {
             send_until = Some(now + duration);
+            rep.live().began_sending();
             for (i, b) in bots.iter_mut().enumerate() {
                 if b.stage != Stage::Chatting && !b.closed {
                     rep.error(format!("bot {}: not logged in after {CHAT_LOGIN_TIMEOUT:?} ({:?})", first + i, b.stage));
@@ -89,6 +91,10 @@ pub(crate) fn run_chat(
                 }
                 schedule.push(Reverse((now + Duration::from_secs_f64(1.0 + 2.0 * rng.unit()), i)));
             }
+        }
+        if !sent_marked && send_until.is_some_and(|u| now >= u) {
+            sent_marked = true;
+            rep.live().done_sending();
         }
         if rep.live().stopped() {
             break;

@@ -85,6 +85,10 @@ struct Cli {
     /// Each packet's delay varies uniformly by this much either way, in ms (UDP reorders).
     #[arg(long, default_value_t = 0)]
     jitter: u64,
+    /// testgame: bots do not move (by default each sends `Move` on half of its 100 ms ticks,
+    /// as GoWorld's test_client does).
+    #[arg(long)]
+    no_move: bool,
     /// Run directory of the cluster (`oxworld start --run-dir`): report CPU% and RSS of every
     /// process with a pid file there, and of the bots themselves.
     #[arg(long)]
@@ -123,7 +127,63 @@ fn watched(run_dir: &Option<PathBuf>) -> Vec<(String, String)> {
     v
 }
 
-fn run(cli: &Cli, live: &Arc<Live>) -> anyhow::Result<Report> {
+/// Samples of every watched process at one instant.
+type Samples = (Instant, Vec<Option<(u64, u64)>>);
+
+/// CPU of the watched processes over the steady phase: from the moment every bot thread's bots
+/// are in and sending (logins, and their password hashes, excluded) to the moment every thread
+/// stopped sending. Scenarios that do not mark their phases (echo, migrate, crowd), or a run
+/// cut short, are measured from the start or to the end of the run instead. A process that
+/// exited meanwhile (a game replaced by a hot swap) is left out.
+struct CpuWindow {
+    watch: Vec<(String, String)>,
+    whole: Samples,
+    from: Option<Samples>,
+    to: Option<Samples>,
+}
+
+impl CpuWindow {
+    fn new(watch: Vec<(String, String)>) -> Self {
+        let whole = Self::sample(&watch);
+        CpuWindow { watch, whole, from: None, to: None }
+    }
+
+    fn sample(watch: &[(String, String)]) -> Samples {
+        (Instant::now(), watch.iter().map(|(_, pid)| proc_sample(pid)).collect())
+    }
+
+    /// Takes the phase's samples when the bot threads reach them.
+    fn poll(&mut self, live: &Live, threads: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.from.is_none() && live.sending.load(Relaxed) >= threads as u64 {
+            self.from = Some(Self::sample(&self.watch));
+        }
+        if self.from.is_some() && self.to.is_none() && live.sent.load(Relaxed) >= threads as u64 {
+            self.to = Some(Self::sample(&self.watch));
+        }
+    }
+
+    /// `(phase, seconds, [(name, cpu %, rss KiB)])`; `phase` is `steady` when both ends were seen.
+    fn usage(&self) -> (&'static str, f64, Vec<(String, f64, u64)>) {
+        let phase = if self.from.is_some() && self.to.is_some() { "steady" } else { "whole" };
+        let begin = self.from.as_ref().unwrap_or(&self.whole);
+        let end = self.to.clone().unwrap_or_else(|| Self::sample(&self.watch));
+        let secs = end.0.duration_since(begin.0).as_secs_f64().max(0.001);
+        let usage = self
+            .watch
+            .iter()
+            .zip(begin.1.iter().zip(&end.1))
+            .filter_map(|((name, _), (b, e))| {
+                let ((t0, _), (t1, rss)) = ((*b)?, (*e)?);
+                // Linux reports CPU time in clock ticks of 1/100 s on every mainstream configuration.
+                Some((name.clone(), t1.saturating_sub(t0) as f64 / 100.0 / secs * 100.0, rss))
+            })
+            .collect();
+        (phase, secs, usage)
+    }
+}
+
+fn run(cli: &Cli, live: &Arc<Live>, cpu: &mut CpuWindow) -> anyhow::Result<Report> {
     if !["echo", "chat", "migrate", "testgame", "crowd", "arena"].contains(&cli.scenario.as_str()) {
         bail!("unknown scenario {:?} (available: echo, chat, migrate, testgame, crowd, arena)", cli.scenario);
     }
@@ -167,10 +227,11 @@ fn run(cli: &Cli, live: &Arc<Live>) -> anyhow::Result<Report> {
         let total = cli.bots;
         let board = board.clone();
         let run_id = run_id.clone();
+        let moves = !cli.no_move;
         handles.push(std::thread::Builder::new().name(format!("bots{t}")).spawn(move || match scenario.as_str() {
             "chat" => chat::run_chat(&gates, first, count, duration, live),
             "migrate" => migrate::run_migrate(&gates, first, count, duration, rate, live),
-            "testgame" => testgame::run_testgame(&gates, first, count, duration, rate, total, live),
+            "testgame" => testgame::run_testgame(&gates, first, count, duration, rate, total, moves, live),
             "crowd" => crowd::run_crowd(&gates, first, count, total, duration, board, live),
             "arena" => arena::run_arena(&gates, first, count, duration, &run_id, live),
             _ => echo::run_echo(&gates, first, count, duration, rate, live),
@@ -184,7 +245,8 @@ fn run(cli: &Cli, live: &Arc<Live>) -> anyhow::Result<Report> {
     let start = Instant::now();
     let mut last = (start, 0u64);
     while handles.iter().any(|h| !h.is_finished()) {
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(50));
+        cpu.poll(live, threads);
         if let Some(b) = &bar {
             let now = Instant::now();
             if now.duration_since(last.0) >= Duration::from_secs(1) {
@@ -219,27 +281,14 @@ fn run(cli: &Cli, live: &Arc<Live>) -> anyhow::Result<Report> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let watch = watched(&cli.run_dir);
-    let before: Vec<Option<(u64, u64)>> = watch.iter().map(|(_, pid)| proc_sample(pid)).collect();
-    let t0 = Instant::now();
+    let mut cpu = CpuWindow::new(watched(&cli.run_dir));
     let live = Live::new(cli.strict, cli.reconnect);
-    let result = run(&cli, &live);
+    let result = run(&cli, &live, &mut cpu);
     if cli.delay > 0 || cli.jitter > 0 {
         // The relay still holds the bots' last packets (KCP BYEs among them): let them through.
         std::thread::sleep(Duration::from_millis(cli.delay + cli.jitter + 200));
     }
-    let wall = t0.elapsed().as_secs_f64();
-    let usage: Vec<(String, f64, u64)> = watch
-        .iter()
-        .zip(&before)
-        .filter_map(|((name, pid), b)| {
-            let (t0, _) = (*b)?;
-            let (t1, rss) = proc_sample(pid)?;
-            // Linux reports CPU time in clock ticks of 1/100 s on every mainstream configuration.
-            let cpu = (t1.saturating_sub(t0)) as f64 / 100.0 / wall.max(0.001) * 100.0;
-            Some((name.clone(), cpu, rss))
-        })
-        .collect();
+    let (phase, cpu_secs, usage) = cpu.usage();
     let rep = match result {
         Ok(r) => r,
         Err(e) => {
@@ -274,8 +323,15 @@ fn main() -> ExitCode {
     for l in report::action_lines(&rep) {
         println!("{l}");
     }
+    if !usage.is_empty() {
+        println!("  cpu over the {phase} phase ({cpu_secs:.1} s):");
+    }
     for (name, cpu, rss) in &usage {
         println!("  {name:<12} cpu {cpu:5.1} %  rss {:6.1} MiB", *rss as f64 / 1024.0);
+    }
+    let servers_cpu: f64 = usage.iter().filter(|(n, _, _)| n != "bots").map(|(_, c, _)| c).sum();
+    if usage.len() > 1 {
+        println!("  servers      cpu {servers_cpu:5.1} %  (every process but the bots)");
     }
     if cli.strict && rep.errors > 0 {
         println!("strict: the run stopped at the first error:");
@@ -290,12 +346,10 @@ fn main() -> ExitCode {
         }
     }
     if cli.json {
-        let procs: Vec<String> = usage
-            .iter()
-            .map(|(n, cpu, rss)| format!("\"{n}\":{{\"cpu_pct\":{},\"rss_kib\":{rss}}}", cpu.round() as u64))
-            .collect();
+        let procs: Vec<String> =
+            usage.iter().map(|(n, cpu, rss)| format!("\"{n}\":{{\"cpu_pct\":{cpu:.1},\"rss_kib\":{rss}}}")).collect();
         println!(
-            "{{\"scenario\":\"{}\",\"transport\":\"{}\",\"encrypted\":{encrypted},\"link\":{{\"loss_pct\":{},\"delay_ms\":{},\"jitter_ms\":{}}},\"bots\":{},\"duration_s\":{},\"errors\":{},\"calls\":{},\"replies\":{},\"deliveries\":{},{}\"mean_us\":{mean},\"p50_us\":{p50},\"p99_us\":{p99},\"max_us\":{max},\"actions\":{},\"procs\":{{{}}}}}",
+            "{{\"scenario\":\"{}\",\"transport\":\"{}\",\"encrypted\":{encrypted},\"link\":{{\"loss_pct\":{},\"delay_ms\":{},\"jitter_ms\":{}}},\"bots\":{},\"duration_s\":{},\"errors\":{},\"calls\":{},\"replies\":{},\"deliveries\":{},{}\"mean_us\":{mean},\"p50_us\":{p50},\"p99_us\":{p99},\"max_us\":{max},\"actions\":{},\"cpu_phase\":\"{phase}\",\"cpu_phase_s\":{cpu_secs:.1},\"servers_cpu_pct\":{servers_cpu:.1},\"procs\":{{{}}}}}",
             cli.scenario,
             cli.transport,
             cli.loss,

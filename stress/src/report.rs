@@ -84,6 +84,10 @@ pub(crate) struct Live {
     pub(crate) strict: bool,
     /// Bots reconnect after a disconnect (`--reconnect`) instead of counting it as an error.
     pub(crate) reconnect: bool,
+    /// Bot threads whose bots are all in and sending, and those done sending: the steady
+    /// phase over which CPU is measured runs from all of the first to all of the second.
+    pub(crate) sending: AtomicU64,
+    pub(crate) sent: AtomicU64,
 }
 
 impl Live {
@@ -95,7 +99,19 @@ impl Live {
             stop: AtomicBool::new(false),
             strict,
             reconnect,
+            sending: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
         })
+    }
+
+    /// This bot thread's bots are all in and it starts sending (once per thread).
+    pub(crate) fn began_sending(&self) {
+        self.sending.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// This bot thread stopped sending (once per thread, after [`Live::began_sending`]).
+    pub(crate) fn done_sending(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn stopped(&self) -> bool {

@@ -15,6 +15,12 @@
 //! | `test_call_all` | `test_call_all()` | every client around answered (`on_test_call_all(n)`, `n >= 1`) |
 //!
 //! The time between actions is random, 0 to `2 / --rate` seconds.
+//!
+//! Like GoWorld's test_client, each bot also **moves** while sending (unless `--no-move`): on
+//! every 100 ms tick, with probability 0.5, its avatar steps by a tiny amount (x by
+//! [-0.01, 0.01), z by [-0.01, 0), a random yaw) and it sends `Move`. The test game's Avatar
+//! does not take client movement (as GoWorld's test_game Avatar never enables client syncing),
+//! so these only load the gate -> dispatcher -> game path; they are counted as `moves`.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -24,7 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use oxworld_client::Dial;
 use oxworld_client::botnet::{BotEvent, BotNet};
-use oxworld_net::client_proto::ServerMsg;
+use oxworld_net::client_proto::{ClientMsg, Pos, ServerMsg};
 use oxworld_net::{Id, Value, method_id};
 
 use crate::RECONNECT_DELAY;
@@ -71,6 +77,8 @@ struct Bot {
     account: Option<Id>,
     avatar: Option<Id>,
     kind: i64,
+    /// Where the bot believes its avatar stands (the server's word, then its own steps).
+    pos: Pos,
     pending: Option<(&'static str, Pending, Instant)>,
     closed: bool,
     n: u64,
@@ -102,6 +110,8 @@ fn complex_expected() -> Value {
 /// Runs bots `first..first+count` for `duration` (after all logged in).
 /// How often bots look for actions that timed out.
 const SCAN_EVERY: Duration = Duration::from_millis(50);
+/// The movement tick: each bot moves with probability 0.5 per tick.
+const MOVE_EVERY: Duration = Duration::from_millis(100);
 
 pub(crate) fn run_testgame(
     gates: &[Dial],
@@ -110,6 +120,7 @@ pub(crate) fn run_testgame(
     duration: Duration,
     rate: f64,
     total_bots: usize,
+    moves: bool,
     live: Arc<Live>,
 ) -> anyhow::Result<Report> {
     let mut net = BotNet::new()?;
@@ -129,6 +140,7 @@ pub(crate) fn run_testgame(
             account: None,
             avatar: None,
             kind: -1,
+            pos: Pos::default(),
             pending: Some(("login", Pending::Login, start)),
             closed: false,
             n: 0,
@@ -138,7 +150,12 @@ pub(crate) fn run_testgame(
     let mut schedule: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     let mut events = Vec::new();
     let mut send_until: Option<Instant> = None;
+    let mut sent_marked = false;
     let mut next_scan = start;
+    let mut next_move = start;
+    if moves {
+        rep.count("moves", 0);
+    }
     loop {
         let now = Instant::now();
         if rep.live().stopped() {
@@ -148,6 +165,11 @@ pub(crate) fn run_testgame(
             && (bots.iter().all(|b| b.closed || b.avatar.is_some()) || now.duration_since(start) > LOGIN_TIMEOUT)
         {
             send_until = Some(now + duration);
+            rep.live().began_sending();
+        }
+        if !sent_marked && send_until.is_some_and(|u| now >= u) {
+            sent_marked = true;
+            rep.live().done_sending();
         }
         if let Some(until) = send_until
             && now >= until
@@ -180,6 +202,22 @@ pub(crate) fn run_testgame(
             && now >= until + ACTION_TIMEOUT * 2
         {
             break;
+        }
+        if moves && now >= next_move && send_until.is_some_and(|u| now < u) {
+            next_move = now + MOVE_EVERY;
+            let mut sent = 0;
+            for (i, b) in bots.iter_mut().enumerate() {
+                let Some(avatar) = b.avatar.filter(|_| !b.closed) else { continue };
+                if rng.unit() < 0.5 {
+                    continue;
+                }
+                b.pos.x += (rng.unit() * 0.02 - 0.01) as f32;
+                b.pos.z -= (rng.unit() * 0.01) as f32;
+                b.pos.yaw = (rng.unit() * 360.0) as f32;
+                net.send(i, &ClientMsg::Move { id: avatar, pos: b.pos }, &mut events);
+                sent += 1;
+            }
+            rep.count("moves", sent);
         }
         // Start due actions.
         while let Some(&Reverse((due, i))) = schedule.peek() {
@@ -258,7 +296,10 @@ pub(crate) fn run_testgame(
             };
             b.pending = Some((name, pending, now));
         }
-        let wake = schedule.peek().map(|Reverse((t, _))| *t).unwrap_or(now + Duration::from_millis(50));
+        let mut wake = schedule.peek().map(|Reverse((t, _))| *t).unwrap_or(now + Duration::from_millis(50));
+        if moves {
+            wake = wake.min(next_move);
+        }
         net.poll(wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)), &mut events)?;
         let now = Instant::now();
         for ev in std::mem::take(&mut events) {
@@ -290,6 +331,11 @@ pub(crate) fn run_testgame(
                 }
                 ServerMsg::DestroyEntity { id } => {
                     b.shadow.remove(id);
+                }
+                ServerMsg::Positions { entries } => {
+                    if let Some((_, p)) = entries.iter().find(|(id, _)| Some(*id) == b.avatar) {
+                        b.pos = *p;
+                    }
                 }
                 ServerMsg::AttrOps { id, ops } => {
                     if let Some(a) = b.shadow.get_mut(id) {

@@ -1,6 +1,7 @@
 //! The proving run CI makes: `oxworld-stress --scenario testgame --bots 200 --duration 60
 //! --strict --json` against a real cluster (2 dispatchers, 2 games, 1 gate), with `oxworld
-//! reload` of both games in the middle. Any error or action timeout fails it.
+//! reload` of both games in the middle. Any error or action timeout fails it. The bots move as
+//! GoWorld's do (`moves` counted), and CPU is measured over the steady phase (one decimal).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -25,6 +26,8 @@ fn strict_testgame_run_with_a_reload_in_the_middle() {
         .args(["--bots", &bots.to_string(), "--duration", &secs.to_string()])
         .arg("--config")
         .arg(&cluster.layout.config)
+        .arg("--run-dir")
+        .arg(&cluster.layout.run_dir)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("oxworld-stress runs");
@@ -50,4 +53,16 @@ fn strict_testgame_run_with_a_reload_in_the_middle() {
     ] {
         assert!(json.contains(&format!("\"{action}\":{{\"count\":")), "{action} never ran: {json}");
     }
+    // Half of each bot's 100 ms ticks send a Move: about 5 per second per bot.
+    let moves: u64 = json
+        .split("\"moves\":")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(moves >= bots * secs * 2, "{moves} moves: {json}");
+    assert!(json.contains("\"cpu_phase\":\"steady\""), "CPU over the steady phase: {json}");
+    // (The games were replaced by the reload: a process that restarted meanwhile is left out.)
+    let cpu = json.split("\"dispatcher1\":{\"cpu_pct\":").nth(1).and_then(|r| r.split(',').next()).unwrap_or("");
+    assert!(cpu.split_once('.').is_some_and(|(_, d)| d.len() == 1), "one decimal: {cpu} in {json}");
 }
