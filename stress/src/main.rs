@@ -231,7 +231,10 @@ fn run(cli: &Cli, live: &Arc<Live>, cpu: &mut CpuWindow) -> anyhow::Result<Repor
         handles.push(std::thread::Builder::new().name(format!("bots{t}")).spawn(move || match scenario.as_str() {
             "chat" => chat::run_chat(&gates, first, count, duration, live),
             "migrate" => migrate::run_migrate(&gates, first, count, duration, rate, live),
-            "testgame" => testgame::run_testgame(&gates, first, count, duration, rate, total, moves, live),
+            "testgame" => {
+                let opts = testgame::Opts { rate, total_bots: total, moves };
+                testgame::run_testgame(&gates, first, count, duration, opts, live)
+            }
             "crowd" => crowd::run_crowd(&gates, first, count, total, duration, board, live),
             "arena" => arena::run_arena(&gates, first, count, duration, &run_id, live),
             _ => echo::run_echo(&gates, first, count, duration, rate, live),

@@ -108,6 +108,17 @@ fn complex_expected() -> Value {
 }
 
 /// Runs bots `first..first+count` for `duration` (after all logged in).
+/// What the whole run asks of every bot thread.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Opts {
+    /// Actions per second per bot, on average.
+    pub(crate) rate: f64,
+    /// Bots of the whole run (the number of space kinds follows it).
+    pub(crate) total_bots: usize,
+    /// Bots send `Move`s (not `--no-move`).
+    pub(crate) moves: bool,
+}
+
 /// How often bots look for actions that timed out.
 const SCAN_EVERY: Duration = Duration::from_millis(50);
 /// The movement tick: each bot moves with probability 0.5 per tick.
@@ -118,11 +129,10 @@ pub(crate) fn run_testgame(
     first: usize,
     count: usize,
     duration: Duration,
-    rate: f64,
-    total_bots: usize,
-    moves: bool,
+    opts: Opts,
     live: Arc<Live>,
 ) -> anyhow::Result<Report> {
+    let Opts { rate, total_bots, moves } = opts;
     let mut net = BotNet::new()?;
     let mut rep = Report::new(live);
     let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ ((first as u64 + 1) << 20));
