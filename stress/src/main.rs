@@ -13,6 +13,7 @@ mod arena;
 mod chat;
 mod crowd;
 mod echo;
+mod floor;
 mod migrate;
 mod relay;
 mod report;
@@ -89,6 +90,11 @@ struct Cli {
     /// as GoWorld's test_client does).
     #[arg(long)]
     no_move: bool,
+    /// After the run, measure the floor: the CPU one small loopback TCP write costs this
+    /// machine (3 s at the gate's delivery rate), printed beside the gate's cost per delivered
+    /// message (which needs the gates' `metrics_addr`).
+    #[arg(long)]
+    floor: bool,
     /// Run directory of the cluster (`oxworld start --run-dir`): report CPU% and RSS of every
     /// process with a pid file there, and of the bots themselves.
     #[arg(long)]
@@ -127,8 +133,24 @@ fn watched(run_dir: &Option<PathBuf>) -> Vec<(String, String)> {
     v
 }
 
-/// Samples of every watched process at one instant.
-type Samples = (Instant, Vec<Option<(u64, u64)>>);
+/// Samples of every watched process at one instant, and the messages the gates had delivered.
+type Samples = (Instant, Vec<Option<(u64, u64)>>, Option<f64>);
+
+/// The sum of every sample of counter `name` at a metrics endpoint (a plain HTTP GET).
+fn scrape(addr: std::net::SocketAddr, name: &str) -> Option<f64> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let sum = text
+        .lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(' ') || r.starts_with('{')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    Some(sum)
+}
 
 /// CPU of the watched processes over the steady phase: from the moment every bot thread's bots
 /// are in and sending (logins, and their password hashes, excluded) to the moment every thread
@@ -137,37 +159,44 @@ type Samples = (Instant, Vec<Option<(u64, u64)>>);
 /// exited meanwhile (a game replaced by a hot swap) is left out.
 struct CpuWindow {
     watch: Vec<(String, String)>,
+    /// The gates' metrics endpoints (for messages delivered over the window).
+    gates: Vec<std::net::SocketAddr>,
     whole: Samples,
     from: Option<Samples>,
     to: Option<Samples>,
 }
 
 impl CpuWindow {
-    fn new(watch: Vec<(String, String)>) -> Self {
-        let whole = Self::sample(&watch);
-        CpuWindow { watch, whole, from: None, to: None }
+    fn new(watch: Vec<(String, String)>, gates: Vec<std::net::SocketAddr>) -> Self {
+        let whole = Self::sample(&watch, &gates);
+        CpuWindow { watch, gates, whole, from: None, to: None }
     }
 
-    fn sample(watch: &[(String, String)]) -> Samples {
-        (Instant::now(), watch.iter().map(|(_, pid)| proc_sample(pid)).collect())
+    fn sample(watch: &[(String, String)], gates: &[std::net::SocketAddr]) -> Samples {
+        let delivered = (!gates.is_empty())
+            .then(|| gates.iter().map(|g| scrape(*g, "oxworld_client_msgs_out_total")).sum::<Option<f64>>())
+            .flatten();
+        (Instant::now(), watch.iter().map(|(_, pid)| proc_sample(pid)).collect(), delivered)
     }
 
     /// Takes the phase's samples when the bot threads reach them.
     fn poll(&mut self, live: &Live, threads: usize) {
         use std::sync::atomic::Ordering::Relaxed;
         if self.from.is_none() && live.sending.load(Relaxed) >= threads as u64 {
-            self.from = Some(Self::sample(&self.watch));
+            self.from = Some(Self::sample(&self.watch, &self.gates));
         }
         if self.from.is_some() && self.to.is_none() && live.sent.load(Relaxed) >= threads as u64 {
-            self.to = Some(Self::sample(&self.watch));
+            self.to = Some(Self::sample(&self.watch, &self.gates));
         }
     }
 
-    /// `(phase, seconds, [(name, cpu %, rss KiB)])`; `phase` is `steady` when both ends were seen.
-    fn usage(&self) -> (&'static str, f64, Vec<(String, f64, u64)>) {
+    /// `(phase, seconds, [(name, cpu %, rss KiB)], messages the gates delivered)`; `phase` is
+    /// `steady` when both ends were seen.
+    fn usage(&self) -> (&'static str, f64, Vec<(String, f64, u64)>, Option<f64>) {
         let phase = if self.from.is_some() && self.to.is_some() { "steady" } else { "whole" };
         let begin = self.from.as_ref().unwrap_or(&self.whole);
-        let end = self.to.clone().unwrap_or_else(|| Self::sample(&self.watch));
+        let end = self.to.clone().unwrap_or_else(|| Self::sample(&self.watch, &self.gates));
+        let delivered = end.2.zip(begin.2).map(|(e, b)| e - b);
         let secs = end.0.duration_since(begin.0).as_secs_f64().max(0.001);
         let usage = self
             .watch
@@ -179,7 +208,7 @@ impl CpuWindow {
                 Some((name.clone(), t1.saturating_sub(t0) as f64 / 100.0 / secs * 100.0, rss))
             })
             .collect();
-        (phase, secs, usage)
+        (phase, secs, usage, delivered)
     }
 }
 
@@ -282,16 +311,50 @@ fn run(cli: &Cli, live: &Arc<Live>, cpu: &mut CpuWindow) -> anyhow::Result<Repor
     Ok(total)
 }
 
+/// `gate_deliveries`, `gate_us_per_delivery` and `raw_write_us`, those that were measured,
+/// each followed by a comma.
+fn delivery_json(delivered: Option<f64>, per_delivery: Option<f64>, floor: Option<floor::Floor>) -> String {
+    let mut s = String::new();
+    if let Some(d) = delivered {
+        s.push_str(&format!("\"gate_deliveries\":{d:.0},"));
+    }
+    if let Some(us) = per_delivery {
+        s.push_str(&format!("\"gate_us_per_delivery\":{us:.2},"));
+    }
+    if let Some(f) = floor {
+        s.push_str(&format!("\"raw_write_us\":{:.2},", f.us_per_write));
+    }
+    s
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut cpu = CpuWindow::new(watched(&cli.run_dir));
+    let metrics: Vec<std::net::SocketAddr> =
+        Config::load(&cli.config).map(|c| c.gates.iter().filter_map(|g| g.metrics_addr).collect()).unwrap_or_default();
+    let mut cpu = CpuWindow::new(watched(&cli.run_dir), metrics);
     let live = Live::new(cli.strict, cli.reconnect);
     let result = run(&cli, &live, &mut cpu);
     if cli.delay > 0 || cli.jitter > 0 {
         // The relay still holds the bots' last packets (KCP BYEs among them): let them through.
         std::thread::sleep(Duration::from_millis(cli.delay + cli.jitter + 200));
     }
-    let (phase, cpu_secs, usage) = cpu.usage();
+    let (phase, cpu_secs, usage, delivered) = cpu.usage();
+    // The gates' CPU per message they delivered, beside the floor (one raw loopback write).
+    let gates_cpu: f64 = usage.iter().filter(|(n, _, _)| n.starts_with("gate")).map(|(_, c, _)| c).sum();
+    let per_delivery =
+        delivered.filter(|d| *d > 0.0 && gates_cpu > 0.0).map(|d| gates_cpu / 100.0 * cpu_secs * 1e6 / d);
+    let floor = if cli.floor {
+        let rate = delivered.map(|d| d / cpu_secs.max(0.001)).unwrap_or(0.0);
+        match floor::measure(3.0, rate) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("oxworld-stress: floor: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let rep = match result {
         Ok(r) => r,
         Err(e) => {
@@ -336,6 +399,12 @@ fn main() -> ExitCode {
     if usage.len() > 1 {
         println!("  servers      cpu {servers_cpu:5.1} %  (every process but the bots)");
     }
+    if let (Some(d), Some(us)) = (delivered, per_delivery) {
+        println!("  gates delivered {d:.0} messages to clients: {us:.2} us of gate CPU each");
+    }
+    if let Some(f) = floor {
+        println!("  floor: one raw loopback write costs {:.2} us of CPU ({} writes)", f.us_per_write, f.writes);
+    }
     if cli.strict && rep.errors > 0 {
         println!("strict: the run stopped at the first error:");
     }
@@ -352,7 +421,7 @@ fn main() -> ExitCode {
         let procs: Vec<String> =
             usage.iter().map(|(n, cpu, rss)| format!("\"{n}\":{{\"cpu_pct\":{cpu:.1},\"rss_kib\":{rss}}}")).collect();
         println!(
-            "{{\"scenario\":\"{}\",\"transport\":\"{}\",\"encrypted\":{encrypted},\"link\":{{\"loss_pct\":{},\"delay_ms\":{},\"jitter_ms\":{}}},\"bots\":{},\"duration_s\":{},\"errors\":{},\"calls\":{},\"replies\":{},\"deliveries\":{},{}\"mean_us\":{mean},\"p50_us\":{p50},\"p99_us\":{p99},\"max_us\":{max},\"actions\":{},\"cpu_phase\":\"{phase}\",\"cpu_phase_s\":{cpu_secs:.1},\"servers_cpu_pct\":{servers_cpu:.1},\"procs\":{{{}}}}}",
+            "{{\"scenario\":\"{}\",\"transport\":\"{}\",\"encrypted\":{encrypted},\"link\":{{\"loss_pct\":{},\"delay_ms\":{},\"jitter_ms\":{}}},\"bots\":{},\"duration_s\":{},\"errors\":{},\"calls\":{},\"replies\":{},\"deliveries\":{},{}\"mean_us\":{mean},\"p50_us\":{p50},\"p99_us\":{p99},\"max_us\":{max},\"actions\":{},\"cpu_phase\":\"{phase}\",\"cpu_phase_s\":{cpu_secs:.1},\"servers_cpu_pct\":{servers_cpu:.1},{}\"procs\":{{{}}}}}",
             cli.scenario,
             cli.transport,
             cli.loss,
@@ -366,6 +435,7 @@ fn main() -> ExitCode {
             rep.deliveries,
             report::counts_json(&rep),
             report::actions_json(&rep),
+            delivery_json(delivered, per_delivery, floor),
             procs.join(",")
         );
     }

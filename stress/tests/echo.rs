@@ -1,6 +1,7 @@
 //! The load tool against a real echo cluster (testkit): a short `--scenario echo --json` run
 //! answers every call with no error and reports it on its last line; `--run-dir` adds the
-//! processes' CPU and memory; a bad scenario is refused with exit code 2.
+//! processes' CPU and memory, the gate's metrics what it delivered, `--floor` the cost of a raw
+//! loopback write; a bad scenario is refused with exit code 2.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,9 +16,11 @@ fn stress() -> PathBuf {
 fn a_short_echo_run_reports_every_call_answered() {
     let dir = stress().parent().expect("bin dir").to_path_buf();
     let game = fresh_bin(&dir, "echo").expect("the echo game is built");
-    let cluster = TestCluster::start_with("stress-echo", &game, &Spec::default()).expect("cluster");
+    let gate_metrics = format!("metrics_addr = 127.0.0.1:{}", oxworld_bin::testkit::free_port());
+    let spec = Spec { gate: &gate_metrics, ..Spec::default() };
+    let cluster = TestCluster::start_with("stress-echo", &game, &spec).expect("cluster");
     let out = Command::new(stress())
-        .args(["--scenario", "echo", "--bots", "20", "--duration", "2", "--rate", "20", "--json"])
+        .args(["--scenario", "echo", "--bots", "20", "--duration", "2", "--rate", "20", "--json", "--floor"])
         .arg("--config")
         .arg(&cluster.layout.config)
         .arg("--run-dir")
@@ -42,6 +45,9 @@ fn a_short_echo_run_reports_every_call_answered() {
     for p in ["dispatcher1", "game1", "gate1", "bots"] {
         assert!(json.contains(&format!("\"{p}\":{{\"cpu_pct\":")), "{p} measured: {json}");
     }
+    // Every reply went through the gate (and the boots' creates): counted by its metrics.
+    assert!(field("gate_deliveries") >= field("replies"), "{json}");
+    assert!(json.contains("\"gate_us_per_delivery\":") && json.contains("\"raw_write_us\":"), "{json}");
     cluster.stop().expect("clean stop");
 }
 

@@ -81,6 +81,10 @@ pub struct GateStats {
     pub client_errors: [u64; 16],
     /// Bytes of those messages.
     pub client_bytes: [u64; 4],
+    /// Messages from the cluster delivered to clients (one per recipient), and their bytes.
+    pub delivered: u64,
+    /// Bytes of those messages (before the channel's framing, compression and encryption).
+    pub delivered_bytes: u64,
     /// Client messages dropped by the rate limits.
     pub rate_limited: u64,
     /// Clients disconnected for going on past the rate limits.
@@ -482,6 +486,8 @@ impl GateApp {
 
     /// Sends a game's message to a client: at once, or with the next flush.
     fn send_client(&mut self, conn: ConnId, payload: &[u8], out: &mut Outbox) {
+        self.stats.delivered += 1;
+        self.stats.delivered_bytes += payload.len() as u64;
         if self.gather.now_or_hold(conn, self.now, out) {
             out.send(conn, payload);
         } else {
@@ -629,6 +635,13 @@ impl crate::metrics::Metrics for GateApp {
             );
         }
         self.tracer.metrics(m);
+        m.counter("client_msgs_out_total", "Messages from the cluster delivered to clients", &[], st.delivered);
+        m.counter(
+            "client_bytes_out_total",
+            "Bytes of messages delivered to clients (before framing, compression, encryption)",
+            &[],
+            st.delivered_bytes,
+        );
         m.counter("clients_accepted_total", "Client connections accepted", &[], st.accepted);
         m.counter("client_calls_total", "Calls from clients forwarded to the cluster", &[], st.calls);
         m.counter("client_refused_total", "Client messages refused (malformed, not addressable)", &[], st.refused);

@@ -98,6 +98,7 @@ fn every_process_exports_metrics_that_promtool_and_prometheus_accept() {
     assert!(total(&d, "oxworld_routed_total") >= 200.0, "{d}");
     assert!(total(&d, "oxworld_frames_in_total{kind=\"Call\"}") >= 100.0, "calls by kind: {d}");
     assert!(total(&gt, "oxworld_client_calls_total") >= 100.0, "{gt}");
+    assert!(total(&gt, "oxworld_client_msgs_out_total") >= 101.0, "every reply delivered and counted: {gt}");
     // Handler time by type and method at the games; traced calls' hops at the gate.
     let echo_timed = total(&g1, "oxworld_entity_call_seconds_count{type=\"Account\",method=\"echo\"}")
         + total(&g2, "oxworld_entity_call_seconds_count{type=\"Account\",method=\"echo\"}");
