@@ -133,6 +133,18 @@ fn watched(run_dir: &Option<PathBuf>) -> Vec<(String, String)> {
     v
 }
 
+/// What a [`CpuWindow`] measured.
+struct Usage {
+    /// `steady` when both ends of the steady phase were seen, else `whole`.
+    phase: &'static str,
+    /// Seconds measured.
+    secs: f64,
+    /// (name, CPU %, RSS KiB) of each watched process.
+    procs: Vec<(String, f64, u64)>,
+    /// Messages the gates delivered to clients meanwhile (when their metrics are on).
+    delivered: Option<f64>,
+}
+
 /// Samples of every watched process at one instant, and the messages the gates had delivered.
 type Samples = (Instant, Vec<Option<(u64, u64)>>, Option<f64>);
 
@@ -190,9 +202,8 @@ impl CpuWindow {
         }
     }
 
-    /// `(phase, seconds, [(name, cpu %, rss KiB)], messages the gates delivered)`; `phase` is
-    /// `steady` when both ends were seen.
-    fn usage(&self) -> (&'static str, f64, Vec<(String, f64, u64)>, Option<f64>) {
+    /// What the window measured.
+    fn usage(&self) -> Usage {
         let phase = if self.from.is_some() && self.to.is_some() { "steady" } else { "whole" };
         let begin = self.from.as_ref().unwrap_or(&self.whole);
         let end = self.to.clone().unwrap_or_else(|| Self::sample(&self.watch, &self.gates));
@@ -208,7 +219,7 @@ impl CpuWindow {
                 Some((name.clone(), t1.saturating_sub(t0) as f64 / 100.0 / secs * 100.0, rss))
             })
             .collect();
-        (phase, secs, usage, delivered)
+        Usage { phase, secs, procs: usage, delivered }
     }
 }
 
@@ -338,7 +349,7 @@ fn main() -> ExitCode {
         // The relay still holds the bots' last packets (KCP BYEs among them): let them through.
         std::thread::sleep(Duration::from_millis(cli.delay + cli.jitter + 200));
     }
-    let (phase, cpu_secs, usage, delivered) = cpu.usage();
+    let Usage { phase, secs: cpu_secs, procs: usage, delivered } = cpu.usage();
     // The gates' CPU per message they delivered, beside the floor (one raw loopback write).
     let gates_cpu: f64 = usage.iter().filter(|(n, _, _)| n.starts_with("gate")).map(|(_, c, _)| c).sum();
     let per_delivery =
