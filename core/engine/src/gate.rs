@@ -396,6 +396,8 @@ impl GateApp {
             if !hit {
                 continue;
             }
+            self.stats.delivered += 1;
+            self.stats.delivered_bytes += template.len() as u64;
             if self.gather.now_or_hold(conn, self.now, out) {
                 out.send_with(conn, |b| {
                     let at = b.len();
