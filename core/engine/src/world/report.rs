@@ -44,7 +44,48 @@ impl World {
                 e.on_game_ready(ctx);
                 Ok(())
             });
+            // Service shards are looked for now rather than at the next periodic check (up
+            // to a second later): the first clients after a start find them (the test game's
+            // first `enter_space`s waited 0.6-1 s in retries without this).
+            let now = self.core.now;
+            self.core.next_service_check = now + super::SERVICE_CHECK_EVERY;
+            self.check_services(now);
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests take one arbitrary base instant from the clock
+mod tests {
+    use oxworld_net::msg::FromGame;
+
+    use super::*;
+    use crate::entity::{Entity, Registry};
+
+    #[derive(Default)]
+    struct Boot;
+    impl Entity for Boot {}
+    #[derive(Default)]
+    struct Svc;
+    impl Entity for Svc {}
+
+    #[test]
+    fn service_shards_are_created_as_soon_as_the_deployment_is_ready() {
+        let mut reg = Registry::new();
+        reg.entity("Boot", Boot::default);
+        reg.service("Svc", Svc::default, 2);
+        reg.boot("Boot");
+        let now = Instant::now();
+        let mut w = super::super::World::new(reg, 1, 1, None, 7, (now, 1_700_000_000_000)).expect("world");
+        w.set_deployment(1, 0);
+        w.set_online_games(&[1]);
+        w.dispatcher_linked(now, 0);
+        assert!(w.deployment_ready());
+        // The only game is every shard's designated creator: both register at once, long
+        // before the first periodic check a second later.
+        let registered =
+            w.drain_output().filter(|(_, m)| matches!(m, FromGame::ServiceRegister(r) if r.name == "Svc")).count();
+        assert_eq!(registered, 2);
     }
 }
 
