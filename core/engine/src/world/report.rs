@@ -54,41 +54,6 @@ impl World {
     }
 }
 
-#[cfg(test)]
-#[allow(clippy::disallowed_methods)] // tests take one arbitrary base instant from the clock
-mod tests {
-    use oxworld_net::msg::FromGame;
-
-    use super::*;
-    use crate::entity::{Entity, Registry};
-
-    #[derive(Default)]
-    struct Boot;
-    impl Entity for Boot {}
-    #[derive(Default)]
-    struct Svc;
-    impl Entity for Svc {}
-
-    #[test]
-    fn service_shards_are_created_as_soon_as_the_deployment_is_ready() {
-        let mut reg = Registry::new();
-        reg.entity("Boot", Boot::default);
-        reg.service("Svc", Svc::default, 2);
-        reg.boot("Boot");
-        let now = Instant::now();
-        let mut w = super::super::World::new(reg, 1, 1, None, 7, (now, 1_700_000_000_000)).expect("world");
-        w.set_deployment(1, 0);
-        w.set_online_games(&[1]);
-        w.dispatcher_linked(now, 0);
-        assert!(w.deployment_ready());
-        // The only game is every shard's designated creator: both register at once, long
-        // before the first periodic check a second later.
-        let registered =
-            w.drain_output().filter(|(_, m)| matches!(m, FromGame::ServiceRegister(r) if r.name == "Svc")).count();
-        assert_eq!(registered, 2);
-    }
-}
-
 impl Metrics for World {
     fn metrics(&self, m: &mut MetricSet) {
         let st = &self.core.stats;
@@ -166,5 +131,40 @@ impl Metrics for World {
                 h,
             );
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests take one arbitrary base instant from the clock
+mod tests {
+    use oxworld_net::msg::FromGame;
+
+    use super::*;
+    use crate::entity::{Entity, Registry};
+
+    #[derive(Default)]
+    struct Boot;
+    impl Entity for Boot {}
+    #[derive(Default)]
+    struct Svc;
+    impl Entity for Svc {}
+
+    #[test]
+    fn service_shards_are_created_as_soon_as_the_deployment_is_ready() {
+        let mut reg = Registry::new();
+        reg.entity("Boot", Boot::default);
+        reg.service("Svc", Svc::default, 2);
+        reg.boot("Boot");
+        let now = Instant::now();
+        let mut w = super::super::World::new(reg, 1, 1, None, 7, (now, 1_700_000_000_000)).expect("world");
+        w.set_deployment(1, 0);
+        w.set_online_games(&[1]);
+        w.dispatcher_linked(now, 0);
+        assert!(w.deployment_ready());
+        // The only game is every shard's designated creator: both register at once, long
+        // before the first periodic check a second later.
+        let registered =
+            w.drain_output().filter(|(_, m)| matches!(m, FromGame::ServiceRegister(r) if r.name == "Svc")).count();
+        assert_eq!(registered, 2);
     }
 }
