@@ -37,6 +37,8 @@ struct Conn {
     client: Option<ClientLayers>,
     /// Close once everything queued is written (a WebSocket port served a plain HTTP GET).
     close_after_flush: bool,
+    /// Output was added by the commands being applied; written once they are all applied.
+    dirty: bool,
 }
 
 pub(crate) struct Worker {
@@ -58,6 +60,8 @@ pub(crate) struct Worker {
     kcp_events: Vec<Event>,
     /// When client connections are next checked for an overdue handshake.
     next_sweep: Instant,
+    /// Connections with output added by the commands being applied (see `commands`).
+    dirty: Vec<usize>,
 }
 
 impl Worker {
@@ -89,6 +93,7 @@ impl Worker {
             kcp: KcpIo::new(index, count, kcp_seed),
             kcp_events: Vec::new(),
             next_sweep: Instant::now(),
+            dirty: Vec::new(),
         }
     }
 
@@ -157,7 +162,23 @@ impl Worker {
     }
 
     /// Applies queued commands; true on shutdown.
+    ///
+    /// Every queued command is applied first, then each connection that got output is
+    /// written once: when the logic loop produced several iterations' output while this
+    /// worker was busy, a client's messages from all of them share one write. The batch grows
+    /// with the load and costs no wait when there is none.
     fn commands(&mut self) -> io::Result<bool> {
+        let r = self.apply_commands();
+        for k in std::mem::take(&mut self.dirty) {
+            if let Some(c) = self.conns.get_mut(&k) {
+                c.dirty = false;
+                self.flush_conn(k);
+            }
+        }
+        r
+    }
+
+    fn apply_commands(&mut self) -> io::Result<bool> {
         loop {
             let cmd = match self.rx.try_recv() {
                 Ok(c) => c,
@@ -234,7 +255,9 @@ impl Worker {
                         } else {
                             c.out.extend_from_slice(&bytes);
                         }
-                        self.flush_conn(k);
+                        if !std::mem::replace(&mut c.dirty, true) {
+                            self.dirty.push(k);
+                        }
                     }
                 }
                 Cmd::Close(conn, reason) => {
@@ -512,6 +535,7 @@ impl Conn {
             paused: false,
             client: None,
             close_after_flush: false,
+            dirty: false,
         }
     }
 }
