@@ -238,6 +238,14 @@ impl Value {
     }
 }
 
+/// Writes the head of a map of `len` entries without building a [`Value::Map`]: each entry
+/// follows as its key (`wire::put_bytes`) then its value. With the keys in ascending order (as
+/// a `Value::Map` holds them) the bytes equal that map's encoding.
+pub fn encode_map_head(out: &mut Vec<u8>, len: usize) {
+    out.push(TAG_MAP);
+    put_len(out, len);
+}
+
 /// Appends an argument list: `u32` count + each value.
 pub fn encode_args(args: &[Value], out: &mut Vec<u8>) {
     put_len(out, args.len());

@@ -244,8 +244,9 @@ impl World {
     /// freeze fails, the game can go on).
     pub fn freeze(&mut self, now: Instant) -> Frozen {
         self.core.now = now;
-        let mut ids: Vec<Id> = self.entities.keys().copied().collect();
-        ids.sort_unstable();
+        // In the table's own order: at 100,000 entities, visiting them sorted by id cost more in
+        // cache misses than the hooks and images themselves.
+        let ids: Vec<Id> = self.entities.keys().copied().collect();
         for id in &ids {
             self.with_entity(*id, Caller::Server(Id::NIL), |e, ctx| {
                 e.on_freeze(ctx);
@@ -261,17 +262,19 @@ impl World {
         }
         self.core.next_sync = now;
         self.sync_spaces(now);
-        // Spaces first, so members find them on restore.
-        let mut order: Vec<(bool, Id)> =
-            self.entities.keys().map(|id| (!self.core.spaces.is_space(*id), *id)).collect();
-        order.sort_unstable();
+        // Spaces first, so members find them on restore; otherwise in the table's order.
+        let (mut order, members): (Vec<Id>, Vec<Id>) =
+            self.entities.keys().copied().partition(|id| self.core.spaces.is_space(*id));
+        order.extend(members);
         let mut records = Vec::with_capacity(order.len());
-        for (_, id) in order {
-            let Some(image) = self.image_of(id) else { continue };
-            let mut rec = Vec::with_capacity(256);
-            rec.extend_from_slice(&id.0);
-            rec.extend_from_slice(&image.encode());
-            records.push(rec);
+        for id in order {
+            let rec = self.with_image(id, |image| {
+                let mut rec = Vec::with_capacity(256);
+                rec.extend_from_slice(&id.0);
+                image.encode_into(&mut rec);
+                rec
+            });
+            records.extend(rec);
         }
         let meta = Meta {
             game: self.core.game_id,

@@ -10,7 +10,7 @@ use oxworld_net::{Id, Value, method_id};
 use super::{CronEntry, Slot, World};
 use crate::attr::Attrs;
 use crate::cron::CronSpec;
-use crate::migrate::{CronImage, EntityImage, TimerImage};
+use crate::migrate::{CronImage, EntityImage, EntityImageRef, TimerImage};
 use crate::timer::Timer;
 
 /// Where a rebuilt entity was, for the caller to put it back in a space.
@@ -58,11 +58,28 @@ impl World {
     /// binding, space, position, AOI radius and, for a space, its kind. The world is not
     /// changed.
     pub(super) fn image_of(&self, id: Id) -> Option<EntityImage> {
+        self.with_image(id, |r| EntityImage {
+            type_name: r.type_name.to_owned(),
+            attrs: r.attrs.clone(),
+            timers: r.timers.to_vec(),
+            client: r.client,
+            pos: r.pos,
+            space: r.space,
+            state: r.state.clone(),
+            client_move: r.client_move,
+            radius: r.radius,
+            cron: r.cron.to_vec(),
+            space_kind: r.space_kind,
+        })
+    }
+
+    /// Runs `f` on the image of `id` borrowed from the live entity (attributes not copied).
+    pub(super) fn with_image<R>(&self, id: Id, f: impl FnOnce(EntityImageRef<'_>) -> R) -> Option<R> {
         let slot = self.entities.get(&id)?;
         let ty = &self.reg.types[slot.ty];
         let name_of = |m: &u32| ty.by_id.get(m).map(|&i| ty.methods[i].name.to_owned());
         let now = self.core.now;
-        let timers = self
+        let timers: Vec<TimerImage> = self
             .core
             .timers
             .of_entity(id)
@@ -77,7 +94,7 @@ impl World {
                 })
             })
             .collect();
-        let cron = self
+        let cron: Vec<CronImage> = self
             .core
             .cron
             .get(&id)
@@ -87,19 +104,20 @@ impl World {
             .collect();
         let spatial = self.core.spaces.spatial(id);
         let pos = spatial.map(|s| s.pos).unwrap_or_default();
-        Some(EntityImage {
-            type_name: ty.name.to_owned(),
-            attrs: slot.attrs.value().clone(),
-            timers,
+        let state = slot.obj.as_ref().map(|o| save_caught(o.as_ref(), ty.name, id)).unwrap_or(Value::Nil);
+        Some(f(EntityImageRef {
+            type_name: ty.name,
+            attrs: slot.attrs.value(),
+            timers: &timers,
             client: slot.client,
             pos: [pos.x, pos.y, pos.z, pos.yaw],
             space: spatial.map(|s| s.space).unwrap_or(Id::NIL),
-            state: slot.obj.as_ref().map(|o| save_caught(o.as_ref(), ty.name, id)).unwrap_or(Value::Nil),
+            state: &state,
             client_move: spatial.is_some_and(|s| s.client_move),
             radius: spatial.and_then(|s| s.radius),
-            cron,
+            cron: &cron,
             space_kind: self.core.spaces.space(id).map(|s| s.kind),
-        })
+        }))
     }
 
     /// Builds entity `id` of type `ty` (checked by the caller) from `image`: its object with
