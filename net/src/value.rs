@@ -246,6 +246,26 @@ pub fn encode_map_head(out: &mut Vec<u8>, len: usize) {
     put_len(out, len);
 }
 
+/// Reads the head of a map (the counterpart of [`encode_map_head`]): its entry count, or
+/// `None` (nothing consumed but the tag) when the value there is not a map. Each entry follows
+/// as a key ([`decode_map_key`]) and a value ([`Value::decode_with`]).
+pub fn decode_map_head(r: &mut Reader<'_>, budget: &mut DecodeBudget) -> Result<Option<usize>, DecodeError> {
+    budget.spend(VALUE_COST)?;
+    if r.u8("value tag")? != TAG_MAP {
+        return Ok(None);
+    }
+    // Each entry is at least a 4-byte key length and a 1-byte value tag.
+    Ok(Some(r.count("map length", 5)?))
+}
+
+/// Reads one map entry's key, borrowed from the input, paid from `budget` as [`Value::decode`]
+/// pays for it.
+pub fn decode_map_key<'a>(r: &mut Reader<'a>, budget: &mut DecodeBudget) -> Result<&'a str, DecodeError> {
+    let k = r.str("map key")?;
+    budget.spend(k.len() + MAP_ENTRY_COST)?;
+    Ok(k)
+}
+
 /// Appends an argument list: `u32` count + each value.
 pub fn encode_args(args: &[Value], out: &mut Vec<u8>) {
     put_len(out, args.len());

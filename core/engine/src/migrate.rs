@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use oxworld_net::value::encode_map_head;
+use oxworld_net::value::{DecodeBudget, decode_map_head, decode_map_key, encode_map_head};
 use oxworld_net::wire::{DecodeError, Reader, put_bytes};
 use oxworld_net::{Id, Value};
 use thiserror::Error;
@@ -71,6 +71,32 @@ pub struct EntityImage {
     pub cron: Vec<CronImage>,
     /// Spaces only (freezes): the space's kind.
     pub space_kind: Option<i64>,
+}
+
+/// The fields an image's map may hold, read entry by entry (`EntityImage::decode`).
+#[derive(Default)]
+struct Fields {
+    slots: [Option<Value>; FIELDS.len()],
+}
+
+/// Every key an image's map may hold.
+const FIELDS: [&str; 12] =
+    ["attrs", "client", "client_move", "cron", "kind", "pos", "radius", "space", "state", "timers", "type", "v"];
+
+impl Fields {
+    fn put(&mut self, key: &str, v: Value) {
+        if let Some(i) = FIELDS.iter().position(|k| *k == key) {
+            self.slots[i] = Some(v);
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        FIELDS.iter().position(|k| *k == key).and_then(|i| self.slots[i].as_ref())
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Value> {
+        FIELDS.iter().position(|k| *k == key).and_then(|i| self.slots[i].take())
+    }
 }
 
 /// An [`EntityImage`] borrowed from a live entity: encodes to the same bytes without copying
@@ -212,11 +238,20 @@ impl EntityImage {
     }
 
     /// Reads an image written by [`EntityImage::encode`].
+    ///
+    /// The map is read entry by entry into the fields it may hold (a later duplicate wins, as
+    /// in a `Value::Map`; unknown keys are read and dropped), without building the map.
     pub fn decode(bytes: &[u8]) -> Result<EntityImage, ImageError> {
         let mut r = Reader::new(bytes);
-        let v = Value::decode(&mut r)?;
+        let mut budget = DecodeBudget::for_input(bytes.len());
+        let Some(n) = decode_map_head(&mut r, &mut budget)? else { return Err(ImageError::Field("root")) };
+        let mut m = Fields::default();
+        for _ in 0..n {
+            let key = decode_map_key(&mut r, &mut budget)?;
+            let v = Value::decode_with(&mut r, &mut budget)?;
+            m.put(key, v);
+        }
         r.finish()?;
-        let Value::Map(mut m) = v else { return Err(ImageError::Field("root")) };
         let version = m.get("v").and_then(Value::as_int).ok_or(ImageError::Field("v"))?;
         if !(OLDEST_ENTITY_IMAGE_VERSION..=ENTITY_IMAGE_VERSION).contains(&version) {
             return Err(ImageError::Version(version));
@@ -419,6 +454,34 @@ mod tests {
         assert_eq!(img.timers[0].id, None);
         assert_eq!(img.timers[0].remaining, Duration::from_millis(40));
         assert!(img.cron.is_empty());
+    }
+
+    /// Read entry by entry, an image still reads like the map it is: unknown keys are
+    /// skipped, a later duplicate wins, and a hostile count or key is an error, not a panic.
+    #[test]
+    fn unknown_keys_are_skipped_and_a_later_duplicate_wins() {
+        let img = sample();
+        let bytes = img.encode();
+        // Re-write the map with one more unknown entry and a duplicate `state` at the end.
+        let mut out = Vec::new();
+        oxworld_net::value::encode_map_head(&mut out, 12 + 2);
+        out.extend_from_slice(&bytes[5..]);
+        oxworld_net::wire::put_bytes(&mut out, b"zz_future");
+        Value::List(vec![Value::Int(1)]).encode(&mut out);
+        oxworld_net::wire::put_bytes(&mut out, b"state");
+        Value::Int(99).encode(&mut out);
+        let got = EntityImage::decode(&out).expect("reads");
+        assert_eq!(got.state, Value::Int(99));
+        assert_eq!(EntityImage { state: img.state.clone(), ..got }, img);
+        // A count far beyond the bytes, and a key that is not UTF-8.
+        let mut huge = Vec::new();
+        oxworld_net::value::encode_map_head(&mut huge, u32::MAX as usize);
+        assert!(EntityImage::decode(&huge).is_err());
+        let mut bad_key = Vec::new();
+        oxworld_net::value::encode_map_head(&mut bad_key, 1);
+        oxworld_net::wire::put_bytes(&mut bad_key, &[0xff, 0xfe]);
+        Value::Nil.encode(&mut bad_key);
+        assert!(EntityImage::decode(&bad_key).is_err());
     }
 
     #[test]
