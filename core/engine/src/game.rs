@@ -275,7 +275,7 @@ impl GameApp {
                     "game{}: frozen {} entities in {:?}; exiting for the new binary",
                     self.id,
                     frozen.records.len(),
-                    now.saturating_duration_since(since)
+                    self.world.clock_now().saturating_duration_since(since)
                 );
                 self.frozen = true;
                 self.done = true;

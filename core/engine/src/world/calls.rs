@@ -122,6 +122,12 @@ impl World {
         self.core.calls.clock = Some(clock);
     }
 
+    /// The time now by the host's clock (the loop's `now` without one): for reporting how long
+    /// work inside one loop turn took.
+    pub fn clock_now(&self) -> Instant {
+        self.core.read_clock()
+    }
+
     /// A client call slower than this at the game (waiting and running) has its reply traced
     /// and is counted (`slow_call_ms`).
     pub fn set_slow_call(&mut self, slow: Duration) {
