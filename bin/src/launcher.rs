@@ -3,7 +3,9 @@
 //! say they are ready, status, hot swaps, stop and kill. Only processes recorded in this run
 //! directory's pid files are ever signalled.
 
+use std::ffi::OsStr;
 use std::fs;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -111,12 +113,18 @@ pub fn procs(cfg: &Config) -> Vec<Proc> {
 pub fn running_pid(layout: &Layout, p: Proc) -> Option<i32> {
     let pid: i32 = fs::read_to_string(layout.pid_file(p)).ok()?.trim().parse().ok()?;
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let argv0 = cmdline.split(|b| *b == 0).next()?;
-    let exe = Path::new(std::str::from_utf8(argv0).ok()?).file_name()?.to_str()?.to_owned();
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let exe = Path::new(std::str::from_utf8(args.first()?).ok()?).file_name()?.to_str()?.to_owned();
+    // Ours if it runs the expected binary, or if it was started for this very process of this
+    // run directory (its status file): a game started with another `--game-bin` is still
+    // found by `stop`, `status` and `reload` without it, and a reused pid is not taken.
+    let status = layout.status_file(p);
+    let started_here =
+        args.windows(2).any(|w| w[0] == b"--status-file" && Path::new(OsStr::from_bytes(w[1])) == status);
     let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
         .unwrap_or(false);
-    (exe == layout.exe_name(p.kind) && !zombie).then_some(pid)
+    ((exe == layout.exe_name(p.kind) || started_here) && !zombie).then_some(pid)
 }
 
 /// One line of `status`.
@@ -512,4 +520,49 @@ pub fn build(game_dir: &Path) -> anyhow::Result<()> {
         bail!("cargo build failed ({st})");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process is ours if it runs the expected binary or was started for this process's
+    /// status file; anything else with that pid is not.
+    #[test]
+    fn a_game_started_under_another_binary_name_is_still_found() {
+        let dir = std::env::temp_dir().join(format!("oxworld-running-pid-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("dir");
+        let layout = Layout {
+            config: dir.join("oxworld.ini"),
+            run_dir: dir.clone(),
+            bin_dir: dir.clone(),
+            game_bin: "mygame".into(),
+            game_dir: None,
+        };
+        let game1 = Proc { kind: Kind::Game, id: 1 };
+        let status = layout.status_file(game1);
+        // `sh` stands for a game binary with another name, started for game1's status file.
+        let mut ours = Command::new("sh")
+            .args(["-c", "sleep 30; true", "sh", "--status-file"])
+            .arg(&status)
+            .spawn()
+            .expect("sh runs");
+        let mut other = Command::new("sh").args(["-c", "sleep 30; true"]).spawn().expect("sh runs");
+        let pid_of = |c: &std::process::Child| i32::try_from(c.id()).expect("pid");
+        fs::write(layout.pid_file(game1), format!("{}\n", pid_of(&ours))).expect("pid file");
+        // The shell needs a moment to show its arguments in /proc (a compound command keeps it
+        // from exec-ing `sleep` in its place).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while running_pid(&layout, game1).is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(running_pid(&layout, game1), Some(pid_of(&ours)));
+        fs::write(layout.pid_file(game1), format!("{}\n", pid_of(&other))).expect("pid file");
+        assert_eq!(running_pid(&layout, game1), None, "a process of another binary and purpose is not ours");
+        for c in [&mut ours, &mut other] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
 }
