@@ -219,6 +219,13 @@ impl GameApp {
         self
     }
 
+    /// Lets go of the store and job threads' channels (they finish what was queued and end)
+    /// while the app itself is kept: a frozen game's process exits without dropping its world.
+    pub fn release_ports(&mut self) {
+        self.store = None;
+        self.jobs = None;
+    }
+
     /// True once the world has been frozen and written: the process should exit 0.
     pub fn is_frozen(&self) -> bool {
         self.frozen

@@ -192,8 +192,17 @@ pub fn run_game(reg: Registry, args: &ProcArgs) -> anyhow::Result<()> {
     let err = result.as_ref().err().map(ToString::to_string);
     hosted.finish(Instant::now(), err.as_deref());
     let fatal = oxworld_engine::status::Report::fatal(&hosted.app).map(str::to_owned);
-    // Dropping the app drops the store channel: the thread finishes what was queued and ends.
-    drop(hosted);
+    if hosted.app.is_frozen() {
+        // Everything the world holds is in the freeze, and the clients wait until the new
+        // process is up: the OS takes this memory back at exit far faster than dropping each
+        // entity (about 200 ms at 100,000 entities). The store and job channels still close,
+        // so their threads finish what was queued and end.
+        hosted.app.release_ports();
+        std::mem::forget(hosted);
+    } else {
+        // Dropping the app drops the store channel: the thread finishes what was queued and ends.
+        drop(hosted);
+    }
     if store_thread.join().is_err() {
         log::error!("{name}: the store thread panicked");
     }
