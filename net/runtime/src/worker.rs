@@ -169,12 +169,16 @@ impl Worker {
     /// with the load and costs no wait when there is none.
     fn commands(&mut self) -> io::Result<bool> {
         let r = self.apply_commands();
-        for k in std::mem::take(&mut self.dirty) {
+        // The list keeps its capacity from one drain to the next (no allocation per drain).
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &k in &dirty {
             if let Some(c) = self.conns.get_mut(&k) {
                 c.dirty = false;
                 self.flush_conn(k);
             }
         }
+        dirty.clear();
+        self.dirty = dirty;
         r
     }
 
