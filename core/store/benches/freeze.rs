@@ -71,7 +71,7 @@ fn write_lmdb(bencher: divan::Bencher, n: usize) {
     let frozen = world(n, now).freeze(now);
     let dir = std::env::temp_dir().join(format!("oxworld-bench-freeze-{n}-{}", std::process::id()));
     let mut db = FreezeDb::open(&dir, 8 << 30).expect("open");
-    bencher.bench_local(|| db.write(&frozen.meta, frozen.records.iter().cloned()).expect("write"));
+    bencher.bench_local(|| db.write(&frozen.meta, &frozen.records).expect("write"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -81,7 +81,7 @@ fn read_lmdb(bencher: divan::Bencher, n: usize) {
     let frozen = world(n, now).freeze(now);
     let dir = std::env::temp_dir().join(format!("oxworld-bench-thaw-{n}-{}", std::process::id()));
     let mut db = FreezeDb::open(&dir, 8 << 30).expect("open");
-    db.write(&frozen.meta, frozen.records.iter().cloned()).expect("write");
+    db.write(&frozen.meta, &frozen.records).expect("write");
     bencher.bench_local(|| db.read().expect("read").expect("complete"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -89,7 +89,7 @@ fn freeze_write_200b(bencher: divan::Bencher, n: usize) {
     let dir = tempfile::Builder::new().prefix("oxworld-bench-freeze-").tempdir().expect("temp dir");
     let mut db = FreezeDb::open(dir.path(), 1 << 30).expect("open");
     bencher.counter(divan::counter::ItemsCount::new(n)).bench_local(|| {
-        db.write(b"meta", recs.iter().cloned()).expect("write");
+        db.write(b"meta", &recs).expect("write");
     });
 }
 
@@ -98,7 +98,7 @@ fn freeze_write_200b(bencher: divan::Bencher, n: usize) {
 fn freeze_read_200b(bencher: divan::Bencher, n: usize) {
     let dir = tempfile::Builder::new().prefix("oxworld-bench-thaw-").tempdir().expect("temp dir");
     let mut db = FreezeDb::open(dir.path(), 1 << 30).expect("open");
-    db.write(b"meta", records(n).into_iter()).expect("write");
+    db.write(b"meta", &records(n)).expect("write");
     bencher.counter(divan::counter::ItemsCount::new(n)).bench_local(|| {
         let (_, got) = db.read().expect("read").expect("complete");
         assert_eq!(got.len(), n);

@@ -354,9 +354,8 @@ impl FreezeDb {
     /// Replaces whatever was frozen with `meta` and `records`, durably, all or nothing. The map
     /// is first grown to an estimate of what the freeze needs, and doubled on `MapFull` (the
     /// transaction is abandoned and run again) up to [`MAX_FREEZE_MAP_BYTES`].
-    pub fn write(&mut self, meta: &[u8], records: impl Iterator<Item = Vec<u8>>) -> Result<(), StoreError> {
-        let records: Vec<Vec<u8>> = records.collect();
-        self.write_records(meta, &records, true)
+    pub fn write(&mut self, meta: &[u8], records: &[Vec<u8>]) -> Result<(), StoreError> {
+        self.write_records(meta, records, true)
     }
 
     fn write_records(&mut self, meta: &[u8], records: &[Vec<u8>], presize: bool) -> Result<(), StoreError> {
@@ -421,15 +420,22 @@ impl FreezeDb {
             Err(lmdb::Error::NotFound) => return Err(corrupt("a complete freeze without its meta record")),
             Err(e) => return Err(lerr("meta", e)),
         };
-        let rows = scan(&txn, self.db, REC, |k| k.starts_with(REC))?;
-        txn.abort();
-        let mut records = Vec::with_capacity(rows.len());
-        for (k, v) in rows {
+        // Only the values are copied (one allocation per record, no key copies).
+        let mut records = Vec::new();
+        let mut cursor = txn.open_ro_cursor(self.db).map_err(|e| lerr("cursor", e))?;
+        // `cursor` outlives the iteration (the crate does not enforce it).
+        for item in cursor.iter_from(REC) {
+            let (k, v) = item.map_err(|e| lerr("scan", e))?;
+            if !k.starts_with(REC) {
+                break;
+            }
             if k.len() != 11 || k[3..] != (records.len() as u64).to_be_bytes() {
                 return Err(corrupt("freeze records are not contiguous"));
             }
-            records.push(v);
+            records.push(v.to_vec());
         }
+        drop(cursor);
+        txn.abort();
         Ok(Some((meta, records)))
     }
 
@@ -592,15 +598,15 @@ mod tests {
         let mut f = FreezeDb::open(dir.path(), 1 << 30).expect("open");
         assert_eq!(f.read().expect("read"), None, "empty");
         let recs: Vec<Vec<u8>> = (0..100_000u32).map(|i| i.to_le_bytes().repeat(50)).collect();
-        f.write(b"m1", recs.iter().cloned()).expect("write");
+        f.write(b"m1", &recs).expect("write");
         drop(f);
         let mut f = FreezeDb::open(dir.path(), 1 << 30).expect("reopen");
         let (meta, got) = f.read().expect("read").expect("complete");
         assert_eq!(meta, b"m1");
         assert_eq!(got, recs);
-        f.write(b"m2", [vec![1u8]].into_iter()).expect("replace");
+        f.write(b"m2", &[vec![1u8]]).expect("replace");
         assert_eq!(f.read().expect("read"), Some((b"m2".to_vec(), vec![vec![1u8]])), "old records gone");
-        f.write(b"", std::iter::empty()).expect("an empty freeze");
+        f.write(b"", &[]).expect("an empty freeze");
         assert_eq!(f.read().expect("read"), Some((Vec::new(), Vec::new())), "empty but complete");
         f.clear().expect("clear");
         assert_eq!(f.read().expect("read"), None);

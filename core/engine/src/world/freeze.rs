@@ -23,6 +23,22 @@ use super::{FREEZE_DRAIN_OPS, World};
 use crate::entity::{Registry, RegistryError};
 use crate::migrate::EntityImage;
 
+/// Decodes entity records (16 id bytes, then an [`EntityImage`]); `first` is the index of
+/// `records[0]` in the whole freeze, for error messages. Pure, so a host may decode slices of
+/// the records on several threads and concatenate the results in order.
+pub fn decode_records(records: &[Vec<u8>], first: usize) -> Result<Vec<(Id, EntityImage)>, RestoreError> {
+    let mut out = Vec::with_capacity(records.len());
+    for (i, rec) in records.iter().enumerate() {
+        let index = first + i;
+        let Some((id, body)) = rec.split_first_chunk::<16>() else {
+            return Err(RestoreError::Record { index, reason: "shorter than an id".into() });
+        };
+        let image = EntityImage::decode(body).map_err(|e| RestoreError::Record { index, reason: e.to_string() })?;
+        out.push((Id(*id), image));
+    }
+    Ok(out)
+}
+
 /// Version of the freeze layout (the metadata record and how records are framed); entity
 /// records carry their own [`crate::migrate::ENTITY_IMAGE_VERSION`].
 pub const FREEZE_VERSION: i64 = 1;
@@ -304,6 +320,24 @@ impl World {
         clock_base: (Instant, u64),
         frozen: &Frozen,
     ) -> Result<(World, RestoreReport), RestoreError> {
+        Self::restore_with(reg, game_id, n_dispatchers, boot_override, seed, clock_base, frozen, |r| {
+            decode_records(r, 0)
+        })
+    }
+
+    /// [`World::restore`] with the entity records decoded by `decode`, which must return what
+    /// [`decode_records`]`(records, 0)` would (the host splits the records over threads).
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore_with(
+        reg: Registry,
+        game_id: u16,
+        n_dispatchers: usize,
+        boot_override: Option<&str>,
+        seed: impl Into<IdSeed>,
+        clock_base: (Instant, u64),
+        frozen: &Frozen,
+        decode: impl FnOnce(&[Vec<u8>]) -> Result<Vec<(Id, EntityImage)>, RestoreError>,
+    ) -> Result<(World, RestoreReport), RestoreError> {
         let meta = Meta::decode(&frozen.meta)?;
         if meta.game != game_id {
             return Err(RestoreError::WrongGame { frozen: meta.game, me: game_id });
@@ -322,13 +356,17 @@ impl World {
         // This world was started before the swap: its game-ready hook ran (or will not matter).
         w.core.ready_fired = true;
         // Check everything first.
-        let mut images = Vec::with_capacity(frozen.records.len());
+        let decoded = decode(&frozen.records)?;
+        if decoded.len() != frozen.records.len() {
+            return Err(RestoreError::Meta(format!(
+                "{} entity records decoded of {}",
+                decoded.len(),
+                frozen.records.len()
+            )));
+        }
+        let mut images = Vec::with_capacity(decoded.len());
         let mut missing = std::collections::BTreeSet::new();
-        for (index, rec) in frozen.records.iter().enumerate() {
-            let Some((id, body)) = rec.split_first_chunk::<16>() else {
-                return Err(RestoreError::Record { index, reason: "shorter than an id".into() });
-            };
-            let image = EntityImage::decode(body).map_err(|e| RestoreError::Record { index, reason: e.to_string() })?;
+        for (index, (id, image)) in decoded.into_iter().enumerate() {
             match w.reg.type_index(&image.type_name) {
                 None => {
                     missing.insert(image.type_name.clone());
@@ -347,7 +385,7 @@ impl World {
                             reason: format!("{} is frozen as a space but is not one here, or the reverse", desc.name),
                         });
                     }
-                    images.push((Id(*id), ty, image));
+                    images.push((id, ty, image));
                 }
             }
         }

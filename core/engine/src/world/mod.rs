@@ -50,7 +50,7 @@ mod view;
 
 pub use calls::{Clock, DEFAULT_SLOW_CALL};
 pub use ctx::Ctx;
-pub use freeze::{Frozen, RestoreError, RestoreReport};
+pub use freeze::{Frozen, RestoreError, RestoreReport, decode_records};
 pub use local::{EntityView, SpaceView};
 pub use persist::StoreCallError;
 
