@@ -316,7 +316,7 @@ mod tests {
             pos: [i as f32, 0.0, 1.0, 0.5],
             space: Id::NIL,
             state: Value::Int(i64::from(i)),
-            client_move: i % 2 == 0,
+            client_move: i.is_multiple_of(2),
             radius: Some(10.0),
             cron: Vec::new(),
             space_kind: None,
