@@ -394,6 +394,9 @@ impl World {
         }
         // Build, silently.
         let mut report = RestoreReport::default();
+        // One allocation per table instead of a rehash at every doubling.
+        w.entities.reserve(images.len());
+        w.core.local_ids.reserve(images.len());
         let nil = w.core.nil_space;
         let mut sights = Vec::new();
         for (id, ty, image) in images {
