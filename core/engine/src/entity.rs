@@ -63,10 +63,16 @@ pub trait Entity: Any {
     /// The game is about to freeze for a hot swap: last chance to move plain state into
     /// attributes or [`Entity::save`]. Timers, attributes, client binding and position are
     /// frozen anyway.
-    fn on_freeze(&mut self, _ctx: &mut Ctx<'_>) {}
+    fn on_freeze(&mut self, ctx: &mut Ctx<'_>) {
+        // The default does nothing: a freeze skips this type's other entities.
+        ctx.default_swap_hook(crate::world::SwapHook::Freeze);
+    }
     /// The entity was rebuilt by a new binary after a hot swap (all entities exist, clients
     /// are bound again; nothing was sent to clients).
-    fn on_restored(&mut self, _ctx: &mut Ctx<'_>) {}
+    fn on_restored(&mut self, ctx: &mut Ctx<'_>) {
+        // The default does nothing: a restore skips this type's other entities.
+        ctx.default_swap_hook(crate::world::SwapHook::Restored);
+    }
     /// A call this entity made to `target` could not be delivered (for instance: the target's
     /// game did not come back from a hot swap in time). The default logs it.
     fn on_call_failed(&mut self, ctx: &mut Ctx<'_>, target: oxworld_net::Id, method: u32, reason: &str) {

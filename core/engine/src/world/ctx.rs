@@ -37,6 +37,12 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Called by the trait's empty default of `hook` only: this entity's type does not
+    /// override it, so the rest of the type's entities need not run it.
+    pub(crate) fn default_swap_hook(&mut self, hook: super::SwapHook) {
+        self.core.default_swap_hooks.insert((self.ty, hook));
+    }
+
     /// This entity's attributes, for reading and changing; changes reach the clients that may
     /// see them (by the attribute's flags) in order, before any later call to those clients.
     pub fn attrs(&mut self) -> MapMut<'_> {

@@ -19,7 +19,7 @@ use oxworld_net::msg::Caller;
 use oxworld_net::{Id, IdSeed, Value, method_id};
 use thiserror::Error;
 
-use super::{FREEZE_DRAIN_OPS, World};
+use super::{FREEZE_DRAIN_OPS, SwapHook, World};
 use crate::entity::{Registry, RegistryError};
 use crate::migrate::EntityImage;
 
@@ -264,6 +264,9 @@ impl World {
         // cache misses than the hooks and images themselves.
         let ids: Vec<Id> = self.entities.keys().copied().collect();
         for id in &ids {
+            if self.hook_is_default(*id, SwapHook::Freeze) {
+                continue;
+            }
             self.with_entity(*id, Caller::Server(Id::NIL), |e, ctx| {
                 e.on_freeze(ctx);
                 Ok(())
@@ -304,6 +307,12 @@ impl World {
         };
         info!("game{}: froze {} entities, {} timers", self.core.game_id, records.len(), self.core.timers.len());
         Frozen { meta: meta.encode(), records }
+    }
+
+    /// Whether `id`'s type leaves `hook` as the trait's empty default (learned when the
+    /// hook of one of its entities ran).
+    fn hook_is_default(&self, id: Id, hook: SwapHook) -> bool {
+        self.entities.get(&id).is_some_and(|s| self.core.default_swap_hooks.contains(&(s.ty, hook)))
     }
 
     /// Rebuilds a frozen world without telling any client anything (they still show it): the
@@ -439,6 +448,9 @@ impl World {
         let mut ids: Vec<(bool, Id)> = w.entities.keys().map(|id| (!w.core.spaces.is_space(*id), *id)).collect();
         ids.sort_unstable();
         for (_, id) in ids {
+            if w.hook_is_default(id, SwapHook::Restored) {
+                continue;
+            }
             w.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
                 e.on_restored(ctx);
                 Ok(())
@@ -610,6 +622,16 @@ mod tests {
             assert_eq!(r.position_of(h), w.position_of(h));
             assert_eq!(r.entities[&h].attrs.get("restores"), Some(&Value::Int(1)), "on_restored ran");
         }
+        // The empty default hooks were learned per type and skipped after the first; Hero's
+        // own on_restored ran for every hero (above).
+        let ty = |name: &str| r.reg.type_index(name).expect("registered");
+        assert!(r.core.default_swap_hooks.contains(&(ty("Arena"), SwapHook::Restored)));
+        assert!(!r.core.default_swap_hooks.contains(&(ty("Hero"), SwapHook::Restored)));
+        assert!(w.core.default_swap_hooks.contains(&(ty("Arena"), SwapHook::Freeze)));
+        assert!(
+            w.core.default_swap_hooks.contains(&(ty("Hero"), SwapHook::Freeze)),
+            "Hero keeps the default on_freeze"
+        );
         assert_eq!(r.core.services.get(&("Hub".to_owned(), 0)), Some(&(Id([0x77; 16]), 2)));
         assert_eq!(r.core.spaces.space(space).map(|s| s.kind), Some(5));
         // Freezing the restored world again (at the same point of its timers) gives the same
