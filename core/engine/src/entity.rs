@@ -65,13 +65,13 @@ pub trait Entity: Any {
     /// frozen anyway.
     fn on_freeze(&mut self, ctx: &mut Ctx<'_>) {
         // The default does nothing: a freeze skips this type's other entities.
-        ctx.default_swap_hook(crate::world::SwapHook::Freeze);
+        ctx.default_swap_hook(crate::world::freeze::SwapHook::Freeze);
     }
     /// The entity was rebuilt by a new binary after a hot swap (all entities exist, clients
     /// are bound again; nothing was sent to clients).
     fn on_restored(&mut self, ctx: &mut Ctx<'_>) {
         // The default does nothing: a restore skips this type's other entities.
-        ctx.default_swap_hook(crate::world::SwapHook::Restored);
+        ctx.default_swap_hook(crate::world::freeze::SwapHook::Restored);
     }
     /// A call this entity made to `target` could not be delivered (for instance: the target's
     /// game did not come back from a hot swap in time). The default logs it.

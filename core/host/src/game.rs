@@ -232,20 +232,24 @@ fn restore(
     let gc = cfg.game(id).ok_or_else(|| format!("game id {id} is not in the config"))?;
     let t0 = Instant::now();
     let db = FreezeDb::open(env, FREEZE_MAP_BYTES).map_err(|e| e.to_string())?;
-    let (meta, records) = db
-        .read()
+    let n_disp = cfg.dispatchers.len();
+    let boot = gc.boot_entity.as_deref();
+    // The records are read in place from the memory map (no copy), decoded and rebuilt while
+    // the read transaction is open.
+    let mut located = None;
+    let rebuilt = db
+        .read_with(|meta, records| {
+            located = Some(Instant::now());
+            World::restore_with(reg, id, n_disp, boot, seed, clock, meta, records, decode_in_parallel)
+        })
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no complete freeze of game{id} in {}", env.display()))?;
-    let frozen = Frozen { meta, records };
-    let t1 = Instant::now();
-    let n_disp = cfg.dispatchers.len();
-    let (w, report) =
-        World::restore_with(reg, id, n_disp, gc.boot_entity.as_deref(), seed, clock, &frozen, decode_in_parallel)
-            .map_err(|e| e.to_string())?;
+    let (w, report) = rebuilt.map_err(|e| e.to_string())?;
     let t2 = Instant::now();
+    let t1 = located.unwrap_or(t2);
     let ms = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64() * 1e3;
     info!(
-        "game{id}: read the freeze in {:.1} ms ({} since the process began), rebuilt the world in {:.1} ms",
+        "game{id}: found the freeze's records in {:.1} ms ({} since the process began), rebuilt the world in {:.1} ms",
         ms(t0, t1),
         format_args!("{:.1} ms", ms(clock.0, t0)),
         ms(t1, t2)
@@ -257,7 +261,7 @@ fn restore(
 /// slice, and concatenates the results in order, so the first failing record in the freeze is
 /// the one reported. During a swap the game's clients wait and the other processes are idle:
 /// the decode is the largest step of the restore (about 2 us per entity).
-fn decode_in_parallel(records: &[Vec<u8>]) -> Result<Vec<(Id, EntityImage)>, RestoreError> {
+fn decode_in_parallel<R: AsRef<[u8]> + Sync>(records: &[R]) -> Result<Vec<(Id, EntityImage)>, RestoreError> {
     /// Below this, one thread's start costs more than it saves.
     const MIN_PER_THREAD: usize = 2048;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);

@@ -409,6 +409,12 @@ impl FreezeDb {
     /// The frozen metadata and records, or `None` if no complete freeze is stored.
     #[allow(clippy::type_complexity)]
     pub fn read(&self) -> Result<Option<(Vec<u8>, Vec<Vec<u8>>)>, StoreError> {
+        self.read_with(|meta, records| (meta.to_vec(), records.iter().map(|r| r.to_vec()).collect()))
+    }
+
+    /// Runs `f` on the frozen metadata and records in place (slices of the memory map, valid
+    /// while `f` runs: nothing is copied), or returns `None` if no complete freeze is stored.
+    pub fn read_with<R>(&self, f: impl FnOnce(&[u8], &[&[u8]]) -> R) -> Result<Option<R>, StoreError> {
         let txn = begin_ro(&self.env)?;
         match txn.get(self.db, &COMPLETE) {
             Ok(_) => {}
@@ -416,14 +422,14 @@ impl FreezeDb {
             Err(e) => return Err(lerr("get", e)),
         }
         let meta = match txn.get(self.db, &META) {
-            Ok(m) => m.to_vec(),
+            Ok(m) => m,
             Err(lmdb::Error::NotFound) => return Err(corrupt("a complete freeze without its meta record")),
             Err(e) => return Err(lerr("meta", e)),
         };
-        // Only the values are copied (one allocation per record, no key copies).
-        let mut records = Vec::new();
+        let mut records: Vec<&[u8]> = Vec::new();
         let mut cursor = txn.open_ro_cursor(self.db).map_err(|e| lerr("cursor", e))?;
-        // `cursor` outlives the iteration (the crate does not enforce it).
+        // `cursor` outlives the iteration (the crate does not enforce it). The values stay
+        // valid until the read-only transaction ends, after `f`.
         for item in cursor.iter_from(REC) {
             let (k, v) = item.map_err(|e| lerr("scan", e))?;
             if !k.starts_with(REC) {
@@ -432,11 +438,13 @@ impl FreezeDb {
             if k.len() != 11 || k[3..] != (records.len() as u64).to_be_bytes() {
                 return Err(corrupt("freeze records are not contiguous"));
             }
-            records.push(v.to_vec());
+            records.push(v);
         }
         drop(cursor);
+        let out = f(meta, &records);
+        drop(records);
         txn.abort();
-        Ok(Some((meta, records)))
+        Ok(Some(out))
     }
 
     /// Removes the freeze (after a successful restore).

@@ -39,7 +39,7 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// Called by the trait's empty default of `hook` only: this entity's type does not
     /// override it, so the rest of the type's entities need not run it.
-    pub(crate) fn default_swap_hook(&mut self, hook: super::SwapHook) {
+    pub(crate) fn default_swap_hook(&mut self, hook: super::freeze::SwapHook) {
         self.core.default_swap_hooks.insert((self.ty, hook));
     }
 

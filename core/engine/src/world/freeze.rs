@@ -19,24 +19,33 @@ use oxworld_net::msg::Caller;
 use oxworld_net::{Id, IdSeed, Value, method_id};
 use thiserror::Error;
 
-use super::{FREEZE_DRAIN_OPS, SwapHook, World};
+use super::{FREEZE_DRAIN_OPS, World};
 use crate::entity::{Registry, RegistryError};
 use crate::migrate::EntityImage;
 
 /// Decodes entity records (16 id bytes, then an [`EntityImage`]); `first` is the index of
 /// `records[0]` in the whole freeze, for error messages. Pure, so a host may decode slices of
 /// the records on several threads and concatenate the results in order.
-pub fn decode_records(records: &[Vec<u8>], first: usize) -> Result<Vec<(Id, EntityImage)>, RestoreError> {
+pub fn decode_records<R: AsRef<[u8]>>(records: &[R], first: usize) -> Result<Vec<(Id, EntityImage)>, RestoreError> {
     let mut out = Vec::with_capacity(records.len());
     for (i, rec) in records.iter().enumerate() {
         let index = first + i;
-        let Some((id, body)) = rec.split_first_chunk::<16>() else {
+        let Some((id, body)) = rec.as_ref().split_first_chunk::<16>() else {
             return Err(RestoreError::Record { index, reason: "shorter than an id".into() });
         };
         let image = EntityImage::decode(body).map_err(|e| RestoreError::Record { index, reason: e.to_string() })?;
         out.push((Id(*id), image));
     }
     Ok(out)
+}
+
+/// The hot-swap hooks a type may leave as the trait's empty default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum SwapHook {
+    /// [`crate::Entity::on_freeze`].
+    Freeze,
+    /// [`crate::Entity::on_restored`].
+    Restored,
 }
 
 /// Version of the freeze layout (the metadata record and how records are framed); entity
@@ -329,49 +338,57 @@ impl World {
         clock_base: (Instant, u64),
         frozen: &Frozen,
     ) -> Result<(World, RestoreReport), RestoreError> {
-        Self::restore_with(reg, game_id, n_dispatchers, boot_override, seed, clock_base, frozen, |r| {
-            decode_records(r, 0)
-        })
+        let decode = |r: &[Vec<u8>]| decode_records(r, 0);
+        Self::restore_with(
+            reg,
+            game_id,
+            n_dispatchers,
+            boot_override,
+            seed,
+            clock_base,
+            &frozen.meta,
+            &frozen.records,
+            decode,
+        )
     }
 
-    /// [`World::restore`] with the entity records decoded by `decode`, which must return what
-    /// [`decode_records`]`(records, 0)` would (the host splits the records over threads).
+    /// [`World::restore`] from a freeze's metadata and entity records wherever they are (the
+    /// host reads them in place from LMDB's memory map), with the records decoded by `decode`,
+    /// which must return what [`decode_records`]`(records, 0)` would (the host splits the
+    /// records over threads).
     #[allow(clippy::too_many_arguments)]
-    pub fn restore_with(
+    pub fn restore_with<R: AsRef<[u8]>>(
         reg: Registry,
         game_id: u16,
         n_dispatchers: usize,
         boot_override: Option<&str>,
         seed: impl Into<IdSeed>,
         clock_base: (Instant, u64),
-        frozen: &Frozen,
-        decode: impl FnOnce(&[Vec<u8>]) -> Result<Vec<(Id, EntityImage)>, RestoreError>,
+        meta: &[u8],
+        records: &[R],
+        decode: impl FnOnce(&[R]) -> Result<Vec<(Id, EntityImage)>, RestoreError>,
     ) -> Result<(World, RestoreReport), RestoreError> {
-        let meta = Meta::decode(&frozen.meta)?;
+        let meta = Meta::decode(meta)?;
         if meta.game != game_id {
             return Err(RestoreError::WrongGame { frozen: meta.game, me: game_id });
         }
         if meta.dispatchers != n_dispatchers.max(1) {
             return Err(RestoreError::Dispatchers { frozen: meta.dispatchers, now: n_dispatchers });
         }
-        if meta.records != frozen.records.len() {
+        if meta.records != records.len() {
             return Err(RestoreError::Meta(format!(
                 "{} entity records expected, {} found",
                 meta.records,
-                frozen.records.len()
+                records.len()
             )));
         }
         let mut w = World::build(reg, game_id, n_dispatchers, boot_override, seed, clock_base)?;
         // This world was started before the swap: its game-ready hook ran (or will not matter).
         w.core.ready_fired = true;
         // Check everything first.
-        let decoded = decode(&frozen.records)?;
-        if decoded.len() != frozen.records.len() {
-            return Err(RestoreError::Meta(format!(
-                "{} entity records decoded of {}",
-                decoded.len(),
-                frozen.records.len()
-            )));
+        let decoded = decode(records)?;
+        if decoded.len() != records.len() {
+            return Err(RestoreError::Meta(format!("{} entity records decoded of {}", decoded.len(), records.len())));
         }
         let mut images = Vec::with_capacity(decoded.len());
         let mut missing = std::collections::BTreeSet::new();

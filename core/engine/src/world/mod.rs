@@ -247,15 +247,6 @@ pub(crate) struct CronEntry {
 
 /// Everything of the world except the entities themselves: what entity code may touch
 /// through [`Ctx`] while its own entity is checked out.
-/// The hot-swap hooks a type may leave as the trait's empty default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum SwapHook {
-    /// [`crate::Entity::on_freeze`].
-    Freeze,
-    /// [`crate::Entity::on_restored`].
-    Restored,
-}
-
 pub(crate) struct WorldCore {
     game_id: u16,
     n_dispatchers: usize,
@@ -289,7 +280,7 @@ pub(crate) struct WorldCore {
     local_ids: rustc_hash::FxHashSet<Id>,
     /// Types whose `on_freeze` / `on_restored` is the trait's empty default, learned from the
     /// first entity of the type whose hook ran: a freeze or restore skips the rest of them.
-    default_swap_hooks: rustc_hash::FxHashSet<(usize, SwapHook)>,
+    default_swap_hooks: rustc_hash::FxHashSet<(usize, freeze::SwapHook)>,
     timers: Timers,
     spaces: Spaces,
     /// Entity -> its client, for everything that reaches other entities' clients.
