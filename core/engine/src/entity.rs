@@ -64,14 +64,16 @@ pub trait Entity: Any {
     /// attributes or [`Entity::save`]. Timers, attributes, client binding and position are
     /// frozen anyway.
     fn on_freeze(&mut self, ctx: &mut Ctx<'_>) {
-        // The default does nothing: a freeze skips this type's other entities.
-        ctx.default_swap_hook(crate::world::freeze::SwapHook::Freeze);
+        // The default does nothing: a freeze skips this type's other entities (unless this
+        // is another type's override calling a field's default: the type must be `Self`).
+        ctx.default_swap_hook(std::any::TypeId::of::<Self>(), crate::world::freeze::SwapHook::Freeze);
     }
     /// The entity was rebuilt by a new binary after a hot swap (all entities exist, clients
     /// are bound again; nothing was sent to clients).
     fn on_restored(&mut self, ctx: &mut Ctx<'_>) {
-        // The default does nothing: a restore skips this type's other entities.
-        ctx.default_swap_hook(crate::world::freeze::SwapHook::Restored);
+        // The default does nothing: a restore skips this type's other entities (the type
+        // must be `Self`, as above).
+        ctx.default_swap_hook(std::any::TypeId::of::<Self>(), crate::world::freeze::SwapHook::Restored);
     }
     /// A call this entity made to `target` could not be delivered (for instance: the target's
     /// game did not come back from a hot swap in time). The default logs it.
@@ -215,6 +217,8 @@ pub(crate) struct TypeDesc {
     pub(crate) persistent: bool,
     /// Gets `on_enter_aoi` / `on_leave_aoi`.
     pub(crate) aoi_hooks: bool,
+    /// The Rust type registered (a default hook body recognises its own type by it).
+    pub(crate) rust_type: std::any::TypeId,
 }
 
 impl fmt::Debug for TypeDesc {
@@ -283,6 +287,7 @@ impl Registry {
             service_shards: 0,
             persistent: false,
             aoi_hooks: false,
+            rust_type: std::any::TypeId::of::<E>(),
         });
         let idx = self.types.len() - 1;
         TypeBuilder { reg: self, idx, _e: std::marker::PhantomData }

@@ -271,14 +271,29 @@ fn decode_in_parallel<R: AsRef<[u8]> + Sync>(records: &[R]) -> Result<Vec<(Id, E
     }
     let per = records.len().div_ceil(threads);
     std::thread::scope(|s| {
-        let parts: Vec<_> =
-            records.chunks(per).enumerate().map(|(i, part)| s.spawn(move || decode_records(part, i * per))).collect();
+        let parts: Vec<_> = records
+            .chunks(per)
+            .enumerate()
+            .map(|(i, part)| {
+                let thread = std::thread::Builder::new().name(format!("decode{i}"));
+                (i, part, thread.spawn_scoped(s, move || decode_records(part, i * per)))
+            })
+            .collect();
+        // Every thread is joined before the first error is returned (the scope would panic
+        // on a panicked thread left unjoined).
+        let joined: Vec<_> = parts
+            .into_iter()
+            .map(|(i, part, thread)| match thread {
+                Ok(t) => {
+                    t.join().map_err(|_| RestoreError::Record { index: i * per, reason: "its decoder panicked".into() })
+                }
+                // No thread to be had: this slice is decoded here.
+                Err(_) => Ok(decode_records(part, i * per)),
+            })
+            .collect();
         let mut out = Vec::with_capacity(records.len());
-        for (i, part) in parts.into_iter().enumerate() {
-            let decoded = part
-                .join()
-                .map_err(|_| RestoreError::Record { index: i * per, reason: "its decoder panicked".into() })?;
-            out.extend(decoded?);
+        for decoded in joined {
+            out.extend(decoded??);
         }
         Ok(out)
     })

@@ -37,10 +37,14 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Called by the trait's empty default of `hook` only: this entity's type does not
-    /// override it, so the rest of the type's entities need not run it.
-    pub(crate) fn default_swap_hook(&mut self, hook: super::freeze::SwapHook) {
-        self.core.default_swap_hooks.insert((self.ty, hook));
+    /// Called by the trait's empty default of `hook` only, with the Rust type it ran for: if
+    /// that is this entity's registered type, the type does not override `hook`, so the rest
+    /// of its entities need not run it. (Another type's override calling a field's default
+    /// passes the field's type, which marks nothing.)
+    pub(crate) fn default_swap_hook(&mut self, of: std::any::TypeId, hook: super::freeze::SwapHook) {
+        if self.reg.types[self.ty].rust_type == of {
+            self.core.default_swap_hooks.insert((self.ty, hook));
+        }
     }
 
     /// This entity's attributes, for reading and changing; changes reach the clients that may

@@ -617,6 +617,56 @@ mod tests {
         (w, heroes, clients, space)
     }
 
+    /// A field whose type keeps the default hooks.
+    #[derive(Default)]
+    struct Inner;
+    impl Entity for Inner {}
+
+    /// Overrides both hooks and calls its field's defaults from them.
+    #[derive(Default)]
+    struct Outer {
+        inner: Inner,
+    }
+    impl Entity for Outer {
+        fn on_freeze(&mut self, ctx: &mut Ctx<'_>) {
+            self.inner.on_freeze(ctx);
+            ctx.attrs().set("froze", true);
+        }
+        fn on_restored(&mut self, ctx: &mut Ctx<'_>) {
+            self.inner.on_restored(ctx);
+            ctx.attrs().set("restored", true);
+        }
+    }
+
+    /// A wrapper's own hooks run for every one of its entities, although the field's default
+    /// hooks ran inside them (the default marks only its own type).
+    #[test]
+    fn an_override_calling_a_fields_default_hook_runs_for_every_entity() {
+        let reg = || {
+            let mut reg = Registry::new();
+            reg.entity("Outer", Outer::default);
+            reg.entity("Inner", || Inner);
+            reg.boot("Outer");
+            reg
+        };
+        let t0 = Instant::now();
+        let mut w = World::new(reg(), 1, 1, None, 7, (t0, 1_700_000_000_000)).expect("registry");
+        let outers: Vec<Id> = (1..=5u8).map(|i| Id([i; 16])).collect();
+        for id in &outers {
+            w.handle(t0, CreateEntity { id: *id, game: 1, type_name: "Outer".into(), space_kind: None });
+        }
+        let frozen = w.freeze(t0);
+        for id in &outers {
+            assert_eq!(w.entities[id].attrs.get("froze"), Some(&Value::Bool(true)), "on_freeze of {id}");
+        }
+        let (r, _) = World::restore(reg(), 1, 1, None, 9, (t0, 1_700_000_000_000), &frozen).expect("restores");
+        for id in &outers {
+            assert_eq!(r.entities[id].attrs.get("restored"), Some(&Value::Bool(true)), "on_restored of {id}");
+        }
+        let outer = r.reg.type_index("Outer").expect("registered");
+        assert!(!r.core.default_swap_hooks.contains(&(outer, SwapHook::Restored)));
+    }
+
     #[test]
     fn restore_rebuilds_the_same_world_silently_and_it_carries_on() {
         let t0 = Instant::now();
