@@ -246,6 +246,19 @@ pub fn encode_map_head(out: &mut Vec<u8>, len: usize) {
     put_len(out, len);
 }
 
+/// Writes the head of a list of `len` items without building a [`Value::List`]: the items
+/// follow, each encoded as a value. The bytes equal that list's encoding.
+pub fn encode_list_head(out: &mut Vec<u8>, len: usize) {
+    out.push(TAG_LIST);
+    put_len(out, len);
+}
+
+/// Writes a string value without building a [`Value::Str`] (the same bytes).
+pub fn encode_str(out: &mut Vec<u8>, s: &str) {
+    out.push(TAG_STR);
+    put_bytes(out, s.as_bytes());
+}
+
 /// Reads the head of a map (the counterpart of [`encode_map_head`]): its entry count, or
 /// `None` (nothing consumed but the tag) when the value there is not a map. Each entry follows
 /// as a key ([`decode_map_key`]) and a value ([`Value::decode_with`]).

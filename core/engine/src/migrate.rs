@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use oxworld_net::value::{DecodeBudget, decode_map_head, decode_map_key, encode_map_head};
+use oxworld_net::value::{
+    DecodeBudget, decode_map_head, decode_map_key, encode_list_head, encode_map_head, encode_str,
+};
 use oxworld_net::wire::{DecodeError, Reader, put_bytes};
 use oxworld_net::{Id, Value};
 use thiserror::Error;
@@ -131,38 +133,42 @@ impl EntityImageRef<'_> {
     /// Appends the encoded image: one `Value` map written entry by entry, keys in ascending
     /// order, so the bytes are those of the map `EntityImage::decode` reads.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
+        // Lists and strings are written in place (no `Value` built, no argument cloned): a
+        // freeze writes one image per entity.
         let optional = [self.client.is_some(), !self.cron.is_empty(), self.space_kind.is_some(), self.radius.is_some()];
         encode_map_head(out, 8 + optional.iter().filter(|o| **o).count());
         let key = |out: &mut Vec<u8>, k: &str| put_bytes(out, k.as_bytes());
+        let list = |out: &mut Vec<u8>, items: &[Value]| {
+            encode_list_head(out, items.len());
+            items.iter().for_each(|v| v.encode(out));
+        };
         key(out, "attrs");
         self.attrs.encode(out);
         if let Some(c) = self.client {
             key(out, "client");
-            Value::List(vec![Value::Int(i64::from(c.gate)), Value::id(c.client)]).encode(out);
+            encode_list_head(out, 2);
+            Value::Int(i64::from(c.gate)).encode(out);
+            Value::id(c.client).encode(out);
         }
         key(out, "client_move");
         Value::Bool(self.client_move).encode(out);
         if !self.cron.is_empty() {
             key(out, "cron");
-            let cron = self
-                .cron
-                .iter()
-                .map(|c| {
-                    Value::List(vec![
-                        Value::from(c.spec.as_str()),
-                        Value::from(c.method.as_str()),
-                        Value::List(c.args.clone()),
-                    ])
-                })
-                .collect();
-            Value::List(cron).encode(out);
+            encode_list_head(out, self.cron.len());
+            for c in self.cron {
+                encode_list_head(out, 3);
+                encode_str(out, &c.spec);
+                encode_str(out, &c.method);
+                list(out, &c.args);
+            }
         }
         if let Some(k) = self.space_kind {
             key(out, "kind");
             Value::Int(k).encode(out);
         }
         key(out, "pos");
-        Value::List(self.pos.iter().map(|f| Value::Float(f64::from(*f))).collect()).encode(out);
+        encode_list_head(out, self.pos.len());
+        self.pos.iter().for_each(|f| Value::Float(f64::from(*f)).encode(out));
         if let Some(r) = self.radius {
             key(out, "radius");
             Value::Float(f64::from(r)).encode(out);
@@ -172,22 +178,17 @@ impl EntityImageRef<'_> {
         key(out, "state");
         self.state.encode(out);
         key(out, "timers");
-        let timers = self
-            .timers
-            .iter()
-            .map(|t| {
-                Value::List(vec![
-                    Value::from(t.method.as_str()),
-                    ms(t.remaining),
-                    t.repeat.map(ms).unwrap_or(Value::Nil),
-                    Value::List(t.args.clone()),
-                    t.id.map(|i| Value::Int(i64::try_from(i).unwrap_or(-1))).unwrap_or(Value::Nil),
-                ])
-            })
-            .collect();
-        Value::List(timers).encode(out);
+        encode_list_head(out, self.timers.len());
+        for t in self.timers {
+            encode_list_head(out, 5);
+            encode_str(out, &t.method);
+            ms(t.remaining).encode(out);
+            t.repeat.map(ms).unwrap_or(Value::Nil).encode(out);
+            list(out, &t.args);
+            t.id.map(|i| Value::Int(i64::try_from(i).unwrap_or(-1))).unwrap_or(Value::Nil).encode(out);
+        }
         key(out, "type");
-        Value::from(self.type_name).encode(out);
+        encode_str(out, self.type_name);
         key(out, "v");
         Value::Int(ENTITY_IMAGE_VERSION).encode(out);
     }
