@@ -69,6 +69,9 @@ pub struct Layout {
     /// The game's directory (absolute), passed to gates: a relative `web_root` resolves
     /// against it.
     pub game_dir: Option<PathBuf>,
+    /// The host this command acts for (`--host`): only the processes whose section names it,
+    /// or with none, only those that name no host.
+    pub host: Option<String>,
 }
 
 impl Layout {
@@ -100,11 +103,13 @@ impl Layout {
     }
 }
 
-/// Every process of `cfg`, in start order (dispatchers, games, gates).
-pub fn procs(cfg: &Config) -> Vec<Proc> {
-    let d = cfg.dispatchers.iter().map(|d| Proc { kind: Kind::Dispatcher, id: d.id });
-    let g = cfg.games.iter().map(|g| Proc { kind: Kind::Game, id: g.id });
-    let t = cfg.gates.iter().map(|g| Proc { kind: Kind::Gate, id: g.id });
+/// Every process of `cfg` on `host` (`None`: those naming no host), in start order
+/// (dispatchers, games, gates).
+pub fn procs(cfg: &Config, host: Option<&str>) -> Vec<Proc> {
+    let on = |h: &Option<String>| h.as_deref() == host;
+    let d = cfg.dispatchers.iter().filter(|d| on(&d.host)).map(|d| Proc { kind: Kind::Dispatcher, id: d.id });
+    let g = cfg.games.iter().filter(|g| on(&g.host)).map(|g| Proc { kind: Kind::Game, id: g.id });
+    let t = cfg.gates.iter().filter(|g| on(&g.host)).map(|g| Proc { kind: Kind::Gate, id: g.id });
     d.chain(g).chain(t).collect()
 }
 
@@ -159,7 +164,7 @@ pub fn unix_ms() -> u64 {
 /// Status of every configured process.
 pub fn status(layout: &Layout, cfg: &Config) -> Vec<ProcStatus> {
     let now = unix_ms();
-    procs(cfg)
+    procs(cfg, layout.host.as_deref())
         .into_iter()
         .map(|p| {
             let pid = running_pid(layout, p);
@@ -196,15 +201,38 @@ impl Default for Timeouts {
     }
 }
 
+/// The run directory's launch lock: `start`, `reload` and the supervisor decide what to
+/// spawn only while holding it, so two of them never start the same process. With `wait`
+/// false, `None` if someone else holds it.
+pub fn launch_lock(layout: &Layout, wait: bool) -> anyhow::Result<Option<fs::File>> {
+    fs::create_dir_all(&layout.run_dir).with_context(|| format!("creating {}", layout.run_dir.display()))?;
+    let path = layout.run_dir.join("launch.lock");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if wait {
+        f.lock().with_context(|| format!("locking {}", path.display()))?;
+        return Ok(Some(f));
+    }
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+}
+
 /// Starts every configured process that is not running, in order, waiting for each to be
 /// ready; returns the names of the processes it started.
 pub fn start(layout: &Layout, cfg: &Config, t: Timeouts) -> anyhow::Result<Vec<String>> {
-    fs::create_dir_all(&layout.run_dir).with_context(|| format!("creating {}", layout.run_dir.display()))?;
+    let _lock = launch_lock(layout, true)?;
     for k in ensure_gate_keys(cfg)? {
         log::info!("created the gate key {}", k.display());
     }
     let mut started = Vec::new();
-    for p in procs(cfg) {
+    for p in procs(cfg, layout.host.as_deref()) {
         if running_pid(layout, p).is_some() {
             continue;
         }
@@ -228,7 +256,9 @@ pub fn start(layout: &Layout, cfg: &Config, t: Timeouts) -> anyhow::Result<Vec<S
     Ok(started)
 }
 
-fn spawn(layout: &Layout, p: Proc, extra: &[&str]) -> anyhow::Result<i32> {
+/// Starts `p` detached (its binary from the bin dir, `extra` arguments after the usual ones)
+/// and records its pid; does not wait for it.
+pub fn spawn(layout: &Layout, p: Proc, extra: &[&str]) -> anyhow::Result<i32> {
     use std::os::unix::process::CommandExt as _;
     let exe = layout.bin_dir.join(layout.exe_name(p.kind));
     if !exe.exists() {
@@ -265,7 +295,8 @@ fn spawn(layout: &Layout, p: Proc, extra: &[&str]) -> anyhow::Result<i32> {
     Ok(pid)
 }
 
-fn alive(pid: i32) -> bool {
+/// True if `pid` runs (a zombie does not).
+pub fn alive(pid: i32) -> bool {
     if kill(Pid::from_raw(pid), None).is_err() {
         return false;
     }
@@ -408,9 +439,10 @@ fn wait_restored(layout: &Layout, cfg: &Config, p: Proc, pid: i32, timeout: Dura
 /// or restore, saying why (its frozen data is kept for another try). A game whose held
 /// messages partly failed is restored but counted in its report's `failed`.
 pub fn reload(layout: &Layout, cfg: &Config, timeout: Duration) -> anyhow::Result<Vec<ReloadReport>> {
+    // Held throughout: a supervisor never starts a game between its freeze and its restore.
+    let _lock = launch_lock(layout, true)?;
     let mut reports = Vec::new();
-    for g in &cfg.games {
-        let p = Proc { kind: Kind::Game, id: g.id };
+    for p in procs(cfg, layout.host.as_deref()).into_iter().filter(|p| p.kind == Kind::Game) {
         let Some(pid) = running_pid(layout, p) else {
             bail!("{} is not running; start the cluster first", p.name());
         };
@@ -438,7 +470,7 @@ pub fn reload(layout: &Layout, cfg: &Config, timeout: Duration) -> anyhow::Resul
         let restored = wait_restored(layout, cfg, p, new_pid, timeout)?;
         let (f, r) = (frozen.swap.unwrap_or_default(), restored.swap.unwrap_or_default());
         reports.push(ReloadReport {
-            game: g.id,
+            game: p.id,
             entities: f.entities,
             freeze_ms: f.freeze_ms.unwrap_or(0),
             restore_ms: r.restore_ms.unwrap_or(0),
@@ -455,7 +487,7 @@ pub fn reload(layout: &Layout, cfg: &Config, timeout: Duration) -> anyhow::Resul
 pub fn stop(layout: &Layout, cfg: &Config, grace: Duration) -> Vec<String> {
     let mut stopped = Vec::new();
     for kind in [Kind::Gate, Kind::Game, Kind::Dispatcher] {
-        let group: Vec<(Proc, i32)> = procs(cfg)
+        let group: Vec<(Proc, i32)> = procs(cfg, layout.host.as_deref())
             .into_iter()
             .filter(|p| p.kind == kind)
             .filter_map(|p| running_pid(layout, p).map(|pid| (p, pid)))
@@ -482,7 +514,7 @@ pub fn stop(layout: &Layout, cfg: &Config, grace: Duration) -> Vec<String> {
 /// SIGKILLs every running process of the cluster at once.
 pub fn kill_all(layout: &Layout, cfg: &Config) -> Vec<String> {
     let mut killed = Vec::new();
-    for p in procs(cfg) {
+    for p in procs(cfg, layout.host.as_deref()) {
         if let Some(pid) = running_pid(layout, p) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             let _ = fs::remove_file(layout.pid_file(p));
@@ -538,6 +570,7 @@ mod tests {
             bin_dir: dir.clone(),
             game_bin: "mygame".into(),
             game_dir: None,
+            host: None,
         };
         let game1 = Proc { kind: Kind::Game, id: 1 };
         let status = layout.status_file(game1);

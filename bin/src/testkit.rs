@@ -166,7 +166,8 @@ impl TestCluster {
             fresh_bin(&bin_dir, b)?;
         }
         let game_bin = game_exe.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        let layout = Layout { config, run_dir: dir.join("run"), bin_dir, game_bin, game_dir: spec.game_dir.clone() };
+        let layout =
+            Layout { config, run_dir: dir.join("run"), bin_dir, game_bin, game_dir: spec.game_dir.clone(), host: None };
         let gate_addr = SocketAddr::from(([127, 0, 0, 1], gate_port));
         let mut c = TestCluster { layout, cfg, gate: oxworld_client::Dial::plain_tcp(gate_addr), gate_addr, dir };
         // Dropped (and killed) if the start fails.
@@ -182,9 +183,9 @@ impl TestCluster {
         d.transport = transport;
         if let Some(g) = self.cfg.gate(1) {
             d.addr = match transport {
-                oxworld_client::Transport::Tcp => g.listen_addr,
-                oxworld_client::Transport::Ws => g.ws_addr.unwrap_or(g.listen_addr),
-                oxworld_client::Transport::Kcp => g.kcp_addr.unwrap_or(g.listen_addr),
+                oxworld_client::Transport::Tcp => g.advertise_addr,
+                oxworld_client::Transport::Ws => g.ws_advertise_addr.unwrap_or(g.advertise_addr),
+                oxworld_client::Transport::Kcp => g.kcp_advertise_addr.unwrap_or(g.advertise_addr),
             };
         }
         d
@@ -218,7 +219,7 @@ impl TestCluster {
 
     /// Names of the configured processes that run now.
     pub fn running(&self) -> Vec<String> {
-        launcher::procs(&self.cfg)
+        launcher::procs(&self.cfg, None)
             .into_iter()
             .filter(|p| launcher::running_pid(&self.layout, *p).is_some())
             .map(|p| p.name())
@@ -230,7 +231,7 @@ impl TestCluster {
     /// processes are this test's children, so their exit codes are seen here.
     pub fn stop(self) -> anyhow::Result<()> {
         for kind in [Kind::Gate, Kind::Game, Kind::Dispatcher] {
-            let group: Vec<(Proc, i32)> = launcher::procs(&self.cfg)
+            let group: Vec<(Proc, i32)> = launcher::procs(&self.cfg, None)
                 .into_iter()
                 .filter(|p| p.kind == kind)
                 .filter_map(|p| launcher::running_pid(&self.layout, p).map(|pid| (p, pid)))

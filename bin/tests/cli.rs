@@ -303,3 +303,125 @@ fn import_config_converts_a_goworld_ini() {
     assert!(!missing.expect("runs").status.success(), "a missing file is an error");
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// Waits up to `secs` for `f` to return something.
+fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn echo_env(name: &str, hosts: [&str; 3]) -> Env {
+    let ports = free_ports(2);
+    assert_eq!(ports.len(), 2, "two free loopback ports");
+    let dir = std::env::temp_dir().join(format!("oxworld-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("dir");
+    let host = |h: &str| if h.is_empty() { String::new() } else { format!("host = {h}\n") };
+    let ini = format!(
+        "[deployment]\ndesired_dispatchers = 1\ndesired_games = 2\ndesired_gates = 1\nsecret = cli-test\n\
+         [dispatcher_common]\nlog_level = warn\n[game_common]\nlog_level = warn\n{}[gate_common]\nlog_level = warn\n\
+         [dispatcher1]\n{}listen_addr = 127.0.0.1:{}\n[gate1]\n{}listen_addr = 127.0.0.1:{}\n",
+        host(hosts[1]),
+        host(hosts[0]),
+        ports[0],
+        host(hosts[2]),
+        ports[1]
+    );
+    fs::write(dir.join("oxworld.ini"), ini).expect("config");
+    Env { dir, bins: bin_dir() }
+}
+
+/// `start --supervise`: a game and a gate killed with SIGKILL are running again within a
+/// second (and ready soon after); a reload under the supervisor restores each game exactly
+/// once (the supervisor never starts a game between its freeze and its restore); `stop` ends
+/// the supervisor first, so nothing comes back.
+#[test]
+fn a_supervised_cluster_brings_back_what_dies() {
+    let env = echo_env("supervise", ["", "", ""]);
+    let o = env.oxworld("start", &["--no-build", "--supervise"]);
+    assert!(o.status.success(), "start: {}", text(&o));
+    assert!(text(&o).contains("supervisor running"), "{}", text(&o));
+    let supervisor: i32 =
+        fs::read_to_string(env.dir.join("run/supervisor.pid")).expect("pid").trim().parse().expect("pid");
+    assert!(alive(supervisor));
+    assert!(text(&env.oxworld("status", &[])).contains("supervised"));
+
+    for name in ["game2", "gate1", "dispatcher1"] {
+        let old = env.pid(name);
+        let killed = std::time::Instant::now();
+        assert!(Command::new("kill").args(["-KILL", &old.to_string()]).status().expect("kill").success());
+        let new = wait_for(3, || {
+            let p = fs::read_to_string(env.dir.join(format!("run/{name}.pid"))).ok()?.trim().parse::<i32>().ok()?;
+            (p != old && alive(p)).then_some(p)
+        });
+        let took = killed.elapsed();
+        assert!(new.is_some(), "{name} was not restarted");
+        assert!(took < std::time::Duration::from_secs(1), "{name} restarted after {took:?}");
+        let st = wait_status(&env, |t| t.matches(" ready").count() == 4);
+        assert!(st.status.success(), "everything ready again after {name} died: {}", text(&st));
+    }
+    let log = fs::read_to_string(env.dir.join("run/supervisor.log")).expect("log");
+    for name in ["game2", "gate1", "dispatcher1"] {
+        assert!(log.contains(&format!("restarted {name} (pid")), "{log}");
+    }
+
+    // A reload with the supervisor watching: each game is restored once, by the reload.
+    let o = env.oxworld("reload", &[]);
+    assert!(o.status.success(), "reload: {}", text(&o));
+    assert!(text(&o).contains("reloaded 2 games"), "{}", text(&o));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let log = fs::read_to_string(env.dir.join("run/supervisor.log")).expect("log");
+    assert!(!log.contains("restarted game1") && !log.contains("from its freeze"), "{log}");
+    assert_eq!(log.matches("restarted game2").count(), 1, "{log}");
+    let st = wait_status(&env, |t| t.matches(" ready").count() == 4);
+    assert!(st.status.success(), "{}", text(&st));
+
+    let pids: Vec<i32> = ["dispatcher1", "game1", "game2", "gate1"].iter().map(|n| env.pid(n)).collect();
+    let o = env.oxworld("stop", &[]);
+    assert!(o.status.success() && text(&o).contains("ended the supervisor"), "{}", text(&o));
+    assert!(!alive(supervisor));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for pid in pids {
+        assert!(!alive(pid), "pid {pid} survived stop");
+    }
+    let st = env.oxworld("status", &[]);
+    assert!(!st.status.success() && !text(&st).contains("supervised"), "{}", text(&st));
+}
+
+/// `--host`: each command acts on the processes naming that host only (a config split over
+/// several hosts needs addresses other hosts reach: `three_hosts` runs one); an unknown host
+/// is refused.
+#[test]
+fn host_selects_the_processes_of_one_machine() {
+    let env = echo_env("hosts", ["a", "a", "a"]);
+    let o = env.oxworld("start", &["--no-build", "--host", "nope"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--host nope: no process"), "{}", text(&o));
+    let o = env.oxworld("start", &["--no-build"]);
+    assert!(
+        o.status.success() && text(&o).contains("nothing to start here"),
+        "no process without a host: {}",
+        text(&o)
+    );
+    let o = env.oxworld("start", &["--no-build", "--host", "a"]);
+    assert!(o.status.success(), "start a: {}", text(&o));
+    assert!(text(&o).contains("started dispatcher1, game1, game2, gate1\n"), "{}", text(&o));
+    let st = env.oxworld("status", &["--host", "a"]);
+    assert!(st.status.success(), "{}", text(&st));
+    assert_eq!(text(&st).matches(" ready").count(), 4, "{}", text(&st));
+    let gate = env.pid("gate1");
+    let o = env.oxworld("stop", &[]);
+    assert!(o.status.success() && text(&o).contains("nothing was running"), "{}", text(&o));
+    assert!(alive(gate), "stop without --host leaves host a alone");
+    let o = env.oxworld("stop", &["--host", "a"]);
+    assert!(o.status.success() && text(&o).contains("stopped gate1, game1, game2, dispatcher1"), "{}", text(&o));
+    assert!(!alive(gate));
+}

@@ -5,8 +5,8 @@
 //! from built-in defaults. Unknown sections, unknown keys and bad values are errors naming the
 //! file, the section and the key; nothing here exits the process.
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,6 +31,9 @@ pub struct ConfigError {
 pub struct DispatcherConfig {
     /// 1-based id.
     pub id: u16,
+    /// The machine it runs on (`host`; none: the machine `oxworld` runs on without `--host`).
+    /// `oxworld start|stop|status|kill|reload --host NAME` acts on the processes naming NAME.
+    pub host: Option<String>,
     /// Where it listens for games and gates.
     pub listen_addr: SocketAddr,
     /// Where games and gates dial it.
@@ -58,6 +61,9 @@ pub struct DispatcherConfig {
 pub struct GameConfig {
     /// 1-based id.
     pub id: u16,
+    /// The machine it runs on (`host`; none: the machine `oxworld` runs on without `--host`).
+    /// `oxworld start|stop|status|kill|reload --host NAME` acts on the processes naming NAME.
+    pub host: Option<String>,
     /// Overrides the boot entity type the game binary declares.
     pub boot_entity: Option<String>,
     /// Never place boot entities (new clients) on this game.
@@ -84,8 +90,18 @@ pub struct GameConfig {
 pub struct GateConfig {
     /// 1-based id.
     pub id: u16,
-    /// TCP address clients connect to.
+    /// The machine it runs on (`host`; none: the machine `oxworld` runs on without `--host`).
+    /// `oxworld start|stop|status|kill|reload --host NAME` acts on the processes naming NAME.
+    pub host: Option<String>,
+    /// TCP address the gate listens on.
     pub listen_addr: SocketAddr,
+    /// TCP address clients dial (`advertise_addr`; default: `listen_addr`, with an unspecified
+    /// IP such as 0.0.0.0 read as 127.0.0.1).
+    pub advertise_addr: SocketAddr,
+    /// WebSocket address clients dial (`ws_advertise_addr`; default from `ws_addr` likewise).
+    pub ws_advertise_addr: Option<SocketAddr>,
+    /// KCP address clients dial (`kcp_advertise_addr`; default from `kcp_addr` likewise).
+    pub kcp_advertise_addr: Option<SocketAddr>,
     /// `log` filter.
     pub log_level: String,
     /// IO worker threads.
@@ -340,9 +356,10 @@ impl Config {
             let s = Section::new(&file, &name, &m);
             let default_listen = format!("127.0.0.1:{}", 13000 + i - 1);
             let listen_addr = s.addr("listen_addr", Some(&default_listen))?;
-            let advertise_addr = s.addr("advertise_addr", Some(&listen_addr.to_string()))?;
+            let advertise_addr = s.advertised("advertise_addr", Some(listen_addr))?.unwrap_or(listen_addr);
             dispatchers.push(DispatcherConfig {
                 id: i as u16,
+                host: s.host()?,
                 metrics_addr: s.opt_addr("metrics_addr")?,
                 listen_addr,
                 advertise_addr,
@@ -365,6 +382,7 @@ impl Config {
             games.push(GameConfig {
                 metrics_addr: s.opt_addr("metrics_addr")?,
                 id: i as u16,
+                host: s.host()?,
                 boot_entity: (!boot.is_empty()).then_some(boot),
                 ban_boot_entity: s.bool("ban_boot_entity", false)?,
                 log_level: s.log_level()?,
@@ -391,10 +409,18 @@ impl Config {
             let name = format!("gate{i}");
             let s = Section::new(&file, &name, &m);
             let default_listen = format!("127.0.0.1:{}", 14000 + i - 1);
+            let listen_addr = s.addr("listen_addr", Some(&default_listen))?;
+            let (ws_addr, kcp_addr) = (s.opt_addr("ws_addr")?, s.opt_addr("kcp_addr")?);
             gates.push(GateConfig {
                 metrics_addr: s.opt_addr("metrics_addr")?,
                 id: i as u16,
-                listen_addr: s.addr("listen_addr", Some(&default_listen))?,
+                host: s.host()?,
+                listen_addr,
+                advertise_addr: s.advertised("advertise_addr", Some(listen_addr))?.unwrap_or(listen_addr),
+                ws_advertise_addr: s.advertised("ws_advertise_addr", ws_addr)?,
+                kcp_advertise_addr: s.advertised("kcp_advertise_addr", kcp_addr)?,
+                ws_addr,
+                kcp_addr,
                 log_level: s.log_level()?,
                 io_threads: s.uint("io_threads", Some(1), 1, 64)?,
                 max_client_frame: s.uint("max_client_frame_bytes", Some(1 << 20), 64, 1 << 28)?,
@@ -409,8 +435,6 @@ impl Config {
                 move_rate: s.uint("move_rate_per_s", Some(100), 1, 10_000_000)? as u32,
                 move_burst: s.uint("move_burst", Some(100), 1, 10_000_000)? as u32,
                 rate_limit_disconnect: s.uint("rate_limit_disconnect", Some(1000), 1, 10_000_000)? as u32,
-                ws_addr: s.opt_addr("ws_addr")?,
-                kcp_addr: s.opt_addr("kcp_addr")?,
                 encrypt: s.bool("encrypt", true)?,
                 key_file: base_dir.join(s.string("key_file", Some("gate.key"))?),
                 compress_threshold: s.uint("compress_threshold_bytes", Some(512), 0, 1 << 28)?,
@@ -458,6 +482,7 @@ impl Config {
                 return Err(err(&sec, "listen_addr", format!("{addr} is also the listen_addr of [{other}]")));
             }
         }
+        check_hosts(&dispatchers, &games, &gates, &storage.backend).map_err(|(sec, key, p)| err(&sec, key, p))?;
         Ok(Config {
             path: path.to_owned(),
             secret,
@@ -482,10 +507,61 @@ impl Config {
         self.gates.iter().find(|g| g.id == id)
     }
 
+    /// Every host some process names, sorted.
+    pub fn hosts(&self) -> Vec<String> {
+        let all = self.dispatchers.iter().map(|d| &d.host).chain(self.games.iter().map(|g| &g.host));
+        let set: BTreeSet<String> = all.chain(self.gates.iter().map(|g| &g.host)).flatten().cloned().collect();
+        set.into_iter().collect()
+    }
+
     /// The dispatcher with `id`, if configured.
     pub fn dispatcher(&self, id: u16) -> Option<&DispatcherConfig> {
         self.dispatchers.iter().find(|d| d.id == id)
     }
+}
+
+/// What a config spread over several hosts must satisfy: every address a process of one host
+/// dials on another (a dispatcher's `advertise_addr`) reaches that host (not loopback), and
+/// games on different hosts share a store that is not per machine (LMDB is).
+fn check_hosts(
+    dispatchers: &[DispatcherConfig],
+    games: &[GameConfig],
+    gates: &[GateConfig],
+    backend: &str,
+) -> Result<(), (String, &'static str, String)> {
+    let name = |h: &Option<String>| h.clone().unwrap_or_else(|| "(no host)".to_owned());
+    let game_hosts: BTreeSet<String> = games.iter().map(|g| name(&g.host)).collect();
+    if backend == "lmdb" && game_hosts.len() > 1 {
+        let list: Vec<String> = game_hosts.into_iter().collect();
+        return Err((
+            "storage".to_owned(),
+            "backend",
+            format!(
+                "games run on several hosts ({}), but lmdb is a store on one machine: use backend = redis with a \
+                 redis_url every host reaches",
+                list.join(", ")
+            ),
+        ));
+    }
+    let dialers: BTreeSet<String> =
+        games.iter().map(|g| name(&g.host)).chain(gates.iter().map(|g| name(&g.host))).collect();
+    for d in dispatchers {
+        let here = name(&d.host);
+        if let Some(other) = dialers.iter().find(|h| **h != here)
+            && d.advertise_addr.ip().is_loopback()
+        {
+            return Err((
+                format!("dispatcher{}", d.id),
+                "advertise_addr",
+                format!(
+                    "{} is a loopback address, but processes on host {other} dial this dispatcher (on {here}): \
+                     set advertise_addr to an address of {here} they reach",
+                    d.advertise_addr
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn ban_all(games: &[GameConfig]) -> bool {
@@ -557,6 +633,39 @@ impl<'a> Section<'a> {
             Some(v) if v.trim().is_empty() => Ok(None),
             Some(_) => self.addr(key, None).map(Some),
         }
+    }
+
+    /// An address others dial: `key` if set, else `listen` with an unspecified IP (0.0.0.0,
+    /// ::) read as loopback. Never unspecified nor port 0: nobody can dial those.
+    fn advertised(&self, key: &'static str, listen: Option<SocketAddr>) -> Result<Option<SocketAddr>, ConfigError> {
+        let a = match self.opt_addr(key)? {
+            Some(a) => a,
+            None => match listen {
+                Some(mut l) => {
+                    if l.ip().is_unspecified() {
+                        l.set_ip(if l.is_ipv4() { Ipv4Addr::LOCALHOST.into() } else { Ipv6Addr::LOCALHOST.into() });
+                    }
+                    l
+                }
+                None => return Ok(None),
+            },
+        };
+        if a.ip().is_unspecified() || a.port() == 0 {
+            return Err(self.err(key, format!("{a} cannot be dialed: give the address others reach this process at")));
+        }
+        Ok(Some(a))
+    }
+
+    /// `host`: a name of letters, digits, `.`, `-` and `_`, or none.
+    fn host(&self) -> Result<Option<String>, ConfigError> {
+        let h = self.string("host", Some(""))?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        if !h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) || h.len() > 64 {
+            return Err(self.err("host", format!("{h:?}: a host name is 1-64 letters, digits, '.', '-' or '_'")));
+        }
+        Ok(Some(h))
     }
 
     fn log_level(&self) -> Result<String, ConfigError> {
@@ -741,5 +850,76 @@ heartbeat_timeout_s = 5
     fn duplicate_listen_addresses_refused() {
         let e = check(&BASE.replace("127.0.0.1:17100", "127.0.0.1:17001")).expect_err("dup");
         assert_eq!((e.section.as_str(), e.key.as_str()), ("gate1", "listen_addr"));
+    }
+
+    const HOSTS: &str = "
+[deployment]
+desired_dispatchers = 1
+desired_games = 2
+desired_gates = 2
+secret = s
+[storage]
+backend = redis
+[dispatcher1]
+host = h1
+listen_addr = 0.0.0.0:17001
+advertise_addr = 10.0.0.1:17001
+[game1]
+host = h2
+[game2]
+host = h3
+[gate1]
+host = h2
+listen_addr = 0.0.0.0:17100
+advertise_addr = 10.0.0.2:17100
+ws_addr = 0.0.0.0:17200
+[gate2]
+listen_addr = 0.0.0.0:17101
+kcp_addr = 0.0.0.0:17102
+";
+
+    #[test]
+    fn hosts_and_advertised_addresses() {
+        let c = check(HOSTS).expect("valid");
+        assert_eq!(c.hosts(), ["h1", "h2", "h3"]);
+        assert_eq!(c.dispatchers[0].host.as_deref(), Some("h1"));
+        assert_eq!(c.games[1].host.as_deref(), Some("h3"));
+        assert_eq!(c.gates[1].host, None);
+        let (g1, g2) = (&c.gates[0], &c.gates[1]);
+        assert_eq!(g1.advertise_addr.to_string(), "10.0.0.2:17100");
+        // Unspecified listen IPs advertise loopback unless told otherwise.
+        assert_eq!(g1.ws_advertise_addr.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:17200"));
+        assert_eq!(g2.advertise_addr.to_string(), "127.0.0.1:17101");
+        assert_eq!(g2.kcp_advertise_addr.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:17102"));
+        assert_eq!(g2.ws_advertise_addr, None);
+        assert_eq!(check(BASE).expect("valid").hosts(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn several_hosts_refuse_what_cannot_work_across_machines() {
+        let bad = |text: &str, section: &str, key: &str, says: &str| {
+            let e = check(text).expect_err(says);
+            assert_eq!((e.section.as_str(), e.key.as_str()), (section, key), "{e}");
+            assert!(e.to_string().contains(says), "{e}");
+        };
+        bad(
+            &HOSTS.replace("backend = redis", "backend = lmdb"),
+            "storage",
+            "backend",
+            "lmdb is a store on one machine",
+        );
+        bad(&HOSTS.replace("backend = redis\n", ""), "storage", "backend", "use backend = redis");
+        bad(
+            &HOSTS.replace("advertise_addr = 10.0.0.1:17001\n", ""),
+            "dispatcher1",
+            "advertise_addr",
+            "loopback address, but processes on host (no host) dial this dispatcher (on h1)",
+        );
+        bad(&HOSTS.replace("10.0.0.2:17100", "0.0.0.0:17100"), "gate1", "advertise_addr", "cannot be dialed");
+        bad(&HOSTS.replace("10.0.0.1:17001", "10.0.0.1:0"), "dispatcher1", "advertise_addr", "cannot be dialed");
+        bad(&HOSTS.replace("host = h3", "host = h 3"), "game2", "host", "a host name is");
+        // Games on one host may keep LMDB, with the dispatcher elsewhere.
+        let one = HOSTS.replace("backend = redis", "backend = lmdb").replace("host = h3", "host = h2");
+        check(&one).expect("games on one host");
     }
 }

@@ -34,6 +34,10 @@ struct Common {
     /// build: `--game-bin chatroom-filled`).
     #[arg(long)]
     game_bin: Option<String>,
+    /// Act on the processes whose config section names this `host` only (without it: those
+    /// naming none, i.e. a one-machine cluster).
+    #[arg(long)]
+    host: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,7 +51,15 @@ enum Cmd {
         /// Use the binaries as they are.
         #[arg(long)]
         no_build: bool,
+        /// Then leave a supervisor running that restarts, within a second, any process of
+        /// this host that exits without being asked (back-off when one keeps crashing; log
+        /// in the run dir's supervisor.log). `stop` and `kill` end it first.
+        #[arg(long)]
+        supervise: bool,
     },
+    /// The supervisor itself (started by `start --supervise`).
+    #[command(hide = true)]
+    Supervise(Common),
     /// One line per process: kind and id, host, state (from its status record; `stalled` if its
     /// logic loop has not written one for 3 s, `down` if it does not run), uptime, clients or
     /// entities, messages per second in and out, loop busy %, CPU %, RSS. Exits 0 only if every
@@ -124,12 +136,18 @@ fn layout(c: &Common) -> anyhow::Result<(Layout, Config)> {
         }
     };
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    if let Some(h) = &c.host
+        && !cfg.hosts().contains(h)
+    {
+        anyhow::bail!("--host {h}: no process of {} names that host (hosts: {:?})", c.config.display(), cfg.hosts());
+    }
     let layout = Layout {
         config: abs(&c.config),
         run_dir: abs(&c.run_dir),
         bin_dir: abs(&bin_dir),
         game_bin,
         game_dir: Some(abs(&c.game_dir)),
+        host: c.host.clone(),
     };
     Ok((layout, cfg))
 }
@@ -222,22 +240,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             launcher::build(&c.game_dir)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Start { common, no_build } => {
+        Cmd::Start { common, no_build, supervise } => {
             if !no_build {
                 launcher::build(&common.game_dir)?;
             }
             let (layout, cfg) = layout(&common)?;
             let started = launcher::start(&layout, &cfg, Timeouts::default())?;
-            if started.is_empty() {
+            if launcher::procs(&cfg, layout.host.as_deref()).is_empty() {
+                println!("nothing to start here: every process of the config names a host (use --host)");
+            } else if started.is_empty() {
                 println!("everything was already running");
             } else {
                 println!("started {}", started.join(", "));
             }
-            let gates: Vec<String> = cfg.gates.iter().map(|g| g.listen_addr.to_string()).collect();
-            println!("cluster ready; clients connect to {}", gates.join(", "));
-            for g in &cfg.gates {
+            if supervise {
+                let pid = oxworld_bin::supervisor::spawn(&layout)?;
+                println!(
+                    "supervisor running (pid {pid}); log: {}",
+                    oxworld_bin::supervisor::log_file(&layout).display()
+                );
+            }
+            let here = launcher::procs(&cfg, layout.host.as_deref());
+            let gates: Vec<&oxworld_net::config::GateConfig> = cfg
+                .gates
+                .iter()
+                .filter(|g| here.iter().any(|p| p.kind == launcher::Kind::Gate && p.id == g.id))
+                .collect();
+            let addrs: Vec<String> = gates.iter().map(|g| g.advertise_addr.to_string()).collect();
+            println!(
+                "ready; clients connect to {}",
+                if addrs.is_empty() { "(no gate on this host)".into() } else { addrs.join(", ") }
+            );
+            for g in gates {
                 let page = g.web_root_in(layout.game_dir.as_deref()).filter(|d| d.join("index.html").is_file());
-                if let (Some(ws), Some(_)) = (g.ws_addr, page) {
+                if let (Some(ws), Some(_)) = (g.ws_advertise_addr, page) {
                     println!("gate{}: open http://{ws}/ in a browser", g.id);
                 }
             }
@@ -256,6 +292,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("{}", serde_json::to_string(&rows)?);
                 } else {
                     print_table(&rows);
+                    if let Some(pid) = oxworld_bin::supervisor::running(&layout) {
+                        println!("supervised (supervisor pid {pid})");
+                    }
                 }
                 if !watch {
                     let healthy = st.iter().all(launcher::ProcStatus::healthy);
@@ -266,6 +305,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Stop { common, grace } => {
             let (layout, cfg) = layout(&common)?;
+            if let Some(pid) = oxworld_bin::supervisor::end(&layout) {
+                println!("ended the supervisor (pid {pid})");
+            }
             let stopped = launcher::stop(&layout, &cfg, Duration::from_secs(grace));
             if stopped.is_empty() {
                 println!("nothing was running");
@@ -326,8 +368,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", out.config);
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Supervise(c) => {
+            let (layout, cfg) = layout(&c)?;
+            oxworld_bin::supervisor::run(&layout, &cfg)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Kill(c) => {
             let (layout, cfg) = layout(&c)?;
+            if let Some(pid) = oxworld_bin::supervisor::end(&layout) {
+                println!("ended the supervisor (pid {pid})");
+            }
             let killed = launcher::kill_all(&layout, &cfg);
             println!("killed {}", if killed.is_empty() { "nothing".to_owned() } else { killed.join(", ") });
             Ok(ExitCode::SUCCESS)

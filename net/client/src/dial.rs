@@ -78,14 +78,14 @@ impl Dial {
         }
     }
 
-    /// How to reach gate `gc` over `transport` as its config says: its address for that
-    /// transport, encrypted with the public key derived from its key file when it encrypts,
+    /// How to reach gate `gc` over `transport` as its config says: its advertised address for
+    /// that transport, encrypted with the public key derived from its key file when it encrypts,
     /// offering lz4 when it compresses.
     pub fn for_gate(gc: &GateConfig, transport: Transport) -> Result<Dial, String> {
         let addr = match transport {
-            Transport::Tcp => Some(gc.listen_addr),
-            Transport::Ws => gc.ws_addr,
-            Transport::Kcp => gc.kcp_addr,
+            Transport::Tcp => Some(gc.advertise_addr),
+            Transport::Ws => gc.ws_advertise_addr,
+            Transport::Kcp => gc.kcp_advertise_addr,
         }
         .ok_or_else(|| format!("gate{} has no {transport} address in its config", gc.id))?;
         let server_key = if gc.encrypt { Some(read_key_file(&gc.key_file)?.public()) } else { None };
