@@ -91,6 +91,8 @@ pub struct Spec<'a> {
     pub games: usize,
     /// Extra lines for the `[gate1]` section (e.g. `max_client_frame_bytes = 4096`).
     pub gate: &'a str,
+    /// Extra lines for the `[storage]` section (e.g. `save_interval_s = 1`).
+    pub storage: &'a str,
     /// Extra config appended at the end (whole sections).
     pub extra: &'a str,
     /// The game's directory, for a relative `web_root` (as `oxworld start <game-dir>`).
@@ -99,7 +101,7 @@ pub struct Spec<'a> {
 
 impl Default for Spec<'_> {
     fn default() -> Self {
-        Spec { dispatchers: 1, games: 1, gate: "", extra: "", game_dir: None }
+        Spec { dispatchers: 1, games: 1, gate: "", storage: "", extra: "", game_dir: None }
     }
 }
 
@@ -147,12 +149,13 @@ impl TestCluster {
         let mut ini = format!(
             "[deployment]\ndesired_dispatchers = {}\ndesired_games = {}\ndesired_gates = 1\nsecret = test\n\
              [gate1]\nlisten_addr = 127.0.0.1:{gate_port}\nws_addr = 127.0.0.1:{ws_port}\nkcp_addr = 127.0.0.1:{kcp_port}\n{}\n\
-             [storage]\ndir = {}\nfreeze_dir = {}\n",
+             [storage]\ndir = {}\nfreeze_dir = {}\n{}\n",
             spec.dispatchers,
             spec.games,
             spec.gate,
             dir.join("store").display(),
-            dir.join("freeze").display()
+            dir.join("freeze").display(),
+            spec.storage
         );
         for (d, port) in ports.iter().enumerate().skip(3).map(|(i, p)| (i - 2, p)) {
             ini.push_str(&format!("[dispatcher{d}]\nlisten_addr = 127.0.0.1:{port}\n"));
@@ -268,6 +271,8 @@ fn wait_exit(pid: i32, timeout: Duration) -> anyhow::Result<WaitStatus> {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
+        // A supervisor (`start --supervise`) first, or it would start them again.
+        crate::supervisor::end(&self.layout);
         launcher::kill_all(&self.layout, &self.cfg);
         // Kept when the test failed: its logs are there.
         if !std::thread::panicking() {

@@ -25,6 +25,7 @@ pub const CALL_ID_RANGE: std::ops::Range<usize> = 1..17;
 const S_ERROR: u8 = 0x85;
 const S_ATTRS: u8 = 0x86;
 const S_POSITIONS: u8 = 0x87;
+const S_PLAYER_LOST: u8 = 0x88;
 
 /// Position (x, y, z) and yaw (degrees) of an entity; four little-endian `f32` on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -241,6 +242,18 @@ pub enum ServerMsg {
         /// Human-readable reason.
         message: String,
     },
+    /// The client's player entity is gone with the game that ran it (that game crashed or was
+    /// killed). The client forgets every entity it was told about; the gate gives it a fresh
+    /// boot entity, whose `CreateEntity(is_player)` follows (a new login). Added in revision
+    /// 2.1 of protocol 2 (PROTOCOL.md, "Revisions").
+    PlayerLost {
+        /// The lost player entity.
+        entity: Id,
+        /// The game it ran on.
+        game: u16,
+        /// Human-readable reason.
+        message: String,
+    },
 }
 
 impl ServerMsg {
@@ -308,6 +321,12 @@ impl ServerMsg {
                 out.extend_from_slice(&method.to_le_bytes());
                 put_bytes(out, message.as_bytes());
             }
+            ServerMsg::PlayerLost { entity, game, message } => {
+                out.push(S_PLAYER_LOST);
+                out.extend_from_slice(&entity.0);
+                out.extend_from_slice(&game.to_le_bytes());
+                put_bytes(out, message.as_bytes());
+            }
         }
     }
 
@@ -353,6 +372,11 @@ impl ServerMsg {
                 method: r.u32("method id")?,
                 message: r.str("message")?.to_owned(),
             },
+            S_PLAYER_LOST => ServerMsg::PlayerLost {
+                entity: Id(r.array("entity id")?),
+                game: r.u16("game")?,
+                message: r.str("message")?.to_owned(),
+            },
             t => return Err(DecodeError::UnknownType(t)),
         };
         r.finish()?;
@@ -363,6 +387,12 @@ impl ServerMsg {
     /// the gate closes the connection).
     pub fn is_kick(payload: &[u8]) -> bool {
         payload.first() == Some(&S_ERROR) && payload.get(1..3) == Some(&(ErrorCode::Kicked as u16).to_le_bytes()[..])
+    }
+
+    /// For a gate: true if an encoded message is an `Error` (which travels from the failed
+    /// call's target, not from the client's player).
+    pub fn is_error(payload: &[u8]) -> bool {
+        payload.first() == Some(&S_ERROR)
     }
 
     /// Peeks at an encoded server message: `Some((is_create, is_player, id))` for create and
@@ -411,6 +441,7 @@ mod tests {
             ServerMsg::DestroyEntity { id: Id([2; 16]) },
             ServerMsg::Call { id: Id([2; 16]), method: "echo_reply".into(), args: vec![Value::Int(1)] },
             ServerMsg::error(ErrorCode::NotExposed, Id([2; 16]), 9, "nope"),
+            ServerMsg::PlayerLost { entity: Id([5; 16]), game: 2, message: "game2 is gone".into() },
             ServerMsg::Positions {
                 entries: vec![(Id([2; 16]), Pos::at(1.0, 2.0, 3.0)), (Id([3; 16]), Pos::default())],
             },
@@ -445,6 +476,18 @@ mod tests {
                 assert!(ServerMsg::decode(&out[..cut]).is_err(), "{m:?} cut at {cut}");
             }
         }
+    }
+
+    /// PROTOCOL.md section 7's `PlayerLost` example.
+    #[test]
+    fn exact_bytes_of_a_player_lost() {
+        let entity = Id::parse_hex("00112233445566778899aabbccddeeff").expect("id");
+        let mut out = Vec::new();
+        ServerMsg::PlayerLost { entity, game: 2, message: "gone".into() }.encode(&mut out);
+        let mut want = vec![0x88];
+        want.extend_from_slice(&entity.0);
+        want.extend_from_slice(&[0x02, 0x00, 0x04, 0x00, 0x00, 0x00, 0x67, 0x6f, 0x6e, 0x65]);
+        assert_eq!(out, want);
     }
 
     #[test]

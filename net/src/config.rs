@@ -215,6 +215,10 @@ pub struct Config {
     /// Bytes of held traffic per freezing game past which the same happens
     /// (`freeze_hold_max_bytes`).
     pub freeze_hold_max_bytes: usize,
+    /// A game whose links closed counts as lost (its clients are told `PlayerLost` and get a
+    /// new boot entity) when it has not linked again as the same process within this long
+    /// (`game_lost_after_ms`, default 2000); a new process of it (a restart) counts at once.
+    pub game_lost_after: Duration,
     /// Dispatchers, ids 1..=N in order.
     pub dispatchers: Vec<DispatcherConfig>,
     /// Games, ids 1..=N in order.
@@ -293,6 +297,7 @@ impl Config {
         let internal_queue_limit = dep.uint("internal_queue_limit_bytes", Some(256 << 20), 1 << 20, 1 << 34)?;
         let freeze_hold_timeout = Duration::from_secs(dep.uint("freeze_hold_timeout_s", Some(120), 1, 86_400)? as u64);
         let freeze_hold_max_bytes = dep.uint("freeze_hold_max_bytes", Some(512 << 20), 1 << 10, 1 << 36)?;
+        let game_lost_after = Duration::from_millis(dep.uint("game_lost_after_ms", Some(2000), 100, 600_000)? as u64);
         dep.deny_unknown()?;
 
         let st = Section::new(&file, "storage", sections.get("storage").unwrap_or(&empty));
@@ -471,14 +476,15 @@ impl Config {
                 "every game bans boot entities: no client could log in".into(),
             ));
         }
+        // Two processes of one host may not listen on one address (other hosts may).
         let mut seen = BTreeMap::new();
         let listens = dispatchers
             .iter()
-            .map(|d| (format!("dispatcher{}", d.id), d.listen_addr))
-            .chain(gates.iter().map(|g| (format!("gate{}", g.id), g.listen_addr)))
-            .chain(gates.iter().filter_map(|g| g.ws_addr.map(|a| (format!("gate{}", g.id), a))));
-        for (sec, addr) in listens {
-            if let Some(other) = seen.insert(addr, sec.clone()) {
+            .map(|d| (format!("dispatcher{}", d.id), &d.host, d.listen_addr))
+            .chain(gates.iter().map(|g| (format!("gate{}", g.id), &g.host, g.listen_addr)))
+            .chain(gates.iter().filter_map(|g| g.ws_addr.map(|a| (format!("gate{}", g.id), &g.host, a))));
+        for (sec, host, addr) in listens {
+            if let Some(other) = seen.insert((host.clone(), addr), sec.clone()) {
                 return Err(err(&sec, "listen_addr", format!("{addr} is also the listen_addr of [{other}]")));
             }
         }
@@ -490,6 +496,7 @@ impl Config {
             internal_queue_limit,
             freeze_hold_timeout,
             freeze_hold_max_bytes,
+            game_lost_after,
             dispatchers,
             games,
             gates,
@@ -874,7 +881,9 @@ listen_addr = 0.0.0.0:17100
 advertise_addr = 10.0.0.2:17100
 ws_addr = 0.0.0.0:17200
 [gate2]
-listen_addr = 0.0.0.0:17101
+host = h3
+listen_addr = 0.0.0.0:17100
+advertise_addr = 127.0.0.1:17101
 kcp_addr = 0.0.0.0:17102
 ";
 
@@ -884,7 +893,7 @@ kcp_addr = 0.0.0.0:17102
         assert_eq!(c.hosts(), ["h1", "h2", "h3"]);
         assert_eq!(c.dispatchers[0].host.as_deref(), Some("h1"));
         assert_eq!(c.games[1].host.as_deref(), Some("h3"));
-        assert_eq!(c.gates[1].host, None);
+        assert_eq!(c.gates[1].host.as_deref(), Some("h3"), "gates of two hosts may share a listen address");
         let (g1, g2) = (&c.gates[0], &c.gates[1]);
         assert_eq!(g1.advertise_addr.to_string(), "10.0.0.2:17100");
         // Unspecified listen IPs advertise loopback unless told otherwise.
@@ -913,13 +922,20 @@ kcp_addr = 0.0.0.0:17102
             &HOSTS.replace("advertise_addr = 10.0.0.1:17001\n", ""),
             "dispatcher1",
             "advertise_addr",
-            "loopback address, but processes on host (no host) dial this dispatcher (on h1)",
+            "loopback address, but processes on host h2 dial this dispatcher (on h1)",
         );
         bad(&HOSTS.replace("10.0.0.2:17100", "0.0.0.0:17100"), "gate1", "advertise_addr", "cannot be dialed");
         bad(&HOSTS.replace("10.0.0.1:17001", "10.0.0.1:0"), "dispatcher1", "advertise_addr", "cannot be dialed");
         bad(&HOSTS.replace("host = h3", "host = h 3"), "game2", "host", "a host name is");
+        bad(
+            &HOSTS.replace("host = h3\nlisten_addr", "host = h2\nlisten_addr"),
+            "gate2",
+            "listen_addr",
+            "also the listen_addr",
+        );
         // Games on one host may keep LMDB, with the dispatcher elsewhere.
-        let one = HOSTS.replace("backend = redis", "backend = lmdb").replace("host = h3", "host = h2");
+        let one =
+            HOSTS.replace("backend = redis", "backend = lmdb").replace("[game2]\nhost = h3", "[game2]\nhost = h2");
         check(&one).expect("games on one host");
     }
 }

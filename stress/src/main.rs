@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use clap::Parser;
 use oxworld_net::config::Config;
 use report::{Live, Report};
@@ -66,13 +66,20 @@ struct Cli {
     /// Stop at the first error or action timeout and print it.
     #[arg(long)]
     strict: bool,
-    /// Reconnect (and log in again) after a disconnect instead of counting it as an error.
+    /// Reconnect (and log in again) after a disconnect instead of counting it as an error;
+    /// in `testgame`, a bot whose player was lost with its game (`PlayerLost`) logs in again
+    /// too, counted in `relogins`, and the action it was waiting for is not an error.
     #[arg(long)]
     reconnect: bool,
+    /// `testgame`: SIGKILL process NAME (its pid file in --run-dir, e.g. `game1`) SECS seconds
+    /// into the steady phase (`--kill game1@20`; repeatable). The JSON line gets `kills`: per
+    /// kill, how long each bot took to its first successful action started after it.
+    #[arg(long, value_name = "NAME@SECS")]
+    kill: Vec<String>,
     /// Write per-action latency percentiles as CSV and an SVG plot into this directory.
     #[arg(long)]
     report: Option<PathBuf>,
-    /// Client transport: `tcp`, `ws` (WebSocket) or `kcp` (the gate's `ws_addr` / `kcp_addr`).
+    /// Client transport: `tcp`, `ws` (WebSocket) or `kcp` (the gate's `ws_advertise_addr` / `kcp_advertise_addr`).
     /// Encryption and compression follow the gate's config (`encrypt`, its key file).
     #[arg(long, default_value = "tcp")]
     transport: oxworld_client::Transport,
@@ -223,9 +230,78 @@ impl CpuWindow {
     }
 }
 
+/// One `--kill NAME@SECS`.
+#[derive(Debug, Clone, PartialEq)]
+struct Kill {
+    process: String,
+    at: Duration,
+}
+
+impl Kill {
+    fn parse(s: &str) -> anyhow::Result<Kill> {
+        let (name, secs) = s.split_once('@').with_context(|| format!("--kill {s:?}: expected NAME@SECS"))?;
+        let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let secs: f64 = secs.parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0 && ok).with_context(|| {
+            format!("--kill {s:?}: expected a process name (game1, gate1, ...) @ seconds into the steady phase")
+        })?;
+        Ok(Kill { process: name.to_owned(), at: Duration::from_secs_f64(secs) })
+    }
+}
+
+/// SIGKILLs the process whose pid file is `<dir>/<name>.pid` and tells the bots when.
+fn kill_now(dir: &std::path::Path, name: &str, live: &Live) -> anyhow::Result<()> {
+    let file = dir.join(format!("{name}.pid"));
+    let pid: i32 = std::fs::read_to_string(&file)
+        .with_context(|| format!("--kill {name}: reading {}", file.display()))?
+        .trim()
+        .parse()
+        .with_context(|| format!("--kill {name}: {} holds no pid", file.display()))?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
+        .with_context(|| format!("--kill {name}: pid {pid}"))?;
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    live.killed(Instant::now(), unix_ms);
+    eprintln!("oxworld-stress: killed {name} (pid {pid})");
+    Ok(())
+}
+
+/// The `kills` array of the JSON line.
+fn kills_json(cli: &Cli, rep: &Report, live: &Live) -> String {
+    let when: Vec<u64> = live.kills.lock().map(|k| k.iter().map(|(_, ms)| *ms).collect()).unwrap_or_default();
+    let items: Vec<String> = cli
+        .kill
+        .iter()
+        .enumerate()
+        .filter_map(|(i, k)| Some((i, Kill::parse(k).ok()?)))
+        .map(|(i, k)| {
+            let mut v = rep.recoveries.get(&i).cloned().unwrap_or_default();
+            v.sort_unstable();
+            let at = |q: f64| v.get(((v.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0);
+            format!(
+                "{{\"process\":\"{}\",\"at_s\":{:.1},\"killed_at_unix_ms\":{},\"bots\":{},\"recovered\":{},\"recover_p50_ms\":{},\"recover_p99_ms\":{},\"recover_max_ms\":{}}}",
+                k.process,
+                k.at.as_secs_f64(),
+                when.get(i).copied().unwrap_or(0),
+                cli.bots,
+                v.len(),
+                at(0.5),
+                at(0.99),
+                v.last().copied().unwrap_or(0)
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
 fn run(cli: &Cli, live: &Arc<Live>, cpu: &mut CpuWindow) -> anyhow::Result<Report> {
     if !["echo", "chat", "migrate", "testgame", "crowd", "arena"].contains(&cli.scenario.as_str()) {
         bail!("unknown scenario {:?} (available: echo, chat, migrate, testgame, crowd, arena)", cli.scenario);
+    }
+    let kills: Vec<Kill> = cli.kill.iter().map(|k| Kill::parse(k)).collect::<anyhow::Result<_>>()?;
+    if !kills.is_empty() && cli.scenario != "testgame" {
+        bail!("--kill is for --scenario testgame");
     }
     let board = crowd::Board::default();
     let run_id = arena::run_id();
@@ -268,11 +344,12 @@ fn run(cli: &Cli, live: &Arc<Live>, cpu: &mut CpuWindow) -> anyhow::Result<Repor
         let board = board.clone();
         let run_id = run_id.clone();
         let moves = !cli.no_move;
+        let save_interval = cfg.storage.save_interval;
         handles.push(std::thread::Builder::new().name(format!("bots{t}")).spawn(move || match scenario.as_str() {
             "chat" => chat::run_chat(&gates, first, count, duration, live),
             "migrate" => migrate::run_migrate(&gates, first, count, duration, rate, live),
             "testgame" => {
-                let opts = testgame::Opts { rate, total_bots: total, moves };
+                let opts = testgame::Opts { rate, total_bots: total, moves, save_interval };
                 testgame::run_testgame(&gates, first, count, duration, opts, live)
             }
             "crowd" => crowd::run_crowd(&gates, first, count, total, duration, board, live),
@@ -287,8 +364,21 @@ fn run(cli: &Cli, live: &Arc<Live>, cpu: &mut CpuWindow) -> anyhow::Result<Repor
     });
     let start = Instant::now();
     let mut last = (start, 0u64);
+    let mut steady_since: Option<Instant> = None;
+    let mut kills = kills.iter();
+    let mut next_kill = kills.next();
     while handles.iter().any(|h| !h.is_finished()) {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
+        if steady_since.is_none() && live.sending.load(std::sync::atomic::Ordering::Relaxed) >= threads as u64 {
+            steady_since = Some(Instant::now());
+        }
+        if let (Some(k), Some(t0)) = (next_kill, steady_since)
+            && t0.elapsed() >= k.at
+        {
+            let dir = cli.run_dir.as_deref().unwrap_or(std::path::Path::new("run"));
+            kill_now(dir, &k.process, live)?;
+            next_kill = kills.next();
+        }
         cpu.poll(live, threads);
         if let Some(b) = &bar {
             let now = Instant::now();
@@ -432,7 +522,7 @@ fn main() -> ExitCode {
         let procs: Vec<String> =
             usage.iter().map(|(n, cpu, rss)| format!("\"{n}\":{{\"cpu_pct\":{cpu:.1},\"rss_kib\":{rss}}}")).collect();
         println!(
-            "{{\"scenario\":\"{}\",\"transport\":\"{}\",\"encrypted\":{encrypted},\"link\":{{\"loss_pct\":{},\"delay_ms\":{},\"jitter_ms\":{}}},\"bots\":{},\"duration_s\":{},\"errors\":{},\"calls\":{},\"replies\":{},\"deliveries\":{},{}\"mean_us\":{mean},\"p50_us\":{p50},\"p99_us\":{p99},\"max_us\":{max},\"actions\":{},\"cpu_phase\":\"{phase}\",\"cpu_phase_s\":{cpu_secs:.1},\"servers_cpu_pct\":{servers_cpu:.1},{}\"procs\":{{{}}}}}",
+            "{{\"scenario\":\"{}\",\"transport\":\"{}\",\"encrypted\":{encrypted},\"link\":{{\"loss_pct\":{},\"delay_ms\":{},\"jitter_ms\":{}}},\"bots\":{},\"duration_s\":{},\"errors\":{},\"calls\":{},\"replies\":{},\"deliveries\":{},{}\"mean_us\":{mean},\"p50_us\":{p50},\"p99_us\":{p99},\"max_us\":{max},\"actions\":{},\"cpu_phase\":\"{phase}\",\"cpu_phase_s\":{cpu_secs:.1},\"servers_cpu_pct\":{servers_cpu:.1},{}\"kills\":{},\"procs\":{{{}}}}}",
             cli.scenario,
             cli.transport,
             cli.loss,
@@ -447,8 +537,26 @@ fn main() -> ExitCode {
             report::counts_json(&rep),
             report::actions_json(&rep),
             delivery_json(delivered, per_delivery, floor),
+            kills_json(&cli, &rep, &live),
             procs.join(",")
         );
     }
     if rep.errors > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kill_specs_parse_and_bad_ones_are_refused() {
+        assert_eq!(
+            Kill::parse("game1@20").expect("valid"),
+            Kill { process: "game1".into(), at: Duration::from_secs(20) }
+        );
+        assert_eq!(Kill::parse("gate2@0.5").expect("valid").at, Duration::from_millis(500));
+        for bad in ["game1", "@3", "game1@", "game1@-1", "game1@nan", "../x@1", "game 1@2", "game1@inf"] {
+            assert!(Kill::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -88,6 +88,9 @@ pub(crate) struct Live {
     /// phase over which CPU is measured runs from all of the first to all of the second.
     pub(crate) sending: AtomicU64,
     pub(crate) sent: AtomicU64,
+    /// When each `--kill` happened, in order (bots measure their recovery from these).
+    pub(crate) kills: Mutex<Vec<(std::time::Instant, u64)>>,
+    pub(crate) n_kills: std::sync::atomic::AtomicUsize,
 }
 
 impl Live {
@@ -101,7 +104,27 @@ impl Live {
             reconnect,
             sending: AtomicU64::new(0),
             sent: AtomicU64::new(0),
+            kills: Mutex::new(Vec::new()),
+            n_kills: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// Records a kill that happened at `at` (`unix_ms` by the wall clock).
+    pub(crate) fn killed(&self, at: std::time::Instant, unix_ms: u64) {
+        if let Ok(mut k) = self.kills.lock() {
+            k.push((at, unix_ms));
+            self.n_kills.store(k.len(), Ordering::Release);
+        }
+    }
+
+    /// Kills from index `from` on that happened at or before `started` (an action started
+    /// then is the first one after them), with their times.
+    pub(crate) fn kills_before(&self, from: usize, started: std::time::Instant) -> Vec<(usize, std::time::Instant)> {
+        if self.n_kills.load(Ordering::Acquire) <= from {
+            return Vec::new();
+        }
+        let Ok(k) = self.kills.lock() else { return Vec::new() };
+        k.iter().enumerate().skip(from).take_while(|(_, (t, _))| *t <= started).map(|(i, (t, _))| (i, *t)).collect()
     }
 
     /// This bot thread's bots are all in and it starts sending (once per thread).
@@ -132,6 +155,9 @@ pub(crate) struct Report {
     pub(crate) errors: u64,
     pub(crate) samples: Vec<String>,
     pub(crate) actions: BTreeMap<&'static str, Action>,
+    /// Per `--kill` (by index): each bot's time from the kill to its first successful action
+    /// started after it, in ms.
+    pub(crate) recoveries: BTreeMap<usize, Vec<u64>>,
     live: Arc<Live>,
 }
 
@@ -145,7 +171,18 @@ impl Report {
             errors: 0,
             samples: Vec::new(),
             actions: BTreeMap::new(),
+            recoveries: BTreeMap::new(),
             live,
+        }
+    }
+
+    /// A bot whose next unrecovered kill is `*next` finished an action started at `started`
+    /// successfully at `now`: it has recovered from every kill before `started`.
+    pub(crate) fn recovered(&mut self, next: &mut usize, started: std::time::Instant, now: std::time::Instant) {
+        for (k, at) in self.live.kills_before(*next, started) {
+            let ms = u64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(u64::MAX);
+            self.recoveries.entry(k).or_default().push(ms);
+            *next = k + 1;
         }
     }
 
@@ -199,6 +236,9 @@ impl Report {
         }
         self.errors += o.errors;
         self.samples.extend(o.samples.into_iter().take(MAX_SAMPLES.saturating_sub(self.samples.len())));
+        for (k, v) in o.recoveries {
+            self.recoveries.entry(k).or_default().extend(v);
+        }
         for (name, a) in o.actions {
             let mine = self.actions.entry(name).or_default();
             mine.count += a.count;

@@ -16,6 +16,12 @@
 //!
 //! The time between actions is random, 0 to `2 / --rate` seconds.
 //!
+//! With `--reconnect` (the crash runs) one action in four is `bump`: `bump(n + 1)` sets the
+//! avatar's persistent `counter`, done at `on_bump(n + 1)`. After a bot lost its player
+//! (`PlayerLost`) or its connection and logged in again, its avatar's `counter` must be at
+//! least every value acknowledged more than `[storage] save_interval_s` before the loss (plus
+//! 250 ms for the save itself); each one older and missing counts in `lost_values` (an error).
+//!
 //! Like GoWorld's test_client, each bot also **moves** while sending (unless `--no-move`): on
 //! every 100 ms tick, with probability 0.5, its avatar steps by a tiny amount (x by
 //! [-0.01, 0.01), z by [-0.01, 0), a random yaw) and it sends `Move`. The test game's Avatar
@@ -30,7 +36,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use oxworld_client::Dial;
 use oxworld_client::botnet::{BotEvent, BotNet};
-use oxworld_net::client_proto::{ClientMsg, Pos, ServerMsg};
+use oxworld_net::client_proto::{ClientMsg, ErrorCode, Pos, ServerMsg};
 use oxworld_net::{Id, Value, method_id};
 
 use crate::RECONNECT_DELAY;
@@ -67,6 +73,7 @@ enum Pending {
     Mail(String),
     Online,
     CallAll,
+    Bump(i64),
 }
 
 struct Bot {
@@ -82,6 +89,16 @@ struct Bot {
     pending: Option<(&'static str, Pending, Instant)>,
     closed: bool,
     n: u64,
+    /// Players this bot lost with their game (`PlayerLost`): errors about them are the crash's,
+    /// not the bot's (with `--reconnect`).
+    lost: Vec<Id>,
+    /// The avatar's `counter` as last acknowledged, and when each value was (newest last).
+    counter: i64,
+    acked: std::collections::VecDeque<(Instant, i64)>,
+    /// When the bot last lost its player or connection (checked at the next login).
+    lost_at: Option<Instant>,
+    /// The first `--kill` it has not recovered from yet.
+    next_kill: usize,
 }
 
 fn attr<'a>(shadow: &'a std::collections::HashMap<Id, Value>, id: Id, path: &[&str]) -> Option<&'a Value> {
@@ -117,6 +134,8 @@ pub(crate) struct Opts {
     pub(crate) total_bots: usize,
     /// Bots send `Move`s (not `--no-move`).
     pub(crate) moves: bool,
+    /// The cluster's `[storage] save_interval_s`: the loss window the counter check allows.
+    pub(crate) save_interval: Duration,
 }
 
 /// How often bots look for actions that timed out.
@@ -132,9 +151,14 @@ pub(crate) fn run_testgame(
     opts: Opts,
     live: Arc<Live>,
 ) -> anyhow::Result<Report> {
-    let Opts { rate, total_bots, moves } = opts;
+    let Opts { rate, total_bots, moves, save_interval } = opts;
     let mut net = BotNet::new()?;
     let mut rep = Report::new(live);
+    let bumps = rep.live().reconnect;
+    if bumps {
+        rep.count("relogins", 0);
+        rep.count("lost_values", 0);
+    }
     let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ ((first as u64 + 1) << 20));
     let kinds = (total_bots as u64 / 400).max(2);
     let mut bots = Vec::with_capacity(count);
@@ -154,6 +178,11 @@ pub(crate) fn run_testgame(
             pending: Some(("login", Pending::Login, start)),
             closed: false,
             n: 0,
+            lost: Vec::new(),
+            counter: 0,
+            acked: Default::default(),
+            lost_at: None,
+            next_kill: 0,
         });
     }
     let gap = 2.0 / rate.max(0.001);
@@ -243,6 +272,8 @@ pub(crate) fn run_testgame(
             // From the nil space (no AOI) only a space can be entered, as GoWorld's bots do.
             if b.kind <= 0 {
                 name = "enter_space";
+            } else if bumps && rng.below(4) == 0 {
+                name = "bump";
             }
             let pending = match name {
                 "enter_space" => {
@@ -299,6 +330,10 @@ pub(crate) fn run_testgame(
                     call(&mut net, i, avatar, "mail", vec![Value::from(tag.as_str())], &mut events);
                     Pending::Mail(tag)
                 }
+                "bump" => {
+                    call(&mut net, i, avatar, "bump", vec![Value::Int(b.counter + 1)], &mut events);
+                    Pending::Bump(b.counter + 1)
+                }
                 _ => {
                     call(&mut net, i, avatar, "online", vec![], &mut events);
                     Pending::Online
@@ -323,6 +358,7 @@ pub(crate) fn run_testgame(
                         b.avatar = None;
                         b.kind = -1;
                         b.shadow.clear();
+                        b.lost_at = Some(now);
                         b.pending = Some(("login", Pending::Login, now));
                         rep.ok("reconnect", 1);
                     } else {
@@ -359,14 +395,62 @@ pub(crate) fn run_testgame(
                 _ => {}
             }
             match msg {
+                // Its player died with its game; the gate gives it a new boot entity. With
+                // --reconnect the bot logs in again (a re-login, not an error).
+                ServerMsg::PlayerLost { entity, game, .. } => {
+                    b.lost_at = Some(now);
+                    b.lost.extend([Some(entity), b.avatar, b.account].into_iter().flatten());
+                    b.account = None;
+                    b.avatar = None;
+                    b.kind = -1;
+                    b.shadow.clear();
+                    if rep.live().reconnect {
+                        b.pending = Some(("login", Pending::Login, now));
+                        rep.count("relogins", 1);
+                    } else {
+                        done = Some(Err(format!("its player was lost with game{game}")));
+                    }
+                }
+                ServerMsg::Error { target, code, .. }
+                    if rep.live().reconnect
+                        && (b.lost.contains(&target)
+                            || (code == ErrorCode::UnknownEntity as u16 && Some(target) == b.avatar)) =>
+                {
+                    // About a player lost with its game (its PlayerLost may come after this,
+                    // through another dispatcher): the re-login settles the pending action.
+                }
                 ServerMsg::CreateEntity { is_player: true, id, type_name, .. } if type_name == "Account" => {
                     b.account = Some(id);
                     let args = vec![Value::from(b.name.as_str()), Value::from("123456")];
                     call(&mut net, i, id, "login", args, &mut events);
                 }
-                ServerMsg::CreateEntity { is_player: true, id, type_name, .. } if type_name == "Avatar" => {
+                ServerMsg::CreateEntity { is_player: true, id, type_name, attrs, .. } if type_name == "Avatar" => {
                     b.avatar = Some(id);
                     b.kind = 0;
+                    let restored = match &attrs {
+                        Value::Map(m) => m.get("counter").and_then(Value::as_int).unwrap_or(0),
+                        _ => 0,
+                    };
+                    if let Some(at) = b.lost_at.take() {
+                        // Every value acknowledged before the loss window must have come back.
+                        let window = save_interval + Duration::from_millis(250);
+                        let due = b
+                            .acked
+                            .iter()
+                            .filter(|(t, _)| at.saturating_duration_since(*t) > window)
+                            .map(|(_, n)| *n)
+                            .max();
+                        if let Some(due) = due.filter(|d| restored < *d) {
+                            rep.count("lost_values", 1);
+                            rep.error(format!(
+                                "bot {} ({}): counter came back as {restored}, but {due} was acknowledged more than {window:?} before the loss",
+                                first + i,
+                                b.name
+                            ));
+                        }
+                    }
+                    b.counter = restored;
+                    b.acked.clear();
                 }
                 ServerMsg::DestroyEntity { id } if Some(id) == b.avatar => {
                     done = Some(Err("its avatar was destroyed".into()));
@@ -456,6 +540,20 @@ pub(crate) fn run_testgame(
                             };
                             done = Some(if ok { Ok(()) } else { Err(format!("call-all answers: {args:?}")) });
                         }
+                        ("on_bump", Some(Pending::Bump(n))) => {
+                            done = Some(if int(0) == Some(*n) {
+                                b.counter = *n;
+                                b.acked.push_back((now, *n));
+                                // Only what may still be checked is kept: an entry goes once a
+                                // newer one is old enough to be checked in its place.
+                                while b.acked.get(1).is_some_and(|(t, _)| now.duration_since(*t) > save_interval * 4) {
+                                    b.acked.pop_front();
+                                }
+                                Ok(())
+                            } else {
+                                Err(format!("on_bump({:?}), sent {n}", int(0)))
+                            });
+                        }
                         ("on_online", Some(Pending::Online)) => {
                             done = Some(if int(0).is_some_and(|n| n >= 1) {
                                 Ok(())
@@ -476,7 +574,10 @@ pub(crate) fn run_testgame(
                     continue;
                 };
                 match outcome {
-                    Ok(()) => rep.ok(name, u64::try_from(now.duration_since(since).as_micros()).unwrap_or(u64::MAX)),
+                    Ok(()) => {
+                        rep.ok(name, u64::try_from(now.duration_since(since).as_micros()).unwrap_or(u64::MAX));
+                        rep.recovered(&mut b.next_kill, since, now);
+                    }
                     Err(e) => rep.fail(name, format!("bot {} ({}): {name}: expected {what:?}: {e}", first + i, b.name)),
                 }
                 let delay = Duration::from_secs_f64(gap * rng.unit());

@@ -102,7 +102,9 @@ fn dispatcher_route_one_call(b: Bencher) {
     let mut out = Outbox::new();
     let now = oxworld_runtime::clock_now();
     let peer = "127.0.0.1:9".parse().expect("addr");
-    let hello = |kind, id| Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: "k".into() }.to_frame(0);
+    let hello = |kind, id| {
+        Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: "k".into(), incarnation: 0 }.to_frame(0)
+    };
     for (c, kind, id) in [(1, ProcKind::Game, 1), (2, ProcKind::Game, 2), (3, ProcKind::Gate, 1)] {
         d.handle(now, Event::Accepted { conn: ConnId(c), listener: 0, peer }, &mut out);
         d.handle(now, Event::Frame { conn: ConnId(c), data: hello(kind, id), at: None }, &mut out);

@@ -107,8 +107,11 @@ impl GameApp {
     pub fn new(cfg: &oxworld_net::config::Config, id: u16, mut world: World, now: Instant) -> Self {
         world.set_max_frame(cfg.max_internal_frame);
         let addrs = cfg.dispatchers.iter().map(|d| d.advertise_addr).collect();
-        let links =
+        let mut links =
             Links::new(format!("game{id}"), ProcKind::Game, id, cfg.secret.clone(), addrs, internal_opts(cfg), now);
+        // Unique per process start (ids carry the start time and the process's random seed).
+        let fresh = world.fresh_id().0;
+        links.set_incarnation(u64::from_le_bytes(std::array::from_fn(|i| fresh[i] ^ fresh[i + 8])));
         GameApp {
             id,
             world,

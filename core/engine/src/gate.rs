@@ -15,8 +15,8 @@ use oxworld_net::client_proto::{CLIENT_PROTOCOL_VERSION, ClientMsg, ErrorCode, S
 use oxworld_net::config::{Config, GateConfig};
 use oxworld_net::msg::trace::Trace;
 use oxworld_net::msg::{
-    Call, Caller, ClientConnected, ClientDisconnected, ClientMove, FLAG_TRACED, FilteredCall, Kind, Message, ProcKind,
-    SetFilterProp, ToClients, ToGate,
+    Call, Caller, ClientConnected, ClientDisconnected, ClientMove, FLAG_TRACED, FilteredCall, GameLost, Kind, Message,
+    ProcKind, SetFilterProp, ToClients, ToGate,
 };
 use oxworld_net::ratelog::RateLog;
 use oxworld_net::value::encode_args;
@@ -33,9 +33,20 @@ use crate::status::{ProcState, Report};
 /// and the gate stops tracking (and so refuses calls to) the excess.
 pub const MAX_KNOWN_PER_CLIENT: usize = 100_000;
 
+/// Reports of a lost game within this long of the first are the same loss (one comes from each
+/// dispatcher, triggered by the same event); a game restarts and loses again far slower.
+const SAME_LOSS: std::time::Duration = std::time::Duration::from_secs(1);
+
 struct Client {
     id: Id,
     owner: Option<Id>,
+    /// The game that runs the owner: the origin of the last message other than an `Error`
+    /// that reached this client (every such message comes from the player's game, which also
+    /// computes its view; an `Error` comes from a call's target). When a dispatcher says that
+    /// game is lost, this client's player is gone.
+    owner_game: u16,
+    /// When `owner_game` was last set.
+    owner_since: Instant,
     /// Filter properties set by the game (`call_filtered_clients`).
     props: HashMap<String, String>,
     /// Entities this client was told about; ids are chosen by clients when they call, so a
@@ -75,6 +86,9 @@ pub struct GateStats {
     pub idle: u64,
     /// Clients closed because their entity kicked them (`ErrorCode::Kicked`).
     pub kicked: u64,
+    /// Clients whose player entity was lost with its game (told `PlayerLost`, given a new
+    /// boot entity).
+    pub players_lost: u64,
     /// Client messages (and their bytes) received: calls, heartbeats, moves, undecodable.
     pub client_msgs: [u64; 4],
     /// Errors the gate itself sent to clients, by error code (index = code).
@@ -100,6 +114,8 @@ pub struct GateApp {
     clients: FxHashMap<ConnId, Client>,
     /// Client ids are the gate's own (random), looked up for internal messages: Fx is safe.
     by_client: FxHashMap<Id, ConnId>,
+    /// When each game was last reported lost (see [`GateApp::on_game_lost`]).
+    games_lost: FxHashMap<u16, Instant>,
     stats: GateStats,
     pending_moves: FxHashMap<Id, (Id, [f32; 4])>,
     /// When to look for clients past `heartbeat_timeout` next.
@@ -161,6 +177,7 @@ impl GateApp {
             clock_base,
             clients: FxHashMap::default(),
             by_client: FxHashMap::default(),
+            games_lost: FxHashMap::default(),
             stats: GateStats::default(),
             pending_moves: FxHashMap::default(),
             next_idle_check: clock_base.0,
@@ -206,6 +223,8 @@ impl GateApp {
         let c = Client {
             id: client,
             owner: None,
+            owner_game: 0,
+            owner_since: now,
             props: HashMap::new(),
             known: HashSet::new(),
             last_heard: now,
@@ -355,8 +374,11 @@ impl GateApp {
         }
     }
 
-    fn on_dispatcher_msg(&mut self, msg: ToGate, out: &mut Outbox) {
+    /// A message from a dispatcher; `origin` is its header's (the sending game for
+    /// `ToClients`).
+    fn on_dispatcher_msg(&mut self, msg: ToGate, origin: u16, out: &mut Outbox) {
         match msg {
+            ToGate::GameLost(GameLost { game }) => self.on_game_lost(game, out),
             ToGate::SetFilterProp(SetFilterProp { client, key, value, .. }) => {
                 if let Some(c) = self.by_client.get(&client).and_then(|conn| self.clients.get_mut(conn)) {
                     if value.is_empty() {
@@ -370,7 +392,7 @@ impl GateApp {
             ToGate::ToClients(ToClients { clients, payload, .. }) => {
                 let peek = ServerMsg::peek_entity(&payload);
                 for client in clients {
-                    self.deliver(client, peek, &payload, out);
+                    self.deliver(client, peek, &payload, origin, out);
                 }
             }
             ToGate::HelloAck(_) | ToGate::Refused(_) => {
@@ -414,7 +436,7 @@ impl GateApp {
 
     /// Delivers one game message (`payload`, whose entity `peek` describes) to `client`,
     /// tracking which entities it may address and which one it owns.
-    fn deliver(&mut self, client: Id, peek: Option<(bool, bool, Id)>, payload: &[u8], out: &mut Outbox) {
+    fn deliver(&mut self, client: Id, peek: Option<(bool, bool, Id)>, payload: &[u8], origin: u16, out: &mut Outbox) {
         let Some(&conn) = self.by_client.get(&client) else {
             // The client left before its owner was created: tell the owner's game now.
             if let Some((true, true, owner)) = peek {
@@ -423,6 +445,14 @@ impl GateApp {
             }
             return;
         };
+        if let Some(game) = oxworld_net::msg::game_of_origin(origin)
+            && !ServerMsg::is_error(payload)
+            && let Some(c) = self.clients.get_mut(&conn)
+        {
+            // Follows the player across migrations (which the client never sees).
+            c.owner_game = game;
+            c.owner_since = self.now;
+        }
         if let (Some((is_create, is_player, id)), Some(c)) = (peek, self.clients.get_mut(&conn)) {
             if is_create {
                 if c.known.len() < MAX_KNOWN_PER_CLIENT {
@@ -457,6 +487,52 @@ impl GateApp {
             return;
         }
         self.send_client(conn, payload, out);
+    }
+
+    /// Game `game`'s process is gone (every dispatcher says so, each once): each client whose
+    /// player entity ran there, as of the first of these reports, is told (`PlayerLost`),
+    /// forgets what it knew, and gets a fresh boot entity, as at connect: it logs in again. A
+    /// later report of the same loss never touches a player that came after the first.
+    fn on_game_lost(&mut self, game: u16, out: &mut Outbox) {
+        let now = self.now;
+        let cutoff = match self.games_lost.get(&game) {
+            Some(&first) if now.saturating_duration_since(first) < SAME_LOSS => first,
+            _ => {
+                self.games_lost.insert(game, now);
+                now
+            }
+        };
+        let lost: Vec<ConnId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.closing && c.owner.is_some() && c.owner_game == game && c.owner_since <= cutoff)
+            .map(|(conn, _)| *conn)
+            .collect();
+        if lost.is_empty() {
+            return;
+        }
+        warn!(
+            "gate{}: game{game} is down; {} clients lost their player and get a new boot entity",
+            self.cfg.id,
+            lost.len()
+        );
+        let ms = self.unix_ms(self.now);
+        let message = format!("game{game}, which ran this player, is gone; log in again");
+        for conn in lost {
+            let boot = self.ids.next(ms);
+            let Some(c) = self.clients.get_mut(&conn) else { continue };
+            let Some(entity) = c.owner.take() else { continue };
+            c.owner_game = 0;
+            c.known.clear();
+            c.props.clear();
+            let client = c.id;
+            self.stats.players_lost += 1;
+            // After whatever is held for it, at once (rare, and it changes what the client is).
+            self.gather.flush_conn(conn, out);
+            Self::reply(out, conn, &ServerMsg::PlayerLost { entity, game, message: message.clone() });
+            let d = boot.dispatcher_index(self.links.len());
+            self.links.send(d, &ClientConnected { boot, gate: self.cfg.id, client }, out);
+        }
     }
 
     /// Tells client `conn` why (an `Error` with `code`) and closes it, once.
@@ -514,11 +590,11 @@ impl App for GateApp {
                     Ok(Some((d, LinkEvent::Frame(h, body)))) => match ToGate::decode_parts(&h, body) {
                         Ok(ToGate::ToClients(tc)) if h.flags & FLAG_TRACED != 0 => {
                             let client = tc.clients.first().copied();
-                            self.on_dispatcher_msg(ToGate::ToClients(tc), out);
+                            self.on_dispatcher_msg(ToGate::ToClients(tc), h.origin, out);
                             let waited = now.saturating_duration_since(at.unwrap_or(now));
                             self.tracer.on_reply(now, Trace::from_u64(h.trace), waited, client);
                         }
-                        Ok(m) => self.on_dispatcher_msg(m, out),
+                        Ok(m) => self.on_dispatcher_msg(m, h.origin, out),
                         Err(e) => {
                             // One bad message from a peer past the handshake: dropped, the link
                             // (whose framing is intact) stays.
@@ -649,6 +725,12 @@ impl crate::metrics::Metrics for GateApp {
         m.counter("client_refused_total", "Client messages refused (malformed, not addressable)", &[], st.refused);
         m.counter("clients_idle_total", "Clients closed for sending nothing", &[], st.idle);
         m.counter("clients_kicked_total", "Clients closed because their entity kicked them", &[], st.kicked);
+        m.counter(
+            "players_lost_total",
+            "Clients whose player entity was lost with its game (told PlayerLost, given a new boot entity)",
+            &[],
+            st.players_lost,
+        );
         m.counter("rate_limited_total", "Client messages dropped by the rate limits", &[], st.rate_limited);
         m.counter(
             "rate_disconnected_total",
@@ -729,9 +811,14 @@ mod tests {
 
         /// One game message for several clients, as a game fans it out.
         fn deliver_to(&mut self, clients: &[Id], m: &ServerMsg) {
+            self.deliver_from(1, clients, m);
+        }
+
+        /// The same from game `game` (the header's origin).
+        fn deliver_from(&mut self, game: u16, clients: &[Id], m: &ServerMsg) {
             let mut payload = Vec::new();
             m.encode(&mut payload);
-            let data = ToClients { gate: 1, clients: clients.to_vec(), payload }.to_frame(1);
+            let data = ToClients { gate: 1, clients: clients.to_vec(), payload }.to_frame(game);
             self.gate.handle(self.now, Event::Frame { conn: self.links[0], data, at: None }, &mut self.out);
         }
 
@@ -930,6 +1017,67 @@ mod tests {
         f.now += std::time::Duration::from_millis(100);
         let sent = f.client_sends(101, &ClientMsg::Heartbeat);
         assert!(error_codes(&sent, 101).is_empty());
+    }
+
+    /// Every dispatcher says game 1 is down: the client whose player ran there is told once
+    /// (`PlayerLost`), may no longer address what it knew, and gets one new boot entity; the
+    /// client whose player runs on game 2 hears nothing.
+    #[test]
+    fn a_client_whose_player_ran_on_a_lost_game_is_told_and_boots_again() {
+        let mut f = fixture_with(&CFG.replace("desired_games=1", "desired_games=2"));
+        let (c1, b1) = f.accept(100);
+        let (c2, b2) = f.accept(101);
+        let (c3, b3) = f.accept(102);
+        f.deliver_from(1, &[c1], &player_create(b1));
+        f.deliver_from(2, &[c2], &player_create(b2));
+        // c3's player migrated from game 1 to game 2: the next message comes from there.
+        f.deliver_from(1, &[c3], &player_create(b3));
+        f.deliver_from(2, &[c3], &ServerMsg::Call { id: b3, method: "entered".into(), args: vec![] });
+        // An error about a call to an entity of game 1 does not move c2's player there.
+        f.deliver_from(1, &[c2], &ServerMsg::error(ErrorCode::UnknownMethod, b1, 7, "no"));
+        f.out.take_frames();
+        let down = |f: &mut Fixture| {
+            for l in f.links.clone() {
+                let data = GameLost { game: 1 }.to_frame(0);
+                f.gate.handle(f.now, Event::Frame { conn: l, data, at: None }, &mut f.out);
+            }
+            f.out.take_frames()
+        };
+        let sent = down(&mut f);
+        let to = |conn: u64| -> Vec<ServerMsg> {
+            sent.iter()
+                .filter(|(c, _)| *c == ConnId(conn))
+                .flat_map(|(_, fs)| fs.iter().map(|b| ServerMsg::decode(b).expect("valid")))
+                .collect()
+        };
+        assert!(
+            matches!(&to(100)[..], [ServerMsg::PlayerLost { entity, game: 1, .. }] if *entity == b1),
+            "{:?}",
+            to(100)
+        );
+        assert!(to(101).is_empty() && to(102).is_empty(), "{:?} {:?}", to(101), to(102));
+        let boots: Vec<ClientConnected> = sent
+            .iter()
+            .filter(|(c, _)| f.links.contains(c))
+            .flat_map(|(_, fs)| {
+                fs.iter().filter_map(|b| match FromGate::decode(b) {
+                    Ok(FromGate::ClientConnected(cc)) => Some(cc),
+                    _ => None,
+                })
+            })
+            .collect();
+        assert_eq!(boots.len(), 1, "one new boot entity: {boots:?}");
+        assert_eq!((boots[0].client, boots[0].gate), (c1, 1));
+        assert!(boots[0].boot != b1 && boots[0].boot != Id::NIL);
+        let sent = f.client_sends(100, &ClientMsg::Call { target: b1, method: 1, args: vec![] });
+        assert_eq!(error_codes(&sent, 100), vec![ErrorCode::NotAddressable as u16], "the lost player is forgotten");
+        // The new boot entity becomes its player as at connect; a late GameDown changes nothing.
+        f.deliver_from(2, &[c1], &player_create(boots[0].boot));
+        f.out.take_frames();
+        assert!(down(&mut f).is_empty());
+        let sent = f.client_sends(100, &ClientMsg::Call { target: boots[0].boot, method: 1, args: vec![] });
+        assert!(error_codes(&sent, 100).is_empty());
+        assert_eq!(f.gate.stats().players_lost, 1);
     }
 
     #[test]

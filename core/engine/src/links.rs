@@ -64,6 +64,8 @@ pub(crate) struct Links {
     /// Messages dropped because a dispatcher stayed unreachable past the pending bound.
     pub(crate) dropped: u64,
     announced_ready: bool,
+    /// Sent in every `Hello` (see `oxworld_net::msg::Hello`).
+    incarnation: u64,
 }
 
 impl Links {
@@ -91,7 +93,13 @@ impl Links {
             max_pending_bytes: opts.max_queued,
             dropped: 0,
             announced_ready: false,
+            incarnation: 0,
         }
+    }
+
+    /// Which run of this process this is, sent in every `Hello` (games: random per start).
+    pub(crate) fn set_incarnation(&mut self, incarnation: u64) {
+        self.incarnation = incarnation;
     }
 
     /// Number of dispatchers.
@@ -147,8 +155,13 @@ impl Links {
     pub(crate) fn on_connected(&mut self, conn: ConnId, out: &mut Outbox, entities: impl FnOnce(usize) -> Vec<Id>) {
         let Some(d) = self.index_of(conn) else { return };
         self.states[d] = State::Handshaking(conn);
-        let hello =
-            Hello { version: INTERNAL_PROTOCOL_VERSION, kind: self.kind, id: self.id, secret: self.secret.clone() };
+        let hello = Hello {
+            version: INTERNAL_PROTOCOL_VERSION,
+            kind: self.kind,
+            id: self.id,
+            secret: self.secret.clone(),
+            incarnation: self.incarnation,
+        };
         out.send_with(conn, |b| hello.encode(self.origin, b));
         for batch in entities(d).chunks(ANNOUNCE_BATCH) {
             let ann = Announce { entities: batch.to_vec() };

@@ -178,7 +178,13 @@ fn dispatcher_refuses_wrong_secret_and_survives() {
 
     let mut raw = std::net::TcpStream::connect(disp).expect("connect");
     raw.set_read_timeout(Some(WAIT)).expect("timeout");
-    let hello = Hello { version: INTERNAL_PROTOCOL_VERSION, kind: ProcKind::Game, id: 1, secret: "wrong".into() };
+    let hello = Hello {
+        version: INTERNAL_PROTOCOL_VERSION,
+        kind: ProcKind::Game,
+        id: 1,
+        secret: "wrong".into(),
+        incarnation: 0,
+    };
     let payload = hello.to_frame(1);
     let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
     frame.extend_from_slice(&payload);

@@ -8,7 +8,8 @@
 //!   kind (through the sharded `Spaces` service), enter a random game's nil space (migration),
 //!   say in the world or the profession channel (filtered client calls), random list edits
 //!   and a nested attribute round trip (replica checks), an AOI tester, mail through KVDB,
-//!   the `Online` service's count, and a call to every client around (`test_call_all`).
+//!   the `Online` service's count, a call to every client around (`test_call_all`), and a
+//!   persistent `counter` the bots write (`bump`) and check after a crash.
 //! - `Arena` (the space type): each game's nil space opens an arena (kind = game id, published
 //!   in KVDB as `arena$<game>`) and keeps a `Beacon` with a repeating timer; spaces of kind
 //!   101.. made by `Spaces` each get 10 `Monster`s.
@@ -18,9 +19,12 @@
 //! types changed, or a slow restart, build one in `demo/variants`; nothing here behaves
 //! differently under test.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use oxworld_core::{Args, AttrFlags, CallError, Ctx, Entity, Expose, Id, Pos, Registry, Value, id_value};
+
+mod services;
+use services::{Online, Spaces};
 
 /// The password every test user has (as GoWorld's test_game).
 const PASSWORD: &str = "123456";
@@ -272,9 +276,26 @@ impl Account {
 
 /// A user's persistent avatar.
 #[derive(Default)]
-struct Avatar;
+struct Avatar {
+    /// The space of a kind it is on its way to (from `Spaces`), until it arrives or fails.
+    entering: Option<(i64, Id)>,
+}
 
 impl Entity for Avatar {
+    fn on_migrate_failed(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
+        // The space `Spaces` gave may be gone with a lost game: ask for another.
+        if let Some((kind, space)) = self.entering.take() {
+            log::info!("{}: cannot enter {space} of kind {kind} ({reason}); asking Spaces again", ctx.id());
+            let me = id_value(ctx.id());
+            ctx.call_service_shard_key(
+                "Spaces",
+                &kind.to_string(),
+                "replace",
+                vec![Value::Int(kind), id_value(space), me],
+            );
+        }
+    }
+
     fn on_created(&mut self, ctx: &mut Ctx<'_>) {
         let id = ctx.id();
         let mut a = ctx.attrs();
@@ -312,6 +333,7 @@ impl Entity for Avatar {
     }
 
     fn on_enter_space(&mut self, ctx: &mut Ctx<'_>) {
+        self.entering = None;
         let kind = ctx.space_kind(ctx.space()).unwrap_or(0);
         ctx.call_client("entered", vec![Value::Int(kind), Value::Int(i64::from(ctx.game_id()))]);
     }
@@ -363,6 +385,7 @@ impl Avatar {
     /// Server: the `Spaces` service's answer.
     fn do_enter_space(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
         let space = args.id(0)?;
+        self.entering = args.get(1).ok().and_then(Value::as_int).map(|kind| (kind, space));
         let pos = spot(ctx.id(), ctx.attrs().int("exp"));
         ctx.enter_space(space, pos).map_err(failed)
     }
@@ -605,6 +628,16 @@ impl Avatar {
         Ok(())
     }
 
+    /// Own client: `bump(n)` sets the persistent `counter` (the client's own copy shows it) to
+    /// `n` and answers `on_bump(n)`: the strict bots' check that a crash loses no value older
+    /// than the save interval.
+    fn bump(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        let n = args.int(0)?;
+        ctx.attrs().set("counter", n);
+        ctx.call_client("on_bump", vec![Value::Int(n)]);
+        Ok(())
+    }
+
     /// Own client: asks this avatar's `Online` shard how many avatars it holds.
     fn online(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
         let key = ctx.id().to_string();
@@ -624,77 +657,6 @@ impl Avatar {
 
     fn on_online(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
         ctx.call_client("on_online", vec![Value::Int(args.int(0)?)]);
-        Ok(())
-    }
-}
-
-/// Service (3 shards): the avatars checked in to this shard.
-#[derive(Default)]
-struct Online {
-    avatars: BTreeSet<Id>,
-}
-
-impl Entity for Online {
-    fn save(&self) -> Value {
-        Value::List(self.avatars.iter().map(|id| id_value(*id)).collect())
-    }
-
-    fn load(&mut self, state: Value) {
-        if let Value::List(l) = state {
-            let a = Args(l);
-            self.avatars = (0..a.len()).filter_map(|i| a.id(i).ok()).collect();
-        }
-    }
-}
-
-impl Online {
-    fn check_in(&mut self, _ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
-        self.avatars.insert(args.id(0)?);
-        Ok(())
-    }
-
-    fn check_out(&mut self, _ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
-        self.avatars.remove(&args.id(0)?);
-        Ok(())
-    }
-
-    fn count(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
-        let n = i64::try_from(self.avatars.len()).unwrap_or(i64::MAX);
-        ctx.call(args.id(0)?, "on_online", vec![Value::Int(n)]);
-        Ok(())
-    }
-}
-
-/// Service (3 shards, by kind): one space per kind, made anywhere on first demand.
-#[derive(Default)]
-struct Spaces {
-    by_kind: BTreeMap<i64, Id>,
-}
-
-impl Entity for Spaces {
-    fn save(&self) -> Value {
-        Value::List(self.by_kind.iter().map(|(k, id)| Value::List(vec![Value::Int(*k), id_value(*id)])).collect())
-    }
-
-    fn load(&mut self, state: Value) {
-        if let Value::List(l) = state {
-            for pair in l {
-                if let Value::List(p) = pair {
-                    let a = Args(p);
-                    if let (Ok(k), Ok(id)) = (a.int(0), a.id(1)) {
-                        self.by_kind.insert(k, id);
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl Spaces {
-    fn want(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
-        let (kind, avatar) = (args.int(0)?, args.id(1)?);
-        let space = *self.by_kind.entry(kind).or_insert_with(|| ctx.create_space_anywhere(kind));
-        ctx.call(avatar, "do_enter_space", vec![id_value(space)]);
         Ok(())
     }
 }
@@ -747,6 +709,7 @@ pub fn register_game(reg: &mut Registry) {
         .attr("prof", persistent_all)
         .attr("exp", persistent_own)
         .attr("last_mail", AttrFlags::PERSISTENT)
+        .attr("counter", persistent_own)
         .attr("test_list", AttrFlags::ALL_CLIENTS)
         .attr("complex", AttrFlags::CLIENT)
         .method("attach", Expose::Server, Avatar::attach)
@@ -766,6 +729,7 @@ pub fn register_game(reg: &mut Registry) {
         .method("mail", Expose::OwnClient, Avatar::mail)
         .method("on_mails", Expose::Server, Avatar::on_mails)
         .method("online", Expose::OwnClient, Avatar::online)
+        .method("bump", Expose::OwnClient, Avatar::bump)
         .method("test_call_all", Expose::OwnClient, Avatar::test_call_all)
         .method("call_all_echo", Expose::AnyClient, Avatar::call_all_echo)
         .method("call_all_give_up", Expose::Server, Avatar::call_all_give_up)
@@ -775,7 +739,11 @@ pub fn register_game(reg: &mut Registry) {
         .method("check_in", Expose::Server, Online::check_in)
         .method("check_out", Expose::Server, Online::check_out)
         .method("count", Expose::Server, Online::count);
-    reg.service("Spaces", Spaces::default, 3).method("want", Expose::Server, Spaces::want);
+    reg.service("Spaces", Spaces::default, 3).method("want", Expose::Server, Spaces::want).method(
+        "replace",
+        Expose::Server,
+        Spaces::replace,
+    );
     oxworld_core::pubsub::register(reg, 3);
     reg.boot("Account");
 }

@@ -222,6 +222,12 @@ impl ClientConn {
                     self.player = None;
                 }
             }
+            // The player died with its game: everything known is forgotten, as at the gate; the
+            // new boot entity's create follows (the caller logs in again).
+            ServerMsg::PlayerLost { .. } => {
+                self.entities.clear();
+                self.player = None;
+            }
             ServerMsg::Positions { entries } => {
                 for (id, pos) in entries {
                     if let Some(r) = self.entities.get_mut(id) {
@@ -382,6 +388,37 @@ mod tests {
         assert!(matches!(c.poll_event(), Some(ServerMsg::CreateEntity { .. })));
         assert_eq!(c.player(), Some(Id([2; 16])));
         assert_eq!(c.entity_type(Id([2; 16])), Some("A"));
+        // Lost with its game: forgotten until the new boot entity's create.
+        let wire = wire_of(
+            &mut s,
+            &[
+                ServerMsg::PlayerLost { entity: Id([2; 16]), game: 1, message: "gone".into() },
+                ServerMsg::CreateEntity {
+                    is_player: true,
+                    id: Id([3; 16]),
+                    type_name: "Boot".into(),
+                    attrs: Value::Nil,
+                    pos: Default::default(),
+                },
+            ],
+        );
+        c.handle_bytes(&wire).expect("bytes");
+        assert!(matches!(c.poll_event(), Some(ServerMsg::PlayerLost { .. })));
+        assert_eq!((c.player(), c.entity_type(Id([2; 16]))), (None, None));
+        assert!(matches!(c.poll_event(), Some(ServerMsg::CreateEntity { .. })));
+        assert_eq!(c.player(), Some(Id([3; 16])));
+        let wire = wire_of(
+            &mut s,
+            &[ServerMsg::CreateEntity {
+                is_player: true,
+                id: Id([2; 16]),
+                type_name: "A".into(),
+                attrs: Value::Nil,
+                pos: Default::default(),
+            }],
+        );
+        c.handle_bytes(&wire).expect("bytes");
+        assert!(c.poll_event().is_some());
         c.call(Id([2; 16]), "echo", vec![]);
         assert!(c.wants_write());
         assert_eq!(

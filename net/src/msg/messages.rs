@@ -18,6 +18,10 @@ message! {
         id: u16,
         /// The cluster secret from the config.
         secret: String,
+        /// Which run of the process this is (random per process start; 0 for gates): a game
+        /// that links again with the same one had a broken link, with another one it is a new
+        /// process and the old one's entities are gone.
+        incarnation: u64,
     }
 }
 
@@ -316,6 +320,17 @@ message! {
 message! {
     /// Dispatcher -> games: a game left (its entities are unreachable through this dispatcher).
     GameDown aux game {
+        /// Game id (header `aux`).
+        @skip game: u16,
+    }
+}
+
+message! {
+    /// Dispatcher -> gates: game `game`'s process is gone (it linked again as a new process,
+    /// or did not link again within `game_lost_after_ms`, or its hot swap's hold ran out). The
+    /// gate tells each client whose player entity ran there (`PlayerLost`) and gives it a
+    /// fresh boot entity.
+    GameLost aux game {
         /// Game id (header `aux`).
         @skip game: u16,
     }

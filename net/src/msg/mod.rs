@@ -34,7 +34,7 @@ use thiserror::Error;
 use crate::id::Id;
 
 /// Version of the internal protocol; a peer with another version is refused.
-pub const INTERNAL_PROTOCOL_VERSION: u32 = 3;
+pub const INTERNAL_PROTOCOL_VERSION: u32 = 4;
 /// Bytes of the fixed header.
 pub const HEADER_LEN: usize = 48;
 /// Header flag: the `trace` slot holds a [`trace::Trace`] (set on sampled or slow client calls
@@ -54,6 +54,11 @@ pub const fn origin_of(kind: ProcKind, id: u16) -> u16 {
         ProcKind::Gate => 0x8000 | (id & 0x7fff),
         _ => id & 0x7fff,
     }
+}
+
+/// The game an `origin` names, if it names one (not a gate, not unset).
+pub const fn game_of_origin(origin: u16) -> Option<u16> {
+    if origin == 0 || origin & 0x8000 != 0 { None } else { Some(origin) }
 }
 
 macro_rules! kinds {
@@ -151,6 +156,8 @@ kinds! {
     FilteredCall = 0x32,
     /// [`GateUp`].
     GateUp = 0x33,
+    /// [`GameLost`].
+    GameLost = 0x34,
 }
 
 impl fmt::Display for Kind {
@@ -615,6 +622,7 @@ direction! {
         ToClients,
         SetFilterProp,
         FilteredCall,
+        GameLost,
     }
 }
 
@@ -654,7 +662,14 @@ mod tests {
 
     fn from_game() -> Vec<FromGame> {
         vec![
-            Hello { version: INTERNAL_PROTOCOL_VERSION, kind: ProcKind::Game, id: 2, secret: "s".into() }.into(),
+            Hello {
+                version: INTERNAL_PROTOCOL_VERSION,
+                kind: ProcKind::Game,
+                id: 2,
+                secret: "s".into(),
+                incarnation: 7,
+            }
+            .into(),
             Announce { entities: vec![A, B] }.into(),
             EntityCreated { id: A }.into(),
             EntityDestroyed { id: A }.into(),
@@ -679,7 +694,14 @@ mod tests {
 
     fn from_gate() -> Vec<FromGate> {
         vec![
-            Hello { version: INTERNAL_PROTOCOL_VERSION, kind: ProcKind::Gate, id: 1, secret: "s".into() }.into(),
+            Hello {
+                version: INTERNAL_PROTOCOL_VERSION,
+                kind: ProcKind::Gate,
+                id: 1,
+                secret: "s".into(),
+                incarnation: 0,
+            }
+            .into(),
             ClientConnected { boot: B, gate: 1, client: A }.into(),
             Call { target: A, method: 7, caller: Caller::Client { gate: 1, client: B }, args: vec![1] }.into(),
             ClientDisconnected { owner: B, gate: 1, client: A }.into(),
@@ -701,6 +723,7 @@ mod tests {
                 args: vec![],
             }
             .into(),
+            GameLost { game: 2 }.into(),
         ]
     }
 
@@ -771,6 +794,8 @@ mod tests {
         assert_eq!((h.kind, h.aux, h.route), (Kind::CreateEntity, 2, A));
         assert_eq!(CreateEntity::decode(&frame).expect("body").game, 2);
         assert_eq!(origin_of(ProcKind::Gate, 2), 0x8002);
+        assert_eq!(game_of_origin(origin_of(ProcKind::Game, 3)), Some(3));
+        assert_eq!((game_of_origin(0x8002), game_of_origin(0)), (None, None));
     }
 
     #[test]
@@ -792,7 +817,8 @@ mod tests {
             FromGate::decode(&call_failed),
             Err(MsgDecodeError::Unexpected { kind: Kind::CallFailed, direction: "FromGate" })
         ));
-        let hello = Hello { version: 3, kind: ProcKind::Game, id: 1, secret: String::new() }.to_frame(1);
+        let hello =
+            Hello { version: 3, kind: ProcKind::Game, id: 1, secret: String::new(), incarnation: 0 }.to_frame(1);
         assert!(ToGame::decode(&hello).is_err(), "a game never receives Hello");
         assert!(ToGate::decode(&GameUp { game: 1 }.to_frame(0)).is_err());
     }

@@ -83,19 +83,34 @@ export interface ReconnectingEvent {
   error: OxworldError;
 }
 
+/**
+ * The client's player entity died with the game that ran it (that game crashed or was killed;
+ * `PlayerLost`, revision 2.1 of protocol 2). The session stays open.
+ */
+export interface PlayerLostEvent {
+  /** The lost player entity's id (32 hex digits). */
+  id: string;
+  /** The lost entity as this client knew it (now `destroyed`), if it knew it. */
+  entity: Entity | undefined;
+  /** The id of the game it ran on. */
+  game: number;
+  /** The gate's human-readable reason (not stable; do not parse). */
+  message: string;
+}
+
 /** The client's events. */
 export interface ClientEvents {
   /** The gate's Welcome of a session (the first one and each reconnection). */
   welcome: { clientId: string; idleTimeoutMs: number };
   /** Any entity created (the player, its space, its neighbours). */
   entityCreated: Entity;
-  /** Any entity destroyed (also each known entity when a session ends). */
+  /** Any entity destroyed (also each known entity when a session ends or the player is lost). */
   entityDestroyed: Entity;
   /** A non-player entity created: it entered the player's area of interest (or is its space). */
   enterAoi: Entity;
   /** A non-player entity destroyed. */
   leaveAoi: Entity;
-  /** The client's player entity changed (first creation, hand-over, reconnection). */
+  /** The client's player entity changed (first creation, hand-over, reconnection, new boot entity after `playerLost`). */
   player: Entity;
   /** One attribute change of a known entity. */
   attrChanged: AttrChange;
@@ -105,6 +120,13 @@ export interface ClientEvents {
   call: CallEvent;
   /** An `Error` message from the server. */
   error: ServerError;
+  /**
+   * The player died with its game. Every known entity has been forgotten (with `destroyed`,
+   * `entityDestroyed` and `leaveAoi` events, as when a session ends) and `player` is undefined
+   * by the time this fires. The gate then creates a fresh boot entity (a `player` event): log
+   * in again as after connecting.
+   */
+  playerLost: PlayerLostEvent;
   /** A lost session is being retried. */
   reconnecting: ReconnectingEvent;
   /** A retry succeeded: a new session (new client id, new player). */
@@ -526,10 +548,15 @@ export class Client {
 
   /** Forgets every entity of a lost session, with destroy events. */
   private dropReplica(): void {
+    this.clientId = undefined;
+    this.dropEntities();
+  }
+
+  /** Forgets every known entity and the player, with destroy events. */
+  private dropEntities(): void {
     const all = [...this.entities.values()];
     this.entities.clear();
     this.player = undefined;
-    this.clientId = undefined;
     for (const e of all) this.destroyed(e);
   }
 
@@ -647,6 +674,16 @@ export class Client {
           moved.push(e);
         }
         if (moved.length > 0) this.events.emit("positions", { entities: moved });
+        return;
+      }
+      case "PlayerLost": {
+        // The gate forgot every entity it told this client about (they can no longer be
+        // addressed); the new boot entity's CreateEntity(isPlayer) follows.
+        const hex = toHex(m.entity);
+        const entity = this.entities.get(hex);
+        this.dropEntities();
+        if (s.ended) return; // a destroy listener closed the client
+        this.events.emit("playerLost", { id: hex, entity, game: m.game, message: m.message });
         return;
       }
     }

@@ -5,6 +5,7 @@ export type {
   ClientEvents,
   CloseEvent,
   ConnectOptions,
+  PlayerLostEvent,
   ReconnectingEvent,
   ReconnectOptions,
   WebSocketConstructor,

@@ -6,7 +6,7 @@ import { ProtocolError } from "./errors.js";
 import { DecodeBudget, type Encodable, readArgs, readValue, type Value, writeArgs, writeValue } from "./value.js";
 import { Reader, Writer } from "./wire.js";
 
-/** The protocol version this SDK speaks (hello byte and `Welcome.version`). */
+/** The protocol version this SDK speaks (hello byte and `Welcome.version`), up to revision 2.1 (`PlayerLost`). */
 export const CLIENT_PROTOCOL_VERSION = 2;
 
 /** Position (x, y, z) and yaw in degrees (0 faces +Z, 90 faces +X); `f32`s on the wire. */
@@ -28,6 +28,8 @@ export const MsgType = {
   Error: 0x85,
   AttrOps: 0x86,
   Positions: 0x87,
+  /** Revision 2.1 of protocol 2. */
+  PlayerLost: 0x88,
 } as const;
 
 /** A message from the client to the gate. */
@@ -44,7 +46,13 @@ export type ServerMsg =
   | { type: "Call"; id: Id; method: string; args: Value[] }
   | { type: "Error"; code: number; target: Id; method: number; message: string }
   | { type: "AttrOps"; id: Id; ops: AttrOp[] }
-  | { type: "Positions"; entries: { id: Id; pos: Pos }[] };
+  | { type: "Positions"; entries: { id: Id; pos: Pos }[] }
+  /**
+   * The client's player entity is gone with the game that ran it (that game crashed or was
+   * killed). Everything the client was told about is forgotten; a fresh boot entity's
+   * `CreateEntity(isPlayer)` follows. Revision 2.1 of protocol 2 (the version stays 2).
+   */
+  | { type: "PlayerLost"; entity: Id; game: number; message: string };
 
 /** A server message to encode (values in their encodable form): for tests and fake gates. */
 export type ServerMsgInput =
@@ -54,7 +62,13 @@ export type ServerMsgInput =
   | { type: "Call"; id: Id; method: string; args: Encodable[] }
   | { type: "Error"; code: number; target: Id; method: number; message: string }
   | { type: "AttrOps"; id: Id; ops: AttrOpInput[] }
-  | { type: "Positions"; entries: { id: Id; pos: Pos }[] };
+  | { type: "Positions"; entries: { id: Id; pos: Pos }[] }
+  /**
+   * The client's player entity is gone with the game that ran it (that game crashed or was
+   * killed). Everything the client was told about is forgotten; a fresh boot entity's
+   * `CreateEntity(isPlayer)` follows. Revision 2.1 of protocol 2 (the version stays 2).
+   */
+  | { type: "PlayerLost"; entity: Id; game: number; message: string };
 
 function writeId(w: Writer, id: Id): void {
   if (!(id instanceof Uint8Array) || id.length !== 16) throw new TypeError("an id is 16 bytes");
@@ -159,6 +173,9 @@ export function decodeServerMsg(b: Uint8Array): ServerMsg {
       m = { type: "Positions", entries };
       break;
     }
+    case MsgType.PlayerLost:
+      m = { type: "PlayerLost", entity: r.id("entity id"), game: r.u16("game"), message: r.str("message") };
+      break;
     default:
       throw new ProtocolError("UnknownType", `unknown message type 0x${t.toString(16).padStart(2, "0")}`);
   }
@@ -213,6 +230,12 @@ export function encodeServerMsg(m: ServerMsgInput): Uint8Array {
         writeId(w, e.id);
         writePos(w, e.pos);
       }
+      break;
+    case "PlayerLost":
+      w.u8(MsgType.PlayerLost);
+      writeId(w, m.entity);
+      w.u16(m.game);
+      w.str(m.message);
       break;
   }
   return w.finish();

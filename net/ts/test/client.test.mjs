@@ -15,6 +15,8 @@ import { fakeGate, GATE_PUBLIC_HEX, idOf, nextEvent, ORIGIN } from "./helpers.mj
 const OPTS = { serverKey: GATE_PUBLIC_HEX, WebSocket };
 const PLAYER = idOf(0x22);
 const NPC = idOf(0x33);
+const PLAYER_HEX = "22".repeat(16);
+const NPC_HEX = "33".repeat(16);
 
 function welcome(conn, idleTimeoutMs = 60000) {
   conn.send({ type: "Welcome", version: 2, clientId: idOf(0x11), idleTimeoutMs });
@@ -171,6 +173,95 @@ test("the replica: AOI, attribute ops with path subscriptions, positions and int
   assert.equal(npc.destroyed, true);
   assert.equal(client.entities.size, 1);
   assert.deepEqual(log, ["entityCreated:Account", "player:Account", "entityCreated:Npc", "enterAoi:Npc", "entityDestroyed:Npc", "leaveAoi:Npc"]);
+  await client.close();
+});
+
+test("PlayerLost: every entity and the player are forgotten; the new boot entity becomes the player", async (t) => {
+  const BOOT = idOf(0x44);
+  const gate = await fakeGate({
+    onConnection(conn) {
+      welcome(conn);
+      createPlayer(conn, { hp: 10 });
+      conn.send({ type: "CreateEntity", isPlayer: false, id: NPC, typeName: "Npc", attrs: {}, pos: ORIGIN });
+    },
+  });
+  t.after(() => gate.close());
+  const client = await connect(gate.url, OPTS);
+  const log = [];
+  for (const ev of ["entityCreated", "entityDestroyed", "enterAoi", "leaveAoi", "player"]) client.on(ev, (e) => log.push(`${ev}:${e.typeName}`));
+  client.on("reconnected", () => log.push("reconnected"));
+  const old = await client.waitForPlayer(2000);
+  const npc = await new Promise((r) => (client.entities.has(NPC_HEX) ? r(client.entities.get(NPC_HEX)) : client.once("enterAoi", r)));
+  log.length = 0;
+  const npcDestroyed = new Promise((r) => npc.on("destroyed", r));
+  const conn = gate.conns[0];
+
+  // At playerLost, the replica is already empty; a waitForPlayer from there gets the boot entity.
+  let seen;
+  let next;
+  const lost = new Promise((resolve) =>
+    client.once("playerLost", (ev) => {
+      seen = { size: client.entities.size, player: client.player, destroyed: [old.destroyed, npc.destroyed] };
+      log.push("playerLost");
+      next = client.waitForPlayer(2000);
+      resolve(ev);
+    }),
+  );
+  conn.send({ type: "PlayerLost", entity: PLAYER, game: 2, message: "game2 is gone" });
+  conn.send({ type: "CreateEntity", isPlayer: true, id: BOOT, typeName: "Account", attrs: {}, pos: ORIGIN });
+  const ev = await lost;
+  assert.equal(ev.id, PLAYER_HEX);
+  assert.equal(ev.entity, old);
+  assert.equal(ev.game, 2);
+  assert.equal(ev.message, "game2 is gone");
+  assert.deepEqual(seen, { size: 0, player: undefined, destroyed: [true, true] });
+  assert.equal(await npcDestroyed, npc);
+
+  const boot = await next;
+  assert.notEqual(boot, old);
+  assert.equal(boot.id, "44".repeat(16));
+  assert.equal(boot.isPlayer, true);
+  assert.equal(client.player, boot);
+  assert.deepEqual([...client.entities.keys()], [boot.id]);
+  assert.deepEqual(log, [
+    "entityDestroyed:Account",
+    "entityDestroyed:Npc",
+    "leaveAoi:Npc",
+    "playerLost",
+    "entityCreated:Account",
+    "player:Account",
+  ]);
+  // The same session: same client id, still open, no reconnection; log in again on the boot entity.
+  assert.equal(client.clientId, "11".repeat(16));
+  assert.equal(client.isOpen, true);
+  boot.call("login", "alice", "secret");
+  const login = await conn.next((m) => m.type === "Call");
+  assert.deepEqual(login.target, BOOT);
+  assert.deepEqual(login.args, ["alice", "secret"]);
+  // Messages about forgotten entities find nothing.
+  conn.send({ type: "Positions", entries: [{ id: NPC, pos: { x: 1, y: 2, z: 3, yaw: 0 } }, { id: BOOT, pos: { x: 4, y: 5, z: 6, yaw: 0 } }] });
+  assert.deepEqual((await nextEvent(client, "positions")).entities, [boot]);
+  assert.equal(client.entities.size, 1);
+  await client.close();
+});
+
+test("PlayerLost of an unknown entity, before any player, still empties the replica", async (t) => {
+  const gate = await fakeGate({
+    onConnection(conn) {
+      welcome(conn);
+      conn.send({ type: "CreateEntity", isPlayer: false, id: NPC, typeName: "Space", attrs: {}, pos: ORIGIN });
+      conn.send({ type: "PlayerLost", entity: PLAYER, game: 7, message: "killed" });
+    },
+  });
+  t.after(() => gate.close());
+  const client = new Client(gate.url, OPTS);
+  const lost = nextEvent(client, "playerLost");
+  await client.connect();
+  const ev = await lost;
+  assert.deepEqual({ ...ev }, { id: PLAYER_HEX, entity: undefined, game: 7, message: "killed" });
+  assert.equal(client.entities.size, 0);
+  assert.equal(client.player, undefined);
+  assert.equal(client.isOpen, true);
   await client.close();
 });
 

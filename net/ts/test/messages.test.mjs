@@ -31,6 +31,8 @@ const serverSamples = () => [
   { type: "Positions", entries: [{ id: idOf(2), pos: { x: 1, y: 2, z: 3, yaw: 0 } }, { id: idOf(3), pos: { x: 0, y: 0, z: 0, yaw: 0 } }] },
   { type: "Positions", entries: [] },
   { type: "AttrOps", id: idOf(2), ops: opSamples() },
+  { type: "PlayerLost", entity: idOf(5), game: 2, message: "game2 is gone" },
+  { type: "PlayerLost", entity: idOf(6), game: 0xffff, message: "" },
 ];
 
 test("server messages round-trip; every strict prefix and any trailing byte is a ProtocolError", () => {
@@ -44,6 +46,23 @@ test("server messages round-trip; every strict prefix and any trailing byte is a
     longer.set(b);
     assert.equal(throwsProtocol(() => decodeServerMsg(longer)).kind, "Trailing");
   }
+});
+
+test("PlayerLost (0x88, revision 2.1 of protocol 2), byte for byte", () => {
+  const want = h("88 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 02 00 04 00 00 00 67 6f 6e 65");
+  const m = { type: "PlayerLost", entity: h("00112233445566778899aabbccddeeff"), game: 2, message: "gone" };
+  assert.equal(hex(encodeServerMsg(m)), hex(want));
+  assert.deepEqual(decodeServerMsg(want), m);
+  // The game id is a little-endian u16; the message is UTF-8.
+  const d = decodeServerMsg(encodeServerMsg({ ...m, game: 0x1234, message: "é" }));
+  assert.equal(d.game, 0x1234);
+  assert.equal(d.message, "é");
+  assert.equal(hex(encodeServerMsg({ ...m, game: 0x1234, message: "é" })).slice(34), "3412" + "02000000c3a9");
+  for (let cut = 0; cut < want.length; cut++) {
+    const e = throwsProtocol(() => decodeServerMsg(want.subarray(0, cut)), `cut at ${cut}`);
+    if (cut > 0) assert.ok(e.kind === "Truncated" || e.kind === "LengthAttack", `cut at ${cut}: ${e.kind}`);
+  }
+  assert.throws(() => encodeServerMsg({ ...m, entity: new Uint8Array(15) }), TypeError);
 });
 
 test("client messages round-trip; truncations are ProtocolErrors", () => {
@@ -64,7 +83,8 @@ test("client messages round-trip; truncations are ProtocolErrors", () => {
 test("hostile server messages", () => {
   assert.equal(throwsProtocol(() => decodeServerMsg(h("00"))).kind, "UnknownType");
   assert.equal(throwsProtocol(() => decodeServerMsg(h("01"))).kind, "UnknownType", "a client type from the server");
-  assert.equal(throwsProtocol(() => decodeServerMsg(h("88"))).kind, "UnknownType");
+  assert.equal(throwsProtocol(() => decodeServerMsg(h("89"))).kind, "UnknownType");
+  assert.equal(throwsProtocol(() => decodeServerMsg(h("88"))).kind, "Truncated", "PlayerLost (revision 2.1) is known");
   assert.equal(throwsProtocol(() => decodeServerMsg(new Uint8Array(0))).kind, "Truncated");
   const badBool = new Uint8Array(42);
   badBool[0] = 0x82;
@@ -77,6 +97,9 @@ test("hostile server messages", () => {
   assert.equal(throwsProtocol(() => decodeServerMsg(h("84" + "00".repeat(16) + "00 00 00 00 ff ff 00 00 00"))).kind, "LengthAttack");
   // Error: message length past the end.
   assert.equal(throwsProtocol(() => decodeServerMsg(h("85 01 00" + "00".repeat(16) + "00 00 00 00 05 00 00 00 61"))).kind, "LengthAttack");
+  // PlayerLost: message length past the end, a message that is not UTF-8.
+  assert.equal(throwsProtocol(() => decodeServerMsg(h("88" + "00".repeat(16) + "02 00 05 00 00 00 61"))).kind, "LengthAttack");
+  assert.equal(throwsProtocol(() => decodeServerMsg(h("88" + "00".repeat(16) + "02 00 01 00 00 00 ff"))).kind, "BadUtf8");
   // AttrOps: op count attack, unknown op kind, unknown path element, a path of 33 elements.
   const id = "00".repeat(16);
   assert.equal(throwsProtocol(() => decodeServerMsg(h(`86 ${id} ff ff ff ff 00`))).kind, "LengthAttack");
@@ -104,7 +127,7 @@ test("fuzz: mutated and random server messages only ever decode or give Protocol
     } else {
       b = new Uint8Array(next() % 64);
       for (let j = 0; j < b.length; j++) b[j] = next() & 0xff;
-      if (b.length > 0) b[0] = 0x81 + (next() % 7);
+      if (b.length > 0) b[0] = 0x81 + (next() % 8);
     }
     try {
       decodeServerMsg(b);

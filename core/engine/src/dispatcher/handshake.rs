@@ -29,6 +29,10 @@ impl DispatcherApp {
             self.conns.remove(&c);
         }
         self.game_down(game, out);
+        // Its players are lost unless the restore still comes (within game_lost_after_ms).
+        if let Some(now) = self.now {
+            self.lost_pending.insert(game, now + self.game_lost_after);
+        }
         let reason = format!("game{game} did not come back from its hot swap in time");
         for frame in h.queue {
             self.fail(&frame, &reason, out);
@@ -104,7 +108,7 @@ impl DispatcherApp {
             }
             Err(e) => Err(e),
         };
-        let Hello { version, kind, id, secret } = match hello {
+        let Hello { version, kind, id, secret, incarnation } = match hello {
             Ok(h) => h,
             Err(e) => {
                 self.refuse(conn, format!("malformed handshake: {e}"), out);
@@ -125,6 +129,7 @@ impl DispatcherApp {
         }
         match kind {
             ProcKind::Game if (1..=self.n_games).contains(&id) => {
+                self.game_linked(id, incarnation, out);
                 if let Some(since) = self.now.filter(|_| self.frozen.contains_key(&id) && self.games.contains_key(&id))
                 {
                     info!("dispatcher{}: game{id} is back; waiting for its frozen process's link to close", self.id);
@@ -154,6 +159,7 @@ impl DispatcherApp {
     /// tell the others, and place waiting logins. Its entities' routes follow in `Announce`s.
     pub(super) fn game_up(&mut self, conn: ConnId, id: u16, out: &mut Outbox) {
         let hold = self.frozen.remove(&id);
+        self.swapping.remove(&id);
         if let Some(old) = self.games.get(&id).copied() {
             warn!("dispatcher{}: game{id} connected again; dropping its old link", self.id);
             out.close(old, "replaced by a new connection of the same game");

@@ -36,8 +36,8 @@ use oxworld_net::config::Config;
 use oxworld_net::msg::trace::{Hop, Trace};
 use oxworld_net::msg::{
     Announce, Call, Caller, ClientConnected, CreateBoot, FLAG_TRACED, FreezeAck, FromGameKind, FromGateKind, GameDown,
-    GameLoad, GateDown, Header, Kind, Message, MigrateAck, MsgDecodeError, QuerySpace, ServiceRegister, ServiceUpdate,
-    SpaceGame, ToClients,
+    GameLoad, GameLost, GateDown, Header, Kind, Message, MigrateAck, MsgDecodeError, QuerySpace, ServiceRegister,
+    ServiceUpdate, SpaceGame, ToClients,
 };
 use oxworld_net::ratelog::RateLog;
 use rustc_hash::FxHashMap;
@@ -144,6 +144,15 @@ pub struct DispatcherApp {
     failed_holds: BTreeMap<u16, u64>,
     hold_timeout: std::time::Duration,
     hold_max_bytes: usize,
+    /// The incarnation each game last linked with (its `Hello`).
+    incarnations: BTreeMap<u16, u64>,
+    /// Games whose link closed, with when they count as lost (`game_lost_after_ms`) unless the
+    /// same process links again.
+    lost_pending: BTreeMap<u16, Instant>,
+    /// Games between `FreezeGame` and their next link: the process that links next continues
+    /// the world (a restore), whatever its incarnation.
+    swapping: BTreeSet<u16>,
+    game_lost_after: Duration,
     /// Time of the event being handled (for hold ages).
     now: Option<Instant>,
     stats: DispatcherStats,
@@ -179,6 +188,10 @@ impl DispatcherApp {
             failed_holds: BTreeMap::new(),
             hold_timeout: cfg.freeze_hold_timeout,
             hold_max_bytes: cfg.freeze_hold_max_bytes,
+            incarnations: BTreeMap::new(),
+            lost_pending: BTreeMap::new(),
+            swapping: BTreeSet::new(),
+            game_lost_after: cfg.game_lost_after,
             now: None,
             stats: DispatcherStats::default(),
             done: false,
@@ -290,6 +303,28 @@ impl DispatcherApp {
             self.broadcast_games(&update, None, out);
         }
         self.broadcast_games(&GameDown { game }.to_frame(0), None, out);
+    }
+
+    /// Game `game`'s process is gone with its entities: gates tell the clients whose player
+    /// entity ran there.
+    fn game_lost(&mut self, game: u16, out: &mut Outbox) {
+        self.lost_pending.remove(&game);
+        warn!("dispatcher{}: game{game}'s process is gone; telling the gates its players are lost", self.id);
+        let lost = GameLost { game }.to_frame(0);
+        for &c in self.gates.values() {
+            out.send(c, &lost);
+        }
+    }
+
+    /// Game `game` linked with `incarnation`: a new process (its players are lost), or the same
+    /// one after a broken link, or a restore continuing a hot swap.
+    fn game_linked(&mut self, game: u16, incarnation: u64, out: &mut Outbox) {
+        let prev = self.incarnations.insert(game, incarnation);
+        if self.swapping.contains(&game) || prev.is_none_or(|p| p == incarnation) {
+            self.lost_pending.remove(&game);
+        } else {
+            self.game_lost(game, out);
+        }
     }
 
     fn place_boot(&mut self, gate: u16, client: Id, boot: Id, out: &mut Outbox) {
@@ -466,6 +501,7 @@ impl DispatcherApp {
                 info!("dispatcher{}: game{game} is freezing; holding its traffic", self.id);
                 let Some(since) = self.now else { return };
                 self.frozen.insert(game, Hold { since, bytes: 0, queue: VecDeque::new() });
+                self.swapping.insert(game);
                 if let Some(&c) = self.games.get(&game) {
                     out.send_with(c, |b| FreezeAck { dispatcher: self.id }.encode(0, b));
                 }
@@ -619,6 +655,8 @@ impl App for DispatcherApp {
                     } else {
                         warn!("dispatcher{}: game{g} link closed: {reason}", self.id);
                         self.game_down(g, out);
+                        // Lost unless the same process links again in time.
+                        self.lost_pending.insert(g, now + self.game_lost_after);
                     }
                 }
                 Some(Peer::Parked(g)) => {
@@ -643,6 +681,10 @@ impl App for DispatcherApp {
 
     fn tick(&mut self, now: Instant, out: &mut Outbox) {
         self.now = Some(now);
+        let lost: Vec<u16> = self.lost_pending.iter().filter(|(_, at)| now >= **at).map(|(g, _)| *g).collect();
+        for g in lost {
+            self.game_lost(g, out);
+        }
         let expired: Vec<u16> =
             self.frozen.iter().filter(|(_, h)| now >= h.since + self.hold_timeout).map(|(g, _)| *g).collect();
         for g in expired {
@@ -693,7 +735,8 @@ impl App for DispatcherApp {
         let pending = self.pending.values().next().map(|at| *at + self.handshake_timeout);
         let migrations = self.held.values().map(|h| h.since + MIGRATION_HOLD_TIMEOUT);
         let parked = self.parked.values().map(|(_, _, since)| *since + PARK_TIMEOUT);
-        holds.chain(pending).chain(migrations).chain(parked).min()
+        let lost = self.lost_pending.values().copied();
+        holds.chain(pending).chain(migrations).chain(parked).chain(lost).min()
     }
 
     fn done(&self) -> bool {
@@ -769,7 +812,11 @@ mod tests {
     }
 
     fn hello(kind: ProcKind, id: u16, secret: &str) -> Vec<u8> {
-        Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: secret.into() }.to_frame(0)
+        hello_of(kind, id, secret, 1)
+    }
+
+    fn hello_of(kind: ProcKind, id: u16, secret: &str, incarnation: u64) -> Vec<u8> {
+        Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: secret.into(), incarnation }.to_frame(0)
     }
 
     fn enc<M: Message>(m: &M) -> Vec<u8> {
@@ -848,7 +895,7 @@ mod tests {
         assert!(refused(&got, "not in the config"), "{got:?}");
         let got = feed(&mut d, &mut out, 4, enc(&GameUp { game: 1 }));
         assert!(refused(&got, "expected Hello"), "{got:?}");
-        let old = Hello { version: 2, kind: ProcKind::Game, id: 1, secret: "k".into() }.to_frame(1);
+        let old = Hello { version: 2, kind: ProcKind::Game, id: 1, secret: "k".into(), incarnation: 0 }.to_frame(1);
         let got = feed(&mut d, &mut out, 5, old);
         assert!(refused(&got, "protocol version 2"), "{got:?}");
         assert_eq!(out.take_closes().len(), 4);
@@ -971,12 +1018,68 @@ mod tests {
         assert_eq!(d.route_of(e), Some(2));
         d.handle(Instant::now(), Event::Closed { conn: ConnId(2), reason: CloseReason::PeerClosed }, &mut out);
         assert_eq!(d.route_of(e), None);
-        assert!(sent(&mut out).contains(&(ConnId(1), g(GameDown { game: 2 }))));
+        let got = sent(&mut out);
+        assert!(got.contains(&(ConnId(1), g(GameDown { game: 2 }))));
+        assert!(!got.iter().any(|(c, _)| *c == GATE), "gates hear nothing yet: the same process may link again");
         // New boots never go to the dead game.
         for i in 0..3u8 {
             let m = ClientConnected { boot: Id([i + 50; 16]), gate: 1, client: Id([i; 16]) };
             assert_eq!(feed(&mut d, &mut out, 3, enc(&m))[0].0, ConnId(1));
         }
+    }
+
+    fn lost_to_gate(out: &mut Outbox) -> Vec<u16> {
+        sent(out)
+            .into_iter()
+            .filter_map(|(c, got)| match got {
+                Got::Gate(ToGate::GameLost(GameLost { game })) if c == GATE => Some(game),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A game whose link closed is lost for the gates (they tell its players) when the same
+    /// process has not linked again within `game_lost_after_ms`, or at once when another
+    /// process of it links; a broken link the same process mends, or a hot swap's restore,
+    /// loses nothing.
+    #[test]
+    fn a_game_is_lost_when_another_process_takes_its_place_or_none_comes_back() {
+        let (mut d, mut out) = cluster();
+        let t0 = Instant::now();
+        let closed = |d: &mut DispatcherApp, out: &mut Outbox, conn: u64, at: Instant| {
+            d.handle(at, Event::Closed { conn: ConnId(conn), reason: CloseReason::PeerClosed }, out);
+        };
+        // The same process mends its link: nothing lost, even long after.
+        closed(&mut d, &mut out, 2, t0);
+        accept(&mut d, &mut out, 4);
+        let got = feed(&mut d, &mut out, 4, hello_of(ProcKind::Game, 2, "k", 1));
+        assert!(!got.iter().any(|(c, _)| *c == GATE), "{got:?}");
+        d.tick(t0 + Duration::from_secs(60), &mut out);
+        assert_eq!(lost_to_gate(&mut out), Vec::<u16>::new());
+        // Another process of game 2: lost at once.
+        closed(&mut d, &mut out, 4, t0);
+        accept(&mut d, &mut out, 5);
+        let got = feed(&mut d, &mut out, 5, hello_of(ProcKind::Game, 2, "k", 2));
+        assert!(got.contains(&(GATE, Got::Gate(GameLost { game: 2 }.into()))), "{got:?}");
+        d.tick(t0 + Duration::from_secs(60), &mut out);
+        assert_eq!(lost_to_gate(&mut out), Vec::<u16>::new(), "once");
+        // Nobody comes back: lost when game_lost_after_ms (2 s by default) has passed.
+        closed(&mut d, &mut out, 5, t0);
+        d.tick(t0 + Duration::from_millis(1900), &mut out);
+        assert_eq!(lost_to_gate(&mut out), Vec::<u16>::new());
+        assert!(d.next_deadline().is_some_and(|t| t <= t0 + Duration::from_secs(2)));
+        d.tick(t0 + Duration::from_secs(2), &mut out);
+        assert_eq!(lost_to_gate(&mut out), vec![2]);
+        // A hot swap: the restored process (another incarnation) continues the world.
+        accept(&mut d, &mut out, 6);
+        feed(&mut d, &mut out, 6, hello_of(ProcKind::Game, 2, "k", 3));
+        feed(&mut d, &mut out, 6, enc(&oxworld_net::msg::FreezeGame {}));
+        closed(&mut d, &mut out, 6, t0);
+        accept(&mut d, &mut out, 7);
+        let got = feed(&mut d, &mut out, 7, hello_of(ProcKind::Game, 2, "k", 4));
+        assert!(!got.iter().any(|(c, _)| *c == GATE), "{got:?}");
+        d.tick(t0 + Duration::from_secs(60), &mut out);
+        assert_eq!(lost_to_gate(&mut out), Vec::<u16>::new(), "a restore loses nothing");
     }
 
     /// A create "anywhere" goes to the least-loaded live game, with that game patched into its

@@ -117,6 +117,12 @@ impl WorldCore {
 }
 
 impl World {
+    /// A fresh id (unique cluster-wide), as [`Ctx::new_id`] gives entities.
+    pub fn fresh_id(&mut self) -> Id {
+        let ms = self.core.unix_ms();
+        self.core.ids.next(ms)
+    }
+
     /// Gives the world a clock to time handlers with (the host passes the runtime's).
     pub fn set_clock(&mut self, clock: Clock) {
         self.core.calls.clock = Some(clock);

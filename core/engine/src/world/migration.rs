@@ -31,6 +31,12 @@ impl World {
             warn!("game{}: {entity} cannot enter {space}: no such space", self.core.game_id);
             self.core.migrations.remove(&entity);
             self.core.migration_started.remove(&entity);
+            // Told, so it can look for another (its game may have been lost with the space).
+            let reason = format!("space {space} does not exist (destroyed, or its game is gone)");
+            self.with_entity(entity, Caller::Server(Id::NIL), |e, ctx| {
+                e.on_migrate_failed(ctx, &reason);
+                Ok(())
+            });
         } else if game == self.core.game_id {
             self.core.migrations.remove(&entity);
             self.core.migration_started.remove(&entity);
@@ -181,6 +187,11 @@ impl World {
                 Ok(())
             });
             return;
+        }
+        // Changes not saved yet are saved from here too, so a crash of the game it goes to
+        // loses no more than one save interval (its arrival there marks it changed again).
+        if self.entities.get(&entity).is_some_and(|s| s.attrs.persistent_dirty()) {
+            self.save_entity(entity);
         }
         self.entities.remove(&entity);
         self.core.timers.remove_entity(entity);

@@ -505,6 +505,10 @@ mod tests {
             ctx.destroy();
             Ok(())
         }
+        fn go(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+            ctx.enter_space(args.id(0)?, oxworld_net::client_proto::Pos::default())
+                .map_err(|e| CallError::Failed(e.to_string()))
+        }
     }
 
     /// Records every storage reply it gets, as a client call to itself.
@@ -537,7 +541,8 @@ mod tests {
             .attr("mood", AttrFlags::CLIENT)
             .method("earn", Expose::Server, Avatar::earn)
             .method("show", Expose::Server, Avatar::show)
-            .method("bye", Expose::Server, Avatar::bye);
+            .method("bye", Expose::Server, Avatar::bye)
+            .method("go", Expose::Server, Avatar::go);
         reg.entity("Clerk", Clerk::default).method("got", Expose::Server, Clerk::got).method(
             "shown",
             Expose::Server,
@@ -812,6 +817,35 @@ mod tests {
             "got".to_owned(),
             vec![Value::from("Avatar"), Value::List(vec![crate::entity::id_value(a)]), Value::Nil]
         )));
+    }
+
+    /// A persistent entity leaving with unsaved changes is saved as it leaves (its new game
+    /// saves it again within its interval): a crash of either game loses at most an interval.
+    #[test]
+    fn a_migrating_entity_with_unsaved_changes_is_saved_as_it_leaves() {
+        let t0 = Instant::now();
+        let mut w = world(t0);
+        w.set_save_interval(Duration::from_secs(10));
+        let mut store = MemStore::default();
+        let a = Id([0xa1; 16]);
+        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into(), must_exist: false });
+        run_store(&mut w, &mut store, t0);
+        call(&mut w, t0, a, "earn", vec![Value::Int(10)]);
+        let far = Id([0x5f; 16]);
+        call(&mut w, t0, a, "go", vec![Value::id(far)]);
+        w.handle(t0, oxworld_net::msg::SpaceGame { space: far, game: 2, entity: a });
+        let _ = w.drain_output().count();
+        assert!(w.take_store_ops().is_empty(), "nothing saved before it leaves");
+        w.handle(t0, oxworld_net::msg::MigrateAck { entity: a });
+        assert!(!w.has_entity(a), "gone to game 2");
+        let out: Vec<FromGame> = w.drain_output().map(|(_, m)| m).collect();
+        assert!(out.iter().any(|m| matches!(m, FromGame::RealMigrate(rm) if rm.entity == a)), "{out:?}");
+        run_store(&mut w, &mut store, t0);
+        let stored = match store.execute(StoreOp::Load { type_name: "Avatar".into(), id: a }) {
+            Ok(StoreReply::Data(Some(d))) => decode_stored(&d).expect("stored form"),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(stored, Value::Map([("gold".to_owned(), Value::Int(11))].into()));
     }
 
     /// A load that fails answers the calls that waited and drops the route.
