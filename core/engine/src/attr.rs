@@ -182,6 +182,21 @@ impl Attrs {
         )
     }
 
+    /// Appends the encoding of [`Attrs::persistent_snapshot`] (the same bytes) without building
+    /// it: no key or value is copied.
+    pub fn encode_persistent(&self, schema: &AttrSchema, out: &mut Vec<u8>) {
+        let Value::Map(m) = &self.root else {
+            Value::Map(BTreeMap::new()).encode(out);
+            return;
+        };
+        let keep = |k: &String| schema.get(k).is_some_and(|f| f.has(AttrFlags::PERSISTENT));
+        oxworld_net::value::encode_map_head(out, m.keys().filter(|k| keep(k)).count());
+        for (k, v) in m.iter().filter(|(k, _)| keep(k)) {
+            oxworld_net::wire::put_bytes(out, k.as_bytes());
+            v.encode(out);
+        }
+    }
+
     fn record(&mut self, op: AttrOp) {
         self.ops.push(op);
     }
@@ -497,6 +512,10 @@ mod tests {
         assert_eq!(filter_ops(&ops, &s, Audience::Others).count(), 1);
         assert!(touches_persistent(&ops, &s));
         assert_eq!(a.persistent_snapshot(&s), Value::Map([("gold".to_owned(), Value::Int(2))].into()));
+        let (mut direct, mut built) = (Vec::new(), Vec::new());
+        a.encode_persistent(&s, &mut direct);
+        a.persistent_snapshot(&s).encode(&mut built);
+        assert_eq!(direct, built, "the same bytes without the copy");
     }
 
     /// One random mutation, addressed by choices that the test resolves against the tree.

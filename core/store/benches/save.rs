@@ -1,18 +1,19 @@
 //! What saving changed persistent entities costs, for choosing `save_interval_s`: a world of
 //! 10,000 or 100,000 persistent avatars (ten persistent attributes, about 200 bytes stored)
 //! of which 10 % changed since the last save.
-//! - `save_pass`: the game thread's part, one save interval's `World::tick` (find the changed
-//!   entities, encode their persistent attributes, queue a `Save` each).
+//! - `save_pass`: the game thread's part over one interval (its ten save slices: find the
+//!   changed entities, encode their persistent attributes, queue a `Save` each), and
+//!   `save_slice`, one slice of it: the pause one tick of the game loop takes to save.
 //! - `store_saves`: the store thread's part, those saves run as the store thread runs them
 //!   (batches of `MAX_BATCH`, each LMDB batch one durable commit; Redis one round trip each),
 //!   on LMDB (temp directory) and Redis (a private redis-server on a free port).
 //!
-//! Run: `cargo bench -p oxworld-store --bench save`.
+//! With mimalloc, as in a game process. Run: `cargo bench -p oxworld-store --bench save`.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use oxworld_engine::store::{MAX_BATCH, MemStore, Store, StoreOp};
+use oxworld_engine::store::{MAX_BATCH, MemStore, Store, StoreOp, StoreReply};
 use oxworld_engine::{Args, AttrFlags, CallError, Ctx, Entity, Expose, Id, Registry, Value, World};
 use oxworld_net::msg::{Call, Caller, CreateEntity};
 use oxworld_store::lmdb::LmdbStore;
@@ -21,6 +22,10 @@ use oxworld_store::redis::RedisStore;
 #[path = "../src/testserver.rs"]
 mod testserver;
 use testserver::RedisServer;
+
+/// The allocator every game process runs with (`oxworld-core`'s default).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     divan::main();
@@ -36,7 +41,7 @@ impl Entity for Avatar {
     fn on_created(&mut self, ctx: &mut Ctx<'_>) {
         let mut a = ctx.attrs();
         for (i, name) in ATTRS.iter().enumerate() {
-            a.set(*name, Value::from(format!("value-{i:02}-of-an-avatar")));
+            a.set(name, Value::from(format!("value-{i:02}-of-an-avatar")));
         }
     }
 }
@@ -57,6 +62,7 @@ fn world(n: usize) -> (World, Vec<Id>, Instant) {
     for name in ATTRS {
         t = t.attr(name, AttrFlags::CLIENT | AttrFlags::PERSISTENT);
     }
+    reg.boot("Avatar");
     let now = Instant::now();
     let mut w = World::new(reg, 1, 1, None, 7, (now, 1_700_000_000_000)).expect("registry");
     w.set_save_interval(INTERVAL);
@@ -95,29 +101,55 @@ fn touch_tenth(w: &mut World, ids: &[Id], now: Instant, round: i64) {
     w.drain_output().for_each(drop);
 }
 
-/// The game thread's save pass at one interval: finds the 10 % changed, encodes, queues.
+/// The game thread's saving over one interval (its ten slices, one tick each): finds the
+/// 10 % changed, encodes, queues. (The store's answers to the previous interval and the next
+/// changes are made untimed.)
 #[divan::bench(args = SIZES, sample_count = 10, sample_size = 1)]
 fn save_pass(bencher: divan::Bencher, n: usize) {
     let (w, ids, t0) = world(n);
-    let state = RefCell::new((w, t0, 0i64));
+    let state = RefCell::new((w, t0, 0i64, Vec::new()));
     bencher
         .counter(divan::counter::ItemsCount::new(n / 10))
         .with_inputs(|| {
-            let (w, at, round) = &mut *state.borrow_mut();
+            let (w, at, round, done) = &mut *state.borrow_mut();
+            for ticket in done.drain(..) {
+                w.store_done(*at, ticket, Ok(StoreReply::Done));
+            }
             *round += 1;
-            *at += INTERVAL;
             touch_tenth(w, &ids, *at, *round);
         })
         .bench_local_values(|()| {
-            let (w, at, _) = &mut *state.borrow_mut();
-            w.tick(*at);
-            let ops = w.take_store_ops();
-            assert_eq!(ops.len(), n.div_ceil(10), "one save per changed avatar");
-            let mut store = MemStore::default();
-            for (ticket, op) in ops {
-                let r = store.execute(op);
-                w.store_done(*at, ticket, r);
+            let (w, at, _, done) = &mut *state.borrow_mut();
+            for _ in 0..oxworld_engine::world::SAVE_SLICES {
+                *at += INTERVAL / oxworld_engine::world::SAVE_SLICES;
+                w.tick(*at);
+                done.extend(w.take_store_ops().into_iter().map(|(ticket, _)| ticket));
             }
+            assert_eq!(done.len(), n.div_ceil(10), "one save per changed avatar");
+        });
+}
+
+/// One slice of it: what one tick of the game loop spends saving (the pause it adds).
+#[divan::bench(args = SIZES, sample_count = 50, sample_size = 1)]
+fn save_slice(bencher: divan::Bencher, n: usize) {
+    let (w, ids, t0) = world(n);
+    let state = RefCell::new((w, t0, 0i64, Vec::new()));
+    bencher
+        .with_inputs(|| {
+            let (w, at, round, done) = &mut *state.borrow_mut();
+            *round += 1;
+            if *round % i64::from(oxworld_engine::world::SAVE_SLICES) == 1 {
+                for ticket in done.drain(..) {
+                    w.store_done(*at, ticket, Ok(StoreReply::Done));
+                }
+                touch_tenth(w, &ids, *at, *round);
+            }
+        })
+        .bench_local_values(|()| {
+            let (w, at, _, done) = &mut *state.borrow_mut();
+            *at += INTERVAL / oxworld_engine::world::SAVE_SLICES;
+            w.tick(*at);
+            done.extend(w.take_store_ops().into_iter().map(|(ticket, _)| ticket));
         });
 }
 

@@ -165,8 +165,79 @@ impl Store for RedisStore {
         Err(StoreError::unavailable("redis: connection lost"))
     }
 
+    /// Consecutive `Save`s go to Redis together, in one MULTI/EXEC pipeline (one round trip
+    /// instead of one each); everything else runs one at a time, in order.
+    fn execute_batch(&mut self, ops: Vec<StoreOp>) -> Vec<Result<StoreReply, StoreError>> {
+        let mut out: Vec<Result<StoreReply, StoreError>> = Vec::with_capacity(ops.len());
+        let mut run: Vec<(usize, String, Id, Vec<u8>)> = Vec::new();
+        for op in ops {
+            let save = matches!(op, StoreOp::Save { .. }) && check_limits(&op).is_ok();
+            match op {
+                StoreOp::Save { type_name, id, data } if save => {
+                    run.push((out.len(), type_name, id, data));
+                    out.push(Ok(StoreReply::Done));
+                }
+                other => {
+                    self.save_together(&run, &mut out);
+                    run.clear();
+                    out.push(self.execute(other));
+                }
+            }
+        }
+        self.save_together(&run, &mut out);
+        out
+    }
+
     fn backend(&self) -> &'static str {
         "redis"
+    }
+}
+
+impl RedisStore {
+    /// Writes `saves` (their slots in `out` already say `Done`) in one atomic pipeline; on
+    /// failure each slot gets the error (the world keeps those entities dirty and saves them
+    /// again next interval).
+    fn save_together(&mut self, saves: &[(usize, String, Id, Vec<u8>)], out: &mut [Result<StoreReply, StoreError>]) {
+        if saves.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (_, type_name, id, data) in saves {
+            pipe.set(ekey(type_name, *id), data.as_slice())
+                .ignore()
+                .sadd(format!("EI:{type_name}"), id.to_string())
+                .ignore();
+        }
+        let mut failure = None;
+        // One reconnect after a dropped connection, then the error stands.
+        for attempt in 0..2 {
+            let r = match self.connection() {
+                Ok(c) => pipe.query::<()>(c),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            match r {
+                Ok(()) => return,
+                Err(e) if attempt == 0 && (e.is_io_error() || e.is_connection_dropped()) => self.conn = None,
+                Err(e) => {
+                    let kind = kind_of(&e);
+                    if kind == StoreErrorKind::Unavailable {
+                        self.conn = None;
+                    }
+                    failure = Some(StoreError::new(kind, format!("redis: {e}")));
+                    break;
+                }
+            }
+        }
+        let e = failure.unwrap_or_else(|| StoreError::unavailable("redis: connection lost"));
+        for (slot, ..) in saves {
+            if let Some(r) = out.get_mut(*slot) {
+                *r = Err(e.clone());
+            }
+        }
     }
 }
 
@@ -206,6 +277,10 @@ mod tests {
         drop(server);
         let e = s.execute(StoreOp::KvGet { key: "k".into() }).expect_err("server gone");
         assert_eq!(e.kind, StoreErrorKind::Unavailable);
+        // Saves sent together fail together, each told (the world saves them again later).
+        let save = |n: u8| StoreOp::Save { type_name: "Avatar".into(), id: Id([n; 16]), data: vec![n] };
+        let r = s.execute_batch(vec![save(1), save(2)]);
+        assert!(r.iter().all(|r| r.as_ref().is_err_and(|e| e.kind == StoreErrorKind::Unavailable)), "{r:?}");
     }
 
     /// Data of the wrong shape (written behind the store's back) is an error, not a panic.

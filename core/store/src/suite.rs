@@ -133,6 +133,30 @@ pub(crate) fn batch(s: &mut dyn Store) {
     assert_eq!(r[4], Ok(StoreReply::Value(None)));
     assert_eq!(r[5], Ok(StoreReply::Range(vec![("b1".into(), "x".into()), ("b2".into(), "z".into())])));
     assert_eq!(get(s, "b2"), Some("z".into()), "committed");
+    // Saves in a batch (Redis sends consecutive ones together) keep their order against the
+    // reads between them, and a bad one fails alone.
+    let (a, b, c) = (Id([0xb1; 16]), Id([0xb2; 16]), Id([0xb3; 16]));
+    let save = |id: Id, data: &[u8]| StoreOp::Save { type_name: "Batched".into(), id, data: data.to_vec() };
+    let ops = vec![
+        save(a, b"a1"),
+        save(b, b"b1"),
+        StoreOp::Load { type_name: "Batched".into(), id: a },
+        save(a, b"a2"),
+        StoreOp::Save { type_name: "Bad\0type".into(), id: c, data: b"x".to_vec() },
+        save(c, b"c1"),
+        StoreOp::List { type_name: "Batched".into() },
+        StoreOp::Load { type_name: "Batched".into(), id: a },
+    ];
+    let r = s.execute_batch(ops);
+    assert_eq!(r.len(), 8);
+    assert_eq!(
+        (&r[0], &r[1], &r[3], &r[5]),
+        (&Ok(StoreReply::Done), &Ok(StoreReply::Done), &Ok(StoreReply::Done), &Ok(StoreReply::Done))
+    );
+    assert_eq!(r[2], Ok(StoreReply::Data(Some(b"a1".to_vec()))), "a read sees the saves before it");
+    assert!(r[4].is_err(), "one bad save fails alone");
+    assert_eq!(r[6], Ok(StoreReply::Ids(vec![a, b, c])));
+    assert_eq!(r[7], Ok(StoreReply::Data(Some(b"a2".to_vec()))));
 }
 
 /// Many keys come back in order.

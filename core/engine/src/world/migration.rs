@@ -145,6 +145,7 @@ impl World {
         let mut attrs = Attrs::from_value(image.attrs);
         if self.reg.types[ty].persistent {
             attrs.mark_persistent_dirty();
+            self.core.store.mark_dirty(id);
         }
         self.entities.insert(id, Slot { ty, obj: Some(obj), client: image.client, attrs });
         self.core.local_ids.insert(id);

@@ -52,7 +52,7 @@ pub use calls::{Clock, DEFAULT_SLOW_CALL};
 pub use ctx::Ctx;
 pub use freeze::{Frozen, RestoreError, RestoreReport, decode_records};
 pub use local::{EntityView, SpaceView};
-pub use persist::StoreCallError;
+pub use persist::{SAVE_SLICES, StoreCallError};
 
 /// Local operations (local calls, posts, creates, destroys, space changes) the world runs per
 /// loop iteration, all events and timers of the iteration together: leftover work waits for the
@@ -421,7 +421,7 @@ impl World {
                 cron_minute: clock_base.1 / 60_000,
                 store: persist::StoreState {
                     save_interval: persist::DEFAULT_SAVE_INTERVAL,
-                    next_save: Some(clock_base.0 + persist::DEFAULT_SAVE_INTERVAL),
+                    next_save: Some(clock_base.0 + persist::save_slice_period(persist::DEFAULT_SAVE_INTERVAL)),
                     ..Default::default()
                 },
                 jobs: jobs::JobState::default(),

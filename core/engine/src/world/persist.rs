@@ -16,12 +16,26 @@ use oxworld_net::{Id, Value, method_id};
 use thiserror::Error;
 
 use super::{Ctx, LocalOp, World};
-use crate::attr::Attrs;
+use crate::attr::{AttrSchema, Attrs};
 use crate::entity::id_value;
 use crate::store::{StoreError, StoreOp, StoreReply};
 
 /// Default time between saves of changed persistent entities (`save_interval_s`).
 pub const DEFAULT_SAVE_INTERVAL: Duration = Duration::from_secs(60);
+/// The periodic save runs in this many slices per interval, each saving the changed entities
+/// whose id falls in it: every changed entity is still saved within one interval, and the
+/// game loop pauses for a tenth of the work at a time.
+pub const SAVE_SLICES: u32 = 10;
+
+/// The slice of [`SAVE_SLICES`] entity `id` is saved in.
+fn save_slice_of(id: Id) -> u32 {
+    id.0.iter().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(*b))) % SAVE_SLICES
+}
+
+/// Time between two slices of the periodic save.
+pub(crate) fn save_slice_period(interval: Duration) -> Duration {
+    interval / SAVE_SLICES
+}
 
 /// Storage operations game code may have in flight at once (reads, writes, loads; saves are
 /// bounded apart: at most one per entity). Past it, a stalled store (Redis down) cannot grow
@@ -75,8 +89,13 @@ pub(crate) struct StoreState {
     pub(crate) loading: rustc_hash::FxHashMap<Id, Loading>,
     pub(crate) save_interval: Duration,
     pub(crate) next_save: Option<Instant>,
+    /// The slice the next periodic save pass saves.
+    pub(crate) save_slice: u32,
     /// Entities with a save in flight (a periodic save skips them: they stay dirty).
     pub(crate) saving: rustc_hash::FxHashSet<Id>,
+    /// Persistent entities whose persistent attributes may have changed since their last save,
+    /// by save slice (the periodic save looks at the due slice's only, not at every entity).
+    pub(crate) dirty: Vec<rustc_hash::FxHashSet<Id>>,
     /// Tickets refused for [`MAX_STORE_IN_FLIGHT`]: answered `Unavailable` on the next pump.
     pub(crate) refused: Vec<u64>,
     /// Operations handed to the store: when, and which kind (for the latency histogram).
@@ -86,6 +105,21 @@ pub(crate) struct StoreState {
 }
 
 impl StoreState {
+    /// Entity `id`'s persistent attributes changed: the periodic save looks at it.
+    pub(crate) fn mark_dirty(&mut self, id: Id) {
+        if self.dirty.is_empty() {
+            self.dirty = vec![Default::default(); SAVE_SLICES as usize];
+        }
+        if let Some(set) = self.dirty.get_mut(save_slice_of(id) as usize) {
+            set.insert(id);
+        }
+    }
+
+    /// Takes the entities marked in `slice`.
+    fn take_dirty(&mut self, slice: u32) -> rustc_hash::FxHashSet<Id> {
+        self.dirty.get_mut(slice as usize).map(std::mem::take).unwrap_or_default()
+    }
+
     pub(crate) fn queue(&mut self, op: StoreOp, waiter: Waiter) {
         self.next_ticket += 1;
         match &waiter {
@@ -105,12 +139,14 @@ impl StoreState {
 }
 
 /// The stored form of a persistent entity: its persistent attributes, versioned.
-pub(crate) fn encode_stored(attrs: Value) -> Vec<u8> {
-    let mut m = BTreeMap::new();
-    m.insert("v".to_owned(), Value::Int(STORED_ENTITY_VERSION));
-    m.insert("attrs".to_owned(), attrs);
-    let mut out = Vec::new();
-    Value::Map(m).encode(&mut out);
+pub(crate) fn encode_stored(attrs: &Attrs, schema: &AttrSchema) -> Vec<u8> {
+    // The map {"attrs": <persistent attributes>, "v": version}, keys in order, written in place.
+    let mut out = Vec::with_capacity(256);
+    oxworld_net::value::encode_map_head(&mut out, 2);
+    oxworld_net::wire::put_bytes(&mut out, b"attrs");
+    attrs.encode_persistent(schema, &mut out);
+    oxworld_net::wire::put_bytes(&mut out, b"v");
+    Value::Int(STORED_ENTITY_VERSION).encode(&mut out);
     out
 }
 
@@ -236,7 +272,7 @@ impl Ctx<'_> {
     pub fn save(&mut self) {
         if self.reg.types[self.ty].persistent {
             let type_name = self.reg.types[self.ty].name.to_owned();
-            let data = encode_stored(self.attrs.persistent_snapshot(self.schema));
+            let data = encode_stored(self.attrs, self.schema);
             self.attrs.clear_persistent_dirty();
             self.core.store.queue(StoreOp::Save { type_name, id: self.id, data }, Waiter::Save { id: self.id });
         }
@@ -247,7 +283,7 @@ impl World {
     /// Sets how often changed persistent entities are saved (`save_interval_s`).
     pub fn set_save_interval(&mut self, every: Duration) {
         self.core.store.save_interval = every.max(Duration::from_millis(10));
-        self.core.store.next_save = Some(self.core.now + self.core.store.save_interval);
+        self.core.store.next_save = Some(self.core.now + save_slice_period(self.core.store.save_interval));
     }
 
     /// Takes the storage operations to run, each with its ticket for [`World::store_done`].
@@ -333,6 +369,7 @@ impl World {
                     warn!("game{}: saving {id} failed: {e}", self.core.game_id);
                     if let Some(s) = self.entities.get_mut(&id) {
                         s.attrs.mark_persistent_dirty();
+                        self.core.store.mark_dirty(id);
                     }
                 }
             }
@@ -436,29 +473,40 @@ impl World {
         if !ty.persistent {
             return;
         }
-        let data = encode_stored(slot.attrs.persistent_snapshot(&ty.schema));
+        let data = encode_stored(&slot.attrs, &ty.schema);
         slot.attrs.clear_persistent_dirty();
         let op = StoreOp::Save { type_name: ty.name.to_owned(), id, data };
         self.core.store.queue(op, Waiter::Save { id });
     }
 
-    /// Every save interval: saves the persistent entities whose persistent attributes changed.
+    /// Every tenth of the save interval: saves the persistent entities of the slice due (and
+    /// of any slice overdue) whose persistent attributes changed.
     pub(crate) fn save_dirty(&mut self, now: Instant) {
-        let Some(due) = self.core.store.next_save else { return };
+        let Some(mut due) = self.core.store.next_save else { return };
         if now < due {
             return;
         }
-        self.core.store.next_save = Some(now + self.core.store.save_interval);
-        let dirty: Vec<Id> = self
-            .entities
-            .iter()
-            .filter(|(id, s)| {
-                self.reg.types[s.ty].persistent && s.attrs.persistent_dirty() && !self.core.store.saving.contains(id)
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in dirty {
-            self.save_entity(id);
+        let period = save_slice_period(self.core.store.save_interval);
+        let mut candidates = Vec::new();
+        let mut n = 0;
+        while now >= due && n < SAVE_SLICES {
+            candidates.extend(self.core.store.take_dirty(self.core.store.save_slice));
+            self.core.store.save_slice = (self.core.store.save_slice + 1) % SAVE_SLICES;
+            due += period;
+            n += 1;
+        }
+        self.core.store.next_save = Some(if now >= due { now + period } else { due });
+        for id in candidates {
+            let Some(s) = self.entities.get(&id) else { continue };
+            if !self.reg.types[s.ty].persistent || !s.attrs.persistent_dirty() {
+                continue;
+            }
+            if self.core.store.saving.contains(&id) {
+                // Its last save is still in flight: next interval.
+                self.core.store.mark_dirty(id);
+            } else {
+                self.save_entity(id);
+            }
         }
     }
 }
@@ -846,6 +894,69 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(stored, Value::Map([("gold".to_owned(), Value::Int(11))].into()));
+    }
+
+    /// The periodic save runs in slices: each tenth of the interval saves the changed entities
+    /// of one slice, and every changed entity is saved within one interval.
+    #[test]
+    fn changed_entities_are_saved_slice_by_slice_within_an_interval() {
+        let t0 = Instant::now();
+        let mut w = world(t0);
+        w.set_save_interval(Duration::from_secs(10));
+        let mut store = MemStore::default();
+        let ids: Vec<Id> = (0..40u8).map(|i| Id([i.wrapping_add(0x20); 16])).collect();
+        for &id in &ids {
+            w.handle(t0, LoadEntity { id, game: 1, type_name: "Avatar".into(), must_exist: false });
+        }
+        run_store(&mut w, &mut store, t0);
+        for &id in &ids {
+            call(&mut w, t0, id, "earn", vec![Value::Int(1)]);
+        }
+        let mut saved = Vec::new();
+        let mut per_tick = Vec::new();
+        for k in 1..=10u32 {
+            w.tick(t0 + Duration::from_secs(1) * k);
+            let ops = w.take_store_ops();
+            per_tick.push(ops.len());
+            saved.extend(ops.iter().filter_map(|(_, op)| match op {
+                StoreOp::Save { id, .. } => Some(*id),
+                _ => None,
+            }));
+            for (t, op) in ops {
+                let r = store.execute(op);
+                w.store_done(t0, t, r);
+            }
+        }
+        saved.sort();
+        assert_eq!(saved, ids, "every changed entity saved once within the interval");
+        assert!(per_tick.iter().all(|n| *n < ids.len() / 2), "spread over the slices: {per_tick:?}");
+        assert!(per_tick.iter().filter(|n| **n > 0).count() >= 5, "{per_tick:?}");
+        // Nothing changed since: the next interval saves nothing.
+        w.tick(t0 + Duration::from_secs(25));
+        assert!(w.take_store_ops().is_empty());
+    }
+
+    /// The stored record is written in place with the same bytes as the map it stands for,
+    /// and reads back as the persistent attributes only.
+    #[test]
+    fn the_stored_record_is_the_map_it_stands_for() {
+        let t0 = Instant::now();
+        let mut w = world(t0);
+        let mut store = MemStore::default();
+        let a = Id([0xa1; 16]);
+        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into(), must_exist: false });
+        run_store(&mut w, &mut store, t0);
+        call(&mut w, t0, a, "earn", vec![Value::Int(10)]);
+        let slot = w.entities.get(&a).expect("loaded");
+        let schema = &w.reg.types[slot.ty].schema;
+        let mut m = BTreeMap::new();
+        m.insert("v".to_owned(), Value::Int(STORED_ENTITY_VERSION));
+        m.insert("attrs".to_owned(), slot.attrs.persistent_snapshot(schema));
+        let mut want = Vec::new();
+        Value::Map(m).encode(&mut want);
+        let got = encode_stored(&slot.attrs, schema);
+        assert_eq!(got, want);
+        assert_eq!(decode_stored(&got), Ok(Value::Map([("gold".to_owned(), Value::Int(11))].into())));
     }
 
     /// A load that fails answers the calls that waited and drops the route.

@@ -108,6 +108,7 @@ impl WorldCore {
         let ops = attrs.take_ops();
         if touches_persistent(&ops, schema) {
             attrs.mark_persistent_dirty();
+            self.store.mark_dirty(id);
         }
         if let Some(c) = client {
             let visible: Vec<AttrOp> = filter_ops(&ops, schema, Audience::Own).cloned().collect();
