@@ -97,7 +97,7 @@ pub fn running(layout: &Layout) -> Option<i32> {
 }
 
 /// Starts the supervisor (this same executable, `oxworld supervise ...`) detached, unless
-/// one runs; returns its pid.
+/// one runs; returns its pid once it holds the supervisor lock and wrote its pid file.
 pub fn spawn(layout: &Layout) -> anyhow::Result<i32> {
     use std::os::unix::process::CommandExt as _;
     if let Some(pid) = running(layout) {
@@ -126,10 +126,26 @@ pub fn spawn(layout: &Layout) -> anyhow::Result<i32> {
         .process_group(0)
         .spawn()
         .context("starting the supervisor")?;
-    let pid = i32::try_from(child.id()).context("pid out of range")?;
-    fs::write(pid_file(layout), format!("{pid}\n"))?;
+    let child_pid = i32::try_from(child.id()).context("pid out of range")?;
     drop(child);
-    Ok(pid)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(pid) = running(layout) {
+            return Ok(pid);
+        }
+        if !launcher::alive(child_pid) {
+            anyhow::bail!("the supervisor exited at once; see {}", log_file(layout).display());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("the supervisor (pid {child_pid}) did not start within 5 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The supervisor's lock file: held by the one supervisor of a run directory and host.
+fn lock_file(layout: &Layout) -> PathBuf {
+    pid_file(layout).with_extension("lock")
 }
 
 /// Ends the supervisor (SIGTERM, then SIGKILL after 5 s) and waits until it is gone; returns
@@ -156,6 +172,19 @@ fn stamp() -> String {
 /// The supervisor's loop, until SIGTERM or SIGINT: every [`POLL`], each process of the host
 /// that does not run is started again when its back-off allows.
 pub fn run(layout: &Layout, cfg: &Config) -> anyhow::Result<()> {
+    // One supervisor per run directory and host: the lock's holder, which names itself in the
+    // pid file (so `stop` and `kill` always find the one that runs).
+    fs::create_dir_all(&layout.run_dir)?;
+    let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(lock_file(layout))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            println!("{} another supervisor runs for {}; this one ends", stamp(), layout.run_dir.display());
+            return Ok(());
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(e).context("locking the supervisor lock"),
+    }
+    fs::write(pid_file(layout), format!("{}\n", std::process::id()))?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
@@ -179,6 +208,8 @@ pub fn run(layout: &Layout, cfg: &Config) -> anyhow::Result<()> {
         std::thread::sleep(POLL);
     }
     println!("{} supervisor stopping", stamp());
+    let _ = fs::remove_file(pid_file(layout));
+    drop(lock);
     Ok(())
 }
 

@@ -353,6 +353,9 @@ fn a_supervised_cluster_brings_back_what_dies() {
         fs::read_to_string(env.dir.join("run/supervisor.pid")).expect("pid").trim().parse().expect("pid");
     assert!(alive(supervisor));
     assert!(text(&env.oxworld("status", &[])).contains("supervised"));
+    // One supervisor per run dir: a second start finds it.
+    let o = env.oxworld("start", &["--no-build", "--supervise"]);
+    assert!(text(&o).contains(&format!("supervisor running (pid {supervisor})")), "{}", text(&o));
 
     for name in ["game2", "gate1", "dispatcher1"] {
         let old = env.pid(name);

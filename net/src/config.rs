@@ -422,8 +422,8 @@ impl Config {
                 host: s.host()?,
                 listen_addr,
                 advertise_addr: s.advertised("advertise_addr", Some(listen_addr))?.unwrap_or(listen_addr),
-                ws_advertise_addr: s.advertised("ws_advertise_addr", ws_addr)?,
-                kcp_advertise_addr: s.advertised("kcp_advertise_addr", kcp_addr)?,
+                ws_advertise_addr: s.advertised_for("ws_advertise_addr", "ws_addr", ws_addr)?,
+                kcp_advertise_addr: s.advertised_for("kcp_advertise_addr", "kcp_addr", kcp_addr)?,
                 ws_addr,
                 kcp_addr,
                 log_level: s.log_level()?,
@@ -488,7 +488,8 @@ impl Config {
                 return Err(err(&sec, "listen_addr", format!("{addr} is also the listen_addr of [{other}]")));
             }
         }
-        check_hosts(&dispatchers, &games, &gates, &storage.backend).map_err(|(sec, key, p)| err(&sec, key, p))?;
+        check_hosts(&dispatchers, &games, &gates, &storage.backend, &storage.redis_url)
+            .map_err(|(sec, key, p)| err(&sec, key, p))?;
         Ok(Config {
             path: path.to_owned(),
             secret,
@@ -535,6 +536,7 @@ fn check_hosts(
     games: &[GameConfig],
     gates: &[GateConfig],
     backend: &str,
+    redis_url: &str,
 ) -> Result<(), (String, &'static str, String)> {
     let name = |h: &Option<String>| h.clone().unwrap_or_else(|| "(no host)".to_owned());
     let game_hosts: BTreeSet<String> = games.iter().map(|g| name(&g.host)).collect();
@@ -547,6 +549,17 @@ fn check_hosts(
                 "games run on several hosts ({}), but lmdb is a store on one machine: use backend = redis with a \
                  redis_url every host reaches",
                 list.join(", ")
+            ),
+        ));
+    }
+    // Every game must reach the same store: not a loopback Redis (each host would use its own).
+    let redis_local = ["redis://127.", "redis://localhost", "redis://[::1]", "unix://", "redis+unix://"];
+    if backend == "redis" && game_hosts.len() > 1 && redis_local.iter().any(|p| redis_url.starts_with(p)) {
+        return Err((
+            "storage".to_owned(),
+            "redis_url",
+            format!(
+                "{redis_url} is on each host itself, but games run on several hosts: give the address of one Redis they all reach"
             ),
         ));
     }
@@ -661,6 +674,21 @@ impl<'a> Section<'a> {
             return Err(self.err(key, format!("{a} cannot be dialed: give the address others reach this process at")));
         }
         Ok(Some(a))
+    }
+
+    /// As [`Section::advertised`] for an optional listener (`listen_key`): an advertised
+    /// address without the listener is an error.
+    fn advertised_for(
+        &self,
+        key: &'static str,
+        listen_key: &str,
+        listen: Option<SocketAddr>,
+    ) -> Result<Option<SocketAddr>, ConfigError> {
+        let a = self.advertised(key, listen)?;
+        if a.is_some() && listen.is_none() {
+            return Err(self.err(key, format!("set, but {listen_key} is not: nothing listens there")));
+        }
+        Ok(a)
     }
 
     /// `host`: a name of letters, digits, `.`, `-` and `_`, or none.
@@ -867,6 +895,7 @@ desired_gates = 2
 secret = s
 [storage]
 backend = redis
+redis_url = redis://10.0.0.1:6379/0
 [dispatcher1]
 host = h1
 listen_addr = 0.0.0.0:17001
@@ -927,6 +956,13 @@ kcp_addr = 0.0.0.0:17102
         bad(&HOSTS.replace("10.0.0.2:17100", "0.0.0.0:17100"), "gate1", "advertise_addr", "cannot be dialed");
         bad(&HOSTS.replace("10.0.0.1:17001", "10.0.0.1:0"), "dispatcher1", "advertise_addr", "cannot be dialed");
         bad(&HOSTS.replace("host = h3", "host = h 3"), "game2", "host", "a host name is");
+        bad(
+            &HOSTS.replace("redis://10.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+            "storage",
+            "redis_url",
+            "on each host itself",
+        );
+        bad(&format!("{HOSTS}ws_advertise_addr = 10.0.0.3:17300\n"), "gate2", "ws_advertise_addr", "ws_addr is not");
         bad(
             &HOSTS.replace("host = h3\nlisten_addr", "host = h2\nlisten_addr"),
             "gate2",

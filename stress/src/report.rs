@@ -117,6 +117,15 @@ impl Live {
         }
     }
 
+    /// When the last kill at or before `now` happened, if any.
+    pub(crate) fn last_kill(&self, now: std::time::Instant) -> Option<std::time::Instant> {
+        if self.n_kills.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let k = self.kills.lock().ok()?;
+        k.iter().rev().map(|(t, _)| *t).find(|t| *t <= now)
+    }
+
     /// Kills from index `from` on that happened at or before `started` (an action started
     /// then is the first one after them), with their times.
     pub(crate) fn kills_before(&self, from: usize, started: std::time::Instant) -> Vec<(usize, std::time::Instant)> {

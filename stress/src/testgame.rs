@@ -358,7 +358,7 @@ pub(crate) fn run_testgame(
                         b.avatar = None;
                         b.kind = -1;
                         b.shadow.clear();
-                        b.lost_at = Some(now);
+                        b.lost_at = Some(rep.live().last_kill(now).unwrap_or(now));
                         b.pending = Some(("login", Pending::Login, now));
                         rep.ok("reconnect", 1);
                     } else {
@@ -398,7 +398,9 @@ pub(crate) fn run_testgame(
                 // Its player died with its game; the gate gives it a new boot entity. With
                 // --reconnect the bot logs in again (a re-login, not an error).
                 ServerMsg::PlayerLost { entity, game, .. } => {
-                    b.lost_at = Some(now);
+                    // Lost when the game died: the last --kill if there was one (what was
+                    // acknowledged after it and before this message may be gone, legitimately).
+                    b.lost_at = Some(rep.live().last_kill(now).unwrap_or(now));
                     b.lost.extend([Some(entity), b.avatar, b.account].into_iter().flatten());
                     b.account = None;
                     b.avatar = None;
@@ -414,7 +416,8 @@ pub(crate) fn run_testgame(
                 ServerMsg::Error { target, code, .. }
                     if rep.live().reconnect
                         && (b.lost.contains(&target)
-                            || (code == ErrorCode::UnknownEntity as u16 && Some(target) == b.avatar)) =>
+                            || (code == ErrorCode::UnknownEntity as u16
+                                && (Some(target) == b.avatar || Some(target) == b.account))) =>
                 {
                     // About a player lost with its game (its PlayerLost may come after this,
                     // through another dispatcher): the re-login settles the pending action.

@@ -103,7 +103,8 @@ fn dispatcher_route_one_call(b: Bencher) {
     let now = oxworld_runtime::clock_now();
     let peer = "127.0.0.1:9".parse().expect("addr");
     let hello = |kind, id| {
-        Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: "k".into(), incarnation: 0 }.to_frame(0)
+        Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: "k".into(), incarnation: 0, restored: false }
+            .to_frame(0)
     };
     for (c, kind, id) in [(1, ProcKind::Game, 1), (2, ProcKind::Game, 2), (3, ProcKind::Gate, 1)] {
         d.handle(now, Event::Accepted { conn: ConnId(c), listener: 0, peer }, &mut out);

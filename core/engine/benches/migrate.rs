@@ -85,8 +85,14 @@ fn main() {
     let peer = "127.0.0.1:1".parse().expect("addr");
     for (c, id) in [(1u64, 1u16), (2, 2)] {
         d.handle(now, Event::Accepted { conn: ConnId(c), listener: 0, peer }, &mut out);
-        let hello =
-            Hello { version: INTERNAL_PROTOCOL_VERSION, kind: ProcKind::Game, id, secret: "s".into(), incarnation: 0 };
+        let hello = Hello {
+            version: INTERNAL_PROTOCOL_VERSION,
+            kind: ProcKind::Game,
+            id,
+            secret: "s".into(),
+            incarnation: 0,
+            restored: false,
+        };
         d.handle(now, Event::Frame { conn: ConnId(c), data: enc(&hello), at: None }, &mut out);
     }
     out.take_frames();

@@ -217,6 +217,7 @@ impl GameApp {
     /// The world was restored from a freeze (`entities` of them): the game is `restoring` until
     /// every dispatcher has released the traffic it held.
     pub fn restored(mut self, entities: usize) -> Self {
+        self.links.set_restored();
         self.phase = Phase::Thawing { thawed: Default::default(), released: 0, failed: 0 };
         self.swap = Some(SwapReport { entities: entities as u64, ..Default::default() });
         self

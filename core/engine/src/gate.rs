@@ -16,7 +16,7 @@ use oxworld_net::config::{Config, GateConfig};
 use oxworld_net::msg::trace::Trace;
 use oxworld_net::msg::{
     Call, Caller, ClientConnected, ClientDisconnected, ClientMove, FLAG_TRACED, FilteredCall, GameLost, Kind, Message,
-    ProcKind, SetFilterProp, ToClients, ToGate,
+    PlayerAt, ProcKind, SetFilterProp, ToClients, ToGate,
 };
 use oxworld_net::ratelog::RateLog;
 use oxworld_net::value::encode_args;
@@ -32,10 +32,6 @@ use crate::status::{ProcState, Report};
 /// Entities one client may know at once; a game that creates more for one client is buggy,
 /// and the gate stops tracking (and so refuses calls to) the excess.
 pub const MAX_KNOWN_PER_CLIENT: usize = 100_000;
-
-/// Reports of a lost game within this long of the first are the same loss (one comes from each
-/// dispatcher, triggered by the same event); a game restarts and loses again far slower.
-const SAME_LOSS: std::time::Duration = std::time::Duration::from_secs(1);
 
 struct Client {
     id: Id,
@@ -114,8 +110,9 @@ pub struct GateApp {
     clients: FxHashMap<ConnId, Client>,
     /// Client ids are the gate's own (random), looked up for internal messages: Fx is safe.
     by_client: FxHashMap<Id, ConnId>,
-    /// When each game was last reported lost (see [`GateApp::on_game_lost`]).
-    games_lost: FxHashMap<u16, Instant>,
+    /// Each game's incarnation last reported lost, and when first (see
+    /// [`GateApp::on_game_lost`]).
+    games_lost: FxHashMap<u16, (u64, Instant)>,
     stats: GateStats,
     pending_moves: FxHashMap<Id, (Id, [f32; 4])>,
     /// When to look for clients past `heartbeat_timeout` next.
@@ -378,7 +375,16 @@ impl GateApp {
     /// `ToClients`).
     fn on_dispatcher_msg(&mut self, msg: ToGate, origin: u16, out: &mut Outbox) {
         match msg {
-            ToGate::GameLost(GameLost { game }) => self.on_game_lost(game, out),
+            ToGate::GameLost(GameLost { game, incarnation }) => self.on_game_lost(game, incarnation, out),
+            ToGate::PlayerAt(PlayerAt { client, entity, .. }) => {
+                if let Some(game) = oxworld_net::msg::game_of_origin(origin)
+                    && let Some(c) = self.by_client.get(&client).and_then(|conn| self.clients.get_mut(conn))
+                    && c.owner == Some(entity)
+                {
+                    c.owner_game = game;
+                    c.owner_since = self.now;
+                }
+            }
             ToGate::SetFilterProp(SetFilterProp { client, key, value, .. }) => {
                 if let Some(c) = self.by_client.get(&client).and_then(|conn| self.clients.get_mut(conn)) {
                     if value.is_empty() {
@@ -489,16 +495,17 @@ impl GateApp {
         self.send_client(conn, payload, out);
     }
 
-    /// Game `game`'s process is gone (every dispatcher says so, each once): each client whose
-    /// player entity ran there, as of the first of these reports, is told (`PlayerLost`),
-    /// forgets what it knew, and gets a fresh boot entity, as at connect: it logs in again. A
-    /// later report of the same loss never touches a player that came after the first.
-    fn on_game_lost(&mut self, game: u16, out: &mut Outbox) {
+    /// Incarnation `incarnation` of game `game` is gone (every dispatcher says so, each once):
+    /// each client whose player entity ran there, as of the first of these reports, is told
+    /// (`PlayerLost`), forgets what it knew, and gets a fresh boot entity, as at connect: it
+    /// logs in again. Another report of the same incarnation never touches a player placed
+    /// after the first.
+    fn on_game_lost(&mut self, game: u16, incarnation: u64, out: &mut Outbox) {
         let now = self.now;
         let cutoff = match self.games_lost.get(&game) {
-            Some(&first) if now.saturating_duration_since(first) < SAME_LOSS => first,
+            Some(&(inc, first)) if inc == incarnation => first,
             _ => {
-                self.games_lost.insert(game, now);
+                self.games_lost.insert(game, (incarnation, now));
                 now
             }
         };
@@ -1033,12 +1040,17 @@ mod tests {
         // c3's player migrated from game 1 to game 2: the next message comes from there.
         f.deliver_from(1, &[c3], &player_create(b3));
         f.deliver_from(2, &[c3], &ServerMsg::Call { id: b3, method: "entered".into(), args: vec![] });
+        // c4's player migrated to game 2 without a word to the client yet: its gate is told.
+        let (c4, b4) = f.accept(103);
+        f.deliver_from(1, &[c4], &player_create(b4));
+        let at = PlayerAt { gate: 1, client: c4, entity: b4 }.to_frame(2);
+        f.gate.handle(f.now, Event::Frame { conn: f.links[1], data: at, at: None }, &mut f.out);
         // An error about a call to an entity of game 1 does not move c2's player there.
         f.deliver_from(1, &[c2], &ServerMsg::error(ErrorCode::UnknownMethod, b1, 7, "no"));
         f.out.take_frames();
         let down = |f: &mut Fixture| {
             for l in f.links.clone() {
-                let data = GameLost { game: 1 }.to_frame(0);
+                let data = GameLost { game: 1, incarnation: 77 }.to_frame(0);
                 f.gate.handle(f.now, Event::Frame { conn: l, data, at: None }, &mut f.out);
             }
             f.out.take_frames()
@@ -1055,7 +1067,7 @@ mod tests {
             "{:?}",
             to(100)
         );
-        assert!(to(101).is_empty() && to(102).is_empty(), "{:?} {:?}", to(101), to(102));
+        assert!(to(101).is_empty() && to(102).is_empty() && to(103).is_empty(), "{:?} {:?}", to(101), to(102));
         let boots: Vec<ClientConnected> = sent
             .iter()
             .filter(|(c, _)| f.links.contains(c))

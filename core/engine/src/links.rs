@@ -66,6 +66,8 @@ pub(crate) struct Links {
     announced_ready: bool,
     /// Sent in every `Hello` (see `oxworld_net::msg::Hello`).
     incarnation: u64,
+    /// Sent in every `Hello`: this process restored a freeze.
+    restored: bool,
 }
 
 impl Links {
@@ -94,12 +96,18 @@ impl Links {
             dropped: 0,
             announced_ready: false,
             incarnation: 0,
+            restored: false,
         }
     }
 
     /// Which run of this process this is, sent in every `Hello` (games: random per start).
     pub(crate) fn set_incarnation(&mut self, incarnation: u64) {
         self.incarnation = incarnation;
+    }
+
+    /// This process restored a freeze (said in every `Hello`).
+    pub(crate) fn set_restored(&mut self) {
+        self.restored = true;
     }
 
     /// Number of dispatchers.
@@ -161,6 +169,7 @@ impl Links {
             id: self.id,
             secret: self.secret.clone(),
             incarnation: self.incarnation,
+            restored: self.restored,
         };
         out.send_with(conn, |b| hello.encode(self.origin, b));
         for batch in entities(d).chunks(ANNOUNCE_BATCH) {

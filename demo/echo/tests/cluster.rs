@@ -184,6 +184,7 @@ fn dispatcher_refuses_wrong_secret_and_survives() {
         id: 1,
         secret: "wrong".into(),
         incarnation: 0,
+        restored: false,
     };
     let payload = hello.to_frame(1);
     let mut frame = (payload.len() as u32).to_le_bytes().to_vec();

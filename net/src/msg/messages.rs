@@ -22,6 +22,9 @@ message! {
         /// that links again with the same one had a broken link, with another one it is a new
         /// process and the old one's entities are gone.
         incarnation: u64,
+        /// The process restored a freeze (`--restore`): it continues the world of the process
+        /// that froze. A new process that did not restore does not, even during a hot swap.
+        restored: bool,
     }
 }
 
@@ -333,6 +336,23 @@ message! {
     GameLost aux game {
         /// Game id (header `aux`).
         @skip game: u16,
+        /// The incarnation that is gone (every dispatcher reports the same one: the gate acts
+        /// once per incarnation).
+        incarnation: u64,
+    }
+}
+
+message! {
+    /// Game -> dispatcher(entity) -> gate: client `client`'s player entity `entity` now runs on
+    /// the sending game (sent when it arrives by migration, which the client never sees), so
+    /// the gate knows which game's loss would be its player's.
+    PlayerAt aux gate {
+        /// Gate holding the client (header `aux`).
+        @skip gate: u16,
+        /// The client.
+        client: Id,
+        /// Its player entity.
+        entity: Id,
     }
 }
 

@@ -158,6 +158,8 @@ kinds! {
     GateUp = 0x33,
     /// [`GameLost`].
     GameLost = 0x34,
+    /// [`PlayerAt`].
+    PlayerAt = 0x35,
 }
 
 impl fmt::Display for Kind {
@@ -585,6 +587,7 @@ direction! {
         FreezeGame,
         ToClients,
         SetFilterProp,
+        PlayerAt,
         FilteredCall,
     }
 }
@@ -623,6 +626,7 @@ direction! {
         SetFilterProp,
         FilteredCall,
         GameLost,
+        PlayerAt,
     }
 }
 
@@ -668,6 +672,7 @@ mod tests {
                 id: 2,
                 secret: "s".into(),
                 incarnation: 7,
+                restored: true,
             }
             .into(),
             Announce { entities: vec![A, B] }.into(),
@@ -681,6 +686,7 @@ mod tests {
             FreezeGame {}.into(),
             ToClients { gate: 1, clients: vec![A, B], payload: vec![0x83; 17] }.into(),
             SetFilterProp { gate: 1, client: A, key: "level".into(), value: "10".into() }.into(),
+            PlayerAt { gate: 1, client: A, entity: B }.into(),
             FilteredCall {
                 key: "level".into(),
                 op: FilterOp::Ge,
@@ -700,6 +706,7 @@ mod tests {
                 id: 1,
                 secret: "s".into(),
                 incarnation: 0,
+                restored: false,
             }
             .into(),
             ClientConnected { boot: B, gate: 1, client: A }.into(),
@@ -723,7 +730,8 @@ mod tests {
                 args: vec![],
             }
             .into(),
-            GameLost { game: 2 }.into(),
+            GameLost { game: 2, incarnation: 9 }.into(),
+            PlayerAt { gate: 1, client: A, entity: B }.into(),
         ]
     }
 
@@ -818,7 +826,8 @@ mod tests {
             Err(MsgDecodeError::Unexpected { kind: Kind::CallFailed, direction: "FromGate" })
         ));
         let hello =
-            Hello { version: 3, kind: ProcKind::Game, id: 1, secret: String::new(), incarnation: 0 }.to_frame(1);
+            Hello { version: 3, kind: ProcKind::Game, id: 1, secret: String::new(), incarnation: 0, restored: false }
+                .to_frame(1);
         assert!(ToGame::decode(&hello).is_err(), "a game never receives Hello");
         assert!(ToGate::decode(&GameUp { game: 1 }.to_frame(0)).is_err());
     }

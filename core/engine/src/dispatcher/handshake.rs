@@ -108,7 +108,7 @@ impl DispatcherApp {
             }
             Err(e) => Err(e),
         };
-        let Hello { version, kind, id, secret, incarnation } = match hello {
+        let Hello { version, kind, id, secret, incarnation, restored } = match hello {
             Ok(h) => h,
             Err(e) => {
                 self.refuse(conn, format!("malformed handshake: {e}"), out);
@@ -129,7 +129,7 @@ impl DispatcherApp {
         }
         match kind {
             ProcKind::Game if (1..=self.n_games).contains(&id) => {
-                self.game_linked(id, incarnation, out);
+                self.game_linked(id, incarnation, restored, out);
                 if let Some(since) = self.now.filter(|_| self.frozen.contains_key(&id) && self.games.contains_key(&id))
                 {
                     info!("dispatcher{}: game{id} is back; waiting for its frozen process's link to close", self.id);
@@ -160,6 +160,9 @@ impl DispatcherApp {
     pub(super) fn game_up(&mut self, conn: ConnId, id: u16, out: &mut Outbox) {
         let hold = self.frozen.remove(&id);
         self.swapping.remove(&id);
+        // Linked (its Hello decided whether its players were lost): nothing is pending any more,
+        // even if a hold expiry scheduled a loss meanwhile.
+        self.lost_pending.remove(&id);
         if let Some(old) = self.games.get(&id).copied() {
             warn!("dispatcher{}: game{id} connected again; dropping its old link", self.id);
             out.close(old, "replaced by a new connection of the same game");

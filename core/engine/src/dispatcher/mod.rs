@@ -307,23 +307,27 @@ impl DispatcherApp {
 
     /// Game `game`'s process is gone with its entities: gates tell the clients whose player
     /// entity ran there.
-    fn game_lost(&mut self, game: u16, out: &mut Outbox) {
+    fn game_lost(&mut self, game: u16, incarnation: u64, out: &mut Outbox) {
         self.lost_pending.remove(&game);
+        self.swapping.remove(&game);
         warn!("dispatcher{}: game{game}'s process is gone; telling the gates its players are lost", self.id);
-        let lost = GameLost { game }.to_frame(0);
+        let lost = GameLost { game, incarnation }.to_frame(0);
         for &c in self.gates.values() {
             out.send(c, &lost);
         }
     }
 
-    /// Game `game` linked with `incarnation`: a new process (its players are lost), or the same
-    /// one after a broken link, or a restore continuing a hot swap.
-    fn game_linked(&mut self, game: u16, incarnation: u64, out: &mut Outbox) {
+    /// Game `game` linked with `incarnation`: a process that restored a freeze continues the
+    /// world; so does the same process after a broken link, or the first one this dispatcher
+    /// sees outside a hot swap; any other one (a restart, or a fresh process during a hot swap
+    /// whose freezing process died) means the previous one's entities are gone.
+    fn game_linked(&mut self, game: u16, incarnation: u64, restored: bool, out: &mut Outbox) {
         let prev = self.incarnations.insert(game, incarnation);
-        if self.swapping.contains(&game) || prev.is_none_or(|p| p == incarnation) {
+        let continues = restored || prev == Some(incarnation) || (prev.is_none() && !self.swapping.contains(&game));
+        if continues {
             self.lost_pending.remove(&game);
         } else {
-            self.game_lost(game, out);
+            self.game_lost(game, prev.unwrap_or(0), out);
         }
     }
 
@@ -436,7 +440,7 @@ impl DispatcherApp {
                     self.route(entity, f, out);
                 }
             }
-            FromGameKind::ToClients | FromGameKind::SetFilterProp => {
+            FromGameKind::ToClients | FromGameKind::SetFilterProp | FromGameKind::PlayerAt => {
                 self.send_gate(h.aux, &frame, out);
             }
             FromGameKind::FilteredCall => {
@@ -683,7 +687,8 @@ impl App for DispatcherApp {
         self.now = Some(now);
         let lost: Vec<u16> = self.lost_pending.iter().filter(|(_, at)| now >= **at).map(|(g, _)| *g).collect();
         for g in lost {
-            self.game_lost(g, out);
+            let incarnation = self.incarnations.get(&g).copied().unwrap_or(0);
+            self.game_lost(g, incarnation, out);
         }
         let expired: Vec<u16> =
             self.frozen.iter().filter(|(_, h)| now >= h.since + self.hold_timeout).map(|(g, _)| *g).collect();
@@ -816,7 +821,11 @@ mod tests {
     }
 
     fn hello_of(kind: ProcKind, id: u16, secret: &str, incarnation: u64) -> Vec<u8> {
-        Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: secret.into(), incarnation }.to_frame(0)
+        hello_restored(kind, id, secret, incarnation, false)
+    }
+
+    fn hello_restored(kind: ProcKind, id: u16, secret: &str, incarnation: u64, restored: bool) -> Vec<u8> {
+        Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: secret.into(), incarnation, restored }.to_frame(0)
     }
 
     fn enc<M: Message>(m: &M) -> Vec<u8> {
@@ -895,7 +904,9 @@ mod tests {
         assert!(refused(&got, "not in the config"), "{got:?}");
         let got = feed(&mut d, &mut out, 4, enc(&GameUp { game: 1 }));
         assert!(refused(&got, "expected Hello"), "{got:?}");
-        let old = Hello { version: 2, kind: ProcKind::Game, id: 1, secret: "k".into(), incarnation: 0 }.to_frame(1);
+        let old =
+            Hello { version: 2, kind: ProcKind::Game, id: 1, secret: "k".into(), incarnation: 0, restored: false }
+                .to_frame(1);
         let got = feed(&mut d, &mut out, 5, old);
         assert!(refused(&got, "protocol version 2"), "{got:?}");
         assert_eq!(out.take_closes().len(), 4);
@@ -1032,7 +1043,7 @@ mod tests {
         sent(out)
             .into_iter()
             .filter_map(|(c, got)| match got {
-                Got::Gate(ToGate::GameLost(GameLost { game })) if c == GATE => Some(game),
+                Got::Gate(ToGate::GameLost(GameLost { game, .. })) if c == GATE => Some(game),
                 _ => None,
             })
             .collect()
@@ -1060,7 +1071,7 @@ mod tests {
         closed(&mut d, &mut out, 4, t0);
         accept(&mut d, &mut out, 5);
         let got = feed(&mut d, &mut out, 5, hello_of(ProcKind::Game, 2, "k", 2));
-        assert!(got.contains(&(GATE, Got::Gate(GameLost { game: 2 }.into()))), "{got:?}");
+        assert!(got.contains(&(GATE, Got::Gate(GameLost { game: 2, incarnation: 1 }.into()))), "{got:?}");
         d.tick(t0 + Duration::from_secs(60), &mut out);
         assert_eq!(lost_to_gate(&mut out), Vec::<u16>::new(), "once");
         // Nobody comes back: lost when game_lost_after_ms (2 s by default) has passed.
@@ -1076,10 +1087,24 @@ mod tests {
         feed(&mut d, &mut out, 6, enc(&oxworld_net::msg::FreezeGame {}));
         closed(&mut d, &mut out, 6, t0);
         accept(&mut d, &mut out, 7);
-        let got = feed(&mut d, &mut out, 7, hello_of(ProcKind::Game, 2, "k", 4));
+        let got = feed(&mut d, &mut out, 7, hello_restored(ProcKind::Game, 2, "k", 4, true));
         assert!(!got.iter().any(|(c, _)| *c == GATE), "{got:?}");
         d.tick(t0 + Duration::from_secs(60), &mut out);
         assert_eq!(lost_to_gate(&mut out), Vec::<u16>::new(), "a restore loses nothing");
+        // A freezing process that dies, replaced by a fresh one (not restored): lost.
+        feed(&mut d, &mut out, 7, enc(&oxworld_net::msg::FreezeGame {}));
+        closed(&mut d, &mut out, 7, t0);
+        accept(&mut d, &mut out, 8);
+        let got = feed(&mut d, &mut out, 8, hello_of(ProcKind::Game, 2, "k", 5));
+        assert!(got.contains(&(GATE, Got::Gate(GameLost { game: 2, incarnation: 4 }.into()))), "{got:?}");
+        // A hold that expires, then a restore that comes just in time: nothing lost later.
+        feed(&mut d, &mut out, 8, enc(&oxworld_net::msg::FreezeGame {}));
+        accept(&mut d, &mut out, 9);
+        feed(&mut d, &mut out, 9, hello_restored(ProcKind::Game, 2, "k", 6, true));
+        d.tick(t0 + Duration::from_secs(1000), &mut out);
+        let _ = sent(&mut out);
+        d.tick(t0 + Duration::from_secs(2000), &mut out);
+        assert_eq!(lost_to_gate(&mut out), Vec::<u16>::new(), "the restore came up when the hold expired");
     }
 
     /// A create "anywhere" goes to the least-loaded live game, with that game patched into its

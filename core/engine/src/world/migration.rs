@@ -4,7 +4,7 @@
 
 use log::warn;
 use oxworld_net::client_proto::Pos;
-use oxworld_net::msg::{Caller, CancelMigrate, EntityDestroyed, MigrateRequest, RealMigrate};
+use oxworld_net::msg::{Caller, CancelMigrate, EntityDestroyed, MigrateRequest, PlayerAt, RealMigrate};
 use oxworld_net::{Id, Value, method_id};
 
 use super::{CronEntry, Slot, World};
@@ -227,7 +227,13 @@ impl World {
             self.core.send(entity, EntityDestroyed { id: entity });
             return;
         };
+        let client = image.client;
         let place = self.rebuild(entity, ty, image);
+        if let Some(c) = client {
+            // Its gate learns where its client's player runs now (before anything else this
+            // game sends the client, through the same dispatcher).
+            self.core.send(entity, PlayerAt { gate: c.gate, client: c.client, entity });
+        }
         let pos = place.pos;
         let mut sights = Vec::new();
         self.core.spaces.join(entity, self.core.nil_space, pos, place.radius, &mut sights);

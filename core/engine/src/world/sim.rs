@@ -146,8 +146,14 @@ impl Sim {
         let peer = "127.0.0.1:1".parse().expect("addr");
         for (conn, kind, id) in [(G1, ProcKind::Game, 1), (G2, ProcKind::Game, 2), (GATE, ProcKind::Gate, 1)] {
             d.handle(now, Event::Accepted { conn, listener: 0, peer }, &mut out);
-            let hello =
-                Hello { version: INTERNAL_PROTOCOL_VERSION, kind, id, secret: "s".into(), incarnation: u64::from(id) };
+            let hello = Hello {
+                version: INTERNAL_PROTOCOL_VERSION,
+                kind,
+                id,
+                secret: "s".into(),
+                incarnation: u64::from(id),
+                restored: false,
+            };
             d.handle(now, Event::Frame { conn, data: enc(&hello), at: None }, &mut out);
         }
         out.take_frames();
