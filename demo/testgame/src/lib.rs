@@ -279,7 +279,15 @@ impl Account {
 struct Avatar {
     /// The space of a kind it is on its way to (from `Spaces`), until it arrives or fails.
     entering: Option<(i64, Id)>,
+    /// The kind of space it asked `Spaces` for, until it enters one.
+    want_kind: Option<i64>,
+    /// It asked `Online` for the count and has not had the answer.
+    online_pending: bool,
 }
+
+/// A service request whose answer has not come this long after is asked again: a call in
+/// flight to a game that crashed is gone with it (the cluster does not resend it).
+const SERVICE_RETRY: std::time::Duration = std::time::Duration::from_millis(1500);
 
 impl Entity for Avatar {
     fn on_migrate_failed(&mut self, ctx: &mut Ctx<'_>, reason: &str) {
@@ -334,6 +342,7 @@ impl Entity for Avatar {
 
     fn on_enter_space(&mut self, ctx: &mut Ctx<'_>) {
         self.entering = None;
+        self.want_kind = None;
         let kind = ctx.space_kind(ctx.space()).unwrap_or(0);
         ctx.call_client("entered", vec![Value::Int(kind), Value::Int(i64::from(ctx.game_id()))]);
     }
@@ -362,10 +371,14 @@ impl Avatar {
             return Err(CallError::BadArguments(format!("kinds are 101..={CROWD_KIND}")));
         }
         let me = id_value(ctx.id());
-        if !ctx.call_service_shard_key("Spaces", &kind.to_string(), "want", vec![Value::Int(kind), me]) {
+        let attempt = args.get(1).ok().and_then(Value::as_int).unwrap_or(0);
+        if ctx.call_service_shard_key("Spaces", &kind.to_string(), "want", vec![Value::Int(kind), me]) {
+            self.want_kind = Some(kind);
+            let check = vec![Value::from("space"), Value::Int(kind), Value::Int(attempt)];
+            ctx.add_timer(SERVICE_RETRY, "service_check", check).map_err(failed)?;
+        } else {
             // Right after the cluster starts the service may not be registered yet: retry
             // every 200 ms for up to 10 s.
-            let attempt = args.get(1).ok().and_then(Value::as_int).unwrap_or(0);
             if attempt >= 50 {
                 return Err(failed("the Spaces service is not ready"));
             }
@@ -644,8 +657,12 @@ impl Avatar {
         let me = id_value(ctx.id());
         // Checked in first if the retry timer has not done it yet (same shard: in order).
         self.check_in(ctx, Args(vec![Value::Int(0)]))?;
-        if !ctx.call_service_shard_key("Online", &key, "count", vec![me]) {
-            let attempt = args.get(0).ok().and_then(Value::as_int).unwrap_or(0);
+        let attempt = args.get(0).ok().and_then(Value::as_int).unwrap_or(0);
+        if ctx.call_service_shard_key("Online", &key, "count", vec![me]) {
+            self.online_pending = true;
+            let check = vec![Value::from("online"), Value::Int(0), Value::Int(attempt)];
+            ctx.add_timer(SERVICE_RETRY, "service_check", check).map_err(failed)?;
+        } else {
             if attempt >= 50 {
                 return Err(failed("the Online service is not ready"));
             }
@@ -655,7 +672,28 @@ impl Avatar {
         Ok(())
     }
 
+    /// Timer: `service_check(what, kind, attempt)`: the request of `attempt` is still
+    /// unanswered (lost with a crashed game): asked again, up to 50 times.
+    fn service_check(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        let (what, kind, attempt) = (args.str(0)?.to_owned(), args.int(1)?, args.int(2)?);
+        if attempt >= 50 {
+            return Ok(());
+        }
+        match what.as_str() {
+            "space" if self.want_kind == Some(kind) => {
+                log::info!("{}: no space of kind {kind} yet; asking Spaces again", ctx.id());
+                self.enter_space_kind(ctx, Args(vec![Value::Int(kind), Value::Int(attempt + 1)]))
+            }
+            "online" if self.online_pending => {
+                log::info!("{}: no online count yet; asking Online again", ctx.id());
+                self.online(ctx, Args(vec![Value::Int(attempt + 1)]))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn on_online(&mut self, ctx: &mut Ctx<'_>, args: Args) -> Result<(), CallError> {
+        self.online_pending = false;
         ctx.call_client("on_online", vec![Value::Int(args.int(0)?)]);
         Ok(())
     }
@@ -734,7 +772,8 @@ pub fn register_game(reg: &mut Registry) {
         .method("call_all_echo", Expose::AnyClient, Avatar::call_all_echo)
         .method("call_all_give_up", Expose::Server, Avatar::call_all_give_up)
         .method("check_in", Expose::Server, Avatar::check_in)
-        .method("on_online", Expose::Server, Avatar::on_online);
+        .method("on_online", Expose::Server, Avatar::on_online)
+        .method("service_check", Expose::Server, Avatar::service_check);
     reg.service("Online", Online::default, 3)
         .method("check_in", Expose::Server, Online::check_in)
         .method("check_out", Expose::Server, Online::check_out)
