@@ -387,6 +387,24 @@ fn a_supervised_cluster_brings_back_what_dies() {
     let st = wait_status(&env, |t| t.matches(" ready").count() == 4);
     assert!(st.status.success(), "{}", text(&st));
 
+    // While someone holds the launch lock (as `reload` does from freeze to restore), the
+    // supervisor starts nothing; once it is released, it does.
+    let lock = fs::OpenOptions::new().write(true).open(env.dir.join("run/launch.lock")).expect("launch lock");
+    lock.lock().expect("locked");
+    let old = env.pid("game1");
+    assert!(Command::new("kill").args(["-KILL", &old.to_string()]).status().expect("kill").success());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(env.pid("game1"), old, "nothing started while the lock is held");
+    assert!(!alive(old));
+    drop(lock);
+    let new = wait_for(3, || {
+        let p = env.pid("game1");
+        (p != old && alive(p)).then_some(p)
+    });
+    assert!(new.is_some(), "restarted once the lock was released");
+    let st = wait_status(&env, |t| t.matches(" ready").count() == 4);
+    assert!(st.status.success(), "{}", text(&st));
+
     let pids: Vec<i32> = ["dispatcher1", "game1", "game2", "gate1"].iter().map(|n| env.pid(n)).collect();
     let o = env.oxworld("stop", &[]);
     assert!(o.status.success() && text(&o).contains("ended the supervisor"), "{}", text(&o));
