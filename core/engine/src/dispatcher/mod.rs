@@ -138,6 +138,9 @@ pub struct DispatcherApp {
     loads: BTreeMap<u16, u64>,
     /// Logins waiting for a game: (gate, client, boot entity).
     pending_boots: VecDeque<(u16, Id, Id)>,
+    /// Boot entities placed on a game that has not said it created them yet: boot -> (game,
+    /// gate, client). Placed again elsewhere if that game is lost first.
+    placed_boots: FxHashMap<Id, (u16, u16, Id)>,
     /// Games whose traffic is held for a hot swap.
     frozen: BTreeMap<u16, Hold>,
     /// Held messages that failed per game (reported in `Thawed` when it comes back).
@@ -184,6 +187,7 @@ impl DispatcherApp {
             parked: BTreeMap::new(),
             services: BTreeMap::new(),
             pending_boots: VecDeque::new(),
+            placed_boots: FxHashMap::default(),
             frozen: BTreeMap::new(),
             failed_holds: BTreeMap::new(),
             hold_timeout: cfg.freeze_hold_timeout,
@@ -315,6 +319,23 @@ impl DispatcherApp {
         for &c in self.gates.values() {
             out.send(c, &lost);
         }
+        // Logins placed there and not created yet go elsewhere (their clients have no player
+        // for the gate to re-boot).
+        let again: Vec<(Id, u16, Id)> = self
+            .placed_boots
+            .iter()
+            .filter(|(_, (g, _, _))| *g == game)
+            .map(|(boot, (_, gate, client))| (*boot, *gate, *client))
+            .collect();
+        for (boot, gate, client) in again {
+            self.placed_boots.remove(&boot);
+            self.routes.remove(&boot);
+            info!(
+                "dispatcher{}: boot {boot} of client {client} was placed on lost game{game}; placing it again",
+                self.id
+            );
+            self.place_boot(gate, client, boot, out);
+        }
     }
 
     /// Game `game` linked with `incarnation`: a process that restored a freeze continues the
@@ -351,6 +372,7 @@ impl DispatcherApp {
         self.boot_rr = self.boot_rr.wrapping_add(1);
         self.routes.insert(boot, g);
         out.send_with(c, |b| CreateBoot { boot, gate, client }.encode(0, b));
+        self.placed_boots.insert(boot, (g, gate, client));
         self.stats.routed += 1;
     }
 
@@ -464,6 +486,7 @@ impl DispatcherApp {
             },
             FromGameKind::EntityCreated => {
                 self.routes.insert(h.route, game);
+                self.placed_boots.remove(&h.route);
             }
             FromGameKind::EntityDestroyed => {
                 if self.routes.get(&h.route) == Some(&game) {
@@ -1105,6 +1128,35 @@ mod tests {
         let _ = sent(&mut out);
         d.tick(t0 + Duration::from_secs(2000), &mut out);
         assert_eq!(lost_to_gate(&mut out), Vec::<u16>::new(), "the restore came up when the hold expired");
+    }
+
+    /// A login placed on a game that is lost before it created the boot entity is placed on
+    /// another game; one the game created is not.
+    #[test]
+    fn a_boot_placed_on_a_lost_game_is_placed_again() {
+        let (mut d, mut out) = cluster();
+        let boots: Vec<ClientConnected> =
+            (0..2u8).map(|i| ClientConnected { boot: Id([i + 100; 16]), gate: 1, client: Id([i; 16]) }).collect();
+        let mut on = Vec::new();
+        for m in &boots {
+            on.push(feed(&mut d, &mut out, 3, enc(m))[0].0);
+        }
+        assert_eq!(on, vec![ConnId(1), ConnId(2)], "round robin");
+        // Game 1 created its boot; game 2 did not, and is replaced by a new process.
+        feed(&mut d, &mut out, 1, EntityCreated { id: boots[0].boot }.to_frame(1));
+        let t0 = Instant::now();
+        d.handle(t0, Event::Closed { conn: ConnId(2), reason: CloseReason::PeerClosed }, &mut out);
+        accept(&mut d, &mut out, 4);
+        let got = feed(&mut d, &mut out, 4, hello_of(ProcKind::Game, 2, "k", 2));
+        let placed: Vec<(ConnId, CreateBoot)> = got
+            .into_iter()
+            .filter_map(|(c, m)| match m {
+                Got::Game(ToGame::CreateBoot(b)) => Some((c, b)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(placed, vec![(ConnId(1), CreateBoot { boot: boots[1].boot, gate: 1, client: boots[1].client })]);
+        assert_eq!(d.route_of(boots[1].boot), Some(1));
     }
 
     /// A create "anywhere" goes to the least-loaded live game, with that game patched into its

@@ -524,6 +524,9 @@ impl World {
             ToGame::CreateBoot(m) => {
                 let c = ClientRef { gate: m.gate, client: m.client };
                 self.create(self.boot_ty, m.boot, Some(c));
+                // Its dispatcher stops holding the placement (it would place it again if this
+                // game were lost before).
+                self.core.send(m.boot, EntityCreated { id: m.boot });
             }
             ToGame::CreateEntity(m) => self.on_create_entity(m.id, m.game, &m.type_name, m.space_kind),
             ToGame::LoadEntity(m) => self.start_load(m.id, &m.type_name, m.must_exist),
