@@ -36,6 +36,11 @@ pub const MAX_KNOWN_PER_CLIENT: usize = 100_000;
 struct Client {
     id: Id,
     owner: Option<Id>,
+    /// The boot entity asked for it (at connect, or after its player was lost), and whether a
+    /// player was created for it since: a dispatcher that restarted may have lost the request,
+    /// so it is asked again when that link is back.
+    boot: Id,
+    booted: bool,
     /// The game that runs the owner: the origin of the last message other than an `Error`
     /// that reached this client (every such message comes from the player's game, which also
     /// computes its view; an `Error` comes from a call's target). When a dispatcher says that
@@ -220,6 +225,8 @@ impl GateApp {
         let c = Client {
             id: client,
             owner: None,
+            boot,
+            booted: false,
             owner_game: 0,
             owner_since: now,
             props: HashMap::new(),
@@ -471,6 +478,7 @@ impl GateApp {
                         c.props.clear();
                     }
                     c.owner = Some(id);
+                    c.booted = true;
                 }
             } else {
                 c.known.remove(&id);
@@ -529,6 +537,8 @@ impl GateApp {
             let boot = self.ids.next(ms);
             let Some(c) = self.clients.get_mut(&conn) else { continue };
             let Some(entity) = c.owner.take() else { continue };
+            c.boot = boot;
+            c.booted = false;
             c.owner_game = 0;
             c.known.clear();
             c.props.clear();
@@ -538,6 +548,22 @@ impl GateApp {
             self.gather.flush_conn(conn, out);
             Self::reply(out, conn, &ServerMsg::PlayerLost { entity, game, message: message.clone() });
             let d = boot.dispatcher_index(self.links.len());
+            self.links.send(d, &ClientConnected { boot, gate: self.cfg.id, client }, out);
+        }
+    }
+
+    /// Dispatcher `d`'s link is up (again): the logins it was asked for and that got no player
+    /// yet are asked again (a restarted dispatcher lost them; one that stayed up ignores a
+    /// boot it already placed).
+    fn ask_boots_again(&mut self, d: usize, out: &mut Outbox) {
+        let n = self.links.len();
+        let again: Vec<(Id, Id)> = self
+            .clients
+            .values()
+            .filter(|c| !c.booted && !c.closing && c.boot.dispatcher_index(n) == d)
+            .map(|c| (c.boot, c.id))
+            .collect();
+        for (boot, client) in again {
             self.links.send(d, &ClientConnected { boot, gate: self.cfg.id, client }, out);
         }
     }
@@ -613,6 +639,7 @@ impl App for GateApp {
                             );
                         }
                     },
+                    Ok(Some((d, LinkEvent::Up { .. }))) => self.ask_boots_again(d, out),
                     Ok(_) => {}
                     Err(refused) => {
                         self.fatal = Some(refused.to_string());
@@ -1090,6 +1117,51 @@ mod tests {
         let sent = f.client_sends(100, &ClientMsg::Call { target: boots[0].boot, method: 1, args: vec![] });
         assert!(error_codes(&sent, 100).is_empty());
         assert_eq!(f.gate.stats().players_lost, 1);
+    }
+
+    /// A dispatcher link that comes back (its dispatcher may have restarted and lost what it
+    /// held): the logins through it that got no player yet are asked again; not the others.
+    #[test]
+    fn logins_without_a_player_are_asked_again_when_their_dispatcher_is_back() {
+        let mut f = fixture();
+        let mut clients = Vec::new();
+        for conn in 100..110 {
+            clients.push(f.accept(conn));
+        }
+        let n = f.links.len();
+        let (d, waiting) = (0..n)
+            .find_map(|d| {
+                let on: Vec<(Id, Id)> = clients.iter().copied().filter(|(_, b)| b.dispatcher_index(n) == d).collect();
+                (on.len() >= 2).then_some((d, on))
+            })
+            .expect("two boots through one dispatcher");
+        // The first of them got its player; the others did not.
+        f.deliver(waiting[0].0, &player_create(waiting[0].1));
+        f.out.take_frames();
+        let link = f.links[d];
+        f.gate.handle(f.now, Event::Closed { conn: link, reason: CloseReason::PeerClosed }, &mut f.out);
+        f.now += std::time::Duration::from_secs(2);
+        f.gate.tick(f.now, &mut f.out);
+        let (conn, _, _) = f.out.take_connects().into_iter().next().expect("redialled");
+        f.gate.handle(f.now, Event::Connected { conn }, &mut f.out);
+        let ack = HelloAck { dispatcher: d as u16 + 1, games: vec![] }.to_frame(0);
+        f.gate.handle(f.now, Event::Frame { conn, data: ack, at: None }, &mut f.out);
+        let asked: Vec<Id> = f
+            .out
+            .take_frames()
+            .into_iter()
+            .filter(|(c, _)| *c == conn)
+            .flat_map(|(_, fs)| fs.into_iter())
+            .filter_map(|b| match FromGate::decode(&b) {
+                Ok(FromGate::ClientConnected(cc)) => Some(cc.boot),
+                _ => None,
+            })
+            .collect();
+        let mut want: Vec<Id> = waiting[1..].iter().map(|(_, b)| *b).collect();
+        want.sort();
+        let mut asked = asked;
+        asked.sort();
+        assert_eq!(asked, want);
     }
 
     #[test]

@@ -615,6 +615,11 @@ impl DispatcherApp {
             }
             FromGateKind::ClientConnected => {
                 match ClientConnected::decode_body(&h, &frame[oxworld_net::msg::HEADER_LEN..]) {
+                    // A gate asks again for logins whose boot it never saw (after this
+                    // dispatcher restarted); one already placed or waiting is not placed twice.
+                    Ok(m) if self.routes.contains_key(&m.boot) || self.pending_boots.iter().any(|p| p.2 == m.boot) => {
+                        debug!("dispatcher{}: boot {} already placed; ignored", self.id, m.boot);
+                    }
                     Ok(m) => self.place_boot(gate, m.client, m.boot, out),
                     Err(e) => self.malformed(Peer::Gate(gate), &e),
                 }
@@ -984,6 +989,9 @@ mod tests {
             placed.push(got[0].0);
         }
         assert_eq!(placed, vec![ConnId(1), ConnId(2), ConnId(1), ConnId(2)]);
+        // A gate asking again for a boot already placed (its link came back) places nothing.
+        let again = ClientConnected { boot: Id([100; 16]), gate: 1, client: Id([0; 16]) };
+        assert!(feed(&mut d, &mut out, 3, enc(&again)).is_empty());
     }
 
     /// A game's entities come in `Announce` batches after its `Hello` (which stays small), and

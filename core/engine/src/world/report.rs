@@ -15,6 +15,21 @@ impl World {
     pub fn dispatcher_linked(&mut self, now: Instant, d: usize) {
         self.core.now = now;
         self.core.linked.insert(d);
+        // The service shards this game provides register again with their registry dispatcher
+        // (a restarted one knows none of them; one that stayed up keeps the same answer).
+        let mine: Vec<(String, u16, Id)> = self
+            .core
+            .services
+            .iter()
+            .filter(|(_, (_, game))| *game == self.core.game_id)
+            .map(|((name, shard), (entity, _))| (name.clone(), *shard, *entity))
+            .collect();
+        for (name, shard, entity) in mine {
+            let h = oxworld_net::id::fnv1a32(format!("{name}#{shard}").as_bytes()) as usize;
+            if h % self.core.n_dispatchers.max(1) == d {
+                self.core.send_idx(d, oxworld_net::msg::ServiceRegister { entity, name, shard });
+            }
+        }
         self.check_ready();
     }
 
@@ -163,8 +178,35 @@ mod tests {
         assert!(w.deployment_ready());
         // The only game is every shard's designated creator: both register at once, long
         // before the first periodic check a second later.
-        let registered =
-            w.drain_output().filter(|(_, m)| matches!(m, FromGame::ServiceRegister(r) if r.name == "Svc")).count();
-        assert_eq!(registered, 2);
+        let registered: Vec<oxworld_net::msg::ServiceRegister> = w
+            .drain_output()
+            .filter_map(|(_, m)| match m {
+                FromGame::ServiceRegister(r) if r.name == "Svc" => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(registered.len(), 2);
+        // The dispatcher confirms them; when its link comes back (it may have restarted and
+        // forgotten them), they register again.
+        for r in &registered {
+            w.handle(
+                now,
+                oxworld_net::msg::ServiceUpdate { entity: r.entity, game: 1, name: r.name.clone(), shard: r.shard },
+            );
+        }
+        let _ = w.drain_output().count();
+        w.dispatcher_linked(now, 0);
+        let again: Vec<(Id, u16)> = w
+            .drain_output()
+            .filter_map(|(_, m)| match m {
+                FromGame::ServiceRegister(r) => Some((r.entity, r.shard)),
+                _ => None,
+            })
+            .collect();
+        let mut want: Vec<(Id, u16)> = registered.iter().map(|r| (r.entity, r.shard)).collect();
+        want.sort();
+        let mut again = again;
+        again.sort();
+        assert_eq!(again, want, "the same shards, the same entities");
     }
 }
