@@ -36,8 +36,8 @@ use oxworld_net::config::Config;
 use oxworld_net::msg::trace::{Hop, Trace};
 use oxworld_net::msg::{
     Announce, Call, Caller, ClientConnected, CreateBoot, FLAG_TRACED, FreezeAck, FromGameKind, FromGateKind, GameDown,
-    GameLoad, GameLost, GateDown, Header, Kind, Message, MigrateAck, MsgDecodeError, QuerySpace, ServiceRegister,
-    ServiceUpdate, SpaceGame, ToClients,
+    GameLoad, GateDown, Header, Kind, Message, MigrateAck, MsgDecodeError, QuerySpace, ServiceRegister, ServiceUpdate,
+    SpaceGame, ToClients,
 };
 use oxworld_net::ratelog::RateLog;
 use rustc_hash::FxHashMap;
@@ -45,6 +45,7 @@ use rustc_hash::FxHashMap;
 use crate::status::{ProcState, Report};
 
 mod handshake;
+mod loss;
 
 /// Messages held for one migrating entity; past this they fail (with an error to clients).
 pub const MAX_HELD_PER_ENTITY: usize = 100_000;
@@ -307,49 +308,6 @@ impl DispatcherApp {
             self.broadcast_games(&update, None, out);
         }
         self.broadcast_games(&GameDown { game }.to_frame(0), None, out);
-    }
-
-    /// Game `game`'s process is gone with its entities: gates tell the clients whose player
-    /// entity ran there.
-    fn game_lost(&mut self, game: u16, incarnation: u64, out: &mut Outbox) {
-        self.lost_pending.remove(&game);
-        self.swapping.remove(&game);
-        warn!("dispatcher{}: game{game}'s process is gone; telling the gates its players are lost", self.id);
-        let lost = GameLost { game, incarnation }.to_frame(0);
-        for &c in self.gates.values() {
-            out.send(c, &lost);
-        }
-        // Logins placed there and not created yet go elsewhere (their clients have no player
-        // for the gate to re-boot).
-        let again: Vec<(Id, u16, Id)> = self
-            .placed_boots
-            .iter()
-            .filter(|(_, (g, _, _))| *g == game)
-            .map(|(boot, (_, gate, client))| (*boot, *gate, *client))
-            .collect();
-        for (boot, gate, client) in again {
-            self.placed_boots.remove(&boot);
-            self.routes.remove(&boot);
-            info!(
-                "dispatcher{}: boot {boot} of client {client} was placed on lost game{game}; placing it again",
-                self.id
-            );
-            self.place_boot(gate, client, boot, out);
-        }
-    }
-
-    /// Game `game` linked with `incarnation`: a process that restored a freeze continues the
-    /// world; so does the same process after a broken link, or the first one this dispatcher
-    /// sees outside a hot swap; any other one (a restart, or a fresh process during a hot swap
-    /// whose freezing process died) means the previous one's entities are gone.
-    fn game_linked(&mut self, game: u16, incarnation: u64, restored: bool, out: &mut Outbox) {
-        let prev = self.incarnations.insert(game, incarnation);
-        let continues = restored || prev == Some(incarnation) || (prev.is_none() && !self.swapping.contains(&game));
-        if continues {
-            self.lost_pending.remove(&game);
-        } else {
-            self.game_lost(game, prev.unwrap_or(0), out);
-        }
     }
 
     fn place_boot(&mut self, gate: u16, client: Id, boot: Id, out: &mut Outbox) {
@@ -822,9 +780,9 @@ mod tests {
 
     use oxworld_net::app::CloseReason;
     use oxworld_net::msg::{
-        CancelMigrate, ClientDisconnected, CreateEntity, EntityCreated, EntityDestroyed, FreezeGame, GameUp, GateUp,
-        Hello, HelloAck, INTERNAL_PROTOCOL_VERSION, LoadEntity, MigrateRequest, ProcKind, RealMigrate, Refused, Thawed,
-        ToGame, ToGate,
+        CancelMigrate, ClientDisconnected, CreateEntity, EntityCreated, EntityDestroyed, FreezeGame, GameLost, GameUp,
+        GateUp, Hello, HelloAck, INTERNAL_PROTOCOL_VERSION, LoadEntity, MigrateRequest, ProcKind, RealMigrate, Refused,
+        Thawed, ToGame, ToGate,
     };
 
     use super::*;
