@@ -192,6 +192,8 @@ pub fn run(layout: &Layout, cfg: &Config) -> anyhow::Result<()> {
     let procs = launcher::procs(cfg, layout.host.as_deref());
     let mut backoff: Vec<(Proc, Backoff)> = procs.iter().map(|p| (*p, Backoff::default())).collect();
     println!("{} supervisor (pid {}) watching {} processes", stamp(), std::process::id(), procs.len());
+    // Said once per wait: a process is down while a start or reload holds the launch lock.
+    let mut told_waiting = false;
     while !stop.load(Ordering::Relaxed) {
         // Reap what this supervisor started and that has exited.
         while let Ok(s) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
@@ -199,10 +201,22 @@ pub fn run(layout: &Layout, cfg: &Config) -> anyhow::Result<()> {
                 break;
             }
         }
-        if backoff.iter().any(|(p, _)| launcher::running_pid(layout, *p).is_none()) {
-            // Busy: a start or reload is deciding; look again next time.
+        let down: Vec<String> = backoff
+            .iter()
+            .filter(|(p, _)| launcher::running_pid(layout, *p).is_none())
+            .map(|(p, _)| p.name())
+            .collect();
+        if !down.is_empty() {
             if let Some(_lock) = launcher::launch_lock(layout, false)? {
+                told_waiting = false;
                 tick(layout, &mut backoff, &stop);
+            } else if !std::mem::replace(&mut told_waiting, true) {
+                // Busy: a start or reload is deciding; look again next time.
+                println!(
+                    "{} {} down; a start or reload holds the launch lock: waiting for it",
+                    stamp(),
+                    down.join(", ")
+                );
             }
         }
         std::thread::sleep(POLL);

@@ -215,6 +215,14 @@ impl TestCluster {
         cmd
     }
 
+    /// `oxworld-stress` (from the bin dir, fresh) pointed at this cluster: its config and run
+    /// dir (so it measures every process); the caller adds the scenario and the rest.
+    pub fn stress_command(&self) -> anyhow::Result<Command> {
+        let mut cmd = Command::new(fresh_bin(&self.layout.bin_dir, "oxworld-stress")?);
+        cmd.arg("--config").arg(&self.layout.config).arg("--run-dir").arg(&self.layout.run_dir);
+        Ok(cmd)
+    }
+
     /// Pid of game `id`, from its pid file.
     pub fn game_pid(&self, id: u16) -> Option<i32> {
         fs::read_to_string(self.layout.run_dir.join(format!("game{id}.pid"))).ok()?.trim().parse().ok()

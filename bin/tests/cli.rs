@@ -380,7 +380,8 @@ fn a_supervised_cluster_brings_back_what_dies() {
     let o = env.oxworld("reload", &[]);
     assert!(o.status.success(), "reload: {}", text(&o));
     assert!(text(&o).contains("reloaded 2 games"), "{}", text(&o));
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The games run again, so the supervisor has nothing to do from here on: its log says
+    // what it did while they were away.
     let log = fs::read_to_string(env.dir.join("run/supervisor.log")).expect("log");
     assert!(!log.contains("restarted game1") && !log.contains("from its freeze"), "{log}");
     assert_eq!(log.matches("restarted game2").count(), 1, "{log}");
@@ -391,9 +392,13 @@ fn a_supervised_cluster_brings_back_what_dies() {
     // supervisor starts nothing; once it is released, it does.
     let lock = fs::OpenOptions::new().write(true).open(env.dir.join("run/launch.lock")).expect("launch lock");
     lock.lock().expect("locked");
+    let log = env.dir.join("run/supervisor.log");
+    let waiting = "game1 down; a start or reload holds the launch lock";
+    let before = fs::read_to_string(&log).unwrap_or_default().matches(waiting).count();
     let old = env.pid("game1");
     assert!(Command::new("kill").args(["-KILL", &old.to_string()]).status().expect("kill").success());
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let waited = wait_for(3, || fs::read_to_string(&log).ok().filter(|l| l.matches(waiting).count() > before));
+    assert!(waited.is_some(), "the supervisor saw game1 down and waited for the lock");
     assert_eq!(env.pid("game1"), old, "nothing started while the lock is held");
     assert!(!alive(old));
     drop(lock);
@@ -409,7 +414,7 @@ fn a_supervised_cluster_brings_back_what_dies() {
     let o = env.oxworld("stop", &[]);
     assert!(o.status.success() && text(&o).contains("ended the supervisor"), "{}", text(&o));
     assert!(!alive(supervisor));
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // `stop` ended the supervisor before the processes, and waited for each.
     for pid in pids {
         assert!(!alive(pid), "pid {pid} survived stop");
     }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use oxworld_bin::launcher::alive;
 use oxworld_bin::testkit::fresh_bin;
 
 const OXWORLD: &str = env!("CARGO_BIN_EXE_oxworld");
@@ -28,12 +29,6 @@ const SECS: u64 = 8;
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn alive(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
-        .unwrap_or(false)
 }
 
 /// Runs `ip args`. Any failure means network namespaces cannot be made here: the test fails

@@ -19,12 +19,10 @@ fn a_short_echo_run_reports_every_call_answered() {
     let gate_metrics = format!("metrics_addr = 127.0.0.1:{}", oxworld_bin::testkit::free_port());
     let spec = Spec { gate: &gate_metrics, ..Spec::default() };
     let cluster = TestCluster::start_with("stress-echo", &game, &spec).expect("cluster");
-    let out = Command::new(stress())
+    let out = cluster
+        .stress_command()
+        .expect("oxworld-stress is built")
         .args(["--scenario", "echo", "--bots", "20", "--duration", "2", "--rate", "20", "--json", "--floor"])
-        .arg("--config")
-        .arg(&cluster.layout.config)
-        .arg("--run-dir")
-        .arg(&cluster.layout.run_dir)
         .output()
         .expect("oxworld-stress runs");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -301,6 +301,15 @@ impl Entity for Avatar {
                 "replace",
                 vec![Value::Int(kind), id_value(space), me],
             );
+            return;
+        }
+        // Another game's nil space, that game gone meanwhile: this game's nil space instead.
+        let nil = ctx.nil_space();
+        log::info!("{}: cannot move ({reason}); entering this game's nil space", ctx.id());
+        if ctx.space() == nil {
+            ctx.call_client("entered", vec![Value::Int(0), Value::Int(i64::from(ctx.game_id()))]);
+        } else if let Err(e) = ctx.enter_space(nil, Pos::default()) {
+            log::warn!("{}: cannot enter this game's nil space: {e}", ctx.id());
         }
     }
 

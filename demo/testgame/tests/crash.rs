@@ -7,11 +7,11 @@
 //! (`lost_values`), and nothing else failed (`errors` 0).
 
 use std::path::PathBuf;
-use std::process::Command;
 
-use oxworld_bin::testkit::{Spec, TestCluster, fresh_bin};
+use oxworld_bin::testkit::{Spec, TestCluster};
 
-/// Bots, seconds of sending, and when the kill comes; `OXWORLD_CRASH_BOTS` overrides the bots.
+/// Bots, seconds of sending, and when the kill comes.
+const BOTS: u64 = 150;
 const SECS: u64 = 14;
 const KILL_AT: u64 = 5;
 
@@ -28,16 +28,13 @@ fn a_supervised_cluster_loses_a_game_under_load_and_every_bot_recovers() {
     let o = cluster.cli(&["start", "--no-build", "--supervise"]).expect("oxworld runs");
     let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success() && said.contains("supervisor running"), "{said}");
-    let stress = fresh_bin(&cluster.layout.bin_dir, "oxworld-stress").expect("oxworld-stress is built");
-    let bots: u64 = std::env::var("OXWORLD_CRASH_BOTS").ok().and_then(|v| v.parse().ok()).unwrap_or(150);
-    let out = Command::new(&stress)
+    let bots = BOTS;
+    let out = cluster
+        .stress_command()
+        .expect("oxworld-stress is built")
         .args(["--scenario", "testgame", "--strict", "--reconnect", "--json", "--rate", "1"])
         .args(["--bots", &bots.to_string(), "--duration", &SECS.to_string()])
         .args(["--kill", &format!("game1@{KILL_AT}")])
-        .arg("--config")
-        .arg(&cluster.layout.config)
-        .arg("--run-dir")
-        .arg(&cluster.layout.run_dir)
         .output()
         .expect("oxworld-stress runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
