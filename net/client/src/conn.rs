@@ -360,6 +360,16 @@ mod tests {
         msgs
     }
 
+    fn player_create(id: Id, type_name: &str) -> ServerMsg {
+        ServerMsg::CreateEntity {
+            is_player: true,
+            id,
+            type_name: type_name.into(),
+            attrs: Value::Nil,
+            pos: Default::default(),
+        }
+    }
+
     #[test]
     fn tracks_player_and_entities() {
         let (mut c, mut s) = pair();
@@ -393,13 +403,7 @@ mod tests {
             &mut s,
             &[
                 ServerMsg::PlayerLost { entity: Id([2; 16]), game: 1, message: "gone".into() },
-                ServerMsg::CreateEntity {
-                    is_player: true,
-                    id: Id([3; 16]),
-                    type_name: "Boot".into(),
-                    attrs: Value::Nil,
-                    pos: Default::default(),
-                },
+                player_create(Id([3; 16]), "Boot"),
             ],
         );
         c.handle_bytes(&wire).expect("bytes");
@@ -407,16 +411,7 @@ mod tests {
         assert_eq!((c.player(), c.entity_type(Id([2; 16]))), (None, None));
         assert!(matches!(c.poll_event(), Some(ServerMsg::CreateEntity { .. })));
         assert_eq!(c.player(), Some(Id([3; 16])));
-        let wire = wire_of(
-            &mut s,
-            &[ServerMsg::CreateEntity {
-                is_player: true,
-                id: Id([2; 16]),
-                type_name: "A".into(),
-                attrs: Value::Nil,
-                pos: Default::default(),
-            }],
-        );
+        let wire = wire_of(&mut s, &[player_create(Id([2; 16]), "A")]);
         c.handle_bytes(&wire).expect("bytes");
         assert!(c.poll_event().is_some());
         c.call(Id([2; 16]), "echo", vec![]);

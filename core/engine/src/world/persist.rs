@@ -867,18 +867,29 @@ mod tests {
         )));
     }
 
+    /// A world (saves every 10 s) with the avatars `ids` loaded fresh (and saved) from `store`,
+    /// each then changed once (`earn(10)`, gold 11).
+    fn loaded_and_changed(t0: Instant, ids: &[Id], store: &mut MemStore) -> World {
+        let mut w = world(t0);
+        w.set_save_interval(Duration::from_secs(10));
+        for &id in ids {
+            w.handle(t0, LoadEntity { id, game: 1, type_name: "Avatar".into(), must_exist: false });
+        }
+        run_store(&mut w, store, t0);
+        for &id in ids {
+            call(&mut w, t0, id, "earn", vec![Value::Int(10)]);
+        }
+        w
+    }
+
     /// A persistent entity leaving with unsaved changes is saved as it leaves (its new game
     /// saves it again within its interval): a crash of either game loses at most an interval.
     #[test]
     fn a_migrating_entity_with_unsaved_changes_is_saved_as_it_leaves() {
         let t0 = Instant::now();
-        let mut w = world(t0);
-        w.set_save_interval(Duration::from_secs(10));
         let mut store = MemStore::default();
         let a = Id([0xa1; 16]);
-        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into(), must_exist: false });
-        run_store(&mut w, &mut store, t0);
-        call(&mut w, t0, a, "earn", vec![Value::Int(10)]);
+        let mut w = loaded_and_changed(t0, &[a], &mut store);
         let far = Id([0x5f; 16]);
         call(&mut w, t0, a, "go", vec![Value::id(far)]);
         w.handle(t0, oxworld_net::msg::SpaceGame { space: far, game: 2, entity: a });
@@ -901,17 +912,9 @@ mod tests {
     #[test]
     fn changed_entities_are_saved_slice_by_slice_within_an_interval() {
         let t0 = Instant::now();
-        let mut w = world(t0);
-        w.set_save_interval(Duration::from_secs(10));
         let mut store = MemStore::default();
         let ids: Vec<Id> = (0..40u8).map(|i| Id([i.wrapping_add(0x20); 16])).collect();
-        for &id in &ids {
-            w.handle(t0, LoadEntity { id, game: 1, type_name: "Avatar".into(), must_exist: false });
-        }
-        run_store(&mut w, &mut store, t0);
-        for &id in &ids {
-            call(&mut w, t0, id, "earn", vec![Value::Int(1)]);
-        }
+        let mut w = loaded_and_changed(t0, &ids, &mut store);
         let mut saved = Vec::new();
         let mut per_tick = Vec::new();
         for k in 1..=10u32 {
@@ -941,12 +944,9 @@ mod tests {
     #[test]
     fn the_stored_record_is_the_map_it_stands_for() {
         let t0 = Instant::now();
-        let mut w = world(t0);
         let mut store = MemStore::default();
         let a = Id([0xa1; 16]);
-        w.handle(t0, LoadEntity { id: a, game: 1, type_name: "Avatar".into(), must_exist: false });
-        run_store(&mut w, &mut store, t0);
-        call(&mut w, t0, a, "earn", vec![Value::Int(10)]);
+        let w = loaded_and_changed(t0, &[a], &mut store);
         let slot = w.entities.get(&a).expect("loaded");
         let schema = &w.reg.types[slot.ty].schema;
         let mut m = BTreeMap::new();
