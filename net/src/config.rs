@@ -219,6 +219,14 @@ pub struct Config {
     /// new boot entity) when it has not linked again as the same process within this long
     /// (`game_lost_after_ms`, default 2000); a new process of it (a restart) counts at once.
     pub game_lost_after: Duration,
+    /// How long a game or gate keeps a numbered message nobody acknowledged (to send it again
+    /// after a dispatcher restart) before answering it with an error (`unacked_timeout_s`,
+    /// default `freeze_hold_timeout_s` + 30: a dispatcher holding it for a hot swap or a
+    /// migration answers it itself before then).
+    pub unacked_timeout: Duration,
+    /// Bytes of unacknowledged messages a process keeps; past them the oldest are answered
+    /// with an error (`unacked_max_bytes`, default 64 MiB).
+    pub unacked_max_bytes: usize,
     /// Dispatchers, ids 1..=N in order.
     pub dispatchers: Vec<DispatcherConfig>,
     /// Games, ids 1..=N in order.
@@ -298,6 +306,16 @@ impl Config {
         let freeze_hold_timeout = Duration::from_secs(dep.uint("freeze_hold_timeout_s", Some(120), 1, 86_400)? as u64);
         let freeze_hold_max_bytes = dep.uint("freeze_hold_max_bytes", Some(512 << 20), 1 << 10, 1 << 36)?;
         let game_lost_after = Duration::from_millis(dep.uint("game_lost_after_ms", Some(2000), 100, 600_000)? as u64);
+        let hold_s = freeze_hold_timeout.as_secs() as usize;
+        let unacked_s = dep.uint("unacked_timeout_s", Some(hold_s + 30), 1, 86_400 * 2)?;
+        if unacked_s <= hold_s {
+            let why = format!(
+                "must be longer than freeze_hold_timeout_s ({hold_s}): a held message would run after its sender got an error"
+            );
+            return Err(err("deployment", "unacked_timeout_s", why));
+        }
+        let unacked_timeout = Duration::from_secs(unacked_s as u64);
+        let unacked_max_bytes = dep.uint("unacked_max_bytes", Some(64 << 20), 1 << 16, 1 << 36)?;
         dep.deny_unknown()?;
 
         let st = Section::new(&file, "storage", sections.get("storage").unwrap_or(&empty));
@@ -498,6 +516,8 @@ impl Config {
             freeze_hold_timeout,
             freeze_hold_max_bytes,
             game_lost_after,
+            unacked_timeout,
+            unacked_max_bytes,
             dispatchers,
             games,
             gates,

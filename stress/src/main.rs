@@ -10,6 +10,7 @@
 //! the run at the first error and prints it (which bot, which action, what was expected).
 
 mod arena;
+mod chaos;
 mod chat;
 mod crowd;
 mod echo;
@@ -76,6 +77,13 @@ struct Cli {
     /// kill, how long each bot took to its first successful action started after it.
     #[arg(long, value_name = "NAME@SECS")]
     kill: Vec<String>,
+    /// `testgame` with `--reconnect`: the chaos run. SIGKILLs `game1`, `gate1` and
+    /// `dispatcher1` (their pid files in --run-dir) at 2/9, 4/9 and 6/9 of the steady phase
+    /// (20, 40 and 60 s of `--duration 90`). The JSON line gets `chaos`, one object per kill
+    /// (bots affected, their recovery, the errors that kill caused); `errors` counts only what
+    /// no kill explains.
+    #[arg(long)]
+    chaos: bool,
     /// Write per-action latency percentiles as CSV and an SVG plot into this directory.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -267,14 +275,30 @@ fn kill_now(dir: &std::path::Path, name: &str, live: &Live) -> anyhow::Result<()
     Ok(())
 }
 
+/// The kills of the run: `--kill`s, or the chaos run's.
+fn kill_plan(cli: &Cli) -> anyhow::Result<Vec<Kill>> {
+    if cli.chaos {
+        if !cli.kill.is_empty() {
+            bail!("--chaos makes its own kills: no --kill with it");
+        }
+        if !cli.reconnect {
+            bail!("--chaos needs --reconnect (bots log in again or resume after a loss)");
+        }
+        return Ok(chaos::plan(Duration::from_secs(cli.duration))
+            .into_iter()
+            .map(|(process, at)| Kill { process, at })
+            .collect());
+    }
+    cli.kill.iter().map(|k| Kill::parse(k)).collect()
+}
+
 /// The `kills` array of the JSON line.
 fn kills_json(cli: &Cli, rep: &Report, live: &Live) -> String {
     let when: Vec<u64> = live.kills.lock().map(|k| k.iter().map(|(_, ms)| *ms).collect()).unwrap_or_default();
-    let items: Vec<String> = cli
-        .kill
-        .iter()
+    let items: Vec<String> = kill_plan(cli)
+        .unwrap_or_default()
+        .into_iter()
         .enumerate()
-        .filter_map(|(i, k)| Some((i, Kill::parse(k).ok()?)))
         .map(|(i, k)| {
             let mut v = rep.recoveries.get(&i).cloned().unwrap_or_default();
             v.sort_unstable();
@@ -299,9 +323,9 @@ fn run(cli: &Cli, live: &Arc<Live>, cpu: &mut CpuWindow) -> anyhow::Result<Repor
     if !["echo", "chat", "migrate", "testgame", "crowd", "arena"].contains(&cli.scenario.as_str()) {
         bail!("unknown scenario {:?} (available: echo, chat, migrate, testgame, crowd, arena)", cli.scenario);
     }
-    let kills: Vec<Kill> = cli.kill.iter().map(|k| Kill::parse(k)).collect::<anyhow::Result<_>>()?;
+    let kills = kill_plan(cli)?;
     if !kills.is_empty() && cli.scenario != "testgame" {
-        bail!("--kill is for --scenario testgame");
+        bail!("--kill and --chaos are for --scenario testgame");
     }
     let board = crowd::Board::default();
     let run_id = arena::run_id();
@@ -433,7 +457,7 @@ fn main() -> ExitCode {
     let metrics: Vec<std::net::SocketAddr> =
         Config::load(&cli.config).map(|c| c.gates.iter().filter_map(|g| g.metrics_addr).collect()).unwrap_or_default();
     let mut cpu = CpuWindow::new(watched(&cli.run_dir), metrics);
-    let live = Live::new(cli.strict, cli.reconnect);
+    let live = Live::new(cli.strict, cli.reconnect, cli.chaos);
     let result = run(&cli, &live, &mut cpu);
     if cli.delay > 0 || cli.jitter > 0 {
         // The relay still holds the bots' last packets (KCP BYEs among them): let them through.
@@ -522,7 +546,7 @@ fn main() -> ExitCode {
         let procs: Vec<String> =
             usage.iter().map(|(n, cpu, rss)| format!("\"{n}\":{{\"cpu_pct\":{cpu:.1},\"rss_kib\":{rss}}}")).collect();
         println!(
-            "{{\"scenario\":\"{}\",\"transport\":\"{}\",\"encrypted\":{encrypted},\"link\":{{\"loss_pct\":{},\"delay_ms\":{},\"jitter_ms\":{}}},\"bots\":{},\"duration_s\":{},\"errors\":{},\"calls\":{},\"replies\":{},\"deliveries\":{},{}\"mean_us\":{mean},\"p50_us\":{p50},\"p99_us\":{p99},\"max_us\":{max},\"actions\":{},\"cpu_phase\":\"{phase}\",\"cpu_phase_s\":{cpu_secs:.1},\"servers_cpu_pct\":{servers_cpu:.1},{}\"kills\":{},\"procs\":{{{}}}}}",
+            "{{\"scenario\":\"{}\",\"transport\":\"{}\",\"encrypted\":{encrypted},\"link\":{{\"loss_pct\":{},\"delay_ms\":{},\"jitter_ms\":{}}},\"bots\":{},\"duration_s\":{},\"errors\":{},\"calls\":{},\"replies\":{},\"deliveries\":{},{}\"mean_us\":{mean},\"p50_us\":{p50},\"p99_us\":{p99},\"max_us\":{max},\"actions\":{},\"cpu_phase\":\"{phase}\",\"cpu_phase_s\":{cpu_secs:.1},\"servers_cpu_pct\":{servers_cpu:.1},{}\"kills\":{},\"chaos\":{},\"procs\":{{{}}}}}",
             cli.scenario,
             cli.transport,
             cli.loss,
@@ -538,6 +562,13 @@ fn main() -> ExitCode {
             report::actions_json(&rep),
             delivery_json(delivered, per_delivery, floor),
             kills_json(&cli, &rep, &live),
+            if cli.chaos {
+                let plan: Vec<(String, Duration)> =
+                    kill_plan(&cli).unwrap_or_default().into_iter().map(|k| (k.process, k.at)).collect();
+                chaos::json(&plan, &rep.chaos)
+            } else {
+                "[]".to_owned()
+            },
             procs.join(",")
         );
     }

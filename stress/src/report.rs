@@ -90,11 +90,13 @@ pub(crate) struct Live {
     pub(crate) sent: AtomicU64,
     /// When each `--kill` happened, in order (bots measure their recovery from these).
     pub(crate) kills: Mutex<Vec<(std::time::Instant, u64)>>,
+    /// The chaos run (`--chaos`): trouble after a kill counts against it, not in `errors`.
+    pub(crate) chaos: bool,
     pub(crate) n_kills: std::sync::atomic::AtomicUsize,
 }
 
 impl Live {
-    pub(crate) fn new(strict: bool, reconnect: bool) -> Arc<Live> {
+    pub(crate) fn new(strict: bool, reconnect: bool, chaos: bool) -> Arc<Live> {
         Arc::new(Live {
             done: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -105,6 +107,7 @@ impl Live {
             sending: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             kills: Mutex::new(Vec::new()),
+            chaos,
             n_kills: std::sync::atomic::AtomicUsize::new(0),
         })
     }
@@ -115,6 +118,14 @@ impl Live {
             k.push((at, unix_ms));
             self.n_kills.store(k.len(), Ordering::Release);
         }
+    }
+
+    /// When each kill so far happened.
+    pub(crate) fn kill_times(&self) -> Vec<std::time::Instant> {
+        if self.n_kills.load(Ordering::Acquire) == 0 {
+            return Vec::new();
+        }
+        self.kills.lock().map(|k| k.iter().map(|(t, _)| *t).collect()).unwrap_or_default()
     }
 
     /// When the last kill at or before `now` happened, if any.
@@ -167,6 +178,8 @@ pub(crate) struct Report {
     /// Per `--kill` (by index): each bot's time from the kill to its first successful action
     /// started after it, in ms.
     pub(crate) recoveries: BTreeMap<usize, Vec<u64>>,
+    /// The chaos run: per kill, what it did (see `chaos`).
+    pub(crate) chaos: Vec<crate::chaos::KillStat>,
     live: Arc<Live>,
 }
 
@@ -181,6 +194,7 @@ impl Report {
             samples: Vec::new(),
             actions: BTreeMap::new(),
             recoveries: BTreeMap::new(),
+            chaos: Vec::new(),
             live,
         }
     }
@@ -224,6 +238,50 @@ impl Report {
         self.error(what);
     }
 
+    /// In the chaos run, the kill (index) trouble with an action pending from `since` to `now`
+    /// belongs to.
+    pub(crate) fn chaos_kill(&self, since: std::time::Instant, now: std::time::Instant) -> Option<usize> {
+        if !self.live.chaos {
+            return None;
+        }
+        crate::chaos::kill_of(&self.live.kill_times(), since, now)
+    }
+
+    /// The stats of kill `k` (created on first use).
+    pub(crate) fn kill_stat(&mut self, k: usize) -> &mut crate::chaos::KillStat {
+        if self.chaos.len() <= k {
+            self.chaos.resize(k + 1, Default::default());
+        }
+        &mut self.chaos[k]
+    }
+
+    /// Action `name`, pending from `since`, failed at `now`: against the kill it belongs to in
+    /// the chaos run (`call` when the server answered with an error), else an error.
+    pub(crate) fn fail_after(
+        &mut self,
+        name: &'static str,
+        what: String,
+        since: std::time::Instant,
+        now: std::time::Instant,
+        call: bool,
+    ) {
+        match self.chaos_kill(since, now) {
+            Some(k) => {
+                let st = self.kill_stat(k);
+                if call {
+                    st.call_errors += 1;
+                } else {
+                    st.other_errors += 1;
+                }
+                self.actions.entry(name).or_default().count += 1;
+                if self.samples.len() < MAX_SAMPLES {
+                    self.samples.push(format!("(kill {}) {what}", k + 1));
+                }
+            }
+            None => self.fail(name, what),
+        }
+    }
+
     /// An error outside any action (a disconnect, a refused login).
     pub(crate) fn error(&mut self, what: String) {
         self.errors += 1;
@@ -247,6 +305,12 @@ impl Report {
         self.samples.extend(o.samples.into_iter().take(MAX_SAMPLES.saturating_sub(self.samples.len())));
         for (k, v) in o.recoveries {
             self.recoveries.entry(k).or_default().extend(v);
+        }
+        if self.chaos.len() < o.chaos.len() {
+            self.chaos.resize(o.chaos.len(), Default::default());
+        }
+        for (mine, theirs) in self.chaos.iter_mut().zip(&o.chaos) {
+            mine.merge(theirs);
         }
         for (name, a) in o.actions {
             let mine = self.actions.entry(name).or_default();

@@ -42,6 +42,9 @@ use oxworld_net::{Id, Value, method_id};
 use crate::RECONNECT_DELAY;
 use crate::report::{Live, Report, Rng, call};
 
+/// How an outcome that is the server's error starts.
+const SERVER_ERROR: &str = "server error: ";
+
 /// How long an action may take.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long logging in may take.
@@ -99,6 +102,10 @@ struct Bot {
     lost_at: Option<Instant>,
     /// The first `--kill` it has not recovered from yet.
     next_kill: usize,
+    /// The gate it uses (the next one of the config after a disconnect).
+    gate: usize,
+    /// The chaos run: which kills troubled it and when it worked again.
+    chaos: crate::chaos::BotChaos,
 }
 
 fn attr<'a>(shadow: &'a std::collections::HashMap<Id, Value>, id: Id, path: &[&str]) -> Option<&'a Value> {
@@ -183,6 +190,8 @@ pub(crate) fn run_testgame(
             acked: Default::default(),
             lost_at: None,
             next_kill: 0,
+            gate: (first + i) % gates.len(),
+            chaos: Default::default(),
         });
     }
     let gap = 2.0 / rate.max(0.001);
@@ -224,9 +233,11 @@ pub(crate) fn run_testgame(
                 let expired = b.pending.as_ref().is_some_and(|(_, what, since)| {
                     now.duration_since(*since) > if *what == Pending::Login { LOGIN_TIMEOUT } else { ACTION_TIMEOUT }
                 });
-                if expired && let Some((name, what, _)) = b.pending.take() {
+                if expired && let Some((name, what, since)) = b.pending.take() {
                     {
-                        rep.fail(name, format!("bot {} ({}): {name}: no {what:?} outcome in time", first + i, b.name));
+                        b.chaos.outcome(&rep.live().kill_times(), since, now, false);
+                        let why = format!("bot {} ({}): {name}: no {what:?} outcome in time", first + i, b.name);
+                        rep.fail_after(name, why, since, now, false);
                         if name == "login" {
                             b.closed = true;
                             net.close(i);
@@ -352,8 +363,13 @@ pub(crate) fn run_testgame(
                 BotEvent::Connected(_) => continue,
                 BotEvent::Closed(i, reason) => {
                     if rep.live().reconnect {
-                        net.reconnect_after(i, &gates[(first + i) % gates.len()], RECONNECT_DELAY);
                         let b = &mut bots[i];
+                        // The next gate of the config: this one may be gone.
+                        b.gate = (b.gate + 1) % gates.len();
+                        net.reconnect_after(i, &gates[b.gate], RECONNECT_DELAY);
+                        if let Some((_, _, since)) = &b.pending {
+                            b.chaos.dropped(&rep.live().kill_times(), *since, now);
+                        }
                         b.account = None;
                         b.avatar = None;
                         b.kind = -1;
@@ -401,6 +417,9 @@ pub(crate) fn run_testgame(
                     // Lost when the game died: the last --kill if there was one (what was
                     // acknowledged after it and before this message may be gone, legitimately).
                     b.lost_at = Some(rep.live().last_kill(now).unwrap_or(now));
+                    if let Some((_, _, since)) = &b.pending {
+                        b.chaos.dropped(&rep.live().kill_times(), *since, now);
+                    }
                     b.lost.extend([Some(entity), b.avatar, b.account].into_iter().flatten());
                     b.account = None;
                     b.avatar = None;
@@ -443,7 +462,12 @@ pub(crate) fn run_testgame(
                             .filter(|(t, _)| at.saturating_duration_since(*t) > window)
                             .map(|(_, n)| *n)
                             .max();
-                        if let Some(due) = due.filter(|d| restored < *d) {
+                        if due.is_some_and(|d| restored < d)
+                            && let Some(k) = rep.chaos_kill(at, at)
+                        {
+                            rep.kill_stat(k).lost_values += 1;
+                            rep.count("lost_values", 1);
+                        } else if let Some(due) = due.filter(|d| restored < *d) {
                             rep.count("lost_values", 1);
                             rep.error(format!(
                                 "bot {} ({}): counter came back as {restored}, but {due} was acknowledged more than {window:?} before the loss",
@@ -460,7 +484,7 @@ pub(crate) fn run_testgame(
                 }
                 // A neighbour that vanished between its call-all and our answer: not ours to fail.
                 ServerMsg::Error { method, .. } if method == method_id("call_all_echo") => {}
-                ServerMsg::Error { message, .. } => done = Some(Err(format!("server error: {message}"))),
+                ServerMsg::Error { message, .. } => done = Some(Err(format!("{SERVER_ERROR}{message}"))),
                 ServerMsg::Call { method, args, .. } => {
                     let pending = b.pending.as_mut().map(|(_, p, _)| p);
                     let int = |k: usize| args.get(k).and_then(Value::as_int);
@@ -576,17 +600,30 @@ pub(crate) fn run_testgame(
                     }
                     continue;
                 };
+                b.chaos.outcome(&rep.live().kill_times(), since, now, outcome.is_ok());
                 match outcome {
                     Ok(()) => {
                         rep.ok(name, u64::try_from(now.duration_since(since).as_micros()).unwrap_or(u64::MAX));
                         rep.recovered(&mut b.next_kill, since, now);
                     }
-                    Err(e) => rep.fail(name, format!("bot {} ({}): {name}: expected {what:?}: {e}", first + i, b.name)),
+                    Err(e) => {
+                        let call = e.starts_with(SERVER_ERROR);
+                        let why = format!("bot {} ({}): {name}: expected {what:?}: {e}", first + i, b.name);
+                        rep.fail_after(name, why, since, now, call);
+                    }
                 }
                 let delay = Duration::from_secs_f64(gap * rng.unit());
                 schedule.push(Reverse((now + delay, i)));
             }
         }
+    }
+    let kills = rep.live().kill_times();
+    if rep.live().chaos {
+        let mut stats = std::mem::take(&mut rep.chaos);
+        for b in &bots {
+            b.chaos.add_to(&kills, &mut stats);
+        }
+        rep.chaos = stats;
     }
     Ok(rep)
 }

@@ -120,7 +120,7 @@ fn dispatcher_route_one_call(b: Bencher) {
             })
             .collect();
         for batch in entities.chunks(4096) {
-            let v = Announce { entities: batch.to_vec() }.to_frame(game as u16);
+            let v = Announce { last: true, entities: batch.to_vec() }.to_frame(game as u16);
             d.handle(now, Event::Frame { conn: ConnId(game), data: v, at: None }, &mut out);
         }
     }

@@ -17,9 +17,10 @@ use log::{info, warn};
 use oxworld_net::Value;
 use oxworld_net::app::{App, Event, Outbox, Signal};
 use oxworld_net::msg::trace::Trace;
-use oxworld_net::msg::{FLAG_TRACED, FreezeAck, FreezeGame, GameLoad, ProcKind, Thawed, ToGame};
+use oxworld_net::msg::{
+    Call, CallFailed, Caller, FLAG_TRACED, FreezeAck, FreezeGame, FromGame, GameLoad, Message, ProcKind, Thawed, ToGame,
+};
 
-use crate::gate::internal_opts;
 use crate::links::{LinkEvent, Links};
 use crate::status::{ProcState, Report, SwapReport};
 use crate::store::{StoreError, StoreOp, StoreReply};
@@ -106,9 +107,7 @@ impl GameApp {
     /// Game `id` of `cfg` running `world`.
     pub fn new(cfg: &oxworld_net::config::Config, id: u16, mut world: World, now: Instant) -> Self {
         world.set_max_frame(cfg.max_internal_frame);
-        let addrs = cfg.dispatchers.iter().map(|d| d.advertise_addr).collect();
-        let mut links =
-            Links::new(format!("game{id}"), ProcKind::Game, id, cfg.secret.clone(), addrs, internal_opts(cfg), now);
+        let mut links = Links::new(format!("game{id}"), ProcKind::Game, id, cfg, now, world.unix_ms_at(now));
         // Unique per process start (ids carry the start time and the process's random seed).
         let fresh = world.fresh_id().0;
         links.set_incarnation(u64::from_le_bytes(std::array::from_fn(|i| fresh[i] ^ fresh[i + 8])));
@@ -338,7 +337,10 @@ impl GameApp {
             self.pump_jobs(now);
         }
         let frames_out = &mut self.frames_out;
-        for (d, msg, trace) in self.world.drain_output_traced() {
+        for (d, mut msg, trace) in self.world.drain_output_traced() {
+            if let FromGame::RealMigrate(m) = &mut msg {
+                m.delivered = self.links.delivered_via(d);
+            }
             self.links.send_with(
                 d,
                 msg.kind(),
@@ -381,6 +383,9 @@ impl App for GameApp {
                         }
                         Ok(ToGame::Thawed(Thawed { released, failed, .. })) => self.on_thawed(d, released, failed),
                         Ok(m) => {
+                            if let ToGame::RealMigrate(r) = &m {
+                                self.links.merge_delivered(d, &r.delivered);
+                            }
                             if let ToGame::Call(_) = m {
                                 let trace = (h.flags & FLAG_TRACED != 0).then(|| Trace::from_u64(h.trace));
                                 self.world.set_arrival(at.unwrap_or(now), trace);
@@ -435,6 +440,14 @@ impl App for GameApp {
     fn tick(&mut self, now: Instant, out: &mut Outbox) {
         self.last_now = now;
         self.links.tick(now, out);
+        for frame in self.links.take_given_up() {
+            if let Ok(Call { target, method, caller: Caller::Server(from), .. }) = Call::decode(&frame)
+                && !from.is_nil()
+            {
+                let reason = crate::gate::GIVEN_UP.to_owned();
+                self.world.handle(now, ToGame::CallFailed(CallFailed { to: from, target, method, reason }));
+            }
+        }
         self.world.tick(now);
         self.try_finish_freeze(now, out);
         if now >= self.next_load_report {
@@ -493,6 +506,7 @@ impl Report for GameApp {
 impl crate::metrics::Metrics for GameApp {
     fn metrics(&self, m: &mut crate::metrics::MetricSet) {
         self.world.metrics(m);
+        self.links.metrics(m);
         m.counter("malformed_internal_total", "Messages from dispatchers that did not decode", &[], self.malformed);
         self.frames_in.export(m, false);
         self.frames_out.export(m, true);

@@ -141,10 +141,8 @@ fn idle_check_every(timeout: std::time::Duration) -> std::time::Duration {
     (timeout / 4).clamp(std::time::Duration::from_millis(50), std::time::Duration::from_secs(1))
 }
 
-/// Limits of a link to a dispatcher.
-pub(crate) fn internal_opts(cfg: &Config) -> ConnOpts {
-    ConnOpts { max_frame: cfg.max_internal_frame, max_queued: cfg.internal_queue_limit }
-}
+/// The error a call gets when no destination acknowledged it within the bounds.
+pub(crate) const GIVEN_UP: &str = "not acknowledged within unacked_timeout_s: it may or may not have run";
 
 /// Limits of a client connection.
 pub fn client_opts(g: &GateConfig) -> ConnOpts {
@@ -162,16 +160,7 @@ impl GateApp {
             std::iter::once("tcp").chain(gc.ws_addr.map(|_| "ws")).chain(gc.kcp_addr.map(|_| "kcp")).collect();
         let flush_period = gc.client_flush;
         let max_held = gc.client_queue_limit / 2;
-        let addrs = cfg.dispatchers.iter().map(|d| d.advertise_addr).collect();
-        let links = Links::new(
-            format!("gate{id}"),
-            ProcKind::Gate,
-            id,
-            cfg.secret.clone(),
-            addrs,
-            internal_opts(cfg),
-            clock_base.0,
-        );
+        let links = Links::new(format!("gate{id}"), ProcKind::Gate, id, cfg, clock_base.0, clock_base.1);
         GateApp {
             cfg: gc,
             links,
@@ -675,6 +664,15 @@ impl App for GateApp {
 
     fn tick(&mut self, now: Instant, out: &mut Outbox) {
         self.links.tick(now, out);
+        for frame in self.links.take_given_up() {
+            if let Ok(Call { target, method, caller: Caller::Client { client, .. }, .. }) = Call::decode(&frame)
+                && let Some(&conn) = self.by_client.get(&client)
+            {
+                self.stats.error(ErrorCode::Unavailable);
+                let err = ServerMsg::error(ErrorCode::Unavailable, target, method, GIVEN_UP);
+                Self::reply(out, conn, &err);
+            }
+        }
         self.now = now;
         self.gather.tick(now, out);
         let n = self.links.len();
@@ -722,6 +720,7 @@ impl Report for GateApp {
 
 impl crate::metrics::Metrics for GateApp {
     fn metrics(&self, m: &mut crate::metrics::MetricSet) {
+        self.links.metrics(m);
         let st = &self.stats;
         let mut per = vec![0u64; self.transports.len()];
         for c in self.clients.values() {

@@ -3,11 +3,13 @@
 //! links with per-link latency, on a virtual clock, while simulated clients call their player
 //! entities, make them migrate between games, and faults strike: a game killed (possibly
 //! mid-migration), a game frozen and restored by a new `GameApp` while calls are in flight, a
-//! game-dispatcher link dropped (the game redials), a slow client, a flood of client calls.
+//! game-dispatcher link dropped (the game redials), a dispatcher killed and restarted as a new
+//! process (everything in flight through it is lost with it), a slow client, a flood of client
+//! calls.
 //!
 //! Invariants checked on every run:
-//! - every call is answered at most once and in order per caller; exactly once when no
-//!   process on its path died and no link it used dropped;
+//! - every call is answered at most once and in order per caller; exactly once when no game
+//!   on its path died and no link it used dropped: a dispatcher's death loses nothing;
 //! - a call to an entity whose game was killed is answered with an error, not silence;
 //! - no entity is ever hosted by two games, and none is lost unless its game was killed;
 //! - each client's replica of its player's attributes equals the server's.
@@ -133,6 +135,8 @@ struct Sim {
     frozen: Vec<Rc<RefCell<Option<Frozen>>>>,
     /// Games killed (their entities are gone) and whether any link dropped or process died.
     killed: BTreeSet<usize>,
+    /// Dispatchers dead until the time they come back (as a new process).
+    down: Vec<Option<Duration>>,
     /// Players that lived on a killed game when it was killed.
     lost: BTreeSet<Id>,
     lossy: bool,
@@ -164,6 +168,7 @@ impl Sim {
             clients: (0..CLIENTS).map(|_| Client::default()).collect(),
             frozen: (0..GAMES).map(|_| Rc::default()).collect(),
             killed: BTreeSet::new(),
+            down: vec![None; DISPATCHERS],
             lost: BTreeSet::new(),
             lossy: false,
             log: Vec::new(),
@@ -214,6 +219,17 @@ impl Sim {
     /// Delivers `ev` to `node` now, then routes what it wrote.
     fn deliver(&mut self, node: Node, ev: Event) {
         let now = self.at();
+        if let Node::Dispatcher(d) = node
+            && let Some(back) = self.down[d]
+        {
+            if matches!(ev, Event::Wake) && self.now >= back {
+                self.log.push(format!("{:?}: dispatcher{} back", self.now, d + 1));
+                self.down[d] = None;
+                self.dispatchers[d] = DispatcherApp::new(&self.cfg, d as u16 + 1);
+                self.tick(node);
+            }
+            return;
+        }
         match node {
             Node::Client(c) => return self.client_gets(c, ev),
             _ => {
@@ -236,6 +252,11 @@ impl Sim {
 
     fn tick(&mut self, node: Node) {
         let now = self.at();
+        if let Node::Dispatcher(d) = node
+            && self.down[d].is_some()
+        {
+            return;
+        }
         let mut out = self.outs.remove(&node).unwrap_or_default();
         match node {
             Node::Dispatcher(d) => self.dispatchers[d].tick(now, &mut out),
@@ -253,6 +274,7 @@ impl Sim {
 
     fn deadline(&self, node: Node) -> Option<Instant> {
         match node {
+            Node::Dispatcher(d) if self.down[d].is_some() => None,
             Node::Dispatcher(d) => self.dispatchers[d].next_deadline(),
             Node::Game(g) => self.games[g].as_ref().and_then(App::next_deadline),
             Node::Gate => self.gate.next_deadline(),
@@ -272,6 +294,12 @@ impl Sim {
         for (conn, addr, _) in connects {
             let d = self.cfg.dispatchers.iter().position(|x| x.advertise_addr == addr).expect("a dispatcher address");
             let peer = Node::Dispatcher(d);
+            if self.down[d].is_some() {
+                // Nothing listens: the dial fails.
+                let lat = self.latency(node, peer);
+                self.schedule(lat * 2, node, Event::Closed { conn, reason: CloseReason::PeerClosed });
+                continue;
+            }
             let pconn = self.outs.get_mut(&peer).expect("outbox").alloc_id();
             self.link(node, conn, peer, pconn);
             let peer_addr = "127.0.0.1:9".parse().expect("addr");
@@ -476,7 +504,7 @@ fn run(seed: u64) {
     }
     sim.run_until(Duration::from_millis(400));
     let fault_at = Duration::from_millis(600 + sim.rng.below(800));
-    let fault = sim.rng.below(4);
+    let fault = sim.rng.below(5);
     let mut fault_done = false;
     let mut t = Duration::from_millis(400);
     let end = Duration::from_millis(2_000);
@@ -539,6 +567,22 @@ fn run(seed: u64) {
                         sim.lossy = true;
                     }
                 }
+                3 => {
+                    let d = sim.rng.below(DISPATCHERS as u64) as usize;
+                    let back = Duration::from_millis(20 + sim.rng.below(400));
+                    sim.log.push(format!("{t:?}: kill dispatcher{} (back in {back:?})", d + 1));
+                    sim.now = sim.now.max(t);
+                    sim.sever(Node::Dispatcher(d));
+                    let mut out = sim.outs.remove(&Node::Dispatcher(d)).unwrap_or_default();
+                    // What it had not written yet dies with it.
+                    out.take_frames();
+                    out.take_closes();
+                    out.take_connects();
+                    out.take_limits();
+                    sim.outs.insert(Node::Dispatcher(d), out);
+                    sim.down[d] = Some(sim.now + back);
+                    sim.schedule(back, Node::Dispatcher(d), Event::Wake);
+                }
                 _ => sim.log.push("no fault".into()),
             }
         }
@@ -558,7 +602,12 @@ fn run(seed: u64) {
     for (i, c) in sim.clients.iter().enumerate() {
         assert!(!c.closed, "client {i} was disconnected; {}", ctx());
         let sent: Vec<i64> = (1..=c.next_seq).collect();
-        assert!(c.counted.windows(2).all(|w| w[0] < w[1]), "client {i}: answers out of order or twice; {}", ctx());
+        assert!(
+            c.counted.windows(2).all(|w| w[0] < w[1]),
+            "client {i}: answers out of order or twice: {:?}; {}",
+            c.counted,
+            ctx()
+        );
         answered_total += c.counted.len();
         if !sim.lossy {
             assert_eq!(c.counted, sent, "client {i}: every call answered exactly once, in order; {}", ctx());

@@ -48,8 +48,12 @@ message! {
 
 message! {
     /// Game -> dispatcher, after `Hello`: entities it already hosts whose dispatcher is the
-    /// receiver (after a reconnect or a restore), in batches of [`ANNOUNCE_BATCH`].
-    Announce {
+    /// receiver (after a reconnect or a restore), in batches of [`ANNOUNCE_BATCH`]; at least
+    /// one batch, the last one flagged.
+    Announce flag last = super::FLAG_LAST_ANNOUNCE {
+        /// The last batch of this link's announcement (header flag
+        /// [`super::FLAG_LAST_ANNOUNCE`]).
+        @skip last: bool,
         /// The entities.
         entities: Vec<Id>,
     }
@@ -154,6 +158,11 @@ message! {
         @skip game: u16,
         /// The entity, encoded (an engine `EntityImage`).
         data: Vec<u8>,
+        /// What the sending game received through this dispatcher, per origin: `(origin,
+        /// low-water mark, sequence numbers seen above it)`. The receiving game drops these too
+        /// if they come again (sent again after a dispatcher restart, now routed to the
+        /// entity's new game), so a call runs once wherever its entity went meanwhile.
+        delivered: Vec<(u16, u64, Vec<u64>)>,
     }
 }
 
@@ -353,6 +362,34 @@ message! {
         client: Id,
         /// Its player entity.
         entity: Id,
+    }
+}
+
+message! {
+    /// Game or gate -> dispatcher -> game or gate `origin`: the sender received (and handled,
+    /// or dropped as a duplicate) these numbered frames of `origin` through this dispatcher.
+    /// A dispatcher sends it too, for a frame it could not deliver and answered itself.
+    Acks aux origin {
+        /// The origin acknowledged ([`super::origin_of`]; header `aux`).
+        @skip origin: u16,
+        /// Runs of sequence numbers: `(first, count)`.
+        runs: Vec<(u64, u32)>,
+    }
+}
+
+impl Acks {
+    /// Acks for `seqs` (any order), as runs.
+    pub fn of(origin: u16, seqs: &mut [u64]) -> Acks {
+        seqs.sort_unstable();
+        let mut runs: Vec<(u64, u32)> = Vec::new();
+        for &s in seqs.iter() {
+            match runs.last_mut() {
+                Some((first, n)) if *first + u64::from(*n) == s && *n < u32::MAX => *n += 1,
+                Some((first, n)) if *first + u64::from(*n) > s => {}
+                _ => runs.push((s, 1)),
+            }
+        }
+        Acks { origin, runs }
     }
 }
 

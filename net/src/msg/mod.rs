@@ -9,13 +9,13 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 1 | `kind` ([`Kind`]) |
-//! | 1 | 1 | `flags` (bit 0 [`FLAG_TRACED`]; bit 1 [`FLAG_MUST_EXIST`] on `LoadEntity`; other bits 0) |
+//! | 1 | 1 | `flags` (bit 0 [`FLAG_TRACED`]; bit 1 [`FLAG_MUST_EXIST`] on `LoadEntity`; bit 2 [`FLAG_LAST_ANNOUNCE`] on `Announce`; other bits 0) |
 //! | 2 | 2 | `aux`: the game, gate or dispatcher a message names (see each kind), else 0 |
 //! | 4 | 16 | `route`: the entity id the message is about (its routing key), else zeros |
 //! | 20 | 2 | `origin`: the sender, [`origin_of`] (games `id`, gates `0x8000 \| id`) |
 //! | 22 | 2 | reserved, 0 |
-//! | 24 | 8 | `seq`: the origin's sequence number, 0 = unnumbered (reserved for failover) |
-//! | 32 | 8 | `ack`: reserved for end-to-end acknowledgement (failover), 0 |
+//! | 24 | 8 | `seq`: the origin's sequence number on this dispatcher link, 0 = unnumbered ([`Kind::end_to_end`]) |
+//! | 32 | 8 | `ack`: on a numbered frame, the origin's low-water mark: every `seq` below it on this link is settled (acknowledged or given up), else 0 |
 //! | 40 | 8 | `trace`: per-hop residence times when [`FLAG_TRACED`] ([`trace`]), else 0 |
 //! | 48 | .. | body: the kind's fields after `route` and `aux`, speedy-encoded |
 //!
@@ -24,7 +24,16 @@
 //! bytes that arrived (a create "anywhere" gets its `aux` patched in place). Every internal
 //! connection starts with [`Hello`] from the connecting side; the dispatcher answers
 //! [`HelloAck`] or [`Refused`] (then closes). A game then announces the entities it already
-//! hosts in [`Announce`] batches, so `Hello` stays small whatever the game's size.
+//! hosts in [`Announce`] batches, so `Hello` stays small whatever the game's size; the last
+//! batch (possibly empty) carries [`FLAG_LAST_ANNOUNCE`].
+//!
+//! END TO END. What a game or gate sends through a dispatcher to another game or gate
+//! ([`Kind::end_to_end`]) is numbered per dispatcher link (`seq`) and kept by its origin until
+//! the destination acknowledges it with [`Acks`] (sent back through the same dispatcher,
+//! `aux` = the origin) or the dispatcher settles it (it could not deliver it and answered the
+//! sender). After a link comes back (a dispatcher restart) the origin sends again what is not
+//! settled, in order; a destination drops a frame whose `(origin, link, seq)` it has seen or
+//! which is below the origin's low-water mark, and acknowledges it again.
 
 use std::fmt;
 
@@ -34,7 +43,7 @@ use thiserror::Error;
 use crate::id::Id;
 
 /// Version of the internal protocol; a peer with another version is refused.
-pub const INTERNAL_PROTOCOL_VERSION: u32 = 4;
+pub const INTERNAL_PROTOCOL_VERSION: u32 = 5;
 /// Bytes of the fixed header.
 pub const HEADER_LEN: usize = 48;
 /// Header flag: the `trace` slot holds a [`trace::Trace`] (set on sampled or slow client calls
@@ -42,6 +51,9 @@ pub const HEADER_LEN: usize = 48;
 pub const FLAG_TRACED: u8 = 1;
 /// Header flag of `LoadEntity`: fail when nothing is stored instead of creating the entity.
 pub const FLAG_MUST_EXIST: u8 = 2;
+/// Header flag of `Announce`: the last batch of this link's announcement (the dispatcher
+/// knows every entity of the game from then on).
+pub const FLAG_LAST_ANNOUNCE: u8 = 4;
 /// Entities per [`Announce`] message (16 bytes each: 32 KiB, under [`HANDSHAKE_MAX_FRAME`]).
 pub const ANNOUNCE_BATCH: usize = 2048;
 /// Largest frame a dispatcher accepts from a connection that has not completed the handshake
@@ -160,6 +172,30 @@ kinds! {
     GameLost = 0x34,
     /// [`PlayerAt`].
     PlayerAt = 0x35,
+    /// [`Acks`].
+    Acks = 0x36,
+}
+
+impl Kind {
+    /// True for what a game or gate sends through a dispatcher to one other game or gate:
+    /// numbered, kept until acknowledged, sent again after a dispatcher restart (see the
+    /// module docs). What is addressed to a dispatcher itself is rebuilt on a new link instead,
+    /// and a [`FilteredCall`] (to every gate) is not numbered.
+    pub fn end_to_end(self) -> bool {
+        matches!(
+            self,
+            Kind::Call
+                | Kind::CallFailed
+                | Kind::ClientDisconnected
+                | Kind::ClientMove
+                | Kind::CreateEntity
+                | Kind::LoadEntity
+                | Kind::RealMigrate
+                | Kind::ToClients
+                | Kind::SetFilterProp
+                | Kind::PlayerAt
+        )
+    }
 }
 
 impl fmt::Display for Kind {
@@ -209,9 +245,9 @@ pub struct Header {
     pub route: Id,
     /// The sender ([`origin_of`]); 0 when not set.
     pub origin: u16,
-    /// Origin sequence number; 0 = unnumbered (reserved).
+    /// The origin's sequence number on this dispatcher link; 0 = unnumbered.
     pub seq: u64,
-    /// Acknowledgement (reserved).
+    /// On a numbered frame: the origin's low-water mark (every `seq` below is settled).
     pub ack: u64,
     /// The trace slot when [`FLAG_TRACED`] (a [`trace::Trace`]), else 0.
     pub trace: u64,
@@ -261,6 +297,17 @@ impl Header {
             trace: u64_at(40),
         };
         Ok((header, body))
+    }
+
+    /// Rewrites the `seq` and `ack` fields of an encoded frame in place (the origin numbering
+    /// what it sends end to end).
+    pub fn patch_seq(frame: &mut [u8], seq: u64, ack: u64) {
+        if let Some(b) = frame.get_mut(24..32) {
+            b.copy_from_slice(&seq.to_le_bytes());
+        }
+        if let Some(b) = frame.get_mut(32..40) {
+            b.copy_from_slice(&ack.to_le_bytes());
+        }
     }
 
     /// Rewrites the `aux` field of an encoded frame in place (a dispatcher placing a create or
@@ -564,6 +611,7 @@ direction! {
         Call,
         ClientDisconnected,
         ClientMove,
+        Acks,
     }
 }
 
@@ -589,6 +637,7 @@ direction! {
         SetFilterProp,
         PlayerAt,
         FilteredCall,
+        Acks,
     }
 }
 
@@ -659,7 +708,8 @@ mod tests {
             LoadEntity { id: A, game: 2, type_name: "Avatar".into(), must_exist: true }.into(),
             SpaceGame { space: A, game: 2, entity: B }.into(),
             MigrateAck { entity: A }.into(),
-            RealMigrate { entity: A, game: 2, data: vec![8, 0, 0, 0, 0] }.into(),
+            RealMigrate { entity: A, game: 2, data: vec![8, 0, 0, 0, 0], delivered: vec![(0x8001, 5, vec![6, 9])] }
+                .into(),
             ServiceUpdate { entity: A, game: 2, name: "Online".into(), shard: 1 }.into(),
         ]
     }
@@ -675,7 +725,7 @@ mod tests {
                 restored: true,
             }
             .into(),
-            Announce { entities: vec![A, B] }.into(),
+            Announce { last: true, entities: vec![A, B] }.into(),
             EntityCreated { id: A }.into(),
             EntityDestroyed { id: A }.into(),
             QuerySpace { space: A, entity: B }.into(),

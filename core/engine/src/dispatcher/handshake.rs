@@ -7,7 +7,7 @@ use oxworld_net::app::{ConnId, Outbox};
 use oxworld_net::client_proto::{ErrorCode, ServerMsg};
 use oxworld_net::msg::{
     Call, CallFailed, Caller, GameUp, GateUp, Header, Hello, HelloAck, INTERNAL_PROTOCOL_VERSION, Message, ProcKind,
-    Refused, ServiceUpdate, Thawed,
+    Refused, ServiceUpdate, Thawed, origin_of,
 };
 
 use super::{DispatcherApp, Peer, constant_time_eq, kind_name};
@@ -45,6 +45,7 @@ impl DispatcherApp {
     /// calls `CallFailed`; everything else is logged. Counted. (Decodes the body: rare.)
     pub(super) fn fail(&mut self, frame: &[u8], reason: &str, out: &mut Outbox) {
         self.stats.undeliverable += 1;
+        self.settle(frame, out);
         match Call::decode(frame) {
             Ok(Call { target, method, caller: Caller::Client { gate, client }, .. }) => {
                 let err = ServerMsg::error(ErrorCode::Unavailable, target, method, reason);
@@ -148,8 +149,10 @@ impl DispatcherApp {
                 self.conns.insert(conn, Peer::Gate(id));
                 out.set_max_frame(conn, self.max_frame);
                 out.send_with(conn, |b| HelloAck { dispatcher: self.id, games: Vec::new() }.encode(0, b));
+                self.replay_inflight(origin_of(ProcKind::Gate, id), conn, out);
                 self.broadcast_games(&GateUp { gate: id }.to_frame(0), None, out);
                 info!("dispatcher{}: gate{id} up", self.id);
+                self.warmup_check(out);
             }
             _ => self.refuse(conn, format!("{kind:?} id {id} is not in the config"), out),
         }
@@ -185,9 +188,12 @@ impl DispatcherApp {
             info!("dispatcher{}: game{id} is back; releasing {released} held messages ({failed} failed)", self.id);
         }
         out.send_with(conn, |b| Thawed { dispatcher: self.id, released, failed }.encode(0, b));
+        // The same process after a broken link: what it may have lost, in order, first.
+        self.replay_inflight(origin_of(ProcKind::Game, id), conn, out);
         for frame in queue {
             out.send(conn, &frame);
             self.stats.routed += 1;
+            self.forwarded(origin_of(ProcKind::Game, id), frame);
         }
         self.broadcast_games(&GameUp { game: id }.to_frame(0), Some(id), out);
         for &gate in self.gates.keys() {

@@ -20,6 +20,7 @@ impl DispatcherApp {
         for &c in self.gates.values() {
             out.send(c, &lost);
         }
+        self.fail_inflight(oxworld_net::msg::origin_of(oxworld_net::msg::ProcKind::Game, game), out);
         // Logins placed there and not created yet go elsewhere (their clients have no player
         // for the gate to re-boot).
         let again: Vec<(Id, u16, Id)> = self
@@ -46,6 +47,10 @@ impl DispatcherApp {
     pub(super) fn game_linked(&mut self, game: u16, incarnation: u64, restored: bool, out: &mut Outbox) {
         let prev = self.incarnations.insert(game, incarnation);
         let continues = restored || prev == Some(incarnation) || (prev.is_none() && !self.swapping.contains(&game));
+        if restored {
+            // It continues from its freeze, which holds everything sent before it froze.
+            self.clear_inflight(oxworld_net::msg::origin_of(oxworld_net::msg::ProcKind::Game, game));
+        }
         if continues {
             self.lost_pending.remove(&game);
         } else {

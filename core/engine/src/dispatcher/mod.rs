@@ -36,8 +36,8 @@ use oxworld_net::config::Config;
 use oxworld_net::msg::trace::{Hop, Trace};
 use oxworld_net::msg::{
     Announce, Call, Caller, ClientConnected, CreateBoot, FLAG_TRACED, FreezeAck, FromGameKind, FromGateKind, GameDown,
-    GameLoad, GateDown, Header, Kind, Message, MigrateAck, MsgDecodeError, QuerySpace, ServiceRegister, ServiceUpdate,
-    SpaceGame, ToClients,
+    GameLoad, GateDown, Header, Kind, Message, MigrateAck, MsgDecodeError, ProcKind, QuerySpace, ServiceRegister,
+    ServiceUpdate, SpaceGame, ToClients, origin_of,
 };
 use oxworld_net::ratelog::RateLog;
 use rustc_hash::FxHashMap;
@@ -45,7 +45,10 @@ use rustc_hash::FxHashMap;
 use crate::status::{ProcState, Report};
 
 mod handshake;
+mod inflight;
 mod loss;
+mod place;
+mod warmup;
 
 /// Messages held for one migrating entity; past this they fail (with an error to clients).
 pub const MAX_HELD_PER_ENTITY: usize = 100_000;
@@ -157,6 +160,10 @@ pub struct DispatcherApp {
     /// the world (a restore), whatever its incarnation.
     swapping: BTreeSet<u16>,
     game_lost_after: Duration,
+    /// Numbered frames forwarded and not acknowledged yet, per destination (see `inflight`).
+    inflight: FxHashMap<u16, inflight::Inflight>,
+    /// Routed traffic held until every game has announced its entities (see `warmup`).
+    warmup: Option<warmup::Warmup>,
     /// Time of the event being handled (for hold ages).
     now: Option<Instant>,
     stats: DispatcherStats,
@@ -197,6 +204,8 @@ impl DispatcherApp {
             lost_pending: BTreeMap::new(),
             swapping: BTreeSet::new(),
             game_lost_after: cfg.game_lost_after,
+            warmup: Some(warmup::Warmup::new()),
+            inflight: FxHashMap::default(),
             now: None,
             stats: DispatcherStats::default(),
             done: false,
@@ -239,6 +248,7 @@ impl DispatcherApp {
             Some(&c) => {
                 out.send(c, &frame);
                 self.stats.routed += 1;
+                self.forwarded(origin_of(ProcKind::Game, game), frame);
                 Ok(())
             }
             None => Err(frame),
@@ -258,17 +268,20 @@ impl DispatcherApp {
         }
     }
 
-    /// Sends `frame` to gate `gate`; false if it is not connected.
-    fn send_gate(&mut self, gate: u16, frame: &[u8], out: &mut Outbox) -> bool {
+    /// Sends `frame` to gate `gate`; false if it is not connected (then it is settled: the
+    /// clients it was for are gone with their gate).
+    fn send_gate(&mut self, gate: u16, frame: Vec<u8>, out: &mut Outbox) -> bool {
         match self.gates.get(&gate) {
             Some(&c) => {
-                out.send(c, frame);
+                out.send(c, &frame);
                 self.stats.routed += 1;
+                self.forwarded(origin_of(ProcKind::Gate, gate), frame);
                 true
             }
             None => {
                 self.stats.undeliverable += 1;
                 debug!("dispatcher{}: gate{gate} not connected; client message dropped", self.id);
+                self.settle(&frame, out);
                 false
             }
         }
@@ -338,7 +351,7 @@ impl DispatcherApp {
         let mut payload = Vec::new();
         msg.encode(&mut payload);
         let frame = ToClients { gate, clients: vec![client], payload }.to_frame(0);
-        self.send_gate(gate, &frame, out);
+        self.send_gate(gate, frame, out);
     }
 
     /// Forwards a frame addressed to entity `target` to the entity's game (or holds it while
@@ -372,6 +385,7 @@ impl DispatcherApp {
     /// counted.
     fn undeliverable(&mut self, target: Id, frame: &[u8], out: &mut Outbox) {
         self.stats.undeliverable += 1;
+        self.settle(frame, out);
         match Call::decode(frame) {
             Ok(Call { method, caller: Caller::Client { gate, client }, .. }) => {
                 let err = ServerMsg::error(ErrorCode::UnknownEntity, target, method, format!("no entity {target}"));
@@ -395,8 +409,24 @@ impl DispatcherApp {
             Ok(k) => k,
             Err(e) => return self.malformed(Peer::Game(game), &e),
         };
+        let frame = match kind {
+            FromGameKind::Call
+            | FromGameKind::CallFailed
+            | FromGameKind::CreateEntity
+            | FromGameKind::LoadEntity
+            | FromGameKind::RealMigrate
+            | FromGameKind::ToClients
+            | FromGameKind::SetFilterProp
+            | FromGameKind::PlayerAt
+            | FromGameKind::FilteredCall => match self.warming(Peer::Game(game), frame, out) {
+                Some(f) => f,
+                None => return,
+            },
+            _ => frame,
+        };
         let body = &frame[oxworld_net::msg::HEADER_LEN..];
         match kind {
+            FromGameKind::Acks => self.forward_acks(origin_of(ProcKind::Game, game), &h, body, &frame, out),
             // Forwarded as they came, by the header alone.
             FromGameKind::Call | FromGameKind::CallFailed => self.route(h.route, frame, out),
             FromGameKind::CreateEntity => self.place_create(h, frame, out),
@@ -421,7 +451,7 @@ impl DispatcherApp {
                 }
             }
             FromGameKind::ToClients | FromGameKind::SetFilterProp | FromGameKind::PlayerAt => {
-                self.send_gate(h.aux, &frame, out);
+                self.send_gate(h.aux, frame, out);
             }
             FromGameKind::FilteredCall => {
                 for &c in self.gates.values() {
@@ -438,6 +468,9 @@ impl DispatcherApp {
                         {
                             warn!("dispatcher{}: entity {e} re-announced by game{game}, was on game{prev}", self.id);
                         }
+                    }
+                    if a.last {
+                        self.announced(game, out);
                     }
                 }
                 Err(e) => self.malformed(Peer::Game(game), &e),
@@ -484,6 +517,8 @@ impl DispatcherApp {
             },
             FromGameKind::FreezeGame => {
                 info!("dispatcher{}: game{game} is freezing; holding its traffic", self.id);
+                // It handles everything sent before the FreezeAck below before it freezes.
+                self.clear_inflight(origin_of(ProcKind::Game, game));
                 let Some(since) = self.now else { return };
                 self.frozen.insert(game, Hold { since, bytes: 0, queue: VecDeque::new() });
                 self.swapping.insert(game);
@@ -498,76 +533,23 @@ impl DispatcherApp {
         }
     }
 
-    /// A create: routed to the game in its header, or (game 0) to the least-loaded live game,
-    /// patched into the header.
-    fn place_create(&mut self, h: Header, mut frame: Vec<u8>, out: &mut Outbox) {
-        let id = h.route;
-        let target = if h.aux == 0 {
-            match self.least_loaded() {
-                Some(t) => {
-                    Header::patch_aux(&mut frame, t);
-                    t
-                }
-                None => {
-                    self.stats.undeliverable += 1;
-                    warn!("dispatcher{}: create {id} anywhere: no live game", self.id);
-                    return;
-                }
-            }
-        } else {
-            h.aux
-        };
-        self.routes.insert(id, target);
-        if self.send_game(target, frame, out).is_err() {
-            self.routes.remove(&id);
-            self.stats.undeliverable += 1;
-            warn!("dispatcher{}: create {id} on offline game{target} dropped", self.id);
-        }
-    }
-
-    /// A load: ignored if the entity lives on a live (or frozen) game already; otherwise the
-    /// route is recorded at once (later calls wait at the loading game, a second load finds
-    /// it) and the load goes to the game in its header, or the least-loaded one.
-    fn place_load(&mut self, h: Header, mut frame: Vec<u8>, out: &mut Outbox) {
-        let id = h.route;
-        if let Some(g) = self.routes.get(&id).copied().filter(|g| self.is_live(*g)) {
-            debug!("dispatcher{}: {id} already lives on game{g}; load ignored", self.id);
-            return;
-        }
-        let target = if h.aux == 0 { self.least_loaded() } else { Some(h.aux).filter(|g| self.is_live(*g)) };
-        let Some(target) = target else {
-            self.stats.undeliverable += 1;
-            warn!("dispatcher{}: load {id}: no live game to load it on", self.id);
-            return;
-        };
-        Header::patch_aux(&mut frame, target);
-        self.routes.insert(id, target);
-        if self.send_game(target, frame, out).is_err() {
-            self.routes.remove(&id);
-        }
-    }
-
-    /// The first live registration of a shard wins; every game hears the outcome.
-    fn register_service(&mut self, game: u16, entity: Id, name: String, shard: u16, out: &mut Outbox) {
-        let key = (name, shard);
-        let winner = match self.services.get(&key) {
-            Some(&(e, g)) if self.is_live(g) && e != entity => (e, g),
-            _ => {
-                self.services.insert(key.clone(), (entity, game));
-                info!("dispatcher{}: service {}#{} is {entity} on game{game}", self.id, key.0, key.1);
-                (entity, game)
-            }
-        };
-        let update = ServiceUpdate { entity: winner.0, game: winner.1, name: key.0, shard: key.1 }.to_frame(0);
-        self.broadcast_games(&update, None, out);
-    }
-
     fn on_gate_frame(&mut self, gate: u16, h: Header, frame: Vec<u8>, out: &mut Outbox) {
         let kind = match FromGateKind::of(&h) {
             Ok(k) => k,
             Err(e) => return self.malformed(Peer::Gate(gate), &e),
         };
+        let frame = match kind {
+            FromGateKind::Acks | FromGateKind::Hello => frame,
+            _ => match self.warming(Peer::Gate(gate), frame, out) {
+                Some(f) => f,
+                None => return,
+            },
+        };
         match kind {
+            FromGateKind::Acks => {
+                let body = &frame[oxworld_net::msg::HEADER_LEN..];
+                self.forward_acks(origin_of(ProcKind::Gate, gate), &h, body, &frame, out);
+            }
             FromGateKind::Call | FromGateKind::ClientDisconnected | FromGateKind::ClientMove => {
                 self.route(h.route, frame, out);
             }
@@ -598,6 +580,7 @@ fn kind_name(frame: &[u8]) -> &'static str {
 impl App for DispatcherApp {
     fn handle(&mut self, now: Instant, event: Event, out: &mut Outbox) {
         self.now = Some(now);
+        self.warmup_clock(now);
         match event {
             Event::Accepted { conn, .. } => {
                 self.conns.insert(conn, Peer::Pending);
@@ -671,6 +654,8 @@ impl App for DispatcherApp {
 
     fn tick(&mut self, now: Instant, out: &mut Outbox) {
         self.now = Some(now);
+        self.warmup_clock(now);
+        self.warmup_tick(now, out);
         let lost: Vec<u16> = self.lost_pending.iter().filter(|(_, at)| now >= **at).map(|(g, _)| *g).collect();
         for g in lost {
             let incarnation = self.incarnations.get(&g).copied().unwrap_or(0);
@@ -727,7 +712,7 @@ impl App for DispatcherApp {
         let migrations = self.held.values().map(|h| h.since + MIGRATION_HOLD_TIMEOUT);
         let parked = self.parked.values().map(|(_, _, since)| *since + PARK_TIMEOUT);
         let lost = self.lost_pending.values().copied();
-        holds.chain(pending).chain(migrations).chain(parked).chain(lost).min()
+        holds.chain(pending).chain(migrations).chain(parked).chain(lost).chain(self.warmup_deadline()).min()
     }
 
     fn done(&self) -> bool {
@@ -780,9 +765,9 @@ mod tests {
 
     use oxworld_net::app::CloseReason;
     use oxworld_net::msg::{
-        CancelMigrate, ClientDisconnected, CreateEntity, EntityCreated, EntityDestroyed, FreezeGame, GameLost, GameUp,
-        GateUp, Hello, HelloAck, INTERNAL_PROTOCOL_VERSION, LoadEntity, MigrateRequest, ProcKind, RealMigrate, Refused,
-        Thawed, ToGame, ToGate,
+        Acks, CancelMigrate, ClientDisconnected, CreateEntity, EntityCreated, EntityDestroyed, FreezeGame, GameLost,
+        GameUp, GateUp, Hello, HelloAck, INTERNAL_PROTOCOL_VERSION, LoadEntity, MigrateRequest, ProcKind, RealMigrate,
+        Refused, Thawed, ToGame, ToGate,
     };
 
     use super::*;
@@ -798,8 +783,11 @@ mod tests {
         Gate(ToGate),
     }
 
+    /// A dispatcher past its warm-up (tested on its own below).
     fn app() -> DispatcherApp {
-        DispatcherApp::new(&Config::parse(Path::new("t.ini"), CFG).expect("config"), 1)
+        let mut d = DispatcherApp::new(&Config::parse(Path::new("t.ini"), CFG).expect("config"), 1);
+        d.warmup = None;
+        d
     }
 
     fn hello(kind: ProcKind, id: u16, secret: &str) -> Vec<u8> {
@@ -866,7 +854,20 @@ mod tests {
         feed(&mut d, &mut out, 1, hello(ProcKind::Game, 1, "k"));
         feed(&mut d, &mut out, 2, hello(ProcKind::Game, 2, "k"));
         feed(&mut d, &mut out, 3, hello(ProcKind::Gate, 1, "k"));
+        announced(&mut d, &mut out, 1);
+        announced(&mut d, &mut out, 2);
+        sent(&mut out);
         (d, out)
+    }
+
+    /// The game on `conn` announces no entities (its last batch), ending the warm-up once
+    /// every game did.
+    fn announced(d: &mut DispatcherApp, out: &mut Outbox, conn: u64) {
+        d.handle(
+            Instant::now(),
+            Event::Frame { conn: ConnId(conn), data: enc(&Announce { last: true, entities: vec![] }), at: None },
+            out,
+        );
     }
 
     fn client_error(got: &Got) -> Option<ServerMsg> {
@@ -958,8 +959,8 @@ mod tests {
     fn announced_entities_are_routed() {
         let (mut d, mut out) = cluster();
         let ids: Vec<Id> = (0..10u8).map(|i| Id([i + 1; 16])).collect();
-        feed(&mut d, &mut out, 2, enc(&Announce { entities: ids[..6].to_vec() }));
-        feed(&mut d, &mut out, 2, enc(&Announce { entities: ids[6..].to_vec() }));
+        feed(&mut d, &mut out, 2, enc(&Announce { last: false, entities: ids[..6].to_vec() }));
+        feed(&mut d, &mut out, 2, enc(&Announce { last: true, entities: ids[6..].to_vec() }));
         assert!(ids.iter().all(|e| d.route_of(*e) == Some(2)));
         let call = Call { target: ids[9], method: 1, caller: Caller::Server(Id::NIL), args: vec![0, 0, 0, 0] };
         assert_eq!(feed(&mut d, &mut out, 1, enc(&call)), vec![(ConnId(2), g(call))]);
@@ -1201,7 +1202,7 @@ mod tests {
         assert!(feed(&mut d, &mut out, 3, enc(&client_call(e, 1))).is_empty(), "held");
         let disc = ClientDisconnected { owner: e, gate: 1, client: Id([0xc0; 16]) };
         assert!(feed(&mut d, &mut out, 3, enc(&disc)).is_empty(), "held");
-        let mig = RealMigrate { entity: e, game: 2, data: vec![7; 9] };
+        let mig = RealMigrate { entity: e, game: 2, data: vec![7; 9], delivered: vec![] };
         let got = feed(&mut d, &mut out, 1, enc(&mig));
         assert_eq!(got, vec![(ConnId(2), g(mig)), (ConnId(2), g(client_call(e, 1))), (ConnId(2), g(disc))]);
         assert_eq!(d.route_of(e), Some(2));
@@ -1421,5 +1422,100 @@ mod tests {
         assert_eq!(got[3], g(MigrateAck { entity: mover }));
         assert!(matches!(&got[4], Got::Game(ToGame::ServiceUpdate(u)) if u.name == "Hub"));
         assert_eq!(got[5], g(GateDown { gate: 1 }));
+    }
+
+    /// Raw frames queued, with their headers (for kinds no direction enum of a peer decodes).
+    fn raw(out: &mut Outbox) -> Vec<(ConnId, Header, Vec<u8>)> {
+        out.take_frames()
+            .into_iter()
+            .flat_map(|(c, fs)| fs.into_iter().map(move |f| (c, Header::parse(&f).expect("header").0, f)))
+            .collect()
+    }
+
+    /// Feeds a frame and leaves what it caused queued.
+    fn push(d: &mut DispatcherApp, out: &mut Outbox, conn: u64, data: Vec<u8>) {
+        d.handle(Instant::now(), Event::Frame { conn: ConnId(conn), data, at: None }, out);
+    }
+
+    fn numbered<M: Message>(m: &M, origin: u16, seq: u64) -> Vec<u8> {
+        let mut f = m.to_frame(origin);
+        Header::patch_seq(&mut f, seq, seq);
+        f
+    }
+
+    /// A restarted dispatcher routes nothing until every game has announced its entities:
+    /// a call sent again by a gate and a login asked again wait, then find what the games
+    /// said (the login is not placed twice); a game that never links ends the wait at
+    /// `game_lost_after_ms`.
+    #[test]
+    fn a_restarted_dispatcher_waits_for_every_games_entities_before_routing() {
+        let mut d = DispatcherApp::new(&Config::parse(Path::new("t.ini"), CFG).expect("config"), 1);
+        let mut out = Outbox::new();
+        let t0 = Instant::now();
+        for c in 1..=3 {
+            accept(&mut d, &mut out, c);
+        }
+        feed(&mut d, &mut out, 3, hello(ProcKind::Gate, 1, "k"));
+        feed(&mut d, &mut out, 1, hello(ProcKind::Game, 1, "k"));
+        feed(&mut d, &mut out, 2, hello(ProcKind::Game, 2, "k"));
+        let (player, boot) = (Id([7; 16]), Id([8; 16]));
+        let call = numbered(&client_call(player, 1), 0x8001, 500);
+        assert!(feed(&mut d, &mut out, 3, call.clone()).is_empty(), "held: nobody said where {player} is");
+        let login = ClientConnected { boot, gate: 1, client: Id([9; 16]) };
+        assert!(feed(&mut d, &mut out, 3, enc(&login)).is_empty(), "held too");
+        feed(&mut d, &mut out, 1, enc(&Announce { last: true, entities: vec![boot] }));
+        assert!(d.warmup.is_some(), "game 2 has not finished");
+        push(&mut d, &mut out, 2, enc(&Announce { last: false, entities: vec![] }));
+        let got = raw(&mut out);
+        assert!(got.is_empty(), "{got:?}");
+        push(&mut d, &mut out, 2, enc(&Announce { last: true, entities: vec![player] }));
+        let got = raw(&mut out);
+        assert_eq!(got.len(), 1, "the call, and no second boot: {got:?}");
+        assert_eq!((got[0].0, &got[0].2), (ConnId(2), &call), "forwarded as it came, seq included");
+        assert!(d.warmup.is_none());
+        // A game that never links: the wait ends on time.
+        let mut d = DispatcherApp::new(&Config::parse(Path::new("t.ini"), CFG).expect("config"), 1);
+        accept(&mut d, &mut out, 1);
+        feed(&mut d, &mut out, 1, hello(ProcKind::Game, 1, "k"));
+        feed(&mut d, &mut out, 1, enc(&Announce { last: true, entities: vec![] }));
+        let due = d.next_deadline().expect("a warm-up deadline");
+        assert!(due > t0 && due <= Instant::now() + Duration::from_secs(2));
+        d.tick(due, &mut out);
+        assert!(d.warmup.is_none());
+    }
+
+    /// Acknowledgements go to the origin they name; what the dispatcher cannot deliver it
+    /// settles itself (so the origin stops keeping it), and a create sent again for an entity
+    /// that exists is dropped and settled.
+    #[test]
+    fn acks_are_forwarded_and_what_cannot_be_delivered_is_settled() {
+        let (mut d, mut out) = cluster();
+        let acks = Acks { origin: 0x8001, runs: vec![(40, 3)] };
+        push(&mut d, &mut out, 1, acks.to_frame(1));
+        let got = raw(&mut out);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].0, got[0].1.kind), (GATE, Kind::Acks), "to the gate the ack names");
+        // A numbered client call to an unknown entity: an error to the client, settled.
+        let nobody = Id([0x55; 16]);
+        push(&mut d, &mut out, 3, numbered(&client_call(nobody, 1), 0x8001, 77));
+        let got = raw(&mut out);
+        let settled: Vec<Acks> = got
+            .iter()
+            .filter(|(_, h, _)| h.kind == Kind::Acks)
+            .map(|(c, _, f)| {
+                assert_eq!(*c, GATE);
+                Acks::decode(f).expect("acks")
+            })
+            .collect();
+        assert_eq!(settled, vec![Acks { origin: 0x8001, runs: vec![(77, 1)] }]);
+        assert!(got.iter().any(|(c, h, _)| *c == GATE && h.kind == Kind::ToClients), "and the client hears why");
+        // A create sent again for an entity that lives: dropped, settled.
+        let e = Id([0x66; 16]);
+        feed(&mut d, &mut out, 2, enc(&EntityCreated { id: e }));
+        let create = CreateEntity { id: e, game: 0, type_name: "M".into(), ..Default::default() };
+        push(&mut d, &mut out, 1, numbered(&create, 1, 9));
+        let got = raw(&mut out);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!((got[0].0, got[0].1.kind), (ConnId(1), Kind::Acks));
     }
 }

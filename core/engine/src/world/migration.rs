@@ -204,7 +204,7 @@ impl World {
         if let Some(t0) = self.core.migration_started.remove(&entity) {
             self.core.migration_time.observe(self.core.now.saturating_duration_since(t0).as_secs_f64());
         }
-        self.core.send(entity, RealMigrate { entity, game, data });
+        self.core.send(entity, RealMigrate { entity, game, data, delivered: Vec::new() });
     }
 
     /// Rebuilds an entity sent by another game and puts it into its target space.

@@ -11,6 +11,12 @@ use super::World;
 use crate::metrics::{MetricSet, Metrics};
 
 impl World {
+    /// Unix milliseconds at `now`, by the clock base the world was made with.
+    pub fn unix_ms_at(&self, now: Instant) -> u64 {
+        let (start, base) = self.core.clock_base;
+        base + u64::try_from(now.saturating_duration_since(start).as_millis()).unwrap_or(0)
+    }
+
     /// The link to dispatcher index `d` completed its handshake.
     pub fn dispatcher_linked(&mut self, now: Instant, d: usize) {
         self.core.now = now;
@@ -28,6 +34,18 @@ impl World {
             let h = oxworld_net::id::fnv1a32(format!("{name}#{shard}").as_bytes()) as usize;
             if h % self.core.n_dispatchers.max(1) == d {
                 self.core.send_idx(d, oxworld_net::msg::ServiceRegister { entity, name, shard });
+            }
+        }
+        // Migrations waiting for an answer of that dispatcher ask again (a restarted one never
+        // got the question; one that stayed up answers twice, and the second answer finds
+        // nothing waiting: harmless).
+        let n = self.core.n_dispatchers.max(1);
+        let waiting: Vec<(Id, Id, u16)> = self.core.migrations.iter().map(|(e, (s, _, g))| (*e, *s, *g)).collect();
+        for (entity, space, game) in waiting {
+            if game == 0 && space.dispatcher_index(n) == d {
+                self.core.send(space, oxworld_net::msg::QuerySpace { space, entity });
+            } else if game != 0 && entity.dispatcher_index(n) == d {
+                self.core.send(entity, oxworld_net::msg::MigrateRequest { entity });
             }
         }
         self.check_ready();

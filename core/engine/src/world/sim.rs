@@ -155,6 +155,10 @@ impl Sim {
                 restored: false,
             };
             d.handle(now, Event::Frame { conn, data: enc(&hello), at: None }, &mut out);
+            if kind == ProcKind::Game {
+                let last = oxworld_net::msg::Announce { last: true, entities: vec![] };
+                d.handle(now, Event::Frame { conn, data: enc(&last), at: None }, &mut out);
+            }
         }
         out.take_frames();
         let mk = |g: u16| World::new(registry(), g, 1, None, u64::from(g), (now, 1_700_000_000_000)).expect("world");
