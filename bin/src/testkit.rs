@@ -89,6 +89,8 @@ pub struct Spec<'a> {
     pub dispatchers: usize,
     /// Games (all running the test's game binary).
     pub games: usize,
+    /// Gates (gate1 gets the WebSocket and KCP listeners and `gate`'s lines too).
+    pub gates: usize,
     /// Extra lines for the `[gate1]` section (e.g. `max_client_frame_bytes = 4096`).
     pub gate: &'a str,
     /// Extra lines for the `[storage]` section (e.g. `save_interval_s = 1`).
@@ -101,7 +103,7 @@ pub struct Spec<'a> {
 
 impl Default for Spec<'_> {
     fn default() -> Self {
-        Spec { dispatchers: 1, games: 1, gate: "", storage: "", extra: "", game_dir: None }
+        Spec { dispatchers: 1, games: 1, gates: 1, gate: "", storage: "", extra: "", game_dir: None }
     }
 }
 
@@ -141,13 +143,15 @@ impl TestCluster {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
         // The gate's TCP, WebSocket and KCP (UDP) ports, then one per dispatcher.
-        let ports = free_ports(spec.dispatchers + 3);
-        anyhow::ensure!(ports.len() == spec.dispatchers + 3, "no free loopback ports");
+        let gates = spec.gates.max(1);
+        let ports = free_ports(spec.dispatchers + 3 + gates - 1);
+        anyhow::ensure!(ports.len() == spec.dispatchers + 3 + gates - 1, "no free loopback ports");
+        let (ports, more_gates) = ports.split_at(spec.dispatchers + 3);
         let gate_port = ports[0];
         let ws_port = ports[1];
         let kcp_port = ports[2];
         let mut ini = format!(
-            "[deployment]\ndesired_dispatchers = {}\ndesired_games = {}\ndesired_gates = 1\nsecret = test\n\
+            "[deployment]\ndesired_dispatchers = {}\ndesired_games = {}\ndesired_gates = {gates}\nsecret = test\n\
              [gate1]\nlisten_addr = 127.0.0.1:{gate_port}\nws_addr = 127.0.0.1:{ws_port}\nkcp_addr = 127.0.0.1:{kcp_port}\n{}\n\
              [storage]\ndir = {}\nfreeze_dir = {}\n{}\n",
             spec.dispatchers,
@@ -159,6 +163,9 @@ impl TestCluster {
         );
         for (d, port) in ports.iter().enumerate().skip(3).map(|(i, p)| (i - 2, p)) {
             ini.push_str(&format!("[dispatcher{d}]\nlisten_addr = 127.0.0.1:{port}\n"));
+        }
+        for (g, port) in more_gates.iter().enumerate() {
+            ini.push_str(&format!("[gate{}]\nlisten_addr = 127.0.0.1:{port}\n", g + 2));
         }
         ini.push_str(spec.extra);
         let config = dir.join("oxworld.ini");
@@ -225,7 +232,18 @@ impl TestCluster {
 
     /// Pid of game `id`, from its pid file.
     pub fn game_pid(&self, id: u16) -> Option<i32> {
-        fs::read_to_string(self.layout.run_dir.join(format!("game{id}.pid"))).ok()?.trim().parse().ok()
+        self.pid_of(&format!("game{id}"))
+    }
+
+    /// Pid of process `name` (`gate2`, `dispatcher1`, ...), from its pid file.
+    pub fn pid_of(&self, name: &str) -> Option<i32> {
+        fs::read_to_string(self.layout.run_dir.join(format!("{name}.pid"))).ok()?.trim().parse().ok()
+    }
+
+    /// How clients reach gate `id` over TCP.
+    pub fn dial_gate(&self, id: u16) -> anyhow::Result<oxworld_client::Dial> {
+        let gc = self.cfg.gate(id).ok_or_else(|| anyhow::anyhow!("no gate{id}"))?;
+        oxworld_client::Dial::for_gate(gc, oxworld_client::Transport::Tcp).map_err(anyhow::Error::msg)
     }
 
     /// Names of the configured processes that run now.

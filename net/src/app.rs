@@ -90,6 +90,12 @@ pub enum Event {
         listener: usize,
         /// Remote address.
         peer: SocketAddr,
+        /// A client connection whose hello offered to resume a session (its first message is
+        /// `Resume`); false for internal connections.
+        resume: bool,
+        /// A client connection whose hello said it knows sessions (revision 2.2: it gets
+        /// `Session` after `Welcome`); false for internal connections.
+        session: bool,
     },
     /// A connection requested with [`Outbox::connect`] is established.
     Connected {

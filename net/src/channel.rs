@@ -50,6 +50,12 @@ pub const DEFAULT_COMPRESS_THRESHOLD: usize = 512;
 
 /// Feature bits of the hello: lz4 on application messages.
 pub const FEATURE_LZ4: u8 = 0x01;
+/// Feature bit of the hello: the client knows sessions (revision 2.2): the gate sends it
+/// `Session` (its resume token) after `Welcome`.
+pub const FEATURE_SESSION: u8 = 0x02;
+/// Feature bit of the hello: the client resumes a session (its first message is `Resume`;
+/// the gate places no boot entity before it). Revision 2.2.
+pub const FEATURE_RESUME: u8 = 0x04;
 /// Record flag: the message's bytes are `u32 LE original length` + an lz4 block.
 pub const FLAG_LZ4: u8 = 0x01;
 /// Record flag: more fragments of this message follow.
@@ -363,6 +369,10 @@ pub struct ServerChannel {
     state: ServerState,
     /// Application messages sent before the handshake completed (length-prefixed).
     pending: Vec<u8>,
+    /// The client's hello offered [`FEATURE_RESUME`] (accepted).
+    resume: bool,
+    /// The client's hello offered [`FEATURE_SESSION`] or [`FEATURE_RESUME`] (accepted).
+    session: bool,
 }
 
 impl std::fmt::Debug for ServerChannel {
@@ -374,7 +384,24 @@ impl std::fmt::Debug for ServerChannel {
 impl ServerChannel {
     /// A channel waiting for the client's hello; `seed` feeds the ephemeral key.
     pub fn new(settings: Arc<ServerSettings>, seed: [u8; 32]) -> ServerChannel {
-        ServerChannel { settings, seed, state: ServerState::AwaitHello, pending: Vec::new() }
+        ServerChannel {
+            settings,
+            seed,
+            state: ServerState::AwaitHello,
+            pending: Vec::new(),
+            resume: false,
+            session: false,
+        }
+    }
+
+    /// True if the client knows sessions ([`FEATURE_SESSION`]; known once open).
+    pub fn session(&self) -> bool {
+        self.session
+    }
+
+    /// True if the client resumes a session ([`FEATURE_RESUME`]; known once open).
+    pub fn resume(&self) -> bool {
+        self.resume
     }
 
     /// True once the handshake is done.
@@ -450,7 +477,9 @@ impl ServerChannel {
             return Err(refuse(Status::ModeRefused, why));
         }
         let lz4 = header[5] & FEATURE_LZ4 != 0 && self.settings.compress_threshold > 0;
-        let features = if lz4 { FEATURE_LZ4 } else { 0 };
+        self.resume = header[5] & FEATURE_RESUME != 0;
+        self.session = header[5] & (FEATURE_SESSION | FEATURE_RESUME) != 0;
+        let features = if lz4 { FEATURE_LZ4 } else { 0 } | (header[5] & (FEATURE_SESSION | FEATURE_RESUME));
         let s = &self.settings;
         match mode {
             Mode::Plain => {
@@ -530,6 +559,10 @@ pub struct ClientChannel {
     state: ClientState,
     pending: Vec<u8>,
     lz4: bool,
+    /// Offer [`FEATURE_RESUME`] in the hello.
+    resume: bool,
+    /// Offer [`FEATURE_SESSION`] in the hello.
+    session: bool,
 }
 
 impl std::fmt::Debug for ClientChannel {
@@ -541,7 +574,32 @@ impl std::fmt::Debug for ClientChannel {
 impl ClientChannel {
     /// A channel to a gate; `seed` feeds the ephemeral key.
     pub fn new(settings: ClientSettings, seed: [u8; 32]) -> ClientChannel {
-        ClientChannel { settings, seed, state: ClientState::Start, pending: Vec::new(), lz4: false }
+        ClientChannel {
+            settings,
+            seed,
+            state: ClientState::Start,
+            pending: Vec::new(),
+            lz4: false,
+            resume: false,
+            session: false,
+        }
+    }
+
+    /// Offers [`FEATURE_SESSION`] in the hello (call before [`ClientChannel::start`]): the
+    /// client knows revision 2.2's `Session` and `Resumed`.
+    pub fn offer_session(&mut self) {
+        self.session = true;
+    }
+
+    /// Offers [`FEATURE_RESUME`] in the hello (call before [`ClientChannel::start`]): the
+    /// client's first message will be `Resume`.
+    pub fn offer_resume(&mut self) {
+        self.resume = true;
+    }
+
+    /// Once open: the gate accepted [`FEATURE_RESUME`] (the client must send `Resume` first).
+    pub fn resume_accepted(&self) -> bool {
+        self.is_open() && self.resume
     }
 
     /// True once the gate accepted the handshake.
@@ -564,7 +622,9 @@ impl ClientChannel {
         if !matches!(self.state, ClientState::Start) {
             return Ok(());
         }
-        let features = if self.settings.compress_threshold > 0 { FEATURE_LZ4 } else { 0 };
+        let features = if self.settings.compress_threshold > 0 { FEATURE_LZ4 } else { 0 }
+            | if self.resume { FEATURE_RESUME } else { 0 }
+            | if self.session { FEATURE_SESSION } else { 0 };
         let header = [MAGIC[0], MAGIC[1], MAGIC[2], VERSION, self.settings.mode as u8, features];
         let at = begin_frame(wire);
         wire.extend_from_slice(&header);
@@ -654,9 +714,15 @@ impl ClientChannel {
                 (Some(hs.into_transport_mode().map_err(|e| ChannelError::Handshake(e.to_string()))?), features)
             }
         };
-        if features & !FEATURE_LZ4 != 0 || (features & FEATURE_LZ4 != 0 && s.compress_threshold == 0) {
+        if features & !(FEATURE_LZ4 | FEATURE_RESUME | FEATURE_SESSION) != 0
+            || (features & FEATURE_LZ4 != 0 && s.compress_threshold == 0)
+            || (features & FEATURE_RESUME != 0 && !self.resume)
+            || (features & FEATURE_SESSION != 0 && !self.session)
+        {
             return Err(ChannelError::Hello("the gate accepted a feature that was not offered"));
         }
+        // A gate that does not resume sessions places a boot entity as for a new client.
+        self.resume = features & FEATURE_RESUME != 0;
         self.lz4 = features & FEATURE_LZ4 != 0;
         Ok(Codec::new(cipher, self.lz4, s.compress_threshold, s.max_message))
     }

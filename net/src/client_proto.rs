@@ -14,6 +14,7 @@ pub const CLIENT_PROTOCOL_VERSION: u16 = 2;
 const C_CALL: u8 = 0x01;
 const C_HEARTBEAT: u8 = 0x02;
 const C_MOVE: u8 = 0x03;
+const C_RESUME: u8 = 0x04;
 
 const S_WELCOME: u8 = 0x81;
 const S_CREATE: u8 = 0x82;
@@ -26,6 +27,8 @@ const S_ERROR: u8 = 0x85;
 const S_ATTRS: u8 = 0x86;
 const S_POSITIONS: u8 = 0x87;
 const S_PLAYER_LOST: u8 = 0x88;
+const S_SESSION: u8 = 0x89;
+const S_RESUMED: u8 = 0x8a;
 
 /// Position (x, y, z) and yaw (degrees) of an entity; four little-endian `f32` on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -83,6 +86,18 @@ pub enum ClientMsg {
         /// New position and yaw.
         pos: Pos,
     },
+    /// Resume a session whose connection was lost: the first message on a connection whose
+    /// hello offered feature bit 1 (`resume`) and whose gate accepted it. `client` is the
+    /// client id of the lost connection (its `Welcome`), `player` its player entity, `token`
+    /// the last `Session` token it got. Added in revision 2.2.
+    Resume {
+        /// The lost connection's client id.
+        client: Id,
+        /// Its player entity.
+        player: Id,
+        /// Its resume token.
+        token: Id,
+    },
 }
 
 impl ClientMsg {
@@ -101,6 +116,12 @@ impl ClientMsg {
                 out.extend_from_slice(&id.0);
                 pos.encode(out);
             }
+            ClientMsg::Resume { client, player, token } => {
+                out.push(C_RESUME);
+                out.extend_from_slice(&client.0);
+                out.extend_from_slice(&player.0);
+                out.extend_from_slice(&token.0);
+            }
         }
     }
 
@@ -115,6 +136,11 @@ impl ClientMsg {
             },
             C_HEARTBEAT => ClientMsg::Heartbeat,
             C_MOVE => ClientMsg::Move { id: Id(r.array("entity id")?), pos: Pos::decode(&mut r)? },
+            C_RESUME => ClientMsg::Resume {
+                client: Id(r.array("client id")?),
+                player: Id(r.array("player id")?),
+                token: Id(r.array("resume token")?),
+            },
             t => return Err(DecodeError::UnknownType(t)),
         };
         r.finish()?;
@@ -156,6 +182,9 @@ pub enum ErrorCode {
     /// The server let go of this client: its entity kicked it (the message says why) or was
     /// shut down after an internal error. The gate closes the connection after sending this.
     Kicked = 12,
+    /// A `Resume` was refused: no such session (its window passed, or the token is not the
+    /// last one that client got, or it was used already). A boot entity follows: log in.
+    ResumeRefused = 13,
 }
 
 impl ErrorCode {
@@ -174,6 +203,7 @@ impl ErrorCode {
             10 => Self::RateLimited,
             11 => Self::InvalidPosition,
             12 => Self::Kicked,
+            13 => Self::ResumeRefused,
             _ => return None,
         })
     }
@@ -254,6 +284,24 @@ pub enum ServerMsg {
         /// Human-readable reason.
         message: String,
     },
+    /// Sent right after `Welcome`: the token that resumes this session (with the client id of
+    /// the `Welcome`) if the connection is lost. Each connection gets its own; a resumed
+    /// session goes on with the token of the connection that resumed it. Revision 2.2.
+    Session {
+        /// The resume token (128 random bits).
+        token: Id,
+    },
+    /// The `Resume` succeeded: `player` is this client's player again. The client forgets
+    /// every entity it knew; `CreateEntity` of the player (`is_player`), its space and what it
+    /// sees follow, then the server calls sent to it while it was away (in order). `dropped`
+    /// counts those that were not kept (over the bound, or sent to every client around).
+    /// Revision 2.2.
+    Resumed {
+        /// The player entity.
+        player: Id,
+        /// Messages for it that were dropped while it was away.
+        dropped: u32,
+    },
 }
 
 impl ServerMsg {
@@ -327,6 +375,15 @@ impl ServerMsg {
                 out.extend_from_slice(&game.to_le_bytes());
                 put_bytes(out, message.as_bytes());
             }
+            ServerMsg::Session { token } => {
+                out.push(S_SESSION);
+                out.extend_from_slice(&token.0);
+            }
+            ServerMsg::Resumed { player, dropped } => {
+                out.push(S_RESUMED);
+                out.extend_from_slice(&player.0);
+                out.extend_from_slice(&dropped.to_le_bytes());
+            }
         }
     }
 
@@ -377,6 +434,8 @@ impl ServerMsg {
                 game: r.u16("game")?,
                 message: r.str("message")?.to_owned(),
             },
+            S_SESSION => ServerMsg::Session { token: Id(r.array("resume token")?) },
+            S_RESUMED => ServerMsg::Resumed { player: Id(r.array("player id")?), dropped: r.u32("dropped")? },
             t => return Err(DecodeError::UnknownType(t)),
         };
         r.finish()?;
@@ -387,6 +446,12 @@ impl ServerMsg {
     /// the gate closes the connection).
     pub fn is_kick(payload: &[u8]) -> bool {
         payload.first() == Some(&S_ERROR) && payload.get(1..3) == Some(&(ErrorCode::Kicked as u16).to_le_bytes()[..])
+    }
+
+    /// True if an encoded message is a server `Call` (what a game keeps for a client that is
+    /// away, to deliver when it resumes).
+    pub fn is_call(payload: &[u8]) -> bool {
+        payload.first() == Some(&S_CALL)
     }
 
     /// For a gate: true if an encoded message is an `Error` (which travels from the failed
@@ -425,6 +490,7 @@ mod tests {
             ClientMsg::Call { target: Id([3; 16]), method: method_id("echo"), args: vec![Value::from("hi")] },
             ClientMsg::Heartbeat,
             ClientMsg::Move { id: Id([4; 16]), pos: Pos { x: 1.0, y: 2.0, z: 3.0, yaw: 45.0 } },
+            ClientMsg::Resume { client: Id([5; 16]), player: Id([6; 16]), token: Id([7; 16]) },
         ]
     }
 
@@ -442,6 +508,8 @@ mod tests {
             ServerMsg::Call { id: Id([2; 16]), method: "echo_reply".into(), args: vec![Value::Int(1)] },
             ServerMsg::error(ErrorCode::NotExposed, Id([2; 16]), 9, "nope"),
             ServerMsg::PlayerLost { entity: Id([5; 16]), game: 2, message: "game2 is gone".into() },
+            ServerMsg::Session { token: Id([8; 16]) },
+            ServerMsg::Resumed { player: Id([9; 16]), dropped: 3 },
             ServerMsg::Positions {
                 entries: vec![(Id([2; 16]), Pos::at(1.0, 2.0, 3.0)), (Id([3; 16]), Pos::default())],
             },
@@ -488,6 +556,22 @@ mod tests {
         want.extend_from_slice(&entity.0);
         want.extend_from_slice(&[0x02, 0x00, 0x04, 0x00, 0x00, 0x00, 0x67, 0x6f, 0x6e, 0x65]);
         assert_eq!(out, want);
+    }
+
+    /// PROTOCOL.md sections 6 and 7: the resume exchange's bytes.
+    #[test]
+    fn exact_bytes_of_the_resume_exchange() {
+        let (a, b, c) = (Id([0xaa; 16]), Id([0xbb; 16]), Id([0xcc; 16]));
+        let mut out = Vec::new();
+        ClientMsg::Resume { client: a, player: b, token: c }.encode(&mut out);
+        let want: Vec<u8> = [vec![0x04], vec![0xaa; 16], vec![0xbb; 16], vec![0xcc; 16]].concat();
+        assert_eq!(out, want);
+        out.clear();
+        ServerMsg::Session { token: c }.encode(&mut out);
+        assert_eq!(out, [vec![0x89], vec![0xcc; 16]].concat());
+        out.clear();
+        ServerMsg::Resumed { player: b, dropped: 2 }.encode(&mut out);
+        assert_eq!(out, [vec![0x8a], vec![0xbb; 16], vec![2, 0, 0, 0]].concat());
     }
 
     #[test]

@@ -83,6 +83,10 @@ pub struct GameConfig {
     /// A client call that waits and runs longer than this at the game has its reply traced
     /// even when the gate did not sample it (`slow_call_ms`, default 100).
     pub slow_call: Duration,
+    /// How long a player entity whose client's connection or gate was lost waits for the
+    /// client to resume before it gets `on_client_disconnected` (`client_resume_s`, 0..=3600,
+    /// default 30; 0: at once, as before resume existed).
+    pub client_resume: Duration,
 }
 
 /// One gate process.
@@ -422,6 +426,7 @@ impl Config {
                     other => return Err(s.err("on_panic", format!("{other:?}: expected quarantine or keep"))),
                 },
                 slow_call: Duration::from_millis(s.uint("slow_call_ms", Some(100), 1, 3_600_000)? as u64),
+                client_resume: Duration::from_secs(s.uint("client_resume_s", Some(30), 0, 3600)? as u64),
             });
             s.deny_unknown()?;
         }

@@ -126,6 +126,14 @@ impl IdGen {
         Self { rng: ChaCha12Rng::from_seed(seed.into().0) }
     }
 
+    /// 128 bits of the stream, unstamped: a secret nobody can guess (a resume token).
+    pub fn secret(&mut self) -> Id {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.rng.next_u64().to_le_bytes());
+        b[8..].copy_from_slice(&self.rng.next_u64().to_le_bytes());
+        Id(b)
+    }
+
     /// A fresh id stamped with `unix_ms`.
     pub fn next(&mut self, unix_ms: u64) -> Id {
         let mut b = [0u8; 16];

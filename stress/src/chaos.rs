@@ -2,9 +2,9 @@
 //! stall and lost value belongs to, which bots each kill affected, and how long each affected
 //! bot took to work again.
 //!
-//! A bot is affected by a kill when one of its actions that was pending at some moment of the
-//! [`AFFECT_WINDOW`] after the kill failed, took longer than [`STALL`], or was dropped (its
-//! player lost or its connection closed). It works again at its first successful action that
+//! A bot is affected by a kill when, within the [`AFFECT_WINDOW`] after it, one of its actions
+//! failed or took longer than [`STALL`], or it lost its player or its connection (whether an
+//! action was pending or not). It works again at its first successful action that
 //! started after the kill and after its last such trouble, or at the end of a stalled one. A failure of an action pending
 //! within the window counts against the kill (`call_errors` when the server answered with an
 //! error, `other_errors` otherwise), not in the run's `errors`.
@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 /// How long after a kill trouble counts against it.
 pub(crate) const AFFECT_WINDOW: Duration = Duration::from_secs(5);
-/// An action slower than this in the window is stalled.
-pub(crate) const STALL: Duration = Duration::from_millis(500);
+/// An action slower than this in the window is stalled (a calm run's p99 is tens of ms).
+pub(crate) const STALL: Duration = Duration::from_millis(200);
 
 /// The kills of a chaos run over `duration` seconds of steady phase: `game1`, `gate1` and
 /// `dispatcher1` at 2/9, 4/9 and 6/9 of it (20, 40 and 60 s of a 90 s run).
@@ -177,7 +177,7 @@ mod tests {
         // The second kill: a failure, then a success that started before it (not yet back),
         // then one after it.
         b.outcome(&kills, t0 + s(19), t0 + s(21), false);
-        b.outcome(&kills, t0 + s(21) - Duration::from_millis(100), t0 + s(21) + Duration::from_millis(200), true);
+        b.outcome(&kills, t0 + s(21) - Duration::from_millis(100), t0 + s(21) + Duration::from_millis(50), true);
         b.outcome(&kills, t0 + s(22), t0 + s(22) + Duration::from_millis(100), true);
         let mut stats = Vec::new();
         b.add_to(&kills, &mut stats);

@@ -536,6 +536,9 @@ fn main() -> ExitCode {
     for s in &rep.samples {
         println!("  error: {s}");
     }
+    for s in &rep.chaos_samples {
+        println!("  {s}");
+    }
     if let Some(dir) = &cli.report {
         match report::write_report(&rep, &cli.scenario, dir) {
             Ok(()) => println!("report written to {}", dir.display()),

@@ -180,6 +180,8 @@ pub(crate) struct Report {
     pub(crate) recoveries: BTreeMap<usize, Vec<u64>>,
     /// The chaos run: per kill, what it did (see `chaos`).
     pub(crate) chaos: Vec<crate::chaos::KillStat>,
+    /// The first failures the chaos run put down to a kill.
+    pub(crate) chaos_samples: Vec<String>,
     live: Arc<Live>,
 }
 
@@ -195,6 +197,7 @@ impl Report {
             actions: BTreeMap::new(),
             recoveries: BTreeMap::new(),
             chaos: Vec::new(),
+            chaos_samples: Vec::new(),
             live,
         }
     }
@@ -274,8 +277,8 @@ impl Report {
                     st.other_errors += 1;
                 }
                 self.actions.entry(name).or_default().count += 1;
-                if self.samples.len() < MAX_SAMPLES {
-                    self.samples.push(format!("(kill {}) {what}", k + 1));
+                if self.chaos_samples.len() < MAX_SAMPLES {
+                    self.chaos_samples.push(format!("after kill {}: {what}", k + 1));
                 }
             }
             None => self.fail(name, what),
@@ -303,6 +306,8 @@ impl Report {
         }
         self.errors += o.errors;
         self.samples.extend(o.samples.into_iter().take(MAX_SAMPLES.saturating_sub(self.samples.len())));
+        let room = MAX_SAMPLES.saturating_sub(self.chaos_samples.len());
+        self.chaos_samples.extend(o.chaos_samples.into_iter().take(room));
         for (k, v) in o.recoveries {
             self.recoveries.entry(k).or_default().extend(v);
         }

@@ -17,10 +17,13 @@
 //! The time between actions is random, 0 to `2 / --rate` seconds.
 //!
 //! With `--reconnect` (the crash runs) one action in four is `bump`: `bump(n + 1)` sets the
-//! avatar's persistent `counter`, done at `on_bump(n + 1)`. After a bot lost its player
-//! (`PlayerLost`) or its connection and logged in again, its avatar's `counter` must be at
-//! least every value acknowledged more than `[storage] save_interval_s` before the loss (plus
-//! 250 ms for the save itself); each one older and missing counts in `lost_values` (an error).
+//! avatar's persistent `counter`, done at `on_bump(n + 1)`. A bot whose connection closed
+//! resumes its session on the next gate of the config (`resume`, done when its avatar is shown
+//! again; its `counter` must be every value acknowledged, counted in `resumes`); if the resume
+//! is refused (`resumes_refused`), or after it lost its player (`PlayerLost`), it logs in
+//! again, and its avatar's `counter` must be at least every value acknowledged more than
+//! `[storage] save_interval_s` before the loss (plus 250 ms for the save itself); each one
+//! older and missing counts in `lost_values` (an error).
 //!
 //! Like GoWorld's test_client, each bot also **moves** while sending (unless `--no-move`): on
 //! every 100 ms tick, with probability 0.5, its avatar steps by a tiny amount (x by
@@ -67,11 +70,15 @@ const ACTIONS: [&str; 11] = [
 #[derive(Debug, Clone, PartialEq)]
 enum Pending {
     Login,
+    /// Resuming its session on another connection (`--reconnect`, after a lost connection).
+    Resume,
     Space(i64),
     NilSpace,
     Say(String),
     List,
-    Complex { set_seen: bool },
+    Complex {
+        set_seen: bool,
+    },
     Aoi,
     Mail(String),
     Online,
@@ -165,6 +172,8 @@ pub(crate) fn run_testgame(
     if bumps {
         rep.count("relogins", 0);
         rep.count("lost_values", 0);
+        rep.count("resumes", 0);
+        rep.count("resumes_refused", 0);
     }
     let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ ((first as u64 + 1) << 20));
     let kinds = (total_bots as u64 / 400).max(2);
@@ -231,7 +240,8 @@ pub(crate) fn run_testgame(
             next_scan = now + SCAN_EVERY;
             for (i, b) in bots.iter_mut().enumerate() {
                 let expired = b.pending.as_ref().is_some_and(|(_, what, since)| {
-                    now.duration_since(*since) > if *what == Pending::Login { LOGIN_TIMEOUT } else { ACTION_TIMEOUT }
+                    let login = matches!(what, Pending::Login | Pending::Resume);
+                    now.duration_since(*since) > if login { LOGIN_TIMEOUT } else { ACTION_TIMEOUT }
                 });
                 if expired && let Some((name, what, since)) = b.pending.take() {
                     {
@@ -257,7 +267,9 @@ pub(crate) fn run_testgame(
             next_move = now + MOVE_EVERY;
             let mut sent = 0;
             for (i, b) in bots.iter_mut().enumerate() {
-                let Some(avatar) = b.avatar.filter(|_| !b.closed) else { continue };
+                // Not while resuming: until its view comes, the new gate does not know it owns it.
+                let resuming = matches!(b.pending, Some((_, Pending::Resume, _)));
+                let Some(avatar) = b.avatar.filter(|_| !b.closed && !resuming) else { continue };
                 if rng.unit() < 0.5 {
                     continue;
                 }
@@ -366,17 +378,25 @@ pub(crate) fn run_testgame(
                         let b = &mut bots[i];
                         // The next gate of the config: this one may be gone.
                         b.gate = (b.gate + 1) % gates.len();
-                        net.reconnect_after(i, &gates[b.gate], RECONNECT_DELAY);
-                        if let Some((_, _, since)) = &b.pending {
-                            b.chaos.dropped(&rep.live().kill_times(), *since, now);
+                        // Its connection is gone: troubled, whether an action was pending or not.
+                        let since = b.pending.as_ref().map_or(now, |(_, _, t)| *t);
+                        b.chaos.dropped(&rep.live().kill_times(), since, now);
+                        rep.ok("reconnect", 1);
+                        // With a player, it resumes the session (same avatar, nothing lost).
+                        if let Some(s) = net.conn(i).session().filter(|s| Some(s.player) == b.avatar) {
+                            net.resume_after(i, &gates[b.gate], RECONNECT_DELAY, s);
+                            b.kind = -1;
+                            b.shadow.clear();
+                            b.pending = Some(("resume", Pending::Resume, now));
+                            continue;
                         }
+                        net.reconnect_after(i, &gates[b.gate], RECONNECT_DELAY);
                         b.account = None;
                         b.avatar = None;
                         b.kind = -1;
                         b.shadow.clear();
                         b.lost_at = Some(rep.live().last_kill(now).unwrap_or(now));
                         b.pending = Some(("login", Pending::Login, now));
-                        rep.ok("reconnect", 1);
                     } else {
                         bots[i].closed = true;
                         rep.error(format!("bot {} ({}): disconnected: {reason}", first + i, bots[i].name));
@@ -417,9 +437,8 @@ pub(crate) fn run_testgame(
                     // Lost when the game died: the last --kill if there was one (what was
                     // acknowledged after it and before this message may be gone, legitimately).
                     b.lost_at = Some(rep.live().last_kill(now).unwrap_or(now));
-                    if let Some((_, _, since)) = &b.pending {
-                        b.chaos.dropped(&rep.live().kill_times(), *since, now);
-                    }
+                    let since = b.pending.as_ref().map_or(now, |(_, _, t)| *t);
+                    b.chaos.dropped(&rep.live().kill_times(), since, now);
                     b.lost.extend([Some(entity), b.avatar, b.account].into_iter().flatten());
                     b.account = None;
                     b.avatar = None;
@@ -431,6 +450,17 @@ pub(crate) fn run_testgame(
                     } else {
                         done = Some(Err(format!("its player was lost with game{game}")));
                     }
+                }
+                // The resume was refused (the session expired, or its game is gone): a boot
+                // entity follows; the bot logs in again.
+                ServerMsg::Error { code, .. } if code == ErrorCode::ResumeRefused as u16 => {
+                    b.account = None;
+                    b.avatar = None;
+                    b.kind = -1;
+                    b.shadow.clear();
+                    b.lost_at = Some(rep.live().last_kill(now).unwrap_or(now));
+                    b.pending = Some(("login", Pending::Login, now));
+                    rep.count("resumes_refused", 1);
                 }
                 ServerMsg::Error { target, code, .. }
                     if rep.live().reconnect
@@ -453,7 +483,24 @@ pub(crate) fn run_testgame(
                         Value::Map(m) => m.get("counter").and_then(Value::as_int).unwrap_or(0),
                         _ => 0,
                     };
-                    if let Some(at) = b.lost_at.take() {
+                    if matches!(b.pending, Some((_, Pending::Resume, _))) {
+                        // Resumed: the live avatar, so every acknowledged value is there.
+                        if restored < b.counter {
+                            rep.count("lost_values", 1);
+                            let why = format!(
+                                "bot {} ({}): resumed with counter {restored}, {} was acknowledged",
+                                first + i,
+                                b.name,
+                                b.counter
+                            );
+                            match rep.chaos_kill(now, now) {
+                                Some(k) => rep.kill_stat(k).lost_values += 1,
+                                None => rep.error(why),
+                            }
+                        }
+                        rep.count("resumes", 1);
+                        done = Some(Ok(()));
+                    } else if let Some(at) = b.lost_at.take() {
                         // Every value acknowledged before the loss window must have come back.
                         let window = save_interval + Duration::from_millis(250);
                         let due = b

@@ -107,7 +107,7 @@ fn dispatcher_route_one_call(b: Bencher) {
             .to_frame(0)
     };
     for (c, kind, id) in [(1, ProcKind::Game, 1), (2, ProcKind::Game, 2), (3, ProcKind::Gate, 1)] {
-        d.handle(now, Event::Accepted { conn: ConnId(c), listener: 0, peer }, &mut out);
+        d.handle(now, Event::Accepted { conn: ConnId(c), listener: 0, peer, resume: false, session: false }, &mut out);
         d.handle(now, Event::Frame { conn: ConnId(c), data: hello(kind, id), at: None }, &mut out);
     }
     for game in 1..=2u64 {

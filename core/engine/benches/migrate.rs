@@ -84,7 +84,7 @@ fn main() {
     let mut out = Outbox::new();
     let peer = "127.0.0.1:1".parse().expect("addr");
     for (c, id) in [(1u64, 1u16), (2, 2)] {
-        d.handle(now, Event::Accepted { conn: ConnId(c), listener: 0, peer }, &mut out);
+        d.handle(now, Event::Accepted { conn: ConnId(c), listener: 0, peer, resume: false, session: false }, &mut out);
         let hello = Hello {
             version: INTERNAL_PROTOCOL_VERSION,
             kind: ProcKind::Game,

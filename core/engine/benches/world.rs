@@ -37,7 +37,7 @@ fn world() -> (World, Call) {
     reg.boot("Echo");
     let now = oxworld_runtime::clock_now();
     let mut w = World::new(reg, 1, 1, None, 7, (now, 1_700_000_000_000)).expect("registry");
-    w.handle(now, CreateBoot { boot: BOOT, gate: 1, client: CLIENT });
+    w.handle(now, CreateBoot { boot: BOOT, gate: 1, client: CLIENT, token: Id::NIL });
     w.drain_output().for_each(drop);
     let mut args = Vec::new();
     encode_args(&[Value::from("oxworld-echo-payload"), Value::Int(42), Value::Float(1.5)], &mut args);

@@ -23,6 +23,9 @@ use oxworld_net::value::encode_args;
 use oxworld_net::{Id, IdGen, IdSeed};
 use rustc_hash::FxHashMap;
 
+mod loss;
+mod resume;
+
 use crate::gather::Gather;
 use crate::links::{LinkEvent, Links};
 use crate::ratelimit::{ClientLimits, Limited, Verdict};
@@ -35,6 +38,10 @@ pub const MAX_KNOWN_PER_CLIENT: usize = 100_000;
 
 struct Client {
     id: Id,
+    /// Its resume token (`Session`), bound to its player with it.
+    token: Id,
+    /// Where it stands with resuming a session (see `gate::resume`).
+    resume: resume::ResumeState,
     owner: Option<Id>,
     /// The boot entity asked for it (at connect, or after its player was lost), and whether a
     /// player was created for it since: a dispatcher that restarted may have lost the request,
@@ -57,6 +64,8 @@ struct Client {
     last_heard: Instant,
     /// The gate is closing it (its `Closed` event has not come yet): told once, closed once.
     closing: bool,
+    /// Closed for saying nothing in time: lost rather than gone (its session may resume).
+    idle: bool,
     /// Its call and move rate limits.
     limits: ClientLimits,
     /// The listener it came through (index into `GateApp::transports`).
@@ -90,12 +99,13 @@ pub struct GateStats {
     /// Clients whose player entity was lost with its game (told `PlayerLost`, given a new
     /// boot entity).
     pub players_lost: u64,
-    /// Client messages (and their bytes) received: calls, heartbeats, moves, undecodable.
-    pub client_msgs: [u64; 4],
+    /// Client messages (and their bytes) received: calls, heartbeats, moves, undecodable,
+    /// resumes.
+    pub client_msgs: [u64; 5],
     /// Errors the gate itself sent to clients, by error code (index = code).
     pub client_errors: [u64; 16],
     /// Bytes of those messages.
-    pub client_bytes: [u64; 4],
+    pub client_bytes: [u64; 5],
     /// Messages from the cluster delivered to clients (one per recipient), and their bytes.
     pub delivered: u64,
     /// Bytes of those messages (before the channel's framing, compression and encryption).
@@ -201,7 +211,9 @@ impl GateApp {
         out.send_with(conn, |b| msg.encode(b));
     }
 
-    fn on_accept(&mut self, now: Instant, conn: ConnId, listener: usize, out: &mut Outbox) {
+    /// A client connected; `(resume, session)`: what its hello offered (revision 2.2).
+    fn on_accept(&mut self, now: Instant, conn: ConnId, listener: usize, features: (bool, bool), out: &mut Outbox) {
+        let (resume, session) = features;
         // Each transport's listener stops at `max_clients`; this bounds them together.
         if self.clients.len() >= self.cfg.max_clients {
             out.close(conn, "the gate is at max_clients");
@@ -210,9 +222,12 @@ impl GateApp {
         let ms = self.unix_ms(now);
         let client = self.ids.next(ms);
         let boot = self.ids.next(ms);
+        let token = self.ids.secret();
         self.stats.accepted += 1;
         let c = Client {
             id: client,
+            token,
+            resume: if resume { resume::ResumeState::Awaiting } else { resume::ResumeState::No },
             owner: None,
             boot,
             booted: false,
@@ -222,6 +237,7 @@ impl GateApp {
             known: HashSet::new(),
             last_heard: now,
             closing: false,
+            idle: false,
             limits: ClientLimits::new(&self.cfg, now),
             listener,
         };
@@ -233,8 +249,14 @@ impl GateApp {
             conn,
             &ServerMsg::Welcome { version: CLIENT_PROTOCOL_VERSION, client, idle_timeout_ms: idle_ms },
         );
-        let d = boot.dispatcher_index(self.links.len());
-        self.links.send(d, &ClientConnected { boot, gate: self.cfg.id, client }, out);
+        if session {
+            Self::reply(out, conn, &ServerMsg::Session { token });
+        }
+        if !resume {
+            // A client that resumes gets a boot entity only if its `Resume` fails.
+            let d = boot.dispatcher_index(self.links.len());
+            self.links.send(d, &ClientConnected { boot, gate: self.cfg.id, client, token }, out);
+        }
     }
 
     fn on_client_frame(&mut self, conn: ConnId, data: &[u8], at: Option<Instant>, out: &mut Outbox) {
@@ -248,9 +270,16 @@ impl GateApp {
             Ok(ClientMsg::Heartbeat) => 1,
             Ok(ClientMsg::Move { .. }) => 2,
             Err(_) => 3,
+            Ok(ClientMsg::Resume { .. }) => 4,
         };
         self.stats.client_msgs[kind] += 1;
         self.stats.client_bytes[kind] += data.len() as u64;
+        if (!c.resume.is_no() || kind == 4) && self.resume_step(conn, &msg, out) {
+            return;
+        }
+        let Some(c) = self.clients.get_mut(&conn) else {
+            return;
+        };
         let limited = match &msg {
             Ok(ClientMsg::Call { .. }) => Some(Limited::Call),
             Ok(ClientMsg::Move { .. }) => Some(Limited::Move),
@@ -288,7 +317,8 @@ impl GateApp {
         }
         let c = &*c;
         match msg {
-            Ok(ClientMsg::Heartbeat) => {}
+            // Handled by `resume_step`.
+            Ok(ClientMsg::Heartbeat | ClientMsg::Resume { .. }) => {}
             Ok(ClientMsg::Move { id, pos }) => {
                 if ![pos.x, pos.y, pos.z, pos.yaw].iter().all(|v| v.is_finite()) {
                     self.stats.refused += 1;
@@ -362,7 +392,9 @@ impl GateApp {
             r => info!("gate{}: client {} dropped: {r}", self.cfg.id, c.id),
         }
         if let Some(owner) = c.owner {
-            let msg = ClientDisconnected { owner, gate: self.cfg.id, client: c.id };
+            // Lost, not left: its session may resume on another connection.
+            let resumable = c.idle || matches!(reason, CloseReason::Io(_) | CloseReason::QueueFull(_));
+            let msg = ClientDisconnected { owner, gate: self.cfg.id, client: c.id, resumable };
             self.links.send(owner.dispatcher_index(self.links.len()), &msg, out);
         }
     }
@@ -391,6 +423,7 @@ impl GateApp {
                 }
             }
             ToGate::FilteredCall(fc) => self.on_filtered_call(fc, out),
+            ToGate::ResumeRefused(m) => self.on_resume_refused(&m, out),
             ToGate::ToClients(ToClients { clients, payload, .. }) => {
                 let peek = ServerMsg::peek_entity(&payload);
                 for client in clients {
@@ -442,7 +475,7 @@ impl GateApp {
         let Some(&conn) = self.by_client.get(&client) else {
             // The client left before its owner was created: tell the owner's game now.
             if let Some((true, true, owner)) = peek {
-                let msg = ClientDisconnected { owner, gate: self.cfg.id, client };
+                let msg = ClientDisconnected { owner, gate: self.cfg.id, client, resumable: false };
                 self.links.send(owner.dispatcher_index(self.links.len()), &msg, out);
             }
             return;
@@ -461,6 +494,8 @@ impl GateApp {
                     c.known.insert(id);
                 }
                 if is_player {
+                    // A resume that asked for it succeeded.
+                    c.resume = resume::ResumeState::No;
                     // A client handed to another entity starts with no filter properties (as in
                     // GoWorld): the new owner sets its own.
                     if c.owner.is_some_and(|o| o != id) {
@@ -492,71 +527,6 @@ impl GateApp {
         self.send_client(conn, payload, out);
     }
 
-    /// Incarnation `incarnation` of game `game` is gone (every dispatcher says so, each once):
-    /// each client whose player entity ran there, as of the first of these reports, is told
-    /// (`PlayerLost`), forgets what it knew, and gets a fresh boot entity, as at connect: it
-    /// logs in again. Another report of the same incarnation never touches a player placed
-    /// after the first.
-    fn on_game_lost(&mut self, game: u16, incarnation: u64, out: &mut Outbox) {
-        let now = self.now;
-        let cutoff = match self.games_lost.get(&game) {
-            Some(&(inc, first)) if inc == incarnation => first,
-            _ => {
-                self.games_lost.insert(game, (incarnation, now));
-                now
-            }
-        };
-        let lost: Vec<ConnId> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| !c.closing && c.owner.is_some() && c.owner_game == game && c.owner_since <= cutoff)
-            .map(|(conn, _)| *conn)
-            .collect();
-        if lost.is_empty() {
-            return;
-        }
-        warn!(
-            "gate{}: game{game} is down; {} clients lost their player and get a new boot entity",
-            self.cfg.id,
-            lost.len()
-        );
-        let ms = self.unix_ms(self.now);
-        let message = format!("game{game}, which ran this player, is gone; log in again");
-        for conn in lost {
-            let boot = self.ids.next(ms);
-            let Some(c) = self.clients.get_mut(&conn) else { continue };
-            let Some(entity) = c.owner.take() else { continue };
-            c.boot = boot;
-            c.booted = false;
-            c.owner_game = 0;
-            c.known.clear();
-            c.props.clear();
-            let client = c.id;
-            self.stats.players_lost += 1;
-            // After whatever is held for it, at once (rare, and it changes what the client is).
-            self.gather.flush_conn(conn, out);
-            Self::reply(out, conn, &ServerMsg::PlayerLost { entity, game, message: message.clone() });
-            let d = boot.dispatcher_index(self.links.len());
-            self.links.send(d, &ClientConnected { boot, gate: self.cfg.id, client }, out);
-        }
-    }
-
-    /// Dispatcher `d`'s link is up (again): the logins it was asked for and that got no player
-    /// yet are asked again (a restarted dispatcher lost them; one that stayed up ignores a
-    /// boot it already placed).
-    fn ask_boots_again(&mut self, d: usize, out: &mut Outbox) {
-        let n = self.links.len();
-        let again: Vec<(Id, Id)> = self
-            .clients
-            .values()
-            .filter(|c| !c.booted && !c.closing && c.boot.dispatcher_index(n) == d)
-            .map(|c| (c.boot, c.id))
-            .collect();
-        for (boot, client) in again {
-            self.links.send(d, &ClientConnected { boot, gate: self.cfg.id, client }, out);
-        }
-    }
-
     /// Tells client `conn` why (an `Error` with `code`) and closes it, once.
     fn drop_client(&mut self, conn: ConnId, code: ErrorCode, why: &str, out: &mut Outbox) {
         let Some(c) = self.clients.get_mut(&conn) else { return };
@@ -579,6 +549,9 @@ impl GateApp {
             .collect();
         for conn in idle {
             self.stats.idle += 1;
+            if let Some(c) = self.clients.get_mut(&conn) {
+                c.idle = true;
+            }
             let why = format!("no message from the client for {} ms (send Heartbeat)", timeout.as_millis());
             self.drop_client(conn, ErrorCode::Idle, &why, out);
         }
@@ -601,7 +574,9 @@ impl App for GateApp {
         self.now = now;
         self.gather.roll(now, false, out);
         match event {
-            Event::Accepted { conn, listener, .. } => self.on_accept(now, conn, listener, out),
+            Event::Accepted { conn, listener, resume, session, .. } => {
+                self.on_accept(now, conn, listener, (resume, session), out);
+            }
             Event::Connected { conn } => self.links.on_connected(conn, out, |_| Vec::new()),
             Event::Frame { conn, data, at } => {
                 if !self.links.owns(conn) {
@@ -647,7 +622,8 @@ impl App for GateApp {
                 let bye = ServerMsg::error(ErrorCode::Unavailable, Id::NIL, 0, "the gate is stopping");
                 for (&conn, c) in &self.clients {
                     if let Some(owner) = c.owner {
-                        let msg = ClientDisconnected { owner, gate: self.cfg.id, client: c.id };
+                        // A gate that stops (a rolling restart): its clients resume elsewhere.
+                        let msg = ClientDisconnected { owner, gate: self.cfg.id, client: c.id, resumable: true };
                         self.links.send(owner.dispatcher_index(self.links.len()), &msg, out);
                     }
                     Self::reply(out, conn, &bye);
@@ -683,6 +659,7 @@ impl App for GateApp {
         if now >= self.next_idle_check {
             self.next_idle_check = now + idle_check_every(self.cfg.heartbeat_timeout);
             self.drop_idle(now, out);
+            self.resume_timeouts(now, out);
         }
     }
 
@@ -735,7 +712,7 @@ impl crate::metrics::Metrics for GateApp {
             let name = ErrorCode::from_u16(code as u16).map(|c| format!("{c:?}")).unwrap_or_else(|| code.to_string());
             m.counter("client_errors_total", "Errors the gate sent to clients, by code", &[("code", &name)], *n);
         }
-        for (i, kind) in ["call", "heartbeat", "move", "undecodable"].iter().enumerate() {
+        for (i, kind) in ["call", "heartbeat", "move", "undecodable", "resume"].iter().enumerate() {
             let labels = [("kind", *kind)];
             m.counter("client_msgs_in_total", "Client messages received, by kind", &labels, st.client_msgs[i]);
             m.counter(
@@ -786,7 +763,9 @@ mod tests {
     use std::path::Path;
 
     use oxworld_net::Value;
-    use oxworld_net::msg::{FilterOp, FromGate, HelloAck, Message};
+    use std::time::Duration;
+
+    use oxworld_net::msg::{FilterOp, FromGate, HelloAck, Message, ResumeRefused};
 
     use super::*;
 
@@ -823,7 +802,11 @@ mod tests {
     impl Fixture {
         fn accept(&mut self, conn: u64) -> (Id, Id) {
             let peer = "127.0.0.1:9".parse().expect("addr");
-            self.gate.handle(self.now, Event::Accepted { conn: ConnId(conn), listener: 0, peer }, &mut self.out);
+            self.gate.handle(
+                self.now,
+                Event::Accepted { conn: ConnId(conn), listener: 0, peer, resume: false, session: false },
+                &mut self.out,
+            );
             let mut client = Id::NIL;
             let mut boot = Id::NIL;
             for (_, frames) in self.out.take_frames() {
@@ -1172,8 +1155,17 @@ mod tests {
         f.gate.handle(f.now, Event::Closed { conn: ConnId(100), reason: CloseReason::PeerClosed }, &mut f.out);
         let sent = f.out.take_frames();
         let msg = FromGate::decode(&sent[0].1[0]).expect("msg");
-        assert_eq!(msg, ClientDisconnected { owner: boot, gate: 1, client }.into());
+        assert_eq!(msg, ClientDisconnected { owner: boot, gate: 1, client, resumable: false }.into(), "it left");
         assert_eq!(f.gate.client_count(), 0);
+        // A connection lost to a socket error: its session may resume.
+        let (client, boot) = f.accept(101);
+        f.deliver(client, &player_create(boot));
+        f.out.take_frames();
+        let reason = CloseReason::Io("connection reset".into());
+        f.gate.handle(f.now, Event::Closed { conn: ConnId(101), reason }, &mut f.out);
+        let sent = f.out.take_frames();
+        let msg = FromGate::decode(&sent[0].1[0]).expect("msg");
+        assert_eq!(msg, ClientDisconnected { owner: boot, gate: 1, client, resumable: true }.into(), "it was lost");
     }
 
     #[test]
@@ -1185,7 +1177,7 @@ mod tests {
         f.deliver(client, &player_create(boot));
         let sent = f.out.take_frames();
         let msg = FromGate::decode(&sent[0].1[0]).expect("msg");
-        assert_eq!(msg, ClientDisconnected { owner: boot, gate: 1, client }.into());
+        assert_eq!(msg, ClientDisconnected { owner: boot, gate: 1, client, resumable: false }.into());
     }
 
     /// A client that sends nothing for `heartbeat_timeout` is told why (`Error` with code
@@ -1438,5 +1430,96 @@ mod tests {
             assert_eq!(f.out.take_frames().len(), 1, "message {n} written in its own iteration");
         }
         assert_eq!(f.gate.next_deadline(), Some(f.gate.next_idle_check), "only the idle check");
+    }
+
+    /// Accepts client `conn` whose hello offered resume (or not); returns what it was told and
+    /// what went to the dispatchers.
+    fn accept_with(f: &mut Fixture, conn: u64, resume: bool) -> (Vec<ServerMsg>, Vec<FromGate>) {
+        let peer = "127.0.0.1:9".parse().expect("addr");
+        let session = true;
+        f.gate.handle(f.now, Event::Accepted { conn: ConnId(conn), listener: 0, peer, resume, session }, &mut f.out);
+        split(f, conn)
+    }
+
+    /// The queued output: to client `conn`, and to the dispatchers.
+    fn split(f: &mut Fixture, conn: u64) -> (Vec<ServerMsg>, Vec<FromGate>) {
+        let (mut to_client, mut to_links) = (Vec::new(), Vec::new());
+        for (c, frames) in f.out.take_frames() {
+            for b in frames {
+                if c == ConnId(conn) {
+                    to_client.push(ServerMsg::decode(&b).expect("valid"));
+                } else if f.links.contains(&c) {
+                    to_links.push(FromGate::decode(&b).expect("valid"));
+                }
+            }
+        }
+        (to_client, to_links)
+    }
+
+    /// Every connection gets a resume token (bound to its login); a connection whose hello
+    /// offered resume gets no boot entity: its `Resume` goes to the player's game, and a
+    /// refusal, or no answer in time, makes it a login; the player's view ends the resume.
+    #[test]
+    fn a_resuming_client_asks_for_its_player_and_logs_in_when_refused() {
+        let mut f = fixture();
+        let (told, sent) = accept_with(&mut f, 100, false);
+        let token = match &told[..] {
+            [ServerMsg::Welcome { .. }, ServerMsg::Session { token }] => *token,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(&sent[..], [FromGate::ClientConnected(cc)] if cc.token == token), "a login binds the token");
+        let (told, sent) = accept_with(&mut f, 101, true);
+        let (client, token) = match &told[..] {
+            [ServerMsg::Welcome { client, .. }, ServerMsg::Session { token }] => (*client, *token),
+            other => panic!("{other:?}"),
+        };
+        assert!(sent.is_empty(), "no boot entity for a client that resumes: {sent:?}");
+        let (old, player, old_token) = (Id([0x11; 16]), Id([0x22; 16]), Id([0x33; 16]));
+        f.client_sends(101, &ClientMsg::Resume { client: old, player, token: old_token });
+        // (client_sends took the frames: ask again through a fresh one.)
+        let (_, _) = split(&mut f, 101);
+        let (told, sent) = accept_with(&mut f, 102, true);
+        let client2 = match &told[0] {
+            ServerMsg::Welcome { client, .. } => *client,
+            other => panic!("{other:?}"),
+        };
+        assert!(sent.is_empty());
+        let mut data = Vec::new();
+        ClientMsg::Resume { client: old, player, token: old_token }.encode(&mut data);
+        f.gate.handle(f.now, Event::Frame { conn: ConnId(102), data, at: None }, &mut f.out);
+        let (_, sent) = split(&mut f, 102);
+        let [FromGate::ResumeClient(rc)] = &sent[..] else { panic!("{sent:?}") };
+        assert_eq!((rc.entity, rc.client, rc.old_client, rc.token), (player, client2, old, old_token));
+        assert_eq!(rc.gate, 1);
+        // Refused: an error, then a login.
+        let refused = ResumeRefused { gate: 1, client: client2, entity: player, reason: "expired".into() }.to_frame(1);
+        f.gate.handle(f.now, Event::Frame { conn: f.links[0], data: refused, at: None }, &mut f.out);
+        let (told, sent) = split(&mut f, 102);
+        assert!(
+            matches!(&told[..], [ServerMsg::Error { code, .. }] if *code == ErrorCode::ResumeRefused as u16),
+            "{told:?}"
+        );
+        assert!(matches!(&sent[..], [FromGate::ClientConnected(cc)] if cc.client == client2), "{sent:?}");
+        // Client 101: its player's view comes (the game accepted): it may call its player.
+        f.deliver(client, &ServerMsg::Resumed { player, dropped: 0 });
+        f.deliver(client, &player_create(player));
+        split(&mut f, 101);
+        let got = f.client_sends(101, &ClientMsg::Call { target: player, method: 1, args: vec![] });
+        assert!(got.iter().any(|(c, _)| f.links.contains(c)), "the call goes to the player's dispatcher");
+        // A `Resume` later in a session is refused (the connection stays).
+        f.client_sends(101, &ClientMsg::Resume { client: old, player, token });
+        // No answer in time: a login.
+        let (_, _) = accept_with(&mut f, 103, true);
+        let mut data = Vec::new();
+        ClientMsg::Resume { client: old, player, token: old_token }.encode(&mut data);
+        f.gate.handle(f.now, Event::Frame { conn: ConnId(103), data, at: None }, &mut f.out);
+        split(&mut f, 103);
+        let later = f.now + resume::RESUME_TIMEOUT + Duration::from_secs(1);
+        f.gate.tick(later, &mut f.out);
+        let (told, sent) = split(&mut f, 103);
+        assert!(
+            told.iter().any(|m| matches!(m, ServerMsg::Error { code, .. } if *code == ErrorCode::ResumeRefused as u16))
+        );
+        assert!(sent.iter().any(|m| matches!(m, FromGate::ClientConnected(_))), "{sent:?}");
     }
 }

@@ -16,8 +16,10 @@ use thiserror::Error;
 use crate::world::ClientRef;
 
 /// Version of the encoding below; bumped on any change. Version 2 added crontab entries,
-/// timer handles and the kind of space entities; version 1 images are still read.
-pub const ENTITY_IMAGE_VERSION: i64 = 2;
+/// timer handles and the kind of space entities; version 3 the client's resume token and,
+/// for a client that is away, its time left and dropped messages; versions 1 and 2 are still
+/// read.
+pub const ENTITY_IMAGE_VERSION: i64 = 3;
 
 /// The oldest version this binary reads.
 pub const OLDEST_ENTITY_IMAGE_VERSION: i64 = 1;
@@ -59,6 +61,10 @@ pub struct EntityImage {
     pub timers: Vec<TimerImage>,
     /// Bound client.
     pub client: Option<ClientRef>,
+    /// The bound client is away: ms left to resume, and messages it lost so far.
+    pub away: Option<(u64, u32)>,
+    /// The bound client's filter properties (`set_client_filter_prop`), key order.
+    pub props: Vec<(String, String)>,
     /// Position and yaw: x, y, z, yaw.
     pub pos: [f32; 4],
     /// Space to enter on arrival (and where in it).
@@ -82,8 +88,21 @@ struct Fields {
 }
 
 /// Every key an image's map may hold.
-const FIELDS: [&str; 12] =
-    ["attrs", "client", "client_move", "cron", "kind", "pos", "radius", "space", "state", "timers", "type", "v"];
+const FIELDS: [&str; 13] = [
+    "attrs",
+    "client",
+    "client_move",
+    "cron",
+    "kind",
+    "pos",
+    "props",
+    "radius",
+    "space",
+    "state",
+    "timers",
+    "type",
+    "v",
+];
 
 impl Fields {
     fn put(&mut self, key: &str, v: Value) {
@@ -113,6 +132,10 @@ pub struct EntityImageRef<'a> {
     pub timers: &'a [TimerImage],
     /// Bound client.
     pub client: Option<ClientRef>,
+    /// The bound client is away: ms left to resume, and messages it lost so far.
+    pub away: Option<(u64, u32)>,
+    /// The bound client's filter properties (`set_client_filter_prop`), key order.
+    pub props: &'a [(String, String)],
     /// Position and yaw: x, y, z, yaw.
     pub pos: [f32; 4],
     /// Space to enter on arrival (and where in it).
@@ -135,7 +158,13 @@ impl EntityImageRef<'_> {
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         // Lists and strings are written in place (no `Value` built, no argument cloned): a
         // freeze writes one image per entity.
-        let optional = [self.client.is_some(), !self.cron.is_empty(), self.space_kind.is_some(), self.radius.is_some()];
+        let optional = [
+            self.client.is_some(),
+            !self.cron.is_empty(),
+            self.space_kind.is_some(),
+            self.radius.is_some(),
+            !self.props.is_empty(),
+        ];
         encode_map_head(out, 8 + optional.iter().filter(|o| **o).count());
         let key = |out: &mut Vec<u8>, k: &str| put_bytes(out, k.as_bytes());
         let list = |out: &mut Vec<u8>, items: &[Value]| {
@@ -146,9 +175,14 @@ impl EntityImageRef<'_> {
         self.attrs.encode(out);
         if let Some(c) = self.client {
             key(out, "client");
-            encode_list_head(out, 2);
+            encode_list_head(out, if self.away.is_some() { 5 } else { 3 });
             Value::Int(i64::from(c.gate)).encode(out);
             Value::id(c.client).encode(out);
+            Value::id(c.token).encode(out);
+            if let Some((left, dropped)) = self.away {
+                Value::Int(i64::try_from(left).unwrap_or(i64::MAX)).encode(out);
+                Value::Int(i64::from(dropped)).encode(out);
+            }
         }
         key(out, "client_move");
         Value::Bool(self.client_move).encode(out);
@@ -169,6 +203,15 @@ impl EntityImageRef<'_> {
         key(out, "pos");
         encode_list_head(out, self.pos.len());
         self.pos.iter().for_each(|f| Value::Float(f64::from(*f)).encode(out));
+        if !self.props.is_empty() {
+            key(out, "props");
+            encode_list_head(out, self.props.len());
+            for (k, v) in self.props {
+                encode_list_head(out, 2);
+                encode_str(out, k);
+                encode_str(out, v);
+            }
+        }
         if let Some(r) = self.radius {
             key(out, "radius");
             Value::Float(f64::from(r)).encode(out);
@@ -228,6 +271,8 @@ impl EntityImage {
             attrs: &self.attrs,
             timers: &self.timers,
             client: self.client,
+            away: self.away,
+            props: &self.props,
             pos: self.pos,
             space: self.space,
             state: &self.state,
@@ -306,14 +351,36 @@ impl EntityImage {
             Some(_) => return Err(ImageError::Field("kind")),
         };
         let id_of = |v: Option<&Value>, what: &'static str| v.and_then(Value::as_id).ok_or(ImageError::Field(what));
-        let client = match m.get("client") {
-            None => None,
-            Some(Value::List(l)) if l.len() == 2 => {
+        let (client, away) = match m.get("client") {
+            None => (None, None),
+            // Versions 1 and 2: gate and client; 3: and the token; and, away, ms left and dropped.
+            Some(Value::List(l)) if [2, 3, 5].contains(&l.len()) => {
                 let gate = l[0].as_int().and_then(|g| u16::try_from(g).ok()).ok_or(ImageError::Field("client"))?;
-                Some(ClientRef { gate, client: id_of(l.get(1), "client")? })
+                let token = if l.len() >= 3 { id_of(l.get(2), "client")? } else { Id::NIL };
+                let away = if l.len() == 5 {
+                    let n = |i: usize| l[i].as_int().filter(|v| *v >= 0).ok_or(ImageError::Field("client"));
+                    Some((n(3)? as u64, u32::try_from(n(4)?).unwrap_or(u32::MAX)))
+                } else {
+                    None
+                };
+                (Some(ClientRef { gate, client: id_of(l.get(1), "client")?, token }), away)
             }
             Some(_) => return Err(ImageError::Field("client")),
         };
+        let mut props = Vec::new();
+        match m.get("props") {
+            None => {}
+            Some(Value::List(l)) => {
+                for p in l {
+                    let Value::List(kv) = p else { return Err(ImageError::Field("props")) };
+                    match (kv.first().and_then(Value::as_str), kv.get(1).and_then(Value::as_str), kv.len()) {
+                        (Some(k), Some(v), 2) => props.push((k.to_owned(), v.to_owned())),
+                        _ => return Err(ImageError::Field("props")),
+                    }
+                }
+            }
+            Some(_) => return Err(ImageError::Field("props")),
+        }
         let pos = match m.get("pos") {
             Some(Value::List(l)) if l.len() == 4 => {
                 let mut p = [0f32; 4];
@@ -328,7 +395,21 @@ impl EntityImage {
         let state = m.remove("state").unwrap_or(Value::Nil);
         let client_move = m.get("client_move").and_then(Value::as_bool).unwrap_or(false);
         let radius = m.get("radius").and_then(Value::as_float).map(|r| r as f32);
-        Ok(EntityImage { type_name, attrs, timers, client, pos, space, state, client_move, radius, cron, space_kind })
+        Ok(EntityImage {
+            type_name,
+            attrs,
+            timers,
+            client,
+            away,
+            props,
+            pos,
+            space,
+            state,
+            client_move,
+            radius,
+            cron,
+            space_kind,
+        })
     }
 }
 
@@ -349,7 +430,9 @@ mod tests {
                 args: vec![Value::from("x")],
                 id: Some(77),
             }],
-            client: Some(ClientRef { gate: 2, client: Id([7; 16]) }),
+            client: Some(ClientRef { gate: 2, client: Id([7; 16]), token: Id([8; 16]) }),
+            away: Some((1500, 2)),
+            props: vec![("prof".into(), "3".into()), ("zone".into(), "north".into())],
             pos: [1.0, 2.0, 3.0, 45.0],
             space: Id([9; 16]),
             state: Value::Int(11),
@@ -399,9 +482,18 @@ mod tests {
             m.insert("kind".to_owned(), Value::Int(k));
         }
         if let Some(c) = i.client {
-            m.insert("client".to_owned(), Value::List(vec![Value::Int(i64::from(c.gate)), Value::id(c.client)]));
+            let mut l = vec![Value::Int(i64::from(c.gate)), Value::id(c.client), Value::id(c.token)];
+            if let Some((left, dropped)) = i.away {
+                l.extend([Value::Int(left as i64), Value::Int(i64::from(dropped))]);
+            }
+            m.insert("client".to_owned(), Value::List(l));
         }
         m.insert("pos".to_owned(), Value::List(i.pos.iter().map(|f| Value::Float(f64::from(*f))).collect()));
+        if !i.props.is_empty() {
+            let props =
+                i.props.iter().map(|(k, v)| Value::List(vec![Value::from(k.as_str()), Value::from(v.as_str())]));
+            m.insert("props".to_owned(), Value::List(props.collect()));
+        }
         m.insert("space".to_owned(), Value::id(i.space));
         m.insert("state".to_owned(), i.state.clone());
         m.insert("client_move".to_owned(), Value::Bool(i.client_move));
@@ -417,8 +509,13 @@ mod tests {
     fn written_entry_by_entry_the_bytes_are_the_value_maps() {
         let full = sample();
         assert_eq!(full.encode(), as_value_map(&full));
+        let mut attached = sample();
+        attached.away = None;
+        assert_eq!(attached.encode(), as_value_map(&attached));
         let mut bare = sample();
         bare.client = None;
+        bare.away = None;
+        bare.props.clear();
         bare.radius = None;
         bare.cron.clear();
         bare.space_kind = None;
@@ -431,6 +528,8 @@ mod tests {
         assert_eq!(EntityImage::decode(&sample().encode()), Ok(sample()));
         let mut none = sample();
         none.client = None;
+        none.away = None;
+        none.props.clear();
         none.radius = None;
         none.timers.clear();
         none.cron.clear();
@@ -465,7 +564,7 @@ mod tests {
         let bytes = img.encode();
         // Re-write the map with one more unknown entry and a duplicate `state` at the end.
         let mut out = Vec::new();
-        oxworld_net::value::encode_map_head(&mut out, 12 + 2);
+        oxworld_net::value::encode_map_head(&mut out, 13 + 2);
         out.extend_from_slice(&bytes[5..]);
         oxworld_net::wire::put_bytes(&mut out, b"zz_future");
         Value::List(vec![Value::Int(1)]).encode(&mut out);

@@ -304,7 +304,11 @@ impl Sim {
             self.link(node, conn, peer, pconn);
             let peer_addr = "127.0.0.1:9".parse().expect("addr");
             let lat = self.ends[&(node, conn)].latency;
-            self.schedule(lat, peer, Event::Accepted { conn: pconn, listener: 0, peer: peer_addr });
+            self.schedule(
+                lat,
+                peer,
+                Event::Accepted { conn: pconn, listener: 0, peer: peer_addr, resume: false, session: false },
+            );
             self.schedule(lat * 2, node, Event::Connected { conn });
         }
         for (conn, payloads) in frames {
@@ -371,7 +375,7 @@ impl Sim {
         self.clients[c].conn = Some(cc);
         let peer = "127.0.0.1:9".parse().expect("addr");
         let lat = self.ends[&(Node::Client(c), cc)].latency;
-        self.schedule(lat, Node::Gate, Event::Accepted { conn, listener: 0, peer });
+        self.schedule(lat, Node::Gate, Event::Accepted { conn, listener: 0, peer, resume: false, session: false });
     }
 
     fn client_send(&mut self, c: usize, m: &ClientMsg) {

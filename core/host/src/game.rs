@@ -134,6 +134,7 @@ pub fn run_game(reg: Registry, args: &ProcArgs) -> anyhow::Result<()> {
     world.set_panic_policy(if gc.quarantine_on_panic { PanicPolicy::Quarantine } else { PanicPolicy::Keep });
     world.set_clock(Box::new(oxworld_runtime::clock_now));
     world.set_slow_call(gc.slow_call);
+    world.set_client_resume(gc.client_resume);
     oxworld_engine::panics::install_hook();
     let store = oxworld_store::open(&storage).with_context(|| format!("{name}: opening the {} store", storage.backend));
     let mut store = status.fail_on_err(store)?;
@@ -332,6 +333,8 @@ mod tests {
             attrs: Value::Map(Default::default()),
             timers: Vec::new(),
             client: None,
+            away: None,
+            props: Vec::new(),
             pos: [i as f32, 0.0, 1.0, 0.5],
             space: Id::NIL,
             state: Value::Int(i64::from(i)),

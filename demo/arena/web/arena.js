@@ -225,6 +225,8 @@ async function start() {
     client = await connect(`${scheme}://${location.host}/`, {
       serverKey: info.encrypt === false ? undefined : info.server_key,
       encrypt: info.encrypt !== false,
+      // A lost connection (the gate died, the network dropped) resumes the same player.
+      reconnect: { initialMs: 250, maxMs: 4000, maxAttempts: 30 },
     });
   } catch (e) {
     loginMessage(`Could not reach the gate: ${e.message}`, "error");
@@ -378,6 +380,26 @@ function wire(client) {
   });
   client.on("entityDestroyed", (e) => state.fx.delete(e.id));
   client.on("attrChanged", ({ entity, path, value }) => attrChanged(entity, path, value));
+  client.on("reconnecting", ({ attempt }) => {
+    if (attempt === 1) log("connection lost; reconnecting…", "error");
+  });
+  client.on("resumed", ({ dropped }) => {
+    log(dropped > 0 ? `reconnected (${dropped} messages missed)` : "reconnected", "arena");
+  });
+  // The player is gone (its game server died, or the session could not be resumed): the
+  // server gives this connection a fresh account; log in again.
+  const backToLogin = (text) => {
+    state.ready = false;
+    state.busy = false;
+    for (const id of ["hud", "board", "log", "bar", "minimap"]) $(id).hidden = true;
+    $("login").hidden = false;
+    setBusy(false);
+    loginMessage(text, "error");
+  };
+  client.on("playerLost", () => backToLogin("Your player was lost with its game server. Log in again."));
+  client.on("error", (err) => {
+    if (err.code === 13) backToLogin("Your session could not be resumed. Log in again.");
+  });
   client.on("close", ({ reason }) => {
     state.connected = false;
     state.ready = false;

@@ -28,6 +28,19 @@ impl BlockingClient {
     /// Connects to a gate and sends the channel's hello (the handshake completes with the
     /// first [`BlockingClient::next`]).
     pub fn connect(dial: &Dial, timeout: Duration) -> Result<Self, ClientError> {
+        Self::open(dial, timeout, None)
+    }
+
+    /// Connects to a gate and resumes `session` there (see [`ClientConn::resuming`]).
+    pub fn resume(dial: &Dial, timeout: Duration, session: crate::Session) -> Result<Self, ClientError> {
+        Self::open(dial, timeout, Some(session))
+    }
+
+    fn open(dial: &Dial, timeout: Duration, session: Option<crate::Session>) -> Result<Self, ClientError> {
+        let new_conn = || match session {
+            Some(s) => dial.resume_conn(s),
+            None => dial.new_conn(),
+        };
         let sock = if dial.transport == Transport::Kcp {
             let any: std::net::SocketAddr =
                 if dial.addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
@@ -40,11 +53,11 @@ impl BlockingClient {
             let mut out = Vec::new();
             let link = StreamLink::new(dial, &mut out)?;
             stream.set_nodelay(true)?;
-            let mut c = BlockingClient { sock: Sock::Stream(stream, link), conn: dial.new_conn(), out };
+            let mut c = BlockingClient { sock: Sock::Stream(stream, link), conn: new_conn(), out };
             c.flush()?;
             return Ok(c);
         };
-        let mut c = BlockingClient { sock, conn: dial.new_conn(), out: Vec::new() };
+        let mut c = BlockingClient { sock, conn: new_conn(), out: Vec::new() };
         c.flush()?;
         Ok(c)
     }

@@ -10,7 +10,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use oxworld_net::client_proto::{ClientMsg, ServerMsg};
 
-use crate::conn::ClientConn;
+use crate::conn::{ClientConn, Session};
 use crate::dial::{Dial, Transport};
 use crate::link::{DatagramLink, StreamLink};
 
@@ -44,8 +44,8 @@ pub struct BotNet {
     events: Events,
     slots: Vec<Slot>,
     buf: Vec<u8>,
-    /// Bots to reconnect, and when.
-    later: Vec<(usize, std::rc::Rc<Dial>, std::time::Instant)>,
+    /// Bots to reconnect, when, and the session each resumes (if any).
+    later: Vec<(usize, std::rc::Rc<Dial>, std::time::Instant, Option<Session>)>,
     /// When the bots' heartbeats are checked next (one pass over them a second).
     next_heartbeats: std::time::Instant,
     /// When the KCP bots' timers run next (every `KCP_TICK`), if there are any.
@@ -76,13 +76,16 @@ impl BotNet {
     /// Starts connecting a new bot as `dial` says; returns its index.
     pub fn connect(&mut self, dial: &Dial) -> io::Result<usize> {
         let i = self.slots.len();
-        let slot = self.open_slot(i, dial)?;
+        let slot = self.open_slot(i, dial, None)?;
         self.slots.push(slot);
         Ok(i)
     }
 
-    fn open_slot(&mut self, i: usize, dial: &Dial) -> io::Result<Slot> {
-        let mut conn = dial.new_conn();
+    fn open_slot(&mut self, i: usize, dial: &Dial, session: Option<Session>) -> io::Result<Slot> {
+        let mut conn = match session {
+            Some(s) => dial.resume_conn(s),
+            None => dial.new_conn(),
+        };
         if dial.transport == Transport::Kcp {
             let any: std::net::SocketAddr =
                 if dial.addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
@@ -111,14 +114,25 @@ impl BotNet {
     /// gate that is down is not hammered); a failed attempt shows up as `Closed` again.
     pub fn reconnect_after(&mut self, i: usize, dial: &Dial, delay: Duration) {
         self.close(i);
-        self.later.push((i, std::rc::Rc::new(dial.clone()), std::time::Instant::now() + delay));
+        self.later.push((i, std::rc::Rc::new(dial.clone()), std::time::Instant::now() + delay, None));
+    }
+
+    /// Like [`BotNet::reconnect_after`], resuming `session` on the new connection (see
+    /// [`ClientConn::resuming`]).
+    pub fn resume_after(&mut self, i: usize, dial: &Dial, delay: Duration, session: Session) {
+        self.close(i);
+        self.later.push((i, std::rc::Rc::new(dial.clone()), std::time::Instant::now() + delay, Some(session)));
     }
 
     /// Replaces bot `i`'s connection (closed or not) with a new one, with a fresh protocol
     /// state; the index stays the same.
     pub fn reconnect(&mut self, i: usize, dial: &Dial) -> io::Result<()> {
+        self.reopen(i, dial, None)
+    }
+
+    fn reopen(&mut self, i: usize, dial: &Dial, session: Option<Session>) -> io::Result<()> {
         self.close(i);
-        let slot = self.open_slot(i, dial)?;
+        let slot = self.open_slot(i, dial, session)?;
         if let Some(s) = self.slots.get_mut(i) {
             *s = slot;
         }
@@ -239,15 +253,15 @@ impl BotNet {
             timeout = timeout.min(self.next_kcp.map_or(timeout, |t| t.saturating_duration_since(now)));
         }
         if !self.later.is_empty() {
-            let due: Vec<(usize, std::rc::Rc<Dial>)> =
-                self.later.iter().filter(|(_, _, t)| *t <= now).map(|(i, d, _)| (*i, d.clone())).collect();
-            self.later.retain(|(_, _, t)| *t > now);
-            for (i, dial) in due {
-                if let Err(e) = self.reconnect(i, &dial) {
+            let due: Vec<(usize, std::rc::Rc<Dial>, Option<Session>)> =
+                self.later.iter().filter(|(_, _, t, _)| *t <= now).map(|(i, d, _, s)| (*i, d.clone(), *s)).collect();
+            self.later.retain(|(_, _, t, _)| *t > now);
+            for (i, dial, session) in due {
+                if let Err(e) = self.reopen(i, &dial, session) {
                     events.push(BotEvent::Closed(i, format!("reconnect: {e}")));
                 }
             }
-            if let Some(next) = self.later.iter().map(|(_, _, t)| *t).min() {
+            if let Some(next) = self.later.iter().map(|(_, _, t, _)| *t).min() {
                 timeout = timeout.min(next.saturating_duration_since(now));
             }
         }

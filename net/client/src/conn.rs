@@ -67,6 +67,8 @@ pub struct ClientConn {
     events: VecDeque<ServerMsg>,
     client_id: Option<Id>,
     player: Option<Id>,
+    /// The resume token of this connection (`Session`).
+    token: Option<Id>,
     entities: HashMap<Id, Replica>,
     /// A replica update that did not apply (client and server out of step), reported by the
     /// next `handle_bytes` or `take_error`.
@@ -79,6 +81,18 @@ pub struct ClientConn {
     sent_since_check: bool,
     /// What the server said before it closes the connection (an error on no entity).
     farewell: Option<String>,
+}
+
+/// What resumes a session after its connection is lost (PROTOCOL.md, "Resuming a session"):
+/// the lost connection's client id, its player entity and its last token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    /// The client id of the lost connection (its `Welcome`).
+    pub client: Id,
+    /// Its player entity.
+    pub player: Id,
+    /// Its resume token (its `Session`).
+    pub token: Id,
 }
 
 /// The shortest heartbeat interval, whatever the gate's timeout.
@@ -99,24 +113,59 @@ impl ClientConn {
     /// A fresh connection whose first output is the channel's hello; `seed` feeds the
     /// handshake's ephemeral key (take it from the OS: [`crate::os_seed`]).
     pub fn new(settings: ClientSettings, seed: [u8; 32]) -> Self {
+        let mut c = ClientConn { channel: ClientChannel::new(settings, seed), ..ClientConn::new_unstarted() };
+        c.channel.offer_session();
+        if let Err(e) = c.channel.start(&mut c.out) {
+            c.failed = Some(ClientError::Channel(e));
+        }
+        c
+    }
+
+    /// A connection that resumes `session` (its first message is `Resume`, its hello offers
+    /// it). On success `Resumed` comes, then the player's view as at a login; on refusal an
+    /// `Error` with code `ResumeRefused`, then a boot entity (a login). Send nothing else until
+    /// one of them came.
+    pub fn resuming(settings: ClientSettings, seed: [u8; 32], session: Session) -> Self {
         let mut channel = ClientChannel::new(settings, seed);
-        let mut out = Vec::new();
-        let failed = channel.start(&mut out).err().map(ClientError::Channel);
+        channel.offer_session();
+        channel.offer_resume();
+        let mut c = ClientConn { channel, ..ClientConn::new_unstarted() };
+        if let Err(e) = c.channel.start(&mut c.out) {
+            c.failed = Some(ClientError::Channel(e));
+        }
+        c.send(&ClientMsg::Resume { client: session.client, player: session.player, token: session.token });
+        c
+    }
+
+    fn new_unstarted() -> Self {
+        let settings = ClientSettings {
+            mode: oxworld_net::channel::Mode::Plain,
+            server_key: None,
+            compress_threshold: 0,
+            max_message: MAX_RECORD,
+        };
         ClientConn {
-            channel,
+            channel: ClientChannel::new(settings, [0; 32]),
             deframer: Deframer::new(MAX_RECORD),
-            out,
+            out: Vec::new(),
             msg: Vec::new(),
             events: VecDeque::new(),
             client_id: None,
             player: None,
+            token: None,
             entities: HashMap::new(),
-            failed,
+            failed: None,
             heartbeat_every: None,
             next_heartbeat: None,
             sent_since_check: false,
             farewell: None,
         }
+    }
+
+    /// What resumes this connection's session if it is lost: known once it was welcomed, got
+    /// its token and has a player.
+    pub fn session(&self) -> Option<Session> {
+        Some(Session { client: self.client_id?, player: self.player?, token: self.token? })
     }
 
     /// When [`ClientConn::handle_timeout`] has work (a heartbeat due), if it knows yet.
@@ -225,6 +274,16 @@ impl ClientConn {
             // The player died with its game: everything known is forgotten, as at the gate; the
             // new boot entity's create follows (the caller logs in again).
             ServerMsg::PlayerLost { .. } => {
+                self.entities.clear();
+                self.player = None;
+            }
+            ServerMsg::Session { token } => self.token = Some(*token),
+            // Resumed: the view follows as creates, starting with the player's.
+            ServerMsg::Resumed { player, .. } => {
+                self.entities.clear();
+                self.player = Some(*player);
+            }
+            ServerMsg::Error { code, .. } if *code == oxworld_net::client_proto::ErrorCode::ResumeRefused as u16 => {
                 self.entities.clear();
                 self.player = None;
             }

@@ -106,6 +106,11 @@ impl Dial {
         crate::ClientConn::new(self.settings.clone(), os_seed())
     }
 
+    /// A connection state that resumes `session` (see [`crate::ClientConn::resuming`]).
+    pub fn resume_conn(&self, session: crate::conn::Session) -> crate::ClientConn {
+        crate::ClientConn::resuming(self.settings.clone(), os_seed(), session)
+    }
+
     /// True if connections of this dial are encrypted.
     pub fn encrypted(&self) -> bool {
         self.settings.mode == Mode::NoiseNk

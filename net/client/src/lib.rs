@@ -10,5 +10,5 @@ mod link;
 
 pub use blocking::BlockingClient;
 pub use botnet::{BotEvent, BotNet};
-pub use conn::{ClientConn, ClientError, Replica};
+pub use conn::{ClientConn, ClientError, Replica, Session};
 pub use dial::{Dial, Transport, os_seed};

@@ -43,7 +43,8 @@ impl ClientLayers {
             return None;
         }
         let (listener, peer) = self.announce.take()?;
-        Some(oxworld_net::app::Event::Accepted { conn, listener, peer })
+        let (resume, session) = (self.channel.resume(), self.channel.session());
+        Some(oxworld_net::app::Event::Accepted { conn, listener, peer, resume, session })
     }
 
     /// True if the handshake is still not done after `timeout`.

@@ -398,7 +398,11 @@ impl Runtime {
                         .map_err(|_| dead_worker())?;
                     self.worker_for(conn).bell.ring()?;
                     if announce_now {
-                        app.handle(now, Event::Accepted { conn, listener: i, peer }, &mut self.out);
+                        app.handle(
+                            now,
+                            Event::Accepted { conn, listener: i, peer, resume: false, session: false },
+                            &mut self.out,
+                        );
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),

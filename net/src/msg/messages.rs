@@ -97,6 +97,9 @@ message! {
         @skip gate: u16,
         /// Client.
         client: Id,
+        /// The connection was lost (a socket error, a client too slow or silent, the gate
+        /// stopping), not closed by the client: the session may resume (`client_resume_s`).
+        resumable: bool,
     }
 }
 
@@ -175,6 +178,8 @@ message! {
         @skip gate: u16,
         /// Client.
         client: Id,
+        /// The client's resume token (bound to the client with it).
+        token: Id,
     }
 }
 
@@ -188,6 +193,44 @@ message! {
         @skip gate: u16,
         /// Client.
         client: Id,
+        /// The client's resume token (the gate's `Session`).
+        token: Id,
+    }
+}
+
+message! {
+    /// Gate -> dispatcher(entity) -> game: a client that lost its connection asks for its
+    /// player `entity` back (`ClientMsg::Resume`). The game checks that `entity` is bound to
+    /// `old_client` with `token`, then binds it to `client` of `gate` with `new_token`, or
+    /// answers [`ResumeRefused`].
+    ResumeClient route entity aux gate {
+        /// The player entity (header `route`).
+        @skip entity: Id,
+        /// The gate the client is on now (header `aux`).
+        @skip gate: u16,
+        /// Its client id there.
+        client: Id,
+        /// The client id of the lost connection.
+        old_client: Id,
+        /// The token the lost connection was given.
+        token: Id,
+        /// The token of the new connection.
+        new_token: Id,
+    }
+}
+
+message! {
+    /// Game (or dispatcher) -> gate: a [`ResumeClient`] failed; the gate tells the client
+    /// (`Error ResumeRefused`) and places a boot entity for it (a login).
+    ResumeRefused aux gate {
+        /// Gate holding the client (header `aux`).
+        @skip gate: u16,
+        /// The client.
+        client: Id,
+        /// The player it asked for.
+        entity: Id,
+        /// Why.
+        reason: String,
     }
 }
 

@@ -174,6 +174,10 @@ kinds! {
     PlayerAt = 0x35,
     /// [`Acks`].
     Acks = 0x36,
+    /// [`ResumeClient`].
+    ResumeClient = 0x37,
+    /// [`ResumeRefused`].
+    ResumeRefused = 0x38,
 }
 
 impl Kind {
@@ -194,6 +198,8 @@ impl Kind {
                 | Kind::ToClients
                 | Kind::SetFilterProp
                 | Kind::PlayerAt
+                | Kind::ResumeClient
+                | Kind::ResumeRefused
         )
     }
 }
@@ -612,6 +618,7 @@ direction! {
         ClientDisconnected,
         ClientMove,
         Acks,
+        ResumeClient,
     }
 }
 
@@ -638,6 +645,7 @@ direction! {
         PlayerAt,
         FilteredCall,
         Acks,
+        ResumeRefused,
     }
 }
 
@@ -663,6 +671,7 @@ direction! {
         MigrateAck,
         RealMigrate,
         ServiceUpdate,
+        ResumeClient,
     }
 }
 
@@ -676,6 +685,7 @@ direction! {
         FilteredCall,
         GameLost,
         PlayerAt,
+        ResumeRefused,
     }
 }
 
@@ -685,6 +695,7 @@ mod tests {
 
     const A: Id = Id([1; 16]);
     const B: Id = Id([2; 16]);
+    const C: Id = Id([3; 16]);
 
     fn to_game() -> Vec<ToGame> {
         vec![
@@ -696,11 +707,11 @@ mod tests {
             GameDown { game: 3 }.into(),
             GateDown { gate: 2 }.into(),
             GateUp { gate: 2 }.into(),
-            CreateBoot { boot: B, gate: 1, client: A }.into(),
+            CreateBoot { boot: B, gate: 1, client: A, token: C }.into(),
             Call { target: A, method: 7, caller: Caller::Server(B), args: vec![0, 0, 0, 0] }.into(),
             Call { target: A, method: 7, caller: Caller::Client { gate: 1, client: B }, args: vec![] }.into(),
             CallFailed { to: A, target: B, method: 9, reason: "game frozen too long".into() }.into(),
-            ClientDisconnected { owner: B, gate: 1, client: A }.into(),
+            ClientDisconnected { owner: B, gate: 1, client: A, resumable: false }.into(),
             ClientMove { id: B, gate: 1, client: A, pos: [1.0, 2.0, 3.0, 90.0] }.into(),
             CreateEntity { id: A, game: 2, type_name: "Relay".into(), space_kind: None }.into(),
             CreateEntity { id: A, game: 0, type_name: "Arena".into(), space_kind: Some(-7) }.into(),
@@ -711,6 +722,7 @@ mod tests {
             RealMigrate { entity: A, game: 2, data: vec![8, 0, 0, 0, 0], delivered: vec![(0x8001, 5, vec![6, 9])] }
                 .into(),
             ServiceUpdate { entity: A, game: 2, name: "Online".into(), shard: 1 }.into(),
+            ResumeClient { entity: A, gate: 2, client: B, old_client: C, token: B, new_token: C }.into(),
         ]
     }
 
@@ -737,6 +749,8 @@ mod tests {
             ToClients { gate: 1, clients: vec![A, B], payload: vec![0x83; 17] }.into(),
             SetFilterProp { gate: 1, client: A, key: "level".into(), value: "10".into() }.into(),
             PlayerAt { gate: 1, client: A, entity: B }.into(),
+            Acks { origin: 0x8001, runs: vec![(7, 3), (12, 1)] }.into(),
+            ResumeRefused { gate: 1, client: A, entity: B, reason: "expired".into() }.into(),
             FilteredCall {
                 key: "level".into(),
                 op: FilterOp::Ge,
@@ -759,10 +773,12 @@ mod tests {
                 restored: false,
             }
             .into(),
-            ClientConnected { boot: B, gate: 1, client: A }.into(),
+            ClientConnected { boot: B, gate: 1, client: A, token: C }.into(),
             Call { target: A, method: 7, caller: Caller::Client { gate: 1, client: B }, args: vec![1] }.into(),
-            ClientDisconnected { owner: B, gate: 1, client: A }.into(),
+            ClientDisconnected { owner: B, gate: 1, client: A, resumable: false }.into(),
             ClientMove { id: B, gate: 1, client: A, pos: [0.5; 4] }.into(),
+            Acks { origin: 2, runs: vec![(u64::MAX - 1, 2)] }.into(),
+            ResumeClient { entity: A, gate: 1, client: B, old_client: C, token: A, new_token: B }.into(),
         ]
     }
 
@@ -782,6 +798,7 @@ mod tests {
             .into(),
             GameLost { game: 2, incarnation: 9 }.into(),
             PlayerAt { gate: 1, client: A, entity: B }.into(),
+            ResumeRefused { gate: 1, client: A, entity: B, reason: "no such entity".into() }.into(),
         ]
     }
 

@@ -21,6 +21,10 @@ export const NOISE_MSG1_LEN = 32 + TAGLEN;
 export const NOISE_MSG2_LEN = 32 + 1 + TAGLEN;
 /** Hello feature bit: lz4. This SDK never offers it (see README). */
 export const FEATURE_LZ4 = 0x01;
+/** Hello feature bit: the client knows sessions (revision 2.2): the gate sends `Session` after `Welcome`. */
+export const FEATURE_SESSION = 0x02;
+/** Hello feature bit: this connection resumes a session (its first message is `Resume`). Revision 2.2. */
+export const FEATURE_RESUME = 0x04;
 /** Record flags. */
 export const FLAG_LZ4 = 0x01;
 export const FLAG_MORE = 0x02;
@@ -137,6 +141,10 @@ export interface ClientChannelOptions {
   ephemeralSecret?: Uint8Array | undefined;
   /** Largest message accepted from the gate (default 16 MiB). */
   maxMessage?: number | undefined;
+  /** Offer resume in the hello (the first message sent will be `Resume`). Revision 2.2. */
+  resume?: boolean | undefined;
+  /** Say in the hello that this client knows sessions (it gets `Session` after `Welcome`). Revision 2.2. */
+  session?: boolean | undefined;
 }
 
 type State = "start" | "awaitReply" | "open" | "failed";
@@ -155,6 +163,8 @@ export class ClientChannel {
   private pending: Uint8Array[] = [];
   private out: Uint8Array[] = [];
   private header: Uint8Array = new Uint8Array(0);
+  /** The gate accepted {@link FEATURE_RESUME} (known once open). */
+  resumeAccepted = false;
 
   constructor(opts: ClientChannelOptions) {
     this.opts = opts;
@@ -180,7 +190,8 @@ export class ClientChannel {
   start(): Uint8Array {
     if (this.state !== "start") throw new Error("the hello was already written");
     const mode = this.opts.encrypt ? Mode.NoiseNk : Mode.Plain;
-    this.header = Uint8Array.of(MAGIC[0]!, MAGIC[1]!, MAGIC[2]!, CHANNEL_VERSION, mode, 0);
+    const features = (this.opts.resume ? FEATURE_RESUME : 0) | (this.opts.session ? FEATURE_SESSION : 0);
+    this.header = Uint8Array.of(MAGIC[0]!, MAGIC[1]!, MAGIC[2]!, CHANNEL_VERSION, mode, features);
     this.state = "awaitReply";
     if (!this.opts.encrypt) return this.header.slice();
     try {
@@ -260,8 +271,15 @@ export class ClientChannel {
       if (payload.length !== 1) throw new HandshakeError("noise message 2 must carry exactly the features byte");
       features = payload[0]!;
     }
-    // Nothing was offered, so any accepted feature bit is a fault.
-    if (features !== 0) throw new HandshakeError("the gate accepted a feature that was not offered");
+    // Only sessions and resume may be offered, so any other accepted feature bit is a fault.
+    if (
+      (features & ~(FEATURE_RESUME | FEATURE_SESSION)) !== 0 ||
+      ((features & FEATURE_RESUME) !== 0 && !this.opts.resume) ||
+      ((features & FEATURE_SESSION) !== 0 && !this.opts.session)
+    ) {
+      throw new HandshakeError("the gate accepted a feature that was not offered");
+    }
+    this.resumeAccepted = (features & FEATURE_RESUME) !== 0;
     return new RecordCodec(cipher, false, this.opts.maxMessage ?? DEFAULT_MAX_MESSAGE);
   }
 

@@ -53,8 +53,18 @@ export interface ConnectOptions {
   WebSocket?: WebSocketConstructor;
   /** Time allowed from opening the socket to the `Welcome` (default 10 000 ms). */
   connectTimeoutMs?: number;
-  /** Reconnect after a lost session (a new session: new Welcome, new player). Default off. */
+  /**
+   * Reconnect after a lost session. Default off. A session that had a player is resumed (the
+   * same player, its view sent again, the calls sent to it meanwhile delivered: a `resumed`
+   * event; revision 2.2) while the server keeps it (`client_resume_s`, 30 s by default);
+   * otherwise, or when the resume is refused, the client gets a new boot entity (log in again).
+   */
   reconnect?: boolean | ReconnectOptions;
+  /**
+   * More gates' WebSocket addresses: each reconnection attempt tries the next one of `url`
+   * and these in turn (a gate that died is not waited for).
+   */
+  fallbackUrls?: string[];
   /** Largest message accepted from the gate (default 16 MiB). */
   maxMessageBytes?: number;
   /** Longest interpolation between two positions (default 250 ms; see `Entity.interpolatedPosition`). */
@@ -129,8 +139,14 @@ export interface ClientEvents {
   playerLost: PlayerLostEvent;
   /** A lost session is being retried. */
   reconnecting: ReconnectingEvent;
-  /** A retry succeeded: a new session (new client id, new player). */
+  /** A retry succeeded: a new session (new client id; the same player if it resumes). */
   reconnected: { clientId: string };
+  /**
+   * The lost session resumed: `player` is the same player entity (its creation and the view
+   * follow as `entityCreated` / `player` events), then the server calls sent while away;
+   * `dropped` counts those that were not kept. Revision 2.2.
+   */
+  resumed: { player: string; dropped: number };
   /** The client is closed for good. */
   close: CloseEvent;
 }
@@ -213,6 +229,12 @@ export class Client {
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private attempt = 0;
   private firstConnect: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  /** What resumes the session if it is lost: this connection's client id, player and token. */
+  private resumeWith: { client: Id; player: Id; token: Id } | undefined;
+  private token: Id | undefined;
+  private clientIdBytes: Id | undefined;
+  /** Index into `url` + `fallbackUrls` of the gate the next session dials. */
+  private gateIndex = 0;
 
   constructor(url: string, options: ConnectOptions = {}) {
     this.url = url;
@@ -367,13 +389,17 @@ export class Client {
   private openSession(): void {
     let s: Session;
     try {
+      const resume = this.resumeWith;
       const channel = new ClientChannel({
         encrypt: this.opts.encrypt ?? true,
         serverKey: this.serverKey,
         maxMessage: this.opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE,
+        resume: resume !== undefined,
+        session: true,
       });
+      const urls = [this.url, ...(this.opts.fallbackUrls ?? [])];
       const WS = this.wsConstructor();
-      const ws = new WS(this.url);
+      const ws = new WS(urls[this.gateIndex % urls.length]!);
       ws.binaryType = "arraybuffer";
       s = new Session(ws, channel);
     } catch (e) {
@@ -521,7 +547,14 @@ export class Client {
       this.events.emit("close", { reason: reasonOf(error), byClient: false, error });
       return;
     }
+    // A session with a player can be resumed by the next one (kept until a Welcome answers).
+    const player = this.player;
+    if (wasWelcomed && player && this.clientIdBytes && this.token) {
+      this.resumeWith = { client: this.clientIdBytes, player: player.idBytes, token: this.token };
+    }
     if (wasWelcomed) this.dropReplica();
+    // The next attempt dials the next gate.
+    this.gateIndex++;
     const rc = this.opts.reconnect;
     const permanent =
       (error instanceof HandshakeError && error.status !== undefined) ||
@@ -580,11 +613,23 @@ export class Client {
         if (s.connectTimer !== undefined) clearTimeout(s.connectTimer);
         s.connectTimer = undefined;
         this.clientId = toHex(m.clientId);
+        this.clientIdBytes = m.clientId;
+        this.token = undefined;
         this.idleTimeoutMs = m.idleTimeoutMs;
         s.heartbeatEvery = m.idleTimeoutMs > 0 ? Math.max(m.idleTimeoutMs / 3, MIN_HEARTBEAT_MS) : 0;
         s.lastSend = this.now();
         this.armHeartbeat(s);
         this.state = "open";
+        // Resuming: `Resume` is this connection's first message (a gate that did not accept
+        // resume in the hello gives a boot entity instead: a login).
+        const resume = this.resumeWith;
+        if (resume && s.channel.resumeAccepted) {
+          s.channel.send(encodeClientMsg({ type: "Resume", ...resume }));
+          s.lastSend = this.now();
+          this.flush(s);
+        } else {
+          this.resumeWith = undefined;
+        }
         // Hold later records until the code awaiting connect() (or the reconnected event) ran,
         // so listeners it adds see the player's creation.
         s.holding = true;
@@ -639,6 +684,8 @@ export class Client {
         return;
       }
       case "Error": {
+        // A refused resume: a boot entity follows (log in again).
+        if (m.code === ErrorCode.ResumeRefused) this.resumeWith = undefined;
         const err = new ServerError(m.code, toHex(m.target), m.method, m.message, m.method !== 0 ? this.methodNames.get(m.method) : undefined);
         if (err.isFarewell) s.farewell = err;
         this.events.emit("error", err);
@@ -674,6 +721,16 @@ export class Client {
           moved.push(e);
         }
         if (moved.length > 0) this.events.emit("positions", { entities: moved });
+        return;
+      }
+      case "Session":
+        this.token = m.token;
+        return;
+      case "Resumed": {
+        this.resumeWith = undefined;
+        this.dropEntities();
+        if (s.ended) return;
+        this.events.emit("resumed", { player: toHex(m.player), dropped: m.dropped });
         return;
       }
       case "PlayerLost": {

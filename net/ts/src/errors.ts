@@ -93,6 +93,8 @@ export const ErrorCode = {
   RateLimited: 10,
   InvalidPosition: 11,
   Kicked: 12,
+  /** A `Resume` was refused (revision 2.2); a boot entity follows: log in. */
+  ResumeRefused: 13,
 } as const;
 
 /** The name of an error code (`"Unknown(99)"` for codes this SDK does not know). */

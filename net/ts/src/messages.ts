@@ -6,7 +6,7 @@ import { ProtocolError } from "./errors.js";
 import { DecodeBudget, type Encodable, readArgs, readValue, type Value, writeArgs, writeValue } from "./value.js";
 import { Reader, Writer } from "./wire.js";
 
-/** The protocol version this SDK speaks (hello byte and `Welcome.version`), up to revision 2.1 (`PlayerLost`). */
+/** The protocol version this SDK speaks (hello byte and `Welcome.version`), up to revision 2.2 (resume). */
 export const CLIENT_PROTOCOL_VERSION = 2;
 
 /** Position (x, y, z) and yaw in degrees (0 faces +Z, 90 faces +X); `f32`s on the wire. */
@@ -21,6 +21,8 @@ export const MsgType = {
   Call: 0x01,
   Heartbeat: 0x02,
   Move: 0x03,
+  /** Revision 2.2. */
+  Resume: 0x04,
   Welcome: 0x81,
   CreateEntity: 0x82,
   DestroyEntity: 0x83,
@@ -30,13 +32,19 @@ export const MsgType = {
   Positions: 0x87,
   /** Revision 2.1 of protocol 2. */
   PlayerLost: 0x88,
+  /** Revision 2.2. */
+  Session: 0x89,
+  /** Revision 2.2. */
+  Resumed: 0x8a,
 } as const;
 
 /** A message from the client to the gate. */
 export type ClientMsg =
   | { type: "Call"; target: Id; method: number; args: Encodable[] }
   | { type: "Heartbeat" }
-  | { type: "Move"; id: Id; pos: Pos };
+  | { type: "Move"; id: Id; pos: Pos }
+  /** Resume a lost session: the first message of a connection whose hello offered resume. Revision 2.2. */
+  | { type: "Resume"; client: Id; player: Id; token: Id };
 
 /** A message from the gate to the client. */
 export type ServerMsg =
@@ -52,7 +60,11 @@ export type ServerMsg =
    * killed). Everything the client was told about is forgotten; a fresh boot entity's
    * `CreateEntity(isPlayer)` follows. Revision 2.1 of protocol 2 (the version stays 2).
    */
-  | { type: "PlayerLost"; entity: Id; game: number; message: string };
+  | { type: "PlayerLost"; entity: Id; game: number; message: string }
+  /** The token that resumes this session (right after `Welcome`). Revision 2.2. */
+  | { type: "Session"; token: Id }
+  /** A `Resume` succeeded: the player's view follows as creates, then the calls kept meanwhile. Revision 2.2. */
+  | { type: "Resumed"; player: Id; dropped: number };
 
 /** A server message to encode (values in their encodable form): for tests and fake gates. */
 export type ServerMsgInput =
@@ -68,7 +80,9 @@ export type ServerMsgInput =
    * killed). Everything the client was told about is forgotten; a fresh boot entity's
    * `CreateEntity(isPlayer)` follows. Revision 2.1 of protocol 2 (the version stays 2).
    */
-  | { type: "PlayerLost"; entity: Id; game: number; message: string };
+  | { type: "PlayerLost"; entity: Id; game: number; message: string }
+  | { type: "Session"; token: Id }
+  | { type: "Resumed"; player: Id; dropped: number };
 
 function writeId(w: Writer, id: Id): void {
   if (!(id instanceof Uint8Array) || id.length !== 16) throw new TypeError("an id is 16 bytes");
@@ -104,6 +118,12 @@ export function encodeClientMsg(m: ClientMsg): Uint8Array {
       writeId(w, m.id);
       writePos(w, m.pos);
       break;
+    case "Resume":
+      w.u8(MsgType.Resume);
+      writeId(w, m.client);
+      writeId(w, m.player);
+      writeId(w, m.token);
+      break;
   }
   return w.finish();
 }
@@ -122,6 +142,9 @@ export function decodeClientMsg(b: Uint8Array): ClientMsg {
       break;
     case MsgType.Move:
       m = { type: "Move", id: r.id("entity id"), pos: readPos(r) };
+      break;
+    case MsgType.Resume:
+      m = { type: "Resume", client: r.id("client id"), player: r.id("player id"), token: r.id("resume token") };
       break;
     default:
       throw new ProtocolError("UnknownType", `unknown message type 0x${t.toString(16).padStart(2, "0")}`);
@@ -175,6 +198,12 @@ export function decodeServerMsg(b: Uint8Array): ServerMsg {
     }
     case MsgType.PlayerLost:
       m = { type: "PlayerLost", entity: r.id("entity id"), game: r.u16("game"), message: r.str("message") };
+      break;
+    case MsgType.Session:
+      m = { type: "Session", token: r.id("resume token") };
+      break;
+    case MsgType.Resumed:
+      m = { type: "Resumed", player: r.id("player id"), dropped: r.u32("dropped") };
       break;
     default:
       throw new ProtocolError("UnknownType", `unknown message type 0x${t.toString(16).padStart(2, "0")}`);
@@ -236,6 +265,15 @@ export function encodeServerMsg(m: ServerMsgInput): Uint8Array {
       writeId(w, m.entity);
       w.u16(m.game);
       w.str(m.message);
+      break;
+    case "Session":
+      w.u8(MsgType.Session);
+      writeId(w, m.token);
+      break;
+    case "Resumed":
+      w.u8(MsgType.Resumed);
+      writeId(w, m.player);
+      w.u32(m.dropped);
       break;
   }
   return w.finish();

@@ -38,6 +38,9 @@ export class GateChannel {
     return this.codec !== undefined;
   }
 
+  /** The client's hello offered resume (revision 2.2): its first message is `Resume`. */
+  resume = false;
+
   private hello(status: number, rest: Uint8Array): Uint8Array {
     const mode = this.opts.encrypt ? Mode.NoiseNk : Mode.Plain;
     return concatBytes(Uint8Array.of(MAGIC[0]!, MAGIC[1]!, MAGIC[2]!, CHANNEL_VERSION, status, mode), rest);
@@ -67,9 +70,13 @@ export class GateChannel {
     }
     const header = record.subarray(0, HELLO_HEADER);
     const max = this.opts.maxMessage ?? 1 << 20;
+    // As a gate of revision 2.2: sessions (bit 1) and resume (bit 2) are accepted when
+    // offered; lz4 never.
+    this.resume = (record[5]! & 0x04) !== 0;
+    const features = record[5]! & 0x06;
     if (!this.opts.encrypt) {
       this.codec = new RecordCodec(undefined, false, max);
-      return { reply: this.hello(0, Uint8Array.of(0)) };
+      return { reply: this.hello(0, Uint8Array.of(features)) };
     }
     const rest = record.subarray(HELLO_HEADER);
     if (rest.length !== NOISE_MSG1_LEN) return refuse(1, "noise message 1 must be 48 bytes");
@@ -79,7 +86,7 @@ export class GateChannel {
     } catch {
       return refuse(4, "the handshake did not authenticate (wrong server key?)");
     }
-    const { message, transport } = r.writeMessage2(Uint8Array.of(0));
+    const { message, transport } = r.writeMessage2(Uint8Array.of(features));
     this.codec = new RecordCodec(transport, false, max);
     return { reply: this.hello(0, message) };
   }

@@ -336,6 +336,49 @@ test("reconnect: a lost session is retried with back-off; a new session brings a
   await client.close();
 });
 
+test("resume (revision 2.2): a lost session is resumed on the next gate with the same player and the kept calls", async (t) => {
+  const TOKEN1 = idOf(0x71);
+  const TOKEN2 = idOf(0x72);
+  // Gate A gives the session and then dies; gate B (a fallback URL) resumes it.
+  const gateA = await fakeGate({
+    onConnection(conn) {
+      conn.send({ type: "Welcome", version: 2, clientId: idOf(0x11), idleTimeoutMs: 60000 });
+      conn.send({ type: "Session", token: TOKEN1 });
+      createPlayer(conn, { hp: 3 });
+    },
+  });
+  const seen = [];
+  const gateB = await fakeGate({
+    async onConnection(conn) {
+      seen.push(conn.ch.resume);
+      conn.send({ type: "Welcome", version: 2, clientId: idOf(0x12), idleTimeoutMs: 60000 });
+      conn.send({ type: "Session", token: TOKEN2 });
+      const first = await conn.next();
+      seen.push(first);
+      conn.send({ type: "Resumed", player: PLAYER, dropped: 1 });
+      createPlayer(conn, { hp: 4 });
+      conn.send({ type: "Call", id: PLAYER, method: "kept", args: [9] });
+    },
+  });
+  t.after(() => gateB.close());
+  const client = await connect(gateA.url, { ...OPTS, reconnect: { initialMs: 20, maxMs: 100 }, fallbackUrls: [gateB.url] });
+  const first = await client.waitForPlayer(2000);
+  const resumed = nextEvent(client, "resumed");
+  const kept = new Promise((r) => client.onCall("kept", (e) => r(e)));
+  await gateA.close();
+  const ev = await resumed;
+  assert.deepEqual(ev, { player: PLAYER_HEX, dropped: 1 });
+  const call = await kept;
+  assert.deepEqual(call.args, [9]);
+  assert.equal(client.player.id, PLAYER_HEX, "the same player");
+  assert.notEqual(client.player, first, "a fresh replica from the view");
+  assert.deepEqual(client.player.attrs, { hp: 4 });
+  assert.equal(seen[0], true, "the hello offered resume");
+  assert.equal(seen[1].type, "Resume");
+  assert.deepEqual([seen[1].client, seen[1].player, seen[1].token], [idOf(0x11), PLAYER, TOKEN1]);
+  await client.close();
+});
+
 test("a kick is final even with reconnect on", async (t) => {
   const gate = await fakeGate({
     onConnection(conn) {

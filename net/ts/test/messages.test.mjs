@@ -33,6 +33,8 @@ const serverSamples = () => [
   { type: "AttrOps", id: idOf(2), ops: opSamples() },
   { type: "PlayerLost", entity: idOf(5), game: 2, message: "game2 is gone" },
   { type: "PlayerLost", entity: idOf(6), game: 0xffff, message: "" },
+  { type: "Session", token: idOf(7) },
+  { type: "Resumed", player: idOf(8), dropped: 3 },
 ];
 
 test("server messages round-trip; every strict prefix and any trailing byte is a ProtocolError", () => {
@@ -65,11 +67,20 @@ test("PlayerLost (0x88, revision 2.1 of protocol 2), byte for byte", () => {
   assert.throws(() => encodeServerMsg({ ...m, entity: new Uint8Array(15) }), TypeError);
 });
 
+test("the resume exchange (revision 2.2), byte for byte as PROTOCOL.md sections 6 and 7", () => {
+  const [a, b, c] = [idOf(0xaa), idOf(0xbb), idOf(0xcc)];
+  assert.equal(hex(encodeClientMsg({ type: "Resume", client: a, player: b, token: c })), "04" + "aa".repeat(16) + "bb".repeat(16) + "cc".repeat(16));
+  assert.equal(hex(encodeServerMsg({ type: "Session", token: c })), "89" + "cc".repeat(16));
+  assert.equal(hex(encodeServerMsg({ type: "Resumed", player: b, dropped: 2 })), "8a" + "bb".repeat(16) + "02000000");
+  assert.deepEqual(decodeServerMsg(h("8a" + "bb".repeat(16) + "02000000")), { type: "Resumed", player: b, dropped: 2 });
+});
+
 test("client messages round-trip; truncations are ProtocolErrors", () => {
   const samples = [
     { type: "Call", target: idOf(3), method: 0xd49dd484, args: ["hi"] },
     { type: "Heartbeat" },
     { type: "Move", id: idOf(4), pos: { x: 1, y: 2, z: 3, yaw: 45 } },
+    { type: "Resume", client: idOf(5), player: idOf(6), token: idOf(7) },
   ];
   for (const m of samples) {
     const b = encodeClientMsg(m);
@@ -83,7 +94,8 @@ test("client messages round-trip; truncations are ProtocolErrors", () => {
 test("hostile server messages", () => {
   assert.equal(throwsProtocol(() => decodeServerMsg(h("00"))).kind, "UnknownType");
   assert.equal(throwsProtocol(() => decodeServerMsg(h("01"))).kind, "UnknownType", "a client type from the server");
-  assert.equal(throwsProtocol(() => decodeServerMsg(h("89"))).kind, "UnknownType");
+  assert.equal(throwsProtocol(() => decodeServerMsg(h("8b"))).kind, "UnknownType");
+  assert.equal(throwsProtocol(() => decodeServerMsg(h("89"))).kind, "Truncated", "Session (revision 2.2) is known");
   assert.equal(throwsProtocol(() => decodeServerMsg(h("88"))).kind, "Truncated", "PlayerLost (revision 2.1) is known");
   assert.equal(throwsProtocol(() => decodeServerMsg(new Uint8Array(0))).kind, "Truncated");
   const badBool = new Uint8Array(42);

@@ -205,8 +205,8 @@ impl DispatcherApp {
             out.send_with(conn, |b| m.encode(0, b));
         }
         if !self.banned.contains(&id) {
-            while let Some((gate, client, boot)) = self.pending_boots.pop_front() {
-                self.place_boot(gate, client, boot, out);
+            while let Some(login) = self.pending_boots.pop_front() {
+                self.place_boot(login, out);
             }
         }
     }

@@ -3,11 +3,10 @@
 //! (`GameLost`), and placing again the logins that game had not created yet.
 
 use log::{info, warn};
-use oxworld_net::Id;
 use oxworld_net::app::Outbox;
 use oxworld_net::msg::{GameLost, Message};
 
-use super::DispatcherApp;
+use super::{DispatcherApp, Login};
 
 impl DispatcherApp {
     /// Game `game`'s process is gone with its entities: gates tell the clients whose player
@@ -23,20 +22,16 @@ impl DispatcherApp {
         self.fail_inflight(oxworld_net::msg::origin_of(oxworld_net::msg::ProcKind::Game, game), out);
         // Logins placed there and not created yet go elsewhere (their clients have no player
         // for the gate to re-boot).
-        let again: Vec<(Id, u16, Id)> = self
-            .placed_boots
-            .iter()
-            .filter(|(_, (g, _, _))| *g == game)
-            .map(|(boot, (_, gate, client))| (*boot, *gate, *client))
-            .collect();
-        for (boot, gate, client) in again {
-            self.placed_boots.remove(&boot);
-            self.routes.remove(&boot);
+        let again: Vec<Login> =
+            self.placed_boots.values().filter(|(g, _)| *g == game).map(|(_, login)| *login).collect();
+        for login in again {
+            self.placed_boots.remove(&login.boot);
+            self.routes.remove(&login.boot);
             info!(
-                "dispatcher{}: boot {boot} of client {client} was placed on lost game{game}; placing it again",
-                self.id
+                "dispatcher{}: boot {} of client {} was placed on lost game{game}; placing it again",
+                self.id, login.boot, login.client
             );
-            self.place_boot(gate, client, boot, out);
+            self.place_boot(login, out);
         }
     }
 

@@ -36,8 +36,8 @@ use oxworld_net::config::Config;
 use oxworld_net::msg::trace::{Hop, Trace};
 use oxworld_net::msg::{
     Announce, Call, Caller, ClientConnected, CreateBoot, FLAG_TRACED, FreezeAck, FromGameKind, FromGateKind, GameDown,
-    GameLoad, GateDown, Header, Kind, Message, MigrateAck, MsgDecodeError, ProcKind, QuerySpace, ServiceRegister,
-    ServiceUpdate, SpaceGame, ToClients, origin_of,
+    GameLoad, GateDown, Header, Kind, Message, MigrateAck, MsgDecodeError, ProcKind, QuerySpace, ResumeClient,
+    ResumeRefused, ServiceRegister, ServiceUpdate, SpaceGame, ToClients, origin_of,
 };
 use oxworld_net::ratelog::RateLog;
 use rustc_hash::FxHashMap;
@@ -68,6 +68,16 @@ pub const MAX_PENDING_BOOTS: usize = 10_000;
 
 /// Bookkeeping bytes counted per held frame, besides the frame itself (for the memory bound).
 const HELD_OVERHEAD: usize = 16;
+
+/// A login waiting for (or placed on) a game: the client, its gate, its boot entity and the
+/// resume token its entity is bound with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Login {
+    gate: u16,
+    client: Id,
+    boot: Id,
+    token: Id,
+}
 
 /// Traffic held for one migrating entity, as frames in arrival order.
 struct MigrationHold {
@@ -141,10 +151,10 @@ pub struct DispatcherApp {
     /// Last load each live game reported, bumped by each placement until the next report.
     loads: BTreeMap<u16, u64>,
     /// Logins waiting for a game: (gate, client, boot entity).
-    pending_boots: VecDeque<(u16, Id, Id)>,
+    pending_boots: VecDeque<Login>,
     /// Boot entities placed on a game that has not said it created them yet: boot -> (game,
     /// gate, client). Placed again elsewhere if that game is lost first.
-    placed_boots: FxHashMap<Id, (u16, u16, Id)>,
+    placed_boots: FxHashMap<Id, (u16, Login)>,
     /// Games whose traffic is held for a hot swap.
     frozen: BTreeMap<u16, Hold>,
     /// Held messages that failed per game (reported in `Thawed` when it comes back).
@@ -323,7 +333,8 @@ impl DispatcherApp {
         self.broadcast_games(&GameDown { game }.to_frame(0), None, out);
     }
 
-    fn place_boot(&mut self, gate: u16, client: Id, boot: Id, out: &mut Outbox) {
+    fn place_boot(&mut self, login: Login, out: &mut Outbox) {
+        let Login { gate, client, boot, token } = login;
         let candidates: Vec<(u16, ConnId)> = self
             .games
             .iter()
@@ -336,14 +347,14 @@ impl DispatcherApp {
                 self.send_to_gate(gate, client, &err, out);
                 return;
             }
-            self.pending_boots.push_back((gate, client, boot));
+            self.pending_boots.push_back(login);
             return;
         }
         let (g, c) = candidates[self.boot_rr % candidates.len()];
         self.boot_rr = self.boot_rr.wrapping_add(1);
         self.routes.insert(boot, g);
-        out.send_with(c, |b| CreateBoot { boot, gate, client }.encode(0, b));
-        self.placed_boots.insert(boot, (g, gate, client));
+        out.send_with(c, |b| CreateBoot { boot, gate, client, token }.encode(0, b));
+        self.placed_boots.insert(boot, (g, login));
         self.stats.routed += 1;
     }
 
@@ -394,7 +405,14 @@ impl DispatcherApp {
             Ok(Call { method, caller: Caller::Server(from), .. }) => {
                 warn!("dispatcher{}: call {method:#010x} from {from} to unknown entity {target} dropped", self.id);
             }
-            Err(_) => debug!("dispatcher{}: {} for unknown entity {target} dropped", self.id, kind_name(frame)),
+            Err(_) => match ResumeClient::decode(frame) {
+                Ok(m) => {
+                    let reason = format!("no entity {target}");
+                    let refused = ResumeRefused { gate: m.gate, client: m.client, entity: target, reason }.to_frame(0);
+                    self.send_gate(m.gate, refused, out);
+                }
+                Err(_) => debug!("dispatcher{}: {} for unknown entity {target} dropped", self.id, kind_name(frame)),
+            },
         }
     }
 
@@ -418,6 +436,7 @@ impl DispatcherApp {
             | FromGameKind::ToClients
             | FromGameKind::SetFilterProp
             | FromGameKind::PlayerAt
+            | FromGameKind::ResumeRefused
             | FromGameKind::FilteredCall => match self.warming(Peer::Game(game), frame, out) {
                 Some(f) => f,
                 None => return,
@@ -450,7 +469,10 @@ impl DispatcherApp {
                     self.route(entity, f, out);
                 }
             }
-            FromGameKind::ToClients | FromGameKind::SetFilterProp | FromGameKind::PlayerAt => {
+            FromGameKind::ToClients
+            | FromGameKind::SetFilterProp
+            | FromGameKind::PlayerAt
+            | FromGameKind::ResumeRefused => {
                 self.send_gate(h.aux, frame, out);
             }
             FromGameKind::FilteredCall => {
@@ -550,17 +572,22 @@ impl DispatcherApp {
                 let body = &frame[oxworld_net::msg::HEADER_LEN..];
                 self.forward_acks(origin_of(ProcKind::Gate, gate), &h, body, &frame, out);
             }
-            FromGateKind::Call | FromGateKind::ClientDisconnected | FromGateKind::ClientMove => {
+            FromGateKind::Call
+            | FromGateKind::ClientDisconnected
+            | FromGateKind::ClientMove
+            | FromGateKind::ResumeClient => {
                 self.route(h.route, frame, out);
             }
             FromGateKind::ClientConnected => {
                 match ClientConnected::decode_body(&h, &frame[oxworld_net::msg::HEADER_LEN..]) {
                     // A gate asks again for logins whose boot it never saw (after this
                     // dispatcher restarted); one already placed or waiting is not placed twice.
-                    Ok(m) if self.routes.contains_key(&m.boot) || self.pending_boots.iter().any(|p| p.2 == m.boot) => {
+                    Ok(m)
+                        if self.routes.contains_key(&m.boot) || self.pending_boots.iter().any(|p| p.boot == m.boot) =>
+                    {
                         debug!("dispatcher{}: boot {} already placed; ignored", self.id, m.boot);
                     }
-                    Ok(m) => self.place_boot(gate, m.client, m.boot, out),
+                    Ok(m) => self.place_boot(Login { gate, client: m.client, boot: m.boot, token: m.token }, out),
                     Err(e) => self.malformed(Peer::Gate(gate), &e),
                 }
             }
@@ -836,7 +863,11 @@ mod tests {
 
     fn accept(d: &mut DispatcherApp, out: &mut Outbox, conn: u64) {
         let peer = "127.0.0.1:9".parse().expect("addr");
-        d.handle(Instant::now(), Event::Accepted { conn: ConnId(conn), listener: 0, peer }, out);
+        d.handle(
+            Instant::now(),
+            Event::Accepted { conn: ConnId(conn), listener: 0, peer, resume: false, session: false },
+            out,
+        );
     }
 
     /// Two games (conns 1, 2) and a gate (conn 3), handshakes done.
@@ -942,14 +973,14 @@ mod tests {
         feed(&mut d, &mut out, 3, hello(ProcKind::Gate, 1, "k"));
         let mut placed = Vec::new();
         for i in 0..4u8 {
-            let m = ClientConnected { boot: Id([i + 100; 16]), gate: 1, client: Id([i; 16]) };
+            let m = ClientConnected { boot: Id([i + 100; 16]), gate: 1, client: Id([i; 16]), token: Id::NIL };
             let got = feed(&mut d, &mut out, 3, enc(&m));
-            assert_eq!(got[0].1, g(CreateBoot { boot: m.boot, gate: 1, client: m.client }));
+            assert_eq!(got[0].1, g(CreateBoot { boot: m.boot, gate: 1, client: m.client, token: Id::NIL }));
             placed.push(got[0].0);
         }
         assert_eq!(placed, vec![ConnId(1), ConnId(2), ConnId(1), ConnId(2)]);
         // A gate asking again for a boot already placed (its link came back) places nothing.
-        let again = ClientConnected { boot: Id([100; 16]), gate: 1, client: Id([0; 16]) };
+        let again = ClientConnected { boot: Id([100; 16]), gate: 1, client: Id([0; 16]), token: Id::NIL };
         assert!(feed(&mut d, &mut out, 3, enc(&again)).is_empty());
     }
 
@@ -972,7 +1003,12 @@ mod tests {
         let mut out = Outbox::new();
         accept(&mut d, &mut out, 3);
         feed(&mut d, &mut out, 3, hello(ProcKind::Gate, 1, "k"));
-        let got = feed(&mut d, &mut out, 3, enc(&ClientConnected { boot: Id([2; 16]), gate: 1, client: Id([1; 16]) }));
+        let got = feed(
+            &mut d,
+            &mut out,
+            3,
+            enc(&ClientConnected { boot: Id([2; 16]), gate: 1, client: Id([1; 16]), token: Id::NIL }),
+        );
         assert!(got.is_empty());
         accept(&mut d, &mut out, 1);
         let got = feed(&mut d, &mut out, 1, hello(ProcKind::Game, 1, "k"));
@@ -1024,7 +1060,7 @@ mod tests {
         assert!(!got.iter().any(|(c, _)| *c == GATE), "gates hear nothing yet: the same process may link again");
         // New boots never go to the dead game.
         for i in 0..3u8 {
-            let m = ClientConnected { boot: Id([i + 50; 16]), gate: 1, client: Id([i; 16]) };
+            let m = ClientConnected { boot: Id([i + 50; 16]), gate: 1, client: Id([i; 16]), token: Id::NIL };
             assert_eq!(feed(&mut d, &mut out, 3, enc(&m))[0].0, ConnId(1));
         }
     }
@@ -1102,8 +1138,9 @@ mod tests {
     #[test]
     fn a_boot_placed_on_a_lost_game_is_placed_again() {
         let (mut d, mut out) = cluster();
-        let boots: Vec<ClientConnected> =
-            (0..2u8).map(|i| ClientConnected { boot: Id([i + 100; 16]), gate: 1, client: Id([i; 16]) }).collect();
+        let boots: Vec<ClientConnected> = (0..2u8)
+            .map(|i| ClientConnected { boot: Id([i + 100; 16]), gate: 1, client: Id([i; 16]), token: Id::NIL })
+            .collect();
         let mut on = Vec::new();
         for m in &boots {
             on.push(feed(&mut d, &mut out, 3, enc(m))[0].0);
@@ -1122,7 +1159,10 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(placed, vec![(ConnId(1), CreateBoot { boot: boots[1].boot, gate: 1, client: boots[1].client })]);
+        assert_eq!(
+            placed,
+            vec![(ConnId(1), CreateBoot { boot: boots[1].boot, gate: 1, client: boots[1].client, token: Id::NIL })]
+        );
         assert_eq!(d.route_of(boots[1].boot), Some(1));
     }
 
@@ -1200,7 +1240,7 @@ mod tests {
         let got = feed(&mut d, &mut out, 1, enc(&MigrateRequest { entity: e }));
         assert_eq!(got, vec![(ConnId(1), g(MigrateAck { entity: e }))]);
         assert!(feed(&mut d, &mut out, 3, enc(&client_call(e, 1))).is_empty(), "held");
-        let disc = ClientDisconnected { owner: e, gate: 1, client: Id([0xc0; 16]) };
+        let disc = ClientDisconnected { owner: e, gate: 1, client: Id([0xc0; 16]), resumable: false };
         assert!(feed(&mut d, &mut out, 3, enc(&disc)).is_empty(), "held");
         let mig = RealMigrate { entity: e, game: 2, data: vec![7; 9], delivered: vec![] };
         let got = feed(&mut d, &mut out, 1, enc(&mig));
@@ -1249,7 +1289,11 @@ mod tests {
         let t0 = Instant::now();
         let peer = "127.0.0.1:9".parse().expect("addr");
         for c in 10..16 {
-            d.handle(t0, Event::Accepted { conn: ConnId(c), listener: 0, peer }, &mut out);
+            d.handle(
+                t0,
+                Event::Accepted { conn: ConnId(c), listener: 0, peer, resume: false, session: false },
+                &mut out,
+            );
         }
         let closed: Vec<ConnId> = out.take_closes().into_iter().map(|(c, _)| c).collect();
         assert_eq!(closed, vec![ConnId(10), ConnId(11), ConnId(12)], "the oldest pending ones go");
@@ -1296,7 +1340,7 @@ mod tests {
         assert_eq!(d.route_of(e), Some(2));
         // Meanwhile boots and anywhere-placements go to game 1 only.
         for i in 0..3u8 {
-            let boot = ClientConnected { boot: Id([i + 60; 16]), gate: 1, client: Id([i; 16]) };
+            let boot = ClientConnected { boot: Id([i + 60; 16]), gate: 1, client: Id([i; 16]), token: Id::NIL };
             assert_eq!(feed(&mut d, &mut out, 3, enc(&boot))[0].0, ConnId(1));
         }
         // The new binary connects.
@@ -1461,7 +1505,7 @@ mod tests {
         let (player, boot) = (Id([7; 16]), Id([8; 16]));
         let call = numbered(&client_call(player, 1), 0x8001, 500);
         assert!(feed(&mut d, &mut out, 3, call.clone()).is_empty(), "held: nobody said where {player} is");
-        let login = ClientConnected { boot, gate: 1, client: Id([9; 16]) };
+        let login = ClientConnected { boot, gate: 1, client: Id([9; 16]), token: Id::NIL };
         assert!(feed(&mut d, &mut out, 3, enc(&login)).is_empty(), "held too");
         feed(&mut d, &mut out, 1, enc(&Announce { last: true, entities: vec![boot] }));
         assert!(d.warmup.is_some(), "game 2 has not finished");

@@ -502,6 +502,7 @@ impl Ctx<'_> {
     /// [`Ctx::call_filtered_clients`]. No-op without a client.
     pub fn set_client_filter_prop(&mut self, key: &str, value: &str) {
         if let Some(c) = *self.client {
+            self.core.record_prop(c.client, key, value);
             let msg = SetFilterProp { gate: c.gate, client: c.client, key: key.to_owned(), value: value.to_owned() };
             self.core.send(self.id, msg);
         }

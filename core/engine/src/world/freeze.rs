@@ -602,7 +602,7 @@ mod tests {
         let heroes = [Id([0xa1; 16]), Id([0xa2; 16]), Id([0xa3; 16])];
         let clients = [Id([0xc1; 16]), Id([0xc2; 16]), Id([0xc3; 16])];
         for (h, c) in heroes.iter().zip(&clients) {
-            w.handle(t0, CreateBoot { boot: *h, gate: GATE, client: *c });
+            w.handle(t0, CreateBoot { boot: *h, gate: GATE, client: *c, token: Id::NIL });
         }
         let space = Id([0x5a; 16]);
         w.handle(t0, CreateEntity { id: space, game: 3, type_name: "Arena".into(), space_kind: Some(5) });
@@ -835,6 +835,6 @@ mod tests {
         );
         assert!(!r.has_entity(heroes[2]));
         let _ = clients;
-        let _ = ClientRef { gate: GATE, client: clients[0] };
+        let _ = ClientRef { gate: GATE, client: clients[0], token: Id::NIL };
     }
 }

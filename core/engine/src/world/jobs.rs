@@ -140,7 +140,7 @@ mod tests {
         reg.entity("Hasher", Hasher::default).method("done", Expose::Server, Hasher::done);
         reg.boot("Hasher");
         let mut w = World::new(reg, 1, 1, None, 5, (t0, 0)).expect("registry");
-        w.handle(t0, CreateBoot { boot: ME, gate: 1, client: Id([0xc1; 16]) });
+        w.handle(t0, CreateBoot { boot: ME, gate: 1, client: Id([0xc1; 16]), token: Id::NIL });
         w.drain_output().for_each(drop);
         w
     }

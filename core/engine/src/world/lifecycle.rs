@@ -110,7 +110,9 @@ impl World {
         let Some(mut slot) = self.entities.remove(&id) else {
             return;
         };
-        self.core.clients.remove(&id);
+        if let Some(c) = self.core.clients.remove(&id) {
+            self.core.forget_client(c.client);
+        }
         self.core.local_ids.remove(&id);
         self.core.migration_started.remove(&id);
         self.core.timers.remove_entity(id);
@@ -227,6 +229,7 @@ impl World {
     fn quarantine(&mut self, id: Id) {
         self.core.stats.quarantined += 1;
         if let Some(c) = self.core.clients.remove(&id) {
+            self.core.forget_client(c.client);
             if let Some(s) = self.entities.get_mut(&id) {
                 s.client = None;
             }
@@ -321,7 +324,7 @@ impl World {
                 self.core.stats.refused_client_calls += 1;
                 debug!("game{}: refused client call: {message}", self.core.game_id);
                 let msg = ServerMsg::error(code, target, method, message);
-                self.core.send_to_client(target, ClientRef { gate, client }, &msg);
+                self.core.send_to_client(target, ClientRef { gate, client, token: Id::NIL }, &msg);
             }
             Caller::Server(from) => {
                 self.core.stats.undeliverable += 1;

@@ -69,6 +69,8 @@ impl World {
             attrs: r.attrs.clone(),
             timers: r.timers.to_vec(),
             client: r.client,
+            away: r.away,
+            props: r.props.to_vec(),
             pos: r.pos,
             space: r.space,
             state: r.state.clone(),
@@ -109,6 +111,7 @@ impl World {
             .filter_map(|c| Some(CronImage { spec: c.text.clone(), method: name_of(&c.method)?, args: c.args.clone() }))
             .collect();
         let spatial = self.core.spaces.spatial(id);
+        let props = slot.client.map(|c| self.core.props_of(c.client)).unwrap_or_default();
         let pos = spatial.map(|s| s.pos).unwrap_or_default();
         let state = slot.obj.as_ref().map(|o| save_caught(o.as_ref(), ty.name, id)).unwrap_or(Value::Nil);
         Some(f(EntityImageRef {
@@ -116,6 +119,8 @@ impl World {
             attrs: slot.attrs.value(),
             timers: &timers,
             client: slot.client,
+            away: slot.client.and_then(|c| self.core.away_image(c.client)),
+            props: &props,
             pos: [pos.x, pos.y, pos.z, pos.yaw],
             space: spatial.map(|s| s.space).unwrap_or(Id::NIL),
             state: &state,
@@ -151,6 +156,10 @@ impl World {
         self.core.local_ids.insert(id);
         if let Some(c) = image.client {
             self.core.clients.insert(id, c);
+            if let Some(away) = image.away {
+                self.core.away_from_image(c.client, away);
+            }
+            self.core.props_from_image(c.client, image.props);
         }
         self.add_image_schedules(id, ty, image.timers, image.cron);
         let [x, y, z, yaw] = image.pos;
@@ -197,7 +206,10 @@ impl World {
         self.entities.remove(&entity);
         self.core.timers.remove_entity(entity);
         self.core.cron.remove(&entity);
-        self.core.clients.remove(&entity);
+        if let Some(c) = self.core.clients.remove(&entity) {
+            // Its away state and filter properties travel in the image.
+            self.core.forget_client(c.client);
+        }
         self.core.local_ids.remove(&entity);
         self.core.spaces.forget(entity);
         self.core.stats.migrated_out += 1;

@@ -44,6 +44,7 @@ pub mod local;
 mod migration;
 pub mod persist;
 mod report;
+mod resume;
 mod sends;
 mod services;
 mod view;
@@ -77,6 +78,8 @@ pub struct ClientRef {
     pub gate: u16,
     /// Client id.
     pub client: Id,
+    /// The resume token of the connection it came by (`Session`), nil when none.
+    pub token: Id,
 }
 
 /// Why an entity could not enter a space.
@@ -319,6 +322,8 @@ pub(crate) struct WorldCore {
     call_errors: [u64; 16],
     panic_policy: PanicPolicy,
     panic_log: oxworld_net::ratelog::RateLog,
+    /// Clients that went away, waiting to resume (see `resume`).
+    resume: resume::Resume,
 }
 
 /// One live entity: its type, its object (checked out while its code runs), its client and
@@ -432,6 +437,7 @@ impl World {
                 call_errors: [0; 16],
                 panic_policy: PanicPolicy::default(),
                 panic_log: oxworld_net::ratelog::RateLog::per_second(),
+                resume: resume::Resume::default(),
             },
             reg,
             entities: FxHashMap::default(),
@@ -522,7 +528,7 @@ impl World {
         self.core.now = now;
         match msg.into() {
             ToGame::CreateBoot(m) => {
-                let c = ClientRef { gate: m.gate, client: m.client };
+                let c = ClientRef { gate: m.gate, client: m.client, token: m.token };
                 self.create(self.boot_ty, m.boot, Some(c));
                 // Its dispatcher stops holding the placement (it would place it again if this
                 // game were lost before).
@@ -548,29 +554,13 @@ impl World {
                     ),
                 }
             }
-            ToGame::ClientDisconnected(m) => {
-                let owner = m.owner;
-                let bound = self.entities.get(&owner).and_then(|s| s.client).is_some_and(|c| c.client == m.client);
-                if bound {
-                    self.detach_client(owner);
-                }
-            }
+            ToGame::ClientDisconnected(m) => self.client_disconnected(m.owner, m.client, m.resumable),
+            ToGame::ResumeClient(m) => self.resume_client(m),
             ToGame::GateUp(m) => {
                 self.core.online_gates.insert(m.gate);
                 self.check_ready();
             }
-            ToGame::GateDown(m) => {
-                self.core.online_gates.remove(&m.gate);
-                let ids: Vec<Id> = self
-                    .entities
-                    .iter()
-                    .filter(|(_, s)| s.client.is_some_and(|c| c.gate == m.gate))
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in ids {
-                    self.detach_client(id);
-                }
-            }
+            ToGame::GateDown(m) => self.gate_down(m.gate),
             ToGame::ClientMove(ClientMove { id, client, pos, .. }) => {
                 let allowed = self.core.clients.get(&id).is_some_and(|c| c.client == client)
                     && self.core.spaces.spatial(id).is_some_and(|s| s.client_move);
@@ -638,6 +628,9 @@ impl World {
         self.core.now = now;
         self.core.budget = LOCAL_OPS_PER_ITERATION;
         self.core.over_this_iteration = false;
+        if !self.core.resume_is_empty() {
+            self.expire_away(now);
+        }
         self.run_local();
         for _ in 0..TIMERS_PER_TICK {
             let Some((entity, method, args)) = self.core.timers.pop_due(now) else { break };
@@ -678,6 +671,9 @@ impl World {
         let mut sync = self.core.next_sync.min(self.core.next_service_check);
         if let Some(save) = self.core.store.next_save {
             sync = sync.min(save);
+        }
+        if let Some(away) = self.away_deadline() {
+            sync = sync.min(away);
         }
         if !self.core.cron.is_empty() {
             let (start, base) = self.core.clock_base;

@@ -598,7 +598,7 @@ mod tests {
         );
         reg.boot("Clerk");
         let mut w = World::new(reg, 1, 1, None, 3, (t0, 1_700_000_000_000)).expect("registry");
-        w.handle(t0, CreateBoot { boot: CLERK, gate: 1, client: CLIENT });
+        w.handle(t0, CreateBoot { boot: CLERK, gate: 1, client: CLIENT, token: Id::NIL });
         w
     }
 

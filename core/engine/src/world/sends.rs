@@ -67,7 +67,15 @@ impl WorldCore {
     pub(super) fn send_to_client(&mut self, route: Id, c: ClientRef, msg: &ServerMsg) {
         let mut payload = Vec::new();
         msg.encode(&mut payload);
+        self.send_payload_to_client(route, c, payload);
+    }
+
+    /// Sends one encoded client message to client `c` (kept or dropped if it is away).
+    pub(super) fn send_payload_to_client(&mut self, route: Id, c: ClientRef, payload: Vec<u8>) {
         if !self.fits(payload.len(), || format!("a message from {route} to its client")) {
+            return;
+        }
+        if self.away_keeps(&c, &payload) {
             return;
         }
         self.send(route, ToClients { gate: c.gate, clients: vec![c.client], payload });
@@ -83,6 +91,9 @@ impl WorldCore {
         // (dispatcher index, gate) -> clients; a handful of groups, so a small vector.
         let mut groups: Vec<((usize, u16), Vec<Id>)> = Vec::new();
         for (route, c) in recipients {
+            if !self.resume_is_empty() && self.away_keeps(c, &payload) {
+                continue;
+            }
             let key = (route.dispatcher_index(n), c.gate);
             match groups.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, clients)) => clients.push(c.client),

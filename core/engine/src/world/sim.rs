@@ -145,7 +145,7 @@ impl Sim {
         let mut out = Outbox::new();
         let peer = "127.0.0.1:1".parse().expect("addr");
         for (conn, kind, id) in [(G1, ProcKind::Game, 1), (G2, ProcKind::Game, 2), (GATE, ProcKind::Gate, 1)] {
-            d.handle(now, Event::Accepted { conn, listener: 0, peer }, &mut out);
+            d.handle(now, Event::Accepted { conn, listener: 0, peer, resume: false, session: false }, &mut out);
             let hello = Hello {
                 version: INTERNAL_PROTOCOL_VERSION,
                 kind,
@@ -350,7 +350,7 @@ fn oversized_messages_are_refused_at_the_sender() {
     for (i, s) in spaces.iter().enumerate() {
         sim.worlds[i].create_space_now(*s, i as i64 + 1);
     }
-    let m = ClientConnected { boot: WALKER, gate: 1, client: CLIENT };
+    let m = ClientConnected { boot: WALKER, gate: 1, client: CLIENT, token: Id::NIL };
     sim.d.handle(sim.now, Event::Frame { conn: GATE, data: enc(&m), at: None }, &mut sim.out);
     sim.settle();
     sim.server_call(WALKER, "hop", vec![id_value(spaces[0])]);
@@ -407,7 +407,7 @@ fn migration_back_and_forth_under_a_stream_of_calls_loses_nothing() {
     for (i, s) in spaces.iter().enumerate() {
         sim.worlds[i].create_space_now(*s, i as i64 + 1);
     }
-    let m = ClientConnected { boot: WALKER, gate: 1, client: CLIENT };
+    let m = ClientConnected { boot: WALKER, gate: 1, client: CLIENT, token: Id::NIL };
     sim.d.handle(sim.now, Event::Frame { conn: GATE, data: enc(&m), at: None }, &mut sim.out);
     sim.settle();
     assert_eq!(sim.holder(WALKER), vec![1]);

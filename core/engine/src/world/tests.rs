@@ -178,7 +178,7 @@ impl Helper {
     }
 }
 
-fn world() -> World {
+pub(super) fn world() -> World {
     let mut reg = Registry::new();
     reg.entity("Boot", Boot::default)
         .method("echo", Expose::AnyClient, Boot::echo)
@@ -210,7 +210,7 @@ fn world() -> World {
     World::new(reg, 1, 2, None, 42, (now, 1_700_000_000_000)).expect("valid registry")
 }
 
-const GATE: u16 = 1;
+pub(super) const GATE: u16 = 1;
 pub(super) const CLIENT: Id = Id([0xc1; 16]);
 pub(super) const BOOT: Id = Id([0xb0; 16]);
 
@@ -236,7 +236,7 @@ pub(super) fn client_call(w: &mut World, client: Id, target: Id, method: &str, a
 
 pub(super) fn booted() -> World {
     let mut w = world();
-    w.handle(Instant::now(), CreateBoot { boot: BOOT, gate: GATE, client: CLIENT });
+    w.handle(Instant::now(), CreateBoot { boot: BOOT, gate: GATE, client: CLIENT, token: Id::NIL });
     let msgs = client_msgs(&mut w);
     assert!(matches!(&msgs[..], [ServerMsg::CreateEntity { is_player: true, id, .. }] if *id == BOOT), "{msgs:?}");
     w
@@ -245,7 +245,7 @@ pub(super) fn booted() -> World {
 #[test]
 fn attributes_reach_the_own_client_in_order() {
     let mut w = world();
-    w.handle(Instant::now(), CreateBoot { boot: BOOT, gate: GATE, client: CLIENT });
+    w.handle(Instant::now(), CreateBoot { boot: BOOT, gate: GATE, client: CLIENT, token: Id::NIL });
     let created = client_msgs(&mut w);
     let want_attrs = Value::Map([("level".to_owned(), Value::Int(1))].into());
     assert!(
@@ -302,7 +302,7 @@ fn timers_fire_by_injected_time_and_cancel() {
     let mut b = Vec::new();
     encode_args(&[], &mut b);
     w.handle(t0, Call { target: BOOT, method: method_id("start_ticking"), args: b, caller });
-    w.handle(t0, ClientDisconnected { owner: BOOT, gate: GATE, client: CLIENT });
+    w.handle(t0, ClientDisconnected { owner: BOOT, gate: GATE, client: CLIENT, resumable: false });
     assert_eq!(w.timer_count(), 0);
 }
 
@@ -335,8 +335,8 @@ fn spaces_aoi_and_client_views() {
     let (ca, cb) = (Id([0xa0; 16]), Id([0xb0; 16]));
     let (pa, pb) = (Id([0x0a; 16]), Id([0x0b; 16]));
     let ty = w.reg.type_index("Player").expect("registered");
-    w.create(ty, pa, Some(ClientRef { gate: GATE, client: ca }));
-    w.create(ty, pb, Some(ClientRef { gate: GATE, client: cb }));
+    w.create(ty, pa, Some(ClientRef { gate: GATE, client: ca, token: Id::NIL }));
+    w.create(ty, pb, Some(ClientRef { gate: GATE, client: cb, token: Id::NIL }));
     assert_eq!(w.space_of(pa), Some(w.nil_space()));
     per_client(w);
     // A space of kind 7, created by entity code (a local op), then both enter it.
@@ -421,7 +421,7 @@ fn aoi_hooks_report_enters_and_leaves() {
     let (sentry, pa, pb) = (Id([0x5e; 16]), Id([0x0a; 16]), Id([0x0b; 16]));
     w.create(w.reg.type_index("Sentry").expect("registered"), sentry, None);
     let player = w.reg.type_index("Player").expect("registered");
-    w.create(player, pa, Some(ClientRef { gate: GATE, client: Id([0xa0; 16]) }));
+    w.create(player, pa, Some(ClientRef { gate: GATE, client: Id([0xa0; 16]), token: Id::NIL }));
     w.create(player, pb, None);
     let space = {
         let mut id = Id::NIL;
@@ -666,14 +666,14 @@ fn local_create_and_call_roundtrip() {
 #[test]
 fn disconnect_destroys_once() {
     let mut w = booted();
-    w.handle(Instant::now(), ClientDisconnected { owner: BOOT, gate: GATE, client: CLIENT });
+    w.handle(Instant::now(), ClientDisconnected { owner: BOOT, gate: GATE, client: CLIENT, resumable: false });
     assert!(!w.has_entity(BOOT));
     let out: Vec<(usize, FromGame)> = w.drain_output().collect();
     let destroyed = out.iter().filter(|(_, m)| matches!(m, FromGame::EntityDestroyed(_))).count();
     assert_eq!(destroyed, 1, "{out:?}");
     // A stale disconnect for another client id changes nothing.
     let mut w = booted();
-    w.handle(Instant::now(), ClientDisconnected { owner: BOOT, gate: GATE, client: Id([1; 16]) });
+    w.handle(Instant::now(), ClientDisconnected { owner: BOOT, gate: GATE, client: Id([1; 16]), resumable: false });
     assert!(w.has_entity(BOOT));
 }
 
@@ -716,7 +716,7 @@ fn spins(w: &mut World, id: Id) -> u64 {
 fn a_self_posting_entity_cannot_stall_the_game() {
     let mut w = booted();
     let (other, other_client) = (Id([0xb1; 16]), Id([0xc2; 16]));
-    w.handle(Instant::now(), CreateBoot { boot: other, gate: GATE, client: other_client });
+    w.handle(Instant::now(), CreateBoot { boot: other, gate: GATE, client: other_client, token: Id::NIL });
     let t0 = Instant::now();
     w.tick(t0);
     client_msgs(&mut w);

@@ -111,6 +111,7 @@ impl World {
     /// `route` (so they stay ordered before what follows on that route), and unbinds it.
     pub(super) fn release_client(&mut self, owner: Id, route: Id) -> Option<ClientRef> {
         let c = self.core.clients.remove(&owner)?;
+        self.core.forget_client(c.client);
         for n in self.core.spaces.seen(owner) {
             self.core.send_to_client(route, c, &ServerMsg::DestroyEntity { id: n });
         }
@@ -149,6 +150,16 @@ impl World {
         };
         slot.client = Some(c);
         self.core.clients.insert(id, c);
+        self.send_view(id, c);
+        self.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
+            e.on_client_connected(ctx);
+            Ok(())
+        });
+    }
+
+    /// Sends client `c` what it sees as the client of `id`: `id` itself (as its player), its
+    /// space, and every entity in its area of interest.
+    pub(super) fn send_view(&mut self, id: Id, c: ClientRef) {
         if let Some(msg) = self.create_msg(id, true) {
             self.core.send_to_client(id, c, &msg);
         }
@@ -163,17 +174,15 @@ impl World {
                 self.core.send_to_client(id, c, &msg);
             }
         }
-        self.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
-            e.on_client_connected(ctx);
-            Ok(())
-        });
     }
 
     pub(super) fn detach_client(&mut self, id: Id) {
         if let Some(s) = self.entities.get_mut(&id) {
             s.client = None;
         }
-        self.core.clients.remove(&id);
+        if let Some(c) = self.core.clients.remove(&id) {
+            self.core.forget_client(c.client);
+        }
         self.with_entity(id, Caller::Server(Id::NIL), |e, ctx| {
             e.on_client_disconnected(ctx);
             Ok(())
