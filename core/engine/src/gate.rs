@@ -439,7 +439,7 @@ impl GateApp {
     /// Calls the method on the player entity of every matching client: checked once, encoded
     /// once; each client gets a copy with its owner's id.
     fn on_filtered_call(&mut self, fc: FilteredCall, out: &mut Outbox) {
-        let FilteredCall { key, op, value, method, args } = fc;
+        let FilteredCall { key, op, value, method, args, .. } = fc;
         let mut r = oxworld_net::wire::Reader::new(&args);
         if let Err(e) = oxworld_net::value::decode_args(&mut r).and_then(|_| r.finish()) {
             warn!("gate{}: filtered call {method} with undecodable arguments: {e}", self.cfg.id);
@@ -915,7 +915,14 @@ mod tests {
         set(&mut f, c2, "12");
         let mut args = Vec::new();
         oxworld_net::value::encode_args(&[Value::Int(1)], &mut args);
-        let fc = FilteredCall { key: "level".into(), op: FilterOp::Ge, value: "10".into(), method: "hi".into(), args };
+        let fc = FilteredCall {
+            gate: 1,
+            key: "level".into(),
+            op: FilterOp::Ge,
+            value: "10".into(),
+            method: "hi".into(),
+            args,
+        };
         let data = fc.to_frame(1);
         f.gate.handle(f.now, Event::Frame { conn: f.links[0], data, at: None }, &mut f.out);
         let sent = f.out.take_frames();
@@ -939,6 +946,7 @@ mod tests {
         f.out.take_frames();
         let call = |f: &mut Fixture| {
             let fc = FilteredCall {
+                gate: 1,
                 key: "level".into(),
                 op: FilterOp::Eq,
                 value: "9".into(),
@@ -1279,6 +1287,7 @@ mod tests {
             let mut args = Vec::new();
             oxworld_net::value::encode_args(&[Value::Int(n)], &mut args);
             let fc = FilteredCall {
+                gate: 1,
                 key: String::new(),
                 op: FilterOp::Eq,
                 value: String::new(),

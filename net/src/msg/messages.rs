@@ -484,9 +484,13 @@ message! {
 }
 
 message! {
-    /// Game -> dispatcher 1 -> every gate: call `method` on the player entity of every client
-    /// whose property `key` satisfies `op value`; an empty `key` selects every client.
-    FilteredCall {
+    /// Game -> dispatcher 1 -> gate `gate` (one message per online gate, so each is numbered
+    /// and delivered exactly once end to end): call `method` on the player entity of every
+    /// client of that gate whose property `key` satisfies `op value`; an empty `key` selects
+    /// every client.
+    FilteredCall aux gate {
+        /// The gate (header `aux`).
+        @skip gate: u16,
         /// Property name.
         key: String,
         /// Comparison.

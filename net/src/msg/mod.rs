@@ -183,8 +183,7 @@ kinds! {
 impl Kind {
     /// True for what a game or gate sends through a dispatcher to one other game or gate:
     /// numbered, kept until acknowledged, sent again after a dispatcher restart (see the
-    /// module docs). What is addressed to a dispatcher itself is rebuilt on a new link instead,
-    /// and a [`FilteredCall`] (to every gate) is not numbered.
+    /// module docs). What is addressed to a dispatcher itself is rebuilt on a new link instead.
     pub fn end_to_end(self) -> bool {
         matches!(
             self,
@@ -200,6 +199,7 @@ impl Kind {
                 | Kind::PlayerAt
                 | Kind::ResumeClient
                 | Kind::ResumeRefused
+                | Kind::FilteredCall
         )
     }
 }
@@ -752,6 +752,7 @@ mod tests {
             Acks { origin: 0x8001, runs: vec![(7, 3), (12, 1)] }.into(),
             ResumeRefused { gate: 1, client: A, entity: B, reason: "expired".into() }.into(),
             FilteredCall {
+                gate: 2,
                 key: "level".into(),
                 op: FilterOp::Ge,
                 value: "5".into(),
@@ -789,6 +790,7 @@ mod tests {
             ToClients { gate: 1, clients: vec![A], payload: vec![1, 2, 3] }.into(),
             SetFilterProp { gate: 1, client: A, key: "k".into(), value: String::new() }.into(),
             FilteredCall {
+                gate: 1,
                 key: String::new(),
                 op: FilterOp::Eq,
                 value: String::new(),

@@ -188,6 +188,11 @@ impl DispatcherApp {
             info!("dispatcher{}: game{id} is back; releasing {released} held messages ({failed} failed)", self.id);
         }
         out.send_with(conn, |b| Thawed { dispatcher: self.id, released, failed }.encode(0, b));
+        // The gates first: what is released next may call every client (a filtered call goes
+        // to the gates the game knows).
+        for &gate in self.gates.keys() {
+            out.send_with(conn, |b| GateUp { gate }.encode(0, b));
+        }
         // The same process after a broken link: what it may have lost, in order, first.
         self.replay_inflight(origin_of(ProcKind::Game, id), conn, out);
         for frame in queue {
@@ -196,9 +201,6 @@ impl DispatcherApp {
             self.forwarded(origin_of(ProcKind::Game, id), frame);
         }
         self.broadcast_games(&GameUp { game: id }.to_frame(0), Some(id), out);
-        for &gate in self.gates.keys() {
-            out.send_with(conn, |b| GateUp { gate }.encode(0, b));
-        }
         info!("dispatcher{}: game{id} up ({} games)", self.id, self.games.len());
         for ((name, shard), (entity, game)) in &self.services {
             let m = ServiceUpdate { entity: *entity, game: *game, name: name.clone(), shard: *shard };

@@ -476,10 +476,7 @@ impl DispatcherApp {
                 self.send_gate(h.aux, frame, out);
             }
             FromGameKind::FilteredCall => {
-                for &c in self.gates.values() {
-                    out.send(c, &frame);
-                    self.stats.routed += 1;
-                }
+                self.send_gate(h.aux, frame, out);
             }
             // Addressed to the dispatcher.
             FromGameKind::Announce => match Announce::decode_body(&h, body) {
@@ -1222,8 +1219,10 @@ mod tests {
         assert_eq!(feed(&mut d, &mut out, 1, enc(&tc)), vec![(GATE, Got::Gate(tc.into()))]);
         let to_missing_gate = ToClients { gate: 9, clients: vec![Id([1; 16])], payload: vec![1] };
         assert!(feed(&mut d, &mut out, 1, enc(&to_missing_gate)).is_empty());
-        let fc = oxworld_net::msg::FilteredCall::default();
+        let fc = oxworld_net::msg::FilteredCall { gate: 1, ..Default::default() };
         assert_eq!(feed(&mut d, &mut out, 2, enc(&fc)), vec![(GATE, Got::Gate(fc.into()))]);
+        let to_missing_gate = oxworld_net::msg::FilteredCall { gate: 9, ..Default::default() };
+        assert!(feed(&mut d, &mut out, 2, enc(&to_missing_gate)).is_empty());
     }
 
     fn client_call(e: Id, n: u8) -> Call {
@@ -1352,7 +1351,8 @@ mod tests {
             "{to_new:?}"
         );
         assert_eq!(to_new[1], g(Thawed { dispatcher: 1, released: 6, failed: 0 }));
-        assert_eq!(&to_new[2..8], &want[..]);
+        assert_eq!(to_new[2], g(GateUp { gate: 1 }), "the gates before the held traffic (filtered calls need them)");
+        assert_eq!(&to_new[3..9], &want[..]);
         assert!(!d.is_frozen(2));
         // Traffic flows directly again.
         let got = feed(&mut d, &mut out, 3, enc(&client_call(e, 9)));

@@ -541,9 +541,20 @@ impl Ctx<'_> {
         if !self.core.fits(enc.len(), || format!("call_filtered_clients({method}) from {}", self.id)) {
             return;
         }
-        let msg =
-            FilteredCall { key: key.to_owned(), op, value: value.to_owned(), method: method.to_owned(), args: enc };
-        self.core.send_idx(0, msg);
+        // One per online gate, all through dispatcher index 0 (so they stay in order), each
+        // numbered end to end: none is lost when a dispatcher dies.
+        let gates: Vec<u16> = self.core.online_gates.iter().copied().collect();
+        for gate in gates {
+            let msg = FilteredCall {
+                gate,
+                key: key.to_owned(),
+                op,
+                value: value.to_owned(),
+                method: method.to_owned(),
+                args: enc.clone(),
+            };
+            self.core.send_idx(0, msg);
+        }
     }
 
     /// Calls `method` on every connected client's player entity.

@@ -147,6 +147,9 @@ struct Meta {
     game: u16,
     dispatchers: usize,
     online: Vec<u16>,
+    /// The gates up when it froze (optional in the map: a freeze of an earlier binary has
+    /// none; the dispatchers say `GateUp` again at the restore's link-up anyway).
+    gates: Vec<u16>,
     services: Vec<(String, u16, Id, u16)>,
     pending_services: Vec<(String, u16, Id)>,
     migrations: Vec<(Id, Id, Pos, u16)>,
@@ -161,6 +164,7 @@ impl Meta {
         m.insert("game".to_owned(), Value::Int(i64::from(self.game)));
         m.insert("dispatchers".to_owned(), Value::Int(i64::try_from(self.dispatchers).unwrap_or(i64::MAX)));
         m.insert("online".to_owned(), Value::List(self.online.iter().map(|g| Value::Int(i64::from(*g))).collect()));
+        m.insert("gates".to_owned(), Value::List(self.gates.iter().map(|g| Value::Int(i64::from(*g))).collect()));
         let services = self
             .services
             .iter()
@@ -213,6 +217,12 @@ impl Meta {
         for g in list("online")? {
             online.push(small(Some(g)).ok_or_else(|| bad("online"))?);
         }
+        let mut gates = Vec::new();
+        if m.contains_key("gates") {
+            for g in list("gates")? {
+                gates.push(small(Some(g)).ok_or_else(|| bad("gates"))?);
+            }
+        }
         let mut services = Vec::new();
         for s in list("services")? {
             let Value::List(f) = s else { return Err(bad("services")) };
@@ -243,6 +253,7 @@ impl Meta {
             game: small(m.get("game")).ok_or_else(|| bad("game"))?,
             dispatchers: small(m.get("dispatchers")).ok_or_else(|| bad("dispatchers"))?,
             online,
+            gates,
             services,
             pending_services,
             migrations,
@@ -308,6 +319,7 @@ impl World {
             game: self.core.game_id,
             dispatchers: self.core.n_dispatchers,
             online: self.core.online_games.iter().copied().collect(),
+            gates: self.core.online_gates.iter().copied().collect(),
             services: self.core.services.iter().map(|((n, s), (id, g))| (n.clone(), *s, *id, *g)).collect(),
             pending_services: self.core.pending_services.iter().map(|((n, s), (id, _))| (n.clone(), *s, *id)).collect(),
             migrations: self.core.migrations.iter().map(|(e, (sp, p, g))| (*e, *sp, *p, *g)).collect(),
@@ -449,6 +461,8 @@ impl World {
         let _ = w.core.spaces.take_moved();
         w.core.online_games.extend(meta.online);
         w.core.online_games.insert(game_id);
+        // Filtered calls made before the dispatchers' `GateUp`s arrive reach these gates.
+        w.core.online_gates.extend(meta.gates);
         for (n, s, id, g) in meta.services {
             w.core.services.insert((n, s), (id, g));
         }

@@ -155,22 +155,27 @@ fn entity_code_reads_other_local_entities_and_spaces() {
 #[test]
 fn filtered_calls_compare_numbers_or_strings_as_asked() {
     let mut w = booted();
+    let t = w.core.clock_base.0;
+    w.handle(t, oxworld_net::msg::GateUp { gate: 1 });
+    w.handle(t, oxworld_net::msg::GateUp { gate: 2 });
     w.with_entity(BOOT, Caller::Server(Id::NIL), |_, ctx| {
         ctx.call_filtered_clients("level", ">", "9", "hi", vec![]);
         ctx.call_filtered_clients_by_string("level", ">", "9", "hi", vec![]);
         ctx.call_filtered_clients_by_string("level", "=>", "9", "hi", vec![]);
         Ok(())
     });
-    let ops: Vec<oxworld_net::msg::FilterOp> = w
+    let sent: Vec<(usize, u16, oxworld_net::msg::FilterOp)> = w
         .drain_output()
-        .filter_map(|(_, m)| match m {
-            oxworld_net::msg::FromGame::FilteredCall(fc) => Some(fc.op),
+        .filter_map(|(d, m)| match m {
+            oxworld_net::msg::FromGame::FilteredCall(fc) => Some((d, fc.gate, fc.op)),
             _ => None,
         })
         .collect();
     use oxworld_net::msg::FilterOp;
-    assert_eq!(ops, vec![FilterOp::Gt, FilterOp::StrGt], "an unknown operator sends nothing");
-    assert!(FilterOp::Gt.matches("10", "9") && !ops[1].matches("10", "9"), "GoWorld's '10' < '9'");
+    let want = vec![(0, 1, FilterOp::Gt), (0, 2, FilterOp::Gt), (0, 1, FilterOp::StrGt), (0, 2, FilterOp::StrGt)];
+    assert_eq!(sent, want, "one per online gate, through dispatcher index 0; an unknown operator sends nothing");
+    let ops: Vec<FilterOp> = sent.iter().map(|(_, _, op)| *op).collect();
+    assert!(FilterOp::Gt.matches("10", "9") && !ops[2].matches("10", "9"), "GoWorld's '10' < '9'");
 }
 
 #[test]
