@@ -115,6 +115,19 @@ struct Bot {
     chaos: crate::chaos::BotChaos,
 }
 
+impl Bot {
+    /// Forgets its player and what it was shown, and logs in again; what it had acknowledged
+    /// before `lost_at` must come back (`lost_values`).
+    fn log_in_again(&mut self, lost_at: Instant, now: Instant) {
+        self.account = None;
+        self.avatar = None;
+        self.kind = -1;
+        self.shadow.clear();
+        self.lost_at = Some(lost_at);
+        self.pending = Some(("login", Pending::Login, now));
+    }
+}
+
 fn attr<'a>(shadow: &'a std::collections::HashMap<Id, Value>, id: Id, path: &[&str]) -> Option<&'a Value> {
     let mut v = shadow.get(&id)?;
     for key in path {
@@ -391,12 +404,7 @@ pub(crate) fn run_testgame(
                             continue;
                         }
                         net.reconnect_after(i, &gates[b.gate], RECONNECT_DELAY);
-                        b.account = None;
-                        b.avatar = None;
-                        b.kind = -1;
-                        b.shadow.clear();
-                        b.lost_at = Some(rep.live().last_kill(now).unwrap_or(now));
-                        b.pending = Some(("login", Pending::Login, now));
+                        b.log_in_again(rep.live().last_kill(now).unwrap_or(now), now);
                     } else {
                         bots[i].closed = true;
                         rep.error(format!("bot {} ({}): disconnected: {reason}", first + i, bots[i].name));
@@ -454,12 +462,7 @@ pub(crate) fn run_testgame(
                 // The resume was refused (the session expired, or its game is gone): a boot
                 // entity follows; the bot logs in again.
                 ServerMsg::Error { code, .. } if code == ErrorCode::ResumeRefused as u16 => {
-                    b.account = None;
-                    b.avatar = None;
-                    b.kind = -1;
-                    b.shadow.clear();
-                    b.lost_at = Some(rep.live().last_kill(now).unwrap_or(now));
-                    b.pending = Some(("login", Pending::Login, now));
+                    b.log_in_again(rep.live().last_kill(now).unwrap_or(now), now);
                     rep.count("resumes_refused", 1);
                 }
                 ServerMsg::Error { target, code, .. }

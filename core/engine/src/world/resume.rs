@@ -267,6 +267,15 @@ mod tests {
         (to_clients, rest)
     }
 
+    /// A world that waits 30 s for clients, with the boot entity bound to `CLIENT` by `TOKEN`.
+    fn logged_in() -> (World, Instant) {
+        let mut w = world();
+        w.set_client_resume(Duration::from_secs(30));
+        let t0 = Instant::now();
+        w.handle(t0, CreateBoot { boot: BOOT, gate: GATE, client: CLIENT, token: TOKEN });
+        (w, t0)
+    }
+
     fn resume(w: &mut World, now: Instant, old_client: Id, token: Id) {
         let m = ResumeClient { entity: BOOT, gate: 2, client: NEW, old_client, token, new_token: NEW_TOKEN };
         w.handle(now, m);
@@ -283,10 +292,7 @@ mod tests {
     /// the window, it gets `on_client_disconnected` (the test's boot destroys itself then).
     #[test]
     fn a_client_that_went_away_resumes_with_its_view_and_the_calls_kept_meanwhile() {
-        let mut w = world();
-        w.set_client_resume(Duration::from_secs(30));
-        let t0 = Instant::now();
-        w.handle(t0, CreateBoot { boot: BOOT, gate: GATE, client: CLIENT, token: TOKEN });
+        let (mut w, t0) = logged_in();
         sent(&mut w);
         // A filter property its gate holds (as `set_client_filter_prop` records it).
         w.core.record_prop(CLIENT, "prof", "3");
@@ -342,10 +348,7 @@ mod tests {
     /// the away state travels with a migrating entity.
     #[test]
     fn kept_calls_are_bounded_and_the_away_state_travels_with_the_entity() {
-        let mut w = world();
-        w.set_client_resume(Duration::from_secs(30));
-        let t0 = Instant::now();
-        w.handle(t0, CreateBoot { boot: BOOT, gate: GATE, client: CLIENT, token: TOKEN });
+        let (mut w, t0) = logged_in();
         w.handle(t0, ClientDisconnected { owner: BOOT, gate: GATE, client: CLIENT, resumable: true });
         for i in 0..(MAX_KEPT + 44) {
             client_call(&mut w, OTHER, BOOT, "echo", vec![Value::Int(i as i64)]);
